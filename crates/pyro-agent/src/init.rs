@@ -1,0 +1,447 @@
+//! PID 1 duties: assemble the root filesystem, start the protocol server in a
+//! child process, and reap every orphan.
+
+use std::fs;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, chdir, fork, pivot_root, sethostname};
+use pyro_protocol::AgentMode;
+
+use crate::{HostCompatArgs, ServerConfig, Transport, keep_fd, log};
+
+/// Mount point of the per-VM writable disk during assembly (guest).
+const STAGING: &str = "/mnt";
+
+/// Entry point as the guest kernel's init.
+pub fn guest() -> ExitCode {
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Err(e) = assemble_guest_root(&cmdline) {
+        log::error(&format!("cannot assemble the root filesystem: {e}"));
+        power_off();
+    }
+    let params = KernelParams::parse(&cmdline);
+    if let Err(e) = sethostname(&params.hostname) {
+        log::error(&format!("sethostname: {e}"));
+    }
+    if let Err(e) = loopback_up() {
+        log::error(&format!("cannot bring up the loopback interface: {e}"));
+    }
+    let config = ServerConfig {
+        transport: Transport::Vsock,
+        mode: AgentMode::Guest,
+        idle_seconds: params.idle_seconds,
+    };
+    supervise(config)
+}
+
+/// Entry point of `pyro-agent host-compat`.
+pub fn host_compat(args: HostCompatArgs) -> ExitCode {
+    match host_compat_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn host_compat_inner(args: HostCompatArgs) -> Result<ExitCode, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "the host-compat sandbox needs root (it builds a chroot with private \
+                    mount and PID namespaces); run pyro as root"
+                .into(),
+        );
+    }
+    let _ = fs::remove_file(&args.socket);
+    let listener = UnixListener::bind(&args.socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    let ready = UnixStream::connect(&args.ready)
+        .map_err(|e| format!("cannot reach the host at {}: {e}", args.ready.display()))?;
+    let (listener, ready) = (keep_fd(listener), keep_fd(ready));
+
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| format!("unshare: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+
+    let launcher = nix::unistd::getpid();
+    // SAFETY: this process is single-threaded here (no runtime has started),
+    // so the child may run arbitrary code after fork.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { child } => Ok(wait_for_namespace(child)),
+        ForkResult::Child => {
+            // PID 1 of the new namespace: dies with the launcher, and the
+            // kernel then kills everything else in the namespace.
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != launcher {
+                std::process::exit(1);
+            }
+            if let Err(e) = assemble_host_compat_root(&args) {
+                log::error(&format!("cannot assemble the sandbox root: {e}"));
+                std::process::exit(1);
+            }
+            if let Err(e) = sethostname(&args.hostname) {
+                log::error(&format!("sethostname: {e}"));
+            }
+            let config = ServerConfig {
+                transport: Transport::Unix { listener, ready },
+                mode: AgentMode::HostCompat,
+                idle_seconds: args.idle_seconds,
+            };
+            let code = supervise(config);
+            std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+        }
+    }
+}
+
+/// Waits for the namespace's init and mirrors how it ended.
+fn wait_for_namespace(child: Pid) -> ExitCode {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitCode::from(code.clamp(0, 255) as u8),
+            // A power-off from inside (deadline or shutdown request) kills
+            // the namespace's init; that is a normal end.
+            Ok(WaitStatus::Signaled(_, _, _)) => return ExitCode::SUCCESS,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return ExitCode::from(1),
+        }
+    }
+}
+
+/// Guest: lower layer = the read-only base image the kernel mounted as `/`,
+/// upper layer = `/dev/vdb`; pivot into the overlay.
+fn assemble_guest_root(cmdline: &str) -> Result<(), String> {
+    mount_fs("proc", "/proc", "proc", MsFlags::empty(), None)?;
+    mount_fs("sysfs", "/sys", "sysfs", MsFlags::empty(), None)?;
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::empty(), None)?;
+    mount_fs(
+        "tmpfs",
+        STAGING,
+        "tmpfs",
+        MsFlags::empty(),
+        Some("mode=0700"),
+    )?;
+    let upper_dev = KernelParams::parse(cmdline).upper_device;
+    let upper = format!("{STAGING}/upper");
+    let newroot = format!("{STAGING}/root");
+    mkdir(&upper)?;
+    mkdir(&newroot)?;
+    mount_fs(&upper_dev, &upper, "ext4", MsFlags::MS_NOATIME, None).map_err(|e| {
+        format!("{e} (the per-VM writable disk {upper_dev} is missing or not ext4)")
+    })?;
+    mkdir(&format!("{upper}/data"))?;
+    mkdir(&format!("{upper}/work"))?;
+    let opts = format!("lowerdir=/,upperdir={upper}/data,workdir={upper}/work");
+    mount_fs(
+        "overlay",
+        &newroot,
+        "overlay",
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
+    enter_root(Path::new(&newroot))?;
+    mount_runtime_fs(true)
+}
+
+/// Host-compat: lower layer = the environment's root tree, upper layer = a
+/// host directory; pivot into the overlay inside the private namespaces.
+fn assemble_host_compat_root(args: &HostCompatArgs) -> Result<(), String> {
+    let data = args.upper.join("data");
+    let work = args.upper.join("work");
+    for d in [&data, &work, &args.mountpoint] {
+        fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        args.lower.display(),
+        data.display(),
+        work.display()
+    );
+    let root = &args.mountpoint;
+    mount_fs(
+        "overlay",
+        &root.to_string_lossy(),
+        "overlay",
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
+    // A private /dev with just the safe character devices of the host.
+    let dev = root.join("dev");
+    mkdir(&dev.to_string_lossy())?;
+    mount_fs(
+        "tmpfs",
+        &dev.to_string_lossy(),
+        "tmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        fs::write(&target, b"").map_err(|e| format!("create {}: {e}", target.display()))?;
+        mount(
+            Some(Path::new("/dev").join(node).as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind /dev/{node}: {e}"))?;
+    }
+    enter_root(root)?;
+    mount_runtime_fs(false)
+}
+
+/// Pivots into `newroot` and detaches the old root.
+fn enter_root(newroot: &Path) -> Result<(), String> {
+    chdir(newroot).map_err(|e| format!("chdir {}: {e}", newroot.display()))?;
+    pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+/// The pseudo-filesystems every workspace has.
+fn mount_runtime_fs(guest: bool) -> Result<(), String> {
+    mount_fs(
+        "proc",
+        "/proc",
+        "proc",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None,
+    )?;
+    if guest {
+        mount_fs(
+            "sysfs",
+            "/sys",
+            "sysfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None,
+        )?;
+        mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, None)?;
+    } else {
+        let ro = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+        mount_fs("sysfs", "/sys", "sysfs", ro, None)?;
+        for (link, target) in [
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/stdin", "/proc/self/fd/0"),
+            ("/dev/stdout", "/proc/self/fd/1"),
+            ("/dev/stderr", "/proc/self/fd/2"),
+        ] {
+            let _ = std::os::unix::fs::symlink(target, link);
+        }
+    }
+    mkdir("/dev/pts")?;
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    let _ = fs::remove_file("/dev/ptmx");
+    let _ = std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx");
+    mkdir("/dev/shm")?;
+    mount_fs(
+        "tmpfs",
+        "/dev/shm",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None,
+    )?;
+    mkdir("/run")?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    mkdir("/tmp")?;
+    let _ = fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    mkdir("/workspace")
+}
+
+fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    match mount(Some(source), target, Some(fstype), flags, data) {
+        Ok(()) => Ok(()),
+        // devtmpfs may already be mounted by the kernel (DEVTMPFS_MOUNT).
+        Err(Errno::EBUSY) if fstype == "devtmpfs" => Ok(()),
+        Err(e) => Err(format!("mount {fstype} {source} on {target}: {e}")),
+    }
+}
+
+fn mkdir(path: &str) -> Result<(), String> {
+    fs::create_dir_all(path).map_err(|e| format!("mkdir {path}: {e}"))
+}
+
+/// Settings the host passes on the kernel command line.
+#[derive(Debug, PartialEq, Eq)]
+struct KernelParams {
+    hostname: String,
+    idle_seconds: u64,
+    upper_device: String,
+}
+
+impl KernelParams {
+    fn parse(cmdline: &str) -> Self {
+        let mut p = Self {
+            hostname: "pyro".into(),
+            idle_seconds: 0,
+            upper_device: "/dev/vdb".into(),
+        };
+        for word in cmdline.split_whitespace() {
+            if let Some(v) = word.strip_prefix("pyro.hostname=") {
+                p.hostname = v.to_owned();
+            } else if let Some(v) = word.strip_prefix("pyro.idle=") {
+                p.idle_seconds = v.parse().unwrap_or(0);
+            } else if let Some(v) = word.strip_prefix("pyro.upper=") {
+                p.upper_device = v.to_owned();
+            }
+        }
+        p
+    }
+}
+
+/// Brings `lo` up so services can listen on 127.0.0.1.
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: fd is a valid socket and req a valid ifreq naming "lo".
+    let mut rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
+    if rc == 0 {
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        unsafe {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        }
+        // SAFETY: as above, with the updated flags.
+        rc = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
+    }
+    let err = std::io::Error::last_os_error();
+    // SAFETY: fd came from socket(2) above and is closed exactly once.
+    unsafe { libc::close(fd) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(err.to_string())
+    }
+}
+
+/// Runs the protocol server in a child process and reaps every process that
+/// ends up parented to PID 1. Restarts a crashed server a few times.
+fn supervise(config: ServerConfig) -> ExitCode {
+    let mut restarts: Vec<Instant> = Vec::new();
+    loop {
+        // SAFETY: PID 1 stays single-threaded; the child builds its own
+        // runtime after fork.
+        let server = match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                let code = crate::server::run(config.clone());
+                std::process::exit(code);
+            }
+            Ok(ForkResult::Parent { child }) => child,
+            Err(e) => {
+                log::error(&format!("fork: {e}"));
+                power_off();
+            }
+        };
+        reap_until(server);
+        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+        restarts.push(Instant::now());
+        if restarts.len() > 5 {
+            log::error("the agent server keeps crashing; powering off");
+            power_off();
+        }
+        log::error("the agent server exited; restarting it");
+    }
+}
+
+/// Reaps children until `server` has exited.
+fn reap_until(server: Pid) {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) if pid == server => {
+                return;
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => return,
+            Err(e) => {
+                log::error(&format!("waitpid: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Flushes filesystems and ends the guest (Firecracker exits on the reset),
+/// or, inside a host-compat PID namespace, kills the namespace's init.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    // Not allowed to reboot (should not happen as root): leave anyway.
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_params_defaults_and_overrides() {
+        let p = KernelParams::parse("console=ttyS0 quiet");
+        assert_eq!(
+            p,
+            KernelParams {
+                hostname: "pyro".into(),
+                idle_seconds: 0,
+                upper_device: "/dev/vdb".into()
+            }
+        );
+        let p = KernelParams::parse("pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc");
+        assert_eq!((p.hostname.as_str(), p.idle_seconds), ("ws1", 600));
+        assert_eq!(p.upper_device, "/dev/vdc");
+    }
+
+    #[test]
+    fn unknown_paths_give_errors_not_panics() {
+        let e = mount_fs(
+            "none",
+            "/nonexistent/pyro-test",
+            "tmpfs",
+            MsFlags::empty(),
+            None,
+        );
+        assert!(e.unwrap_err().contains("/nonexistent/pyro-test"));
+    }
+}

@@ -1,0 +1,275 @@
+//! The protocol server: accepts connections, greets, and serves one request
+//! per connection, each in its own task so a long command never blocks a
+//! status call.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyro_protocol::{
+    AgentError, AgentMode, Envelope, ErrorKind, Hello, PROTOCOL_VERSION, Request, Response,
+    read_message, write_message,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::{ServerConfig, Transport, log};
+
+/// How long a client may take to send its request after the greeting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// State shared by all connections.
+#[derive(Debug)]
+pub struct Shared {
+    mode: AgentMode,
+    started: std::time::Instant,
+    /// Idle timeout in seconds; 0 means none.
+    idle_seconds: Mutex<u64>,
+    /// When the guest powers itself off.
+    deadline: watch::Sender<Option<Instant>>,
+}
+
+impl Shared {
+    fn uptime_ms(&self) -> u64 {
+        // In a guest the kernel's uptime is the honest boot clock.
+        if self.mode == AgentMode::Guest
+            && let Ok(s) = std::fs::read_to_string("/proc/uptime")
+            && let Some(secs) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        {
+            return (secs * 1000.0) as u64;
+        }
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            mode: self.mode,
+            capabilities: vec!["exec".into(), "exec_stdin".into(), "idle_deadline".into()],
+            uptime_ms: self.uptime_ms(),
+        }
+    }
+
+    /// Every request counts as activity: push the idle deadline out.
+    fn touch(&self) {
+        let idle = *self.idle_seconds.lock().unwrap_or_else(|e| e.into_inner());
+        let next = (idle > 0).then(|| Instant::now() + Duration::from_secs(idle));
+        self.deadline.send_replace(next);
+    }
+}
+
+/// Runs the server until the process is told to power off. Returns the exit
+/// code for the server process.
+pub fn run(config: ServerConfig) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(&format!("cannot start the async runtime: {e}"));
+            return 1;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error(&e);
+            1
+        }
+    }
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    let (deadline, _) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        mode: config.mode,
+        started: std::time::Instant::now(),
+        idle_seconds: Mutex::new(config.idle_seconds),
+        deadline,
+    });
+    shared.touch();
+    tokio::spawn(deadline_watcher(shared.clone()));
+
+    match config.transport {
+        Transport::Vsock => {
+            let addr =
+                tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, pyro_protocol::AGENT_PORT);
+            let listener = tokio_vsock::VsockListener::bind(addr)
+                .map_err(|e| format!("cannot listen on vsock port {}: {e}", addr.port()))?;
+            announce_vsock(&shared).await;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => spawn_connection(stream, shared.clone()),
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        }
+        Transport::Unix { listener, ready } => {
+            let listener = unix_listener(listener)?;
+            announce_unix(ready, &shared).await;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => spawn_connection(stream, shared.clone()),
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        }
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    log::error(&format!("accept: {e}"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn unix_listener(fd: RawFd) -> Result<tokio::net::UnixListener, String> {
+    // SAFETY: `fd` is the listening socket the launcher bound and handed down
+    // through fork; this process owns it from here on and dups it so a
+    // restarted server can take it again.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(format!("dup listener: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(dup) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("listener: {e}"))?;
+    tokio::net::UnixListener::from_std(std_listener).map_err(|e| format!("listener: {e}"))
+}
+
+/// Tells the host we serve: one greeting on the readiness channel.
+async fn announce_vsock(shared: &Shared) {
+    let addr = tokio_vsock::VsockAddr::new(libc::VMADDR_CID_HOST, pyro_protocol::READY_PORT);
+    match tokio_vsock::VsockStream::connect(addr).await {
+        Ok(mut s) => {
+            if let Err(e) = write_message(&mut s, &shared.hello()).await {
+                log::error(&format!("readiness push: {e}"));
+            }
+        }
+        // The host may not listen (a restored snapshot, a restarted server);
+        // it then polls instead.
+        Err(e) => log::info(&format!("no readiness listener on the host ({e})")),
+    }
+    log::info("ready");
+}
+
+async fn announce_unix(fd: RawFd, shared: &Shared) {
+    // SAFETY: `fd` is this process's copy (inherited through fork) of the
+    // connected readiness socket the launcher opened; PID 1 keeps its own
+    // copy, so a restarted server greets again on the same connection, which
+    // the host ignores once it has its first greeting.
+    let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    if std_stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    if let Ok(mut s) = tokio::net::UnixStream::from_std(std_stream)
+        && let Err(e) = write_message(&mut s, &shared.hello()).await
+    {
+        log::error(&format!("readiness push: {e}"));
+    }
+}
+
+fn spawn_connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = handle(stream, shared).await {
+            log::info(&format!("connection ended: {e}"));
+        }
+    });
+}
+
+async fn handle<S>(mut stream: S, shared: Arc<Shared>) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    write_message(&mut stream, &shared.hello())
+        .await
+        .map_err(|e| e.to_string())?;
+    let envelope: Envelope =
+        match tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut stream, "its request")).await
+        {
+            Ok(Ok(env)) => env,
+            Ok(Err(e)) => {
+                let err = AgentError::new(ErrorKind::BadRequest, e.to_string());
+                let _ = write_message(&mut stream, &Response::Error(err)).await;
+                return Err(e.to_string());
+            }
+            Err(_) => return Err("no request within the time limit".into()),
+        };
+    if envelope.protocol_version != PROTOCOL_VERSION {
+        let err = AgentError::new(
+            ErrorKind::ProtocolVersion,
+            format!(
+                "this agent speaks protocol {PROTOCOL_VERSION}, the host speaks {}; \
+                 re-pull the environment so its agent matches pyro",
+                envelope.protocol_version
+            ),
+        );
+        return write_message(&mut stream, &Response::Error(err))
+            .await
+            .map_err(|e| e.to_string());
+    }
+    shared.touch();
+    let response = match envelope.request {
+        Request::Ping => Response::Pong {
+            uptime_ms: shared.uptime_ms(),
+        },
+        Request::Exec(req) => return crate::exec::run(stream, req).await,
+        Request::SetDeadline { idle_seconds } => {
+            *shared
+                .idle_seconds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = idle_seconds.unwrap_or(0);
+            shared.touch();
+            Response::Done
+        }
+        Request::Sync => {
+            tokio::task::spawn_blocking(nix::unistd::sync)
+                .await
+                .map_err(|e| e.to_string())?;
+            Response::Done
+        }
+        Request::Shutdown => {
+            let _ = write_message(&mut stream, &Response::Done).await;
+            drop(stream);
+            log::info("shutdown requested; powering off");
+            crate::init::power_off();
+        }
+    };
+    write_message(&mut stream, &response)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Powers the guest off when the idle deadline passes.
+async fn deadline_watcher(shared: Arc<Shared>) {
+    let mut rx = shared.deadline.subscribe();
+    loop {
+        let current = *rx.borrow_and_update();
+        match current {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {
+                        log::info("idle deadline passed; powering off (the disk is kept)");
+                        crate::init::power_off();
+                    }
+                    changed = rx.changed() => if changed.is_err() { return },
+                }
+            }
+            None => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

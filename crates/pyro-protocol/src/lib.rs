@@ -1,0 +1,297 @@
+//! The wire protocol between the pyro host and its guest agent.
+//!
+//! Transport: a stream socket per request (Firecracker hybrid vsock, or a Unix
+//! socket in the host-compat backend). On every connection the agent speaks
+//! first with a [`Hello`]; the host answers with one [`Envelope`] carrying its
+//! protocol version and one [`Request`], then both sides exchange frames until
+//! the agent sends the final [`Response`].
+//!
+//! Frames are `u32` big-endian length, one [`FrameKind`] byte, then the
+//! payload; the length counts the kind byte and the payload. Control messages
+//! are JSON ([`FrameKind::Message`]); bulk bytes (command output, stdin, file
+//! and archive data) travel raw in their own frame kinds, so non-UTF-8 data
+//! never has to be escaped.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod messages;
+pub use messages::*;
+
+/// Version of this protocol. Host and agent refuse to talk across versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// vsock port the guest agent listens on.
+pub const AGENT_PORT: u32 = 5000;
+
+/// vsock port on the host side (CID 2) that the agent connects to once it is
+/// ready to serve; Firecracker forwards it to `<uds_path>_<port>`.
+pub const READY_PORT: u32 = 5001;
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Largest chunk of bulk data put in one frame.
+pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A JSON control message.
+    Message = 0,
+    /// Bytes the command wrote to its standard output.
+    Stdout = 1,
+    /// Bytes the command wrote to its standard error.
+    Stderr = 2,
+    /// Bytes for the command's standard input.
+    Stdin = 3,
+    /// The host has no more standard input; the agent closes the pipe.
+    StdinEnd = 4,
+    /// Bulk payload bytes (archives, file contents).
+    Data = 5,
+    /// End of a bulk payload.
+    DataEnd = 6,
+}
+
+impl FrameKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Message,
+            1 => Self::Stdout,
+            2 => Self::Stderr,
+            3 => Self::Stdin,
+            4 => Self::StdinEnd,
+            5 => Self::Data,
+            6 => Self::DataEnd,
+            _ => return None,
+        })
+    }
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What the payload is.
+    pub kind: FrameKind,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// Decodes a JSON control message from this frame.
+    pub fn message<T: DeserializeOwned>(&self) -> Result<T, FrameError> {
+        if self.kind != FrameKind::Message {
+            return Err(FrameError::Unexpected {
+                expected: "a message",
+                got: self.kind,
+            });
+        }
+        serde_json::from_slice(&self.payload).map_err(FrameError::Json)
+    }
+}
+
+/// Framing and decoding failures.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The transport failed.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer announced a frame larger than [`MAX_FRAME_BYTES`].
+    #[error("peer sent a {0}-byte frame, above the {MAX_FRAME_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// A zero-length frame has no kind byte.
+    #[error("peer sent an empty frame")]
+    Empty,
+    /// The kind byte is not one this version knows.
+    #[error("peer sent a frame of unknown kind {0}")]
+    UnknownKind(u8),
+    /// A control message did not parse.
+    #[error("peer sent a malformed message: {0}")]
+    Json(serde_json::Error),
+    /// The frame arrived where another kind was expected.
+    #[error("expected {expected}, got a {got:?} frame")]
+    Unexpected {
+        /// What the reader wanted.
+        expected: &'static str,
+        /// What arrived.
+        got: FrameKind,
+    },
+    /// The peer closed the connection before the exchange finished.
+    #[error("peer closed the connection before {0}")]
+    Closed(&'static str),
+}
+
+/// Encodes one frame (header and payload in one buffer, so one write).
+pub fn encode_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len() + 1).unwrap_or(u32::MAX);
+    let mut buf = Vec::with_capacity(payload.len() + 5);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.push(kind as u8);
+    buf.extend_from_slice(payload);
+    buf
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: FrameKind,
+    payload: &[u8],
+) -> Result<(), FrameError> {
+    if payload.len() + 1 > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(payload.len() + 1));
+    }
+    w.write_all(&encode_frame(kind, payload)).await?;
+    Ok(())
+}
+
+/// Writes one JSON control message.
+pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(msg).map_err(FrameError::Json)?;
+    write_frame(w, FrameKind::Message, &body).await
+}
+
+/// Reads one frame; `Ok(None)` when the peer closed the connection cleanly
+/// between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    let kind = FrameKind::from_byte(buf[0]).ok_or(FrameError::UnknownKind(buf[0]))?;
+    buf.remove(0);
+    Ok(Some(Frame { kind, payload: buf }))
+}
+
+/// Reads one frame that must be a JSON message of type `T`.
+pub async fn read_message<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    what: &'static str,
+) -> Result<T, FrameError> {
+    match read_frame(r).await? {
+        Some(frame) => frame.message(),
+        None => Err(FrameError::Closed(what)),
+    }
+}
+
+/// The environment every command starts from, before request overrides.
+pub fn base_command_env() -> BTreeMap<String, String> {
+    [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("HOME", "/root"),
+        ("LANG", "C.UTF-8"),
+        ("USER", "root"),
+        ("LOGNAME", "root"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Whether `name` is a valid environment variable name for a command.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && name.len() <= 128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_in_order() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, FrameKind::Stdout, b"\xff\xfe binary")
+            .await
+            .unwrap();
+        write_message(&mut buf, &Request::Ping).await.unwrap();
+        write_frame(&mut buf, FrameKind::StdinEnd, b"")
+            .await
+            .unwrap();
+        let mut r = buf.as_slice();
+        let f = read_frame(&mut r).await.unwrap().unwrap();
+        assert_eq!(f.kind, FrameKind::Stdout);
+        assert_eq!(f.payload, b"\xff\xfe binary");
+        let req: Request = read_frame(&mut r)
+            .await
+            .unwrap()
+            .unwrap()
+            .message()
+            .unwrap();
+        assert_eq!(req, Request::Ping);
+        let f = read_frame(&mut r).await.unwrap().unwrap();
+        assert_eq!((f.kind, f.payload.len()), (FrameKind::StdinEnd, 0));
+        assert!(read_frame(&mut r).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rejects_oversized_empty_unknown_and_truncated_frames() {
+        let big = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &big[..]).await,
+            Err(FrameError::TooLarge(_))
+        ));
+        let empty = 0u32.to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &empty[..]).await,
+            Err(FrameError::Empty)
+        ));
+        let unknown = [0, 0, 0, 1, 99];
+        assert!(matches!(
+            read_frame(&mut &unknown[..]).await,
+            Err(FrameError::UnknownKind(99))
+        ));
+        let truncated = [0, 0, 0, 9, 0, b'{'];
+        assert!(matches!(
+            read_frame(&mut &truncated[..]).await,
+            Err(FrameError::Io(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_non_message_frame_is_not_decoded_as_json() {
+        let frame = Frame {
+            kind: FrameKind::Data,
+            payload: b"{}".to_vec(),
+        };
+        assert!(matches!(
+            frame.message::<Request>(),
+            Err(FrameError::Unexpected { .. })
+        ));
+        let bad = Frame {
+            kind: FrameKind::Message,
+            payload: b"{\"op\":\"nope\"}".to_vec(),
+        };
+        assert!(matches!(bad.message::<Request>(), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(valid_env_name("PATH"));
+        assert!(valid_env_name("_x1"));
+        assert!(!valid_env_name("1X"));
+        assert!(!valid_env_name("A-B"));
+        assert!(!valid_env_name(""));
+    }
+}

@@ -1,0 +1,244 @@
+//! JSON control messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// PID 1 of a Firecracker guest.
+    Guest,
+    /// A host process in a chroot with private namespaces.
+    HostCompat,
+}
+
+/// The agent's greeting: first frame on every connection, and the readiness
+/// push it sends to the host once it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`crate::PROTOCOL_VERSION`] of the agent.
+    pub protocol_version: u32,
+    /// The agent's crate version.
+    pub agent_version: String,
+    /// Guest or host-compat.
+    pub mode: AgentMode,
+    /// Optional features the agent offers, by name.
+    pub capabilities: Vec<String>,
+    /// Milliseconds since the agent (or the guest kernel) started.
+    pub uptime_ms: u64,
+}
+
+/// What the host sends after the agent's [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The host's [`crate::PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// What to do.
+    pub request: Request,
+}
+
+/// A request to the agent. One per connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness check; answered with [`Response::Pong`].
+    Ping,
+    /// Run one command; output streams back as frames, then
+    /// [`Response::Exec`].
+    Exec(ExecRequest),
+    /// Power the guest off after this many idle seconds (the agent holds the
+    /// deadline, so it holds with no host process around). `None` clears it.
+    SetDeadline {
+        /// Seconds from now, or `None` for no deadline.
+        idle_seconds: Option<u64>,
+    },
+    /// Flush every filesystem to its disk.
+    Sync,
+    /// Flush filesystems and power the guest off.
+    Shutdown,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Command {
+    /// Executed directly, looked up in `PATH`.
+    Argv {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// Run by `sh -c` (not a login shell).
+    Shell {
+        /// The shell script.
+        script: String,
+    },
+}
+
+impl Command {
+    /// A short human rendering of the command.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell { script } => script.clone(),
+            Command::Argv { argv } => argv
+                .iter()
+                .map(|a| {
+                    if !a.is_empty()
+                        && a.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                    {
+                        a.clone()
+                    } else {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// One command execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// What to run.
+    pub command: Command,
+    /// Working directory; the agent's default (`/workspace`) when `None`.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Variables added to (or overriding) the base environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Kill the whole process group after this long.
+    pub timeout_ms: u64,
+    /// Per-stream cap on the output bytes sent back; the rest is counted and
+    /// dropped.
+    pub output_limit_bytes: u64,
+    /// Whether the host streams standard input (else it is `/dev/null`).
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// The final answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// Milliseconds since the agent started.
+        uptime_ms: u64,
+    },
+    /// How a command ended.
+    Exec(ExecOutcome),
+    /// The request succeeded and has nothing to report.
+    Done,
+    /// The request failed.
+    Error(AgentError),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutcome {
+    /// Exit status; `128 + signal` when killed by a signal, 124 on timeout,
+    /// 127 when the program does not exist, 126 when it cannot be executed.
+    pub exit_code: i32,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Whether the timeout fired (the process group was killed).
+    pub timed_out: bool,
+    /// Wall time from spawn to exit.
+    pub duration_ms: u64,
+    /// Bytes the command wrote to stdout (including any not sent back).
+    pub stdout_bytes: u64,
+    /// Bytes the command wrote to stderr (including any not sent back).
+    pub stderr_bytes: u64,
+    /// Whether stdout went over the output limit.
+    pub stdout_truncated: bool,
+    /// Whether stderr went over the output limit.
+    pub stderr_truncated: bool,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    /// Failure class.
+    pub kind: ErrorKind,
+    /// Human-readable explanation, including what to do.
+    pub message: String,
+}
+
+impl AgentError {
+    /// Builds an error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Failure classes the host can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is malformed or names something invalid.
+    BadRequest,
+    /// The host speaks another protocol version.
+    ProtocolVersion,
+    /// A path does not exist.
+    NotFound,
+    /// The agent hit an I/O error.
+    Io,
+    /// The agent does not support this request here.
+    Unsupported,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json() {
+        let req = Request::Exec(ExecRequest {
+            command: Command::Argv {
+                argv: vec!["echo".into(), "a b".into()],
+            },
+            cwd: None,
+            env: BTreeMap::new(),
+            timeout_ms: 1000,
+            output_limit_bytes: 10,
+            stdin: false,
+        });
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(
+            json.starts_with(r#"{"op":"exec","command":{"kind":"argv","argv":["echo","a b"]}"#)
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req);
+        let resp = Response::Error(AgentError::new(ErrorKind::NotFound, "x"));
+        assert_eq!(
+            serde_json::to_string(&resp).unwrap(),
+            r#"{"result":"error","kind":"not_found","message":"x"}"#
+        );
+    }
+
+    #[test]
+    fn command_display_quotes_only_when_needed() {
+        let c = Command::Argv {
+            argv: vec!["printf".into(), "%s\n".into(), "a b".into()],
+        };
+        assert_eq!(c.display(), "printf '%s\n' 'a b'");
+        let c = Command::Argv {
+            argv: vec!["git".into(), "--version".into()],
+        };
+        assert_eq!(c.display(), "git --version");
+        assert_eq!(
+            Command::Shell {
+                script: "echo hi".into()
+            }
+            .display(),
+            "echo hi"
+        );
+    }
+}
