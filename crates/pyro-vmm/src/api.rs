@@ -1,0 +1,186 @@
+//! A minimal client for Firecracker's HTTP API over its Unix socket: one
+//! connection per request, JSON in, `fault_message` out on errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::VmmError;
+
+/// How long one API call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Client for one VM's API socket.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    sock: PathBuf,
+}
+
+impl ApiClient {
+    /// A client for the socket at `sock`.
+    pub fn new(sock: impl Into<PathBuf>) -> Self {
+        Self { sock: sock.into() }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.sock
+    }
+
+    /// `PUT path body`.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, VmmError> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// `PATCH path body`.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, VmmError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Value, VmmError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, VmmError> {
+        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method.clone(), path, body))
+            .await
+            .map_err(|_| VmmError::ApiTransport {
+                sock: self.sock.clone(),
+                reason: format!(
+                    "{method} {path} took longer than {}s",
+                    CALL_TIMEOUT.as_secs()
+                ),
+            })?
+    }
+
+    async fn call_inner(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, VmmError> {
+        let transport = |reason: String| VmmError::ApiTransport {
+            sock: self.sock.clone(),
+            reason,
+        };
+        let stream = tokio::net::UnixStream::connect(&self.sock)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("Host", "localhost")
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .body(Full::new(payload))
+            .map_err(|e| transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(e.to_string()))?
+            .to_bytes();
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let fault = value
+            .get("fault_message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        Err(VmmError::Api {
+            method: method.to_string(),
+            path: path.into(),
+            status: status.as_u16(),
+            fault,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot fake API server answering with `reply`.
+    async fn fake(
+        reply: &'static str,
+    ) -> (tempfile::TempDir, PathBuf, tokio::task::JoinHandle<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("api.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let h = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (dir, sock, h)
+    }
+
+    #[tokio::test]
+    async fn passes_fault_message_through() {
+        let (_d, sock, h) = fake(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 37\r\n\r\n{\"fault_message\":\"bad drive config\"}\n",
+        )
+        .await;
+        let err = ApiClient::new(&sock)
+            .put("/drives/x", &serde_json::json!({"a":1}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Firecracker rejected PUT /drives/x (HTTP 400): bad drive config"
+        );
+        let req = h.await.unwrap();
+        assert!(req.starts_with("PUT /drives/x HTTP/1.1"), "{req}");
+        assert!(req.ends_with("{\"a\":1}"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn success_returns_the_json_body() {
+        let (_d, sock, _h) =
+            fake("HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"state\":\"Ready\"}").await;
+        let v = ApiClient::new(&sock).get("/").await.unwrap();
+        assert_eq!(v["state"], "Ready");
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_a_transport_error() {
+        let err = ApiClient::new("/nonexistent/api.sock")
+            .get("/")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VmmError::ApiTransport { .. }), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+//! cgroups: which version the host runs, and removing the groups the jailer
+//! creates (`<root>/<controller>/<parent>/<id>` on v1, `<root>/<parent>/<id>`
+//! on v2), which it leaves behind when the VM exits.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Where cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The controllers pyro limits.
+pub const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// cgroup hierarchy version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CgroupVersion {
+    /// Separate hierarchies per controller.
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+impl CgroupVersion {
+    /// The jailer's `--cgroup-version` value.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::V1 => "1",
+            Self::V2 => "2",
+        }
+    }
+}
+
+/// Detects the version and the available controllers among [`CONTROLLERS`].
+pub fn detect(root: &Path) -> Option<(CgroupVersion, Vec<String>)> {
+    if let Ok(list) = std::fs::read_to_string(root.join("cgroup.controllers")) {
+        let have: Vec<String> = CONTROLLERS
+            .iter()
+            .filter(|c| list.split_whitespace().any(|x| x == **c))
+            .map(|c| (*c).to_owned())
+            .collect();
+        return Some((CgroupVersion::V2, have));
+    }
+    let have: Vec<String> = CONTROLLERS
+        .iter()
+        .filter(|c| root.join(c).join("cgroup.procs").exists())
+        .map(|c| (*c).to_owned())
+        .collect();
+    (!have.is_empty()).then_some((CgroupVersion::V1, have))
+}
+
+/// The parent directories that hold one group per VM.
+fn parent_dirs(root: &Path, parent: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![root.join(parent)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let p = e.path().join(parent);
+            if p.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+/// Ids that have a group under `parent` in any hierarchy.
+pub fn list_ids(root: &Path, parent: &str) -> Vec<String> {
+    let mut ids: Vec<String> = parent_dirs(root, parent)
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Removes the VM's groups in every hierarchy. Fails (with the directory)
+/// only if a group still holds processes.
+pub fn remove(root: &Path, parent: &str, id: &str) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for dir in parent_dirs(root, parent) {
+        let group = dir.join(id);
+        if group.is_dir()
+            && let Err(e) = std::fs::remove_dir(&group)
+        {
+            failed.push(format!("{}: {e}", group.display()));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_v1_and_v2_layouts() {
+        let v1 = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids"] {
+            std::fs::create_dir_all(v1.path().join(c)).unwrap();
+            std::fs::write(v1.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        assert_eq!(
+            detect(v1.path()),
+            Some((
+                CgroupVersion::V1,
+                vec!["memory".to_owned(), "pids".to_owned()]
+            ))
+        );
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(
+            v2.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids",
+        )
+        .unwrap();
+        assert_eq!(detect(v2.path()).unwrap().1, vec!["memory", "pids", "cpu"]);
+        assert_eq!(detect(tempfile::tempdir().unwrap().path()), None);
+    }
+
+    #[test]
+    fn lists_and_removes_groups_in_every_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids"] {
+            std::fs::create_dir_all(root.path().join(c).join("pyro").join("vm1")).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("pids").join("pyro").join("vm2")).unwrap();
+        assert_eq!(list_ids(root.path(), "pyro"), vec!["vm1", "vm2"]);
+        remove(root.path(), "pyro", "vm1").unwrap();
+        assert_eq!(list_ids(root.path(), "pyro"), vec!["vm2"]);
+        remove(root.path(), "pyro", "absent").unwrap();
+    }
+}

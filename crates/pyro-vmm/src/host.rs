@@ -1,0 +1,75 @@
+//! Host facts that change how a guest boots.
+
+use std::path::Path;
+
+/// Kernel arguments every pyro guest boots with.
+pub const BASE_BOOT_ARGS: &str =
+    "console=ttyS0 quiet reboot=k panic=1 tsc=reliable init=/usr/sbin/pyro-agent";
+
+/// Workarounds for PVM (software-assisted virtualization) hosts, where guest
+/// kernel code runs in KVM's instruction emulator: the emulator cannot
+/// execute `xrstor`, `int3` (the self-test), `popcnt`/`clac` as patched in by
+/// alternatives, and does not switch to CPL0 on a user `syscall`. The
+/// `noint3selftest` and `pvmsyscallfixup` flags are pyro's kernel patches.
+pub const PVM_BOOT_ARGS: &str = "noxsave noint3selftest nofsgsbase nopcid \
+     clearcpuid=popcnt,smap,invpcid,rdrand,rdseed,rdpid pvmsyscallfixup";
+
+/// Whether `/dev/kvm` is PVM (`kvm_pvm` loaded).
+pub fn is_pvm() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// The kernel command line for a guest on this host.
+pub fn boot_args(pvm: bool, extra: &[String]) -> String {
+    let mut args = BASE_BOOT_ARGS.to_owned();
+    if pvm {
+        args.push(' ');
+        args.push_str(PVM_BOOT_ARGS);
+    }
+    for e in extra {
+        args.push(' ');
+        args.push_str(e);
+    }
+    args
+}
+
+/// State of `/dev/kvm` for this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KvmAccess {
+    /// The device node exists.
+    pub exists: bool,
+    /// This process may read and write it.
+    pub read_write: bool,
+}
+
+/// Checks `/dev/kvm`.
+pub fn kvm_access() -> KvmAccess {
+    let exists = Path::new("/dev/kvm").exists();
+    let read_write = exists
+        && nix::unistd::access(
+            "/dev/kvm",
+            nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+        )
+        .is_ok();
+    KvmAccess { exists, read_write }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvm_flags_only_on_pvm_hosts() {
+        let plain = boot_args(false, &["pyro.idle=60".into()]);
+        assert!(
+            plain.ends_with("init=/usr/sbin/pyro-agent pyro.idle=60"),
+            "{plain}"
+        );
+        assert!(!plain.contains("pvmsyscallfixup"));
+        let pvm = boot_args(true, &[]);
+        assert!(
+            pvm.contains("noint3selftest") && pvm.contains("pvmsyscallfixup"),
+            "{pvm}"
+        );
+    }
+}

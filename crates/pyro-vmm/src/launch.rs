@@ -1,0 +1,517 @@
+//! Starting one microVM.
+//!
+//! As root, Firecracker is started through the jailer: a chroot per VM at
+//! `<chroot_base>/firecracker/<id>/root` holding hard links (or copies) of the
+//! kernel, the read-only base image and the VM's writable upper disk, its own
+//! uid/gid, and its cgroups. Every path Firecracker sees is then the same
+//! in-jail path (`/vmlinux`, `/v.sock`, ...). Without root, Firecracker runs
+//! directly with host paths under the VM's run directory.
+//!
+//! The VM is configured over the API socket (not a config file), so the same
+//! path serves snapshot loads later, and started with `InstanceStart`. The
+//! process is detached (own process group, stdio to files) so that a
+//! persistent workspace outlives the command that started it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pyro_protocol::{Hello, READY_PORT, read_message};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::UnixListener;
+use tokio::time::Instant;
+
+use crate::api::ApiClient;
+use crate::cgroup::{self, CgroupVersion};
+use crate::process::ProcessId;
+use crate::vsock::{check_socket_path, listener_path};
+use crate::{VmmError, file_tail};
+
+/// Guest context id of every VM (each VM has its own vsock device).
+pub const GUEST_CID: u32 = 3;
+
+/// Jailer settings for one VM.
+#[derive(Debug, Clone)]
+pub struct JailSpec {
+    /// The jailer binary.
+    pub jailer: PathBuf,
+    /// `--chroot-base-dir`.
+    pub chroot_base: PathBuf,
+    /// uid Firecracker runs as.
+    pub uid: u32,
+    /// gid Firecracker runs as.
+    pub gid: u32,
+    /// The host's cgroup version.
+    pub cgroup_version: CgroupVersion,
+    /// `--parent-cgroup`.
+    pub parent_cgroup: String,
+    /// `--cgroup file=value` settings.
+    pub cgroup_settings: Vec<String>,
+}
+
+/// Everything needed to start one VM.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// VM id (jail id): `[A-Za-z0-9-]`, at most 64 characters.
+    pub id: String,
+    /// The Firecracker binary.
+    pub firecracker: PathBuf,
+    /// Uncompressed guest kernel.
+    pub kernel: PathBuf,
+    /// Read-only base root image (shared by every VM of the environment).
+    pub base_image: PathBuf,
+    /// This VM's writable ext4 disk (overlay upper layer).
+    pub upper_disk: PathBuf,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Guest memory.
+    pub mem_mib: u32,
+    /// Kernel command line.
+    pub boot_args: String,
+    /// Host directory for the VM's logs (and sockets when not jailed).
+    pub run_dir: PathBuf,
+    /// Jailer settings; `None` runs Firecracker directly.
+    pub jail: Option<JailSpec>,
+}
+
+/// Host-side paths of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPaths {
+    /// Firecracker's API socket.
+    pub api_sock: PathBuf,
+    /// The hybrid vsock socket.
+    pub vsock_uds: PathBuf,
+    /// Guest serial console (Firecracker's stdout and stderr).
+    pub console_log: PathBuf,
+    /// Firecracker's own log.
+    pub firecracker_log: PathBuf,
+    /// `<chroot_base>/firecracker/<id>` when jailed.
+    pub jail_dir: Option<PathBuf>,
+}
+
+/// The jail directory of VM `id`.
+pub fn jail_dir(chroot_base: &Path, id: &str) -> PathBuf {
+    chroot_base.join("firecracker").join(id)
+}
+
+impl VmPaths {
+    fn for_spec(spec: &LaunchSpec) -> Self {
+        let console_log = spec.run_dir.join("console.log");
+        match &spec.jail {
+            Some(j) => {
+                let dir = jail_dir(&j.chroot_base, &spec.id);
+                let root = dir.join("root");
+                Self {
+                    api_sock: root.join("api.sock"),
+                    vsock_uds: root.join("v.sock"),
+                    console_log,
+                    firecracker_log: root.join("firecracker.log"),
+                    jail_dir: Some(dir),
+                }
+            }
+            None => Self {
+                api_sock: spec.run_dir.join("api.sock"),
+                vsock_uds: spec.run_dir.join("v.sock"),
+                console_log,
+                firecracker_log: spec.run_dir.join("firecracker.log"),
+                jail_dir: None,
+            },
+        }
+    }
+
+    /// The end of the console and Firecracker log, for error reports.
+    pub fn diagnostics(&self) -> String {
+        let console = file_tail(&self.console_log, 3000);
+        let fc = file_tail(&self.firecracker_log, 1500);
+        let mut out = if console.is_empty() {
+            "(the guest printed nothing)".to_owned()
+        } else {
+            console
+        };
+        if !fc.is_empty() {
+            out.push_str("\n--- firecracker log (last lines) ---\n");
+            out.push_str(&fc);
+        }
+        out
+    }
+}
+
+/// A VM that has been started and is booting.
+#[derive(Debug)]
+pub struct Booting {
+    /// The Firecracker process.
+    pub process: ProcessId,
+    /// Its paths.
+    pub paths: VmPaths,
+    ready: UnixListener,
+}
+
+/// Starts the VM. On error the process is gone; files stay for the caller's
+/// cleanup ([`remove_vm_files`]).
+pub async fn launch(spec: &LaunchSpec) -> Result<Booting, VmmError> {
+    let paths = VmPaths::for_spec(spec);
+    let ready_path = listener_path(&paths.vsock_uds, READY_PORT);
+    for p in [&paths.api_sock, &ready_path] {
+        check_socket_path(p)?;
+    }
+    std::fs::create_dir_all(&spec.run_dir)
+        .map_err(|e| VmmError::io(format!("creating {}", spec.run_dir.display()), e))?;
+    let view = match &spec.jail {
+        Some(j) => prepare_jail(spec, j, &paths)?,
+        None => GuestView {
+            kernel: spec.kernel.clone(),
+            base: spec.base_image.clone(),
+            upper: spec.upper_disk.clone(),
+            vsock: paths.vsock_uds.clone(),
+            log: paths.firecracker_log.clone(),
+        },
+    };
+    for stale in [&paths.api_sock, &paths.vsock_uds, &ready_path] {
+        let _ = std::fs::remove_file(stale);
+    }
+    touch(&paths.firecracker_log, spec.jail.as_ref())?;
+    let ready = UnixListener::bind(&ready_path)
+        .map_err(|e| VmmError::io(format!("listening on {}", ready_path.display()), e))?;
+    if let Some(j) = &spec.jail {
+        chown(&ready_path, j)?;
+    }
+
+    let console = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.console_log)
+        .map_err(|e| VmmError::io(format!("opening {}", paths.console_log.display()), e))?;
+    let console_err = console
+        .try_clone()
+        .map_err(|e| VmmError::io("duplicating the console log handle", e))?;
+    let mut cmd = match &spec.jail {
+        Some(j) => {
+            let mut c = Command::new(&j.jailer);
+            c.arg("--id")
+                .arg(&spec.id)
+                .arg("--exec-file")
+                .arg(&spec.firecracker)
+                .arg("--uid")
+                .arg(j.uid.to_string())
+                .arg("--gid")
+                .arg(j.gid.to_string())
+                .arg("--chroot-base-dir")
+                .arg(&j.chroot_base)
+                .arg("--cgroup-version")
+                .arg(j.cgroup_version.as_arg())
+                .arg("--parent-cgroup")
+                .arg(&j.parent_cgroup);
+            for s in &j.cgroup_settings {
+                c.arg("--cgroup").arg(s);
+            }
+            c.args(["--", "--api-sock", "/api.sock"]);
+            c
+        }
+        None => {
+            let mut c = Command::new(&spec.firecracker);
+            c.arg("--api-sock").arg(&paths.api_sock);
+            c
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(console)
+        .stderr(console_err)
+        .process_group(0);
+    let child = cmd.spawn().map_err(|e| {
+        VmmError::io(
+            format!("starting {}", cmd.get_program().to_string_lossy()),
+            e,
+        )
+    })?;
+    let process = ProcessId::of(child.id()).ok_or_else(|| VmmError::Boot {
+        reason: "Firecracker exited immediately".into(),
+        console_tail: paths.diagnostics(),
+    })?;
+    drop(child);
+
+    let booting = Booting {
+        process,
+        paths,
+        ready,
+    };
+    if let Err(e) = configure_and_start(spec, &booting, &view).await {
+        booting.process.kill_and_wait(Duration::from_secs(5));
+        return Err(match e {
+            VmmError::Api { .. } | VmmError::ApiTransport { .. } => VmmError::Boot {
+                reason: e.to_string(),
+                console_tail: booting.paths.diagnostics(),
+            },
+            other => other,
+        });
+    }
+    Ok(booting)
+}
+
+/// Paths as Firecracker sees them.
+#[derive(Debug)]
+struct GuestView {
+    kernel: PathBuf,
+    base: PathBuf,
+    upper: PathBuf,
+    vsock: PathBuf,
+    log: PathBuf,
+}
+
+fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<GuestView, VmmError> {
+    let root = paths
+        .jail_dir
+        .as_ref()
+        .map(|d| d.join("root"))
+        .unwrap_or_default();
+    std::fs::create_dir_all(&root)
+        .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
+    link_or_copy(&spec.kernel, &root.join("vmlinux"))?;
+    link_or_copy(&spec.base_image, &root.join("rootfs.ext4"))?;
+    link_or_copy(&spec.upper_disk, &root.join("upper.ext4"))?;
+    chown(&root.join("upper.ext4"), j)?;
+    Ok(GuestView {
+        kernel: "/vmlinux".into(),
+        base: "/rootfs.ext4".into(),
+        upper: "/upper.ext4".into(),
+        vsock: "/v.sock".into(),
+        log: "/firecracker.log".into(),
+    })
+}
+
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), VmmError> {
+    let _ = std::fs::remove_file(dst);
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            crate::disk::sparse_copy(src, dst).map(|_| ())
+        }
+        Err(e) => Err(VmmError::io(
+            format!("linking {} into the jail", src.display()),
+            e,
+        )),
+    }
+}
+
+fn chown(path: &Path, j: &JailSpec) -> Result<(), VmmError> {
+    std::os::unix::fs::chown(path, Some(j.uid), Some(j.gid))
+        .map_err(|e| VmmError::io(format!("chown {}", path.display()), e))
+}
+
+fn touch(path: &Path, jail: Option<&JailSpec>) -> Result<(), VmmError> {
+    std::fs::File::create(path)
+        .map_err(|e| VmmError::io(format!("creating {}", path.display()), e))?;
+    match jail {
+        Some(j) => chown(path, j),
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| VmmError::io(format!("chmod {}", path.display()), e)),
+    }
+}
+
+async fn configure_and_start(
+    spec: &LaunchSpec,
+    vm: &Booting,
+    view: &GuestView,
+) -> Result<(), VmmError> {
+    // The API socket appears once Firecracker has started.
+    let until = Instant::now() + Duration::from_secs(10);
+    let api = ApiClient::new(&vm.paths.api_sock);
+    loop {
+        if vm.paths.api_sock.exists() && api.get("/").await.is_ok() {
+            break;
+        }
+        if !vm.process.is_alive() {
+            return Err(VmmError::Boot {
+                reason: "Firecracker exited before its API socket came up".into(),
+                console_tail: vm.paths.diagnostics(),
+            });
+        }
+        if Instant::now() >= until {
+            return Err(VmmError::Boot {
+                reason: "Firecracker's API socket did not come up within 10 s".into(),
+                console_tail: vm.paths.diagnostics(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    api.put(
+        "/logger",
+        &json!({"log_path": view.log, "level": "Warning", "show_level": true}),
+    )
+    .await?;
+    api.put(
+        "/boot-source",
+        &json!({"kernel_image_path": view.kernel, "boot_args": spec.boot_args}),
+    )
+    .await?;
+    api.put(
+        "/drives/rootfs",
+        &json!({"drive_id": "rootfs", "path_on_host": view.base, "is_root_device": true, "is_read_only": true}),
+    )
+    .await?;
+    api.put(
+        "/drives/upper",
+        &json!({"drive_id": "upper", "path_on_host": view.upper, "is_root_device": false, "is_read_only": false}),
+    )
+    .await?;
+    api.put(
+        "/machine-config",
+        &json!({"vcpu_count": spec.vcpu_count, "mem_size_mib": spec.mem_mib, "smt": false}),
+    )
+    .await?;
+    api.put(
+        "/vsock",
+        &json!({"guest_cid": GUEST_CID, "uds_path": view.vsock}),
+    )
+    .await?;
+    api.put("/entropy", &json!({})).await?;
+    api.put("/actions", &json!({"action_type": "InstanceStart"}))
+        .await?;
+    Ok(())
+}
+
+impl Booting {
+    /// Waits for the agent's readiness push. On failure the process is
+    /// killed and the error carries the reason and the console tail.
+    pub async fn wait_ready(
+        self,
+        timeout: Duration,
+    ) -> Result<(ProcessId, VmPaths, Hello), VmmError> {
+        let until = Instant::now() + timeout;
+        let fail = |reason: String, paths: &VmPaths, process: &ProcessId| {
+            process.kill_and_wait(Duration::from_secs(5));
+            VmmError::Boot {
+                reason,
+                console_tail: paths.diagnostics(),
+            }
+        };
+        loop {
+            tokio::select! {
+                accepted = self.ready.accept() => {
+                    let Ok((mut stream, _)) = accepted else { continue };
+                    match tokio::time::timeout(Duration::from_secs(30), read_message::<_, Hello>(&mut stream, "its greeting")).await {
+                        Ok(Ok(hello)) => {
+                            let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
+                            return Ok((self.process, self.paths, hello));
+                        }
+                        Ok(Err(e)) => return Err(fail(format!("the guest agent sent a bad greeting: {e}"), &self.paths, &self.process)),
+                        Err(_) => return Err(fail("the guest agent connected but sent no greeting".into(), &self.paths, &self.process)),
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if !self.process.is_alive() {
+                        self.process.reap();
+                        return Err(fail("the VM stopped before its agent was ready (guest kernel panic or Firecracker error)".into(), &self.paths, &self.process));
+                    }
+                    if Instant::now() >= until {
+                        return Err(fail(format!("the guest agent was not ready within {} s (raise --boot-timeout-seconds if the host is slow)", timeout.as_secs()), &self.paths, &self.process));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes what a VM left on the host: its jail (or sockets), and its
+/// cgroups. The process must already be gone.
+pub fn remove_vm_files(
+    id: &str,
+    paths: &VmPaths,
+    cgroup_parent: Option<&str>,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if let Some(dir) = &paths.jail_dir
+        && dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        problems.push(format!("{}: {e}", dir.display()));
+    }
+    for sock in [
+        &paths.api_sock,
+        &paths.vsock_uds,
+        &listener_path(&paths.vsock_uds, READY_PORT),
+    ] {
+        let _ = std::fs::remove_file(sock);
+    }
+    if let Some(parent) = cgroup_parent
+        && let Err(e) = cgroup::remove(Path::new(cgroup::CGROUP_ROOT), parent, id)
+    {
+        problems.push(e);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, jail: bool) -> LaunchSpec {
+        LaunchSpec {
+            id: "abc123".into(),
+            firecracker: "/fc".into(),
+            kernel: "/k".into(),
+            base_image: "/b".into(),
+            upper_disk: "/u".into(),
+            vcpu_count: 1,
+            mem_mib: 128,
+            boot_args: String::new(),
+            run_dir: dir.join("run"),
+            jail: jail.then(|| JailSpec {
+                jailer: "/jailer".into(),
+                chroot_base: dir.join("jail"),
+                uid: 1,
+                gid: 1,
+                cgroup_version: CgroupVersion::V1,
+                parent_cgroup: "pyro".into(),
+                cgroup_settings: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn jailed_paths_live_in_the_chroot() {
+        let p = VmPaths::for_spec(&spec(Path::new("/s"), true));
+        assert_eq!(
+            p.api_sock,
+            Path::new("/s/jail/firecracker/abc123/root/api.sock")
+        );
+        assert_eq!(
+            p.vsock_uds,
+            Path::new("/s/jail/firecracker/abc123/root/v.sock")
+        );
+        assert_eq!(p.console_log, Path::new("/s/run/console.log"));
+        let p = VmPaths::for_spec(&spec(Path::new("/s"), false));
+        assert_eq!(p.api_sock, Path::new("/s/run/api.sock"));
+        assert_eq!(p.jail_dir, None);
+    }
+
+    #[tokio::test]
+    async fn a_missing_firecracker_binary_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(dir.path(), false);
+        s.firecracker = dir.path().join("no-such-firecracker");
+        let err = launch(&s).await.unwrap_err();
+        assert!(err.to_string().contains("no-such-firecracker"), "{err}");
+    }
+
+    #[test]
+    fn diagnostics_show_both_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = VmPaths::for_spec(&spec(dir.path(), false));
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        assert_eq!(p.diagnostics(), "(the guest printed nothing)");
+        std::fs::write(&p.console_log, "Kernel panic - not syncing\n").unwrap();
+        std::fs::write(&p.firecracker_log, "[WARN] vcpu exit\n").unwrap();
+        let d = p.diagnostics();
+        assert!(
+            d.starts_with("Kernel panic") && d.contains("[WARN] vcpu exit"),
+            "{d}"
+        );
+    }
+}

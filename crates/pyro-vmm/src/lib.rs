@@ -1,0 +1,92 @@
+//! Firecracker for pyro.
+//!
+//! - [`binaries`]: where the Firecracker and jailer binaries come from, their
+//!   pinned checksums, and installing them into the cache.
+//! - [`api`]: a minimal client for Firecracker's HTTP API on its Unix socket.
+//! - [`launch`]: starting one microVM (through the jailer when root), feeding
+//!   it its configuration over the API, and waiting for the agent's
+//!   readiness push.
+//! - [`vsock`]: the host side of Firecracker's hybrid vsock.
+//! - [`process`]: pid + start-time identities, liveness and killing.
+//! - [`cgroup`]: cgroup version detection and cleanup of the jailer's groups.
+//! - [`disk`]: sparse per-VM disks and sparse copies.
+//! - [`host`]: facts about the host (KVM, PVM) that change how guests boot.
+
+pub mod api;
+pub mod binaries;
+pub mod cgroup;
+pub mod disk;
+pub mod host;
+pub mod launch;
+pub mod process;
+pub mod vsock;
+
+mod error;
+pub use error::VmmError;
+
+/// Hashes a file with SHA-256, returning lowercase hex.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Returns the last `max_bytes` of a text file, lossily decoded, or an empty
+/// string when it cannot be read.
+pub fn file_tail(path: &std::path::Path, max_bytes: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max_bytes);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    // Start at a line boundary when we cut into the file.
+    let text = if start > 0 {
+        text.split_once('\n').map_or(&*text, |(_, rest)| rest)
+    } else {
+        &text
+    };
+    text.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_starts_at_a_line_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, "first line\nsecond line\nthird\n").unwrap();
+        assert_eq!(file_tail(&p, 12), "third");
+        assert_eq!(file_tail(&p, 1000), "first line\nsecond line\nthird");
+        assert_eq!(file_tail(&dir.path().join("missing"), 10), "");
+    }
+
+    #[test]
+    fn sha256_of_known_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Process identities that survive pid reuse: a pid plus the kernel's start
+//! time of that process (field 22 of `/proc/<pid>/stat`).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// A process, identified so that a recycled pid never matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// The pid.
+    pub pid: u32,
+    /// Start time in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    start_ticks: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name may hold spaces and parentheses: fields resume after
+    // the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+impl ProcessId {
+    /// The identity of a running process.
+    pub fn of(pid: u32) -> Option<Self> {
+        read_stat(pid).map(|s| Self {
+            pid,
+            start_ticks: s.start_ticks,
+        })
+    }
+
+    /// The identity of this process.
+    pub fn current() -> Self {
+        Self::of(std::process::id()).unwrap_or(Self {
+            pid: std::process::id(),
+            start_ticks: 0,
+        })
+    }
+
+    /// Whether this very process still runs (zombies count as gone).
+    pub fn is_alive(&self) -> bool {
+        match read_stat(self.pid) {
+            Some(s) => s.start_ticks == self.start_ticks && s.state != 'Z' && s.state != 'X',
+            None => false,
+        }
+    }
+
+    /// Sends `sig` if the process is still this one.
+    pub fn signal(&self, sig: Signal) -> bool {
+        self.is_alive() && kill(Pid::from_raw(self.pid as i32), sig).is_ok()
+    }
+
+    /// Kills the process and waits (up to `timeout`) until it is gone,
+    /// reaping it if it is our child. Returns whether it is gone.
+    pub fn kill_and_wait(&self, timeout: Duration) -> bool {
+        self.signal(Signal::SIGKILL);
+        let until = Instant::now() + timeout;
+        loop {
+            self.reap();
+            if !self.is_alive() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reaps the process if it is a zombie child of ours.
+    pub fn reap(&self) {
+        if let Some(s) = read_stat(self.pid)
+            && s.start_ticks == self.start_ticks
+            && s.state == 'Z'
+        {
+            let _ = waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG));
+        }
+    }
+
+    /// The executable's file name (`comm`), if the process exists.
+    pub fn comm(&self) -> Option<String> {
+        self.is_alive()
+            .then(|| std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).ok())
+            .flatten()
+            .map(|s| s.trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parens() {
+        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                start_ticks: 98765
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn current_process_is_alive_and_a_recycled_pid_is_not() {
+        let me = ProcessId::current();
+        assert!(me.is_alive());
+        let other = ProcessId {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+        assert!(!other.signal(Signal::SIGCONT));
+    }
+
+    #[test]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "kill_and_wait reaps the child itself"
+    )]
+    fn kill_and_wait_reaps_a_child() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        assert!(id.is_alive());
+        assert!(id.kill_and_wait(Duration::from_secs(5)));
+        assert!(!id.is_alive());
+        assert!(!std::path::Path::new(&format!("/proc/{}", child.id())).exists());
+    }
+}

@@ -1,0 +1,116 @@
+//! The host side of Firecracker's hybrid vsock: host-to-guest connections go
+//! through the VM's Unix socket with a `CONNECT <port>` line; guest-to-host
+//! connections arrive on a Unix listener at `<uds>_<port>`.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::VmmError;
+
+/// Longest path a Unix socket address holds.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Where Firecracker forwards guest connections to host `port`.
+pub fn listener_path(uds: &Path, port: u32) -> PathBuf {
+    PathBuf::from(format!("{}_{port}", uds.display()))
+}
+
+/// Checks that `path` fits in a Unix socket address.
+pub fn check_socket_path(path: &Path) -> Result<(), VmmError> {
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(VmmError::SocketPathTooLong(path.to_owned()));
+    }
+    Ok(())
+}
+
+/// Connects to guest `port` through the VM's vsock socket. Fails fast when
+/// the agent is not listening (Firecracker then closes the connection).
+pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
+    let mut s = UnixStream::connect(uds)
+        .await
+        .map_err(|e| VmmError::Vsock(format!("connecting to {}: {e}", uds.display())))?;
+    let not_listening = || VmmError::Vsock(format!("nothing listens on guest port {port} (yet)"));
+    let handshake = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => not_listening(),
+        _ => VmmError::Vsock(format!("vsock handshake: {e}")),
+    };
+    s.write_all(format!("CONNECT {port}\n").as_bytes())
+        .await
+        .map_err(handshake)?;
+    // Read the reply byte by byte: what follows belongs to the agent.
+    let mut line = Vec::with_capacity(16);
+    loop {
+        let mut b = [0u8; 1];
+        let n = s.read(&mut b).await.map_err(handshake)?;
+        if n == 0 {
+            return Err(not_listening());
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+        if line.len() > 64 {
+            return Err(VmmError::Vsock("malformed vsock handshake reply".into()));
+        }
+    }
+    if !line.starts_with(b"OK ") {
+        return Err(VmmError::Vsock(format!(
+            "vsock handshake refused: {}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn handshake_then_raw_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v.sock");
+        let listener = tokio::net::UnixListener::bind(&uds).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 13];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"CONNECT 5000\n");
+            s.write_all(b"OK 1073741824\nagent bytes").await.unwrap();
+        });
+        let mut s = connect(&uds, 5000).await.unwrap();
+        let mut rest = String::new();
+        s.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "agent bytes");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn closed_connection_means_not_listening() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v.sock");
+        let listener = tokio::net::UnixListener::bind(&uds).unwrap();
+        // Firecracker reads the CONNECT line, then closes when no guest
+        // socket listens on that port.
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 13];
+            let _ = s.read_exact(&mut buf).await;
+            drop(s);
+        });
+        let err = connect(&uds, 5000).await.unwrap_err();
+        assert!(err.to_string().contains("nothing listens"), "{err}");
+    }
+
+    #[test]
+    fn long_socket_paths_are_refused() {
+        assert!(check_socket_path(Path::new("/short")).is_ok());
+        let long = PathBuf::from(format!("/{}", "x".repeat(120)));
+        assert!(matches!(
+            check_socket_path(&long),
+            Err(VmmError::SocketPathTooLong(_))
+        ));
+    }
+}
