@@ -1,0 +1,255 @@
+//! pyro environments.
+//!
+//! An environment is a shared, read-only base root image (ext4) with the pyro
+//! agent baked in, the root tree it was made from (used by the host-compat
+//! backend and for rebaking), and the shared guest kernel. Everything lives
+//! in the cache directory and is installed by staging plus an atomic rename,
+//! so a partial build never counts as installed.
+//!
+//! ```text
+//! <cache>/firecracker/<version>/{firecracker,jailer}
+//! <cache>/kernels/<key>/{vmlinux,config,kernel.json}
+//! <cache>/environments/<slug>-<version>/{rootfs.ext4,rootfs/,environment.json}
+//! <cache>/locks/*.lock
+//! ```
+
+pub mod agent;
+pub mod catalog;
+pub mod install;
+pub mod kernel;
+pub mod rootfs;
+
+mod cmd;
+
+use std::path::{Path, PathBuf};
+
+pub use catalog::{CATALOG, CATALOG_VERSION, EnvSpec, PLATFORM};
+pub use install::{EnvStatus, Installed};
+
+/// Everything that can go wrong with environments.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// The name is not in the catalog.
+    #[error("unknown environment {name:?}; expected one of: {valid}")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// The catalog names, comma-separated.
+        valid: String,
+    },
+    /// The environment has not been pulled (or is stale).
+    #[error("environment {name} is not installed ({reason}); run `pyro env pull {name}`")]
+    NotInstalled {
+        /// Environment name.
+        name: String,
+        /// Why it does not count as installed.
+        reason: String,
+    },
+    /// A cached artifact does not match its recorded checksum.
+    #[error(
+        "the cached {what} {path} does not match its recorded checksum (expected sha256 \
+         {expected}, got {actual}); run `pyro env pull {env}` to rebuild it"
+    )]
+    Corrupt {
+        /// "kernel", "base image".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Recorded digest.
+        expected: String,
+        /// Digest on disk.
+        actual: String,
+        /// Environment to re-pull.
+        env: String,
+    },
+    /// A tool the build needs is missing.
+    #[error("{tool} is required to {purpose}; install it with `apt-get install {package}`")]
+    MissingTool {
+        /// Program or file.
+        tool: String,
+        /// What it is needed for.
+        purpose: String,
+        /// Debian package providing it.
+        package: String,
+    },
+    /// The agent binary cannot be used.
+    #[error("{0}")]
+    Agent(String),
+    /// A build step failed.
+    #[error("{step} failed; the build log is at {log}\n--- last lines ---\n{tail}")]
+    Build {
+        /// Which step.
+        step: String,
+        /// Where the full log is kept.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// The kernel config did not take options the recipe needs.
+    #[error("the kernel config is missing required options: {0}")]
+    KernelConfig(String),
+    /// Installing Firecracker failed.
+    #[error(transparent)]
+    Vmm(#[from] pyro_vmm::VmmError),
+    /// A filesystem operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl EnvError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Receives progress from long operations.
+pub trait Progress: Sync {
+    /// A new step starts.
+    fn step(&self, msg: &str);
+    /// The current step made progress.
+    fn tick(&self, msg: &str);
+}
+
+/// Discards progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn step(&self, _: &str) {}
+    fn tick(&self, _: &str) {}
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `$PYRO_CACHE_DIR`, else `$XDG_CACHE_HOME/pyro`, else `~/.cache/pyro`.
+    pub fn from_env() -> Self {
+        if let Some(dir) = std::env::var_os("PYRO_CACHE_DIR").filter(|v| !v.is_empty()) {
+            return Self::new(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return Self::new(PathBuf::from(dir).join("pyro"));
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
+        Self::new(home.join(".cache").join("pyro"))
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where kernels are kept.
+    pub fn kernels_dir(&self) -> PathBuf {
+        self.root.join("kernels")
+    }
+
+    /// Where environments are kept.
+    pub fn environments_dir(&self) -> PathBuf {
+        self.root.join("environments")
+    }
+
+    /// Takes the named exclusive lock (blocking), creating the lock file.
+    pub fn lock(&self, name: &str) -> Result<std::fs::File, EnvError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EnvError::io(format!("creating {}", dir.display()), e))?;
+        let path = dir.join(format!("{name}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EnvError::io(format!("opening {}", path.display()), e))?;
+        f.lock()
+            .map_err(|e| EnvError::io(format!("locking {}", path.display()), e))?;
+        Ok(f)
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory,
+/// fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EnvError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| EnvError::io(format!("creating a temp file in {}", dir.display()), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| EnvError::io(format!("writing {}", path.display()), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| EnvError::io(format!("flushing {}", path.display()), e))?;
+    tmp.persist(path)
+        .map_err(|e| EnvError::io(format!("renaming into {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String, EnvError> {
+    pyro_vmm::sha256_file(path).map_err(|e| EnvError::io(format!("reading {}", path.display()), e))
+}
+
+/// Lowercase hex SHA-256 of bytes.
+pub fn sha256_bytes(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp files left behind"
+        );
+    }
+
+    #[test]
+    fn locks_are_exclusive_between_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let held = cache.lock("x").unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let other = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(other.try_lock().is_err());
+        drop(held);
+        assert!(other.try_lock().is_ok());
+    }
+}
