@@ -98,7 +98,8 @@ pub fn jail_dir(chroot_base: &Path, id: &str) -> PathBuf {
 }
 
 impl VmPaths {
-    fn for_spec(spec: &LaunchSpec) -> Self {
+    /// The paths a VM launched from `spec` will use.
+    pub fn for_spec(spec: &LaunchSpec) -> Self {
         let console_log = spec.run_dir.join("console.log");
         match &spec.jail {
             Some(j) => {
@@ -149,9 +150,14 @@ pub struct Booting {
     ready: UnixListener,
 }
 
-/// Starts the VM. On error the process is gone; files stay for the caller's
-/// cleanup ([`remove_vm_files`]).
-pub async fn launch(spec: &LaunchSpec) -> Result<Booting, VmmError> {
+/// Starts the VM. `on_spawn` learns the process identity as soon as it
+/// exists, so the caller can record it before anything else can fail. On
+/// error the process is gone; files stay for the caller's cleanup
+/// ([`remove_vm_files`]).
+pub async fn launch(
+    spec: &LaunchSpec,
+    on_spawn: &mut dyn FnMut(ProcessId),
+) -> Result<Booting, VmmError> {
     let paths = VmPaths::for_spec(spec);
     let ready_path = listener_path(&paths.vsock_uds, READY_PORT);
     for p in [&paths.api_sock, &ready_path] {
@@ -231,6 +237,7 @@ pub async fn launch(spec: &LaunchSpec) -> Result<Booting, VmmError> {
         console_tail: paths.diagnostics(),
     })?;
     drop(child);
+    on_spawn(process);
 
     let booting = Booting {
         process,
@@ -415,11 +422,12 @@ impl Booting {
 }
 
 /// Removes what a VM left on the host: its jail (or sockets), and its
-/// cgroups. The process must already be gone.
+/// cgroups (`cgroups`: the cgroup mount point and the parent group). The
+/// process must already be gone.
 pub fn remove_vm_files(
     id: &str,
     paths: &VmPaths,
-    cgroup_parent: Option<&str>,
+    cgroups: Option<(&Path, &str)>,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
     if let Some(dir) = &paths.jail_dir
@@ -435,8 +443,8 @@ pub fn remove_vm_files(
     ] {
         let _ = std::fs::remove_file(sock);
     }
-    if let Some(parent) = cgroup_parent
-        && let Err(e) = cgroup::remove(Path::new(cgroup::CGROUP_ROOT), parent, id)
+    if let Some((root, parent)) = cgroups
+        && let Err(e) = cgroup::remove(root, parent, id)
     {
         problems.push(e);
     }
@@ -496,7 +504,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spec(dir.path(), false);
         s.firecracker = dir.path().join("no-such-firecracker");
-        let err = launch(&s).await.unwrap_err();
+        let err = launch(&s, &mut |_| panic!("nothing was spawned"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("no-such-firecracker"), "{err}");
     }
 

@@ -1,0 +1,196 @@
+//! pyro's engine, shared by the CLI and the MCP server.
+//!
+//! - [`paths`]: the state directory (`$PYRO_HOME`) and the cache.
+//! - [`records`]: versioned, atomically written, locked VM records.
+//! - [`sandbox`]: one running guest on either backend (Firecracker microVM,
+//!   or host-compat), and talking to its agent.
+//! - [`sweep`]: finding and removing what crashed or killed pyro processes
+//!   left behind.
+//! - [`run`]: one-shot `pyro run`.
+//! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
+
+pub mod demo;
+pub mod doctor;
+pub mod paths;
+pub mod records;
+pub mod run;
+pub mod sandbox;
+pub mod sweep;
+
+use serde::{Deserialize, Serialize};
+
+pub use paths::Paths;
+
+/// How a command actually ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// In a Firecracker guest, over vsock.
+    GuestVsock,
+    /// In the host-compat sandbox (a chroot on the host).
+    HostCompat,
+}
+
+impl ExecutionMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GuestVsock => "guest_vsock",
+            Self::HostCompat => "host_compat",
+        }
+    }
+}
+
+/// Which runtime backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// Firecracker microVMs (the default).
+    Firecracker,
+    /// The agent as a host process in a chroot with private namespaces.
+    HostCompat,
+}
+
+impl BackendKind {
+    /// Parses a backend name.
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "firecracker" => Ok(Self::Firecracker),
+            "host-compat" => Ok(Self::HostCompat),
+            other => Err(CoreError::invalid(format!(
+                "unknown backend {other:?}; expected one of: firecracker, host-compat"
+            ))),
+        }
+    }
+
+    /// The user-facing name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firecracker => "firecracker",
+            Self::HostCompat => "host-compat",
+        }
+    }
+
+    /// An explicit choice, else `PYRO_BACKEND`, else Firecracker.
+    pub fn resolve(explicit: Option<Self>) -> Result<Self, CoreError> {
+        if let Some(b) = explicit {
+            return Ok(b);
+        }
+        match std::env::var("PYRO_BACKEND") {
+            Ok(v) if !v.is_empty() => {
+                Self::parse(&v).map_err(|e| CoreError::invalid(format!("PYRO_BACKEND: {e}")))
+            }
+            _ => Ok(Self::Firecracker),
+        }
+    }
+}
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The request is invalid; the message names the rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// Environments.
+    #[error(transparent)]
+    Env(#[from] pyro_env::EnvError),
+    /// Firecracker.
+    #[error(transparent)]
+    Vmm(#[from] pyro_vmm::VmmError),
+    /// The guest could not start; with `--allow-host-compat` pyro could
+    /// have fallen back.
+    #[error(
+        "the guest could not boot and host-compat fallback is off: {0}\n\
+         (pass --allow-host-compat to run on the host-compat backend instead)"
+    )]
+    GuestUnavailable(Box<CoreError>),
+    /// The agent refused or failed a request.
+    #[error("the guest agent reported: {0}")]
+    Agent(#[from] pyro_protocol::AgentError),
+    /// Talking to the agent failed.
+    #[error("lost contact with the guest agent: {0}")]
+    Transport(String),
+    /// The host-compat sandbox failed to start.
+    #[error(
+        "the host-compat sandbox did not start: {reason}\n--- sandbox log (last lines) ---\n{log_tail}"
+    )]
+    HostCompat {
+        /// What happened.
+        reason: String,
+        /// The end of the sandbox's log.
+        log_tail: String,
+    },
+    /// A state operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl CoreError {
+    /// An invalid-request error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::Invalid(msg.into())
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> f64 {
+    pyro_env::now_unix()
+}
+
+/// `n` random bytes as lowercase hex (from the kernel's CSPRNG).
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        // SAFETY: getrandom writes at most `n - filled` bytes into the tail
+        // of `buf`, which is that long.
+        let r = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), n - filled, 0) };
+        if r > 0 {
+            filled += r as usize;
+        }
+    }
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(
+            BackendKind::parse("host-compat").unwrap(),
+            BackendKind::HostCompat
+        );
+        let err = BackendKind::parse("qemu").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown backend \"qemu\"; expected one of: firecracker, host-compat"
+        );
+        assert_eq!(
+            BackendKind::resolve(Some(BackendKind::HostCompat)).unwrap(),
+            BackendKind::HostCompat
+        );
+    }
+
+    #[test]
+    fn random_ids_are_hex_and_distinct() {
+        let a = random_hex(6);
+        assert_eq!(a.len(), 12);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(6));
+    }
+}

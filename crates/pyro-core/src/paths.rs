@@ -1,0 +1,112 @@
+//! Where pyro keeps state and cache.
+//!
+//! ```text
+//! $PYRO_HOME (default $XDG_STATE_HOME/pyro, i.e. ~/.local/state/pyro)
+//!   vms/<id>/vm.json        one record per running sandbox
+//!   vms/<id>/...            its console log, disks, sockets
+//!   jail/firecracker/<id>/  jailer chroots
+//!   locks/                  file locks
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use pyro_env::Cache;
+
+use crate::CoreError;
+
+/// State and cache locations.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    state: PathBuf,
+    cache: Cache,
+    cgroup_root: PathBuf,
+}
+
+impl Paths {
+    /// Explicit locations.
+    pub fn new(state: impl Into<PathBuf>, cache: Cache) -> Self {
+        Self {
+            state: state.into(),
+            cache,
+            cgroup_root: pyro_vmm::cgroup::CGROUP_ROOT.into(),
+        }
+    }
+
+    /// Uses another cgroup mount point (tests).
+    pub fn with_cgroup_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.cgroup_root = root.into();
+        self
+    }
+
+    /// Where cgroup hierarchies are mounted.
+    pub fn cgroup_root(&self) -> &Path {
+        &self.cgroup_root
+    }
+
+    /// The cgroup parent of this state directory's VMs: `pyro-<hash>`, so
+    /// that pyro homes never touch each other's groups.
+    pub fn cgroup_parent(&self) -> String {
+        format!(
+            "pyro-{}",
+            &pyro_env::sha256_bytes(self.state.as_os_str().as_encoded_bytes())[..8]
+        )
+    }
+
+    /// `$PYRO_HOME` or `$XDG_STATE_HOME/pyro` or `~/.local/state/pyro`, and
+    /// the cache from the environment.
+    pub fn from_env() -> Self {
+        let state = match std::env::var_os("PYRO_HOME").filter(|v| !v.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+                Some(p) => PathBuf::from(p).join("pyro"),
+                None => std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| "/root".into())
+                    .join(".local/state/pyro"),
+            },
+        };
+        Self::new(state, Cache::from_env())
+    }
+
+    /// The state root.
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// One directory per running sandbox.
+    pub fn vms_dir(&self) -> PathBuf {
+        self.state.join("vms")
+    }
+
+    /// A sandbox's directory.
+    pub fn vm_dir(&self, id: &str) -> PathBuf {
+        self.vms_dir().join(id)
+    }
+
+    /// The jailer's chroot base.
+    pub fn jail_base(&self) -> PathBuf {
+        self.state.join("jail")
+    }
+
+    /// Takes the named exclusive state lock (blocking).
+    pub fn lock(&self, name: &str) -> Result<std::fs::File, CoreError> {
+        let dir = self.state.join("locks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+        let path = dir.join(format!("{name}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+        f.lock()
+            .map_err(|e| CoreError::io(format!("locking {}", path.display()), e))?;
+        Ok(f)
+    }
+}

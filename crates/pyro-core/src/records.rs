@@ -1,0 +1,142 @@
+//! Sandbox records: one `vm.json` per running sandbox under `vms/<id>/`,
+//! written atomically before anything is created for it, so that whatever
+//! happens to the process that started it, the next pyro invocation can find
+//! and remove what it left.
+
+use std::path::PathBuf;
+
+use pyro_vmm::launch::VmPaths;
+use pyro_vmm::process::ProcessId;
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendKind, CoreError, Paths};
+
+/// Version of the record layout.
+pub const VM_LAYOUT_VERSION: u32 = 1;
+
+/// Who keeps a sandbox alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Owner {
+    /// A one-shot run or demo: orphaned once that pyro process is gone.
+    Process {
+        /// The owning pyro process.
+        process: ProcessId,
+    },
+}
+
+impl Owner {
+    /// This process.
+    pub fn this_process() -> Self {
+        Self::Process {
+            process: ProcessId::current(),
+        }
+    }
+
+    /// Whether the owner is gone (the sandbox is an orphan).
+    pub fn is_gone(&self) -> bool {
+        match self {
+            Self::Process { process } => !process.is_alive(),
+        }
+    }
+}
+
+/// What pyro knows about one sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmRecord {
+    /// [`VM_LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// Sandbox id.
+    pub id: String,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Environment name.
+    pub environment: String,
+    /// Who keeps it alive.
+    pub owner: Owner,
+    /// Creation time (Unix seconds).
+    pub created_at: f64,
+    /// The Firecracker (or host-compat launcher) process, once spawned.
+    pub process: Option<ProcessId>,
+    /// Firecracker paths (jail, sockets, logs).
+    pub firecracker: Option<VmPaths>,
+    /// uid/gid of the jailed Firecracker.
+    pub jail_uid: Option<u32>,
+    /// cgroup parent the jailer used.
+    pub cgroup_parent: Option<String>,
+    /// The agent's Unix socket (host-compat).
+    pub agent_socket: Option<PathBuf>,
+}
+
+impl VmRecord {
+    /// Where this record lives.
+    pub fn file(paths: &Paths, id: &str) -> PathBuf {
+        paths.vm_dir(id).join("vm.json")
+    }
+
+    /// Writes the record atomically.
+    pub fn save(&self, paths: &Paths) -> Result<(), CoreError> {
+        let body = serde_json::to_vec_pretty(self).unwrap_or_default();
+        pyro_env::write_atomic(&Self::file(paths, &self.id), &body).map_err(|e| {
+            CoreError::io(
+                format!("saving the record of sandbox {}", self.id),
+                std::io::Error::other(e.to_string()),
+            )
+        })
+    }
+
+    /// Reads a record; `None` if missing or unreadable.
+    pub fn load(paths: &Paths, id: &str) -> Option<Self> {
+        let bytes = std::fs::read(Self::file(paths, id)).ok()?;
+        serde_json::from_slice::<Self>(&bytes)
+            .ok()
+            .filter(|r| r.layout_version == VM_LAYOUT_VERSION)
+    }
+
+    /// Ids of every sandbox directory (with or without a readable record).
+    pub fn list_ids(paths: &Paths) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(paths.vms_dir())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::new(
+            tmp.path().join("state"),
+            pyro_env::Cache::new(tmp.path().join("cache")),
+        );
+        let rec = VmRecord {
+            layout_version: VM_LAYOUT_VERSION,
+            id: "abc".into(),
+            backend: BackendKind::HostCompat,
+            environment: "debian:12".into(),
+            owner: Owner::this_process(),
+            created_at: 1.5,
+            process: None,
+            firecracker: None,
+            jail_uid: None,
+            cgroup_parent: None,
+            agent_socket: Some("/x/agent.sock".into()),
+        };
+        std::fs::create_dir_all(paths.vm_dir("abc")).unwrap();
+        rec.save(&paths).unwrap();
+        assert_eq!(VmRecord::load(&paths, "abc").unwrap(), rec);
+        assert!(!rec.owner.is_gone());
+        std::fs::create_dir_all(paths.vm_dir("zzz")).unwrap();
+        assert_eq!(VmRecord::list_ids(&paths), ["abc", "zzz"]);
+        assert!(VmRecord::load(&paths, "zzz").is_none());
+    }
+}

@@ -1,0 +1,411 @@
+//! One-shot `pyro run`: boot a sandbox, run one command, tear it down.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pyro_env::Installed;
+use pyro_protocol::{Command, ExecRequest};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::records::Owner;
+use crate::sandbox::{
+    Capture, DEFAULT_DISK_MIB, OutputSink, Sandbox, SandboxSpec, default_boot_timeout,
+};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths};
+
+/// Defaults and bounds shared by the front ends.
+pub mod limits {
+    /// Default vCPUs.
+    pub const VCPU_DEFAULT: u8 = 1;
+    /// vCPU bounds.
+    pub const VCPU_RANGE: (u8, u8) = (1, 8);
+    /// Default memory.
+    pub const MEM_DEFAULT: u32 = 1024;
+    /// Memory bounds (MiB).
+    pub const MEM_RANGE: (u32, u32) = (128, 32768);
+    /// Default command timeout (s).
+    pub const TIMEOUT_DEFAULT: u64 = 30;
+    /// Command timeout bounds (s).
+    pub const TIMEOUT_RANGE: (u64, u64) = (1, 86_400);
+    /// Default sandbox lifetime (s).
+    pub const TTL_DEFAULT: u64 = 600;
+    /// Lifetime bounds (s).
+    pub const TTL_RANGE: (u64, u64) = (60, 86_400);
+    /// Boot timeout bounds (s).
+    pub const BOOT_TIMEOUT_RANGE: (u64, u64) = (1, 3_600);
+    /// Default per-stream output cap.
+    pub const OUTPUT_DEFAULT: u64 = 1 << 20;
+    /// Output cap bounds.
+    pub const OUTPUT_RANGE: (u64, u64) = (1, 64 << 20);
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The command.
+    pub command: Command,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory in MiB.
+    pub mem_mib: u32,
+    /// Command timeout.
+    pub timeout_seconds: u64,
+    /// Boot deadline (default: generous on PVM hosts).
+    pub boot_timeout_seconds: Option<u64>,
+    /// The guest powers itself off after this long, whatever happens.
+    pub ttl_seconds: u64,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Fall back to host-compat when the guest cannot boot.
+    pub allow_host_compat: bool,
+    /// Per-stream cap on returned output.
+    pub max_output_bytes: u64,
+    /// Working directory in the guest.
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+}
+
+impl RunOptions {
+    /// Options with the documented defaults.
+    pub fn new(command: Command) -> Self {
+        Self {
+            command,
+            vcpu_count: limits::VCPU_DEFAULT,
+            mem_mib: limits::MEM_DEFAULT,
+            timeout_seconds: limits::TIMEOUT_DEFAULT,
+            boot_timeout_seconds: None,
+            ttl_seconds: limits::TTL_DEFAULT,
+            backend: BackendKind::Firecracker,
+            allow_host_compat: false,
+            max_output_bytes: limits::OUTPUT_DEFAULT,
+            cwd: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Checks every bound; the message names the flag and the rule.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        fn range<T: PartialOrd + std::fmt::Display>(
+            flag: &str,
+            v: T,
+            (lo, hi): (T, T),
+        ) -> Result<(), CoreError> {
+            if v < lo || v > hi {
+                return Err(CoreError::invalid(format!(
+                    "{flag} must be between {lo} and {hi} (got {v})"
+                )));
+            }
+            Ok(())
+        }
+        match &self.command {
+            Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
+                return Err(CoreError::invalid(
+                    "no command given: put the command after `--`, e.g. `pyro run debian:12 -- git --version`",
+                ));
+            }
+            Command::Shell { script } if script.trim().is_empty() => {
+                return Err(CoreError::invalid(
+                    "the command is empty: put a command after `--`",
+                ));
+            }
+            _ => {}
+        }
+        range("--vcpu-count", self.vcpu_count, limits::VCPU_RANGE)?;
+        range("--mem-mib", self.mem_mib, limits::MEM_RANGE)?;
+        range(
+            "--timeout-seconds",
+            self.timeout_seconds,
+            limits::TIMEOUT_RANGE,
+        )?;
+        range("--ttl-seconds", self.ttl_seconds, limits::TTL_RANGE)?;
+        range(
+            "--max-output-bytes",
+            self.max_output_bytes,
+            limits::OUTPUT_RANGE,
+        )?;
+        if let Some(b) = self.boot_timeout_seconds {
+            range("--boot-timeout-seconds", b, limits::BOOT_TIMEOUT_RANGE)?;
+        }
+        if self.ttl_seconds < self.timeout_seconds {
+            return Err(CoreError::invalid(format!(
+                "--ttl-seconds ({}) must be at least --timeout-seconds ({}): the guest powers off at its TTL",
+                self.ttl_seconds, self.timeout_seconds
+            )));
+        }
+        if self.backend == BackendKind::Firecracker
+            && self.vcpu_count > 1
+            && pyro_vmm::host::is_pvm()
+        {
+            return Err(CoreError::invalid(format!(
+                "--vcpu-count {} is not possible on this PVM host: secondary vCPUs never start under PVM; use \
+                 --vcpu-count 1",
+                self.vcpu_count
+            )));
+        }
+        for name in self.env.keys() {
+            if !pyro_protocol::valid_env_name(name) {
+                return Err(CoreError::invalid(format!(
+                    "invalid environment variable name {name:?}: use letters, digits and _, not starting with a digit"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the sandbox was cleaned up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleanup {
+    /// Whether everything was removed.
+    pub deleted: bool,
+    /// Why it was removed.
+    pub reason: String,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Sandbox id.
+    pub vm_id: String,
+    /// Environment name.
+    pub environment: String,
+    /// Environment version.
+    pub environment_version: String,
+    /// How the command ran.
+    pub execution_mode: ExecutionMode,
+    /// Why it fell back to host-compat, if it did.
+    pub fallback_reason: Option<String>,
+    /// The command, for display.
+    pub command: String,
+    /// Exit code (124 on timeout).
+    pub exit_code: i32,
+    /// Whether the timeout fired.
+    pub timed_out: bool,
+    /// Effective command timeout.
+    pub timeout_seconds: u64,
+    /// Standard output (lossy UTF-8 of the returned bytes).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8 of the returned bytes).
+    pub stderr: String,
+    /// Bytes the command wrote to stdout.
+    pub stdout_bytes: u64,
+    /// Bytes the command wrote to stderr.
+    pub stderr_bytes: u64,
+    /// Whether either stream exceeded the cap.
+    pub truncated: bool,
+    /// The per-stream cap.
+    pub max_output_bytes: u64,
+    /// Boot time.
+    pub boot_ms: u64,
+    /// Command time (inside the guest).
+    pub exec_ms: u64,
+    /// Total wall time.
+    pub duration_ms: u64,
+    /// Cleanup.
+    pub cleanup: Cleanup,
+}
+
+/// Progress events of a run.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// Booting on a backend.
+    Booting(BackendKind),
+    /// The guest could not boot; falling back to host-compat.
+    Fallback(String),
+    /// Booted; running the command.
+    Running {
+        /// Boot time.
+        boot_ms: u64,
+    },
+}
+
+struct Tee<'a> {
+    inner: &'a mut dyn OutputSink,
+    capture: Capture,
+}
+
+impl OutputSink for Tee<'_> {
+    fn stdout(&mut self, data: &[u8]) {
+        self.capture.stdout(data);
+        self.inner.stdout(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.capture.stderr(data);
+        self.inner.stderr(data);
+    }
+}
+
+fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> SandboxSpec<'a> {
+    SandboxSpec {
+        env,
+        backend,
+        vcpu_count: opts.vcpu_count,
+        mem_mib: opts.mem_mib,
+        disk_mib: DEFAULT_DISK_MIB,
+        idle_seconds: opts.ttl_seconds,
+        boot_timeout: opts
+            .boot_timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or_else(default_boot_timeout),
+        owner: Owner::this_process(),
+    }
+}
+
+/// Boots a sandbox (falling back to host-compat when allowed), runs the
+/// command with output streamed into `sink`, and tears everything down,
+/// on success, failure or cancellation alike.
+pub async fn run(
+    paths: &Paths,
+    env: &Installed,
+    opts: &RunOptions,
+    sink: &mut dyn OutputSink,
+    events: &mut (dyn FnMut(RunEvent) + Send),
+) -> Result<RunResult, CoreError> {
+    opts.validate()?;
+    let started = Instant::now();
+    let (sandbox, fallback_reason) = start_with_fallback(paths, env, opts, events).await?;
+    events(RunEvent::Running {
+        boot_ms: sandbox.boot_ms(),
+    });
+    let req = ExecRequest {
+        command: opts.command.clone(),
+        cwd: opts.cwd.clone(),
+        env: opts.env.clone(),
+        timeout_ms: opts.timeout_seconds * 1000,
+        output_limit_bytes: opts.max_output_bytes,
+        stdin: false,
+    };
+    let mut tee = Tee {
+        inner: sink,
+        capture: Capture::default(),
+    };
+    let outcome = sandbox.exec(req, &mut tee).await;
+    let vm_id = sandbox.id().to_owned();
+    let mode = sandbox.mode();
+    let boot_ms = sandbox.boot_ms();
+    let cleanup = match sandbox.destroy() {
+        Ok(()) => Cleanup {
+            deleted: true,
+            reason: "post_run_cleanup".into(),
+        },
+        Err(e) => Cleanup {
+            deleted: false,
+            reason: e.to_string(),
+        },
+    };
+    let outcome = outcome?;
+    Ok(RunResult {
+        vm_id,
+        environment: env.spec.name.to_owned(),
+        environment_version: env.spec.version.to_owned(),
+        execution_mode: mode,
+        fallback_reason,
+        command: opts.command.display(),
+        exit_code: outcome.exit_code,
+        timed_out: outcome.timed_out,
+        timeout_seconds: opts.timeout_seconds,
+        stdout: String::from_utf8_lossy(&tee.capture.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&tee.capture.stderr).into_owned(),
+        stdout_bytes: outcome.stdout_bytes,
+        stderr_bytes: outcome.stderr_bytes,
+        truncated: outcome.stdout_truncated || outcome.stderr_truncated,
+        max_output_bytes: opts.max_output_bytes,
+        boot_ms,
+        exec_ms: outcome.duration_ms,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cleanup,
+    })
+}
+
+/// Starts a sandbox on the chosen backend; when a Firecracker guest cannot
+/// boot and `allow_host_compat` is set, starts host-compat instead and says
+/// why.
+pub async fn start_with_fallback(
+    paths: &Paths,
+    env: &Installed,
+    opts: &RunOptions,
+    events: &mut (dyn FnMut(RunEvent) + Send),
+) -> Result<(Sandbox, Option<String>), CoreError> {
+    events(RunEvent::Booting(opts.backend));
+    match Sandbox::start(paths, &spec(env, opts, opts.backend)).await {
+        Ok(s) => Ok((s, None)),
+        Err(e) if opts.backend == BackendKind::Firecracker && opts.allow_host_compat => {
+            let reason = first_line(&e.to_string());
+            events(RunEvent::Fallback(reason.clone()));
+            let s = Sandbox::start(paths, &spec(env, opts, BackendKind::HostCompat)).await?;
+            Ok((s, Some(reason)))
+        }
+        Err(e @ CoreError::Invalid(_)) => Err(e),
+        Err(e) if opts.backend == BackendKind::Firecracker => {
+            Err(CoreError::GuestUnavailable(Box::new(e)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Command {
+        Command::Argv {
+            argv: a.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn bounds_name_the_flag() {
+        let mut o = RunOptions::new(argv(&["true"]));
+        o.backend = BackendKind::HostCompat;
+        assert!(o.validate().is_ok());
+        o.mem_mib = 10;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "--mem-mib must be between 128 and 32768 (got 10)"
+        );
+        o.mem_mib = 256;
+        o.vcpu_count = 0;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "--vcpu-count must be between 1 and 8 (got 0)"
+        );
+        o.vcpu_count = 1;
+        o.timeout_seconds = 700;
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--ttl-seconds (600) must be at least")
+        );
+        o.timeout_seconds = 5;
+        o.env.insert("1BAD".into(), "x".into());
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid environment variable name")
+        );
+    }
+
+    #[test]
+    fn empty_commands_are_refused() {
+        let err = RunOptions::new(argv(&[]))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("after `--`"), "{err}");
+        let err = RunOptions::new(Command::Shell {
+            script: "  ".into(),
+        })
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("empty"), "{err}");
+    }
+}

@@ -1,0 +1,532 @@
+//! One running guest, on either backend, and the host side of the agent
+//! protocol.
+//!
+//! A sandbox's record is written before anything is created for it and its
+//! teardown ([`teardown`]) removes everything the record points at, so the
+//! same code cleans up after a finished run, a failed start, and (via
+//! [`crate::sweep`]) a pyro process that was killed.
+
+use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pyro_env::Installed;
+use pyro_protocol::{
+    AGENT_PORT, Envelope, ExecOutcome, ExecRequest, FrameKind, Hello, PROTOCOL_VERSION, Request,
+    Response, read_frame, read_message, write_message,
+};
+use pyro_vmm::cgroup::{self, CgroupVersion};
+use pyro_vmm::launch::{JailSpec, LaunchSpec, VmPaths};
+use pyro_vmm::process::ProcessId;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
+
+use crate::records::{Owner, VM_LAYOUT_VERSION, VmRecord};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
+
+/// First uid/gid handed to jailed Firecracker processes (one per VM).
+pub const JAIL_UID_BASE: u32 = 900_000;
+
+/// Default size of a sandbox's sparse writable disk.
+pub const DEFAULT_DISK_MIB: u64 = 4096;
+
+/// Extra time the host waits for an exec beyond its timeout (the agent
+/// enforces the timeout itself; this only catches a hung agent).
+const EXEC_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the agent may take to greet on a new connection.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default boot deadline: generous on PVM hosts, where guest kernels run in
+/// an instruction emulator.
+pub fn default_boot_timeout() -> Duration {
+    if pyro_vmm::host::is_pvm() {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(30)
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec<'a> {
+    /// The environment.
+    pub env: &'a Installed,
+    /// Backend.
+    pub backend: BackendKind,
+    /// vCPUs (Firecracker).
+    pub vcpu_count: u8,
+    /// Memory (Firecracker).
+    pub mem_mib: u32,
+    /// Size of the sparse writable disk (Firecracker).
+    pub disk_mib: u64,
+    /// The guest powers itself off after this many idle seconds (0: never).
+    pub idle_seconds: u64,
+    /// Boot deadline.
+    pub boot_timeout: Duration,
+    /// Who keeps it alive.
+    pub owner: Owner,
+}
+
+/// Receives command output as it arrives.
+pub trait OutputSink: Send {
+    /// Bytes of standard output.
+    fn stdout(&mut self, data: &[u8]);
+    /// Bytes of standard error.
+    fn stderr(&mut self, data: &[u8]);
+}
+
+/// Collects output in memory.
+#[derive(Debug, Default, Clone)]
+pub struct Capture {
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl OutputSink for Capture {
+    fn stdout(&mut self, data: &[u8]) {
+        self.stdout.extend_from_slice(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.stderr.extend_from_slice(data);
+    }
+}
+
+/// A running sandbox. Dropping it tears it down.
+#[derive(Debug)]
+pub struct Sandbox {
+    paths: Paths,
+    record: VmRecord,
+    hello: Option<Hello>,
+    boot_ms: u64,
+    torn_down: bool,
+}
+
+impl Sandbox {
+    /// Creates and boots a sandbox and waits for its agent. On failure
+    /// nothing is left behind.
+    pub async fn start(paths: &Paths, spec: &SandboxSpec<'_>) -> Result<Self, CoreError> {
+        let mut sandbox = Self::create(paths, spec)?;
+        sandbox.boot(spec).await?;
+        Ok(sandbox)
+    }
+
+    /// Records a new sandbox and prepares its writable layer (a sparse
+    /// ext4 disk for Firecracker). Nothing runs yet.
+    pub fn create(paths: &Paths, spec: &SandboxSpec<'_>) -> Result<Self, CoreError> {
+        let id = random_hex(6);
+        let root = nix::unistd::geteuid().is_root();
+        let mut record = VmRecord {
+            layout_version: VM_LAYOUT_VERSION,
+            id: id.clone(),
+            backend: spec.backend,
+            environment: spec.env.spec.name.to_owned(),
+            owner: spec.owner.clone(),
+            created_at: now_unix(),
+            process: None,
+            firecracker: None,
+            jail_uid: None,
+            cgroup_parent: None,
+            agent_socket: None,
+        };
+        {
+            let _lock = paths.lock("vms")?;
+            if spec.backend == BackendKind::Firecracker && root {
+                record.jail_uid = Some(allocate_uid(paths)?);
+            }
+            let dir = paths.vm_dir(&id);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+            record.save(paths)?;
+        }
+        let sandbox = Sandbox {
+            paths: paths.clone(),
+            record,
+            hello: None,
+            boot_ms: 0,
+            torn_down: false,
+        };
+        if spec.backend == BackendKind::Firecracker {
+            let upper = sandbox.paths.vm_dir(&id).join("upper.ext4");
+            pyro_vmm::disk::create_upper_disk(&upper, spec.disk_mib)?;
+        }
+        Ok(sandbox)
+    }
+
+    /// Boots the created sandbox and waits for its agent's greeting.
+    pub async fn boot(&mut self, spec: &SandboxSpec<'_>) -> Result<(), CoreError> {
+        let started = Instant::now();
+        let hello = match spec.backend {
+            BackendKind::Firecracker => self.boot_firecracker(spec).await?,
+            BackendKind::HostCompat => self.boot_host_compat(spec).await?,
+        };
+        check_protocol(&hello, spec.env.spec.name)?;
+        self.hello = Some(hello);
+        self.boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    /// The agent's greeting, once booted.
+    pub fn hello(&self) -> Option<&Hello> {
+        self.hello.as_ref()
+    }
+
+    /// Sandbox id.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// How commands run here.
+    pub fn mode(&self) -> ExecutionMode {
+        match self.record.backend {
+            BackendKind::Firecracker => ExecutionMode::GuestVsock,
+            BackendKind::HostCompat => ExecutionMode::HostCompat,
+        }
+    }
+
+    /// Time from start to the agent's greeting.
+    pub fn boot_ms(&self) -> u64 {
+        self.boot_ms
+    }
+
+    /// The record.
+    pub fn record(&self) -> &VmRecord {
+        &self.record
+    }
+
+    async fn boot_firecracker(&mut self, spec: &SandboxSpec<'_>) -> Result<Hello, CoreError> {
+        let cache = self.paths.cache().clone();
+        let bins = pyro_vmm::binaries::locate(cache.root())?;
+        spec.env.verify_kernel()?;
+        let dir = self.paths.vm_dir(&self.record.id);
+        let upper = dir.join("upper.ext4");
+        let jail = match self.record.jail_uid {
+            Some(uid) => {
+                let (version, settings) = cgroup_settings(self.paths.cgroup_root(), spec.mem_mib);
+                let parent = self.paths.cgroup_parent();
+                self.record.cgroup_parent = Some(parent.clone());
+                Some(JailSpec {
+                    jailer: bins.jailer.path.clone(),
+                    chroot_base: self.paths.jail_base(),
+                    uid,
+                    gid: uid,
+                    cgroup_version: version,
+                    parent_cgroup: parent,
+                    cgroup_settings: settings,
+                })
+            }
+            None => None,
+        };
+        let extra = vec![
+            format!("pyro.idle={}", spec.idle_seconds),
+            "pyro.hostname=pyro".to_owned(),
+        ];
+        let launch = LaunchSpec {
+            id: self.record.id.clone(),
+            firecracker: bins.firecracker.path.clone(),
+            kernel: spec.env.kernel_image(),
+            base_image: spec.env.rootfs_image(),
+            upper_disk: upper,
+            vcpu_count: spec.vcpu_count,
+            mem_mib: spec.mem_mib,
+            boot_args: pyro_vmm::host::boot_args(pyro_vmm::host::is_pvm(), &extra),
+            run_dir: dir,
+            jail,
+        };
+        self.record.firecracker = Some(VmPaths::for_spec(&launch));
+        self.record.save(&self.paths)?;
+        let paths = self.paths.clone();
+        let mut record = self.record.clone();
+        let booting = pyro_vmm::launch::launch(&launch, &mut |process| {
+            record.process = Some(process);
+            let _ = record.save(&paths);
+        })
+        .await;
+        self.record = record;
+        let (_, _, hello) = booting?.wait_ready(spec.boot_timeout).await?;
+        Ok(hello)
+    }
+
+    async fn boot_host_compat(&mut self, spec: &SandboxSpec<'_>) -> Result<Hello, CoreError> {
+        let dir = self.paths.vm_dir(&self.record.id);
+        let tree = spec.env.rootfs_tree();
+        let agent = tree.join(pyro_env::agent::GUEST_PATH);
+        let sock = dir.join("agent.sock");
+        let ready_path = dir.join("ready.sock");
+        let console = dir.join("console.log");
+        for p in [&sock, &ready_path] {
+            pyro_vmm::vsock::check_socket_path(p)?;
+        }
+        let ready = UnixListener::bind(&ready_path)
+            .map_err(|e| CoreError::io(format!("listening on {}", ready_path.display()), e))?;
+        self.record.agent_socket = Some(sock.clone());
+        self.record.save(&self.paths)?;
+        let log = std::fs::File::create(&console)
+            .map_err(|e| CoreError::io(format!("creating {}", console.display()), e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| CoreError::io("duplicating the log handle", e))?;
+        let child = std::process::Command::new(&agent)
+            .arg("host-compat")
+            .arg("--lower")
+            .arg(&tree)
+            .arg("--upper")
+            .arg(dir.join("upper"))
+            .arg("--mountpoint")
+            .arg(dir.join("root"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--ready")
+            .arg(&ready_path)
+            .arg("--idle-seconds")
+            .arg(spec.idle_seconds.to_string())
+            .arg("--hostname")
+            .arg("pyro")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| CoreError::io(format!("starting {}", agent.display()), e))?;
+        let process = ProcessId::of(child.id());
+        drop(child);
+        self.record.process = process;
+        self.record.save(&self.paths)?;
+        let fail = |reason: String| CoreError::HostCompat {
+            reason,
+            log_tail: pyro_vmm::file_tail(&console, 2000),
+        };
+        let until = Instant::now() + spec.boot_timeout;
+        loop {
+            tokio::select! {
+                accepted = ready.accept() => {
+                    let Ok((mut s, _)) = accepted else { continue };
+                    return match tokio::time::timeout(GREETING_TIMEOUT, read_message::<_, Hello>(&mut s, "its greeting")).await {
+                        Ok(Ok(hello)) => Ok(hello),
+                        Ok(Err(e)) => Err(fail(format!("bad greeting: {e}"))),
+                        Err(_) => Err(fail("the agent connected but sent no greeting".into())),
+                    };
+                }
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if !process.is_some_and(|p| p.is_alive()) {
+                        if let Some(p) = process { p.reap(); }
+                        return Err(fail("the sandbox process exited".into()));
+                    }
+                    if Instant::now() >= until {
+                        return Err(fail(format!("no greeting within {} s", spec.boot_timeout.as_secs())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a connection, checks the greeting and sends `request`.
+    async fn open(&self, request: Request) -> Result<UnixStream, CoreError> {
+        let mut stream = match self.mode() {
+            ExecutionMode::GuestVsock => {
+                let fc = self
+                    .record
+                    .firecracker
+                    .as_ref()
+                    .ok_or_else(|| CoreError::Transport("no vsock path".into()))?;
+                pyro_vmm::vsock::connect(&fc.vsock_uds, AGENT_PORT).await?
+            }
+            ExecutionMode::HostCompat => {
+                let sock = self
+                    .record
+                    .agent_socket
+                    .as_ref()
+                    .ok_or_else(|| CoreError::Transport("no socket".into()))?;
+                UnixStream::connect(sock).await.map_err(|e| {
+                    CoreError::Transport(format!("connecting to {}: {e}", sock.display()))
+                })?
+            }
+        };
+        let hello: Hello =
+            tokio::time::timeout(GREETING_TIMEOUT, read_message(&mut stream, "its greeting"))
+                .await
+                .map_err(|_| CoreError::Transport("the agent accepted but did not greet".into()))?
+                .map_err(|e| CoreError::Transport(e.to_string()))?;
+        check_protocol(&hello, &self.record.environment)?;
+        write_message(
+            &mut stream,
+            &Envelope {
+                protocol_version: PROTOCOL_VERSION,
+                request,
+            },
+        )
+        .await
+        .map_err(|e| CoreError::Transport(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// Sends a request whose answer is a single message.
+    pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CoreError> {
+        let mut s = self.open(request).await?;
+        let resp: Response = tokio::time::timeout(timeout, read_message(&mut s, "its answer"))
+            .await
+            .map_err(|_| CoreError::Transport(format!("no answer within {} s", timeout.as_secs())))?
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
+        match resp {
+            Response::Error(e) => Err(e.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Runs one command, streaming its output into `sink`. A dropped
+    /// connection is reported, never retried: the command is not run twice.
+    pub async fn exec(
+        &self,
+        req: ExecRequest,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecOutcome, CoreError> {
+        let limit = Duration::from_millis(req.timeout_ms) + EXEC_GRACE;
+        let mut s = self.open(Request::Exec(req)).await?;
+        let read = async {
+            loop {
+                let frame = read_frame(&mut s)
+                    .await
+                    .map_err(|e| CoreError::Transport(e.to_string()))?
+                    .ok_or_else(|| {
+                        CoreError::Transport("the agent closed the connection mid-command".into())
+                    })?;
+                match frame.kind {
+                    FrameKind::Stdout => sink.stdout(&frame.payload),
+                    FrameKind::Stderr => sink.stderr(&frame.payload),
+                    FrameKind::Message => {
+                        return match frame
+                            .message::<Response>()
+                            .map_err(|e| CoreError::Transport(e.to_string()))?
+                        {
+                            Response::Exec(outcome) => Ok(outcome),
+                            Response::Error(e) => Err(e.into()),
+                            other => {
+                                Err(CoreError::Transport(format!("unexpected answer {other:?}")))
+                            }
+                        };
+                    }
+                    other => {
+                        return Err(CoreError::Transport(format!("unexpected {other:?} frame")));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(limit, read).await.map_err(|_| {
+            CoreError::Transport(format!(
+                "the agent did not finish within {} s",
+                limit.as_secs()
+            ))
+        })?
+    }
+
+    /// Tears the sandbox down now (also done on drop).
+    pub fn destroy(mut self) -> Result<(), CoreError> {
+        self.torn_down = true;
+        teardown(&self.paths, &self.record)
+            .map_err(|e| CoreError::io("tearing down the sandbox", std::io::Error::other(e)))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.torn_down
+            && let Err(e) = teardown(&self.paths, &self.record)
+        {
+            tracing::warn!("sandbox {} teardown: {e}", self.record.id);
+        }
+    }
+}
+
+fn check_protocol(hello: &Hello, env: &str) -> Result<(), CoreError> {
+    if hello.protocol_version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(CoreError::Transport(format!(
+            "the agent in {env} speaks protocol {} but this pyro speaks {PROTOCOL_VERSION}; run \
+             `pyro env pull {env}` to rebuild it with the matching agent",
+            hello.protocol_version
+        )))
+    }
+}
+
+/// Removes everything a record points at: the process, its jail, sockets,
+/// cgroups and the sandbox directory.
+pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if let Some(p) = record.process
+        && !p.kill_and_wait(Duration::from_secs(10))
+    {
+        problems.push(format!("process {} did not exit", p.pid));
+    }
+    if let Some(fc) = &record.firecracker
+        && let Err(e) = pyro_vmm::launch::remove_vm_files(
+            &record.id,
+            fc,
+            record
+                .cgroup_parent
+                .as_deref()
+                .map(|p| (paths.cgroup_root(), p)),
+        )
+    {
+        problems.push(e);
+    }
+    remove_dir(&paths.vm_dir(&record.id), &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn remove_dir(dir: &Path, problems: &mut Vec<String>) {
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        problems.push(format!("{}: {e}", dir.display()));
+    }
+}
+
+/// Lowest jail uid not used by another sandbox (call with the vms lock).
+fn allocate_uid(paths: &Paths) -> Result<u32, CoreError> {
+    let used: HashSet<u32> = VmRecord::list_ids(paths)
+        .iter()
+        .filter_map(|id| VmRecord::load(paths, id))
+        .filter_map(|r| r.jail_uid)
+        .collect();
+    (JAIL_UID_BASE..JAIL_UID_BASE + 65_536)
+        .find(|u| !used.contains(u))
+        .ok_or_else(|| CoreError::invalid("no free jail uid: too many sandboxes"))
+}
+
+/// The cgroup version and the jailer's `--cgroup` settings for a VM.
+fn cgroup_settings(root: &Path, mem_mib: u32) -> (CgroupVersion, Vec<String>) {
+    // Guest memory plus room for Firecracker itself and page cache.
+    let mem_bytes = (u64::from(mem_mib) + 256) << 20;
+    match cgroup::detect(root) {
+        Some((CgroupVersion::V1, ctrls)) => {
+            let mut s = Vec::new();
+            if ctrls.iter().any(|c| c == "memory") {
+                s.push(format!("memory.limit_in_bytes={mem_bytes}"));
+            }
+            if ctrls.iter().any(|c| c == "pids") {
+                s.push("pids.max=256".to_owned());
+            }
+            (CgroupVersion::V1, s)
+        }
+        Some((CgroupVersion::V2, ctrls)) => {
+            let mut s = Vec::new();
+            if ctrls.iter().any(|c| c == "memory") {
+                s.push(format!("memory.max={mem_bytes}"));
+            }
+            if ctrls.iter().any(|c| c == "pids") {
+                s.push("pids.max=256".to_owned());
+            }
+            (CgroupVersion::V2, s)
+        }
+        None => (CgroupVersion::V1, Vec::new()),
+    }
+}

@@ -1,0 +1,259 @@
+//! Removing what killed or crashed pyro processes left behind: sandboxes
+//! whose owner is gone, sandbox directories without a record, jails and
+//! cgroups without a sandbox, and Firecracker or host-compat processes that
+//! belong to none of the live sandboxes.
+//!
+//! Runs at the start of every pyro command, under the same lock that guards
+//! sandbox creation, so it never races a sandbox being set up.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pyro_vmm::cgroup;
+use pyro_vmm::process::ProcessId;
+
+use crate::Paths;
+use crate::records::VmRecord;
+use crate::sandbox::teardown;
+
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// One line per removed thing.
+    pub removed: Vec<String>,
+    /// Things that could not be removed.
+    pub problems: Vec<String>,
+}
+
+/// Sweeps orphans under `paths`. Never fails; problems are reported.
+pub fn sweep(paths: &Paths) -> SweepReport {
+    let mut report = SweepReport::default();
+    if !paths.vms_dir().exists() && !paths.jail_base().exists() {
+        return report;
+    }
+    let Ok(_lock) = paths.lock("vms") else {
+        report.problems.push("cannot take the sandbox lock".into());
+        return report;
+    };
+    let mut live = HashSet::new();
+    for id in VmRecord::list_ids(paths) {
+        match VmRecord::load(paths, &id) {
+            Some(rec) if !rec.owner.is_gone() => {
+                live.insert(id);
+            }
+            Some(rec) => match teardown(paths, &rec) {
+                Ok(()) => report
+                    .removed
+                    .push(format!("orphaned sandbox {id} ({})", rec.environment)),
+                Err(e) => report.problems.push(format!("sandbox {id}: {e}")),
+            },
+            None => {
+                // No readable record (creation writes it under this lock, so
+                // this is debris): kill what runs from it, then delete it.
+                kill_matching(paths, &id, &mut report);
+                let dir = paths.vm_dir(&id);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => report
+                        .removed
+                        .push(format!("sandbox directory {id} without a record")),
+                    Err(e) => report.problems.push(format!("{}: {e}", dir.display())),
+                }
+            }
+        }
+    }
+    // Processes started from our state directory that no live sandbox owns.
+    for (pid, id) in our_processes(paths) {
+        if !live.contains(&id)
+            && let Some(p) = ProcessId::of(pid)
+        {
+            if p.kill_and_wait(Duration::from_secs(5)) {
+                report
+                    .removed
+                    .push(format!("stray process {pid} of sandbox {id}"));
+            } else {
+                report
+                    .problems
+                    .push(format!("process {pid} of sandbox {id} did not exit"));
+            }
+        }
+    }
+    let jails = paths.jail_base().join("firecracker");
+    if let Ok(rd) = std::fs::read_dir(&jails) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !live.contains(&id) {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => report.removed.push(format!("jail {id}")),
+                    Err(err) => report.problems.push(format!("jail {id}: {err}")),
+                }
+            }
+        }
+    }
+    let (root, parent) = (paths.cgroup_root(), paths.cgroup_parent());
+    for id in cgroup::list_ids(root, &parent) {
+        if !live.contains(&id) {
+            match cgroup::remove(root, &parent, &id) {
+                Ok(()) => report.removed.push(format!("cgroup {parent}/{id}")),
+                Err(e) => report.problems.push(format!("cgroup {id}: {e}")),
+            }
+        }
+    }
+    report
+}
+
+fn kill_matching(paths: &Paths, id: &str, report: &mut SweepReport) {
+    for (pid, owner) in our_processes(paths) {
+        if owner == id
+            && let Some(p) = ProcessId::of(pid)
+            && !p.kill_and_wait(Duration::from_secs(5))
+        {
+            report
+                .problems
+                .push(format!("process {pid} of sandbox {id} did not exit"));
+        }
+    }
+}
+
+/// Processes that run from pyro's state directory: jailed Firecracker
+/// (chroot under the jail base), unjailed Firecracker and host-compat
+/// launchers (sockets under the sandbox directories on their command line).
+/// Returns (pid, sandbox id).
+fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
+    let jail_root = paths.jail_base().join("firecracker");
+    let vms = paths.vms_dir();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let me = std::process::id();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(root) = std::fs::read_link(e.path().join("root"))
+            && let Some(id) = id_under(&root, &jail_root)
+        {
+            out.push((pid, id));
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            for arg in cmdline.split(|b| *b == 0) {
+                let arg = PathBuf::from(String::from_utf8_lossy(arg).into_owned());
+                if let Some(id) = id_under(&arg, &vms) {
+                    out.push((pid, id));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The first component of `path` below `base`, if `path` is under `base`.
+fn id_under(path: &Path, base: &Path) -> Option<String> {
+    let rest = path.strip_prefix(base).ok()?;
+    rest.components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BackendKind;
+    use crate::records::{Owner, VM_LAYOUT_VERSION};
+
+    fn paths() -> (tempfile::TempDir, Paths) {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Paths::new(
+            tmp.path().join("state"),
+            pyro_env::Cache::new(tmp.path().join("cache")),
+        )
+        .with_cgroup_root(tmp.path().join("cgroup"));
+        (tmp, p)
+    }
+
+    fn record(id: &str, owner: Owner, process: Option<ProcessId>) -> VmRecord {
+        VmRecord {
+            layout_version: VM_LAYOUT_VERSION,
+            id: id.into(),
+            backend: BackendKind::HostCompat,
+            environment: "debian:12".into(),
+            owner,
+            created_at: 0.0,
+            process,
+            firecracker: None,
+            jail_uid: None,
+            cgroup_parent: None,
+            agent_socket: None,
+        }
+    }
+
+    #[test]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the sweep kills and reaps the child"
+    )]
+    fn orphans_are_removed_and_live_sandboxes_kept() {
+        let (_t, p) = paths();
+        // An orphan: its owner is a process that no longer exists.
+        let dead_owner = ProcessId {
+            pid: std::process::id(),
+            start_ticks: 1,
+        };
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let orphan_proc = ProcessId::of(child.id()).unwrap();
+        std::fs::create_dir_all(p.vm_dir("orphan")).unwrap();
+        record(
+            "orphan",
+            Owner::Process {
+                process: dead_owner,
+            },
+            Some(orphan_proc),
+        )
+        .save(&p)
+        .unwrap();
+        // A live sandbox owned by this test process.
+        std::fs::create_dir_all(p.vm_dir("live")).unwrap();
+        record("live", Owner::this_process(), None)
+            .save(&p)
+            .unwrap();
+        // Debris: a directory without a record, and a jail without a sandbox.
+        std::fs::create_dir_all(p.vm_dir("debris")).unwrap();
+        std::fs::create_dir_all(p.jail_base().join("firecracker/ghost/root")).unwrap();
+        // Its cgroups, and a live sandbox's, in a fake v1 hierarchy.
+        let parent = p.cgroup_parent();
+        for c in ["memory", "pids"] {
+            std::fs::create_dir_all(p.cgroup_root().join(c).join(&parent).join("ghost")).unwrap();
+            std::fs::create_dir_all(p.cgroup_root().join(c).join(&parent).join("live")).unwrap();
+        }
+
+        let report = sweep(&p);
+        assert!(report.problems.is_empty(), "{report:?}");
+        assert!(!orphan_proc.is_alive());
+        assert!(!p.vm_dir("orphan").exists());
+        assert!(!p.vm_dir("debris").exists());
+        assert!(!p.jail_base().join("firecracker/ghost").exists());
+        assert!(p.vm_dir("live").exists());
+        assert_eq!(cgroup::list_ids(p.cgroup_root(), &parent), ["live"]);
+        assert_eq!(report.removed.len(), 4, "{report:?}");
+        assert_eq!(sweep(&p).removed.len(), 0);
+    }
+
+    #[test]
+    fn id_under_finds_the_sandbox() {
+        let base = Path::new("/s/vms");
+        assert_eq!(
+            id_under(Path::new("/s/vms/abc/api.sock"), base).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(id_under(Path::new("/other/abc"), base), None);
+    }
+}
