@@ -83,18 +83,30 @@ fn host_compat_inner(args: HostCompatArgs) -> Result<ExitCode, String> {
     )
     .map_err(|e| format!("making mounts private: {e}"))?;
 
-    let launcher = nix::unistd::getpid();
+    // The launcher keeps the write end of this pipe open for as long as it
+    // lives; the child sees end-of-file once it is gone.
+    let (alive_r, alive_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: this process is single-threaded here (no runtime has started),
     // so the child may run arbitrary code after fork.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Parent { child } => Ok(wait_for_namespace(child)),
+        ForkResult::Parent { child } => {
+            drop(alive_r);
+            let code = wait_for_namespace(child);
+            drop(alive_w);
+            Ok(code)
+        }
         ForkResult::Child => {
+            drop(alive_w);
             // PID 1 of the new namespace: dies with the launcher, and the
-            // kernel then kills everything else in the namespace.
+            // kernel then kills everything else in the namespace. (getppid()
+            // is 0 across the namespace boundary, so the launcher's liveness
+            // is read from the pipe: it may have died before the prctl.)
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            if nix::unistd::getppid() != launcher {
+            if launcher_gone(&alive_r) {
+                log::error("the launcher exited before the sandbox started");
                 std::process::exit(1);
             }
+            drop(alive_r);
             if let Err(e) = assemble_host_compat_root(&args) {
                 log::error(&format!("cannot assemble the sandbox root: {e}"));
                 std::process::exit(1);
@@ -111,6 +123,14 @@ fn host_compat_inner(args: HostCompatArgs) -> Result<ExitCode, String> {
             std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
         }
     }
+}
+
+/// Whether the write end of the liveness pipe has been closed.
+fn launcher_gone(fd: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// Waits for the namespace's init and mirrors how it ended.

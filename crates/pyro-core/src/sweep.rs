@@ -115,13 +115,15 @@ fn kill_matching(paths: &Paths, id: &str, report: &mut SweepReport) {
     }
 }
 
-/// Processes that run from pyro's state directory: jailed Firecracker
-/// (chroot under the jail base), unjailed Firecracker and host-compat
-/// launchers (sockets under the sandbox directories on their command line).
-/// Returns (pid, sandbox id).
+/// Processes that belong to this state directory's sandboxes: jailed
+/// Firecracker (in one of our cgroups, or chrooted under the jail base when
+/// that is visible from here: the jailer's mount namespace usually hides
+/// it), unjailed Firecracker and host-compat launchers (sockets under the
+/// sandbox directories on their command line). Returns (pid, sandbox id).
 fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
     let jail_root = paths.jail_base().join("firecracker");
     let vms = paths.vms_dir();
+    let parent = paths.cgroup_parent();
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
@@ -132,6 +134,10 @@ fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
             continue;
         };
         if pid == me {
+            continue;
+        }
+        if let Some(id) = cgroup::vm_of_process(pid, &parent) {
+            out.push((pid, id));
             continue;
         }
         if let Ok(root) = std::fs::read_link(e.path().join("root"))

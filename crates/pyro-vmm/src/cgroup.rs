@@ -78,16 +78,38 @@ pub fn list_ids(root: &Path, parent: &str) -> Vec<String> {
     ids
 }
 
-/// Removes the VM's groups in every hierarchy. Fails (with the directory)
-/// only if a group still holds processes.
+/// Removes the VM's groups in every hierarchy. A group can stay busy for a
+/// moment after its last member was reaped, so busy groups are retried
+/// briefly; fails (naming the directory and what is still in it) only if a
+/// group keeps holding processes.
 pub fn remove(root: &Path, parent: &str, id: &str) -> Result<(), String> {
     let mut failed = Vec::new();
     for dir in parent_dirs(root, parent) {
         let group = dir.join(id);
-        if group.is_dir()
-            && let Err(e) = std::fs::remove_dir(&group)
-        {
-            failed.push(format!("{}: {e}", group.display()));
+        let mut tries = 0u32;
+        while group.is_dir() {
+            match std::fs::remove_dir(&group) {
+                Ok(()) => {
+                    if tries > 0 {
+                        tracing::debug!("{} was busy for {} ms", group.display(), tries * 20);
+                    }
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 250 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    let tasks = std::fs::read_to_string(group.join("tasks")).unwrap_or_default();
+                    let tasks: Vec<&str> = tasks.split_whitespace().collect();
+                    failed.push(format!(
+                        "{}: {e} (tasks: {})",
+                        group.display(),
+                        tasks.join(" ")
+                    ));
+                    break;
+                }
+            }
         }
     }
     if failed.is_empty() {
@@ -95,6 +117,20 @@ pub fn remove(root: &Path, parent: &str, id: &str) -> Result<(), String> {
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// The pyro VM id whose group under `parent` holds process `pid`, from
+/// `/proc/<pid>/cgroup`.
+pub fn vm_of_process(pid: u32, parent: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let rest = path
+            .strip_prefix('/')?
+            .strip_prefix(parent)?
+            .strip_prefix('/')?;
+        Some(rest.split('/').next()?.to_owned()).filter(|id| !id.is_empty())
+    })
 }
 
 #[cfg(test)]
@@ -123,6 +159,14 @@ mod tests {
         .unwrap();
         assert_eq!(detect(v2.path()).unwrap().1, vec!["memory", "pids", "cpu"]);
         assert_eq!(detect(tempfile::tempdir().unwrap().path()), None);
+    }
+
+    #[test]
+    fn this_process_is_in_no_vm_group() {
+        assert_eq!(
+            vm_of_process(std::process::id(), "pyro-test-nonexistent"),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     /// A binary pyro needs is not where it should be.
-    #[error("{what} not found at {path}; {hint}")]
+    #[error("{what} was not found at {path}; {hint}")]
     BinaryMissing {
         /// "the Firecracker binary", "the jailer binary".
         what: &'static str,

@@ -78,6 +78,9 @@ impl ProcessId {
         loop {
             self.reap();
             if !self.is_alive() {
+                // It may have turned zombie after the reap above: reap again,
+                // or it keeps its cgroup busy.
+                self.reap();
                 return true;
             }
             if Instant::now() >= until {

@@ -1,0 +1,49 @@
+# pyro: the two commands in the README are `make demo` and `make test`.
+# Both set up a fresh Debian 12 host themselves (apt packages, the pinned
+# Firecracker, the guest kernel and root filesystem, all cached).
+
+CARGO ?= cargo
+AGENT_TARGET := x86_64-unknown-linux-gnu
+AGENT := target/$(AGENT_TARGET)/release/pyro-agent
+PYRO_RELEASE := target/release/pyro
+PYRO_DEBUG := target/debug/pyro
+ENV ?= debian:12
+
+.PHONY: setup agent build pull demo test lint
+
+# apt packages and cargo-nextest (only what is missing).
+setup:
+	scripts/setup-host.sh
+
+# The guest agent: a static glibc binary (an explicit --target keeps the
+# crt-static flag away from proc-macros and from the host build).
+agent:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p pyro-agent --release --target $(AGENT_TARGET)
+
+build: agent
+	$(CARGO) build --release -p pyro-cli
+
+pull: build
+	$(PYRO_RELEASE) env pull $(ENV)
+
+# The zero-to-hero path on this machine, ending in a command run inside a
+# real Firecracker guest. The first doctor run may report what is missing;
+# after the pull it must pass.
+demo: setup build
+	-$(PYRO_RELEASE) doctor
+	$(PYRO_RELEASE) env list
+	$(PYRO_RELEASE) env pull $(ENV)
+	$(PYRO_RELEASE) doctor
+	$(PYRO_RELEASE) run $(ENV) -- git --version
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The whole suite: formatting, lints, unit tests, end-to-end tests against
+# the built binary (host-compat for breadth), the real-VM tests (serial), and
+# the docs/help expectation tests.
+test: setup agent lint
+	$(CARGO) build -p pyro-cli
+	$(PYRO_DEBUG) env pull $(ENV)
+	$(CARGO) nextest run --workspace --profile ci

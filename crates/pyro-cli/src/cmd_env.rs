@@ -1,0 +1,125 @@
+//! `pyro env list|pull|inspect|prune`.
+
+use std::process::ExitCode;
+
+use pyro_core::Paths;
+use pyro_env::{CATALOG, CATALOG_VERSION, EnvStatus};
+use serde_json::json;
+
+use crate::output::{self, BOLD, DIM, Failure, GREEN, Progress};
+
+fn statuses(paths: &Paths) -> Vec<EnvStatus> {
+    let agent = pyro_env::agent::locate().ok();
+    CATALOG
+        .iter()
+        .map(|s| pyro_env::install::status(paths.cache(), s, agent.as_ref()))
+        .collect()
+}
+
+pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
+    let envs = statuses(paths);
+    if json {
+        output::json(&json!({"catalog_version": CATALOG_VERSION, "environments": envs}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::out(format!("Catalog version: {CATALOG_VERSION}"));
+    let width = envs.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in &envs {
+        let state = if e.installed {
+            format!("{GREEN}installed{GREEN:#}    ")
+        } else {
+            format!("{DIM}not installed{DIM:#}")
+        };
+        output::out(format!("{:width$}  {state}  {}", e.name, e.description));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(e: &EnvStatus) {
+    output::out(format!("Environment: {BOLD}{}{BOLD:#}", e.name));
+    output::out(format!("Version: {}", e.version));
+    output::out(format!("Description: {}", e.description));
+    output::out(format!(
+        "Distribution: {} {}",
+        e.distribution, e.distribution_version
+    ));
+    output::out(format!(
+        "Default packages: {}",
+        e.default_packages.join(", ")
+    ));
+    output::out(format!("Platform: {}", e.platform));
+    output::out(format!("Source: {}", e.source));
+    match (&e.status_reason, e.installed) {
+        (_, true) => output::out("Installed: yes"),
+        (Some(r), false) => output::out(format!("Installed: no ({r})")),
+        (None, false) => output::out("Installed: no"),
+    }
+    output::out(format!("Cache dir: {}", e.cache_dir.display()));
+    output::out(format!("Install dir: {}", e.install_dir.display()));
+    if let Some(k) = &e.kernel_image {
+        output::out(format!("Kernel image: {}", k.display()));
+    }
+    if let Some(r) = &e.rootfs_image {
+        let size = e
+            .rootfs_size_bytes
+            .map(|b| format!(" ({} MiB)", b >> 20))
+            .unwrap_or_default();
+        output::out(format!("Base image: {}{size}", r.display()));
+    }
+}
+
+pub fn inspect(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate().ok();
+    let st = pyro_env::install::status(paths.cache(), spec, agent.as_ref());
+    if json {
+        output::json(&st);
+    } else {
+        print_status(&st);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pull(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate()?;
+    let progress = Progress::new("pull", json);
+    let report = pyro_env::install::pull(paths.cache(), spec, &agent, &progress)?;
+    progress.finish();
+    let st = pyro_env::install::status(paths.cache(), spec, Some(&agent));
+    if json {
+        let mut v = serde_json::to_value(&st).unwrap_or_default();
+        v["actions"] = json!(report.actions);
+        v["changed"] = json!(!report.actions.is_empty());
+        v["seconds"] = json!((report.seconds * 10.0).round() / 10.0);
+        output::json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.actions.is_empty() {
+        output::out(format!("Already installed: {name} (nothing to do)"));
+    } else {
+        output::out(format!("Pulled: {name} in {:.1} s", report.seconds));
+        for a in &report.actions {
+            output::out(format!("  - {a}"));
+        }
+    }
+    print_status(&st);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn prune(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
+    let deleted = pyro_env::install::prune(paths.cache())?;
+    if json {
+        output::json(&json!({"deleted": deleted, "count": deleted.len()}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = deleted.len();
+    output::out(format!(
+        "Deleted {n} cached {}.",
+        if n == 1 { "entry" } else { "entries" }
+    ));
+    for d in deleted {
+        output::out(format!("- {}", d.display()));
+    }
+    Ok(ExitCode::SUCCESS)
+}

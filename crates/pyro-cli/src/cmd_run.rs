@@ -1,0 +1,145 @@
+//! `pyro run`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use pyro_core::run::{RunEvent, RunOptions};
+use pyro_core::sandbox::{Capture, OutputSink};
+use pyro_core::{BackendKind, Paths};
+use pyro_protocol::Command;
+
+use crate::cli::RunArgs;
+use crate::output::{self, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
+
+/// Streams command output straight to our stdout and stderr.
+struct Stream;
+
+impl OutputSink for Stream {
+    fn stdout(&mut self, data: &[u8]) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(data);
+        let _ = o.flush();
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(data);
+        let _ = e.flush();
+    }
+}
+
+/// The words after `--`: one word runs through `sh -c`, several as argv.
+pub fn command_from_words(words: Vec<String>) -> Result<Command, Failure> {
+    match words.len() {
+        0 => Err(Failure::usage(
+            "nothing to run: put the command after `--`, e.g. `pyro run debian:12 -- git --version`",
+        )),
+        1 => Ok(Command::Shell {
+            script: words.into_iter().next().unwrap_or_default(),
+        }),
+        _ => Ok(Command::Argv { argv: words }),
+    }
+}
+
+pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
+    let command = command_from_words(a.command)?;
+    let backend = BackendKind::resolve(a.backend.map(Into::into))?;
+    let opts = RunOptions {
+        command,
+        vcpu_count: a.vcpu_count,
+        mem_mib: a.mem_mib,
+        timeout_seconds: a.timeout_seconds,
+        boot_timeout_seconds: a.boot_timeout_seconds,
+        ttl_seconds: a.ttl_seconds,
+        backend,
+        allow_host_compat: a.allow_host_compat,
+        max_output_bytes: a.max_output_bytes,
+        cwd: None,
+        env: Default::default(),
+    };
+    opts.validate()?;
+    let env = crate::ensure_env(paths, &a.environment, a.json)?;
+    let json = a.json;
+    let progress = Progress::new("run", json);
+    let mut events = |ev: RunEvent| match ev {
+        RunEvent::Booting(BackendKind::Firecracker) => pyro_env::Progress::step(
+            &progress,
+            &format!("booting a {} guest ({} MiB)", env.spec.name, opts.mem_mib),
+        ),
+        RunEvent::Booting(BackendKind::HostCompat) => pyro_env::Progress::step(
+            &progress,
+            &format!("starting a {} host-compat sandbox", env.spec.name),
+        ),
+        RunEvent::Fallback(reason) => {
+            progress.finish();
+            output::err(format!(
+                "{YELLOW}warning:{YELLOW:#} the guest could not boot ({reason}); running on host-compat"
+            ));
+        }
+        RunEvent::Running { .. } => progress.finish(),
+    };
+    let mut stream = Stream;
+    let mut capture = Capture::default();
+    let sink: &mut dyn OutputSink = if json { &mut capture } else { &mut stream };
+    let work = pyro_core::run::run(paths, &env, &opts, sink, &mut events);
+    let result = tokio::select! {
+        r = work => r,
+        code = interrupted() => {
+            progress.finish();
+            output::err("interrupted: the sandbox was torn down");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    progress.finish();
+    let result = result.map_err(|e| {
+        let mut f = Failure::from(e);
+        if f.code != EXIT_USAGE {
+            f.code = EXIT_RUN_FAILURE;
+        }
+        f
+    })?;
+    if json {
+        output::json(&result);
+    } else {
+        let mut summary = format!(
+            "[run] environment={} execution_mode={} exit_code={} boot_ms={} exec_ms={} vm_id={}",
+            result.environment,
+            result.execution_mode.as_str(),
+            result.exit_code,
+            result.boot_ms,
+            result.exec_ms,
+            result.vm_id
+        );
+        if result.truncated {
+            summary.push_str(&format!(
+                " truncated=yes stdout_bytes={} stderr_bytes={}",
+                result.stdout_bytes, result.stderr_bytes
+            ));
+        }
+        output::err(format!("{DIM}{summary}{DIM:#}"));
+        if result.timed_out {
+            output::err(format!(
+                "{YELLOW}timed out:{YELLOW:#} the command ran longer than {} s; its process group was killed",
+                result.timeout_seconds
+            ));
+        }
+        if result.truncated {
+            output::err(format!(
+                "{YELLOW}truncated:{YELLOW:#} kept the first {} bytes of each stream; raise --max-output-bytes to keep more",
+                result.max_output_bytes
+            ));
+        }
+    }
+    Ok(ExitCode::from(u8::try_from(result.exit_code).unwrap_or(1)))
+}
+
+/// Resolves on SIGINT or SIGTERM with the conventional exit status.
+pub async fn interrupted() -> u8 {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => 130,
+        _ = term.recv() => 143,
+    }
+}

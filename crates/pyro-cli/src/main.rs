@@ -1,0 +1,107 @@
+//! `pyro`: disposable, persistent Linux workspaces in Firecracker microVMs
+//! for chat-based coding agents.
+
+mod cli;
+mod cmd_demo;
+mod cmd_doctor;
+mod cmd_env;
+mod cmd_run;
+mod output;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pyro_core::Paths;
+
+use crate::cli::{Cli, Cmd, EnvCmd};
+use crate::output::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let paths = Paths::from_env();
+    let report = pyro_core::sweep::sweep(&paths);
+    for line in &report.removed {
+        tracing::warn!("cleaned up {line} left by a pyro process that did not finish");
+    }
+    for line in &report.problems {
+        tracing::warn!("could not clean up {line}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::report(
+                &Failure {
+                    code: 1,
+                    kind: "io",
+                    message: format!("cannot start the runtime: {e}"),
+                },
+                false,
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let (json, result) = match cli.command {
+        Cmd::Env(EnvCmd::List(a)) => (a.json, cmd_env::list(&paths, a.json)),
+        Cmd::Env(EnvCmd::Pull(a)) => (a.json, cmd_env::pull(&paths, &a.environment, a.json)),
+        Cmd::Env(EnvCmd::Inspect(a)) => (a.json, cmd_env::inspect(&paths, &a.environment, a.json)),
+        Cmd::Env(EnvCmd::Prune(a)) => (a.json, cmd_env::prune(&paths, a.json)),
+        Cmd::Run(a) => {
+            let json = a.json;
+            (json, rt.block_on(cmd_run::run(&paths, a)))
+        }
+        Cmd::Doctor(a) => (a.json, cmd_doctor::doctor(&paths, a.json)),
+        Cmd::Demo(a) => {
+            let json = a.json;
+            (json, rt.block_on(cmd_demo::demo(&paths, a)))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            output::report(&f, json);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PYRO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Resolves an environment for use, pulling it first when it is missing or
+/// stale (with progress on stderr).
+pub fn ensure_env(paths: &Paths, name: &str, quiet: bool) -> Result<pyro_env::Installed, Failure> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate().ok();
+    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref()) {
+        Ok(inst) => Ok(inst),
+        Err(pyro_env::EnvError::NotInstalled { reason, .. }) => {
+            let agent = pyro_env::agent::locate()?;
+            let progress = output::Progress::new("pull", quiet);
+            pyro_env::Progress::step(
+                &progress,
+                &format!("{name} is not ready ({reason}); pulling it"),
+            );
+            let report = pyro_env::install::pull(paths.cache(), spec, &agent, &progress)?;
+            progress.finish();
+            Ok(report.installed)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,193 @@
+//! Output conventions: data on stdout, diagnostics on stderr, JSON with
+//! `--json`, colour only on a terminal (and never with `NO_COLOR`),
+//! progress spinners on long work.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pyro_core::CoreError;
+use pyro_env::EnvError;
+use serde::Serialize;
+
+/// Exit status for invalid arguments.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when an operation failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of `pyro run` when pyro itself failed.
+pub const EXIT_RUN_FAILURE: u8 = 125;
+
+/// Styles (stripped by anstream when colour is off).
+pub const RED: Style = AnsiColor::Red.on_default().bold();
+pub const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+pub const GREEN: Style = AnsiColor::Green.on_default().bold();
+pub const DIM: Style = Style::new().dimmed();
+pub const BOLD: Style = Style::new().bold();
+
+/// Writes a line to stdout.
+pub fn out(line: impl std::fmt::Display) {
+    let _ = writeln!(anstream::stdout(), "{line}");
+}
+
+/// Writes a line to stderr.
+pub fn err(line: impl std::fmt::Display) {
+    let _ = writeln!(anstream::stderr(), "{line}");
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) {
+    let text =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    out(text);
+}
+
+/// Whether stderr is a terminal (spinners instead of plain step lines).
+pub fn stderr_is_tty() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Whether colour may be used on stderr.
+pub fn color_on_stderr() -> bool {
+    stderr_is_tty() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit status.
+    pub code: u8,
+    /// Machine-readable class.
+    pub kind: &'static str,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// Invalid arguments.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            kind: "invalid_argument",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EnvError> for Failure {
+    fn from(e: EnvError) -> Self {
+        let (code, kind) = match &e {
+            EnvError::Unknown { .. } => (EXIT_USAGE, "unknown_environment"),
+            EnvError::NotInstalled { .. } => (EXIT_FAILURE, "not_installed"),
+            EnvError::Corrupt { .. } => (EXIT_FAILURE, "corrupt_cache"),
+            EnvError::MissingTool { .. } => (EXIT_FAILURE, "missing_tool"),
+            EnvError::Vmm(_) => (EXIT_FAILURE, "firecracker"),
+            _ => (EXIT_FAILURE, "environment"),
+        };
+        Self {
+            code,
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<CoreError> for Failure {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Invalid(m) => Self::usage(m),
+            CoreError::Env(env) => env.into(),
+            other => {
+                let kind = match &other {
+                    CoreError::Vmm(_) => "firecracker",
+                    CoreError::GuestUnavailable(_) => "guest_unavailable",
+                    CoreError::Agent(_) => "agent",
+                    CoreError::Transport(_) => "agent_transport",
+                    CoreError::HostCompat { .. } => "host_compat",
+                    _ => "io",
+                };
+                Self {
+                    code: EXIT_FAILURE,
+                    kind,
+                    message: other.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// Reports a failure: the message on stderr, and with `--json` also an error
+/// object on stdout.
+pub fn report(f: &Failure, json_mode: bool) {
+    err(format!("{RED}error:{RED:#} {}", f.message));
+    if json_mode {
+        json(&serde_json::json!({"ok": false, "error": {"kind": f.kind, "message": f.message}}));
+    }
+}
+
+/// Progress on stderr: a spinner on a terminal, plain step lines otherwise
+/// (unless `quiet`).
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    prefix: &'static str,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Progress lines prefixed with `[prefix]`.
+    pub fn new(prefix: &'static str, quiet: bool) -> Self {
+        let bar = stderr_is_tty().then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = if color_on_stderr() {
+                "{spinner:.cyan} {msg} {elapsed:.dim}"
+            } else {
+                "{spinner} {msg} {elapsed}"
+            };
+            b.set_style(
+                ProgressStyle::with_template(style)
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Self { bar, prefix, quiet }
+    }
+
+    /// Prints a stdout line without tearing the spinner.
+    pub fn print_out(&self, line: impl std::fmt::Display) {
+        match &self.bar {
+            Some(b) => b.suspend(|| out(line)),
+            None => out(line),
+        }
+    }
+
+    /// Removes the spinner.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl pyro_env::Progress for Progress {
+    fn step(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(msg.to_owned()),
+            None if !self.quiet => err(format!("[{}] {msg}", self.prefix)),
+            None => {}
+        }
+    }
+
+    fn tick(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_owned());
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Bad input gets a clear error, a non-zero exit, and leaves nothing behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Home, require_debian12, stderr, stdout};
+
+#[test]
+fn unknown_environment_lists_the_valid_ones() {
+    let home = Home::new();
+    for args in [
+        vec!["run", "ubuntu:24.04", "--", "true"],
+        vec!["env", "pull", "ubuntu:24.04"],
+        vec!["env", "inspect", "ubuntu:24.04"],
+    ] {
+        let o = home.cmd().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&o),
+            "error: unknown environment \"ubuntu:24.04\"; expected one of: debian:12, debian:12-base, debian:12-build\n"
+        );
+        assert!(stdout(&o).is_empty());
+    }
+    home.assert_clean();
+}
+
+#[test]
+fn json_mode_errors_are_json_on_stdout() {
+    let home = Home::new();
+    let o = home
+        .cmd()
+        .args(["run", "nope", "--json", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "unknown_environment");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected one of")
+    );
+}
+
+#[test]
+fn nothing_after_the_double_dash() {
+    let home = Home::new();
+    for args in [vec!["run", "debian:12"], vec!["run", "debian:12", "--"]] {
+        let o = home.cmd().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("nothing to run: put the command after `--`"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    home.assert_clean();
+}
+
+#[test]
+fn resource_flags_out_of_range() {
+    let home = Home::new();
+    let cases = [
+        (
+            vec!["--mem-mib", "10"],
+            "--mem-mib must be between 128 and 32768 (got 10)",
+        ),
+        (
+            vec!["--vcpu-count", "0"],
+            "--vcpu-count must be between 1 and 8 (got 0)",
+        ),
+        (
+            vec!["--timeout-seconds", "0"],
+            "--timeout-seconds must be between 1 and 86400 (got 0)",
+        ),
+        (
+            vec!["--ttl-seconds", "5"],
+            "--ttl-seconds must be between 60 and 86400 (got 5)",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["run", "debian:12"];
+        args.extend(&flags);
+        args.extend(["--", "true"]);
+        let o = home.cmd().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flags:?}");
+        assert_eq!(stderr(&o), format!("error: {message}\n"));
+    }
+    let o = home
+        .cmd()
+        .args(["run", "debian:12", "--backend", "qemu", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid value 'qemu' for '--backend"));
+    let o = home
+        .cmd()
+        .env("PYRO_BACKEND", "qemu")
+        .args(["run", "debian:12", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("PYRO_BACKEND: unknown backend \"qemu\""),
+        "{}",
+        stderr(&o)
+    );
+    home.assert_clean();
+}
+
+#[test]
+fn a_missing_firecracker_binary_is_named_with_the_fix() {
+    require_debian12();
+    let home = Home::new();
+    let o = home
+        .cmd()
+        .env("PYRO_FIRECRACKER_BIN", "/nonexistent/firecracker")
+        .args(["run", "debian:12", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = stderr(&o);
+    assert!(
+        err.contains("the Firecracker binary was not found at /nonexistent/firecracker"),
+        "{err}"
+    );
+    assert!(err.contains("PYRO_FIRECRACKER_BIN points there"), "{err}");
+    assert!(err.contains("--allow-host-compat"), "{err}");
+    home.assert_clean();
+}
+
+/// A hard link, or a copy across filesystems.
+fn link(src: &Path, dst: &Path) {
+    if std::fs::hard_link(src, dst).is_err() {
+        std::fs::copy(src, dst).unwrap();
+    }
+}
+
+/// Builds a cache that holds debian:12 (hard links to the real one) with a
+/// kernel whose bytes no longer match its checksum.
+fn cache_with_corrupt_kernel(dir: &Path) -> std::path::PathBuf {
+    let real = require_debian12();
+    let cache = dir.join("cache");
+    let env_dir = cache
+        .join("environments")
+        .join(real.dir.file_name().unwrap());
+    std::fs::create_dir_all(&env_dir).unwrap();
+    link(&real.rootfs_image(), &env_dir.join("rootfs.ext4"));
+    std::os::unix::fs::symlink(real.rootfs_tree(), env_dir.join("rootfs")).unwrap();
+    std::fs::copy(
+        real.dir.join("environment.json"),
+        env_dir.join("environment.json"),
+    )
+    .unwrap();
+    let kdir = cache.join("kernels").join(&real.manifest.kernel_key);
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::copy(
+        real.kernel.dir.join("kernel.json"),
+        kdir.join("kernel.json"),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(real.kernel_image()).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(kdir.join("vmlinux"), bytes).unwrap();
+    let real_cache = pyro_env::Cache::from_env();
+    let fc = cache
+        .join("firecracker")
+        .join(pyro_vmm::binaries::FIRECRACKER_VERSION);
+    std::fs::create_dir_all(&fc).unwrap();
+    for b in ["firecracker", "jailer"] {
+        link(
+            &pyro_vmm::binaries::install_dir(real_cache.root()).join(b),
+            &fc.join(b),
+        );
+    }
+    cache
+}
+
+#[test]
+fn a_corrupt_cached_kernel_is_refused_by_checksum() {
+    let home = Home::new();
+    let cache = cache_with_corrupt_kernel(home.path());
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["run", "debian:12", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not match its recorded checksum"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run `pyro env pull debian:12` to rebuild it"),
+        "{err}"
+    );
+    home.assert_clean();
+    // Doctor sees it too.
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kernel = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "guest kernel")
+        .unwrap();
+    assert_eq!(kernel["status"], "fail", "{kernel}");
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn env_prune_deletes_only_debris() {
+    let home = Home::new();
+    let cache = home.path().join("cache");
+    let envs = cache.join("environments");
+    std::fs::create_dir_all(envs.join(".staging-debian_12-4.0.0-abc/rootfs")).unwrap();
+    std::fs::create_dir_all(envs.join("ubuntu_24.04-1.0.0")).unwrap();
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["env", "prune", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["count"], 2);
+    assert!(!envs.join("ubuntu_24.04-1.0.0").exists());
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["env", "prune"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "Deleted 0 cached entries.\n");
+}

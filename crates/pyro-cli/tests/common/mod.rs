@@ -1,0 +1,149 @@
+//! Helpers for end-to-end tests against the built `pyro` binary.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The built binary.
+pub fn pyro_bin() -> PathBuf {
+    PathBuf::from(assert_cmd::cargo::cargo_bin!("pyro"))
+}
+
+/// A private state directory (`PYRO_HOME`) for one test.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("pyro-e2e-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `pyro` with this home, no colour, and no backend from the caller.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(pyro_bin());
+        c.env("PYRO_HOME", self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("PYRO_BACKEND")
+            .env_remove("PYRO_FIRECRACKER_BIN")
+            .env_remove("PYRO_JAILER_BIN")
+            .env_remove("PYRO_LOG");
+        c
+    }
+
+    /// Sandbox directories left in this home.
+    pub fn sandboxes_left(&self) -> Vec<String> {
+        std::fs::read_dir(self.path().join("vms"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Jails left in this home.
+    pub fn jails_left(&self) -> Vec<String> {
+        std::fs::read_dir(self.path().join("jail/firecracker"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Processes whose command line mentions this home, or that sit in one
+    /// of its VMs' cgroups (jailed Firecracker).
+    pub fn processes_left(&self) -> Vec<u32> {
+        let home = self.path().to_string_lossy().into_owned();
+        let parent =
+            pyro_core::Paths::new(self.path(), pyro_env::Cache::from_env()).cgroup_parent();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let root = std::fs::read_link(e.path().join("root")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&home)
+                || root.starts_with(self.path())
+                || pyro_vmm::cgroup::vm_of_process(pid, &parent).is_some()
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// cgroups the jailer created for this home's VMs.
+    pub fn cgroups_left(&self) -> Vec<PathBuf> {
+        let paths = pyro_core::Paths::new(self.path(), pyro_env::Cache::from_env());
+        let parent = paths.cgroup_parent();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(rd) = std::fs::read_dir(e.path().join(&parent)) {
+                out.extend(rd.flatten().filter(|g| g.path().is_dir()).map(|g| g.path()));
+            }
+        }
+        out
+    }
+
+    /// Asserts that nothing of any sandbox is left.
+    pub fn assert_clean(&self) {
+        assert_eq!(
+            self.sandboxes_left(),
+            Vec::<String>::new(),
+            "sandbox directories left behind"
+        );
+        assert_eq!(self.jails_left(), Vec::<String>::new(), "jails left behind");
+        assert_eq!(
+            self.processes_left(),
+            Vec::<u32>::new(),
+            "processes left behind"
+        );
+        assert_eq!(
+            self.cgroups_left(),
+            Vec::<PathBuf>::new(),
+            "cgroups left behind"
+        );
+    }
+}
+
+/// Panics with instructions unless debian:12 is installed in the cache the
+/// tests share (`make test` pulls it first).
+pub fn require_debian12() -> pyro_env::Installed {
+    let cache = pyro_env::Cache::from_env();
+    let spec = pyro_env::catalog::lookup("debian:12").unwrap();
+    pyro_env::install::installed(&cache, spec, None).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nthese tests need debian:12 in {}: run `make test`, which pulls it first",
+            cache.root().display()
+        )
+    })
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

