@@ -301,7 +301,7 @@ mod tests {
             member: "pkg/bin/tool",
             // sha256("abc")
             sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-            env: "PYRO_TEST_UNUSED",
+            env: "TEST_ONLY_UNUSED_VAR",
         };
         let good = wheel_with(dir.path(), &[("pkg/bin/tool", b"abc")]);
         extract_pinned(&good, &dir.path().join("out"), &[pin]).unwrap();
