@@ -10,10 +10,16 @@
 //! namespaces, becomes PID 1 of the new PID namespace and assembles the same
 //! overlay from the environment's root tree and a host directory.
 
+mod archive;
 mod exec;
+mod files;
 mod init;
 mod log;
+mod ops;
+mod patch;
+mod paths;
 mod server;
+mod stream;
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;

@@ -28,6 +28,8 @@ pub struct Shared {
     idle_seconds: Mutex<u64>,
     /// When the guest powers itself off.
     deadline: watch::Sender<Option<Instant>>,
+    /// Content hashes for manifests.
+    hashes: Arc<crate::files::HashCache>,
 }
 
 impl Shared {
@@ -50,7 +52,17 @@ impl Shared {
             protocol_version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             mode: self.mode,
-            capabilities: vec!["exec".into(), "exec_stdin".into(), "idle_deadline".into()],
+            capabilities: [
+                "exec",
+                "exec_stdin",
+                "idle_deadline",
+                "archives",
+                "files",
+                "manifest",
+                "patch",
+            ]
+            .map(String::from)
+            .to_vec(),
             uptime_ms: self.uptime_ms(),
         }
     }
@@ -92,7 +104,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         started: std::time::Instant::now(),
         idle_seconds: Mutex::new(config.idle_seconds),
         deadline,
+        hashes: Arc::default(),
     });
+    crate::ops::ensure_workspace_root();
     shared.touch();
     tokio::spawn(deadline_watcher(shared.clone()));
 
@@ -238,6 +252,26 @@ where
                 .map_err(|e| e.to_string())?;
             Response::Done
         }
+        Request::ExtractArchive { dest } => return crate::ops::extract(stream, dest).await,
+        Request::CreateArchive { path } => return crate::ops::create_archive(stream, path).await,
+        Request::ReadFiles { root, paths } => {
+            return crate::ops::read_files(stream, root, paths).await;
+        }
+        Request::ReadFile { path, max_bytes } => {
+            return crate::ops::read_file(stream, path, max_bytes).await;
+        }
+        Request::WriteFile { path, mode } => {
+            return crate::ops::write_file(stream, path, mode).await;
+        }
+        Request::ListFiles { path, recursive } => crate::ops::list(path, recursive)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::Manifest { root } => crate::ops::manifest(root, shared.hashes.clone())
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ApplyPatch { root, patch } => crate::ops::apply_patch(root, patch)
+            .await
+            .unwrap_or_else(Response::Error),
         Request::Shutdown => {
             let _ = write_message(&mut stream, &Response::Done).await;
             drop(stream);

@@ -58,6 +58,118 @@ pub enum Request {
     Sync,
     /// Flush filesystems and power the guest off.
     Shutdown,
+    /// Unpack the tar stream that follows (`Data` frames, then `DataEnd`)
+    /// under `dest`, all or nothing: entries are validated and staged first.
+    ExtractArchive {
+        /// Absolute destination directory under `/workspace`.
+        dest: String,
+    },
+    /// Stream a tar of `path` (a file, symlink or directory under
+    /// `/workspace`) as `Data` frames, then `DataEnd`, then
+    /// [`Response::Archived`].
+    CreateArchive {
+        /// What to archive.
+        path: String,
+    },
+    /// Stream a tar of these files (relative to `root`), for diffs.
+    ReadFiles {
+        /// Directory the paths are relative to.
+        root: String,
+        /// Relative paths.
+        paths: Vec<String>,
+    },
+    /// List a path under `/workspace`.
+    ListFiles {
+        /// Absolute path.
+        path: String,
+        /// Descend into directories.
+        recursive: bool,
+    },
+    /// Read a regular file: `Data` frames (at most `max_bytes`), then
+    /// [`Response::FileRead`].
+    ReadFile {
+        /// Absolute path.
+        path: String,
+        /// Cap on the bytes returned.
+        max_bytes: u64,
+    },
+    /// Write a regular file from the `Data` frames that follow (then
+    /// `DataEnd`), atomically; an existing file keeps its mode.
+    WriteFile {
+        /// Absolute path.
+        path: String,
+        /// Mode for a new file (default 0644).
+        mode: Option<u32>,
+    },
+    /// Describe every entry under `root` (content hashes for files).
+    Manifest {
+        /// Absolute directory.
+        root: String,
+    },
+    /// Apply a unified or git diff under `root`, all files or none.
+    ApplyPatch {
+        /// Directory the patch paths are relative to.
+        root: String,
+        /// The patch text.
+        patch: String,
+    },
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (device, FIFO, socket).
+    Other,
+}
+
+/// One listed entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Absolute path.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Target, for symlinks.
+    pub link_target: Option<String>,
+}
+
+/// One manifest entry (paths relative to the manifest root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative path.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, for files.
+    pub sha256: Option<String>,
+    /// Target, for symlinks.
+    pub link_target: Option<String>,
+}
+
+/// What a patch did to one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchedFile {
+    /// Path relative to the patch root.
+    pub path: String,
+    /// `added`, `modified`, `deleted`, `renamed`.
+    pub status: String,
+    /// Previous path, for renames.
+    pub from: Option<String>,
 }
 
 /// What to run.
@@ -133,6 +245,57 @@ pub enum Response {
     Exec(ExecOutcome),
     /// The request succeeded and has nothing to report.
     Done,
+    /// An archive was unpacked.
+    Extracted {
+        /// Entries written.
+        entries: u64,
+        /// Bytes of file content written.
+        bytes: u64,
+    },
+    /// An archive was streamed.
+    Archived {
+        /// What the archived path is.
+        kind: EntryKind,
+        /// Entries in the archive.
+        entries: u64,
+        /// Bytes of file content.
+        bytes: u64,
+    },
+    /// A listing.
+    Files {
+        /// The listed path itself.
+        root: FileEntry,
+        /// Its entries (empty for a non-directory).
+        entries: Vec<FileEntry>,
+    },
+    /// A file was read.
+    FileRead {
+        /// Full size of the file.
+        size: u64,
+        /// Whether fewer bytes than the size were sent.
+        truncated: bool,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A file was written.
+    FileWritten {
+        /// Bytes written.
+        size: u64,
+        /// Resulting mode.
+        mode: u32,
+        /// Whether the file is new.
+        created: bool,
+    },
+    /// A manifest.
+    Manifest {
+        /// Every entry under the root, sorted by path.
+        entries: Vec<ManifestEntry>,
+    },
+    /// A patch was applied.
+    Patched {
+        /// The files it touched.
+        files: Vec<PatchedFile>,
+    },
     /// The request failed.
     Error(AgentError),
 }
@@ -193,6 +356,16 @@ pub enum ErrorKind {
     Io,
     /// The agent does not support this request here.
     Unsupported,
+    /// A path breaks the workspace path rules (outside `/workspace`, `..`,
+    /// through a symlink).
+    InvalidPath,
+    /// The request conflicts with what exists (a file where a directory is
+    /// needed, a file that already exists, ...).
+    Conflict,
+    /// Something is larger than allowed.
+    TooLarge,
+    /// A patch does not apply to the current files.
+    PatchRejected,
 }
 
 #[cfg(test)]

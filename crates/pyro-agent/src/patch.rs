@@ -1,0 +1,502 @@
+//! Applying unified and git diffs, all files or none.
+//!
+//! Every file patch is parsed and applied in memory first (against the
+//! current file, or symlink target, as its base); only when all succeed are
+//! the results written to temp files beside their targets and renamed into
+//! place, and deletions done. Git extended headers are honoured: new and
+//! deleted files, renames, mode changes (including the executable bit and
+//! symlinks) and, with `git diff --binary`, binary changes.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use diffy::patch_set::{FileMode, FileOperation, ParseOptions, PatchKind, PatchSet};
+use pyro_protocol::{AgentError, ErrorKind, PatchedFile};
+
+use crate::paths::{no_symlink_between, relative_member, symlink_stays_inside};
+
+fn rejected(msg: String) -> AgentError {
+    AgentError::new(ErrorKind::PatchRejected, msg)
+}
+
+/// A file as the patch sees it.
+#[derive(Debug, Clone)]
+struct Base {
+    content: Vec<u8>,
+    mode: u32,
+    symlink: bool,
+}
+
+#[derive(Debug)]
+enum Action {
+    Write {
+        content: Vec<u8>,
+        mode: u32,
+        symlink: bool,
+    },
+    Delete,
+}
+
+#[derive(Debug)]
+struct Planned {
+    path: PathBuf,
+    action: Action,
+    status: &'static str,
+    from: Option<PathBuf>,
+}
+
+fn read_base(root: &Path, rel: &Path) -> Result<Option<Base>, AgentError> {
+    let full = root.join(rel);
+    no_symlink_between(root, &full)?;
+    let m = match std::fs::symlink_metadata(&full) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(AgentError::new(
+                ErrorKind::Io,
+                format!("reading {}: {e}", full.display()),
+            ));
+        }
+    };
+    if m.file_type().is_symlink() {
+        let t =
+            std::fs::read_link(&full).map_err(|e| AgentError::new(ErrorKind::Io, e.to_string()))?;
+        return Ok(Some(Base {
+            content: t.as_os_str().as_encoded_bytes().to_vec(),
+            mode: 0o777,
+            symlink: true,
+        }));
+    }
+    if !m.is_file() {
+        return Err(rejected(format!(
+            "{} is not a regular file, so a patch cannot change it",
+            rel.display()
+        )));
+    }
+    let content =
+        std::fs::read(&full).map_err(|e| AgentError::new(ErrorKind::Io, e.to_string()))?;
+    Ok(Some(Base {
+        content,
+        mode: m.permissions().mode() & 0o7777,
+        symlink: false,
+    }))
+}
+
+fn path_of(bytes: &[u8], strip: bool) -> Result<PathBuf, AgentError> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| rejected("the patch names a path that is not UTF-8".into()))?;
+    let s = if strip {
+        s.split_once('/').map_or(s, |(_, rest)| rest)
+    } else {
+        s
+    };
+    relative_member(s).map_err(|e| {
+        AgentError::new(
+            ErrorKind::InvalidPath,
+            format!("the patch names an unsafe path: {e}; paths must stay inside the workspace"),
+        )
+    })
+}
+
+/// Applies `patch` under `root`. Returns what changed, or an error with
+/// nothing changed.
+pub fn apply(root: &Path, patch: &str) -> Result<Vec<PatchedFile>, AgentError> {
+    let git = patch.starts_with("diff --git ") || patch.contains("\ndiff --git ");
+    let opts = if git {
+        ParseOptions::gitdiff()
+    } else {
+        ParseOptions::unidiff()
+    };
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut touched = BTreeSet::new();
+    for fp in PatchSet::parse_bytes(patch.as_bytes(), opts) {
+        let fp = fp.map_err(|e| {
+            AgentError::new(
+                ErrorKind::BadRequest,
+                format!("the patch does not parse: {e}"),
+            )
+        })?;
+        let op = fp.operation();
+        // `a/` and `b/` prefixes are stripped when present (git and most
+        // tools write them); bare paths are taken as they are.
+        let strip = match op {
+            FileOperation::Create(p) | FileOperation::Delete(p) => {
+                p.starts_with(b"a/") || p.starts_with(b"b/")
+            }
+            FileOperation::Modify {
+                original: a,
+                modified: b,
+            }
+            | FileOperation::Rename { from: a, to: b }
+            | FileOperation::Copy { from: a, to: b } => {
+                a.starts_with(b"a/") && b.starts_with(b"b/")
+            }
+        };
+        let (from, to, status) = match op {
+            FileOperation::Create(p) => (None, path_of(p, strip)?, "added"),
+            FileOperation::Delete(p) => (Some(path_of(p, strip)?), path_of(p, strip)?, "deleted"),
+            FileOperation::Modify { original, modified } => (
+                Some(path_of(original, strip)?),
+                path_of(modified, strip)?,
+                "modified",
+            ),
+            FileOperation::Rename { from, to } => {
+                (Some(path_of(from, strip)?), path_of(to, strip)?, "renamed")
+            }
+            FileOperation::Copy { from, to } => {
+                (Some(path_of(from, strip)?), path_of(to, strip)?, "copied")
+            }
+        };
+        // Each path may be touched once: the target, and a rename's source.
+        let mut paths = vec![to.clone()];
+        if status == "renamed"
+            && let Some(f) = &from
+        {
+            paths.push(f.clone());
+        }
+        for p in paths {
+            if !touched.insert(p.clone()) {
+                return Err(rejected(format!(
+                    "the patch changes {} more than once",
+                    p.display()
+                )));
+            }
+        }
+        let base = match &from {
+            Some(f) => Some(read_base(root, f)?.ok_or_else(|| {
+                rejected(format!(
+                    "the patch changes {} which does not exist in the workspace",
+                    f.display()
+                ))
+            })?),
+            None => None,
+        };
+        if matches!(status, "added" | "renamed" | "copied") && read_base(root, &to)?.is_some() {
+            return Err(rejected(format!(
+                "the patch creates {} which already exists",
+                to.display()
+            )));
+        }
+        let empty = Base {
+            content: Vec::new(),
+            mode: 0o644,
+            symlink: false,
+        };
+        let base_ref = base.as_ref().unwrap_or(&empty);
+        let content = match fp.patch() {
+            PatchKind::Text(p) => diffy::apply_bytes(&base_ref.content, p).map_err(|e| {
+                rejected(format!(
+                    "the patch does not apply to {}: {e}; its context lines must match the file as it is now",
+                    to.display()
+                ))
+            })?,
+            PatchKind::Binary(b) => b.apply(&base_ref.content).map_err(|e| {
+                rejected(format!(
+                    "{} has a binary change the patch cannot carry ({e}); regenerate it with `git diff --binary`",
+                    to.display()
+                ))
+            })?,
+        };
+        if status == "deleted" {
+            planned.push(Planned {
+                path: to,
+                action: Action::Delete,
+                status,
+                from: None,
+            });
+            continue;
+        }
+        let (mode, symlink) = match fp.new_mode() {
+            Some(FileMode::Executable) => (0o755, false),
+            // `new mode 100644`: a regular file without execute bits.
+            Some(FileMode::Regular) if base.is_none() || base_ref.symlink => (0o644, false),
+            Some(FileMode::Regular) => (base_ref.mode & !0o111, false),
+            Some(FileMode::Symlink) => (0o777, true),
+            Some(FileMode::Gitlink) => {
+                return Err(rejected(format!(
+                    "{} is a git submodule change, which a workspace cannot apply",
+                    to.display()
+                )));
+            }
+            None if base.is_none() => (0o644, false),
+            None => (base_ref.mode, base_ref.symlink),
+        };
+        if symlink {
+            let target = PathBuf::from(
+                String::from_utf8_lossy(&content)
+                    .trim_end_matches('\n')
+                    .to_owned(),
+            );
+            if !symlink_stays_inside(&to, &target) {
+                return Err(rejected(format!(
+                    "the patch makes {} a symlink to {} outside the workspace",
+                    to.display(),
+                    target.display()
+                )));
+            }
+        }
+        let from = if status == "renamed" { from } else { None };
+        planned.push(Planned {
+            path: to,
+            action: Action::Write {
+                content,
+                mode,
+                symlink,
+            },
+            status,
+            from,
+        });
+    }
+    if planned.is_empty() {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "the patch contains no file changes".to_owned(),
+        ));
+    }
+    commit(root, &planned)?;
+    Ok(planned
+        .iter()
+        .map(|p| PatchedFile {
+            path: p.path.display().to_string(),
+            status: p.status.to_owned(),
+            from: p.from.as_ref().map(|f| f.display().to_string()),
+        })
+        .collect())
+}
+
+/// Writes every new version to a temp file, then renames them all into
+/// place and performs deletions. A failure before the renames removes the
+/// temp files and leaves the tree as it was.
+fn commit(root: &Path, planned: &[Planned]) -> Result<(), AgentError> {
+    let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let cleanup = |temps: &[(PathBuf, PathBuf)]| {
+        for (t, _) in temps {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    for (i, p) in planned.iter().enumerate() {
+        let Action::Write {
+            content,
+            mode,
+            symlink,
+        } = &p.action
+        else {
+            continue;
+        };
+        let target = root.join(&p.path);
+        if let Err(e) = no_symlink_between(root, &target) {
+            cleanup(&temps);
+            return Err(e);
+        }
+        let parent = target.parent().unwrap_or(root);
+        let staged = (|| -> std::io::Result<PathBuf> {
+            std::fs::create_dir_all(parent)?;
+            let tmp = parent.join(format!(".pyro-patch-{}-{i}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            if *symlink {
+                let t = String::from_utf8_lossy(content)
+                    .trim_end_matches('\n')
+                    .to_owned();
+                std::os::unix::fs::symlink(t, &tmp)?;
+            } else {
+                std::fs::write(&tmp, content)?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))?;
+            }
+            Ok(tmp)
+        })();
+        match staged {
+            Ok(tmp) => temps.push((tmp, target)),
+            Err(e) => {
+                cleanup(&temps);
+                return Err(AgentError::new(
+                    ErrorKind::Io,
+                    format!("writing {}: {e}", p.path.display()),
+                ));
+            }
+        }
+    }
+    for (tmp, target) in &temps {
+        if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+            cleanup(&temps);
+            return Err(rejected(format!("{} is a directory", target.display())));
+        }
+        std::fs::rename(tmp, target).map_err(|e| {
+            AgentError::new(
+                ErrorKind::Io,
+                format!("replacing {}: {e}", target.display()),
+            )
+        })?;
+    }
+    for p in planned {
+        let gone = match (&p.action, &p.from) {
+            (Action::Delete, _) => Some(&p.path),
+            (_, Some(from)) => Some(from),
+            _ => None,
+        };
+        if let Some(rel) = gone {
+            let _ = std::fs::remove_file(root.join(rel));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn plain_unified_diff_modifies_one_file() {
+        let d = tree(&[("message.txt", "broken\n")]);
+        let out = apply(
+            d.path(),
+            "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n",
+        )
+        .unwrap();
+        assert_eq!(out[0].status, "modified");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("message.txt")).unwrap(),
+            "fixed\n"
+        );
+    }
+
+    #[test]
+    fn git_diff_with_add_delete_rename_and_mode() {
+        let d = tree(&[
+            ("old.txt", "one\ntwo\n"),
+            ("gone.txt", "bye\n"),
+            ("run.sh", "echo hi\n"),
+        ]);
+        let patch = "\
+diff --git a/old.txt b/new.txt
+similarity index 80%
+rename from old.txt
+rename to new.txt
+index 1111111..2222222 100644
+--- a/old.txt
++++ b/new.txt
+@@ -1,2 +1,2 @@
+ one
+-two
++TWO
+diff --git a/gone.txt b/gone.txt
+deleted file mode 100644
+index 3333333..0000000
+--- a/gone.txt
++++ /dev/null
+@@ -1 +0,0 @@
+-bye
+diff --git a/dir/added.txt b/dir/added.txt
+new file mode 100644
+index 0000000..4444444
+--- /dev/null
++++ b/dir/added.txt
+@@ -0,0 +1 @@
++hello
+diff --git a/run.sh b/run.sh
+old mode 100644
+new mode 100755
+";
+        let out = apply(d.path(), patch).unwrap();
+        let statuses: Vec<_> = out
+            .iter()
+            .map(|f| (f.path.as_str(), f.status.as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("new.txt", "renamed"),
+                ("gone.txt", "deleted"),
+                ("dir/added.txt", "added"),
+                ("run.sh", "modified")
+            ]
+        );
+        assert!(!d.path().join("old.txt").exists() && !d.path().join("gone.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("new.txt")).unwrap(),
+            "one\nTWO\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("dir/added.txt")).unwrap(),
+            "hello\n"
+        );
+        let m = std::fs::metadata(d.path().join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o777, 0o755);
+    }
+
+    #[test]
+    fn one_bad_file_means_nothing_changes() {
+        let d = tree(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+        let patch = "\
+--- a/a.txt
++++ b/a.txt
+@@ -1 +1 @@
+-a
++A
+--- a/b.txt
++++ b/b.txt
+@@ -1 +1 @@
+-not what is there
++B
+";
+        let err = apply(d.path(), patch).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::PatchRejected);
+        assert!(err.message.contains("does not apply to b.txt"), "{err:?}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("a.txt")).unwrap(),
+            "a\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "temp files left"
+        );
+    }
+
+    #[test]
+    fn unsafe_and_impossible_patches_are_refused() {
+        let d = tree(&[("x", "x\n")]);
+        let esc = "--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n";
+        assert_eq!(
+            apply(d.path(), esc).unwrap_err().kind,
+            ErrorKind::InvalidPath
+        );
+        let missing = "--- a/nope\n+++ b/nope\n@@ -1 +1 @@\n-a\n+b\n";
+        assert!(
+            apply(d.path(), missing)
+                .unwrap_err()
+                .message
+                .contains("does not exist")
+        );
+        let exists =
+            "diff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+y\n";
+        assert!(
+            apply(d.path(), exists)
+                .unwrap_err()
+                .message
+                .contains("already exists")
+        );
+        let marker = "diff --git a/img.png b/img.png\nindex 1..2 100644\nBinary files a/img.png and b/img.png differ\n";
+        std::fs::write(d.path().join("img.png"), [0u8, 1, 2]).unwrap();
+        assert!(
+            apply(d.path(), marker)
+                .unwrap_err()
+                .message
+                .contains("git diff --binary")
+        );
+        assert!(apply(d.path(), "not a patch at all\n").is_err());
+    }
+}

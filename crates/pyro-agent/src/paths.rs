@@ -1,0 +1,182 @@
+//! Path rules for workspace file operations: every path is an absolute,
+//! normalized path at or below `/workspace`, and no operation walks through a
+//! symlink (a link inside the tree may point anywhere, so following one could
+//! leave the tree).
+
+use std::path::{Component, Path, PathBuf};
+
+use pyro_protocol::{AgentError, ErrorKind};
+
+/// The workspace root inside the guest.
+pub const WORKSPACE: &str = "/workspace";
+
+fn invalid(msg: String) -> AgentError {
+    AgentError::new(ErrorKind::InvalidPath, msg)
+}
+
+/// Checks that `p` is an absolute path at or below `/workspace` with no `.`
+/// or `..` components, and returns it normalized.
+pub fn workspace_path(p: &str) -> Result<PathBuf, AgentError> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err(invalid(format!("{p:?} is not an absolute path")));
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(invalid(format!(
+                    "{p:?} contains `..`; paths must stay inside {WORKSPACE}"
+                )));
+            }
+            Component::Prefix(_) => return Err(invalid(format!("{p:?} is not a Linux path"))),
+        }
+    }
+    if !out.starts_with(WORKSPACE) {
+        return Err(invalid(format!(
+            "{p:?} is outside {WORKSPACE}; paths must stay inside {WORKSPACE}"
+        )));
+    }
+    Ok(out)
+}
+
+/// Checks that no existing ancestor of `path` below `/workspace` is a
+/// symlink (the path itself may be one; callers decide what that means).
+pub fn no_symlink_ancestors(path: &Path) -> Result<(), AgentError> {
+    no_symlink_between(Path::new(WORKSPACE), path)
+}
+
+/// Checks that no existing directory between `root` (exclusive) and `path`
+/// (exclusive) is a symlink or a non-directory.
+pub fn no_symlink_between(root: &Path, path: &Path) -> Result<(), AgentError> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| invalid(format!("{} is outside {}", path.display(), root.display())))?;
+    let mut cur = root.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(invalid(format!(
+                    "{} goes through the symlink {}; pyro does not follow symlinks in workspace paths",
+                    path.display(),
+                    cur.display()
+                )));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(AgentError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} is a file, so {} cannot exist below it",
+                        cur.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()), // the rest does not exist yet
+        }
+    }
+    Ok(())
+}
+
+/// Validates a relative path inside an archive or patch: not empty, not
+/// absolute, no `..`.
+pub fn relative_member(name: &str) -> Result<PathBuf, String> {
+    let p = Path::new(name);
+    if name.is_empty() || p.is_absolute() {
+        return Err(format!("{name:?} is not a relative path"));
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "{name:?} escapes the destination (`..` or an absolute path)"
+                ));
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("{name:?} names no file"));
+    }
+    Ok(out)
+}
+
+/// Whether a symlink at `link` (relative to a tree root) pointing to
+/// `target` stays inside that tree.
+pub fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = link.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_paths() {
+        assert_eq!(
+            workspace_path("/workspace/a/./b").unwrap(),
+            Path::new("/workspace/a/b")
+        );
+        assert_eq!(
+            workspace_path("/workspace").unwrap(),
+            Path::new("/workspace")
+        );
+        for bad in [
+            "relative",
+            "/etc/passwd",
+            "/workspace/../etc",
+            "/workspacex/a",
+        ] {
+            let e = workspace_path(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidPath, "{bad}");
+        }
+    }
+
+    #[test]
+    fn members_and_symlinks() {
+        assert_eq!(relative_member("./a/b").unwrap(), Path::new("a/b"));
+        assert!(relative_member("../x").is_err());
+        assert!(relative_member("/abs").is_err());
+        assert!(relative_member(".").is_err());
+        assert!(symlink_stays_inside(
+            Path::new("node_modules/.bin/tsc"),
+            Path::new("../typescript/bin/tsc")
+        ));
+        assert!(symlink_stays_inside(Path::new("a"), Path::new("b/c")));
+        assert!(!symlink_stays_inside(
+            Path::new("a"),
+            Path::new("../outside")
+        ));
+        assert!(!symlink_stays_inside(
+            Path::new("x/y"),
+            Path::new("../../z")
+        ));
+        assert!(!symlink_stays_inside(
+            Path::new("a"),
+            Path::new("/etc/passwd")
+        ));
+    }
+}

@@ -1,0 +1,189 @@
+//! Bridges between the async frame stream and blocking tar/file code: data
+//! frames feed a [`ChunkReader`] on a blocking thread, and a [`ChunkWriter`]
+//! there feeds data frames back.
+
+use std::io::{Read, Write};
+
+use pyro_protocol::{CHUNK_BYTES, FrameKind, read_frame, write_frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+/// Reads what the host streams, chunk by chunk. An empty chunk marks the
+/// end; a channel closed without it means the transfer broke off, which is
+/// an error (never a silently short archive).
+#[derive(Debug)]
+pub struct ChunkReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl ChunkReader {
+    /// A reader over chunks from `rx`.
+    pub fn new(rx: mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(chunk) if chunk.is_empty() => self.done = true,
+                Some(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the transfer from the host broke off",
+                    ));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Buffers writes into chunks sent to the async side.
+#[derive(Debug)]
+pub struct ChunkWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    /// A writer sending chunks to `tx`.
+    pub fn new(tx: mpsc::Sender<Vec<u8>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        }
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the host went away"))
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Feeds the host's `Data` frames (until `DataEnd`) into `tx`. Returns
+/// whether the stream ended properly; when the consumer stops early the rest
+/// is read and dropped so the connection stays in step.
+pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>) -> bool {
+    let mut consumer_alive = true;
+    loop {
+        match read_frame(rd).await {
+            Ok(Some(f)) if f.kind == FrameKind::Data => {
+                if consumer_alive && !f.payload.is_empty() && tx.send(f.payload).await.is_err() {
+                    consumer_alive = false;
+                }
+            }
+            Ok(Some(f)) if f.kind == FrameKind::DataEnd => {
+                if consumer_alive {
+                    let _ = tx.send(Vec::new()).await;
+                }
+                return true;
+            }
+            // Anything else, or a broken connection: drop `tx` without the
+            // end marker, which the reader reports as an interrupted transfer.
+            _ => return false,
+        }
+    }
+}
+
+/// Sends chunks from `rx` as `Data` frames, then `DataEnd`.
+pub async fn pump_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let io = |e: pyro_protocol::FrameError| std::io::Error::other(e.to_string());
+    while let Some(chunk) = rx.recv().await {
+        write_frame(wr, FrameKind::Data, &chunk).await.map_err(io)?;
+    }
+    write_frame(wr, FrameKind::DataEnd, b"").await.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reader_sees_end_or_breakage() {
+        let (tx, rx) = mpsc::channel(4);
+        let t = tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            ChunkReader::new(rx).read_to_string(&mut s).map(|_| s)
+        });
+        tx.send(b"ab".to_vec()).await.unwrap();
+        tx.send(b"cd".to_vec()).await.unwrap();
+        tx.send(Vec::new()).await.unwrap();
+        assert_eq!(t.await.unwrap().unwrap(), "abcd");
+
+        let (tx, rx) = mpsc::channel(4);
+        let t = tokio::task::spawn_blocking(move || {
+            let mut s = Vec::new();
+            ChunkReader::new(rx).read_to_end(&mut s)
+        });
+        tx.send(b"partial".to_vec()).await.unwrap();
+        drop(tx);
+        assert_eq!(
+            t.await.unwrap().unwrap_err().kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_round_trip_through_the_pumps() {
+        let (tx, rx) = mpsc::channel(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter::new(tx);
+            w.write_all(&vec![7u8; CHUNK_BYTES * 2 + 5]).unwrap();
+        });
+        let mut wire = Vec::new();
+        pump_out(&mut wire, rx).await.unwrap();
+        writer.await.unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            ChunkReader::new(rx).read_to_end(&mut v).map(|_| v.len())
+        });
+        assert!(pump_in(&mut wire.as_slice(), tx).await);
+        assert_eq!(reader.await.unwrap().unwrap(), CHUNK_BYTES * 2 + 5);
+    }
+}
