@@ -25,19 +25,7 @@ fn io_err(what: &str, path: &Path, e: &std::io::Error) -> AgentError {
     AgentError::new(kind, msg)
 }
 
-/// What kind of entry this metadata describes.
-pub fn kind_of(m: &Metadata) -> EntryKind {
-    let t = m.file_type();
-    if t.is_symlink() {
-        EntryKind::Symlink
-    } else if t.is_dir() {
-        EntryKind::Directory
-    } else if t.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    }
-}
+pub use pyro_archive::kind_of;
 
 fn entry(path: &Path, m: &Metadata) -> FileEntry {
     let kind = kind_of(m);
@@ -87,22 +75,7 @@ pub fn walk(
     recursive: bool,
     f: &mut dyn FnMut(&Path, &Metadata),
 ) -> Result<(), AgentError> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| io_err("listing", dir, &e))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    for p in names {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        f(&p, &m);
-        if recursive && m.is_dir() {
-            walk(&p, true, f)?;
-        }
-    }
-    Ok(())
+    pyro_archive::walk(dir, recursive, f).map_err(AgentError::from)
 }
 
 /// Opens a regular file for reading; returns it with its size and mode.
@@ -173,7 +146,7 @@ pub fn write(
     let parent = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, &e))?;
     let tmp = parent.join(format!(".pyro-write-{}", std::process::id()));
-    let result = (|| {
+    let result = (|| -> Result<u64, AgentError> {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("creating", &tmp, &e))?;
         let n = std::io::copy(data, &mut f).map_err(|e| io_err("writing", &path, &e))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))

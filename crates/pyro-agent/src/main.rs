@@ -10,7 +10,6 @@
 //! namespaces, becomes PID 1 of the new PID namespace and assembles the same
 //! overlay from the environment's root tree and a host directory.
 
-mod archive;
 mod exec;
 mod files;
 mod init;

@@ -60,8 +60,9 @@ pub async fn extract<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let (tx, rx) = mpsc::channel(16);
-    let job =
-        tokio::task::spawn_blocking(move || crate::archive::extract(ChunkReader::new(rx), &dir));
+    let job = tokio::task::spawn_blocking(move || {
+        pyro_archive::extract(ChunkReader::new(rx), &dir).map_err(AgentError::from)
+    });
     let complete = pump_in(&mut rd, tx).await;
     let result = joined(job.await);
     if !complete {
@@ -86,7 +87,7 @@ pub async fn create_archive<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let (tx, rx) = mpsc::channel(16);
     let job = tokio::task::spawn_blocking(move || {
-        crate::archive::create(&resolved, ChunkWriter::new(tx))
+        pyro_archive::create(&resolved, ChunkWriter::new(tx)).map_err(AgentError::from)
     });
     pump_out(&mut wr, rx).await.map_err(|e| e.to_string())?;
     let result = joined(job.await);
@@ -114,7 +115,7 @@ pub async fn read_files<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let (tx, rx) = mpsc::channel(16);
     let job = tokio::task::spawn_blocking(move || {
-        crate::archive::create_selected(&root, &paths, ChunkWriter::new(tx))
+        pyro_archive::create_selected(&root, &paths, ChunkWriter::new(tx)).map_err(AgentError::from)
     });
     pump_out(&mut wr, rx).await.map_err(|e| e.to_string())?;
     let result = joined(job.await);

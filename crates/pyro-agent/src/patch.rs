@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use diffy::patch_set::{FileMode, FileOperation, ParseOptions, PatchKind, PatchSet};
 use pyro_protocol::{AgentError, ErrorKind, PatchedFile};
 
-use crate::paths::{no_symlink_between, relative_member, symlink_stays_inside};
+use crate::paths::no_symlink_between;
+use pyro_archive::{relative_member, symlink_stays_inside};
 
 fn rejected(msg: String) -> AgentError {
     AgentError::new(ErrorKind::PatchRejected, msg)

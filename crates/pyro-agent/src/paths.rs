@@ -84,55 +84,10 @@ pub fn no_symlink_between(root: &Path, path: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Validates a relative path inside an archive or patch: not empty, not
-/// absolute, no `..`.
-pub fn relative_member(name: &str) -> Result<PathBuf, String> {
-    let p = Path::new(name);
-    if name.is_empty() || p.is_absolute() {
-        return Err(format!("{name:?} is not a relative path"));
-    }
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            _ => {
-                return Err(format!(
-                    "{name:?} escapes the destination (`..` or an absolute path)"
-                ));
-            }
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(format!("{name:?} names no file"));
-    }
-    Ok(out)
-}
-
-/// Whether a symlink at `link` (relative to a tree root) pointing to
-/// `target` stays inside that tree.
-pub fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pyro_archive::{relative_member, symlink_stays_inside};
 
     #[test]
     fn workspace_paths() {
@@ -156,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn members_and_symlinks() {
+    fn members_and_symlinks_follow_the_archive_rules() {
         assert_eq!(relative_member("./a/b").unwrap(), Path::new("a/b"));
         assert!(relative_member("../x").is_err());
         assert!(relative_member("/abs").is_err());
