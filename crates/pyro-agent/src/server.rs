@@ -30,6 +30,30 @@ pub struct Shared {
     deadline: watch::Sender<Option<Instant>>,
     /// Content hashes for manifests.
     hashes: Arc<crate::files::HashCache>,
+    /// Requests in flight: the idle deadline never fires while one runs.
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as in flight until dropped, then restarts the idle
+/// clock.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared
+            .active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.touch();
+    }
 }
 
 impl Shared {
@@ -105,6 +129,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         idle_seconds: Mutex::new(config.idle_seconds),
         deadline,
         hashes: Arc::default(),
+        active: Default::default(),
     });
     crate::ops::ensure_workspace_root();
     shared.touch();
@@ -233,6 +258,7 @@ where
             .map_err(|e| e.to_string());
     }
     shared.touch();
+    let _in_flight = InFlight::new(shared.clone());
     let response = match envelope.request {
         Request::Ping => Response::Pong {
             uptime_ms: shared.uptime_ms(),
@@ -293,6 +319,11 @@ async fn deadline_watcher(shared: Arc<Shared>) {
             Some(at) => {
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => {
+                        if shared.active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                            // A request is still running: not idle.
+                            shared.touch();
+                            continue;
+                        }
                         log::info("idle deadline passed; powering off (the disk is kept)");
                         crate::init::power_off();
                     }

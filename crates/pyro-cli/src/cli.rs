@@ -52,6 +52,8 @@ pub enum Cmd {
     Env(EnvCmd),
     #[command(about = "Run one command inside an ephemeral VM.", after_help = RUN_EPILOG)]
     Run(RunArgs),
+    #[command(subcommand, about = "Manage persistent workspaces.", after_help = WORKSPACE_EPILOG)]
+    Workspace(WorkspaceCmd),
     #[command(
         about = "Inspect runtime and host diagnostics.",
         after_help = "Exits non-zero when this host cannot run guests yet; every problem comes with a fix."
@@ -164,6 +166,301 @@ pub struct DemoArgs {
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const WORKSPACE_EPILOG: &str = "\
+A workspace is a microVM with a persistent disk: seed it, run commands, edit files, diff and export
+the results, reset it to its baseline, delete it. Its VM stops after --ttl-seconds without any call
+(the disk is kept; `pyro workspace start` boots it again).
+
+Example:
+  ID=$(pyro workspace create debian:12 --seed-path ./repo --id-only)
+  pyro workspace exec $ID -- make test
+  pyro workspace diff $ID
+  pyro workspace delete $ID";
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCmd {
+    /// Create a workspace, seed it, and take its baseline.
+    Create(WsCreateArgs),
+    /// List workspaces, most recently active first.
+    List(JsonArg),
+    /// Change a workspace's name or labels.
+    Update(WsUpdateArgs),
+    /// Show a workspace's state, deadline and last command.
+    Status(WsIdArgs),
+    /// Push host files into a workspace.
+    #[command(subcommand)]
+    Sync(WsSyncCmd),
+    /// Run a command in a workspace.
+    #[command(
+        after_help = "Words after `--` run as an argv; a single string runs through `sh -c`.\n\nExit status: the command's own, 124 on timeout, 2 for invalid arguments, 125 when pyro failed."
+    )]
+    Exec(WsExecArgs),
+    /// Show the command history with its output.
+    Logs(WsIdArgs),
+    /// List, read and write files without shell quoting.
+    #[command(subcommand)]
+    File(WsFileCmd),
+    /// Apply patches.
+    #[command(subcommand)]
+    Patch(WsPatchCmd),
+    /// Show what changed in /workspace since the baseline, as a git-style patch.
+    Diff(WsIdArgs),
+    /// Copy a file or directory out of /workspace to a new host path.
+    Export(WsExportArgs),
+    /// Put the workspace back to its baseline (everything since create goes).
+    Reset(WsResetArgs),
+    /// Stop a workspace's VM; its disk is kept.
+    Stop(WsIdArgs),
+    /// Boot a stopped workspace again from its disk.
+    Start(WsIdArgs),
+    /// Delete a workspace: its VM, disk, baseline and history.
+    Delete(WsIdArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SeedModeArg {
+    /// Everything under the directory.
+    All,
+    /// Only files Git tracks.
+    GitTracked,
+}
+
+#[derive(Debug, Args)]
+pub struct WsCreateArgs {
+    /// Environment, e.g. debian:12 (see `pyro env list`).
+    pub environment: String,
+    /// Seed /workspace from this directory or .tar/.tar.gz/.tgz archive.
+    #[arg(long)]
+    pub seed_path: Option<std::path::PathBuf>,
+    /// Which files of a seed directory to take.
+    #[arg(long, value_enum, default_value = "all")]
+    pub seed_mode: SeedModeArg,
+    /// A name to recognise it by.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A KEY=VALUE label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub vcpu_count: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub mem_mib: u32,
+    /// Size of the writable disk in MiB (sparse: only what is written uses space).
+    #[arg(long, default_value_t = pyro_core::workspace::DEFAULT_DISK_MIB)]
+    pub disk_mib: u64,
+    /// Idle deadline: the VM stops after this many seconds without a call (the disk is kept).
+    #[arg(long, default_value_t = pyro_core::workspace::DEFAULT_TTL_SECONDS)]
+    pub ttl_seconds: u64,
+    /// How long the guest may take to boot [default: 180 on PVM hosts, 30 elsewhere].
+    #[arg(long)]
+    pub boot_timeout_seconds: Option<u64>,
+    /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Fall back to the host-compat backend if the guest cannot boot.
+    #[arg(long)]
+    pub allow_host_compat: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, conflicts_with = "id_only")]
+    pub json: bool,
+    /// Print only the workspace id.
+    #[arg(long)]
+    pub id_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsIdArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsUpdateArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Remove the name.
+    #[arg(long)]
+    pub clear_name: bool,
+    /// Set a KEY=VALUE label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Remove a label (repeatable).
+    #[arg(long = "clear-label", value_name = "KEY")]
+    pub clear_labels: Vec<String>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WsSyncCmd {
+    /// Copy a host directory or archive into the workspace (all or nothing).
+    Push(WsSyncPushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WsSyncPushArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Host directory or .tar/.tar.gz/.tgz archive.
+    pub source_path: std::path::PathBuf,
+    /// Destination in the guest (relative paths are under /workspace).
+    #[arg(long, default_value = "/workspace")]
+    pub dest: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsExecArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Kill the command (and everything it started) after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_seconds: u64,
+    /// Working directory (relative paths are under /workspace).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// An environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Pass standard input to the command.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Cap on the output returned per stream (the command log keeps up to 16 MiB).
+    #[arg(long, default_value_t = pyro_core::workspace::EXEC_OUTPUT_DEFAULT)]
+    pub max_output_bytes: u64,
+    /// Print machine-readable JSON on stdout (no streaming).
+    #[arg(long)]
+    pub json: bool,
+    /// The command, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WsFileCmd {
+    /// List a directory (or describe one path).
+    List(WsFileListArgs),
+    /// Print a file's content.
+    Read(WsFileReadArgs),
+    /// Create or replace a file (an existing file keeps its mode).
+    Write(WsFileWriteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WsFileListArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Path (relative paths are under /workspace).
+    #[arg(default_value = "/workspace")]
+    pub path: String,
+    /// Descend into directories.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsFileReadArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Path (relative paths are under /workspace).
+    pub path: String,
+    /// Largest file to read.
+    #[arg(long, default_value_t = pyro_core::workspace::FILE_LIMIT_DEFAULT)]
+    pub max_bytes: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("content").required(true).args(["text", "text_file", "stdin"])))]
+pub struct WsFileWriteArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Path (relative paths are under /workspace).
+    pub path: String,
+    /// The new content.
+    #[arg(long, allow_hyphen_values = true)]
+    pub text: Option<String>,
+    /// Take the content from this host file.
+    #[arg(long)]
+    pub text_file: Option<std::path::PathBuf>,
+    /// Take the content from standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Largest content to write.
+    #[arg(long, default_value_t = pyro_core::workspace::FILE_LIMIT_DEFAULT)]
+    pub max_bytes: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WsPatchCmd {
+    /// Apply a unified or git diff (add, delete, rename, mode change, binary with --binary), all files or none.
+    Apply(WsPatchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["patch", "patch_file", "stdin"])))]
+pub struct WsPatchArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The patch text.
+    #[arg(long, allow_hyphen_values = true)]
+    pub patch: Option<String>,
+    /// Take the patch from this host file.
+    #[arg(long)]
+    pub patch_file: Option<std::path::PathBuf>,
+    /// Take the patch from standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsExportArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// What to export (relative paths are under /workspace).
+    pub path: String,
+    /// A new host path to write.
+    #[arg(long)]
+    pub output: std::path::PathBuf,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsResetArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The snapshot to return to.
+    #[arg(long, default_value = "baseline")]
+    pub snapshot: String,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

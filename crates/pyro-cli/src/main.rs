@@ -6,6 +6,7 @@ mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
 mod cmd_run;
+mod cmd_workspace;
 mod output;
 
 use std::io::IsTerminal;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
             let json = a.json;
             (json, rt.block_on(cmd_run::run(&paths, a)))
         }
+        Cmd::Workspace(c) => rt.block_on(cmd_workspace::run(&paths, c)),
         Cmd::Doctor(a) => (a.json, cmd_doctor::doctor(&paths, a.json)),
         Cmd::Demo(a) => {
             let json = a.json;

@@ -96,6 +96,26 @@ impl From<CoreError> for Failure {
     fn from(e: CoreError) -> Self {
         match e {
             CoreError::Invalid(m) => Self::usage(m),
+            CoreError::TooLarge(m) => Self {
+                code: EXIT_USAGE,
+                kind: "too_large",
+                message: m,
+            },
+            CoreError::NotFound(m) => Self {
+                code: EXIT_FAILURE,
+                kind: "not_found",
+                message: m,
+            },
+            CoreError::State(m) => Self {
+                code: EXIT_FAILURE,
+                kind: "wrong_state",
+                message: m,
+            },
+            CoreError::Quota(m) => Self {
+                code: EXIT_FAILURE,
+                kind: "quota",
+                message: m,
+            },
             CoreError::Env(env) => env.into(),
             other => {
                 let kind = match &other {

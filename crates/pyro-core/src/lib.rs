@@ -16,6 +16,7 @@ pub mod records;
 pub mod run;
 pub mod sandbox;
 pub mod sweep;
+pub mod workspace;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,18 @@ pub enum CoreError {
     /// The request is invalid; the message names the rule.
     #[error("{0}")]
     Invalid(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not fit the current state.
+    #[error("{0}")]
+    State(String),
+    /// A quota would be exceeded.
+    #[error("{0}")]
+    Quota(String),
+    /// Something is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     /// Environments.
     #[error(transparent)]
     Env(#[from] pyro_env::EnvError),

@@ -23,6 +23,12 @@ pub enum Owner {
         /// The owning pyro process.
         process: ProcessId,
     },
+    /// A persistent workspace's VM: orphaned once the workspace no longer
+    /// claims it.
+    Workspace {
+        /// The workspace.
+        workspace_id: String,
+    },
 }
 
 impl Owner {
@@ -33,10 +39,24 @@ impl Owner {
         }
     }
 
-    /// Whether the owner is gone (the sandbox is an orphan).
-    pub fn is_gone(&self) -> bool {
+    /// Whether the owner is gone (sandbox `vm_id` is an orphan). A workspace
+    /// claims the sandbox it records, and any sandbox while a live process
+    /// is creating, resetting or starting it.
+    pub fn is_gone(&self, paths: &Paths, vm_id: &str) -> bool {
         match self {
             Self::Process { process } => !process.is_alive(),
+            Self::Workspace { workspace_id } => {
+                match crate::workspace::record::load(paths, workspace_id) {
+                    None => true,
+                    Some(ws) => {
+                        ws.vm_id.as_deref() != Some(vm_id)
+                            && !ws
+                                .operation
+                                .as_ref()
+                                .is_some_and(|op| op.process.is_alive())
+                    }
+                }
+            }
         }
     }
 }
@@ -134,7 +154,14 @@ mod tests {
         std::fs::create_dir_all(paths.vm_dir("abc")).unwrap();
         rec.save(&paths).unwrap();
         assert_eq!(VmRecord::load(&paths, "abc").unwrap(), rec);
-        assert!(!rec.owner.is_gone());
+        assert!(!rec.owner.is_gone(&paths, "abc"));
+        let ws = Owner::Workspace {
+            workspace_id: "0123456789abcdef".into(),
+        };
+        assert!(
+            ws.is_gone(&paths, "abc"),
+            "a missing workspace claims nothing"
+        );
         std::fs::create_dir_all(paths.vm_dir("zzz")).unwrap();
         assert_eq!(VmRecord::list_ids(&paths), ["abc", "zzz"]);
         assert!(VmRecord::load(&paths, "zzz").is_none());

@@ -250,6 +250,7 @@ fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> Sand
             .map(Duration::from_secs)
             .unwrap_or_else(default_boot_timeout),
         owner: Owner::this_process(),
+        upper: None,
     }
 }
 

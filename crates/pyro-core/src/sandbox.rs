@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -68,6 +68,10 @@ pub struct SandboxSpec<'a> {
     pub boot_timeout: Duration,
     /// Who keeps it alive.
     pub owner: Owner,
+    /// The writable layer when it lives outside the sandbox (a workspace's
+    /// ext4 disk for Firecracker, its directory for host-compat); `None`
+    /// makes a fresh one that goes with the sandbox.
+    pub upper: Option<PathBuf>,
 }
 
 /// Receives command output as it arrives.
@@ -104,6 +108,8 @@ pub struct Sandbox {
     hello: Option<Hello>,
     boot_ms: u64,
     torn_down: bool,
+    /// Outlives this handle (a workspace's VM): never torn down on drop.
+    keep: bool,
 }
 
 impl Sandbox {
@@ -149,8 +155,9 @@ impl Sandbox {
             hello: None,
             boot_ms: 0,
             torn_down: false,
+            keep: false,
         };
-        if spec.backend == BackendKind::Firecracker {
+        if spec.backend == BackendKind::Firecracker && spec.upper.is_none() {
             let upper = sandbox.paths.vm_dir(&id).join("upper.ext4");
             pyro_vmm::disk::create_upper_disk(&upper, spec.disk_mib)?;
         }
@@ -203,7 +210,7 @@ impl Sandbox {
         let bins = pyro_vmm::binaries::locate(cache.root())?;
         spec.env.verify_kernel()?;
         let dir = self.paths.vm_dir(&self.record.id);
-        let upper = dir.join("upper.ext4");
+        let upper = spec.upper.clone().unwrap_or_else(|| dir.join("upper.ext4"));
         let jail = match self.record.jail_uid {
             Some(uid) => {
                 let (version, settings) = cgroup_settings(self.paths.cgroup_root(), spec.mem_mib);
@@ -275,7 +282,7 @@ impl Sandbox {
             .arg("--lower")
             .arg(&tree)
             .arg("--upper")
-            .arg(dir.join("upper"))
+            .arg(spec.upper.clone().unwrap_or_else(|| dir.join("upper")))
             .arg("--mountpoint")
             .arg(dir.join("root"))
             .arg("--socket")
@@ -384,11 +391,45 @@ impl Sandbox {
         req: ExecRequest,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecOutcome, CoreError> {
+        self.exec_with_stdin(req, None, sink).await
+    }
+
+    /// [`Sandbox::exec`] with `stdin` streamed to the command (then closed).
+    pub async fn exec_with_stdin(
+        &self,
+        mut req: ExecRequest,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecOutcome, CoreError> {
+        req.stdin = stdin.is_some();
         let limit = Duration::from_millis(req.timeout_ms) + EXEC_GRACE;
-        let mut s = self.open(Request::Exec(req)).await?;
+        let (mut rd, mut wr) = self.open(Request::Exec(req)).await?.into_split();
+        // The write half stays open until the command ends: closing it is how
+        // the agent learns the host went away (and kills the command).
+        let pump = tokio::spawn(async move {
+            if let Some(mut input) = stdin {
+                let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut input, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if pyro_protocol::write_frame(&mut wr, FrameKind::Stdin, &buf[..n])
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = pyro_protocol::write_frame(&mut wr, FrameKind::StdinEnd, b"").await;
+            }
+            std::future::pending::<()>().await;
+            drop(wr);
+        });
         let read = async {
             loop {
-                let frame = read_frame(&mut s)
+                let frame = read_frame(&mut rd)
                     .await
                     .map_err(|e| CoreError::Transport(e.to_string()))?
                     .ok_or_else(|| {
@@ -415,12 +456,231 @@ impl Sandbox {
                 }
             }
         };
-        tokio::time::timeout(limit, read).await.map_err(|_| {
+        let result = tokio::time::timeout(limit, read).await.map_err(|_| {
             CoreError::Transport(format!(
                 "the agent did not finish within {} s",
                 limit.as_secs()
             ))
-        })?
+        });
+        pump.abort();
+        result?
+    }
+
+    /// A handle on a running sandbox from its record (a workspace's VM). It
+    /// is not torn down on drop.
+    pub fn attach(paths: &Paths, id: &str) -> Result<Self, CoreError> {
+        let record = VmRecord::load(paths, id).ok_or_else(|| {
+            CoreError::Transport(format!("the sandbox {id} has no record; it is gone"))
+        })?;
+        Ok(Sandbox {
+            paths: paths.clone(),
+            record,
+            hello: None,
+            boot_ms: 0,
+            torn_down: false,
+            keep: true,
+        })
+    }
+
+    /// Keeps the sandbox running past this handle.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Whether its Firecracker (or host-compat) process still runs.
+    pub fn is_running(&self) -> bool {
+        self.record.process.is_some_and(|p| p.is_alive())
+    }
+
+    /// The end of the guest console (and Firecracker log), for reports.
+    pub fn console_tail(&self) -> String {
+        match &self.record.firecracker {
+            Some(fc) => fc.diagnostics(),
+            None => pyro_vmm::file_tail(
+                &self.paths.vm_dir(&self.record.id).join("console.log"),
+                2000,
+            ),
+        }
+    }
+
+    /// Pauses (`true`) or resumes the VM's vCPUs. Host-compat sandboxes have
+    /// no vCPUs to pause; there it is a no-op.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), CoreError> {
+        if let Some(fc) = &self.record.firecracker {
+            let state = if paused { "Paused" } else { "Resumed" };
+            pyro_vmm::api::ApiClient::new(&fc.api_sock)
+                .patch("/vm", &serde_json::json!({"state": state}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the agent to flush and power off, and waits (up to `timeout`) for
+    /// the process to end; then tears down what is left. The writable layer,
+    /// when it lives outside the sandbox, is kept.
+    pub async fn shutdown(mut self, timeout: Duration) -> Result<(), CoreError> {
+        let _ = self.call(Request::Shutdown, Duration::from_secs(30)).await;
+        let until = Instant::now() + timeout;
+        while self.is_running() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.torn_down = true;
+        teardown(&self.paths, &self.record)
+            .map_err(|e| CoreError::io("stopping the sandbox", std::io::Error::other(e)))
+    }
+
+    /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
+    pub async fn put_archive(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
+        let s = self
+            .open(Request::ExtractArchive {
+                dest: dest.to_owned(),
+            })
+            .await?;
+        let (mut rd, mut wr) = s.into_split();
+        let mut file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| CoreError::io(format!("opening {}", tar.display()), e))?;
+        let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+                .await
+                .map_err(|e| CoreError::io(format!("reading {}", tar.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = pyro_protocol::write_frame(&mut wr, FrameKind::Data, &buf[..n]).await {
+                // The agent may have refused the archive early: its answer
+                // says why.
+                return match read_message::<_, Response>(&mut rd, "its answer").await {
+                    Ok(Response::Error(err)) => Err(err.into()),
+                    _ => Err(CoreError::Transport(e.to_string())),
+                };
+            }
+        }
+        pyro_protocol::write_frame(&mut wr, FrameKind::DataEnd, b"")
+            .await
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
+        match read_message::<_, Response>(&mut rd, "its answer")
+            .await
+            .map_err(|e| CoreError::Transport(e.to_string()))?
+        {
+            Response::Extracted { entries, bytes } => Ok((entries, bytes)),
+            Response::Error(e) => Err(e.into()),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Streams a tar of `path` (or of `paths` under it) into the file `out`.
+    pub async fn get_archive(&self, request: Request, out: &Path) -> Result<Response, CoreError> {
+        let mut s = self.open(request).await?;
+        let mut file = tokio::fs::File::create(out)
+            .await
+            .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
+        loop {
+            let frame = read_frame(&mut s)
+                .await
+                .map_err(|e| CoreError::Transport(e.to_string()))?
+                .ok_or_else(|| {
+                    CoreError::Transport("the agent closed the connection mid-archive".into())
+                })?;
+            match frame.kind {
+                FrameKind::Data => tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)
+                    .await
+                    .map_err(|e| CoreError::io(format!("writing {}", out.display()), e))?,
+                FrameKind::DataEnd => {}
+                FrameKind::Message => {
+                    tokio::io::AsyncWriteExt::flush(&mut file)
+                        .await
+                        .map_err(|e| CoreError::io("flushing", e))?;
+                    return match frame
+                        .message::<Response>()
+                        .map_err(|e| CoreError::Transport(e.to_string()))?
+                    {
+                        Response::Error(e) => Err(e.into()),
+                        other => Ok(other),
+                    };
+                }
+                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+            }
+        }
+    }
+
+    /// Reads up to `max_bytes` of a file.
+    pub async fn read_file(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
+        let mut s = self
+            .open(Request::ReadFile {
+                path: path.to_owned(),
+                max_bytes,
+            })
+            .await?;
+        let mut data = Vec::new();
+        loop {
+            let frame = read_frame(&mut s)
+                .await
+                .map_err(|e| CoreError::Transport(e.to_string()))?
+                .ok_or_else(|| {
+                    CoreError::Transport("the agent closed the connection mid-read".into())
+                })?;
+            match frame.kind {
+                FrameKind::Data => data.extend_from_slice(&frame.payload),
+                FrameKind::DataEnd => {}
+                FrameKind::Message => {
+                    return match frame
+                        .message::<Response>()
+                        .map_err(|e| CoreError::Transport(e.to_string()))?
+                    {
+                        Response::FileRead {
+                            size,
+                            truncated,
+                            mode,
+                        } => Ok((data, size, truncated, mode)),
+                        Response::Error(e) => Err(e.into()),
+                        other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+                    };
+                }
+                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+            }
+        }
+    }
+
+    /// Writes a file atomically; returns (size, mode, created).
+    pub async fn write_file(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        data: &[u8],
+    ) -> Result<(u64, u32, bool), CoreError> {
+        let mut s = self
+            .open(Request::WriteFile {
+                path: path.to_owned(),
+                mode,
+            })
+            .await?;
+        let t = |e: pyro_protocol::FrameError| CoreError::Transport(e.to_string());
+        for chunk in data.chunks(pyro_protocol::CHUNK_BYTES) {
+            pyro_protocol::write_frame(&mut s, FrameKind::Data, chunk)
+                .await
+                .map_err(t)?;
+        }
+        pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, b"")
+            .await
+            .map_err(t)?;
+        match read_message::<_, Response>(&mut s, "its answer")
+            .await
+            .map_err(t)?
+        {
+            Response::FileWritten {
+                size,
+                mode,
+                created,
+            } => Ok((size, mode, created)),
+            Response::Error(e) => Err(e.into()),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
     }
 
     /// Tears the sandbox down now (also done on drop).
@@ -434,6 +694,7 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if !self.torn_down
+            && !self.keep
             && let Err(e) = teardown(&self.paths, &self.record)
         {
             tracing::warn!("sandbox {} teardown: {e}", self.record.id);

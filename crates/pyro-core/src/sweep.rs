@@ -29,6 +29,11 @@ pub struct SweepReport {
 /// Sweeps orphans under `paths`. Never fails; problems are reported.
 pub fn sweep(paths: &Paths) -> SweepReport {
     let mut report = SweepReport::default();
+    // Workspaces first: a dead VM turns its workspace stopped (keeping the
+    // disk), half-created or long-expired workspaces go.
+    report
+        .removed
+        .extend(crate::workspace::Workspaces::new(paths.clone()).sweep());
     if !paths.vms_dir().exists() && !paths.jail_base().exists() {
         return report;
     }
@@ -39,7 +44,7 @@ pub fn sweep(paths: &Paths) -> SweepReport {
     let mut live = HashSet::new();
     for id in VmRecord::list_ids(paths) {
         match VmRecord::load(paths, &id) {
-            Some(rec) if !rec.owner.is_gone() => {
+            Some(rec) if !rec.owner.is_gone(paths, &id) => {
                 live.insert(id);
             }
             Some(rec) => match teardown(paths, &rec) {

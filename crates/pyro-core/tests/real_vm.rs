@@ -66,6 +66,7 @@ async fn real_vm_one_guest_many_checks() {
         idle_seconds: 900,
         boot_timeout: Duration::from_secs(300),
         owner: Owner::this_process(),
+        upper: None,
     };
     let sb = Sandbox::start(&paths, &spec)
         .await

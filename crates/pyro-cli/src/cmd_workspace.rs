@@ -1,0 +1,636 @@
+//! `pyro workspace ...`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use pyro_core::workspace::{CreateRequest, ExecOptions, SeedMode, SeedSource, View, Workspaces};
+use pyro_core::{BackendKind, Paths};
+use pyro_protocol::EntryKind;
+use serde_json::json;
+
+use crate::cli::{SeedModeArg, WorkspaceCmd, WsFileCmd, WsPatchCmd, WsSyncCmd};
+use crate::output::{self, BOLD, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
+
+/// `2026-11-25T16:40:00Z` from Unix seconds.
+pub fn utc(ts: f64) -> String {
+    let secs = ts.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Parses repeated `KEY=VALUE` flags.
+pub fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for it in items {
+        let (k, v) = it
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| Failure::usage(format!("{flag} takes KEY=VALUE, got {it:?}")))?;
+        out.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+fn ws(paths: &Paths) -> Workspaces {
+    Workspaces::new(paths.clone())
+}
+
+fn print_view(header: &str, v: &View) {
+    output::out(format!("{header}: {BOLD}{}{BOLD:#}", v.workspace_id));
+    if let Some(n) = &v.name {
+        output::out(format!("Name: {n}"));
+    }
+    if !v.labels.is_empty() {
+        let l: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        output::out(format!("Labels: {}", l.join(", ")));
+    }
+    output::out(format!(
+        "Environment: {} ({})",
+        v.environment, v.environment_version
+    ));
+    let reason = v
+        .state_reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    output::out(format!("State: {}{reason}", v.state));
+    output::out(format!(
+        "Execution mode: {} ({})",
+        v.execution_mode.as_str(),
+        v.backend
+    ));
+    if let Some(f) = &v.fallback_reason {
+        output::out(format!("Fallback reason: {f}"));
+    }
+    output::out(format!("Workspace: {}", v.workspace_path));
+    output::out(format!(
+        "Resources: {} vCPU / {} MiB / {} MiB disk",
+        v.vcpu_count, v.mem_mib, v.disk_mib
+    ));
+    match v.expires_at {
+        Some(e) => output::out(format!(
+            "Idle TTL: {} s (stops at {} unless used)",
+            v.ttl_seconds,
+            utc(e)
+        )),
+        None => output::out(format!("Idle TTL: {} s", v.ttl_seconds)),
+    }
+    if let Some(d) = v.delete_after {
+        output::out(format!(
+            "{YELLOW}Deleted after: {}{YELLOW:#} (unless started again)",
+            utc(d)
+        ));
+    }
+    let s = &v.workspace_seed;
+    match &s.source_path {
+        Some(p) => output::out(format!(
+            "Seed: {} {} ({}, {} entries, {} bytes)",
+            s.mode,
+            p.display(),
+            s.seed_mode,
+            s.entry_count,
+            s.bytes_written
+        )),
+        None => output::out("Seed: empty"),
+    }
+    match &v.last_command {
+        Some(c) => output::out(format!(
+            "Commands: {} (last #{}: {} -> exit {})",
+            v.command_count, c.sequence, c.command, c.exit_code
+        )),
+        None => output::out(format!("Commands: {}", v.command_count)),
+    }
+    if v.reset_count > 0 {
+        output::out(format!(
+            "Resets: {} (last {})",
+            v.reset_count,
+            v.last_reset_at.map(utc).unwrap_or_default()
+        ));
+    }
+    output::out(format!("Last activity: {}", utc(v.last_activity_at)));
+    if let Some(e) = &v.last_error {
+        output::out(format!(
+            "Last error: {}",
+            e.lines().next().unwrap_or_default()
+        ));
+    }
+}
+
+fn emit<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(),
+) -> Result<ExitCode, Failure> {
+    if json {
+        output::json(value);
+    } else {
+        human();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_text(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("{flag}: cannot read {}: {e}", path.display())))
+}
+
+fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure {
+            code: 1,
+            kind: "io",
+            message: format!("reading standard input: {e}"),
+        })?;
+    Ok(buf)
+}
+
+/// Runs one `pyro workspace` command. Returns the `--json` flag with the
+/// outcome (for error rendering).
+pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Failure>) {
+    match cmd {
+        WorkspaceCmd::Create(a) => (a.json, create(paths, a).await),
+        WorkspaceCmd::List(a) => (a.json, list(paths, a.json)),
+        WorkspaceCmd::Update(a) => (a.json, update(paths, a).await),
+        WorkspaceCmd::Status(a) => {
+            let r = ws(paths)
+                .status(&a.workspace_id)
+                .await
+                .map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|v| emit(a.json, &v, || print_view("Workspace", &v))),
+            )
+        }
+        WorkspaceCmd::Sync(WsSyncCmd::Push(a)) => {
+            let r = ws(paths)
+                .sync_push(&a.workspace_id, &a.source_path, Some(&a.dest))
+                .await
+                .map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|v| {
+                    emit(a.json, &v, || {
+                        output::out(format!(
+                            "Pushed {} {} to {} ({} entries, {} bytes)",
+                            v.mode,
+                            v.source_path.display(),
+                            v.destination,
+                            v.entry_count,
+                            v.bytes_written
+                        ))
+                    })
+                }),
+            )
+        }
+        WorkspaceCmd::Exec(a) => (a.json, exec(paths, a).await),
+        WorkspaceCmd::Logs(a) => (a.json, logs(paths, &a.workspace_id, a.json).await),
+        WorkspaceCmd::File(WsFileCmd::List(a)) => (a.json, file_list(paths, a).await),
+        WorkspaceCmd::File(WsFileCmd::Read(a)) => (a.json, file_read(paths, a).await),
+        WorkspaceCmd::File(WsFileCmd::Write(a)) => (a.json, file_write(paths, a).await),
+        WorkspaceCmd::Patch(WsPatchCmd::Apply(a)) => (a.json, patch(paths, a).await),
+        WorkspaceCmd::Diff(a) => (a.json, diff(paths, &a.workspace_id, a.json).await),
+        WorkspaceCmd::Export(a) => {
+            let r = ws(paths)
+                .export(&a.workspace_id, &a.path, &a.output)
+                .await
+                .map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|v| {
+                    emit(a.json, &v, || {
+                        output::out(format!(
+                            "Exported {} to {} ({:?}, {} entries, {} bytes)",
+                            v.workspace_path,
+                            v.output_path.display(),
+                            v.kind,
+                            v.entry_count,
+                            v.bytes_written
+                        ))
+                    })
+                }),
+            )
+        }
+        WorkspaceCmd::Reset(a) => {
+            let r = async {
+                let env = env_of(paths, &a.workspace_id)?;
+                let p = Progress::new("reset", a.json);
+                pyro_env::Progress::step(&p, "resetting to the baseline and booting");
+                let v = ws(paths).reset(&env, &a.workspace_id, &a.snapshot).await?;
+                p.finish();
+                Ok::<_, Failure>(v)
+            }
+            .await;
+            (
+                a.json,
+                r.and_then(|v| emit(a.json, &v, || print_view("Reset workspace", &v))),
+            )
+        }
+        WorkspaceCmd::Stop(a) => {
+            let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|v| emit(a.json, &v, || print_view("Stopped workspace", &v))),
+            )
+        }
+        WorkspaceCmd::Start(a) => {
+            let r = async {
+                let env = env_of(paths, &a.workspace_id)?;
+                let p = Progress::new("start", a.json);
+                pyro_env::Progress::step(&p, "booting");
+                let v = ws(paths).start(&env, &a.workspace_id).await?;
+                p.finish();
+                Ok::<_, Failure>(v)
+            }
+            .await;
+            (
+                a.json,
+                r.and_then(|v| emit(a.json, &v, || print_view("Started workspace", &v))),
+            )
+        }
+        WorkspaceCmd::Delete(a) => {
+            let r = ws(paths)
+                .delete(&a.workspace_id)
+                .await
+                .map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|()| {
+                    emit(
+                        a.json,
+                        &json!({"workspace_id": a.workspace_id, "deleted": true}),
+                        || output::out(format!("Deleted workspace {}", a.workspace_id)),
+                    )
+                }),
+            )
+        }
+    }
+}
+
+fn env_of(paths: &Paths, id: &str) -> Result<pyro_env::Installed, Failure> {
+    let name = ws(paths).environment_of(id)?;
+    crate::ensure_env(paths, &name, true)
+}
+
+async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, Failure> {
+    let backend = BackendKind::resolve(a.backend.map(Into::into))?;
+    let labels = pairs("--label", &a.labels)?;
+    let env = crate::ensure_env(paths, &a.environment, a.json || a.id_only)?;
+    let mut req = CreateRequest::new(backend);
+    req.name = a.name;
+    req.labels = labels;
+    req.seed = a.seed_path.map(|p| SeedSource {
+        path: p,
+        mode: match a.seed_mode {
+            SeedModeArg::All => SeedMode::All,
+            SeedModeArg::GitTracked => SeedMode::GitTracked,
+        },
+        origin: "seed_path",
+    });
+    req.vcpu_count = a.vcpu_count;
+    req.mem_mib = a.mem_mib;
+    req.disk_mib = a.disk_mib;
+    req.ttl_seconds = a.ttl_seconds;
+    req.allow_host_compat = a.allow_host_compat;
+    req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
+    let progress = Progress::new("create", a.json || a.id_only);
+    let say = |m: &str| pyro_env::Progress::step(&progress, m);
+    let engine = ws(paths);
+    let work = engine.create(&env, req, &say);
+    let v = tokio::select! {
+        r = work => r?,
+        code = crate::cmd_run::interrupted() => {
+            progress.finish();
+            output::err("interrupted: nothing of the workspace was kept");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    progress.finish();
+    if a.id_only {
+        output::out(&v.workspace_id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(a.json, &v, || print_view("Created workspace", &v))
+}
+
+fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
+    let all = ws(paths).list();
+    if json {
+        output::json(&json!({"count": all.len(), "workspaces": all}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        output::out("No workspaces.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::out(format!(
+        "{BOLD}{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  NAME / LABELS{BOLD:#}",
+        "ID", "STATE", "ENVIRONMENT", "LAST ACTIVITY", "STOPS AT"
+    ));
+    for v in &all {
+        let mut tags: Vec<String> = v.name.iter().cloned().collect();
+        tags.extend(v.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let stops = v.expires_at.map(utc).unwrap_or_else(|| "-".into());
+        output::out(format!(
+            "{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  {}",
+            v.workspace_id,
+            v.state,
+            v.environment,
+            utc(v.last_activity_at),
+            stops,
+            tags.join(" ")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update(paths: &Paths, a: crate::cli::WsUpdateArgs) -> Result<ExitCode, Failure> {
+    let labels = pairs("--label", &a.labels)?;
+    let v = ws(paths)
+        .update(
+            &a.workspace_id,
+            a.name,
+            a.clear_name,
+            labels,
+            a.clear_labels,
+        )
+        .await?;
+    emit(a.json, &v, || print_view("Updated workspace", &v))
+}
+
+/// Streams to our stdout/stderr.
+struct Stream;
+
+impl pyro_core::sandbox::OutputSink for Stream {
+    fn stdout(&mut self, data: &[u8]) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(data);
+        let _ = o.flush();
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(data);
+        let _ = e.flush();
+    }
+}
+
+async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Failure> {
+    let command = crate::cmd_run::command_from_words(a.command)?;
+    let env = pairs("--env", &a.env)?;
+    let opts = ExecOptions {
+        command,
+        cwd: a.cwd,
+        env,
+        timeout_seconds: a.timeout_seconds,
+        max_output_bytes: a.max_output_bytes,
+    };
+    let stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = if a.stdin {
+        Some(Box::new(tokio::io::stdin()))
+    } else {
+        None
+    };
+    let mut stream = Stream;
+    let mut quiet = pyro_core::sandbox::Capture::default();
+    let sink: &mut dyn pyro_core::sandbox::OutputSink =
+        if a.json { &mut quiet } else { &mut stream };
+    let engine = ws(paths);
+    let v = tokio::select! {
+        r = engine.exec(&a.workspace_id, opts, stdin, sink) => r.map_err(|e| {
+            let mut f = Failure::from(e);
+            if f.code != EXIT_USAGE { f.code = EXIT_RUN_FAILURE; }
+            f
+        })?,
+        code = crate::cmd_run::interrupted() => {
+            output::err("interrupted: the command was killed");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    if a.json {
+        output::json(&v);
+    } else {
+        output::err(format!(
+            "{DIM}[exec] workspace={} sequence={} exit_code={} duration_ms={} execution_mode={}{DIM:#}",
+            v.workspace_id,
+            v.sequence,
+            v.exit_code,
+            v.duration_ms,
+            v.execution_mode.as_str()
+        ));
+        if v.timed_out {
+            output::err(format!(
+                "{YELLOW}timed out:{YELLOW:#} the command ran longer than {} s; its process group was killed",
+                v.timeout_seconds
+            ));
+        }
+    }
+    Ok(ExitCode::from(u8::try_from(v.exit_code).unwrap_or(1)))
+}
+
+async fn logs(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
+    let entries = ws(paths).logs(id).await?;
+    if json {
+        output::json(&json!({"workspace_id": id, "count": entries.len(), "entries": entries}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        output::out("No commands logged (since creation or the last reset).");
+    }
+    for e in &entries {
+        output::out(format!(
+            "{BOLD}#{} exit_code={} duration_ms={} cwd={}{BOLD:#}",
+            e.sequence, e.exit_code, e.duration_ms, e.cwd
+        ));
+        output::out(format!("$ {}", e.command));
+        let _ = std::io::stdout().write_all(e.stdout.as_bytes());
+        let _ = std::io::stderr().write_all(e.stderr.as_bytes());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn file_list(paths: &Paths, a: crate::cli::WsFileListArgs) -> Result<ExitCode, Failure> {
+    let (root, entries) = ws(paths)
+        .file_list(&a.workspace_id, &a.path, a.recursive)
+        .await?;
+    let shown = if root.kind == EntryKind::Directory {
+        entries.clone()
+    } else {
+        vec![root.clone()]
+    };
+    if a.json {
+        output::json(
+            &json!({"workspace_id": a.workspace_id, "path": root.path, "recursive": a.recursive, "entries": shown}),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if shown.is_empty() {
+        output::out(format!("{} is empty.", root.path));
+    }
+    for e in shown {
+        let link = e
+            .link_target
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        let kind = format!("{:?}", e.kind).to_lowercase();
+        output::out(format!(
+            "{:04o} {:>9} {:<9} {}{link}",
+            e.mode, e.size, kind, e.path
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn file_read(paths: &Paths, a: crate::cli::WsFileReadArgs) -> Result<ExitCode, Failure> {
+    let (path, data, mode) = ws(paths)
+        .file_read(&a.workspace_id, &a.path, a.max_bytes)
+        .await?;
+    if a.json {
+        let (content, encoding) = match std::str::from_utf8(&data) {
+            Ok(t) => (t.to_owned(), "utf-8"),
+            Err(_) => (base64(&data), "base64"),
+        };
+        output::json(&json!({
+            "workspace_id": a.workspace_id, "path": path, "size_bytes": data.len(),
+            "mode": format!("{mode:04o}"), "encoding": encoding, "content": content,
+        }));
+    } else {
+        let _ = std::io::stdout().write_all(&data);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Standard base64 (for binary content in JSON).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn file_write(paths: &Paths, a: crate::cli::WsFileWriteArgs) -> Result<ExitCode, Failure> {
+    let data = match (&a.text, &a.text_file) {
+        (Some(t), _) => t.as_bytes().to_vec(),
+        (None, Some(f)) => read_text(f, "--text-file")?,
+        (None, None) => read_stdin()?,
+    };
+    let (path, size, mode, created) = ws(paths)
+        .file_write(&a.workspace_id, &a.path, &data, a.max_bytes)
+        .await?;
+    emit(
+        a.json,
+        &json!({"workspace_id": a.workspace_id, "path": path, "bytes_written": size, "mode": format!("{mode:04o}"), "created": created}),
+        || {
+            output::out(format!(
+                "Wrote {size} bytes to {path} (mode {mode:04o}, {})",
+                if created { "created" } else { "replaced" }
+            ))
+        },
+    )
+}
+
+async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Failure> {
+    let data = match (&a.patch, &a.patch_file) {
+        (Some(t), _) => t.as_bytes().to_vec(),
+        (None, Some(f)) => read_text(f, "--patch-file")?,
+        (None, None) => read_stdin()?,
+    };
+    let text =
+        String::from_utf8(data).map_err(|_| Failure::usage("the patch is not UTF-8 text"))?;
+    let files = ws(paths).patch_apply(&a.workspace_id, &text).await?;
+    emit(
+        a.json,
+        &json!({"workspace_id": a.workspace_id, "changed": !files.is_empty(), "files": files}),
+        || {
+            for f in &files {
+                let from = f
+                    .from
+                    .as_ref()
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default();
+                output::out(format!("{:<9} {}{from}", f.status, f.path));
+            }
+            output::out(format!(
+                "Applied the patch: {} file(s) changed.",
+                files.len()
+            ));
+        },
+    )
+}
+
+async fn diff(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
+    let d = ws(paths).diff(id).await?;
+    if json {
+        output::json(&d);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !d.changed {
+        output::err("No changes since the baseline.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = std::io::stdout().write_all(d.patch.as_bytes());
+    let counts: Vec<String> = d.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    output::err(format!(
+        "{DIM}[diff] workspace={id} {} bytes_fetched={}{DIM:#}",
+        counts.join(" "),
+        d.bytes_fetched
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_795_511_204.45), "2026-11-24T09:06:44Z");
+        assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+
+    #[test]
+    fn pairs_need_a_key() {
+        assert_eq!(pairs("--label", &["a=b=c".into()]).unwrap()["a"], "b=c");
+        assert!(pairs("--label", &["novalue".into()]).is_err());
+        assert!(pairs("--env", &["=x".into()]).is_err());
+    }
+}

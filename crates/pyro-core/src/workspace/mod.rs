@@ -1,0 +1,1826 @@
+//! Persistent workspaces: one API for the CLI and the MCP server.
+//!
+//! ```text
+//! $PYRO_HOME/workspaces/<id>/
+//!   workspace.json            the record (see `record`)
+//!   upper.ext4 | upper/       the writable layer (Firecracker disk | host-compat dir)
+//!   baseline/upper.ext4 | baseline/upper-data/   the layer right after seeding
+//!   baseline/manifest.json    what /workspace held after seeding
+//!   baseline/files/           the seeded files (old side of diffs)
+//!   commands/<seq>.{json,stdout,stderr}          command history with full output
+//! ```
+//!
+//! Every call takes the workspace's file lock for its record changes, so a
+//! CLI and several MCP servers can act on the same workspaces. Long commands
+//! run outside the lock, so a running `exec` never blocks `status`.
+
+pub mod diff;
+pub mod record;
+pub mod seed;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pyro_env::Installed;
+use pyro_protocol::{
+    Command, EntryKind, ExecRequest, FileEntry, ManifestEntry, PatchedFile, Request, Response,
+};
+use serde::Serialize;
+
+use crate::records::Owner;
+use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
+use record::{LastCommand, Operation, Record, SeedInfo, State};
+pub use seed::SeedMode;
+
+/// The workspace directory inside the guest.
+pub const WORKSPACE_ROOT: &str = "/workspace";
+/// Default idle deadline.
+pub const DEFAULT_TTL_SECONDS: u64 = 600;
+/// Idle deadline bounds.
+pub const TTL_RANGE: (u64, u64) = (60, 7 * 86_400);
+/// Default size of a workspace's writable disk.
+pub const DEFAULT_DISK_MIB: u64 = 4096;
+/// Disk size bounds.
+pub const DISK_RANGE: (u64, u64) = (256, 256 * 1024);
+/// Default workspace quota (`PYRO_MAX_WORKSPACES`).
+pub const DEFAULT_MAX_WORKSPACES: usize = 4;
+/// How long an expired workspace's disk is kept (`PYRO_EXPIRY_GRACE_SECONDS`).
+pub const DEFAULT_EXPIRY_GRACE_SECONDS: u64 = 86_400;
+/// Default limit for file read and write.
+pub const FILE_LIMIT_DEFAULT: u64 = 1 << 20;
+/// The most a limit may be raised to.
+pub const FILE_LIMIT_MAX: u64 = 64 << 20;
+/// Largest patch.
+pub const PATCH_LIMIT: usize = 8 << 20;
+/// Output kept per stream in the command log.
+pub const LOG_CAP_BYTES: u64 = 16 << 20;
+/// Default cap on output returned by `exec` (the log keeps more).
+pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
+/// Largest total of changed content a diff fetches.
+const DIFF_FETCH_LIMIT: u64 = 64 << 20;
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// Optional name.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// What to seed `/workspace` with.
+    pub seed: Option<SeedSource>,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory.
+    pub mem_mib: u32,
+    /// Writable disk size.
+    pub disk_mib: u64,
+    /// Idle deadline.
+    pub ttl_seconds: u64,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Fall back to host-compat when the guest cannot boot.
+    pub allow_host_compat: bool,
+    /// Boot deadline (default: generous on PVM hosts).
+    pub boot_timeout: Option<Duration>,
+}
+
+impl CreateRequest {
+    /// A request with the documented defaults.
+    pub fn new(backend: BackendKind) -> Self {
+        Self {
+            name: None,
+            labels: BTreeMap::new(),
+            seed: None,
+            vcpu_count: 1,
+            mem_mib: 1024,
+            disk_mib: DEFAULT_DISK_MIB,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+            backend,
+            allow_host_compat: false,
+            boot_timeout: None,
+        }
+    }
+}
+
+/// A seed.
+#[derive(Debug, Clone)]
+pub struct SeedSource {
+    /// Directory or archive on the host.
+    pub path: PathBuf,
+    /// Which files of a directory.
+    pub mode: SeedMode,
+    /// `seed_path` or `project`.
+    pub origin: &'static str,
+}
+
+/// A workspace as callers see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// The handle.
+    pub workspace_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Environment.
+    pub environment: String,
+    /// Environment version.
+    pub environment_version: String,
+    /// Backend.
+    pub backend: String,
+    /// How commands run.
+    pub execution_mode: ExecutionMode,
+    /// Why it runs on host-compat when Firecracker was asked for.
+    pub fallback_reason: Option<String>,
+    /// `creating`, `started`, `stopped` or `resetting`.
+    pub state: String,
+    /// Why it is in that state.
+    pub state_reason: Option<String>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created_at: f64,
+    /// Last activity (Unix seconds).
+    pub last_activity_at: f64,
+    /// When the VM stops if idle (while started).
+    pub expires_at: Option<f64>,
+    /// The idle deadline in seconds.
+    pub ttl_seconds: u64,
+    /// When it stopped.
+    pub stopped_at: Option<f64>,
+    /// When an expired workspace will be deleted unless started again.
+    pub delete_after: Option<f64>,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory.
+    pub mem_mib: u32,
+    /// Writable disk size.
+    pub disk_mib: u64,
+    /// Commands since creation or the last reset.
+    pub command_count: u64,
+    /// The last command.
+    pub last_command: Option<LastCommand>,
+    /// What seeded it.
+    pub workspace_seed: SeedInfo,
+    /// Resets so far.
+    pub reset_count: u64,
+    /// Last reset.
+    pub last_reset_at: Option<f64>,
+    /// The workspace directory in the guest.
+    pub workspace_path: String,
+}
+
+/// Options of one command.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// What to run.
+    pub command: Command,
+    /// Working directory: relative to `/workspace`, or absolute.
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Timeout.
+    pub timeout_seconds: u64,
+    /// Cap on returned output per stream (the log keeps up to 16 MiB).
+    pub max_output_bytes: u64,
+}
+
+/// The result of a command.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Sequence number in the command log.
+    pub sequence: u64,
+    /// The command.
+    pub command: String,
+    /// Working directory.
+    pub cwd: String,
+    /// Exit code (124 on timeout).
+    pub exit_code: i32,
+    /// Whether the timeout fired.
+    pub timed_out: bool,
+    /// Effective timeout.
+    pub timeout_seconds: u64,
+    /// Standard output (first `max_output_bytes`, lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (same).
+    pub stderr: String,
+    /// Bytes written to stdout.
+    pub stdout_bytes: u64,
+    /// Bytes written to stderr.
+    pub stderr_bytes: u64,
+    /// Whether the returned output was cut (the log has more).
+    pub truncated: bool,
+    /// Cap applied to the returned output.
+    pub max_output_bytes: u64,
+    /// Run time.
+    pub duration_ms: u64,
+    /// How it ran.
+    pub execution_mode: ExecutionMode,
+}
+
+/// A logged command.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    /// Sequence number.
+    pub sequence: u64,
+    /// The command.
+    pub command: String,
+    /// Working directory.
+    pub cwd: String,
+    /// Exit code.
+    pub exit_code: i32,
+    /// Whether it timed out.
+    pub timed_out: bool,
+    /// Run time.
+    pub duration_ms: u64,
+    /// When it finished (Unix seconds).
+    pub recorded_at: f64,
+    /// Bytes it wrote to stdout.
+    pub stdout_bytes: u64,
+    /// Bytes it wrote to stderr.
+    pub stderr_bytes: u64,
+    /// Whether the log kept less than was written.
+    pub log_truncated: bool,
+    /// Its stdout (as logged).
+    #[serde(default)]
+    pub stdout: String,
+    /// Its stderr (as logged).
+    #[serde(default)]
+    pub stderr: String,
+}
+
+/// A sync push result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// `directory` or `archive`.
+    pub mode: String,
+    /// Host source.
+    pub source_path: PathBuf,
+    /// Guest destination.
+    pub destination: String,
+    /// Entries written.
+    pub entry_count: u64,
+    /// Bytes of file content.
+    pub bytes_written: u64,
+    /// How it ran.
+    pub execution_mode: ExecutionMode,
+}
+
+/// A diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Counts by status.
+    pub summary: BTreeMap<String, u64>,
+    /// Each changed path.
+    pub entries: Vec<DiffEntry>,
+    /// The whole git-style patch.
+    pub patch: String,
+    /// Bytes of changed content fetched from the guest.
+    pub bytes_fetched: u64,
+}
+
+/// One changed path.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// Path relative to `/workspace`.
+    pub path: String,
+    /// How it changed.
+    pub status: diff::Status,
+    /// What it is now (or was).
+    pub kind: EntryKind,
+    /// Whether the content is binary (no text patch).
+    pub binary: bool,
+    /// Its part of the patch.
+    pub text_patch: String,
+}
+
+/// An export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Guest path.
+    pub workspace_path: String,
+    /// Host path written.
+    pub output_path: PathBuf,
+    /// What was exported.
+    pub kind: EntryKind,
+    /// Entries written.
+    pub entry_count: u64,
+    /// Bytes of file content.
+    pub bytes_written: u64,
+}
+
+/// Reads the quota.
+pub fn max_workspaces() -> Result<usize, CoreError> {
+    match std::env::var("PYRO_MAX_WORKSPACES") {
+        Ok(v) if !v.is_empty() => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            CoreError::invalid(format!(
+                "PYRO_MAX_WORKSPACES must be a positive number, got {v:?}"
+            ))
+        }),
+        _ => Ok(DEFAULT_MAX_WORKSPACES),
+    }
+}
+
+fn expiry_grace() -> u64 {
+    std::env::var("PYRO_EXPIRY_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EXPIRY_GRACE_SECONDS)
+}
+
+/// Checks a workspace name: 1-64 printable characters after trimming.
+pub fn valid_name(name: &str) -> Result<String, CoreError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(CoreError::invalid(format!(
+            "invalid workspace name {name:?}: use 1 to 64 printable characters"
+        )));
+    }
+    Ok(n.to_owned())
+}
+
+/// Checks a label key and value.
+pub fn valid_label(key: &str, value: &str) -> Result<(String, String), CoreError> {
+    let k = key.trim();
+    let ok_key = !k.is_empty()
+        && k.len() <= 64
+        && k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok_key {
+        return Err(CoreError::invalid(format!(
+            "invalid label key {key:?}: start with a letter or digit, then letters, digits, `.`, `_` or `-` (at most 64)"
+        )));
+    }
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > 120 || v.chars().any(char::is_control) {
+        return Err(CoreError::invalid(format!(
+            "invalid value for label {k}: use 1 to 120 printable characters"
+        )));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Resolves a guest path for file operations: relative paths are under
+/// `/workspace`; absolute ones must be inside it.
+pub fn guest_path(p: &str) -> Result<String, CoreError> {
+    let p = p.trim();
+    let full = if p.starts_with('/') {
+        p.to_owned()
+    } else {
+        format!("{WORKSPACE_ROOT}/{p}")
+    };
+    let path = Path::new(&full);
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(CoreError::invalid(format!(
+            "{p:?} contains `..`; paths must stay inside {WORKSPACE_ROOT}"
+        )));
+    }
+    if !path.starts_with(WORKSPACE_ROOT) {
+        return Err(CoreError::invalid(format!(
+            "{p:?} is outside {WORKSPACE_ROOT}; paths must stay inside it"
+        )));
+    }
+    Ok(full.trim_end_matches('/').to_owned())
+}
+
+fn mode_of(backend: BackendKind) -> ExecutionMode {
+    match backend {
+        BackendKind::Firecracker => ExecutionMode::GuestVsock,
+        BackendKind::HostCompat => ExecutionMode::HostCompat,
+    }
+}
+
+fn view(rec: &Record) -> View {
+    View {
+        workspace_id: rec.workspace_id.clone(),
+        name: rec.name.clone(),
+        labels: rec.labels.clone(),
+        environment: rec.environment.clone(),
+        environment_version: rec.environment_version.clone(),
+        backend: rec.backend.as_str().to_owned(),
+        execution_mode: mode_of(rec.backend),
+        fallback_reason: rec.fallback_reason.clone(),
+        state: rec.state.as_str().to_owned(),
+        state_reason: rec.state_reason.clone(),
+        last_error: rec.last_error.clone(),
+        created_at: rec.created_at,
+        last_activity_at: rec.last_activity_at,
+        expires_at: rec.expires_at(),
+        ttl_seconds: rec.ttl_seconds,
+        stopped_at: rec.stopped_at,
+        delete_after: rec.delete_after,
+        vcpu_count: rec.vcpu_count,
+        mem_mib: rec.mem_mib,
+        disk_mib: rec.disk_mib,
+        command_count: rec.command_count,
+        last_command: rec.last_command.clone(),
+        workspace_seed: rec.seed.clone(),
+        reset_count: rec.reset_count,
+        last_reset_at: rec.last_reset_at,
+        workspace_path: WORKSPACE_ROOT.to_owned(),
+    }
+}
+
+fn not_found(id: &str) -> CoreError {
+    CoreError::NotFound(format!(
+        "workspace {id:?} does not exist; `pyro workspace list` shows the ones that do"
+    ))
+}
+
+/// What `refresh` decided.
+enum Fate {
+    Keep,
+    Changed,
+    Delete,
+}
+
+/// Copies a directory tree exactly (modes, symlinks, xattrs, overlay
+/// whiteouts), reflinking where the filesystem can.
+fn copy_tree(src: &Path, dst: &Path) -> Result<(), CoreError> {
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .map_err(|e| CoreError::io("running cp", e))?;
+    if !out.status.success() {
+        return Err(CoreError::io(
+            format!("copying {} to {}", src.display(), dst.display()),
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts `new` in place of `target` (both directories), leaving no state in
+/// which neither exists for longer than two renames.
+fn swap_dir(new: &Path, target: &Path) -> Result<(), CoreError> {
+    let old = target.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if target.exists() {
+        std::fs::rename(target, &old)
+            .map_err(|e| CoreError::io(format!("moving {} aside", target.display()), e))?;
+    }
+    std::fs::rename(new, target)
+        .map_err(|e| CoreError::io(format!("installing {}", target.display()), e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Repairs a swap interrupted between its renames.
+fn recover_swap(target: &Path) {
+    if !target.exists() {
+        let (new, old) = (target.with_extension("new"), target.with_extension("old"));
+        if new.exists() {
+            let _ = std::fs::rename(&new, target);
+        } else if old.exists() {
+            let _ = std::fs::rename(&old, target);
+        }
+    }
+}
+
+/// The engine.
+#[derive(Debug, Clone)]
+pub struct Workspaces {
+    paths: Paths,
+}
+
+impl Workspaces {
+    /// Workspaces under `paths`.
+    pub fn new(paths: Paths) -> Self {
+        Self { paths }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        record::dir(&self.paths, id)
+    }
+
+    fn upper(&self, rec: &Record) -> PathBuf {
+        match rec.backend {
+            BackendKind::Firecracker => self.dir(&rec.workspace_id).join("upper.ext4"),
+            BackendKind::HostCompat => self.dir(&rec.workspace_id).join("upper"),
+        }
+    }
+
+    fn spec<'a>(
+        &self,
+        env: &'a Installed,
+        rec: &Record,
+        boot_timeout: Option<Duration>,
+    ) -> SandboxSpec<'a> {
+        SandboxSpec {
+            env,
+            backend: rec.backend,
+            vcpu_count: rec.vcpu_count,
+            mem_mib: rec.mem_mib,
+            disk_mib: rec.disk_mib,
+            idle_seconds: rec.ttl_seconds,
+            boot_timeout: boot_timeout.unwrap_or_else(default_boot_timeout),
+            owner: Owner::Workspace {
+                workspace_id: rec.workspace_id.clone(),
+            },
+            upper: Some(self.upper(rec)),
+        }
+    }
+
+    /// Loads a record under its lock and brings it up to date (a dead VM
+    /// makes it stopped; an interrupted create makes it gone).
+    fn load_fresh(&self, id: &str) -> Result<Record, CoreError> {
+        let mut rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
+        match self.refresh(&mut rec) {
+            Fate::Keep => Ok(rec),
+            Fate::Changed => {
+                record::save(&self.paths, &rec)?;
+                Ok(rec)
+            }
+            Fate::Delete => {
+                self.remove(&rec);
+                Err(not_found(id))
+            }
+        }
+    }
+
+    fn refresh(&self, rec: &mut Record) -> Fate {
+        let now = now_unix();
+        let op_dead = rec
+            .operation
+            .as_ref()
+            .is_some_and(|o| !o.process.is_alive());
+        match rec.state {
+            State::Started => {
+                let sandbox = rec
+                    .vm_id
+                    .as_deref()
+                    .and_then(|v| Sandbox::attach(&self.paths, v).ok());
+                if sandbox.as_ref().is_some_and(Sandbox::is_running) {
+                    return Fate::Keep;
+                }
+                let console = sandbox
+                    .as_ref()
+                    .map(Sandbox::console_tail)
+                    .unwrap_or_default();
+                if let Some(s) = sandbox {
+                    let _ = s.destroy();
+                }
+                let expired = now + 5.0 >= rec.last_activity_at + rec.ttl_seconds as f64;
+                rec.state = State::Stopped;
+                rec.vm_id = None;
+                rec.stopped_at = Some(now);
+                if expired {
+                    let grace = expiry_grace();
+                    rec.state_reason = Some(format!(
+                        "idle for its TTL of {} s, so its VM stopped itself; the disk is kept, and the workspace is \
+                         deleted {} s after stopping unless started again",
+                        rec.ttl_seconds, grace
+                    ));
+                    rec.delete_after =
+                        Some(rec.last_activity_at + rec.ttl_seconds as f64 + grace as f64);
+                } else {
+                    rec.state_reason = Some("its VM stopped unexpectedly; the disk is kept".into());
+                    rec.last_error = Some(console);
+                }
+                Fate::Changed
+            }
+            State::Creating if op_dead => Fate::Delete,
+            State::Resetting if op_dead => {
+                if let Some(s) = rec
+                    .vm_id
+                    .as_deref()
+                    .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+                {
+                    let _ = s.destroy();
+                }
+                if rec.backend == BackendKind::HostCompat {
+                    recover_swap(&self.upper(rec));
+                }
+                rec.state = State::Stopped;
+                rec.vm_id = None;
+                rec.operation = None;
+                rec.stopped_at = Some(now);
+                rec.state_reason = Some(
+                    "a reset was interrupted (the pyro process doing it was killed); its disk is either the baseline \
+                     or what it was before; reset again or start it"
+                        .into(),
+                );
+                Fate::Changed
+            }
+            State::Stopped if rec.delete_after.is_some_and(|t| now >= t) => Fate::Delete,
+            _ => Fate::Keep,
+        }
+    }
+
+    /// Removes a workspace's sandbox and directory (rename first, so a
+    /// half-deleted workspace never looks like a workspace).
+    fn remove(&self, rec: &Record) {
+        if let Some(s) = rec
+            .vm_id
+            .as_deref()
+            .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+        {
+            let _ = s.destroy();
+        }
+        let dir = self.dir(&rec.workspace_id);
+        let trash = record::root(&self.paths).join(format!(
+            ".trash-{}-{}",
+            rec.workspace_id,
+            std::process::id()
+        ));
+        if std::fs::rename(&dir, &trash).is_ok() {
+            let _ = std::fs::remove_dir_all(&trash);
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Brings every workspace up to date and deletes the ones whose time is
+    /// up (expired past the grace period, or half-created by a killed
+    /// process). Busy workspaces are skipped. Returns what it did.
+    pub fn sweep(&self) -> Vec<String> {
+        let mut done = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(record::root(&self.paths)) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".trash-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        for id in record::list_ids(&self.paths) {
+            let Some(_lock) = record::try_lock(&self.paths, &id) else {
+                continue;
+            };
+            let Some(mut rec) = record::load(&self.paths, &id) else {
+                // A directory without a record: a create that died before
+                // writing one. Nothing else uses it.
+                let _ = std::fs::remove_dir_all(self.dir(&id));
+                continue;
+            };
+            match self.refresh(&mut rec) {
+                Fate::Keep => {}
+                Fate::Changed => {
+                    let _ = record::save(&self.paths, &rec);
+                    done.push(format!("workspace {id} is now {}", rec.state.as_str()));
+                }
+                Fate::Delete => {
+                    self.remove(&rec);
+                    done.push(format!(
+                        "workspace {id} removed ({})",
+                        if rec.state == State::Creating {
+                            "its create was interrupted"
+                        } else {
+                            "expired past its grace period"
+                        }
+                    ));
+                }
+            }
+        }
+        done
+    }
+
+    /// Creates, boots and seeds a workspace and takes its baseline. On any
+    /// failure nothing is left: no record, VM, disk or directory.
+    pub async fn create(
+        &self,
+        env: &Installed,
+        req: CreateRequest,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<View, CoreError> {
+        let name = req.name.as_deref().map(valid_name).transpose()?;
+        let mut labels = BTreeMap::new();
+        for (k, v) in &req.labels {
+            let (k, v) = valid_label(k, v)?;
+            labels.insert(k, v);
+        }
+        let range = |flag: &str, v: u64, (lo, hi): (u64, u64)| {
+            if v < lo || v > hi {
+                Err(CoreError::invalid(format!(
+                    "{flag} must be between {lo} and {hi} (got {v})"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        range("--vcpu-count", u64::from(req.vcpu_count), (1, 8))?;
+        range("--mem-mib", u64::from(req.mem_mib), (128, 32768))?;
+        range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
+        range("--disk-mib", req.disk_mib, DISK_RANGE)?;
+        if req.backend == BackendKind::Firecracker && req.vcpu_count > 1 && pyro_vmm::host::is_pvm()
+        {
+            return Err(CoreError::invalid(
+                "--vcpu-count above 1 is not possible on this PVM host (secondary vCPUs never start); use 1",
+            ));
+        }
+        let quota = max_workspaces()?;
+        // Pack and check the seed before anything exists.
+        let seed = match &req.seed {
+            Some(s) => {
+                progress(&format!("packing {}", s.path.display()));
+                Some((seed::prepare(&self.paths, &s.path, s.mode)?, s.clone()))
+            }
+            None => None,
+        };
+        let id = random_hex(8);
+        let now = now_unix();
+        let mut rec = Record {
+            layout_version: record::WORKSPACE_LAYOUT_VERSION,
+            workspace_id: id.clone(),
+            name,
+            labels,
+            environment: env.spec.name.to_owned(),
+            environment_version: env.spec.version.to_owned(),
+            backend: req.backend,
+            fallback_reason: None,
+            vcpu_count: req.vcpu_count,
+            mem_mib: req.mem_mib,
+            disk_mib: req.disk_mib,
+            ttl_seconds: req.ttl_seconds,
+            created_at: now,
+            last_activity_at: now,
+            state: State::Creating,
+            state_reason: None,
+            stopped_at: None,
+            delete_after: None,
+            last_error: None,
+            vm_id: None,
+            operation: Some(Operation {
+                kind: "create".into(),
+                process: pyro_vmm::process::ProcessId::current(),
+            }),
+            command_count: 0,
+            next_sequence: 1,
+            last_command: None,
+            seed: SeedInfo::empty(),
+            reset_count: 0,
+            last_reset_at: None,
+        };
+        {
+            let _global = self.paths.lock("workspaces")?;
+            let count = record::list_ids(&self.paths).len();
+            if count >= quota {
+                return Err(CoreError::Quota(format!(
+                    "workspace quota reached: {count} of {quota} (PYRO_MAX_WORKSPACES) exist; delete one with \
+                     `pyro workspace delete ID`, or raise PYRO_MAX_WORKSPACES"
+                )));
+            }
+            std::fs::create_dir_all(self.dir(&id))
+                .map_err(|e| CoreError::io(format!("creating {}", self.dir(&id).display()), e))?;
+            record::save(&self.paths, &rec)?;
+        }
+        let _lock = record::lock(&self.paths, &id)?;
+        match self.create_inner(env, &req, &mut rec, seed, progress).await {
+            Ok(()) => Ok(view(&rec)),
+            Err(e) => {
+                self.remove(&rec);
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_inner(
+        &self,
+        env: &Installed,
+        req: &CreateRequest,
+        rec: &mut Record,
+        seed: Option<(seed::Prepared, SeedSource)>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), CoreError> {
+        progress(&format!(
+            "booting a {} {}",
+            env.spec.name,
+            if rec.backend == BackendKind::Firecracker {
+                "guest"
+            } else {
+                "host-compat sandbox"
+            }
+        ));
+        let mut sandbox = match self.boot(env, rec, req.boot_timeout).await {
+            Ok(s) => s,
+            Err(e) if rec.backend == BackendKind::Firecracker && req.allow_host_compat => {
+                let reason = e.to_string().lines().next().unwrap_or_default().to_owned();
+                progress(&format!(
+                    "the guest could not boot ({reason}); using host-compat"
+                ));
+                let _ = std::fs::remove_file(self.upper(rec));
+                rec.backend = BackendKind::HostCompat;
+                rec.fallback_reason = Some(reason);
+                self.boot(env, rec, req.boot_timeout).await?
+            }
+            Err(e @ CoreError::Invalid(_)) => return Err(e),
+            Err(e) if rec.backend == BackendKind::Firecracker => {
+                return Err(CoreError::GuestUnavailable(Box::new(e)));
+            }
+            Err(e) => return Err(e),
+        };
+        rec.vm_id = Some(sandbox.id().to_owned());
+        record::save(&self.paths, rec)?;
+        let dir = self.dir(&rec.workspace_id);
+        let baseline = dir.join("baseline");
+        std::fs::create_dir_all(baseline.join("files"))
+            .map_err(|e| CoreError::io("creating the baseline directory", e))?;
+        if let Some((prep, src)) = &seed {
+            progress(&format!(
+                "seeding /workspace from {}",
+                prep.source.display()
+            ));
+            let (entries, bytes) = sandbox.put_archive(WORKSPACE_ROOT, prep.tar.path()).await?;
+            let f = std::fs::File::open(prep.tar.path())
+                .map_err(|e| CoreError::io("reopening the seed", e))?;
+            pyro_archive::extract(std::io::BufReader::new(f), &baseline.join("files")).map_err(
+                |e| {
+                    CoreError::io(
+                        "keeping the baseline files",
+                        std::io::Error::other(e.message),
+                    )
+                },
+            )?;
+            rec.seed = SeedInfo {
+                mode: prep.mode.to_owned(),
+                origin: src.origin.to_owned(),
+                source_path: Some(prep.source.clone()),
+                seed_mode: src.mode.as_str().to_owned(),
+                destination: WORKSPACE_ROOT.to_owned(),
+                entry_count: entries,
+                bytes_written: bytes,
+            };
+        }
+        progress("taking the baseline");
+        self.take_baseline(&sandbox, rec).await?;
+        rec.state = State::Started;
+        rec.operation = None;
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, rec)?;
+        sandbox.keep();
+        Ok(())
+    }
+
+    /// Boots the workspace's sandbox (creating its writable layer first if
+    /// needed).
+    async fn boot(
+        &self,
+        env: &Installed,
+        rec: &Record,
+        boot_timeout: Option<Duration>,
+    ) -> Result<Sandbox, CoreError> {
+        let upper = self.upper(rec);
+        match rec.backend {
+            BackendKind::Firecracker if !upper.exists() => {
+                pyro_vmm::disk::create_upper_disk(&upper, rec.disk_mib)?
+            }
+            BackendKind::HostCompat => {
+                recover_swap(&upper);
+                std::fs::create_dir_all(&upper)
+                    .map_err(|e| CoreError::io(format!("creating {}", upper.display()), e))?;
+            }
+            BackendKind::Firecracker => {}
+        }
+        let spec = self.spec(env, rec, boot_timeout);
+        let mut sandbox = Sandbox::create(&self.paths, &spec)?;
+        sandbox.boot(&spec).await?;
+        Ok(sandbox)
+    }
+
+    /// Records the manifest of `/workspace` and copies the writable layer
+    /// with the guest quiesced (flushed, and paused on Firecracker).
+    async fn take_baseline(&self, sandbox: &Sandbox, rec: &Record) -> Result<(), CoreError> {
+        let baseline = self.dir(&rec.workspace_id).join("baseline");
+        let manifest = match sandbox
+            .call(
+                Request::Manifest {
+                    root: WORKSPACE_ROOT.into(),
+                },
+                Duration::from_secs(300),
+            )
+            .await?
+        {
+            Response::Manifest { entries } => entries,
+            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        };
+        pyro_env::write_atomic(
+            &baseline.join("manifest.json"),
+            &serde_json::to_vec(&manifest).unwrap_or_default(),
+        )
+        .map_err(|e| {
+            CoreError::io(
+                "saving the baseline manifest",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        sandbox
+            .call(Request::Sync, Duration::from_secs(120))
+            .await?;
+        sandbox.set_paused(true).await?;
+        let copied = match rec.backend {
+            BackendKind::Firecracker => {
+                pyro_vmm::disk::sparse_copy(&self.upper(rec), &baseline.join("upper.ext4"))
+                    .map(|_| ())
+                    .map_err(CoreError::from)
+            }
+            BackendKind::HostCompat => {
+                copy_tree(&self.upper(rec).join("data"), &baseline.join("upper-data"))
+            }
+        };
+        sandbox.set_paused(false).await?;
+        copied
+    }
+
+    /// Every workspace, most recently active first.
+    pub fn list(&self) -> Vec<View> {
+        let mut out: Vec<Record> = Vec::new();
+        for id in record::list_ids(&self.paths) {
+            match record::try_lock(&self.paths, &id) {
+                Some(_lock) => {
+                    if let Ok(rec) = self.load_fresh(&id) {
+                        out.push(rec);
+                    }
+                }
+                None => out.extend(record::load(&self.paths, &id)),
+            }
+        }
+        out.sort_by(|a, b| {
+            b.last_activity_at
+                .total_cmp(&a.last_activity_at)
+                .then(b.created_at.total_cmp(&a.created_at))
+                .then(a.workspace_id.cmp(&b.workspace_id))
+        });
+        out.iter().map(view).collect()
+    }
+
+    /// Marks activity, and tells a running guest so (its agent holds the
+    /// idle deadline).
+    async fn touch(&self, rec: &mut Record) -> Result<(), CoreError> {
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, rec)?;
+        if rec.state == State::Started
+            && let Some(vm) = &rec.vm_id
+        {
+            let s = Sandbox::attach(&self.paths, vm)?;
+            let _ = s.call(Request::Ping, Duration::from_secs(30)).await;
+        }
+        Ok(())
+    }
+
+    /// A workspace's current state (counts as activity).
+    pub async fn status(&self, id: &str) -> Result<View, CoreError> {
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        self.touch(&mut rec).await?;
+        Ok(view(&rec))
+    }
+
+    /// Changes name and labels.
+    pub async fn update(
+        &self,
+        id: &str,
+        name: Option<String>,
+        clear_name: bool,
+        set_labels: BTreeMap<String, String>,
+        clear_labels: Vec<String>,
+    ) -> Result<View, CoreError> {
+        if name.is_some() && clear_name {
+            return Err(CoreError::invalid(
+                "--name and --clear-name cannot be used together",
+            ));
+        }
+        if name.is_none() && !clear_name && set_labels.is_empty() && clear_labels.is_empty() {
+            return Err(CoreError::invalid(
+                "nothing to update: pass --name, --clear-name, --label or --clear-label",
+            ));
+        }
+        let name = name.as_deref().map(valid_name).transpose()?;
+        let mut labels = Vec::new();
+        for (k, v) in &set_labels {
+            labels.push(valid_label(k, v)?);
+        }
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        let before = (rec.name.clone(), rec.labels.clone());
+        if let Some(n) = name {
+            rec.name = Some(n);
+        }
+        if clear_name {
+            rec.name = None;
+        }
+        for k in &clear_labels {
+            if rec.labels.remove(k.trim()).is_none() {
+                return Err(CoreError::invalid(format!(
+                    "workspace {id} has no label {k:?} to clear"
+                )));
+            }
+        }
+        rec.labels.extend(labels);
+        if (rec.name.clone(), rec.labels.clone()) == before {
+            return Err(CoreError::invalid(
+                "the update changes nothing: the name and labels already are so",
+            ));
+        }
+        self.touch(&mut rec).await?;
+        Ok(view(&rec))
+    }
+
+    /// Loads a started workspace under its lock, marks activity, and
+    /// returns a handle on its sandbox. `op` names the operation for errors.
+    fn started(&self, id: &str, op: &str) -> Result<(Record, Sandbox), CoreError> {
+        self.started_with(id, op, |_| {})
+    }
+
+    /// [`Self::started`], also applying `change` to the record under the lock.
+    fn started_with(
+        &self,
+        id: &str,
+        op: &str,
+        change: impl FnOnce(&mut Record),
+    ) -> Result<(Record, Sandbox), CoreError> {
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        if rec.state != State::Started {
+            let why = rec
+                .state_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            let fix = match rec.state {
+                State::Stopped => format!("; run `pyro workspace start {id}` first"),
+                _ => "; wait for it to finish".into(),
+            };
+            return Err(CoreError::State(format!(
+                "workspace {id} is {}{why}, so {op} cannot run{fix}",
+                rec.state.as_str()
+            )));
+        }
+        rec.last_activity_at = now_unix();
+        change(&mut rec);
+        record::save(&self.paths, &rec)?;
+        let vm = rec
+            .vm_id
+            .clone()
+            .ok_or_else(|| CoreError::State(format!("workspace {id} has no VM")))?;
+        let sandbox = Sandbox::attach(&self.paths, &vm)?;
+        Ok((rec, sandbox))
+    }
+
+    /// Runs a command, streaming into `sink`, logging the full output.
+    pub async fn exec(
+        &self,
+        id: &str,
+        opts: ExecOptions,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecView, CoreError> {
+        if !(1..=86_400).contains(&opts.timeout_seconds) {
+            return Err(CoreError::invalid(format!(
+                "--timeout-seconds must be between 1 and 86400 (got {})",
+                opts.timeout_seconds
+            )));
+        }
+        if opts.max_output_bytes == 0 || opts.max_output_bytes > LOG_CAP_BYTES {
+            return Err(CoreError::invalid(format!(
+                "--max-output-bytes must be between 1 and {LOG_CAP_BYTES}"
+            )));
+        }
+        for k in opts.env.keys() {
+            if !pyro_protocol::valid_env_name(k) {
+                return Err(CoreError::invalid(format!(
+                    "invalid environment variable name {k:?}: use letters, digits and _, not starting with a digit"
+                )));
+            }
+        }
+        let cwd = match opts.cwd.as_deref().map(str::trim) {
+            None | Some("") => WORKSPACE_ROOT.to_owned(),
+            Some(c) if c.starts_with('/') => c.to_owned(),
+            Some(c) => guest_path(c)?,
+        };
+        let mut seq = 0;
+        let (rec, sandbox) = self.started_with(id, "exec", |rec| {
+            seq = rec.next_sequence;
+            rec.next_sequence += 1;
+        })?;
+        let mode = mode_of(rec.backend);
+        let logs = self.dir(id).join("commands");
+        std::fs::create_dir_all(&logs).map_err(|e| CoreError::io("creating the command log", e))?;
+        let mut tee = LogSink::new(&logs, seq, opts.max_output_bytes, sink)?;
+        let req = ExecRequest {
+            command: opts.command.clone(),
+            cwd: Some(cwd.clone()),
+            env: opts.env.clone(),
+            timeout_ms: opts.timeout_seconds * 1000,
+            output_limit_bytes: LOG_CAP_BYTES,
+            stdin: false,
+        };
+        let outcome = sandbox.exec_with_stdin(req, stdin, &mut tee).await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                // Was the VM lost? Record that, then report.
+                let _lock = record::lock(&self.paths, id)?;
+                let _ = self.load_fresh(id);
+                return Err(e);
+            }
+        };
+        let entry = LogEntry {
+            sequence: seq,
+            command: opts.command.display(),
+            cwd: cwd.clone(),
+            exit_code: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            duration_ms: outcome.duration_ms,
+            recorded_at: now_unix(),
+            stdout_bytes: outcome.stdout_bytes,
+            stderr_bytes: outcome.stderr_bytes,
+            log_truncated: outcome.stdout_truncated || outcome.stderr_truncated,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        pyro_env::write_atomic(
+            &logs.join(format!("{seq:06}.json")),
+            &serde_json::to_vec_pretty(&entry).unwrap_or_default(),
+        )
+        .map_err(|e| {
+            CoreError::io(
+                "writing the command log",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        {
+            let _lock = record::lock(&self.paths, id)?;
+            if let Some(mut rec) = record::load(&self.paths, id) {
+                rec.command_count += 1;
+                rec.last_activity_at = now_unix();
+                rec.last_command = Some(LastCommand {
+                    sequence: seq,
+                    command: entry.command.clone(),
+                    exit_code: outcome.exit_code,
+                    duration_ms: outcome.duration_ms,
+                });
+                record::save(&self.paths, &rec)?;
+            }
+        }
+        let (stdout, stderr) = tee.returned();
+        Ok(ExecView {
+            workspace_id: id.to_owned(),
+            sequence: seq,
+            command: entry.command,
+            cwd,
+            exit_code: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            timeout_seconds: opts.timeout_seconds,
+            stdout,
+            stderr,
+            stdout_bytes: outcome.stdout_bytes,
+            stderr_bytes: outcome.stderr_bytes,
+            truncated: outcome.stdout_bytes > opts.max_output_bytes
+                || outcome.stderr_bytes > opts.max_output_bytes,
+            max_output_bytes: opts.max_output_bytes,
+            duration_ms: outcome.duration_ms,
+            execution_mode: mode,
+        })
+    }
+
+    /// The command history with the logged output.
+    pub async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, CoreError> {
+        {
+            let _lock = record::lock(&self.paths, id)?;
+            let mut rec = self.load_fresh(id)?;
+            self.touch(&mut rec).await?;
+        }
+        let dir = self.dir(id).join("commands");
+        let mut entries: Vec<LogEntry> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort_by_key(|e: &LogEntry| e.sequence);
+        for e in &mut entries {
+            let read = |ext: &str| {
+                std::fs::read(dir.join(format!("{:06}.{ext}", e.sequence)))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
+            e.stdout = read("stdout");
+            e.stderr = read("stderr");
+        }
+        Ok(entries)
+    }
+
+    /// Pushes a host directory or archive into the workspace (all or
+    /// nothing).
+    pub async fn sync_push(
+        &self,
+        id: &str,
+        source: &Path,
+        dest: Option<&str>,
+    ) -> Result<SyncView, CoreError> {
+        let dest = guest_path(dest.unwrap_or(WORKSPACE_ROOT))?;
+        let prep = seed::prepare(&self.paths, source, SeedMode::All)?;
+        let (rec, sandbox) = self.started(id, "sync push")?;
+        let (entries, bytes) = sandbox.put_archive(&dest, prep.tar.path()).await?;
+        Ok(SyncView {
+            workspace_id: id.to_owned(),
+            mode: prep.mode.to_owned(),
+            source_path: prep.source,
+            destination: dest,
+            entry_count: entries,
+            bytes_written: bytes,
+            execution_mode: mode_of(rec.backend),
+        })
+    }
+
+    /// Lists a path.
+    pub async fn file_list(
+        &self,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(FileEntry, Vec<FileEntry>), CoreError> {
+        let path = guest_path(path)?;
+        let (_, sandbox) = self.started(id, "file list")?;
+        match sandbox
+            .call(
+                Request::ListFiles { path, recursive },
+                Duration::from_secs(120),
+            )
+            .await?
+        {
+            Response::Files { root, entries } => Ok((root, entries)),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Reads a file (whole, up to `max_bytes`; bigger files are an error).
+    pub async fn file_read(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<(String, Vec<u8>, u32), CoreError> {
+        let path = guest_path(path)?;
+        if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
+            return Err(CoreError::invalid(format!(
+                "--max-bytes must be between 1 and {FILE_LIMIT_MAX}"
+            )));
+        }
+        let (_, sandbox) = self.started(id, "file read")?;
+        let (data, size, truncated, mode) = sandbox.read_file(&path, max_bytes).await?;
+        if truncated {
+            return Err(CoreError::TooLarge(format!(
+                "{path} is {size} bytes, above the {max_bytes}-byte read limit; raise it with --max-bytes (up to \
+                 {FILE_LIMIT_MAX}) or copy the file out with `pyro workspace export`"
+            )));
+        }
+        Ok((path, data, mode))
+    }
+
+    /// Writes a file (an existing file keeps its mode).
+    pub async fn file_write(
+        &self,
+        id: &str,
+        path: &str,
+        data: &[u8],
+        max_bytes: u64,
+    ) -> Result<(String, u64, u32, bool), CoreError> {
+        let path = guest_path(path)?;
+        if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
+            return Err(CoreError::invalid(format!(
+                "--max-bytes must be between 1 and {FILE_LIMIT_MAX}"
+            )));
+        }
+        if data.len() as u64 > max_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "the content is {} bytes, above the {max_bytes}-byte write limit; raise it with --max-bytes (up to \
+                 {FILE_LIMIT_MAX}) or use `pyro workspace sync push`",
+                data.len()
+            )));
+        }
+        let (_, sandbox) = self.started(id, "file write")?;
+        let (size, mode, created) = sandbox.write_file(&path, None, data).await?;
+        Ok((path, size, mode, created))
+    }
+
+    /// Applies a unified or git diff to `/workspace`, all files or none.
+    pub async fn patch_apply(&self, id: &str, patch: &str) -> Result<Vec<PatchedFile>, CoreError> {
+        if patch.trim().is_empty() {
+            return Err(CoreError::invalid("the patch is empty"));
+        }
+        if patch.len() > PATCH_LIMIT {
+            return Err(CoreError::TooLarge(format!(
+                "the patch is {} bytes, above the {PATCH_LIMIT}-byte limit; split it, or use `pyro workspace sync push`",
+                patch.len()
+            )));
+        }
+        let (_, sandbox) = self.started(id, "patch apply")?;
+        match sandbox
+            .call(
+                Request::ApplyPatch {
+                    root: WORKSPACE_ROOT.into(),
+                    patch: patch.to_owned(),
+                },
+                Duration::from_secs(300),
+            )
+            .await?
+        {
+            Response::Patched { files } => Ok(files),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// What changed in `/workspace` since the baseline.
+    pub async fn diff(&self, id: &str) -> Result<DiffView, CoreError> {
+        let (_, sandbox) = self.started(id, "diff")?;
+        let baseline = self.dir(id).join("baseline");
+        let base: Vec<ManifestEntry> = std::fs::read(baseline.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                CoreError::State(format!(
+                    "workspace {id} has no baseline manifest; it cannot be diffed"
+                ))
+            })?;
+        let now = match sandbox
+            .call(
+                Request::Manifest {
+                    root: WORKSPACE_ROOT.into(),
+                },
+                Duration::from_secs(300),
+            )
+            .await?
+        {
+            Response::Manifest { entries } => entries,
+            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        };
+        let changes = diff::changes(&base, &now);
+        let mut wanted: Vec<String> = Vec::new();
+        let mut budget = DIFF_FETCH_LIMIT;
+        for c in changes.iter().filter(|c| c.needs_new_content()) {
+            let size = c.new.as_ref().map_or(0, |n| n.size);
+            if size <= budget {
+                budget -= size;
+                wanted.push(c.path.clone());
+            }
+        }
+        let mut fetched: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut bytes_fetched = 0;
+        if !wanted.is_empty() {
+            let tmp = tempfile::Builder::new()
+                .suffix(".tar")
+                .tempfile_in(seed::temp_dir(&self.paths)?)
+                .map_err(|e| CoreError::io("creating a temp file", e))?;
+            sandbox
+                .get_archive(
+                    Request::ReadFiles {
+                        root: WORKSPACE_ROOT.into(),
+                        paths: wanted,
+                    },
+                    tmp.path(),
+                )
+                .await?;
+            let f = std::fs::File::open(tmp.path())
+                .map_err(|e| CoreError::io("reading the fetched files", e))?;
+            let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+            for entry in ar
+                .entries()
+                .map_err(|e| CoreError::Transport(e.to_string()))?
+            {
+                let mut entry = entry.map_err(|e| CoreError::Transport(e.to_string()))?;
+                let path = entry
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let mut data = Vec::new();
+                if entry.header().entry_type() == tar::EntryType::Symlink {
+                    data = entry
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
+                        .unwrap_or_default();
+                } else {
+                    std::io::Read::read_to_end(&mut entry, &mut data)
+                        .map_err(|e| CoreError::Transport(e.to_string()))?;
+                }
+                bytes_fetched += data.len() as u64;
+                fetched.insert(path, data);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut patch = String::new();
+        let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+        for c in &changes {
+            let old = c
+                .old
+                .as_ref()
+                .filter(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink))
+                .and_then(|o| {
+                    let p = baseline.join("files").join(&c.path);
+                    if o.kind == EntryKind::Symlink {
+                        std::fs::read_link(&p)
+                            .ok()
+                            .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
+                    } else {
+                        std::fs::read(&p).ok()
+                    }
+                });
+            let new = fetched.get(&c.path).map(Vec::as_slice);
+            let (text, binary) = diff::render(c, old.as_deref(), new);
+            patch.push_str(&text);
+            let status = serde_json::to_value(c.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *summary.entry(status).or_default() += 1;
+            entries.push(DiffEntry {
+                path: c.path.clone(),
+                status: c.status,
+                kind: c
+                    .new
+                    .as_ref()
+                    .or(c.old.as_ref())
+                    .map_or(EntryKind::File, |e| e.kind),
+                binary,
+                text_patch: text,
+            });
+        }
+        summary.insert("total".into(), entries.len() as u64);
+        Ok(DiffView {
+            workspace_id: id.to_owned(),
+            changed: !entries.is_empty(),
+            summary,
+            entries,
+            patch,
+            bytes_fetched,
+        })
+    }
+
+    /// Copies a file or directory out of `/workspace` to a new host path.
+    pub async fn export(
+        &self,
+        id: &str,
+        path: &str,
+        output: &Path,
+    ) -> Result<ExportView, CoreError> {
+        let path = guest_path(path)?;
+        if std::fs::symlink_metadata(output).is_ok() {
+            return Err(CoreError::invalid(format!(
+                "{} already exists; export writes only to a new path",
+                output.display()
+            )));
+        }
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
+        let (_, sandbox) = self.started(id, "export")?;
+        let tar_file = tempfile::Builder::new()
+            .prefix(".pyro-export-")
+            .suffix(".tar")
+            .tempfile_in(parent)
+            .map_err(|e| {
+                CoreError::io(format!("creating a temp file in {}", parent.display()), e)
+            })?;
+        let (kind, entries, bytes) = match sandbox
+            .get_archive(
+                Request::CreateArchive { path: path.clone() },
+                tar_file.path(),
+            )
+            .await?
+        {
+            Response::Archived {
+                kind,
+                entries,
+                bytes,
+            } => (kind, entries, bytes),
+            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        };
+        let staging = tempfile::Builder::new()
+            .prefix(".pyro-export-")
+            .tempdir_in(parent)
+            .map_err(|e| {
+                CoreError::io(
+                    format!("creating a staging directory in {}", parent.display()),
+                    e,
+                )
+            })?;
+        let f = std::fs::File::open(tar_file.path())
+            .map_err(|e| CoreError::io("reading the export", e))?;
+        pyro_archive::extract(std::io::BufReader::new(f), staging.path()).map_err(|e| {
+            CoreError::invalid(format!("{path} cannot be exported safely: {}", e.message))
+        })?;
+        let from = match kind {
+            EntryKind::Directory => staging.path().to_path_buf(),
+            _ => staging
+                .path()
+                .join(Path::new(&path).file_name().unwrap_or_default()),
+        };
+        std::fs::rename(&from, output)
+            .map_err(|e| CoreError::io(format!("writing {}", output.display()), e))?;
+        let output = output
+            .canonicalize()
+            .unwrap_or_else(|_| output.to_path_buf());
+        Ok(ExportView {
+            workspace_id: id.to_owned(),
+            workspace_path: path,
+            output_path: output,
+            kind,
+            entry_count: entries,
+            bytes_written: bytes,
+        })
+    }
+
+    /// Puts the workspace back to its baseline: everything done since create
+    /// goes (inside and outside `/workspace`), as does the command history;
+    /// name, labels and the baseline stay.
+    pub async fn reset(
+        &self,
+        env: &Installed,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<View, CoreError> {
+        if snapshot != "baseline" {
+            return Err(CoreError::NotFound(format!(
+                "workspace {id} has no snapshot {snapshot:?}; the one it has is: baseline"
+            )));
+        }
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        if rec.state == State::Creating {
+            return Err(CoreError::State(format!(
+                "workspace {id} is still being created"
+            )));
+        }
+        rec.state = State::Resetting;
+        rec.operation = Some(Operation {
+            kind: "reset".into(),
+            process: pyro_vmm::process::ProcessId::current(),
+        });
+        record::save(&self.paths, &rec)?;
+        if let Some(s) = rec
+            .vm_id
+            .as_deref()
+            .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+        {
+            s.destroy()?;
+        }
+        rec.vm_id = None;
+        let dir = self.dir(id);
+        let upper = self.upper(&rec);
+        match rec.backend {
+            BackendKind::Firecracker => {
+                let new = dir.join("upper.ext4.new");
+                pyro_vmm::disk::sparse_copy(&dir.join("baseline/upper.ext4"), &new)?;
+                std::fs::rename(&new, &upper)
+                    .map_err(|e| CoreError::io("installing the baseline disk", e))?;
+            }
+            BackendKind::HostCompat => {
+                let new = upper.with_extension("new");
+                let _ = std::fs::remove_dir_all(&new);
+                std::fs::create_dir_all(&new)
+                    .map_err(|e| CoreError::io("creating the new layer", e))?;
+                copy_tree(&dir.join("baseline/upper-data"), &new.join("data"))?;
+                swap_dir(&new, &upper)?;
+            }
+        }
+        let commands = dir.join("commands");
+        if commands.exists() {
+            let trash = dir.join(format!(".commands-{}", std::process::id()));
+            if std::fs::rename(&commands, &trash).is_ok() {
+                let _ = std::fs::remove_dir_all(&trash);
+            }
+        }
+        rec.command_count = 0;
+        rec.last_command = None;
+        rec.next_sequence = 1;
+        match self.boot(env, &rec, None).await {
+            Ok(mut sandbox) => {
+                rec.vm_id = Some(sandbox.id().to_owned());
+                rec.state = State::Started;
+                rec.state_reason = None;
+                rec.last_error = None;
+                rec.stopped_at = None;
+                rec.delete_after = None;
+                rec.reset_count += 1;
+                rec.last_reset_at = Some(now_unix());
+                rec.last_activity_at = now_unix();
+                rec.operation = None;
+                record::save(&self.paths, &rec)?;
+                sandbox.keep();
+                Ok(view(&rec))
+            }
+            Err(e) => {
+                rec.state = State::Stopped;
+                rec.operation = None;
+                rec.stopped_at = Some(now_unix());
+                rec.state_reason = Some("reset to the baseline, but its VM did not boot".into());
+                rec.last_error = Some(e.to_string());
+                record::save(&self.paths, &rec)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the VM (flushing the guest first); the disk is kept.
+    pub async fn stop(&self, id: &str) -> Result<View, CoreError> {
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        if rec.state != State::Started {
+            return Err(CoreError::State(format!(
+                "workspace {id} is {}, not started",
+                rec.state.as_str()
+            )));
+        }
+        if let Some(s) = rec
+            .vm_id
+            .as_deref()
+            .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+        {
+            s.shutdown(Duration::from_secs(60)).await?;
+        }
+        rec.state = State::Stopped;
+        rec.vm_id = None;
+        rec.stopped_at = Some(now_unix());
+        rec.state_reason = Some("stopped on request; the disk is kept".into());
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, &rec)?;
+        Ok(view(&rec))
+    }
+
+    /// Boots a stopped workspace again from its disk.
+    pub async fn start(&self, env: &Installed, id: &str) -> Result<View, CoreError> {
+        let _lock = record::lock(&self.paths, id)?;
+        let mut rec = self.load_fresh(id)?;
+        if rec.state != State::Stopped {
+            return Err(CoreError::State(format!(
+                "workspace {id} is {}, not stopped",
+                rec.state.as_str()
+            )));
+        }
+        let mut sandbox = self.boot(env, &rec, None).await?;
+        rec.vm_id = Some(sandbox.id().to_owned());
+        rec.state = State::Started;
+        rec.state_reason = None;
+        rec.stopped_at = None;
+        rec.delete_after = None;
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, &rec)?;
+        sandbox.keep();
+        Ok(view(&rec))
+    }
+
+    /// Deletes the workspace: its VM, disks, baseline and history.
+    pub async fn delete(&self, id: &str) -> Result<(), CoreError> {
+        if !record::valid_id(id) || !self.dir(id).exists() {
+            return Err(not_found(id));
+        }
+        let _lock = record::lock(&self.paths, id)?;
+        let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
+        self.remove(&rec);
+        Ok(())
+    }
+
+    /// The environment a workspace runs.
+    pub fn environment_of(&self, id: &str) -> Result<String, CoreError> {
+        record::load(&self.paths, id)
+            .map(|r| r.environment)
+            .ok_or_else(|| not_found(id))
+    }
+}
+
+/// Streams output to the caller, logs it in full (up to the log cap) and
+/// keeps the first `limit` bytes per stream for the result.
+struct LogSink<'a> {
+    inner: &'a mut dyn OutputSink,
+    out: std::fs::File,
+    err: std::fs::File,
+    kept_out: Vec<u8>,
+    kept_err: Vec<u8>,
+    limit: usize,
+}
+
+impl<'a> LogSink<'a> {
+    fn new(
+        dir: &Path,
+        seq: u64,
+        limit: u64,
+        inner: &'a mut dyn OutputSink,
+    ) -> Result<Self, CoreError> {
+        let open = |ext: &str| {
+            let p = dir.join(format!("{seq:06}.{ext}"));
+            std::fs::File::create(&p)
+                .map_err(|e| CoreError::io(format!("creating {}", p.display()), e))
+        };
+        Ok(Self {
+            inner,
+            out: open("stdout")?,
+            err: open("stderr")?,
+            kept_out: Vec::new(),
+            kept_err: Vec::new(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn returned(&self) -> (String, String) {
+        (
+            String::from_utf8_lossy(&self.kept_out).into_owned(),
+            String::from_utf8_lossy(&self.kept_err).into_owned(),
+        )
+    }
+}
+
+fn keep(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let room = limit.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..room.min(data.len())]);
+}
+
+impl OutputSink for LogSink<'_> {
+    fn stdout(&mut self, data: &[u8]) {
+        let _ = std::io::Write::write_all(&mut self.out, data);
+        keep(&mut self.kept_out, data, self.limit);
+        self.inner.stdout(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        let _ = std::io::Write::write_all(&mut self.err, data);
+        keep(&mut self.kept_err, data, self.limit);
+        self.inner.stderr(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_paths_stay_inside_the_workspace() {
+        assert_eq!(guest_path("src/main.rs").unwrap(), "/workspace/src/main.rs");
+        assert_eq!(guest_path("/workspace/a/").unwrap(), "/workspace/a");
+        assert_eq!(guest_path("/workspace").unwrap(), "/workspace");
+        assert!(
+            guest_path("../etc/passwd")
+                .unwrap_err()
+                .to_string()
+                .contains("`..`")
+        );
+        assert!(
+            guest_path("/etc/passwd")
+                .unwrap_err()
+                .to_string()
+                .contains("outside /workspace")
+        );
+        assert!(guest_path("/workspace2/x").is_err());
+    }
+
+    #[test]
+    fn names_and_labels_name_the_rule() {
+        assert_eq!(valid_name("  demo  ").unwrap(), "demo");
+        assert!(valid_name("").is_err());
+        assert!(valid_name(&"x".repeat(65)).is_err());
+        assert!(valid_name("bad\nname").is_err());
+        assert_eq!(
+            valid_label("issue", "123").unwrap(),
+            ("issue".into(), "123".into())
+        );
+        assert!(
+            valid_label("-bad", "x")
+                .unwrap_err()
+                .to_string()
+                .contains("invalid label key")
+        );
+        assert!(
+            valid_label("k", "")
+                .unwrap_err()
+                .to_string()
+                .contains("1 to 120")
+        );
+    }
+
+    #[test]
+    fn tree_swaps_survive_interruption() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("upper");
+        std::fs::create_dir_all(target.join("a")).unwrap();
+        let new = d.path().join("upper.new");
+        std::fs::create_dir_all(new.join("b")).unwrap();
+        swap_dir(&new, &target).unwrap();
+        assert!(target.join("b").exists() && !target.join("a").exists());
+        // Interrupted between the two renames: only `.new` is there.
+        std::fs::rename(&target, d.path().join("upper.new")).unwrap();
+        recover_swap(&target);
+        assert!(target.join("b").exists());
+    }
+}

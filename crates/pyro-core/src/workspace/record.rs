@@ -1,0 +1,252 @@
+//! The workspace record (`workspaces/<id>/workspace.json`): versioned,
+//! written by temp file + rename, changed only under the workspace's lock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pyro_vmm::process::ProcessId;
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendKind, CoreError, Paths};
+
+/// Version of the record layout.
+pub const WORKSPACE_LAYOUT_VERSION: u32 = 1;
+
+/// Where a workspace is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Being created (not usable yet).
+    Creating,
+    /// Its VM runs; commands can run.
+    Started,
+    /// Its VM is off; the disk is kept.
+    Stopped,
+    /// Being reset to its baseline.
+    Resetting,
+}
+
+impl State {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Started => "started",
+            Self::Stopped => "stopped",
+            Self::Resetting => "resetting",
+        }
+    }
+}
+
+/// A long operation in progress, and the process doing it (so a killed
+/// process's half-done work can be recognised and undone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// `create`, `reset` or `start`.
+    pub kind: String,
+    /// The pyro process running it.
+    pub process: ProcessId,
+}
+
+/// What seeded the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedInfo {
+    /// `empty`, `directory` or `archive`.
+    pub mode: String,
+    /// `seed_path` (given explicitly), `project` (the server's Git checkout)
+    /// or `none`.
+    pub origin: String,
+    /// Host path it came from.
+    pub source_path: Option<PathBuf>,
+    /// `all` or `git-tracked`.
+    pub seed_mode: String,
+    /// Where it went in the guest.
+    pub destination: String,
+    /// Entries written.
+    pub entry_count: u64,
+    /// Bytes of file content written.
+    pub bytes_written: u64,
+}
+
+impl SeedInfo {
+    /// No seed.
+    pub fn empty() -> Self {
+        Self {
+            mode: "empty".into(),
+            origin: "none".into(),
+            source_path: None,
+            seed_mode: "all".into(),
+            destination: "/workspace".into(),
+            entry_count: 0,
+            bytes_written: 0,
+        }
+    }
+}
+
+/// The last command, in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastCommand {
+    /// Sequence number.
+    pub sequence: u64,
+    /// The command, for display.
+    pub command: String,
+    /// Exit code.
+    pub exit_code: i32,
+    /// Duration.
+    pub duration_ms: u64,
+}
+
+/// Everything pyro keeps about one workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// [`WORKSPACE_LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// The handle.
+    pub workspace_id: String,
+    /// Optional human name.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Environment name.
+    pub environment: String,
+    /// Environment version.
+    pub environment_version: String,
+    /// Backend its VM runs on.
+    pub backend: BackendKind,
+    /// Why it runs on host-compat when Firecracker was asked for.
+    pub fallback_reason: Option<String>,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory.
+    pub mem_mib: u32,
+    /// Writable disk size.
+    pub disk_mib: u64,
+    /// Idle deadline: the VM stops after this long without activity.
+    pub ttl_seconds: u64,
+    /// Creation time (Unix seconds).
+    pub created_at: f64,
+    /// Last call on the workspace.
+    pub last_activity_at: f64,
+    /// Lifecycle state.
+    pub state: State,
+    /// Why it is in that state (for `stopped`: why it stopped).
+    pub state_reason: Option<String>,
+    /// When it stopped.
+    pub stopped_at: Option<f64>,
+    /// When an expired workspace will be deleted, unless used again.
+    pub delete_after: Option<f64>,
+    /// The last failure, for diagnosis.
+    pub last_error: Option<String>,
+    /// Its running sandbox.
+    pub vm_id: Option<String>,
+    /// A long operation in progress.
+    pub operation: Option<Operation>,
+    /// Commands run since creation or the last reset.
+    pub command_count: u64,
+    /// Next command sequence number.
+    pub next_sequence: u64,
+    /// The last command.
+    pub last_command: Option<LastCommand>,
+    /// What seeded it.
+    pub seed: SeedInfo,
+    /// Resets so far.
+    pub reset_count: u64,
+    /// Last reset time.
+    pub last_reset_at: Option<f64>,
+}
+
+impl Record {
+    /// When the idle deadline passes (while started).
+    pub fn expires_at(&self) -> Option<f64> {
+        (self.state == State::Started).then_some(self.last_activity_at + self.ttl_seconds as f64)
+    }
+}
+
+/// The directory of all workspaces.
+pub fn root(paths: &Paths) -> PathBuf {
+    paths.state().join("workspaces")
+}
+
+/// One workspace's directory.
+pub fn dir(paths: &Paths, id: &str) -> PathBuf {
+    root(paths).join(id)
+}
+
+fn file(paths: &Paths, id: &str) -> PathBuf {
+    dir(paths, id).join("workspace.json")
+}
+
+/// Reads a record; `None` when there is none (or it is unreadable).
+pub fn load(paths: &Paths, id: &str) -> Option<Record> {
+    if !valid_id(id) {
+        return None;
+    }
+    let bytes = std::fs::read(file(paths, id)).ok()?;
+    serde_json::from_slice::<Record>(&bytes)
+        .ok()
+        .filter(|r| r.layout_version == WORKSPACE_LAYOUT_VERSION)
+}
+
+/// Writes a record atomically.
+pub fn save(paths: &Paths, rec: &Record) -> Result<(), CoreError> {
+    let body = serde_json::to_vec_pretty(rec).unwrap_or_default();
+    pyro_env::write_atomic(&file(paths, &rec.workspace_id), &body).map_err(|e| {
+        CoreError::io(
+            format!("saving workspace {}", rec.workspace_id),
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+/// Ids of every workspace directory, sorted.
+pub fn list_ids(paths: &Paths) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root(paths))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| valid_id(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Workspace ids are 16 lowercase hex characters.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Takes the workspace's exclusive lock (blocking).
+pub fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
+    paths.lock(&format!("ws-{id}"))
+}
+
+/// Tries the workspace's lock without waiting.
+pub fn try_lock(paths: &Paths, id: &str) -> Option<std::fs::File> {
+    let dir = paths.state().join("locks");
+    std::fs::create_dir_all(&dir).ok()?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("ws-{id}.lock")))
+        .ok()?;
+    f.try_lock().ok().map(|()| f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_strict() {
+        assert!(valid_id("0123456789abcdef"));
+        assert!(!valid_id("0123456789ABCDEF"));
+        assert!(!valid_id("../../etc/passwd"));
+        assert!(!valid_id("abc"));
+    }
+}

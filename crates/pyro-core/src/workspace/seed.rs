@@ -1,0 +1,229 @@
+//! Turning a host directory or archive into a validated tar for the guest:
+//! the same rules as the agent's (relative names, files/directories/symlinks
+//! only, symlinks that stay inside, modes kept), checked on the host before
+//! anything is created, so bad input never leaves half a workspace.
+
+use std::collections::BTreeSet;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Paths};
+
+/// Which files of a directory to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedMode {
+    /// Everything under the directory (`.git` included).
+    #[default]
+    All,
+    /// Only the files Git tracks (`git ls-files`), without `.git`.
+    GitTracked,
+}
+
+impl SeedMode {
+    /// The user-facing name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::GitTracked => "git-tracked",
+        }
+    }
+}
+
+/// A packed, validated tar ready to stream.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The tar file (deleted on drop).
+    pub tar: tempfile::NamedTempFile,
+    /// `directory` or `archive`.
+    pub mode: &'static str,
+    /// The source, made absolute.
+    pub source: PathBuf,
+    /// Entries in the tar.
+    pub entries: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+/// A private temp directory under the state directory (never a shared /tmp).
+pub fn temp_dir(paths: &Paths) -> Result<PathBuf, CoreError> {
+    let dir = paths.state().join("tmp");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// Packs `source` (a directory, or a `.tar`/`.tar.gz`/`.tgz` archive).
+pub fn prepare(paths: &Paths, source: &Path, mode: SeedMode) -> Result<Prepared, CoreError> {
+    let meta = std::fs::metadata(source).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CoreError::invalid(format!("{} does not exist", source.display()))
+        } else {
+            CoreError::io(format!("reading {}", source.display()), e)
+        }
+    })?;
+    let source = source
+        .canonicalize()
+        .map_err(|e| CoreError::io(format!("resolving {}", source.display()), e))?;
+    let tar = tempfile::Builder::new()
+        .prefix("seed-")
+        .suffix(".tar")
+        .tempfile_in(temp_dir(paths)?)
+        .map_err(|e| CoreError::io("creating a temp file for the seed", e))?;
+    let invalid = |e: pyro_archive::ArchiveError| CoreError::invalid(e.message);
+    let (kind, packed) = if meta.is_dir() {
+        let only = match mode {
+            SeedMode::All => None,
+            SeedMode::GitTracked => Some(git_tracked(&source)?),
+        };
+        let out = std::io::BufWriter::new(tar.as_file());
+        (
+            "directory",
+            pyro_archive::pack_tree(&source, only.as_ref(), out).map_err(invalid)?,
+        )
+    } else {
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if mode == SeedMode::GitTracked {
+            return Err(CoreError::invalid(format!(
+                "--seed-mode git-tracked needs a directory (a Git checkout), not {}",
+                source.display()
+            )));
+        }
+        let f = std::fs::File::open(&source)
+            .map_err(|e| CoreError::io(format!("opening {}", source.display()), e))?;
+        let out = std::io::BufWriter::new(tar.as_file());
+        let packed = if name.ends_with(".tar") {
+            pyro_archive::repack(BufReader::new(f), out)
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            pyro_archive::repack(flate2::read::GzDecoder::new(BufReader::new(f)), out)
+        } else {
+            return Err(CoreError::invalid(format!(
+                "{} is neither a directory nor a .tar, .tar.gz or .tgz archive",
+                source.display()
+            )));
+        };
+        (
+            "archive",
+            packed
+                .map_err(|e| CoreError::invalid(format!("{}: {}", source.display(), e.message)))?,
+        )
+    };
+    Ok(Prepared {
+        tar,
+        mode: kind,
+        source,
+        entries: packed.entries,
+        bytes: packed.bytes,
+    })
+}
+
+/// The paths Git tracks under `dir` (relative), or why there are none.
+pub fn git_tracked(dir: &Path) -> Result<BTreeSet<PathBuf>, CoreError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached", "--full-name"])
+        .output()
+        .map_err(|e| {
+            CoreError::invalid(format!(
+                "--seed-mode git-tracked needs git on the host ({e})"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(CoreError::invalid(format!(
+            "{} is not a Git checkout ({}); use --seed-mode all",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // ls-files names are relative to the repository root; map them to `dir`.
+    let top = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok();
+    let top = top
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| dir.to_path_buf());
+    let prefix = dir
+        .strip_prefix(&top)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+        .filter_map(|p| p.strip_prefix(&prefix).ok().map(Path::to_path_buf))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(tmp: &Path) -> Paths {
+        Paths::new(tmp.join("state"), pyro_env::Cache::new(tmp.join("cache")))
+    }
+
+    #[test]
+    fn directories_and_archives_pack_and_bad_input_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        let src = tmp.path().join("repo");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/a.txt"), "hello").unwrap();
+        let prep = prepare(&p, &src, SeedMode::All).unwrap();
+        assert_eq!((prep.mode, prep.entries, prep.bytes), ("directory", 2, 5));
+
+        let err = prepare(&p, &tmp.path().join("missing"), SeedMode::All)
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("missing does not exist"), "{err}");
+        std::fs::write(tmp.path().join("notes.zip"), "x").unwrap();
+        let err = prepare(&p, &tmp.path().join("notes.zip"), SeedMode::All)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither a directory nor a .tar"), "{err}");
+        std::fs::write(tmp.path().join("broken.tar"), "not a tar").unwrap();
+        assert!(prepare(&p, &tmp.path().join("broken.tar"), SeedMode::All).is_err());
+        let err = prepare(&p, &src, SeedMode::GitTracked)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a Git checkout"), "{err}");
+    }
+
+    #[test]
+    fn git_tracked_takes_only_tracked_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join("src")).unwrap();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(repo.join("src/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(repo.join("scratch.log"), "untracked").unwrap();
+        git(&["add", "src/main.rs"]);
+        let tracked = git_tracked(&repo).unwrap();
+        assert_eq!(tracked, [PathBuf::from("src/main.rs")].into());
+        let prep = prepare(&paths(tmp.path()), &repo, SeedMode::GitTracked).unwrap();
+        assert_eq!(prep.entries, 2, "src and src/main.rs");
+    }
+}
