@@ -556,7 +556,10 @@ fn member_kind<R: Read>(
     raw: &str,
 ) -> Result<Option<EntryKind>, ArchiveError> {
     Ok(Some(match entry.header().entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        // Sparse files (GNU sparse entries) are regular files with holes.
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            EntryKind::File
+        }
         tar::EntryType::Directory => EntryKind::Directory,
         tar::EntryType::Symlink => EntryKind::Symlink,
         tar::EntryType::Link => {
@@ -804,6 +807,24 @@ mod tests {
         let _sock = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
         let err = pack_tree(src.path(), None, Vec::new()).unwrap_err();
         assert!(err.message.contains("socket, device or FIFO"), "{err}");
+    }
+
+    #[test]
+    fn sparse_files_round_trip() {
+        let src = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(src.path().join("sparse.img")).unwrap();
+        f.set_len(8 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"tail", (8 << 20) - 4).unwrap();
+        drop(f);
+        let mut out = Vec::new();
+        pack_tree(src.path(), None, &mut out).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        extract(out.as_slice(), dest.path()).unwrap();
+        let got = std::fs::read(dest.path().join("sparse.img")).unwrap();
+        assert_eq!(got.len(), 8 << 20);
+        assert_eq!(&got[got.len() - 4..], b"tail");
+        let mut again = Vec::new();
+        repack(out.as_slice(), &mut again).unwrap();
     }
 
     #[test]

@@ -78,7 +78,7 @@ If you want terminal-level visibility into the workspace model:
         commands, expected,
         "commands must be the seed's, in the seed's order, with its words"
     );
-    for required in ["env", "run", "doctor", "demo"] {
+    for required in ["env", "run", "workspace", "doctor", "demo"] {
         assert!(
             listed.contains(&required),
             "{required} missing from the command list"
@@ -94,6 +94,15 @@ fn command_help_snapshots() {
     insta::assert_snapshot!("env_pull_help", help(&["env", "pull", "--help"]));
     insta::assert_snapshot!("doctor_help", help(&["doctor", "--help"]));
     insta::assert_snapshot!("demo_help", help(&["demo", "--help"]));
+    insta::assert_snapshot!("workspace_help", help(&["workspace", "--help"]));
+    insta::assert_snapshot!(
+        "workspace_create_help",
+        help(&["workspace", "create", "--help"])
+    );
+    insta::assert_snapshot!(
+        "workspace_exec_help",
+        help(&["workspace", "exec", "--help"])
+    );
 }
 
 #[test]

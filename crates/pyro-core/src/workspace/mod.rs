@@ -39,7 +39,7 @@ pub const WORKSPACE_ROOT: &str = "/workspace";
 /// Default idle deadline.
 pub const DEFAULT_TTL_SECONDS: u64 = 600;
 /// Idle deadline bounds.
-pub const TTL_RANGE: (u64, u64) = (60, 7 * 86_400);
+pub const TTL_RANGE: (u64, u64) = (10, 7 * 86_400);
 /// Default size of a workspace's writable disk.
 pub const DEFAULT_DISK_MIB: u64 = 4096;
 /// Disk size bounds.
@@ -665,9 +665,15 @@ impl Workspaces {
                 continue;
             };
             let Some(mut rec) = record::load(&self.paths, &id) else {
-                // A directory without a record: a create that died before
-                // writing one. Nothing else uses it.
-                let _ = std::fs::remove_dir_all(self.dir(&id));
+                // A directory without a record. A create makes the directory
+                // and its record under the global lock, so holding that lock
+                // and still finding no record means a create died between
+                // the two: nothing uses the directory.
+                if let Ok(_global) = self.paths.lock("workspaces")
+                    && record::load(&self.paths, &id).is_none()
+                {
+                    let _ = std::fs::remove_dir_all(self.dir(&id));
+                }
                 continue;
             };
             match self.refresh(&mut rec) {

@@ -1,0 +1,246 @@
+//! Persistent workspaces on real Firecracker guests (the `real-vm` group runs
+//! these one at a time, at 256 MiB).
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Home, pyro_bin, require_debian12, stderr, stdout};
+use serde_json::Value;
+
+fn ws(home: &Home, args: &[&str]) -> Output {
+    home.cmd().arg("workspace").args(args).output().unwrap()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}\n{}",
+        o.status.code(),
+        stderr(&o),
+        stdout(&o)
+    );
+    o
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+fn create(home: &Home, extra: &[&str]) -> String {
+    let mut args = vec!["create", "debian:12", "--mem-mib", "256", "--id-only"];
+    args.extend(extra);
+    stdout(&ok(ws(home, &args))).trim().to_owned()
+}
+
+#[test]
+fn real_vm_workspace_repro_fix_loop() {
+    require_debian12();
+    let home = Home::new();
+    let seed = home.path().join("repo");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("message.txt"), "broken\n").unwrap();
+    std::fs::write(seed.join("check.sh"), "#!/bin/sh\nif grep -qx fixed message.txt; then echo fixed; else echo broken >&2; exit 1; fi\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        seed.join("check.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let id = create(
+        &home,
+        &["--seed-path", seed.to_str().unwrap(), "--name", "repro"],
+    );
+    let st = json(&ok(ws(&home, &["status", &id, "--json"])));
+    assert_eq!(
+        (st["state"].as_str(), st["execution_mode"].as_str()),
+        (Some("started"), Some("guest_vsock"))
+    );
+    assert_eq!(
+        stdout(&ok(ws(&home, &["file", "read", &id, "message.txt"]))),
+        "broken\n"
+    );
+    let o = ws(&home, &["exec", &id, "--", "./check.sh"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("broken\n"));
+    let p = json(&ok(ws(
+        &home,
+        &[
+            "patch",
+            "apply",
+            &id,
+            "--json",
+            "--patch",
+            "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n",
+        ],
+    )));
+    assert_eq!(p["files"][0]["status"], "modified");
+    assert_eq!(
+        stdout(&ok(ws(&home, &["exec", &id, "--", "./check.sh"]))),
+        "fixed\n"
+    );
+    let d = json(&ok(ws(&home, &["diff", &id, "--json"])));
+    assert_eq!(d["changed"], true);
+    assert!(
+        d["patch"].as_str().unwrap().contains("-broken\n+fixed\n"),
+        "{d}"
+    );
+    let out = home.path().join("exported.txt");
+    ok(ws(
+        &home,
+        &[
+            "export",
+            &id,
+            "message.txt",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "fixed\n");
+    ok(ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "echo '#!/bin/sh' > /usr/local/bin/mytool && chmod +x /usr/local/bin/mytool",
+        ],
+    ));
+
+    let r = json(&ok(ws(&home, &["reset", &id, "--json"])));
+    assert_eq!(
+        (
+            r["state"].as_str(),
+            r["reset_count"].as_u64(),
+            r["name"].as_str()
+        ),
+        (Some("started"), Some(1), Some("repro"))
+    );
+    let d = json(&ok(ws(&home, &["diff", &id, "--json"])));
+    assert_eq!(d["changed"], false, "{d}");
+    let o = ok(ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "test -e /usr/local/bin/mytool && echo kept || echo gone; cat message.txt",
+        ],
+    ));
+    assert_eq!(stdout(&o), "gone\nbroken\n");
+    ok(ws(&home, &["delete", &id]));
+    home.assert_clean();
+}
+
+#[test]
+fn real_vm_parallel_workspaces() {
+    require_debian12();
+    let home = Home::new();
+    let seed = home.path().join("shared");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("note.txt"), "shared\n").unwrap();
+    let alpha = create(
+        &home,
+        &[
+            "--seed-path",
+            seed.to_str().unwrap(),
+            "--label",
+            "branch=alpha",
+        ],
+    );
+    let beta = create(
+        &home,
+        &[
+            "--seed-path",
+            seed.to_str().unwrap(),
+            "--label",
+            "branch=beta",
+        ],
+    );
+    ok(ws(
+        &home,
+        &["file", "write", &alpha, "branch.txt", "--text", "alpha\n"],
+    ));
+    ok(ws(
+        &home,
+        &["file", "write", &beta, "branch.txt", "--text", "beta\n"],
+    ));
+    let up = json(&ok(ws(
+        &home,
+        &["update", &alpha, "--label", "owner=alice", "--json"],
+    )));
+    assert_eq!(
+        up["labels"],
+        serde_json::json!({"branch": "alpha", "owner": "alice"})
+    );
+    assert_eq!(
+        stdout(&ok(ws(&home, &["file", "read", &alpha, "branch.txt"]))),
+        "alpha\n"
+    );
+    assert_eq!(
+        stdout(&ok(ws(&home, &["file", "read", &beta, "branch.txt"]))),
+        "beta\n"
+    );
+    assert_eq!(
+        stdout(&ok(ws(
+            &home,
+            &["exec", &beta, "--", "cat note.txt branch.txt"]
+        ))),
+        "shared\nbeta\n"
+    );
+    ok(ws(
+        &home,
+        &["exec", &alpha, "--", "echo busy > activity.txt"],
+    ));
+    let list = json(&ok(ws(&home, &["list", "--json"])));
+    let ids: Vec<&str> = list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workspace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [alpha.as_str(), beta.as_str()],
+        "most recently active first"
+    );
+    for id in [&alpha, &beta] {
+        ok(ws(&home, &["delete", id]));
+    }
+    home.assert_clean();
+}
+
+#[test]
+fn real_vm_workspace_killed_during_create_is_gone() {
+    require_debian12();
+    let home = Home::new();
+    let mut child = std::process::Command::new(pyro_bin())
+        .env("PYRO_HOME", home.path())
+        .env_remove("PYRO_BACKEND")
+        .args(["workspace", "create", "debian:12", "--mem-mib", "256"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the guest is booting.
+    let until = Instant::now() + Duration::from_secs(120);
+    while home.jails_left().is_empty() {
+        assert!(Instant::now() < until, "no VM started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = std::fs::read_dir(home.path().join("workspaces"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.len() == 16)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = ws(&home, &["status", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    home.assert_clean();
+}

@@ -1,0 +1,186 @@
+//! SIGKILL a `pyro workspace` command mid-way: the workspace is then either
+//! fully there or fully gone, and `status` says which (host-compat).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Home, pyro_bin, require_debian12, stderr, stdout};
+use serde_json::Value;
+
+fn spawn(home: &Home, args: &[&str]) -> Child {
+    std::process::Command::new(pyro_bin())
+        .env("PYRO_HOME", home.path())
+        .env("PYRO_BACKEND", "host-compat")
+        .env("NO_COLOR", "1")
+        .arg("workspace")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn run(home: &Home, args: &[&str]) -> std::process::Output {
+    home.cmd()
+        .env("PYRO_BACKEND", "host-compat")
+        .arg("workspace")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Polls until `cond` holds (or fails after 60 s).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn records(home: &Home) -> Vec<Value> {
+    std::fs::read_dir(home.path().join("workspaces"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read(e.path().join("workspace.json")).ok())
+                .filter_map(|b| serde_json::from_slice(&b).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A directory with one big (dense, so it really crosses the wire) file, so
+/// transfers take a moment.
+fn big_seed(root: &Path) -> std::path::PathBuf {
+    let d = root.join("big");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("small.txt"), "small\n").unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(d.join("big.bin")).unwrap());
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..256 {
+        std::io::Write::write_all(&mut f, &block).unwrap();
+    }
+    d
+}
+
+fn kill(mut c: Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+#[test]
+fn killed_during_create_is_fully_gone() {
+    require_debian12();
+    let home = Home::new();
+    let seed = big_seed(home.path());
+    let child = spawn(
+        &home,
+        &["create", "debian:12", "--seed-path", seed.to_str().unwrap()],
+    );
+    wait_for("the workspace record", || {
+        records(&home).iter().any(|r| r["state"] == "creating")
+    });
+    kill(child);
+    let id = records(&home)
+        .first()
+        .map(|r| r["workspace_id"].as_str().unwrap().to_owned());
+    let id = id.expect("the record of the interrupted create");
+    let o = run(&home, &["status", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("workspace \"{id}\" does not exist")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!home.path().join("workspaces").join(&id).exists());
+    home.assert_clean();
+}
+
+#[test]
+fn killed_during_sync_push_leaves_the_workspace_whole() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    let seed = big_seed(home.path());
+    let data = home
+        .path()
+        .join("workspaces")
+        .join(&id)
+        .join("upper/data/workspace");
+    let child = spawn(&home, &["sync", "push", &id, seed.to_str().unwrap()]);
+    wait_for("the transfer to start", || {
+        std::fs::read_dir(&data).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".pyro-stage-"))
+        })
+    });
+    kill(child);
+    // The agent notices the broken transfer and discards what arrived.
+    wait_for("the staging area to go", || {
+        !std::fs::read_dir(&data).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".pyro-stage-"))
+        })
+    });
+    let st: Value = serde_json::from_slice(&run(&home, &["status", &id, "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "started");
+    let o = run(&home, &["exec", &id, "--", "ls -A /workspace | wc -l"]);
+    assert_eq!(stdout(&o), "0\n", "nothing of the interrupted push landed");
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}
+
+#[test]
+fn killed_during_reset_is_stopped_with_the_reason_then_usable() {
+    require_debian12();
+    let home = Home::new();
+    let seed = big_seed(home.path());
+    let o = run(
+        &home,
+        &[
+            "create",
+            "debian:12",
+            "--seed-path",
+            seed.to_str().unwrap(),
+            "--id-only",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    assert!(
+        run(&home, &["exec", &id, "--", "echo scratch > scratch.txt"])
+            .status
+            .success()
+    );
+    let child = spawn(&home, &["reset", &id]);
+    wait_for("the reset to begin", || {
+        records(&home).iter().any(|r| r["state"] == "resetting")
+    });
+    kill(child);
+    let st: Value = serde_json::from_slice(&run(&home, &["status", &id, "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "stopped", "{st}");
+    assert!(
+        st["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("a reset was interrupted"),
+        "{st}"
+    );
+    assert!(home.sandboxes_left().is_empty());
+    let o = run(&home, &["start", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&home, &["exec", &id, "--", "cat small.txt"]);
+    assert_eq!(
+        stdout(&o),
+        "small\n",
+        "the workspace is whole: {}",
+        stderr(&o)
+    );
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}
