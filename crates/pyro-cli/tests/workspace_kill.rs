@@ -184,3 +184,63 @@ fn killed_during_reset_is_stopped_with_the_reason_then_usable() {
     assert!(run(&home, &["delete", &id]).status.success());
     home.assert_clean();
 }
+
+#[test]
+fn a_vm_that_dies_turns_the_workspace_stopped_with_the_reason() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    assert!(
+        run(&home, &["file", "write", &id, "kept.txt", "--text", "kept"])
+            .status
+            .success()
+    );
+    // Kill the sandbox behind pyro's back.
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(
+            home.path()
+                .join("workspaces")
+                .join(&id)
+                .join("workspace.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let vm = rec["vm_id"].as_str().unwrap();
+    let vm_rec: Value = serde_json::from_slice(
+        &std::fs::read(home.path().join("vms").join(vm).join("vm.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = vm_rec["process"]["pid"].as_u64().unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("the sandbox to die", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let st: Value = serde_json::from_slice(&run(&home, &["status", &id, "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "stopped", "{st}");
+    assert_eq!(
+        st["state_reason"],
+        "its VM stopped unexpectedly; the disk is kept"
+    );
+    assert!(st["last_error"].is_string(), "{st}");
+    assert!(
+        home.sandboxes_left().is_empty(),
+        "the dead sandbox was cleaned up"
+    );
+    assert!(run(&home, &["start", &id]).status.success());
+    assert_eq!(
+        stdout(&run(&home, &["file", "read", &id, "kept.txt"])),
+        "kept"
+    );
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}
