@@ -9,7 +9,7 @@ PYRO_RELEASE := target/release/pyro
 PYRO_DEBUG := target/debug/pyro
 ENV ?= debian:12
 
-.PHONY: setup agent build pull demo test lint
+.PHONY: setup agent build pull demo test lint bench
 
 # apt packages and cargo-nextest (only what is missing).
 setup:
@@ -47,3 +47,9 @@ test: setup agent lint
 	$(CARGO) build -p pyro-cli
 	$(PYRO_DEBUG) env pull $(ENV)
 	$(CARGO) nextest run --workspace --profile ci
+
+# Figures: MCP dispatch overhead (p50/p95 against a ping floor) and server
+# start time to the first tools/list answer.
+bench: build
+	$(PYRO_RELEASE) env pull $(ENV)
+	$(CARGO) bench -p pyro-cli --bench mcp

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pyro_core::Paths;
 
-use crate::cli::{Cli, Cmd, EnvCmd};
+use crate::cli::{Cli, Cmd, EnvCmd, McpCmd};
 use crate::output::Failure;
 
 fn main() -> ExitCode {
@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             (json, rt.block_on(cmd_run::run(&paths, a)))
         }
         Cmd::Workspace(c) => rt.block_on(cmd_workspace::run(&paths, c)),
+        Cmd::Mcp(McpCmd::Serve(a)) => (false, rt.block_on(mcp_serve(&paths, a))),
         Cmd::Doctor(a) => (a.json, cmd_doctor::doctor(&paths, a.json)),
         Cmd::Demo(a) => {
             let json = a.json;
@@ -106,4 +107,26 @@ pub fn ensure_env(paths: &Paths, name: &str, quiet: bool) -> Result<pyro_env::In
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `pyro mcp serve`: stdout belongs to the protocol from here on.
+async fn mcp_serve(paths: &Paths, a: cli::McpServeArgs) -> Result<ExitCode, Failure> {
+    let backend = pyro_core::BackendKind::resolve(a.backend.map(Into::into))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::usage(format!("cannot read the working directory: {e}")))?;
+    let options = pyro_mcp::Options::new(
+        a.profile.into(),
+        backend,
+        paths.clone(),
+        &cwd,
+        &a.allow_roots,
+        a.project_path.as_deref(),
+    )
+    .map_err(Failure::usage)?;
+    pyro_mcp::serve_stdio(options).await.map_err(|m| Failure {
+        code: 1,
+        kind: "mcp",
+        message: m,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -78,7 +78,7 @@ If you want terminal-level visibility into the workspace model:
         commands, expected,
         "commands must be the seed's, in the seed's order, with its words"
     );
-    for required in ["env", "run", "workspace", "doctor", "demo"] {
+    for required in ["env", "mcp", "run", "workspace", "doctor", "demo"] {
         assert!(
             listed.contains(&required),
             "{required} missing from the command list"
@@ -110,4 +110,42 @@ fn no_arguments_prints_help_and_fails() {
     let o = Home::new().cmd().output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("Usage: pyro <COMMAND>"));
+}
+
+#[test]
+fn mcp_serve_help_carries_the_seed_texts() {
+    let h = help(&["mcp", "serve", "--help"]);
+    assert!(h.starts_with(
+        "Expose pyro tools over stdio for an MCP client. Bare `pyro mcp serve` now starts `workspace-core`, the recommended first profile for most chat hosts.\n"
+    ));
+    let flat: String = h.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(
+        "--profile <PROFILE> Expose only one model-facing tool profile. `workspace-core` is the default and recommended first profile for most chat hosts; `workspace-full` is the larger opt-in profile. [default: workspace-core] [possible values: vm-run, workspace-core, workspace-full]"
+    ), "{h}");
+    let seed_epilog = "\
+Default and recommended first start:
+  pyro mcp serve
+
+Profiles:
+  workspace-core: default for normal persistent chat editing
+  vm-run: smallest one-shot-only surface
+  workspace-full: larger opt-in surface for shells, services,
+    snapshots, secrets, network policy, and disk tools
+
+Use --profile workspace-full only when the host truly needs those
+extra workspace capabilities.
+";
+    assert!(h.ends_with(seed_epilog), "{h}");
+    insta::assert_snapshot!("mcp_serve_help", h);
+    let o = Home::new()
+        .cmd()
+        .args(["mcp", "serve", "--profile", "everything"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("[possible values: vm-run, workspace-core, workspace-full]"),
+        "{}",
+        common::stderr(&o)
+    );
 }

@@ -25,6 +25,7 @@ pub use paths::Paths;
 /// How a command actually ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ExecutionMode {
     /// In a Firecracker guest, over vsock.
     GuestVsock,

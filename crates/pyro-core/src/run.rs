@@ -157,6 +157,7 @@ impl RunOptions {
 
 /// How the sandbox was cleaned up.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Cleanup {
     /// Whether everything was removed.
     pub deleted: bool,
@@ -166,6 +167,7 @@ pub struct Cleanup {
 
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunResult {
     /// Sandbox id.
     pub vm_id: String,

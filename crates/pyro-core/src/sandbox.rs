@@ -406,7 +406,7 @@ impl Sandbox {
         let (mut rd, mut wr) = self.open(Request::Exec(req)).await?.into_split();
         // The write half stays open until the command ends: closing it is how
         // the agent learns the host went away (and kills the command).
-        let pump = tokio::spawn(async move {
+        let pump = AbortOnDrop(tokio::spawn(async move {
             if let Some(mut input) = stdin {
                 let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
                 loop {
@@ -426,7 +426,7 @@ impl Sandbox {
             }
             std::future::pending::<()>().await;
             drop(wr);
-        });
+        }));
         let read = async {
             loop {
                 let frame = read_frame(&mut rd)
@@ -462,7 +462,7 @@ impl Sandbox {
                 limit.as_secs()
             ))
         });
-        pump.abort();
+        drop(pump);
         result?
     }
 
@@ -699,6 +699,16 @@ impl Drop for Sandbox {
         {
             tracing::warn!("sandbox {} teardown: {e}", self.record.id);
         }
+    }
+}
+
+/// Aborts a task when dropped: a cancelled exec must let go of its
+/// connection (which is how the agent learns to kill the command).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

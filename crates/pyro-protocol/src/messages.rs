@@ -118,6 +118,7 @@ pub enum Request {
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EntryKind {
     /// A regular file.
     File,
@@ -131,6 +132,7 @@ pub enum EntryKind {
 
 /// One listed entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileEntry {
     /// Absolute path.
     pub path: String,
@@ -163,6 +165,7 @@ pub struct ManifestEntry {
 
 /// What a patch did to one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PatchedFile {
     /// Path relative to the patch root.
     pub path: String,

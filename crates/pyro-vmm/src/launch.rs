@@ -156,7 +156,7 @@ pub struct Booting {
 /// ([`remove_vm_files`]).
 pub async fn launch(
     spec: &LaunchSpec,
-    on_spawn: &mut dyn FnMut(ProcessId),
+    on_spawn: &mut (dyn FnMut(ProcessId) + Send),
 ) -> Result<Booting, VmmError> {
     let paths = VmPaths::for_spec(spec);
     let ready_path = listener_path(&paths.vsock_uds, READY_PORT);

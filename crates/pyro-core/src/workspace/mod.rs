@@ -117,6 +117,7 @@ pub struct SeedSource {
 
 /// A workspace as callers see it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct View {
     /// The handle.
     pub workspace_id: String,
@@ -189,6 +190,7 @@ pub struct ExecOptions {
 
 /// The result of a command.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecView {
     /// Workspace.
     pub workspace_id: String,
@@ -224,6 +226,7 @@ pub struct ExecView {
 
 /// A logged command.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogEntry {
     /// Sequence number.
     pub sequence: u64,
@@ -255,6 +258,7 @@ pub struct LogEntry {
 
 /// A sync push result.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SyncView {
     /// Workspace.
     pub workspace_id: String,
@@ -306,6 +310,7 @@ pub struct DiffEntry {
 
 /// An export.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExportView {
     /// Workspace.
     pub workspace_id: String,

@@ -50,6 +50,7 @@ pub struct Operation {
 
 /// What seeded the workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SeedInfo {
     /// `empty`, `directory` or `archive`.
     pub mode: String,
@@ -85,6 +86,7 @@ impl SeedInfo {
 
 /// The last command, in brief.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LastCommand {
     /// Sequence number.
     pub sequence: u64,
