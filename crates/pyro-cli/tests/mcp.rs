@@ -638,3 +638,22 @@ async fn real_vm_repro_fix_over_mcp() {
     client.cancel().await.unwrap();
     home.assert_clean();
 }
+
+#[test]
+fn both_legacy_handshakes_are_answered() {
+    let home = Home::new();
+    for version in ["2025-06-18", "2025-11-25"] {
+        let mut raw = Raw::start(&home);
+        raw.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}));
+        let (init, _) = raw.until(1);
+        assert_eq!(init["result"]["protocolVersion"], version);
+        assert_eq!(init["result"]["serverInfo"]["name"], "pyro");
+        raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+        let (tools, _) = raw.until(2);
+        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 19);
+        drop(raw.stdin);
+        assert!(raw.child.wait().unwrap().success());
+    }
+}
