@@ -180,29 +180,9 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
     for entry in entries {
         let mut entry =
             entry.map_err(|e| bad(format!("the archive is corrupt or was cut short: {e}")))?;
-        let raw = entry
-            .path()
-            .map_err(|e| bad(format!("bad member name: {e}")))?
-            .display()
-            .to_string();
-        let Some(kind) = member_kind(&entry, &raw)? else {
+        let Some(Member { rel, kind, .. }) = member(&entry)? else {
             continue;
         };
-        let rel = match relative_member(&raw) {
-            Ok(r) => r,
-            // The archive's own root ("./") is not a member.
-            Err(_) if kind == EntryKind::Directory && is_root(&raw) => continue,
-            Err(e) => return Err(bad(format!("unsafe member: {e}"))),
-        };
-        if kind == EntryKind::Symlink {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
-            check_link(&rel, &target)?;
-        }
         let staged = stage.join(&rel);
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, &e))?;
@@ -500,33 +480,21 @@ pub fn repack(input: impl Read, out: impl Write) -> Result<Packed, ArchiveError>
         .map_err(|e| bad(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry =
-            entry.map_err(|e| bad(format!("the archive is corrupt or cut short: {e}")))?;
-        let raw = entry
-            .path()
-            .map_err(|e| bad(format!("bad member name: {e}")))?
-            .display()
-            .to_string();
-        let kind = member_kind(&entry, &raw)?;
-        let Some(kind) = kind else { continue };
-        let rel = match relative_member(&raw) {
-            Ok(r) => r,
-            Err(_) if kind == EntryKind::Directory && is_root(&raw) => continue,
-            Err(e) => return Err(bad(format!("unsafe member: {e}"))),
+            entry.map_err(|e| bad(format!("the archive is corrupt or was cut short: {e}")))?;
+        let Some(Member {
+            rel,
+            kind,
+            link_target,
+        }) = member(&entry)?
+        else {
+            continue;
         };
         let mut h = entry.header().clone();
-        match kind {
-            EntryKind::Symlink => {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                check_link(&rel, &target)?;
-                b.append_link(&mut h, &rel, &target)
-                    .map_err(|e| io("repacking", &rel, &e))?;
-            }
-            _ => {
+        match link_target {
+            Some(target) => b
+                .append_link(&mut h, &rel, &target)
+                .map_err(|e| io("repacking", &rel, &e))?,
+            None => {
                 if kind == EntryKind::File {
                     packed.bytes += h.size().unwrap_or(0);
                 }
@@ -541,6 +509,53 @@ pub fn repack(input: impl Read, out: impl Write) -> Result<Packed, ArchiveError>
         .flush()
         .map_err(|e| io("writing", Path::new("archive"), &e))?;
     Ok(packed)
+}
+
+/// A member that passed the rules.
+#[derive(Debug)]
+struct Member {
+    /// Normalized relative path.
+    rel: PathBuf,
+    /// What it is.
+    kind: EntryKind,
+    /// Target, for symlinks.
+    link_target: Option<PathBuf>,
+}
+
+/// Applies the rules to one archive member: `None` for headers to skip and
+/// the archive's own root, or why the member is refused.
+fn member<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Option<Member>, ArchiveError> {
+    let raw = entry
+        .path()
+        .map_err(|e| bad(format!("bad member name: {e}")))?
+        .display()
+        .to_string();
+    let Some(kind) = member_kind(entry, &raw)? else {
+        return Ok(None);
+    };
+    let rel = match relative_member(&raw) {
+        Ok(r) => r,
+        // The archive's own root ("./") is not a member.
+        Err(_) if kind == EntryKind::Directory && is_root(&raw) => return Ok(None),
+        Err(e) => return Err(bad(format!("unsafe member: {e}"))),
+    };
+    let link_target = if kind == EntryKind::Symlink {
+        let target = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        check_link(&rel, &target)?;
+        Some(target)
+    } else {
+        None
+    };
+    Ok(Some(Member {
+        rel,
+        kind,
+        link_target,
+    }))
 }
 
 /// Whether a member name is the archive's own root (`.`, `./`).

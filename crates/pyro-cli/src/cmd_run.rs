@@ -1,6 +1,5 @@
 //! `pyro run`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use pyro_core::run::{RunEvent, RunOptions};
@@ -10,22 +9,6 @@ use pyro_protocol::Command;
 
 use crate::cli::RunArgs;
 use crate::output::{self, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
-
-/// Streams command output straight to our stdout and stderr.
-struct Stream;
-
-impl OutputSink for Stream {
-    fn stdout(&mut self, data: &[u8]) {
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(data);
-        let _ = o.flush();
-    }
-    fn stderr(&mut self, data: &[u8]) {
-        let mut e = std::io::stderr().lock();
-        let _ = e.write_all(data);
-        let _ = e.flush();
-    }
-}
 
 /// The words after `--`: one word runs through `sh -c`, several as argv.
 pub fn command_from_words(words: Vec<String>) -> Result<Command, Failure> {
@@ -77,7 +60,7 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         }
         RunEvent::Running { .. } => progress.finish(),
     };
-    let mut stream = Stream;
+    let mut stream = output::StdStreams;
     let mut capture = Capture::default();
     let sink: &mut dyn OutputSink = if json { &mut capture } else { &mut stream };
     let work = pyro_core::run::run(paths, &env, &opts, sink, &mut events);

@@ -375,22 +375,6 @@ async fn update(paths: &Paths, a: crate::cli::WsUpdateArgs) -> Result<ExitCode, 
     emit(a.json, &v, || print_view("Updated workspace", &v))
 }
 
-/// Streams to our stdout/stderr.
-struct Stream;
-
-impl pyro_core::sandbox::OutputSink for Stream {
-    fn stdout(&mut self, data: &[u8]) {
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(data);
-        let _ = o.flush();
-    }
-    fn stderr(&mut self, data: &[u8]) {
-        let mut e = std::io::stderr().lock();
-        let _ = e.write_all(data);
-        let _ = e.flush();
-    }
-}
-
 async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Failure> {
     let command = crate::cmd_run::command_from_words(a.command)?;
     let env = pairs("--env", &a.env)?;
@@ -406,7 +390,7 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
     } else {
         None
     };
-    let mut stream = Stream;
+    let mut stream = output::StdStreams;
     let mut quiet = pyro_core::sandbox::Capture::default();
     let sink: &mut dyn pyro_core::sandbox::OutputSink =
         if a.json { &mut quiet } else { &mut stream };
@@ -501,10 +485,7 @@ async fn file_read(paths: &Paths, a: crate::cli::WsFileReadArgs) -> Result<ExitC
         .file_read(&a.workspace_id, &a.path, a.max_bytes)
         .await?;
     if a.json {
-        let (content, encoding) = match std::str::from_utf8(&data) {
-            Ok(t) => (t.to_owned(), "utf-8"),
-            Err(_) => (base64(&data), "base64"),
-        };
+        let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
         output::json(&json!({
             "workspace_id": a.workspace_id, "path": path, "size_bytes": data.len(),
             "mode": format!("{mode:04o}"), "encoding": encoding, "content": content,
@@ -513,28 +494,6 @@ async fn file_read(paths: &Paths, a: crate::cli::WsFileReadArgs) -> Result<ExitC
         let _ = std::io::stdout().write_all(&data);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Standard base64 (for binary content in JSON).
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 async fn file_write(paths: &Paths, a: crate::cli::WsFileWriteArgs) -> Result<ExitCode, Failure> {
@@ -616,15 +575,6 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_795_511_204.45), "2026-11-24T09:06:44Z");
         assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
     }
 
     #[test]

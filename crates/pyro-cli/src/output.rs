@@ -211,3 +211,20 @@ impl pyro_env::Progress for Progress {
         }
     }
 }
+
+/// Passes command output straight to our stdout and stderr, as it arrives.
+#[derive(Debug)]
+pub struct StdStreams;
+
+impl pyro_core::sandbox::OutputSink for StdStreams {
+    fn stdout(&mut self, data: &[u8]) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(data);
+        let _ = o.flush();
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(data);
+        let _ = e.flush();
+    }
+}

@@ -159,6 +159,20 @@ impl CoreError {
     }
 }
 
+/// Checks that `v` lies in `lo..=hi`; the error names the flag and the rule.
+pub fn check_range<T: PartialOrd + std::fmt::Display>(
+    flag: &str,
+    v: T,
+    (lo, hi): (T, T),
+) -> Result<(), CoreError> {
+    if v < lo || v > hi {
+        return Err(CoreError::invalid(format!(
+            "{flag} must be between {lo} and {hi} (got {v})"
+        )));
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> f64 {
     pyro_env::now_unix()

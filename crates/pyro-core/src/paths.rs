@@ -95,18 +95,19 @@ impl Paths {
 
     /// Takes the named exclusive state lock (blocking).
     pub fn lock(&self, name: &str) -> Result<std::fs::File, CoreError> {
-        let dir = self.state.join("locks");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join(format!("{name}.lock"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
-        f.lock()
-            .map_err(|e| CoreError::io(format!("locking {}", path.display()), e))?;
-        Ok(f)
+        let path = self.lock_path(name);
+        pyro_env::lock_file(&path)
+            .map_err(|e| CoreError::io(format!("locking {}", path.display()), e))
+    }
+
+    /// Takes the named state lock if it is free.
+    pub fn try_lock(&self, name: &str) -> Option<std::fs::File> {
+        pyro_env::try_lock_file(&self.lock_path(name))
+            .ok()
+            .flatten()
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.state.join("locks").join(format!("{name}.lock"))
     }
 }

@@ -12,7 +12,7 @@ use crate::records::Owner;
 use crate::sandbox::{
     Capture, DEFAULT_DISK_MIB, OutputSink, Sandbox, SandboxSpec, default_boot_timeout,
 };
-use crate::{BackendKind, CoreError, ExecutionMode, Paths};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range};
 
 /// Defaults and bounds shared by the front ends.
 pub mod limits {
@@ -87,18 +87,6 @@ impl RunOptions {
 
     /// Checks every bound; the message names the flag and the rule.
     pub fn validate(&self) -> Result<(), CoreError> {
-        fn range<T: PartialOrd + std::fmt::Display>(
-            flag: &str,
-            v: T,
-            (lo, hi): (T, T),
-        ) -> Result<(), CoreError> {
-            if v < lo || v > hi {
-                return Err(CoreError::invalid(format!(
-                    "{flag} must be between {lo} and {hi} (got {v})"
-                )));
-            }
-            Ok(())
-        }
         match &self.command {
             Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
                 return Err(CoreError::invalid(
@@ -112,21 +100,21 @@ impl RunOptions {
             }
             _ => {}
         }
-        range("--vcpu-count", self.vcpu_count, limits::VCPU_RANGE)?;
-        range("--mem-mib", self.mem_mib, limits::MEM_RANGE)?;
-        range(
+        check_range("--vcpu-count", self.vcpu_count, limits::VCPU_RANGE)?;
+        check_range("--mem-mib", self.mem_mib, limits::MEM_RANGE)?;
+        check_range(
             "--timeout-seconds",
             self.timeout_seconds,
             limits::TIMEOUT_RANGE,
         )?;
-        range("--ttl-seconds", self.ttl_seconds, limits::TTL_RANGE)?;
-        range(
+        check_range("--ttl-seconds", self.ttl_seconds, limits::TTL_RANGE)?;
+        check_range(
             "--max-output-bytes",
             self.max_output_bytes,
             limits::OUTPUT_RANGE,
         )?;
         if let Some(b) = self.boot_timeout_seconds {
-            range("--boot-timeout-seconds", b, limits::BOOT_TIMEOUT_RANGE)?;
+            check_range("--boot-timeout-seconds", b, limits::BOOT_TIMEOUT_RANGE)?;
         }
         if self.ttl_seconds < self.timeout_seconds {
             return Err(CoreError::invalid(format!(

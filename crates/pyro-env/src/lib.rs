@@ -171,19 +171,37 @@ impl Cache {
 
     /// Takes the named exclusive lock (blocking), creating the lock file.
     pub fn lock(&self, name: &str) -> Result<std::fs::File, EnvError> {
-        let dir = self.root.join("locks");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| EnvError::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join(format!("{name}.lock"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| EnvError::io(format!("opening {}", path.display()), e))?;
-        f.lock()
-            .map_err(|e| EnvError::io(format!("locking {}", path.display()), e))?;
-        Ok(f)
+        let path = self.root.join("locks").join(format!("{name}.lock"));
+        lock_file(&path).map_err(|e| EnvError::io(format!("locking {}", path.display()), e))
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
+/// Opens (creating it and its directory) and exclusively locks the lock file
+/// at `path`, waiting for other holders. The lock goes with the handle.
+pub fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let f = open_lock_file(path)?;
+    f.lock()?;
+    Ok(f)
+}
+
+/// Like [`lock_file`], but `None` instead of waiting when it is held.
+pub fn try_lock_file(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let f = open_lock_file(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

@@ -163,10 +163,7 @@ impl CommandArg {
 }
 
 fn check_range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
-    if v < lo || v > hi {
-        return Err(format!("{name} must be between {lo} and {hi} (got {v})"));
-    }
-    Ok(())
+    pyro_core::check_range(name, v, (lo, hi)).map_err(tool_error)
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -976,10 +973,7 @@ impl PyroServer {
             .file_read(&a.workspace_id, &a.path, a.max_bytes)
             .await
             .map_err(tool_error)?;
-        let (content, encoding) = match String::from_utf8(data.clone()) {
-            Ok(t) => (t, "utf-8"),
-            Err(_) => (base64(&data), "base64"),
-        };
+        let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
         Ok(Json(FileReadResult {
             workspace_id: a.workspace_id,
             path,
@@ -1289,28 +1283,6 @@ impl ServerHandler for PyroServer {
         config.instructions = Some(INSTRUCTIONS.into());
         config
     }
-}
-
-/// Standard base64.
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::records::Owner;
 use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
-use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range, now_unix, random_hex};
 use record::{LastCommand, Operation, Record, SeedInfo, State};
 pub use seed::SeedMode;
 
@@ -404,6 +404,37 @@ pub fn guest_path(p: &str) -> Result<String, CoreError> {
     Ok(full.trim_end_matches('/').to_owned())
 }
 
+/// File content for JSON: the text when it is UTF-8 (`utf-8`), else
+/// standard base64 (`base64`).
+pub fn text_or_base64(data: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(data) {
+        Ok(t) => (t.to_owned(), "utf-8"),
+        Err(_) => (base64(data), "base64"),
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn mode_of(backend: BackendKind) -> ExecutionMode {
     match backend {
         BackendKind::Firecracker => ExecutionMode::GuestVsock,
@@ -717,19 +748,10 @@ impl Workspaces {
             let (k, v) = valid_label(k, v)?;
             labels.insert(k, v);
         }
-        let range = |flag: &str, v: u64, (lo, hi): (u64, u64)| {
-            if v < lo || v > hi {
-                Err(CoreError::invalid(format!(
-                    "{flag} must be between {lo} and {hi} (got {v})"
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        range("--vcpu-count", u64::from(req.vcpu_count), (1, 8))?;
-        range("--mem-mib", u64::from(req.mem_mib), (128, 32768))?;
-        range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
-        range("--disk-mib", req.disk_mib, DISK_RANGE)?;
+        check_range("--vcpu-count", u64::from(req.vcpu_count), (1, 8))?;
+        check_range("--mem-mib", u64::from(req.mem_mib), (128, 32768))?;
+        check_range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
+        check_range("--disk-mib", req.disk_mib, DISK_RANGE)?;
         if req.backend == BackendKind::Firecracker && req.vcpu_count > 1 && pyro_vmm::host::is_pvm()
         {
             return Err(CoreError::invalid(
@@ -1775,6 +1797,21 @@ impl OutputSink for LogSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+
+    #[test]
+    fn binary_content_goes_base64() {
+        assert_eq!(text_or_base64(b"hi"), ("hi".to_owned(), "utf-8"));
+        assert_eq!(text_or_base64(&[0xff, 0, 1]), ("/wAB".to_owned(), "base64"));
+    }
 
     #[test]
     fn guest_paths_stay_inside_the_workspace() {

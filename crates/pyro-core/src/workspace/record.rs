@@ -229,15 +229,7 @@ pub fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
 
 /// Tries the workspace's lock without waiting.
 pub fn try_lock(paths: &Paths, id: &str) -> Option<std::fs::File> {
-    let dir = paths.state().join("locks");
-    std::fs::create_dir_all(&dir).ok()?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!("ws-{id}.lock")))
-        .ok()?;
-    f.try_lock().ok().map(|()| f)
+    paths.try_lock(&format!("ws-{id}"))
 }
 
 #[cfg(test)]
