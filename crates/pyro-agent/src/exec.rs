@@ -285,22 +285,50 @@ enum HostEvent {
     Gone,
 }
 
+/// Stdin the agent holds for a command that is not reading it yet (in
+/// chunks of up to `CHUNK_BYTES`: 16 MiB). Past that the host waits.
+const STDIN_BUFFER_CHUNKS: usize = 256;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Forwards stdin frames to the command and reports when the host is gone.
+/// A separate task writes to the command, so a command that never reads its
+/// stdin does not stop this loop from seeing the host hang up.
 async fn host_frames<R: AsyncRead + Unpin>(
     mut rd: R,
-    mut stdin: Option<ChildStdin>,
+    stdin: Option<ChildStdin>,
     tx: mpsc::Sender<HostEvent>,
 ) {
+    let mut feed = None;
+    let _writer = stdin.map(|mut s| {
+        let (chunks, mut rx) = mpsc::channel::<Vec<u8>>(STDIN_BUFFER_CHUNKS);
+        feed = Some(chunks);
+        AbortOnDrop(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                if s.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping `s` here closes the command's stdin.
+        }))
+    });
     loop {
         match read_frame(&mut rd).await {
             Ok(Some(f)) if f.kind == FrameKind::Stdin => {
-                if let Some(s) = stdin.as_mut()
-                    && s.write_all(&f.payload).await.is_err()
+                if let Some(c) = &feed
+                    && c.send(f.payload).await.is_err()
                 {
-                    stdin = None;
+                    feed = None;
                 }
             }
-            Ok(Some(f)) if f.kind == FrameKind::StdinEnd => stdin = None,
+            Ok(Some(f)) if f.kind == FrameKind::StdinEnd => feed = None,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 let _ = tx.send(HostEvent::Gone).await;
@@ -476,6 +504,32 @@ mod tests {
         let server = tokio::spawn(run(agent, req(shell(&script), 30_000, 1024)));
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(host);
+        assert!(server.await.unwrap().is_err());
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            !marker.exists(),
+            "the command kept running after the host left"
+        );
+    }
+
+    #[tokio::test]
+    async fn host_disconnect_is_seen_while_stdin_goes_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        // The command never reads stdin, so its pipe fills after 64 KiB.
+        let script = format!("sleep 2; touch {}", marker.display());
+        let mut r = req(shell(&script), 30_000, 1024);
+        r.stdin = true;
+        let (host, agent) = tokio::io::duplex(4 << 20);
+        let server = tokio::spawn(run(agent, r));
+        let (_hr, mut hw) = tokio::io::split(host);
+        for _ in 0..16 {
+            write_frame(&mut hw, FrameKind::Stdin, &[b'x'; CHUNK_BYTES])
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop((_hr, hw));
         assert!(server.await.unwrap().is_err());
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(

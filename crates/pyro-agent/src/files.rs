@@ -145,9 +145,9 @@ pub fn write(
     };
     let parent = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, &e))?;
-    let tmp = parent.join(format!(".pyro-write-{}", std::process::id()));
+    let (tmp, mut f) = crate::paths::new_temp(parent, "pyro-write")
+        .map_err(|e| io_err("creating a temp file in", parent, &e))?;
     let result = (|| -> Result<u64, AgentError> {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("creating", &tmp, &e))?;
         let n = std::io::copy(data, &mut f).map_err(|e| io_err("writing", &path, &e))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| io_err("chmod", &tmp, &e))?;

@@ -8,6 +8,7 @@
 //! symlinks) and, with `git diff --binary`, binary changes.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -276,7 +277,34 @@ fn commit(root: &Path, planned: &[Planned]) -> Result<(), AgentError> {
             let _ = std::fs::remove_file(t);
         }
     };
-    for (i, p) in planned.iter().enumerate() {
+    // Everything that could stop a rename is checked before the first one,
+    // so a refused patch changes nothing.
+    let writes: Vec<&Path> = planned
+        .iter()
+        .filter(|p| matches!(p.action, Action::Write { .. }))
+        .map(|p| p.path.as_path())
+        .collect();
+    for (i, a) in writes.iter().enumerate() {
+        if std::fs::symlink_metadata(root.join(a)).is_ok_and(|m| m.is_dir()) {
+            return Err(rejected(format!(
+                "{} is a directory in the workspace; the patch cannot write a file there",
+                a.display()
+            )));
+        }
+        if let Some(b) = writes
+            .iter()
+            .enumerate()
+            .find(|(j, b)| *j != i && b.starts_with(a))
+            .map(|(_, b)| b)
+        {
+            return Err(rejected(format!(
+                "the patch writes both {} and {} below it; a path cannot be a file and a directory",
+                a.display(),
+                b.display()
+            )));
+        }
+    }
+    for p in planned {
         let Action::Write {
             content,
             mode,
@@ -293,16 +321,22 @@ fn commit(root: &Path, planned: &[Planned]) -> Result<(), AgentError> {
         let parent = target.parent().unwrap_or(root);
         let staged = (|| -> std::io::Result<PathBuf> {
             std::fs::create_dir_all(parent)?;
-            let tmp = parent.join(format!(".pyro-patch-{}-{i}", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
+            let (tmp, mut f) = crate::paths::new_temp(parent, "pyro-patch")?;
             if *symlink {
+                drop(f);
+                std::fs::remove_file(&tmp)?;
                 let t = String::from_utf8_lossy(content)
                     .trim_end_matches('\n')
                     .to_owned();
                 std::os::unix::fs::symlink(t, &tmp)?;
             } else {
-                std::fs::write(&tmp, content)?;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))?;
+                let written = f
+                    .write_all(content)
+                    .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(*mode)));
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
             }
             Ok(tmp)
         })();
@@ -318,10 +352,6 @@ fn commit(root: &Path, planned: &[Planned]) -> Result<(), AgentError> {
         }
     }
     for (tmp, target) in &temps {
-        if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
-            cleanup(&temps);
-            return Err(rejected(format!("{} is a directory", target.display())));
-        }
         std::fs::rename(tmp, target).map_err(|e| {
             AgentError::new(
                 ErrorKind::Io,
@@ -465,6 +495,43 @@ new mode 100755
             2,
             "temp files left"
         );
+    }
+
+    #[test]
+    fn a_file_and_a_file_below_it_are_refused_before_anything_moves() {
+        let d = tree(&[("keep.txt", "k\n")]);
+        let patch = "\
+--- a/keep.txt
++++ b/keep.txt
+@@ -1 +1 @@
+-k
++K
+diff --git a/x b/x
+new file mode 100644
+--- /dev/null
++++ b/x
+@@ -0,0 +1 @@
++file
+diff --git a/x/y b/x/y
+new file mode 100644
+--- /dev/null
++++ b/x/y
+@@ -0,0 +1 @@
++below
+";
+        let err = apply(d.path(), patch).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::PatchRejected, "{err:?}");
+        assert!(err.message.contains("file and a directory"), "{err:?}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("keep.txt")).unwrap(),
+            "k\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["keep.txt"]);
     }
 
     #[test]

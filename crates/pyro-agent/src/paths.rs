@@ -14,6 +14,27 @@ fn invalid(msg: String) -> AgentError {
     AgentError::new(ErrorKind::InvalidPath, msg)
 }
 
+/// Creates a new temp file named `.{prefix}-{pid}-{n}` in `dir`, with a
+/// name no other request of this agent uses at the same time (`create_new`:
+/// never an existing file or a symlink planted there). Returns its path.
+pub fn new_temp(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".{prefix}-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Checks that `p` is an absolute path at or below `/workspace` with no `.`
 /// or `..` components, and returns it normalized.
 pub fn workspace_path(p: &str) -> Result<PathBuf, AgentError> {
@@ -88,6 +109,39 @@ pub fn no_symlink_between(root: &Path, path: &Path) -> Result<(), AgentError> {
 mod tests {
     use super::*;
     use pyro_archive::{relative_member, symlink_stays_inside};
+
+    #[test]
+    fn concurrent_temp_files_never_share_a_name() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let (p, mut f) = new_temp(&dir, "pyro-write").unwrap();
+                            std::io::Write::write_all(&mut f, format!("{t}-{i}").as_bytes())
+                                .unwrap();
+                            (p, format!("{t}-{i}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let all: Vec<_> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(all.len(), 400);
+        for (p, body) in &all {
+            assert_eq!(
+                &std::fs::read_to_string(p).unwrap(),
+                body,
+                "{p:?} clobbered"
+            );
+        }
+    }
 
     #[test]
     fn workspace_paths() {

@@ -94,7 +94,10 @@ impl Shared {
     /// Every request counts as activity: push the idle deadline out.
     fn touch(&self) {
         let idle = *self.idle_seconds.lock().unwrap_or_else(|e| e.into_inner());
-        let next = (idle > 0).then(|| Instant::now() + Duration::from_secs(idle));
+        // A deadline too far to represent is no deadline.
+        let next = (idle > 0)
+            .then(|| Instant::now().checked_add(Duration::from_secs(idle)))
+            .flatten();
         self.deadline.send_replace(next);
     }
 }
@@ -230,6 +233,9 @@ async fn handle<S>(mut stream: S, shared: Arc<Shared>) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // In flight from the moment it is accepted: the idle deadline cannot
+    // power the guest off between accepting a request and reading it.
+    let _in_flight = InFlight::new(shared.clone());
     write_message(&mut stream, &shared.hello())
         .await
         .map_err(|e| e.to_string())?;
@@ -258,7 +264,6 @@ where
             .map_err(|e| e.to_string());
     }
     shared.touch();
-    let _in_flight = InFlight::new(shared.clone());
     let response = match envelope.request {
         Request::Ping => Response::Pong {
             uptime_ms: shared.uptime_ms(),

@@ -116,15 +116,22 @@ pub fn relative_member(name: &str) -> Result<PathBuf, String> {
 
 /// Whether a symlink at `link` (relative to a tree root) pointing to
 /// `target` stays inside that tree.
+///
+/// `..` may appear only as a leading run (`../../lib/x`), never after a name
+/// (`a/../..`): the name could itself be a symlink, and `..` after it climbs
+/// from wherever that link points, so a lexical check would be fooled by a
+/// chain such as `d/up -> ..` plus `x -> d/up/..`.
 pub fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
     if target.is_absolute() || target.as_os_str().is_empty() {
         return false;
     }
     let mut depth: i64 = link.components().count() as i64 - 1;
+    let mut named = false;
     for c in target.components() {
         match c {
+            Component::ParentDir if named => return false,
             Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => named = true,
             Component::CurDir => {}
             _ => return false,
         }
@@ -166,6 +173,9 @@ fn unique() -> u64 {
 
 fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u64), ArchiveError> {
     let mut archive = tar::Archive::new(input);
+    // No setuid or setgid files come out of an archive: a guest could
+    // otherwise hand the host a setuid binary in an export.
+    archive.set_mask(0o6000);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
@@ -184,19 +194,43 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
             continue;
         };
         let staged = stage.join(&rel);
+        // Nothing is ever written through a symlink (or below a file) that
+        // an earlier member made.
+        let mut ancestor = stage.to_path_buf();
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            ancestor.push(c);
+            if let Ok(m) = std::fs::symlink_metadata(&ancestor)
+                && !m.is_dir()
+            {
+                return Err(ArchiveError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} is a {:?} in the archive, so {} cannot be written below it",
+                        ancestor.strip_prefix(stage).unwrap_or(&ancestor).display(),
+                        kind_of(&m),
+                        rel.display()
+                    ),
+                ));
+            }
+        }
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, &e))?;
         }
-        if let Ok(m) = std::fs::symlink_metadata(&staged)
-            && (kind_of(&m) == EntryKind::Directory) != (kind == EntryKind::Directory)
-        {
-            return Err(ArchiveError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{} appears in the archive both as a directory and as a file",
-                    rel.display()
-                ),
-            ));
+        if let Ok(m) = std::fs::symlink_metadata(&staged) {
+            if (kind_of(&m) == EntryKind::Directory) != (kind == EntryKind::Directory) {
+                return Err(ArchiveError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} appears in the archive both as a directory and as a file",
+                        rel.display()
+                    ),
+                ));
+            }
+            // A later member of the same path replaces the earlier one
+            // (never written through, if that one was a symlink).
+            if !m.is_dir() {
+                std::fs::remove_file(&staged).map_err(|e| io("replacing", &rel, &e))?;
+            }
         }
         if kind == EntryKind::File {
             bytes += entry.header().size().unwrap_or(0);
@@ -206,6 +240,11 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
             .map_err(|e| io("unpacking", &rel, &e))?;
         members.insert(rel, kind);
     }
+    // The archive's end marker is not the end of the transfer: read to the
+    // real end, so a transfer that breaks off after it still changes
+    // nothing.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| bad(format!("the archive is corrupt or was cut short: {e}")))?;
     check_conflicts(dest, &members)?;
     commit(dest, stage, &members)?;
     Ok((members.len() as u64, bytes))
@@ -716,6 +755,92 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let err = extract(raw.as_slice(), dest.path()).unwrap_err();
         assert!(err.message.contains("escapes"), "{err:?}");
+    }
+
+    #[test]
+    fn chained_symlinks_cannot_climb_out() {
+        // `d/up -> ..` is the root; `x -> d/up/..` would be its parent.
+        assert!(symlink_stays_inside(Path::new("d/up"), Path::new("..")));
+        assert!(!symlink_stays_inside(Path::new("x"), Path::new("d/up/..")));
+        assert!(symlink_stays_inside(
+            Path::new("node_modules/.bin/cli"),
+            Path::new("../pkg/cli.js")
+        ));
+        let data = tar_of(|b| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            h.set_mode(0o755);
+            b.append_data(&mut h, "d", &[][..]).unwrap();
+            link(b, "d/up", "..", tar::EntryType::Symlink);
+            link(b, "x", "d/up/..", tar::EntryType::Symlink);
+        });
+        let dest = tempfile::tempdir().unwrap();
+        let err = extract(data.as_slice(), dest.path()).unwrap_err();
+        assert!(err.message.contains("outside"), "{err:?}");
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn members_are_never_written_through_an_archived_symlink() {
+        let dest_parent = tempfile::tempdir().unwrap();
+        let dest = dest_parent.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let data = tar_of(|b| {
+            link(b, "l", ".", tar::EntryType::Symlink);
+            file(b, "l/through.txt", b"x", 0o644);
+        });
+        let err = extract(data.as_slice(), &dest).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+        assert!(err.message.contains("cannot be written below"), "{err:?}");
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+        // A later member of the same name replaces a symlink rather than
+        // writing through it.
+        let data = tar_of(|b| {
+            link(b, "f", "g", tar::EntryType::Symlink);
+            file(b, "f", b"plain", 0o644);
+        });
+        extract(data.as_slice(), &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"plain");
+        assert!(!dest.join("g").exists());
+    }
+
+    #[test]
+    fn setuid_and_setgid_bits_are_dropped() {
+        let dest = tempfile::tempdir().unwrap();
+        let data = tar_of(|b| {
+            file(b, "suid", b"x", 0o4755);
+            file(b, "sgid", b"x", 0o2755);
+            file(b, "plain", b"x", 0o755);
+        });
+        extract(data.as_slice(), dest.path()).unwrap();
+        for name in ["suid", "sgid", "plain"] {
+            let mode = std::fs::metadata(dest.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o755, "{name}: {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_transfer_cut_after_the_end_marker_changes_nothing() {
+        let dest = tempfile::tempdir().unwrap();
+        let data = tar_of(|b| file(b, "a.txt", b"aaaa", 0o644));
+        // The whole tar arrives, then the stream fails instead of ending.
+        let broken = data.as_slice().chain(FailingReader);
+        assert!(extract(broken, dest.path()).is_err());
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+    }
+
+    struct FailingReader;
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "broke off",
+            ))
+        }
     }
 
     #[test]

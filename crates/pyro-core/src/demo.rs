@@ -85,7 +85,7 @@ pub async fn run(
     };
 
     let t = Instant::now();
-    let mut sandbox = Sandbox::create(paths, &spec)?;
+    let mut sandbox = Sandbox::create(paths, &spec).await?;
     let id = sandbox.id().to_owned();
     push(
         &mut steps,

@@ -100,6 +100,19 @@ impl Paths {
             .map_err(|e| CoreError::io(format!("locking {}", path.display()), e))
     }
 
+    /// Takes the named exclusive state lock, waiting without blocking the
+    /// async runtime's threads.
+    pub async fn lock_async(&self, name: &str) -> Result<std::fs::File, CoreError> {
+        let path = self.lock_path(name);
+        loop {
+            match pyro_env::try_lock_file(&path) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(e) => return Err(CoreError::io(format!("locking {}", path.display()), e)),
+            }
+        }
+    }
+
     /// Takes the named state lock if it is free.
     pub fn try_lock(&self, name: &str) -> Option<std::fs::File> {
         pyro_env::try_lock_file(&self.lock_path(name))

@@ -46,8 +46,18 @@ impl Owner {
         match self {
             Self::Process { process } => !process.is_alive(),
             Self::Workspace { workspace_id } => {
-                match crate::workspace::record::load(paths, workspace_id) {
-                    None => true,
+                use crate::workspace::record;
+                // A workspace that is busy (its lock is held: being created,
+                // reset, started...) or whose record exists but cannot be
+                // read (another pyro version) keeps its sandbox.
+                if !record::exists(paths, workspace_id) {
+                    return true;
+                }
+                let Some(_lock) = record::try_lock(paths, workspace_id) else {
+                    return false;
+                };
+                match record::load(paths, workspace_id) {
+                    None => false,
                     Some(ws) => {
                         ws.vm_id.as_deref() != Some(vm_id)
                             && !ws

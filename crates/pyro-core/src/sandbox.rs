@@ -32,6 +32,26 @@ pub const JAIL_UID_BASE: u32 = 900_000;
 /// Default size of a sandbox's sparse writable disk.
 pub const DEFAULT_DISK_MIB: u64 = 4096;
 
+/// How long a file read or write may take before the guest counts as hung.
+const FILE_OP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an archive transfer (seed, sync, export, diff) may take.
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Runs `fut`, failing with a clear error if the agent takes longer than
+/// `limit`.
+async fn within<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, CoreError>>,
+) -> Result<T, CoreError> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        CoreError::Transport(format!(
+            "{what} got no answer from the sandbox within {} s; it may be hung: stop and start the workspace",
+            limit.as_secs()
+        ))
+    })?
+}
+
 /// Extra time the host waits for an exec beyond its timeout (the agent
 /// enforces the timeout itself; this only catches a hung agent).
 const EXEC_GRACE: Duration = Duration::from_secs(60);
@@ -116,14 +136,14 @@ impl Sandbox {
     /// Creates and boots a sandbox and waits for its agent. On failure
     /// nothing is left behind.
     pub async fn start(paths: &Paths, spec: &SandboxSpec<'_>) -> Result<Self, CoreError> {
-        let mut sandbox = Self::create(paths, spec)?;
+        let mut sandbox = Self::create(paths, spec).await?;
         sandbox.boot(spec).await?;
         Ok(sandbox)
     }
 
     /// Records a new sandbox and prepares its writable layer (a sparse
     /// ext4 disk for Firecracker). Nothing runs yet.
-    pub fn create(paths: &Paths, spec: &SandboxSpec<'_>) -> Result<Self, CoreError> {
+    pub async fn create(paths: &Paths, spec: &SandboxSpec<'_>) -> Result<Self, CoreError> {
         let id = random_hex(6);
         let root = nix::unistd::geteuid().is_root();
         let mut record = VmRecord {
@@ -140,7 +160,7 @@ impl Sandbox {
             agent_socket: None,
         };
         {
-            let _lock = paths.lock("vms")?;
+            let _lock = paths.lock_async("vms").await?;
             if spec.backend == BackendKind::Firecracker && root {
                 record.jail_uid = Some(allocate_uid(paths)?);
             }
@@ -254,6 +274,9 @@ impl Sandbox {
         })
         .await;
         self.record = record;
+        // The callback could not report a failed save; a record without
+        // its process would leave the VM unreachable for teardown.
+        self.record.save(&self.paths)?;
         let (_, _, hello) = booting?.wait_ready(spec.boot_timeout).await?;
         Ok(hello)
     }
@@ -531,6 +554,15 @@ impl Sandbox {
 
     /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
     pub async fn put_archive(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
+        within(
+            "extracting an archive",
+            ARCHIVE_TIMEOUT,
+            self.put_archive_inner(dest, tar),
+        )
+        .await
+    }
+
+    async fn put_archive_inner(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
         let s = self
             .open(Request::ExtractArchive {
                 dest: dest.to_owned(),
@@ -570,9 +602,30 @@ impl Sandbox {
         }
     }
 
-    /// Streams a tar of `path` (or of `paths` under it) into the file `out`.
-    pub async fn get_archive(&self, request: Request, out: &Path) -> Result<Response, CoreError> {
+    /// Streams a tar of `path` (or of `paths` under it) into the file `out`,
+    /// refusing more than `max_bytes` of it.
+    pub async fn get_archive(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+    ) -> Result<Response, CoreError> {
+        within(
+            "packing an archive",
+            ARCHIVE_TIMEOUT,
+            self.get_archive_inner(request, out, max_bytes),
+        )
+        .await
+    }
+
+    async fn get_archive_inner(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+    ) -> Result<Response, CoreError> {
         let mut s = self.open(request).await?;
+        let mut received: u64 = 0;
         let mut file = tokio::fs::File::create(out)
             .await
             .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
@@ -584,9 +637,17 @@ impl Sandbox {
                     CoreError::Transport("the agent closed the connection mid-archive".into())
                 })?;
             match frame.kind {
-                FrameKind::Data => tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)
-                    .await
-                    .map_err(|e| CoreError::io(format!("writing {}", out.display()), e))?,
+                FrameKind::Data => {
+                    received += frame.payload.len() as u64;
+                    if received > max_bytes {
+                        return Err(CoreError::invalid(format!(
+                            "the archive from the guest exceeds {max_bytes} bytes; copy less at a time"
+                        )));
+                    }
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)
+                        .await
+                        .map_err(|e| CoreError::io(format!("writing {}", out.display()), e))?
+                }
                 FrameKind::DataEnd => {}
                 FrameKind::Message => {
                     tokio::io::AsyncWriteExt::flush(&mut file)
@@ -611,6 +672,19 @@ impl Sandbox {
         path: &str,
         max_bytes: u64,
     ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
+        within(
+            "reading a file",
+            FILE_OP_TIMEOUT,
+            self.read_file_inner(path, max_bytes),
+        )
+        .await
+    }
+
+    async fn read_file_inner(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
         let mut s = self
             .open(Request::ReadFile {
                 path: path.to_owned(),
@@ -626,7 +700,14 @@ impl Sandbox {
                     CoreError::Transport("the agent closed the connection mid-read".into())
                 })?;
             match frame.kind {
-                FrameKind::Data => data.extend_from_slice(&frame.payload),
+                FrameKind::Data => {
+                    data.extend_from_slice(&frame.payload);
+                    if data.len() as u64 > max_bytes {
+                        return Err(CoreError::Transport(format!(
+                            "the agent sent more than the {max_bytes} bytes asked for"
+                        )));
+                    }
+                }
                 FrameKind::DataEnd => {}
                 FrameKind::Message => {
                     return match frame
@@ -649,6 +730,20 @@ impl Sandbox {
 
     /// Writes a file atomically; returns (size, mode, created).
     pub async fn write_file(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        data: &[u8],
+    ) -> Result<(u64, u32, bool), CoreError> {
+        within(
+            "writing a file",
+            FILE_OP_TIMEOUT,
+            self.write_file_inner(path, mode, data),
+        )
+        .await
+    }
+
+    async fn write_file_inner(
         &self,
         path: &str,
         mode: Option<u32>,

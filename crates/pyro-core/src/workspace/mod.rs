@@ -701,12 +701,14 @@ impl Workspaces {
                 continue;
             };
             let Some(mut rec) = record::load(&self.paths, &id) else {
-                // A directory without a record. A create makes the directory
-                // and its record under the global lock, so holding that lock
-                // and still finding no record means a create died between
-                // the two: nothing uses the directory.
+                // A directory without a record file. A create makes the
+                // directory and its record under the global lock, so holding
+                // that lock and still finding no record means a create died
+                // between the two: nothing uses the directory. (A record
+                // that exists but cannot be read is left alone: it may be
+                // another pyro version's.)
                 if let Ok(_global) = self.paths.lock("workspaces")
-                    && record::load(&self.paths, &id).is_none()
+                    && !record::exists(&self.paths, &id)
                 {
                     let _ = std::fs::remove_dir_all(self.dir(&id));
                 }
@@ -802,7 +804,7 @@ impl Workspaces {
             last_reset_at: None,
         };
         {
-            let _global = self.paths.lock("workspaces")?;
+            let _global = self.paths.lock_async("workspaces").await?;
             let count = record::list_ids(&self.paths).len();
             if count >= quota {
                 return Err(CoreError::Quota(format!(
@@ -814,7 +816,13 @@ impl Workspaces {
                 .map_err(|e| CoreError::io(format!("creating {}", self.dir(&id).display()), e))?;
             record::save(&self.paths, &rec)?;
         }
-        let _lock = record::lock(&self.paths, &id)?;
+        let _lock = match record::lock(&self.paths, &id).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.remove(&rec);
+                return Err(e);
+            }
+        };
         match self.create_inner(env, &req, &mut rec, seed, progress).await {
             Ok(()) => Ok(view(&rec)),
             Err(e) => {
@@ -922,7 +930,7 @@ impl Workspaces {
             BackendKind::Firecracker => {}
         }
         let spec = self.spec(env, rec, boot_timeout);
-        let mut sandbox = Sandbox::create(&self.paths, &spec)?;
+        let mut sandbox = Sandbox::create(&self.paths, &spec).await?;
         sandbox.boot(&spec).await?;
         Ok(sandbox)
     }
@@ -1009,7 +1017,7 @@ impl Workspaces {
 
     /// A workspace's current state (counts as activity).
     pub async fn status(&self, id: &str) -> Result<View, CoreError> {
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         self.touch(&mut rec).await?;
         Ok(view(&rec))
@@ -1039,7 +1047,7 @@ impl Workspaces {
         for (k, v) in &set_labels {
             labels.push(valid_label(k, v)?);
         }
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         let before = (rec.name.clone(), rec.labels.clone());
         if let Some(n) = name {
@@ -1067,18 +1075,18 @@ impl Workspaces {
 
     /// Loads a started workspace under its lock, marks activity, and
     /// returns a handle on its sandbox. `op` names the operation for errors.
-    fn started(&self, id: &str, op: &str) -> Result<(Record, Sandbox), CoreError> {
-        self.started_with(id, op, |_| {})
+    async fn started(&self, id: &str, op: &str) -> Result<(Record, Sandbox), CoreError> {
+        self.started_with(id, op, |_| {}).await
     }
 
     /// [`Self::started`], also applying `change` to the record under the lock.
-    fn started_with(
+    async fn started_with(
         &self,
         id: &str,
         op: &str,
         change: impl FnOnce(&mut Record),
     ) -> Result<(Record, Sandbox), CoreError> {
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         if rec.state != State::Started {
             let why = rec
@@ -1138,10 +1146,12 @@ impl Workspaces {
             Some(c) => guest_path(c)?,
         };
         let mut seq = 0;
-        let (rec, sandbox) = self.started_with(id, "exec", |rec| {
-            seq = rec.next_sequence;
-            rec.next_sequence += 1;
-        })?;
+        let (rec, sandbox) = self
+            .started_with(id, "exec", |rec| {
+                seq = rec.next_sequence;
+                rec.next_sequence += 1;
+            })
+            .await?;
         let mode = mode_of(rec.backend);
         let logs = self.dir(id).join("commands");
         std::fs::create_dir_all(&logs).map_err(|e| CoreError::io("creating the command log", e))?;
@@ -1159,7 +1169,7 @@ impl Workspaces {
             Ok(o) => o,
             Err(e) => {
                 // Was the VM lost? Record that, then report.
-                let _lock = record::lock(&self.paths, id)?;
+                let _lock = record::lock(&self.paths, id).await?;
                 let _ = self.load_fresh(id);
                 return Err(e);
             }
@@ -1189,8 +1199,12 @@ impl Workspaces {
             )
         })?;
         {
-            let _lock = record::lock(&self.paths, id)?;
-            if let Some(mut rec) = record::load(&self.paths, id) {
+            let _lock = record::lock(&self.paths, id).await?;
+            // A reset in the meantime cleared the history this command
+            // belonged to: leave the new history alone.
+            if let Some(mut rec) =
+                record::load(&self.paths, id).filter(|r| r.reset_count == rec.reset_count)
+            {
                 rec.command_count += 1;
                 rec.last_activity_at = now_unix();
                 rec.last_command = Some(LastCommand {
@@ -1226,7 +1240,7 @@ impl Workspaces {
     /// The command history with the logged output.
     pub async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, CoreError> {
         {
-            let _lock = record::lock(&self.paths, id)?;
+            let _lock = record::lock(&self.paths, id).await?;
             let mut rec = self.load_fresh(id)?;
             self.touch(&mut rec).await?;
         }
@@ -1262,7 +1276,7 @@ impl Workspaces {
     ) -> Result<SyncView, CoreError> {
         let dest = guest_path(dest.unwrap_or(WORKSPACE_ROOT))?;
         let prep = seed::prepare(&self.paths, source, SeedMode::All)?;
-        let (rec, sandbox) = self.started(id, "sync push")?;
+        let (rec, sandbox) = self.started(id, "sync push").await?;
         let (entries, bytes) = sandbox.put_archive(&dest, prep.tar.path()).await?;
         Ok(SyncView {
             workspace_id: id.to_owned(),
@@ -1283,7 +1297,7 @@ impl Workspaces {
         recursive: bool,
     ) -> Result<(FileEntry, Vec<FileEntry>), CoreError> {
         let path = guest_path(path)?;
-        let (_, sandbox) = self.started(id, "file list")?;
+        let (_, sandbox) = self.started(id, "file list").await?;
         match sandbox
             .call(
                 Request::ListFiles { path, recursive },
@@ -1309,7 +1323,7 @@ impl Workspaces {
                 "--max-bytes must be between 1 and {FILE_LIMIT_MAX}"
             )));
         }
-        let (_, sandbox) = self.started(id, "file read")?;
+        let (_, sandbox) = self.started(id, "file read").await?;
         let (data, size, truncated, mode) = sandbox.read_file(&path, max_bytes).await?;
         if truncated {
             return Err(CoreError::TooLarge(format!(
@@ -1341,7 +1355,7 @@ impl Workspaces {
                 data.len()
             )));
         }
-        let (_, sandbox) = self.started(id, "file write")?;
+        let (_, sandbox) = self.started(id, "file write").await?;
         let (size, mode, created) = sandbox.write_file(&path, None, data).await?;
         Ok((path, size, mode, created))
     }
@@ -1357,7 +1371,7 @@ impl Workspaces {
                 patch.len()
             )));
         }
-        let (_, sandbox) = self.started(id, "patch apply")?;
+        let (_, sandbox) = self.started(id, "patch apply").await?;
         match sandbox
             .call(
                 Request::ApplyPatch {
@@ -1375,7 +1389,7 @@ impl Workspaces {
 
     /// What changed in `/workspace` since the baseline.
     pub async fn diff(&self, id: &str) -> Result<DiffView, CoreError> {
-        let (_, sandbox) = self.started(id, "diff")?;
+        let (_, sandbox) = self.started(id, "diff").await?;
         let baseline = self.dir(id).join("baseline");
         let base: Vec<ManifestEntry> = std::fs::read(baseline.join("manifest.json"))
             .ok()
@@ -1421,6 +1435,9 @@ impl Workspaces {
                         paths: wanted,
                     },
                     tmp.path(),
+                    // Room for tar headers and for files that grew since
+                    // the manifest.
+                    2 * DIFF_FETCH_LIMIT,
                 )
                 .await?;
             let f = std::fs::File::open(tmp.path())
@@ -1520,7 +1537,7 @@ impl Workspaces {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
-        let (_, sandbox) = self.started(id, "export")?;
+        let (_, sandbox) = self.started(id, "export").await?;
         let tar_file = tempfile::Builder::new()
             .prefix(".pyro-export-")
             .suffix(".tar")
@@ -1532,6 +1549,8 @@ impl Workspaces {
             .get_archive(
                 Request::CreateArchive { path: path.clone() },
                 tar_file.path(),
+                // The caller asked for all of it; the host disk is the limit.
+                u64::MAX,
             )
             .await?
         {
@@ -1562,8 +1581,24 @@ impl Workspaces {
                 .path()
                 .join(Path::new(&path).file_name().unwrap_or_default()),
         };
-        std::fs::rename(&from, output)
-            .map_err(|e| CoreError::io(format!("writing {}", output.display()), e))?;
+        // Never replace something that appeared at `output` meanwhile.
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &from,
+            nix::fcntl::AT_FDCWD,
+            output,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| {
+            if e == nix::errno::Errno::EEXIST {
+                CoreError::invalid(format!(
+                    "{} appeared while exporting; export writes only to a new path",
+                    output.display()
+                ))
+            } else {
+                CoreError::io(format!("writing {}", output.display()), e.into())
+            }
+        })?;
         let output = output
             .canonicalize()
             .unwrap_or_else(|_| output.to_path_buf());
@@ -1591,7 +1626,7 @@ impl Workspaces {
                 "workspace {id} has no snapshot {snapshot:?}; the one it has is: baseline"
             )));
         }
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         if rec.state == State::Creating {
             return Err(CoreError::State(format!(
@@ -1604,16 +1639,47 @@ impl Workspaces {
             process: pyro_vmm::process::ProcessId::current(),
         });
         record::save(&self.paths, &rec)?;
+        match self.reset_inner(env, &mut rec).await {
+            Ok(()) => Ok(view(&rec)),
+            Err(e) => {
+                // Whatever step failed, the VM is gone (or about to be) and
+                // the disk is either the baseline or what it was: a stopped
+                // workspace that can be reset or started again.
+                if let Some(s) = rec
+                    .vm_id
+                    .take()
+                    .and_then(|v| Sandbox::attach(&self.paths, &v).ok())
+                {
+                    let _ = tokio::task::spawn_blocking(move || s.destroy()).await;
+                }
+                rec.state = State::Stopped;
+                rec.operation = None;
+                rec.stopped_at = Some(now_unix());
+                rec.state_reason = Some(
+                    "a reset failed; its disk is either the baseline or what it was before; reset again or start it"
+                        .into(),
+                );
+                rec.last_error = Some(e.to_string());
+                record::save(&self.paths, &rec)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of [`Self::reset`] after the record says `resetting`.
+    async fn reset_inner(&self, env: &Installed, rec: &mut Record) -> Result<(), CoreError> {
         if let Some(s) = rec
             .vm_id
             .as_deref()
             .and_then(|v| Sandbox::attach(&self.paths, v).ok())
         {
-            s.destroy()?;
+            tokio::task::spawn_blocking(move || s.destroy())
+                .await
+                .map_err(|e| CoreError::io("stopping the VM", std::io::Error::other(e)))??;
         }
         rec.vm_id = None;
-        let dir = self.dir(id);
-        let upper = self.upper(&rec);
+        let dir = self.dir(&rec.workspace_id);
+        let upper = self.upper(rec);
         match rec.backend {
             BackendKind::Firecracker => {
                 let new = dir.join("upper.ext4.new");
@@ -1640,37 +1706,25 @@ impl Workspaces {
         rec.command_count = 0;
         rec.last_command = None;
         rec.next_sequence = 1;
-        match self.boot(env, &rec, None).await {
-            Ok(mut sandbox) => {
-                rec.vm_id = Some(sandbox.id().to_owned());
-                rec.state = State::Started;
-                rec.state_reason = None;
-                rec.last_error = None;
-                rec.stopped_at = None;
-                rec.delete_after = None;
-                rec.reset_count += 1;
-                rec.last_reset_at = Some(now_unix());
-                rec.last_activity_at = now_unix();
-                rec.operation = None;
-                record::save(&self.paths, &rec)?;
-                sandbox.keep();
-                Ok(view(&rec))
-            }
-            Err(e) => {
-                rec.state = State::Stopped;
-                rec.operation = None;
-                rec.stopped_at = Some(now_unix());
-                rec.state_reason = Some("reset to the baseline, but its VM did not boot".into());
-                rec.last_error = Some(e.to_string());
-                record::save(&self.paths, &rec)?;
-                Err(e)
-            }
-        }
+        let mut sandbox = self.boot(env, rec, None).await?;
+        rec.vm_id = Some(sandbox.id().to_owned());
+        rec.state = State::Started;
+        rec.state_reason = None;
+        rec.last_error = None;
+        rec.stopped_at = None;
+        rec.delete_after = None;
+        rec.reset_count += 1;
+        rec.last_reset_at = Some(now_unix());
+        rec.last_activity_at = now_unix();
+        rec.operation = None;
+        record::save(&self.paths, rec)?;
+        sandbox.keep();
+        Ok(())
     }
 
     /// Stops the VM (flushing the guest first); the disk is kept.
     pub async fn stop(&self, id: &str) -> Result<View, CoreError> {
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         if rec.state != State::Started {
             return Err(CoreError::State(format!(
@@ -1696,7 +1750,7 @@ impl Workspaces {
 
     /// Boots a stopped workspace again from its disk.
     pub async fn start(&self, env: &Installed, id: &str) -> Result<View, CoreError> {
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id)?;
         if rec.state != State::Stopped {
             return Err(CoreError::State(format!(
@@ -1704,10 +1758,25 @@ impl Workspaces {
                 rec.state.as_str()
             )));
         }
-        let mut sandbox = self.boot(env, &rec, None).await?;
+        rec.operation = Some(Operation {
+            kind: "start".into(),
+            process: pyro_vmm::process::ProcessId::current(),
+        });
+        record::save(&self.paths, &rec)?;
+        let booted = self.boot(env, &rec, None).await;
+        rec.operation = None;
+        let mut sandbox = match booted {
+            Ok(s) => s,
+            Err(e) => {
+                rec.last_error = Some(e.to_string());
+                record::save(&self.paths, &rec)?;
+                return Err(e);
+            }
+        };
         rec.vm_id = Some(sandbox.id().to_owned());
         rec.state = State::Started;
         rec.state_reason = None;
+        rec.last_error = None;
         rec.stopped_at = None;
         rec.delete_after = None;
         rec.last_activity_at = now_unix();
@@ -1721,9 +1790,12 @@ impl Workspaces {
         if !record::valid_id(id) || !self.dir(id).exists() {
             return Err(not_found(id));
         }
-        let _lock = record::lock(&self.paths, id)?;
+        let _lock = record::lock(&self.paths, id).await?;
         let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
-        self.remove(&rec);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.remove(&rec))
+            .await
+            .map_err(|e| CoreError::io("deleting the workspace", std::io::Error::other(e)))?;
         Ok(())
     }
 

@@ -222,14 +222,28 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Takes the workspace's exclusive lock (blocking).
-pub fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
-    paths.lock(&format!("ws-{id}"))
+/// Takes the workspace's exclusive lock (waiting without blocking the async
+/// runtime's threads). An invalid id is refused before it touches a path.
+pub async fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
+    if !valid_id(id) {
+        return Err(CoreError::NotFound(format!(
+            "workspace {id:?} does not exist; `pyro workspace list` shows the ones that do"
+        )));
+    }
+    paths.lock_async(&format!("ws-{id}")).await
 }
 
-/// Tries the workspace's lock without waiting.
+/// Tries the workspace's lock without waiting (`None` when held or when the
+/// id is invalid).
 pub fn try_lock(paths: &Paths, id: &str) -> Option<std::fs::File> {
-    paths.try_lock(&format!("ws-{id}"))
+    valid_id(id)
+        .then(|| paths.try_lock(&format!("ws-{id}")))
+        .flatten()
+}
+
+/// Whether the workspace has a record file (readable or not).
+pub fn exists(paths: &Paths, id: &str) -> bool {
+    valid_id(id) && file(paths, id).exists()
 }
 
 #[cfg(test)]
