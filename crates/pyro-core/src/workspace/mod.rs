@@ -1707,16 +1707,10 @@ impl Workspaces {
         rec.last_command = None;
         rec.next_sequence = 1;
         let mut sandbox = self.boot(env, rec, None).await?;
-        rec.vm_id = Some(sandbox.id().to_owned());
-        rec.state = State::Started;
-        rec.state_reason = None;
-        rec.last_error = None;
-        rec.stopped_at = None;
-        rec.delete_after = None;
+        let now = now_unix();
+        rec.mark_started(sandbox.id(), now);
         rec.reset_count += 1;
-        rec.last_reset_at = Some(now_unix());
-        rec.last_activity_at = now_unix();
-        rec.operation = None;
+        rec.last_reset_at = Some(now);
         record::save(&self.paths, rec)?;
         sandbox.keep();
         Ok(())
@@ -1773,13 +1767,7 @@ impl Workspaces {
                 return Err(e);
             }
         };
-        rec.vm_id = Some(sandbox.id().to_owned());
-        rec.state = State::Started;
-        rec.state_reason = None;
-        rec.last_error = None;
-        rec.stopped_at = None;
-        rec.delete_after = None;
-        rec.last_activity_at = now_unix();
+        rec.mark_started(sandbox.id(), now_unix());
         record::save(&self.paths, &rec)?;
         sandbox.keep();
         Ok(view(&rec))

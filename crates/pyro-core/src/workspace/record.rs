@@ -162,6 +162,18 @@ impl Record {
     pub fn expires_at(&self) -> Option<f64> {
         (self.state == State::Started).then_some(self.last_activity_at + self.ttl_seconds as f64)
     }
+    /// Marks the workspace started on VM `vm_id` at `now`, clearing what a
+    /// stop or a failure left behind.
+    pub fn mark_started(&mut self, vm_id: &str, now: f64) {
+        self.vm_id = Some(vm_id.to_owned());
+        self.state = State::Started;
+        self.state_reason = None;
+        self.last_error = None;
+        self.stopped_at = None;
+        self.delete_after = None;
+        self.operation = None;
+        self.last_activity_at = now;
+    }
 }
 
 /// The directory of all workspaces.
