@@ -6,33 +6,16 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Home, pyro_bin, require_debian12, stderr, stdout};
-use serde_json::Value;
+use common::{Home, json, ok, pyro_bin, require_debian12, stderr, stdout};
 
 fn ws(home: &Home, args: &[&str]) -> Output {
     home.cmd().arg("workspace").args(args).output().unwrap()
 }
 
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}\n{}",
-        o.status.code(),
-        stderr(&o),
-        stdout(&o)
-    );
-    o
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
-
 fn create(home: &Home, extra: &[&str]) -> String {
     let mut args = vec!["create", "debian:12", "--mem-mib", "256", "--id-only"];
     args.extend(extra);
-    stdout(&ok(ws(home, &args))).trim().to_owned()
+    stdout(ok(&ws(home, &args))).trim().to_owned()
 }
 
 #[test]
@@ -54,19 +37,19 @@ fn real_vm_workspace_repro_fix_loop() {
         &home,
         &["--seed-path", seed.to_str().unwrap(), "--name", "repro"],
     );
-    let st = json(&ok(ws(&home, &["status", &id, "--json"])));
+    let st = json(ok(&ws(&home, &["status", &id, "--json"])));
     assert_eq!(
         (st["state"].as_str(), st["execution_mode"].as_str()),
         (Some("started"), Some("guest_vsock"))
     );
     assert_eq!(
-        stdout(&ok(ws(&home, &["file", "read", &id, "message.txt"]))),
+        stdout(ok(&ws(&home, &["file", "read", &id, "message.txt"]))),
         "broken\n"
     );
     let o = ws(&home, &["exec", &id, "--", "./check.sh"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("broken\n"));
-    let p = json(&ok(ws(
+    let p = json(ok(&ws(
         &home,
         &[
             "patch",
@@ -79,17 +62,17 @@ fn real_vm_workspace_repro_fix_loop() {
     )));
     assert_eq!(p["files"][0]["status"], "modified");
     assert_eq!(
-        stdout(&ok(ws(&home, &["exec", &id, "--", "./check.sh"]))),
+        stdout(ok(&ws(&home, &["exec", &id, "--", "./check.sh"]))),
         "fixed\n"
     );
-    let d = json(&ok(ws(&home, &["diff", &id, "--json"])));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
     assert_eq!(d["changed"], true);
     assert!(
         d["patch"].as_str().unwrap().contains("-broken\n+fixed\n"),
         "{d}"
     );
     let out = home.path().join("exported.txt");
-    ok(ws(
+    ok(&ws(
         &home,
         &[
             "export",
@@ -100,7 +83,7 @@ fn real_vm_workspace_repro_fix_loop() {
         ],
     ));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "fixed\n");
-    ok(ws(
+    ok(&ws(
         &home,
         &[
             "exec",
@@ -110,7 +93,7 @@ fn real_vm_workspace_repro_fix_loop() {
         ],
     ));
 
-    let r = json(&ok(ws(&home, &["reset", &id, "--json"])));
+    let r = json(ok(&ws(&home, &["reset", &id, "--json"])));
     assert_eq!(
         (
             r["state"].as_str(),
@@ -119,9 +102,9 @@ fn real_vm_workspace_repro_fix_loop() {
         ),
         (Some("started"), Some(1), Some("repro"))
     );
-    let d = json(&ok(ws(&home, &["diff", &id, "--json"])));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
     assert_eq!(d["changed"], false, "{d}");
-    let o = ok(ws(
+    let o = ws(
         &home,
         &[
             "exec",
@@ -129,9 +112,10 @@ fn real_vm_workspace_repro_fix_loop() {
             "--",
             "test -e /usr/local/bin/mytool && echo kept || echo gone; cat message.txt",
         ],
-    ));
+    );
+    ok(&o);
     assert_eq!(stdout(&o), "gone\nbroken\n");
-    ok(ws(&home, &["delete", &id]));
+    ok(&ws(&home, &["delete", &id]));
     home.assert_clean();
 }
 
@@ -160,15 +144,15 @@ fn real_vm_parallel_workspaces() {
             "branch=beta",
         ],
     );
-    ok(ws(
+    ok(&ws(
         &home,
         &["file", "write", &alpha, "branch.txt", "--text", "alpha\n"],
     ));
-    ok(ws(
+    ok(&ws(
         &home,
         &["file", "write", &beta, "branch.txt", "--text", "beta\n"],
     ));
-    let up = json(&ok(ws(
+    let up = json(ok(&ws(
         &home,
         &["update", &alpha, "--label", "owner=alice", "--json"],
     )));
@@ -177,25 +161,25 @@ fn real_vm_parallel_workspaces() {
         serde_json::json!({"branch": "alpha", "owner": "alice"})
     );
     assert_eq!(
-        stdout(&ok(ws(&home, &["file", "read", &alpha, "branch.txt"]))),
+        stdout(ok(&ws(&home, &["file", "read", &alpha, "branch.txt"]))),
         "alpha\n"
     );
     assert_eq!(
-        stdout(&ok(ws(&home, &["file", "read", &beta, "branch.txt"]))),
+        stdout(ok(&ws(&home, &["file", "read", &beta, "branch.txt"]))),
         "beta\n"
     );
     assert_eq!(
-        stdout(&ok(ws(
+        stdout(ok(&ws(
             &home,
             &["exec", &beta, "--", "cat note.txt branch.txt"]
         ))),
         "shared\nbeta\n"
     );
-    ok(ws(
+    ok(&ws(
         &home,
         &["exec", &alpha, "--", "echo busy > activity.txt"],
     ));
-    let list = json(&ok(ws(&home, &["list", "--json"])));
+    let list = json(ok(&ws(&home, &["list", "--json"])));
     let ids: Vec<&str> = list["workspaces"]
         .as_array()
         .unwrap()
@@ -208,7 +192,7 @@ fn real_vm_parallel_workspaces() {
         "most recently active first"
     );
     for id in [&alpha, &beta] {
-        ok(ws(&home, &["delete", id]));
+        ok(&ws(&home, &["delete", id]));
     }
     home.assert_clean();
 }

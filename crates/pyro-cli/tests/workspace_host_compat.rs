@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Home, require_debian12, stderr, stdout};
+use common::{Home, json, ok, require_debian12, stderr, stdout};
 use serde_json::Value;
 
 fn filters(home: &Home) -> Vec<(String, String)> {
@@ -41,22 +41,6 @@ fn ws(home: &Home, args: &[&str]) -> Output {
         .env("PYRO_BACKEND", "host-compat")
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> &Output {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}\n{}",
-        o.status.code(),
-        stderr(o),
-        stdout(o)
-    );
-    o
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
 }
 
 fn create(home: &Home, extra: &[&str]) -> String {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::Paths;
+use pyro_env::which;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -434,28 +435,10 @@ fn disk(name: &str, dir: &Path) -> Check {
 }
 
 fn build_tools() -> Check {
-    let mut missing = Vec::new();
-    for (tool, package) in [
-        ("mmdebstrap", "mmdebstrap"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("make", "make"),
-        ("gcc", "gcc"),
-        ("bc", "bc"),
-        ("bison", "bison"),
-        ("flex", "flex"),
-        ("patch", "patch"),
-        ("xz", "xz-utils"),
-        ("python3", "python3"),
-    ] {
-        if which(tool).is_none() {
-            missing.push(package);
-        }
-    }
-    if !Path::new(pyro_env::kernel::SOURCE_TARBALL).exists() {
-        missing.push(pyro_env::kernel::SOURCE_PACKAGE);
-    }
-    if !Path::new("/usr/include/libelf.h").exists() {
-        missing.push("libelf-dev");
+    let mut missing = pyro_env::missing_build_packages();
+    // The Firecracker download runs `python3 -m pip`.
+    if which("python3").is_none() {
+        missing.push("python3");
     }
     if missing.is_empty() {
         check(
@@ -475,13 +458,6 @@ fn build_tools() -> Check {
             Some(format!("apt-get install {}", missing.join(" "))),
         )
     }
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

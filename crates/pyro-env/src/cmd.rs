@@ -1,25 +1,31 @@
 //! Running build commands with their output appended to a log file.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::EnvError;
 
-/// Whether `program` is on `PATH` (or an existing path).
-pub fn have(program: &str) -> bool {
+/// Where `program` is: itself if it names an existing path, else the first
+/// executable file of that name on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
-        return Path::new(program).exists();
+        return Path::new(program).exists().then(|| PathBuf::from(program));
     }
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            let p = d.join(program);
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(program))
+        .find(|p| {
             p.is_file()
-                && std::fs::metadata(&p).is_ok_and(|m| {
+                && std::fs::metadata(p).is_ok_and(|m| {
                     std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
                 })
         })
-    })
+}
+
+/// Whether `program` is on `PATH` (or an existing path).
+pub fn have(program: &str) -> bool {
+    which(program).is_some()
 }
 
 /// Fails with an install hint when `program` is missing.

@@ -144,30 +144,49 @@ pub fn ensure(
     Ok((build(cache, &key, &version, progress)?, true))
 }
 
+/// The programs the kernel build runs, with the Debian package of each.
+pub const BUILD_TOOLS: &[(&str, &str)] = &[
+    ("dpkg-query", "dpkg"),
+    ("tar", "tar"),
+    ("xz", "xz-utils"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("bc", "bc"),
+    ("bison", "bison"),
+    ("flex", "flex"),
+    ("patch", "patch"),
+    ("perl", "perl"),
+];
+const LIBELF_HEADER: &str = "/usr/include/libelf.h";
+const LIBELF_PACKAGE: &str = "libelf-dev";
+
+/// The packages of the kernel build's non-program inputs (the source
+/// tarball, the libelf header) that are missing.
+pub fn missing_inputs() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if !Path::new(SOURCE_TARBALL).is_file() {
+        missing.push(SOURCE_PACKAGE);
+    }
+    if !Path::new(LIBELF_HEADER).exists() {
+        missing.push(LIBELF_PACKAGE);
+    }
+    missing
+}
+
 fn build(
     cache: &Cache,
     key: &str,
     version: &str,
     progress: &dyn Progress,
 ) -> Result<Kernel, EnvError> {
-    for (tool, package) in [
-        ("tar", "tar"),
-        ("xz", "xz-utils"),
-        ("make", "make"),
-        ("gcc", "gcc"),
-        ("bc", "bc"),
-        ("bison", "bison"),
-        ("flex", "flex"),
-        ("patch", "patch"),
-        ("perl", "perl"),
-    ] {
+    for (tool, package) in BUILD_TOOLS {
         require(tool, package, "build the guest kernel")?;
     }
-    if !Path::new("/usr/include/libelf.h").exists() {
+    if !Path::new(LIBELF_HEADER).exists() {
         return Err(EnvError::MissingTool {
             tool: "libelf.h".into(),
             purpose: "build the guest kernel".into(),
-            package: "libelf-dev".into(),
+            package: LIBELF_PACKAGE.into(),
         });
     }
     if !Path::new(SOURCE_TARBALL).is_file() {

@@ -24,7 +24,21 @@ mod cmd;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{CATALOG, CATALOG_VERSION, EnvSpec, PLATFORM};
+pub use cmd::which;
 pub use install::{EnvStatus, Installed};
+
+/// The Debian packages `env pull` needs that this host lacks (for the
+/// rootfs and kernel builds), empty when a build can run.
+pub fn missing_build_packages() -> Vec<&'static str> {
+    let mut missing: Vec<&'static str> = rootfs::BUILD_TOOLS
+        .iter()
+        .chain(kernel::BUILD_TOOLS)
+        .filter(|(tool, _)| !cmd::have(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    missing.extend(kernel::missing_inputs());
+    missing
+}
 
 /// Everything that can go wrong with environments.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,11 @@ const DPKG_EXCLUDES: [&str; 5] = [
     "path-exclude=/usr/share/info/*",
 ];
 
+/// The programs the rootfs build runs, with the Debian package of each.
+pub const BUILD_TOOLS: &[(&str, &str)] = &[MMDEBSTRAP, MKFS_EXT4];
+const MMDEBSTRAP: (&str, &str) = ("mmdebstrap", "mmdebstrap");
+const MKFS_EXT4: (&str, &str) = ("mkfs.ext4", "e2fsprogs");
+
 /// Builds the Debian tree for `spec` at `tree` (which must not exist).
 pub fn build_tree(
     spec: &EnvSpec,
@@ -27,8 +32,8 @@ pub fn build_tree(
     progress: &dyn Progress,
 ) -> Result<(), EnvError> {
     require(
-        "mmdebstrap",
-        "mmdebstrap",
+        MMDEBSTRAP.0,
+        MMDEBSTRAP.1,
         "build environment root filesystems",
     )?;
     progress.step(&format!(
@@ -90,7 +95,7 @@ pub fn customize_tree(spec: &EnvSpec, tree: &Path, agent: &AgentBinary) -> Resul
 
 /// Packs `tree` into a read-only ext4 image at `image`; returns its size.
 pub fn make_image(tree: &Path, image: &Path, log: &Path) -> Result<u64, EnvError> {
-    require("mkfs.ext4", "e2fsprogs", "build environment images")?;
+    require(MKFS_EXT4.0, MKFS_EXT4.1, "build environment images")?;
     let (bytes, files) = tree_usage(tree);
     // ext4 metadata and block rounding need headroom; the base is read-only,
     // so no free space is needed beyond that.

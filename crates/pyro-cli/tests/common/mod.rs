@@ -147,3 +147,21 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Asserts that the command succeeded, showing both streams if not.
+pub fn ok(o: &std::process::Output) -> &std::process::Output {
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}\n{}",
+        o.status.code(),
+        stderr(o),
+        stdout(o)
+    );
+    o
+}
+
+/// The command's stdout as JSON.
+pub fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}

@@ -128,7 +128,9 @@ pub fn git_tracked(dir: &Path) -> Result<BTreeSet<PathBuf>, CoreError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["ls-files", "-z", "--cached", "--full-name"])
+        // Without --full-name, names are relative to `dir` and only those
+        // under it are listed.
+        .args(["ls-files", "-z", "--cached"])
         .output()
         .map_err(|e| {
             CoreError::invalid(format!(
@@ -142,27 +144,11 @@ pub fn git_tracked(dir: &Path) -> Result<BTreeSet<PathBuf>, CoreError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    // ls-files names are relative to the repository root; map them to `dir`.
-    let top = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "--show-toplevel"])
-        .output()
-        .ok();
-    let top = top
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_else(|| dir.to_path_buf());
-    let prefix = dir
-        .strip_prefix(&top)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
     Ok(out
         .stdout
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
-        .filter_map(|p| p.strip_prefix(&prefix).ok().map(Path::to_path_buf))
         .collect())
 }
 
@@ -223,6 +209,11 @@ mod tests {
         git(&["add", "src/main.rs"]);
         let tracked = git_tracked(&repo).unwrap();
         assert_eq!(tracked, [PathBuf::from("src/main.rs")].into());
+        assert_eq!(
+            git_tracked(&repo.join("src")).unwrap(),
+            [PathBuf::from("main.rs")].into(),
+            "names are relative to the seed directory"
+        );
         let prep = prepare(&paths(tmp.path()), &repo, SeedMode::GitTracked).unwrap();
         assert_eq!(prep.entries, 2, "src and src/main.rs");
     }
