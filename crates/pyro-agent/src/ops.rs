@@ -75,6 +75,24 @@ pub async fn extract<S: AsyncRead + AsyncWrite + Unpin>(
     .await
 }
 
+/// Runs `produce` on a blocking thread, streams what it writes as data
+/// frames, then answers with its result.
+async fn stream_out<W, T, F>(
+    wr: &mut W,
+    produce: F,
+    answer: impl FnOnce(T) -> Response,
+) -> Result<(), String>
+where
+    W: AsyncWrite + Unpin,
+    T: Send + 'static,
+    F: FnOnce(ChunkWriter) -> Result<T, AgentError> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    let job = tokio::task::spawn_blocking(move || produce(ChunkWriter::new(tx)));
+    pump_out(wr, rx).await.map_err(|e| e.to_string())?;
+    finish(wr, joined(job.await).map(answer)).await
+}
+
 /// `CreateArchive`: stream a tar of one path.
 pub async fn create_archive<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
@@ -85,19 +103,14 @@ pub async fn create_archive<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(p) => p,
         Err(e) => return finish(&mut wr, Err(e)).await,
     };
-    let (tx, rx) = mpsc::channel(16);
-    let job = tokio::task::spawn_blocking(move || {
-        pyro_archive::create(&resolved, ChunkWriter::new(tx)).map_err(AgentError::from)
-    });
-    pump_out(&mut wr, rx).await.map_err(|e| e.to_string())?;
-    let result = joined(job.await);
-    finish(
+    stream_out(
         &mut wr,
-        result.map(|(kind, entries, bytes)| Response::Archived {
+        move |w| pyro_archive::create(&resolved, w).map_err(AgentError::from),
+        |(kind, entries, bytes)| Response::Archived {
             kind,
             entries,
             bytes,
-        }),
+        },
     )
     .await
 }
@@ -113,19 +126,14 @@ pub async fn read_files<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(p) => p,
         Err(e) => return finish(&mut wr, Err(e)).await,
     };
-    let (tx, rx) = mpsc::channel(16);
-    let job = tokio::task::spawn_blocking(move || {
-        pyro_archive::create_selected(&root, &paths, ChunkWriter::new(tx)).map_err(AgentError::from)
-    });
-    pump_out(&mut wr, rx).await.map_err(|e| e.to_string())?;
-    let result = joined(job.await);
-    finish(
+    stream_out(
         &mut wr,
-        result.map(|n| Response::Archived {
+        move |w| pyro_archive::create_selected(&root, &paths, w).map_err(AgentError::from),
+        |n| Response::Archived {
             kind: EntryKind::Directory,
             entries: n,
             bytes: 0,
-        }),
+        },
     )
     .await
 }
@@ -137,20 +145,21 @@ pub async fn read_file<S: AsyncRead + AsyncWrite + Unpin>(
     max_bytes: u64,
 ) -> Result<(), String> {
     let (_rd, mut wr) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel(16);
-    let job = tokio::task::spawn_blocking(move || -> Result<Response, AgentError> {
-        let (f, size, mode) = files::open_regular(&path)?;
-        let mut w = ChunkWriter::new(tx);
-        std::io::copy(&mut f.take(max_bytes), &mut w)
-            .map_err(|e| AgentError::new(ErrorKind::Io, format!("reading {path}: {e}")))?;
-        Ok(Response::FileRead {
+    stream_out(
+        &mut wr,
+        move |mut w| {
+            let (f, size, mode) = files::open_regular(&path)?;
+            std::io::copy(&mut f.take(max_bytes), &mut w)
+                .map_err(|e| AgentError::new(ErrorKind::Io, format!("reading {path}: {e}")))?;
+            Ok((size, mode))
+        },
+        |(size, mode)| Response::FileRead {
             size,
             truncated: size > max_bytes,
             mode,
-        })
-    });
-    pump_out(&mut wr, rx).await.map_err(|e| e.to_string())?;
-    finish(&mut wr, joined(job.await)).await
+        },
+    )
+    .await
 }
 
 /// `WriteFile`: the content follows as data frames.

@@ -159,6 +159,19 @@ impl CoreError {
     }
 }
 
+/// Writes `value` as pretty JSON to `path` atomically; `context` says what is
+/// being saved, for the error.
+pub(crate) fn save_json<T: Serialize>(
+    path: &std::path::Path,
+    value: &T,
+    context: &str,
+) -> Result<(), CoreError> {
+    let body = serde_json::to_vec_pretty(value)
+        .map_err(|e| CoreError::io(context, std::io::Error::other(e)))?;
+    pyro_env::write_atomic(path, &body)
+        .map_err(|e| CoreError::io(context, std::io::Error::other(e.to_string())))
+}
+
 /// Checks that `v` lies in `lo..=hi`; the error names the flag and the rule.
 pub fn check_range<T: PartialOrd + std::fmt::Display>(
     flag: &str,
@@ -173,10 +186,7 @@ pub fn check_range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> f64 {
-    pyro_env::now_unix()
-}
+pub use pyro_env::now_unix;
 
 /// `n` random bytes as lowercase hex (from the kernel's CSPRNG).
 pub fn random_hex(n: usize) -> String {

@@ -106,13 +106,11 @@ impl VmRecord {
 
     /// Writes the record atomically.
     pub fn save(&self, paths: &Paths) -> Result<(), CoreError> {
-        let body = serde_json::to_vec_pretty(self).unwrap_or_default();
-        pyro_env::write_atomic(&Self::file(paths, &self.id), &body).map_err(|e| {
-            CoreError::io(
-                format!("saving the record of sandbox {}", self.id),
-                std::io::Error::other(e.to_string()),
-            )
-        })
+        crate::save_json(
+            &Self::file(paths, &self.id),
+            self,
+            &format!("saving the record of sandbox {}", self.id),
+        )
     }
 
     /// Reads a record; `None` if missing or unreadable.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::agent::AgentBinary;
 use crate::kernel::{self, Kernel};
 use crate::{
-    CATALOG, CATALOG_VERSION, Cache, EnvError, EnvSpec, PLATFORM, Progress, now_unix, rootfs,
-    sha256_file, write_atomic,
+    CATALOG, CATALOG_VERSION, Cache, EnvError, EnvSpec, PLATFORM, Progress, now_unix,
+    remove_matching, rootfs, sha256_file, write_atomic,
 };
 
 /// Version of the on-disk environment layout.
@@ -388,28 +388,6 @@ fn build_fresh(
         .map_err(|e| EnvError::io(format!("installing {}", dir.display()), e))?;
     actions.push(format!("built the {} root filesystem", spec.name));
     Ok(manifest)
-}
-
-/// Deletes entries of `dir` whose names start with any of `prefixes`.
-fn remove_matching(dir: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if prefixes.iter().any(|p| name.starts_with(p)) {
-                let p = e.path();
-                let ok = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                if ok.is_ok() {
-                    removed.push(p);
-                }
-            }
-        }
-    }
-    removed
 }
 
 /// Deletes what no valid install uses: partial builds, environments that

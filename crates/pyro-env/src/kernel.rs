@@ -200,14 +200,7 @@ fn build(
     std::fs::create_dir_all(&kernels)
         .map_err(|e| EnvError::io(format!("creating {}", kernels.display()), e))?;
     // We hold the kernel lock: any other build directory is a leftover.
-    if let Ok(entries) = std::fs::read_dir(&kernels) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".build-") || name.starts_with(".staging-") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
+    crate::remove_matching(&kernels, &[".build-", ".staging-"]);
     let started = Instant::now();
     let work = tempfile::Builder::new()
         .prefix(&format!(".build-{key}-"))

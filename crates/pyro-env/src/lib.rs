@@ -236,6 +236,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EnvError> {
     Ok(())
 }
 
+/// Deletes entries of `dir` whose names start with any of `prefixes`.
+pub(crate) fn remove_matching(dir: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                let p = e.path();
+                let ok = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                if ok.is_ok() {
+                    removed.push(p);
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String, EnvError> {
     pyro_vmm::sha256_file(path).map_err(|e| EnvError::io(format!("reading {}", path.display()), e))

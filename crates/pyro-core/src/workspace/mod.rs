@@ -1188,16 +1188,11 @@ impl Workspaces {
             stdout: String::new(),
             stderr: String::new(),
         };
-        pyro_env::write_atomic(
+        crate::save_json(
             &logs.join(format!("{seq:06}.json")),
-            &serde_json::to_vec_pretty(&entry).unwrap_or_default(),
-        )
-        .map_err(|e| {
-            CoreError::io(
-                "writing the command log",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+            &entry,
+            "writing the command log",
+        )?;
         {
             let _lock = record::lock(&self.paths, id).await?;
             // A reset in the meantime cleared the history this command

@@ -203,13 +203,11 @@ pub fn load(paths: &Paths, id: &str) -> Option<Record> {
 
 /// Writes a record atomically.
 pub fn save(paths: &Paths, rec: &Record) -> Result<(), CoreError> {
-    let body = serde_json::to_vec_pretty(rec).unwrap_or_default();
-    pyro_env::write_atomic(&file(paths, &rec.workspace_id), &body).map_err(|e| {
-        CoreError::io(
-            format!("saving workspace {}", rec.workspace_id),
-            std::io::Error::other(e.to_string()),
-        )
-    })
+    crate::save_json(
+        &file(paths, &rec.workspace_id),
+        rec,
+        &format!("saving workspace {}", rec.workspace_id),
+    )
 }
 
 /// Ids of every workspace directory, sorted.
