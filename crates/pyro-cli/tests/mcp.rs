@@ -282,6 +282,15 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert!(e.contains("outside the host directories"), "{e}");
+    // A `..` below a directory still to be made would climb out of the
+    // checked one once that is created.
+    let e = err(
+        &client,
+        "workspace_export",
+        json!({"workspace_id": id, "path": "/workspace", "output_path": "new/../../escaped"}),
+    )
+    .await;
+    assert!(e.contains("has `..` after a directory"), "{e}");
     let e = err(
         &client,
         "workspace_file_read",

@@ -603,19 +603,26 @@ impl PyroServer {
         Ok(canon)
     }
 
+    /// A path to create, under the allowed roots. Its existing part is
+    /// resolved (symlinks included) and checked; the part still to be made
+    /// must be plain names, since a `..` there would climb out of the
+    /// checked directory once the names before it are created.
     fn confine_new(&self, what: &str, p: &str) -> Result<PathBuf, String> {
         let path = self.ctx.options.cwd.join(p);
-        if std::fs::symlink_metadata(&path).is_ok() {
-            return Err(format!(
-                "{what} {} already exists; give a new path",
-                path.display()
-            ));
-        }
         let mut probe = path.parent().map(PathBuf::from).unwrap_or_default();
         while !probe.exists() {
             if !probe.pop() {
                 break;
             }
+        }
+        let to_make = path.strip_prefix(&probe).unwrap_or(&path);
+        if to_make
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "{what} {p:?} has `..` after a directory that does not exist yet; give a path without it"
+            ));
         }
         let canon = probe
             .canonicalize()
