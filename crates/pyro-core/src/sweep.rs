@@ -3,8 +3,10 @@
 //! cgroups without a sandbox, and Firecracker or host-compat processes that
 //! belong to none of the live sandboxes.
 //!
-//! Runs at the start of every pyro command, under the same lock that guards
-//! sandbox creation, so it never races a sandbox being set up.
+//! Runs at the start of every pyro command (for `pyro mcp serve`, once when
+//! it starts). Workspaces are brought up to date first, each under its own
+//! lock; the sandbox pass then runs under the lock that guards sandbox
+//! creation, so it never races a sandbox being set up.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -55,8 +57,8 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             },
             None => {
                 // No readable record (creation writes it under this lock, so
-                // this is debris): kill what runs from it, then delete it.
-                kill_matching(paths, &id, &mut report);
+                // this is debris): delete it. What still runs from it is not
+                // live, so the process pass below kills it.
                 let dir = paths.vm_dir(&id);
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => report
@@ -107,24 +109,13 @@ pub fn sweep(paths: &Paths) -> SweepReport {
     report
 }
 
-fn kill_matching(paths: &Paths, id: &str, report: &mut SweepReport) {
-    for (pid, owner) in our_processes(paths) {
-        if owner == id
-            && let Some(p) = ProcessId::of(pid)
-            && !p.kill_and_wait(Duration::from_secs(5))
-        {
-            report
-                .problems
-                .push(format!("process {pid} of sandbox {id} did not exit"));
-        }
-    }
-}
-
 /// Processes that belong to this state directory's sandboxes: jailed
 /// Firecracker (in one of our cgroups, or chrooted under the jail base when
 /// that is visible from here: the jailer's mount namespace usually hides
-/// it), unjailed Firecracker and host-compat launchers (sockets under the
-/// sandbox directories on their command line). Returns (pid, sandbox id).
+/// it), unjailed Firecracker and host-compat launchers (the socket they
+/// serve, `--api-sock` or `--socket`, is under a sandbox directory; any
+/// other process that merely names a file there, such as a `tail -f` of a
+/// console log, is not ours). Returns (pid, sandbox id).
 fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
     let jail_root = paths.jail_base().join("firecracker");
     let vms = paths.vms_dir();
@@ -151,17 +142,24 @@ fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
             out.push((pid, id));
             continue;
         }
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            for arg in cmdline.split(|b| *b == 0) {
-                let arg = PathBuf::from(String::from_utf8_lossy(arg).into_owned());
-                if let Some(id) = id_under(&arg, &vms) {
-                    out.push((pid, id));
-                    break;
-                }
-            }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline"))
+            && let Some(id) = served_socket_id(&cmdline, &vms)
+        {
+            out.push((pid, id));
         }
     }
     out
+}
+
+/// The sandbox whose directory under `vms` holds the socket a command line
+/// serves (the value of `--api-sock` or `--socket`).
+fn served_socket_id(cmdline: &[u8], vms: &Path) -> Option<String> {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.windows(2).find_map(|w| {
+        matches!(w[0], b"--api-sock" | b"--socket")
+            .then(|| PathBuf::from(String::from_utf8_lossy(w[1]).into_owned()))
+            .and_then(|p| id_under(&p, vms))
+    })
 }
 
 /// The first component of `path` below `base`, if `path` is under `base`.
@@ -266,5 +264,18 @@ mod tests {
             Some("abc")
         );
         assert_eq!(id_under(Path::new("/other/abc"), base), None);
+    }
+
+    #[test]
+    fn only_the_served_socket_makes_a_process_ours() {
+        let vms = Path::new("/s/vms");
+        let fc = b"firecracker\0--api-sock\0/s/vms/abc/api.sock\0";
+        assert_eq!(served_socket_id(fc, vms).as_deref(), Some("abc"));
+        let agent =
+            b"pyro-agent\0host-compat\0--lower\0/c/rootfs\0--socket\0/s/vms/def/agent.sock\0";
+        assert_eq!(served_socket_id(agent, vms).as_deref(), Some("def"));
+        // Someone reading a sandbox's log is not part of the sandbox.
+        let tail = b"tail\0-f\0/s/vms/abc/console.log\0";
+        assert_eq!(served_socket_id(tail, vms), None);
     }
 }
