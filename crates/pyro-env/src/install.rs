@@ -212,6 +212,9 @@ pub struct PullReport {
     pub seconds: f64,
 }
 
+/// The lock around installing or pruning Firecracker.
+const FIRECRACKER_LOCK: &str = "firecracker";
+
 /// Makes `spec` available: Firecracker, the kernel, and the base image with
 /// `agent` baked in. A no-op when everything is installed and current.
 pub fn pull(
@@ -224,6 +227,8 @@ pub fn pull(
     let mut actions = Vec::new();
     let _lock = cache.lock(&spec.slug())?;
 
+    // Pulls of different environments share one Firecracker install.
+    let fc_lock = cache.lock(FIRECRACKER_LOCK)?;
     let overridden = std::env::var_os(pyro_vmm::binaries::FIRECRACKER_ENV).is_some()
         && std::env::var_os(pyro_vmm::binaries::JAILER_ENV).is_some();
     if !overridden && pyro_vmm::binaries::locate(cache.root()).is_err() {
@@ -234,6 +239,7 @@ pub fn pull(
             pyro_vmm::binaries::FIRECRACKER_VERSION
         ));
     }
+    drop(fc_lock);
 
     let (kernel, built) = kernel::ensure(cache, spec.name, progress)?;
     if built {
@@ -406,9 +412,20 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let spec = CATALOG.iter().find(|s| s.slug() == name);
-            let _lock = match spec {
-                Some(s) => Some(cache.lock(&s.slug())?),
-                None => None,
+            // A pull's staging or trash directory belongs to that pull
+            // while one runs: skip it then, never wait for a build.
+            let pull_debris_of = CATALOG.iter().find(|s| {
+                [".staging-", ".trash-"]
+                    .iter()
+                    .any(|p| name.starts_with(&format!("{p}{}-", s.slug())))
+            });
+            let _lock = match (spec, pull_debris_of) {
+                (Some(s), _) => Some(cache.lock(&s.slug())?),
+                (None, Some(s)) => match cache.try_lock(&s.slug())? {
+                    Some(lock) => Some(lock),
+                    None => continue,
+                },
+                (None, None) => None,
             };
             let valid = spec.is_some_and(|s| {
                 read_manifest(&path).is_some_and(|m| {
@@ -448,6 +465,7 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
         }
     }
     let fcdir = cache.root().join("firecracker");
+    let _fc_lock = cache.lock(FIRECRACKER_LOCK)?;
     if let Ok(rd) = std::fs::read_dir(&fcdir) {
         for e in rd.flatten() {
             if e.file_name() != pyro_vmm::binaries::FIRECRACKER_VERSION
@@ -577,5 +595,23 @@ mod tests {
         assert!(keep.join("environment.json").exists());
         assert!(cache.kernels_dir().join("k1/vmlinux").exists());
         assert!(prune(&cache).unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_leaves_a_running_pull_its_staging_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        let staging = cache
+            .environments_dir()
+            .join(".staging-debian_12-4.0.0-busy");
+        std::fs::create_dir_all(&staging).unwrap();
+        // A pull of debian:12 holds its lock (from another open file, as
+        // another process would).
+        let pulling = cache.lock("debian_12-4.0.0").unwrap();
+        assert!(prune(&cache).unwrap().is_empty());
+        assert!(staging.is_dir(), "a running build lost its staging tree");
+        drop(pulling);
+        assert_eq!(prune(&cache).unwrap(), std::slice::from_ref(&staging));
+        assert!(!staging.exists());
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! ```text
 //! <cache>/firecracker/<version>/{firecracker,jailer}
-//! <cache>/kernels/<key>/{vmlinux,config,kernel.json}
-//! <cache>/environments/<slug>-<version>/{rootfs.ext4,rootfs/,environment.json}
+//! <cache>/kernels/<key>/{vmlinux,config,kernel.json,build.log}
+//! <cache>/environments/<name>-<version>/{rootfs.ext4,rootfs/,environment.json}
 //! <cache>/locks/*.lock
 //! ```
 
@@ -183,10 +183,21 @@ impl Cache {
         self.root.join("environments")
     }
 
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{name}.lock"))
+    }
+
     /// Takes the named exclusive lock (blocking), creating the lock file.
     pub fn lock(&self, name: &str) -> Result<std::fs::File, EnvError> {
-        let path = self.root.join("locks").join(format!("{name}.lock"));
+        let path = self.lock_path(name);
         lock_file(&path).map_err(|e| EnvError::io(format!("locking {}", path.display()), e))
+    }
+
+    /// Takes the named lock if it is free (`None` when another process
+    /// holds it).
+    pub fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, EnvError> {
+        let path = self.lock_path(name);
+        try_lock_file(&path).map_err(|e| EnvError::io(format!("locking {}", path.display()), e))
     }
 }
 
