@@ -188,7 +188,8 @@ pub fn check_range<T: PartialOrd + std::fmt::Display>(
 
 pub use pyro_env::now_unix;
 
-/// `n` random bytes as lowercase hex (from the kernel's CSPRNG).
+/// `n` random bytes as lowercase hex (from the kernel's CSPRNG). Panics if
+/// that source fails other than by an interrupted call.
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     let mut filled = 0;
@@ -198,6 +199,14 @@ pub fn random_hex(n: usize) -> String {
         let r = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), n - filled, 0) };
         if r > 0 {
             filled += r as usize;
+        } else if r < 0 {
+            let e = std::io::Error::last_os_error();
+            // Only an interrupted call is worth retrying; anything else
+            // (no getrandom under a seccomp filter) would spin forever.
+            assert!(
+                e.kind() == std::io::ErrorKind::Interrupted,
+                "the kernel's random source failed: {e}"
+            );
         }
     }
     hex::encode(buf)

@@ -226,8 +226,9 @@ impl Sandbox {
     }
 
     async fn boot_firecracker(&mut self, spec: &SandboxSpec<'_>) -> Result<Hello, CoreError> {
+        use pyro_vmm::binaries::{FIRECRACKER, JAILER, locate_one};
         let cache = self.paths.cache().clone();
-        let bins = pyro_vmm::binaries::locate(cache.root())?;
+        let firecracker = locate_one(cache.root(), FIRECRACKER)?;
         spec.env.verify_kernel()?;
         let dir = self.paths.vm_dir(&self.record.id);
         let upper = spec.upper.clone().unwrap_or_else(|| dir.join("upper.ext4"));
@@ -237,7 +238,8 @@ impl Sandbox {
                 let parent = self.paths.cgroup_parent();
                 self.record.cgroup_parent = Some(parent.clone());
                 Some(JailSpec {
-                    jailer: bins.jailer.path.clone(),
+                    // Only a jailed launch (as root) needs the jailer.
+                    jailer: locate_one(cache.root(), JAILER)?.path,
                     chroot_base: self.paths.jail_base(),
                     uid,
                     gid: uid,
@@ -254,7 +256,7 @@ impl Sandbox {
         ];
         let launch = LaunchSpec {
             id: self.record.id.clone(),
-            firecracker: bins.firecracker.path.clone(),
+            firecracker: firecracker.path,
             kernel: spec.env.kernel_image(),
             base_image: spec.env.rootfs_image(),
             upper_disk: upper,

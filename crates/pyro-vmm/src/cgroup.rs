@@ -79,9 +79,9 @@ pub fn list_ids(root: &Path, parent: &str) -> Vec<String> {
 }
 
 /// Removes the VM's groups in every hierarchy. A group can stay busy for a
-/// moment after its last member was reaped, so busy groups are retried
-/// briefly; fails (naming the directory and what is still in it) only if a
-/// group keeps holding processes.
+/// moment after its last member was reaped, so busy groups are retried for
+/// up to 5 s; fails naming the directory, the error and the processes still
+/// in it when a group stays busy or cannot be removed at all.
 pub fn remove(root: &Path, parent: &str, id: &str) -> Result<(), String> {
     let mut failed = Vec::new();
     for dir in parent_dirs(root, parent) {
@@ -100,12 +100,14 @@ pub fn remove(root: &Path, parent: &str, id: &str) -> Result<(), String> {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(e) => {
-                    let tasks = std::fs::read_to_string(group.join("tasks")).unwrap_or_default();
-                    let tasks: Vec<&str> = tasks.split_whitespace().collect();
+                    // `cgroup.procs` exists in v1 and v2 (`tasks` only in v1).
+                    let procs =
+                        std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+                    let procs: Vec<&str> = procs.split_whitespace().collect();
                     failed.push(format!(
-                        "{}: {e} (tasks: {})",
+                        "{}: {e} (processes: {})",
                         group.display(),
-                        tasks.join(" ")
+                        procs.join(" ")
                     ));
                     break;
                 }

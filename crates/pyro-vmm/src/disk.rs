@@ -16,6 +16,15 @@ use crate::VmmError;
 pub fn create_upper_disk(path: &Path, size_mib: u64) -> Result<(), VmmError> {
     let f =
         File::create(path).map_err(|e| VmmError::io(format!("creating {}", path.display()), e))?;
+    let made = format_upper_disk(f, path, size_mib);
+    if made.is_err() {
+        // Whatever step failed, no half-made disk stays behind.
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+fn format_upper_disk(f: File, path: &Path, size_mib: u64) -> Result<(), VmmError> {
     f.set_len(size_mib << 20)
         .map_err(|e| VmmError::io(format!("sizing {}", path.display()), e))?;
     drop(f);
@@ -31,7 +40,6 @@ pub fn create_upper_disk(path: &Path, size_mib: u64) -> Result<(), VmmError> {
             )
         })?;
     if !out.status.success() {
-        let _ = std::fs::remove_file(path);
         return Err(VmmError::io(
             format!("mkfs.ext4 {}", path.display()),
             std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
