@@ -85,11 +85,13 @@ async fn tools_list_per_profile() {
         let client = connect(&home, home.path(), &["--profile", profile], "host-compat").await;
         let info = client.peer_info().unwrap();
         assert_eq!(info.server_info.as_ref().unwrap().name, "pyro");
-        assert!(
-            info.instructions
-                .as_deref()
-                .unwrap()
-                .contains("workspace_create")
+        // The instructions speak only of tools the profile has.
+        let instructions = info.instructions.as_deref().unwrap();
+        assert!(instructions.contains("vm_run"), "{instructions}");
+        assert_eq!(
+            instructions.contains("workspace_create"),
+            profile != "vm-run",
+            "{profile}: {instructions}"
         );
         let tools = client.list_all_tools().await.unwrap();
         let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
@@ -273,6 +275,17 @@ async fn errors_are_tool_errors_with_the_rule() {
             && e.contains("--allow-root"),
         "{e}"
     );
+    // The schema's bounds hold although serde does not check them.
+    let e = err(
+        &client,
+        "vm_run",
+        json!({"command": "true", "timeout_seconds": 7200}),
+    )
+    .await;
+    assert!(
+        e.contains("timeout_seconds must be between 1 and 3600"),
+        "{e}"
+    );
     let ws = ok(&client, "workspace_create", json!({})).await;
     let id = ws["workspace_id"].as_str().unwrap().to_owned();
     let e = err(
@@ -291,6 +304,33 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert!(e.contains("has `..` after a directory"), "{e}");
+    // Size limits are worded for the tools, not the CLI.
+    ok(
+        &client,
+        "workspace_file_write",
+        json!({"workspace_id": id, "path": "hundred.txt", "text": "x".repeat(100)}),
+    )
+    .await;
+    let e = err(
+        &client,
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "hundred.txt", "max_bytes": 10}),
+    )
+    .await;
+    assert!(
+        e.contains("larger than max_bytes (10); raise max_bytes (up to 1048576)"),
+        "{e}"
+    );
+    let e = err(
+        &client,
+        "workspace_file_write",
+        json!({"workspace_id": id, "path": "big.txt", "text": "x".repeat((1 << 20) + 1)}),
+    )
+    .await;
+    assert!(
+        e.contains("above the 1048576 bytes workspace_file_write takes") && !e.contains("--"),
+        "{e}"
+    );
     let e = err(
         &client,
         "workspace_file_read",

@@ -36,15 +36,21 @@ pub enum Profile {
 }
 
 impl Profile {
-    /// Parses a profile name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "vm-run" => Ok(Self::VmRun),
-            "workspace-core" => Ok(Self::WorkspaceCore),
-            "workspace-full" => Ok(Self::WorkspaceFull),
-            other => Err(format!(
-                "unknown MCP profile {other:?}; expected one of: vm-run, workspace-core, workspace-full"
-            )),
+    /// The profile's name (as `--profile` takes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VmRun => "vm-run",
+            Self::WorkspaceCore => "workspace-core",
+            Self::WorkspaceFull => "workspace-full",
+        }
+    }
+
+    /// What the server tells the model at the start: only about the tools
+    /// it has.
+    pub fn instructions(self) -> &'static str {
+        match self {
+            Self::VmRun => tools::VM_RUN_INSTRUCTIONS,
+            Self::WorkspaceCore | Self::WorkspaceFull => tools::INSTRUCTIONS,
         }
     }
 
@@ -182,14 +188,8 @@ mod tests {
 
     #[test]
     fn profiles() {
-        assert_eq!(
-            Profile::parse("workspace-core").unwrap(),
-            Profile::WorkspaceCore
-        );
-        assert_eq!(
-            Profile::parse("all").unwrap_err(),
-            "unknown MCP profile \"all\"; expected one of: vm-run, workspace-core, workspace-full"
-        );
+        assert_eq!(Profile::WorkspaceCore.as_str(), "workspace-core");
+        assert!(!Profile::VmRun.instructions().contains("workspace_"));
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
         assert!(Profile::WorkspaceFull.tools().len() < 40);
         for t in Profile::WorkspaceCore.tools() {

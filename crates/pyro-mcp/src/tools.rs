@@ -18,7 +18,7 @@ use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Context, Profile};
+use crate::Context;
 
 /// The `workspace-core` profile.
 pub const CORE_TOOLS: [&str; 16] = [
@@ -63,7 +63,14 @@ pub const FULL_TOOLS: [&str; 19] = [
     "workspace_update",
 ];
 
-/// What the server tells the model at the start.
+/// What a `vm-run` server tells the model at the start.
+pub const VM_RUN_INSTRUCTIONS: &str = "\
+pyro runs commands in disposable Linux microVMs. vm_run boots a fresh VM, runs one command (a \
+shell string or an argv array), returns its exit code, stdout and stderr, and deletes the VM: \
+nothing persists between calls. Commands that fail still succeed as calls: read exit_code and \
+stderr.";
+
+/// What a workspace server tells the model at the start.
 pub const INSTRUCTIONS: &str = "\
 pyro gives you disposable Linux workspaces, each a Firecracker microVM with a persistent disk and \
 /workspace as its working directory. The normal loop: workspace_create (seed it with a repo via \
@@ -98,6 +105,9 @@ fn tool_error(e: CoreError) -> String {
 const OUTPUT_DEFAULT: u64 = 32 << 10;
 /// Largest output cap a model may ask for.
 const OUTPUT_MAX: u64 = 1 << 20;
+/// Longest command timeout a tool accepts: a tool call waits for the
+/// command, and chat hosts give up on calls far shorter than a day.
+const TIMEOUT_MAX: u64 = 3600;
 
 fn default_env() -> String {
     "debian:12".into()
@@ -667,6 +677,9 @@ impl PyroServer {
         Parameters(a): Parameters<VmRunArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<run::RunResult>, String> {
+        // The schema's bounds, which serde does not enforce, before any work.
+        check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
+        check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
         let env = self.env(&a.environment)?;
         let mut opts = run::RunOptions::new(a.command.into_command()?);
         opts.timeout_seconds = a.timeout_seconds;
@@ -674,7 +687,6 @@ impl PyroServer {
         opts.mem_mib = a.mem_mib;
         opts.ttl_seconds = opts.ttl_seconds.max(a.timeout_seconds);
         opts.backend = self.ctx.options.backend;
-        check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
         let phase = Arc::new(Mutex::new("booting the VM".to_owned()));
         let p2 = phase.clone();
         let mut events = move |ev: run::RunEvent| {
@@ -864,7 +876,7 @@ impl PyroServer {
         Parameters(a): Parameters<ExecArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::ExecView>, String> {
-        check_range("timeout_seconds", a.timeout_seconds, 1, 3600)?;
+        check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
         check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
         let opts = ExecOptions {
             command: a.command.into_command()?,
@@ -979,7 +991,17 @@ impl PyroServer {
             .workspaces
             .file_read(&a.workspace_id, &a.path, a.max_bytes)
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| match e {
+                // Core's advice names the CLI's larger limit.
+                CoreError::TooLarge(_) => format!(
+                    "{} is larger than max_bytes ({}); raise max_bytes (up to {}) or copy it out with \
+                     workspace_export",
+                    a.path,
+                    a.max_bytes,
+                    workspace::FILE_LIMIT_DEFAULT
+                ),
+                other => tool_error(other),
+            })?;
         let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
         Ok(Json(FileReadResult {
             workspace_id: a.workspace_id,
@@ -1006,6 +1028,14 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<WriteArgs>,
     ) -> Result<Json<FileWriteResult>, String> {
+        if a.text.len() as u64 > workspace::FILE_LIMIT_DEFAULT {
+            return Err(format!(
+                "text is {} bytes, above the {} bytes workspace_file_write takes; push \
+                 the file with workspace_sync_push",
+                a.text.len(),
+                workspace::FILE_LIMIT_DEFAULT
+            ));
+        }
         let (path, size, mode, created) = self
             .ctx
             .workspaces
@@ -1278,16 +1308,10 @@ impl ServerHandler for PyroServer {
     fn get_info(&self) -> ServerConfig {
         let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         let mut info = Implementation::new("pyro", env!("CARGO_PKG_VERSION"));
-        info.title = Some(format!(
-            "pyro ({})",
-            match self.ctx.options.profile {
-                Profile::VmRun => "vm-run",
-                Profile::WorkspaceCore => "workspace-core",
-                Profile::WorkspaceFull => "workspace-full",
-            }
-        ));
+        let profile = self.ctx.options.profile;
+        info.title = Some(format!("pyro ({})", profile.as_str()));
         config.server_info = info;
-        config.instructions = Some(INSTRUCTIONS.into());
+        config.instructions = Some(profile.instructions().into());
         config
     }
 }
