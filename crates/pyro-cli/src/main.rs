@@ -91,11 +91,11 @@ fn init_logging() {
 /// stale (with progress on stderr).
 pub fn ensure_env(paths: &Paths, name: &str, quiet: bool) -> Result<pyro_env::Installed, Failure> {
     let spec = pyro_env::catalog::lookup(name)?;
-    let agent = pyro_env::agent::locate().ok();
-    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref()) {
+    let agent = pyro_env::agent::locate();
+    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref().ok()) {
         Ok(inst) => Ok(inst),
         Err(pyro_env::EnvError::NotInstalled { reason, .. }) => {
-            let agent = pyro_env::agent::locate()?;
+            let agent = agent?;
             let progress = output::Progress::new("pull", quiet);
             pyro_env::Progress::step(
                 &progress,

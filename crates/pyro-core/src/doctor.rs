@@ -63,6 +63,8 @@ pub struct Report {
 pub fn run(paths: &Paths) -> Report {
     let pvm = pyro_vmm::host::is_pvm();
     let root = nix::unistd::geteuid().is_root();
+    // Found (and hashed) once for the two checks that need it.
+    let agent_binary = pyro_env::agent::locate();
     type CheckFn<'a> = Box<dyn Fn() -> Check + 'a>;
     let checks: Vec<(&str, CheckFn<'_>)> = vec![
         ("platform", Box::new(platform)),
@@ -79,8 +81,11 @@ pub fn run(paths: &Paths) -> Report {
         ("privileges", Box::new(move || privileges(root))),
         ("cgroups", Box::new(cgroups)),
         ("guest kernel", Box::new(|| kernel(paths))),
-        ("environments", Box::new(|| environments(paths))),
-        ("guest agent", Box::new(agent)),
+        (
+            "environments",
+            Box::new(|| environments(paths, agent_binary.as_ref().ok())),
+        ),
+        ("guest agent", Box::new(|| agent(&agent_binary))),
         ("network: /dev/net/tun", Box::new(tun)),
         (
             "network: ip",
@@ -297,11 +302,10 @@ fn kernel(paths: &Paths) -> Check {
     }
 }
 
-fn environments(paths: &Paths) -> Check {
-    let agent = pyro_env::agent::locate().ok();
+fn environments(paths: &Paths, agent: Option<&pyro_env::agent::AgentBinary>) -> Check {
     let installed: Vec<&str> = pyro_env::CATALOG
         .iter()
-        .filter(|s| pyro_env::install::installed(paths.cache(), s, agent.as_ref()).is_ok())
+        .filter(|s| pyro_env::install::installed(paths.cache(), s, agent).is_ok())
         .map(|s| s.name)
         .collect();
     if installed.is_empty() {
@@ -321,8 +325,8 @@ fn environments(paths: &Paths) -> Check {
     }
 }
 
-fn agent() -> Check {
-    match pyro_env::agent::locate() {
+fn agent(found: &Result<pyro_env::agent::AgentBinary, pyro_env::EnvError>) -> Check {
+    match found {
         Ok(a) => check(
             "guest agent",
             Status::Pass,
