@@ -100,8 +100,7 @@ impl RunOptions {
             }
             _ => {}
         }
-        check_range("--vcpu-count", self.vcpu_count, limits::VCPU_RANGE)?;
-        check_range("--mem-mib", self.mem_mib, limits::MEM_RANGE)?;
+        check_machine(self.backend, self.vcpu_count, self.mem_mib)?;
         check_range(
             "--timeout-seconds",
             self.timeout_seconds,
@@ -122,24 +121,17 @@ impl RunOptions {
                 self.ttl_seconds, self.timeout_seconds
             )));
         }
-        if self.backend == BackendKind::Firecracker
-            && self.vcpu_count > 1
-            && pyro_vmm::host::is_pvm()
-        {
-            return Err(CoreError::invalid(format!(
-                "--vcpu-count {} is not possible on this PVM host: secondary vCPUs never start under PVM; use \
-                 --vcpu-count 1",
-                self.vcpu_count
-            )));
-        }
-        for name in self.env.keys() {
-            if !pyro_protocol::valid_env_name(name) {
-                return Err(CoreError::invalid(format!(
-                    "invalid environment variable name {name:?}: use letters, digits and _, not starting with a digit"
-                )));
-            }
-        }
-        Ok(())
+        check_env_names(&self.env)
+    }
+}
+
+/// Checks that every variable name is one a shell can use.
+pub(crate) fn check_env_names(env: &BTreeMap<String, String>) -> Result<(), CoreError> {
+    match env.keys().find(|k| !pyro_protocol::valid_env_name(k)) {
+        Some(name) => Err(CoreError::invalid(format!(
+            "invalid environment variable name {name:?}: use letters, digits and _, not starting with a digit"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -313,7 +305,7 @@ pub async fn run(
 /// Starts a sandbox on the chosen backend; when a Firecracker guest cannot
 /// boot and `allow_host_compat` is set, starts host-compat instead and says
 /// why.
-pub async fn start_with_fallback(
+async fn start_with_fallback(
     paths: &Paths,
     env: &Installed,
     opts: &RunOptions,
@@ -322,22 +314,51 @@ pub async fn start_with_fallback(
     events(RunEvent::Booting(opts.backend));
     match Sandbox::start(paths, &spec(env, opts, opts.backend)).await {
         Ok(s) => Ok((s, None)),
-        Err(e) if opts.backend == BackendKind::Firecracker && opts.allow_host_compat => {
-            let reason = first_line(&e.to_string());
+        Err(e) => {
+            let reason = fallback_reason(e, opts.backend, opts.allow_host_compat)?;
             events(RunEvent::Fallback(reason.clone()));
             let s = Sandbox::start(paths, &spec(env, opts, BackendKind::HostCompat)).await?;
             Ok((s, Some(reason)))
         }
-        Err(e @ CoreError::Invalid(_)) => Err(e),
-        Err(e) if opts.backend == BackendKind::Firecracker => {
-            Err(CoreError::GuestUnavailable(Box::new(e)))
-        }
-        Err(e) => Err(e),
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_owned()
+/// Checks a sandbox's size: vCPUs and memory in range, and one vCPU for a
+/// guest on a PVM host.
+pub(crate) fn check_machine(
+    backend: BackendKind,
+    vcpu_count: u8,
+    mem_mib: u32,
+) -> Result<(), CoreError> {
+    check_range("--vcpu-count", vcpu_count, limits::VCPU_RANGE)?;
+    check_range("--mem-mib", mem_mib, limits::MEM_RANGE)?;
+    if backend == BackendKind::Firecracker && vcpu_count > 1 && pyro_vmm::host::is_pvm() {
+        return Err(CoreError::invalid(format!(
+            "--vcpu-count {vcpu_count} is not possible on this PVM host: secondary vCPUs never start under PVM; \
+             use --vcpu-count 1"
+        )));
+    }
+    Ok(())
+}
+
+/// What a failed boot on `backend` leads to: `Ok(reason)` when a Firecracker
+/// guest failed and host-compat may stand in (the reason is the error's
+/// first line), else the error to report (a guest that could not boot is
+/// marked as such).
+pub(crate) fn fallback_reason(
+    e: CoreError,
+    backend: BackendKind,
+    allow_host_compat: bool,
+) -> Result<String, CoreError> {
+    match e {
+        e if backend == BackendKind::Firecracker && allow_host_compat => {
+            let text = e.to_string();
+            Ok(text.lines().next().unwrap_or(&text).to_owned())
+        }
+        e @ CoreError::Invalid(_) => Err(e),
+        e if backend == BackendKind::Firecracker => Err(CoreError::GuestUnavailable(Box::new(e))),
+        e => Err(e),
+    }
 }
 
 #[cfg(test)]

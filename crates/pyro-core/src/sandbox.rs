@@ -874,27 +874,15 @@ fn allocate_uid(paths: &Paths) -> Result<u32, CoreError> {
 fn cgroup_settings(root: &Path, mem_mib: u32) -> (CgroupVersion, Vec<String>) {
     // Guest memory plus room for Firecracker itself and page cache.
     let mem_bytes = (u64::from(mem_mib) + 256) << 20;
-    match cgroup::detect(root) {
-        Some((CgroupVersion::V1, ctrls)) => {
-            let mut s = Vec::new();
-            if ctrls.iter().any(|c| c == "memory") {
-                s.push(format!("memory.limit_in_bytes={mem_bytes}"));
-            }
-            if ctrls.iter().any(|c| c == "pids") {
-                s.push("pids.max=256".to_owned());
-            }
-            (CgroupVersion::V1, s)
-        }
-        Some((CgroupVersion::V2, ctrls)) => {
-            let mut s = Vec::new();
-            if ctrls.iter().any(|c| c == "memory") {
-                s.push(format!("memory.max={mem_bytes}"));
-            }
-            if ctrls.iter().any(|c| c == "pids") {
-                s.push("pids.max=256".to_owned());
-            }
-            (CgroupVersion::V2, s)
-        }
-        None => (CgroupVersion::V1, Vec::new()),
+    let Some((version, ctrls)) = cgroup::detect(root) else {
+        return (CgroupVersion::V1, Vec::new());
+    };
+    let mut s = Vec::new();
+    if ctrls.iter().any(|c| c == "memory") {
+        s.push(format!("{}={mem_bytes}", version.memory_limit_file()));
     }
+    if ctrls.iter().any(|c| c == "pids") {
+        s.push("pids.max=256".to_owned());
+    }
+    (version, s)
 }

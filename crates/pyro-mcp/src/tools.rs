@@ -208,7 +208,7 @@ pub struct CreateArgs {
     pub seed_path: Option<String>,
     /// `all` copies every file of a seed directory; `git-tracked` only the files Git tracks.
     #[serde(default)]
-    pub seed_mode: SeedModeArg,
+    pub seed_mode: SeedMode,
     /// Optional name to recognise the workspace by.
     pub name: Option<String>,
     /// Optional labels, e.g. {"issue": "123"}.
@@ -225,17 +225,6 @@ pub struct CreateArgs {
     #[serde(default = "default_mem")]
     #[schemars(range(min = 128, max = 32768))]
     pub mem_mib: u32,
-}
-
-/// Which files of a seed directory to copy.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SeedModeArg {
-    /// Every file.
-    #[default]
-    All,
-    /// Only files Git tracks.
-    GitTracked,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -726,10 +715,7 @@ impl PyroServer {
         req.ttl_seconds = a.ttl_seconds;
         req.vcpu_count = a.vcpu_count;
         req.mem_mib = a.mem_mib;
-        let mode = match a.seed_mode {
-            SeedModeArg::All => SeedMode::All,
-            SeedModeArg::GitTracked => SeedMode::GitTracked,
-        };
+        let mode = a.seed_mode;
         req.seed = match (a.seed_path, &self.ctx.options.project) {
             (Some(p), _) => Some(SeedSource {
                 path: self.confine("seed_path", &p)?,

@@ -29,6 +29,14 @@ impl CgroupVersion {
             Self::V2 => "2",
         }
     }
+
+    /// The file that caps a group's memory.
+    pub fn memory_limit_file(self) -> &'static str {
+        match self {
+            Self::V1 => "memory.limit_in_bytes",
+            Self::V2 => "memory.max",
+        }
+    }
 }
 
 /// Detects the version and the available controllers among [`CONTROLLERS`].

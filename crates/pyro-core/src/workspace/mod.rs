@@ -750,16 +750,9 @@ impl Workspaces {
             let (k, v) = valid_label(k, v)?;
             labels.insert(k, v);
         }
-        check_range("--vcpu-count", u64::from(req.vcpu_count), (1, 8))?;
-        check_range("--mem-mib", u64::from(req.mem_mib), (128, 32768))?;
+        crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
         check_range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
         check_range("--disk-mib", req.disk_mib, DISK_RANGE)?;
-        if req.backend == BackendKind::Firecracker && req.vcpu_count > 1 && pyro_vmm::host::is_pvm()
-        {
-            return Err(CoreError::invalid(
-                "--vcpu-count above 1 is not possible on this PVM host (secondary vCPUs never start); use 1",
-            ));
-        }
         let quota = max_workspaces()?;
         // Pack and check the seed before anything exists.
         let seed = match &req.seed {
@@ -851,8 +844,8 @@ impl Workspaces {
         ));
         let mut sandbox = match self.boot(env, rec, req.boot_timeout).await {
             Ok(s) => s,
-            Err(e) if rec.backend == BackendKind::Firecracker && req.allow_host_compat => {
-                let reason = e.to_string().lines().next().unwrap_or_default().to_owned();
+            Err(e) => {
+                let reason = crate::run::fallback_reason(e, rec.backend, req.allow_host_compat)?;
                 progress(&format!(
                     "the guest could not boot ({reason}); using host-compat"
                 ));
@@ -861,11 +854,6 @@ impl Workspaces {
                 rec.fallback_reason = Some(reason);
                 self.boot(env, rec, req.boot_timeout).await?
             }
-            Err(e @ CoreError::Invalid(_)) => return Err(e),
-            Err(e) if rec.backend == BackendKind::Firecracker => {
-                return Err(CoreError::GuestUnavailable(Box::new(e)));
-            }
-            Err(e) => return Err(e),
         };
         rec.vm_id = Some(sandbox.id().to_owned());
         record::save(&self.paths, rec)?;
@@ -1122,24 +1110,17 @@ impl Workspaces {
         stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
-        if !(1..=86_400).contains(&opts.timeout_seconds) {
-            return Err(CoreError::invalid(format!(
-                "--timeout-seconds must be between 1 and 86400 (got {})",
-                opts.timeout_seconds
-            )));
-        }
-        if opts.max_output_bytes == 0 || opts.max_output_bytes > LOG_CAP_BYTES {
-            return Err(CoreError::invalid(format!(
-                "--max-output-bytes must be between 1 and {LOG_CAP_BYTES}"
-            )));
-        }
-        for k in opts.env.keys() {
-            if !pyro_protocol::valid_env_name(k) {
-                return Err(CoreError::invalid(format!(
-                    "invalid environment variable name {k:?}: use letters, digits and _, not starting with a digit"
-                )));
-            }
-        }
+        check_range(
+            "--timeout-seconds",
+            opts.timeout_seconds,
+            crate::run::limits::TIMEOUT_RANGE,
+        )?;
+        check_range(
+            "--max-output-bytes",
+            opts.max_output_bytes,
+            (1, LOG_CAP_BYTES),
+        )?;
+        crate::run::check_env_names(&opts.env)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
             Some(c) if c.starts_with('/') => c.to_owned(),

@@ -14,6 +14,7 @@ use crate::{CoreError, Paths};
 
 /// Which files of a directory to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SeedMode {
     /// Everything under the directory (`.git` included).
