@@ -1,7 +1,9 @@
 //! pyro's engine, shared by the CLI and the MCP server.
 //!
 //! - [`paths`]: the state directory (`$PYRO_HOME`) and the cache.
-//! - [`records`]: versioned, atomically written, locked VM records.
+//! - [`records`]: versioned, atomically written VM records (created under
+//!   the `vms` lock).
+//! - [`workspace`]: persistent workspaces.
 //! - [`sandbox`]: one running guest on either backend (Firecracker microVM,
 //!   or host-compat), and talking to its agent.
 //! - [`sweep`]: finding and removing what crashed or killed pyro processes

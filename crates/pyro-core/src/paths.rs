@@ -5,6 +5,9 @@
 //!   vms/<id>/vm.json        one record per running sandbox
 //!   vms/<id>/...            its console log, disks, sockets
 //!   jail/firecracker/<id>/  jailer chroots
+//!   workspaces/<id>/        a workspace: record, writable disk, baseline,
+//!                           command log
+//!   tmp/                    packed seeds and fetched files, while in use
 //!   locks/                  file locks
 //! ```
 

@@ -604,8 +604,9 @@ impl Sandbox {
         }
     }
 
-    /// Streams a tar of `path` (or of `paths` under it) into the file `out`,
-    /// refusing more than `max_bytes` of it.
+    /// Sends `request` (one that answers with a tar, such as `CreateArchive`
+    /// or `ReadFiles`) and streams the tar into the file `out`, refusing
+    /// more than `max_bytes` of it. Returns the agent's closing answer.
     pub async fn get_archive(
         &self,
         request: Request,
@@ -642,7 +643,7 @@ impl Sandbox {
                 FrameKind::Data => {
                     received += frame.payload.len() as u64;
                     if received > max_bytes {
-                        return Err(CoreError::invalid(format!(
+                        return Err(CoreError::TooLarge(format!(
                             "the archive from the guest exceeds {max_bytes} bytes; copy less at a time"
                         )));
                     }

@@ -1,7 +1,7 @@
 //! A minimal client for Firecracker's HTTP API over its Unix socket: one
 //! connection per request, JSON in, `fault_message` out on errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,11 +25,6 @@ impl ApiClient {
     /// A client for the socket at `sock`.
     pub fn new(sock: impl Into<PathBuf>) -> Self {
         Self { sock: sock.into() }
-    }
-
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.sock
     }
 
     /// `PUT path body`.

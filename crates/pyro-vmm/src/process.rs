@@ -99,14 +99,6 @@ impl ProcessId {
             let _ = waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG));
         }
     }
-
-    /// The executable's file name (`comm`), if the process exists.
-    pub fn comm(&self) -> Option<String> {
-        self.is_alive()
-            .then(|| std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).ok())
-            .flatten()
-            .map(|s| s.trim().to_owned())
-    }
 }
 
 #[cfg(test)]
