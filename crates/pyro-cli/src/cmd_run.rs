@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use pyro_core::run::{RunEvent, RunOptions};
-use pyro_core::sandbox::{Capture, OutputSink};
+use pyro_core::sandbox::{Discard, OutputSink};
 use pyro_core::{BackendKind, Paths};
 use pyro_protocol::Command;
 
@@ -61,8 +61,8 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         RunEvent::Running { .. } => progress.finish(),
     };
     let mut stream = output::StdStreams;
-    let mut capture = Capture::default();
-    let sink: &mut dyn OutputSink = if json { &mut capture } else { &mut stream };
+    // In JSON mode the output comes with the result.
+    let sink: &mut dyn OutputSink = if json { &mut Discard } else { &mut stream };
     let work = pyro_core::run::run(paths, &env, &opts, sink, &mut events);
     let result = tokio::select! {
         r = work => r,

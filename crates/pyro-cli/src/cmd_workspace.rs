@@ -391,9 +391,12 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
         None
     };
     let mut stream = output::StdStreams;
-    let mut quiet = pyro_core::sandbox::Capture::default();
-    let sink: &mut dyn pyro_core::sandbox::OutputSink =
-        if a.json { &mut quiet } else { &mut stream };
+    // In JSON mode the output comes with the result.
+    let sink: &mut dyn pyro_core::sandbox::OutputSink = if a.json {
+        &mut pyro_core::sandbox::Discard
+    } else {
+        &mut stream
+    };
     let engine = ws(paths);
     let v = tokio::select! {
         r = engine.exec(&a.workspace_id, opts, stdin, sink) => r.map_err(|e| {

@@ -120,6 +120,16 @@ impl OutputSink for Capture {
     }
 }
 
+/// Drops output: for callers that only want the result, which keeps its
+/// own copy.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl OutputSink for Discard {
+    fn stdout(&mut self, _: &[u8]) {}
+    fn stderr(&mut self, _: &[u8]) {}
+}
+
 /// A running sandbox. Dropping it tears it down.
 #[derive(Debug)]
 pub struct Sandbox {

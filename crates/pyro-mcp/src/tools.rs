@@ -683,7 +683,7 @@ impl PyroServer {
                 *p = "running the command".into();
             }
         };
-        let mut sink = pyro_core::sandbox::Capture::default();
+        let mut sink = pyro_core::sandbox::Discard;
         let paths = self.ctx.options.paths.clone();
         let work = run::run(&paths, &env, &opts, &mut sink, &mut events);
         tokio::select! {
@@ -872,7 +872,7 @@ impl PyroServer {
             max_output_bytes: a.max_output_bytes,
         };
         let phase = Arc::new(Mutex::new("running the command".to_owned()));
-        let mut sink = pyro_core::sandbox::Capture::default();
+        let mut sink = pyro_core::sandbox::Discard;
         let work = self
             .ctx
             .workspaces
