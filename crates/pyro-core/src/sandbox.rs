@@ -18,7 +18,9 @@ use pyro_protocol::{
     Response, read_frame, read_message, write_message,
 };
 use pyro_vmm::cgroup::{self, CgroupVersion};
-use pyro_vmm::launch::{JailSpec, LaunchSpec, VmPaths};
+use pyro_vmm::launch::{
+    GREETING_TIMEOUT, JailSpec, LaunchSpec, NoGreeting, VmPaths, await_greeting,
+};
 use pyro_vmm::process::ProcessId;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
@@ -55,9 +57,6 @@ async fn within<T>(
 /// Extra time the host waits for an exec beyond its timeout (the agent
 /// enforces the timeout itself; this only catches a hung agent).
 const EXEC_GRACE: Duration = Duration::from_secs(60);
-
-/// How long the agent may take to greet on a new connection.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default boot deadline: generous on PVM hosts, where guest kernels run in
 /// an instruction emulator.
@@ -289,8 +288,7 @@ impl Sandbox {
         // The callback could not report a failed save; a record without
         // its process would leave the VM unreachable for teardown.
         self.record.save(&self.paths)?;
-        let (_, _, hello) = booting?.wait_ready(spec.boot_timeout).await?;
-        Ok(hello)
+        Ok(booting?.wait_ready(spec.boot_timeout).await?)
     }
 
     async fn boot_host_compat(&mut self, spec: &SandboxSpec<'_>) -> Result<Hello, CoreError> {
@@ -342,27 +340,22 @@ impl Sandbox {
             reason,
             log_tail: pyro_vmm::file_tail(&console, 2000),
         };
-        let until = Instant::now() + spec.boot_timeout;
-        loop {
-            tokio::select! {
-                accepted = ready.accept() => {
-                    let Ok((mut s, _)) = accepted else { continue };
-                    return match tokio::time::timeout(GREETING_TIMEOUT, read_message::<_, Hello>(&mut s, "its greeting")).await {
-                        Ok(Ok(hello)) => Ok(hello),
-                        Ok(Err(e)) => Err(fail(format!("bad greeting: {e}"))),
-                        Err(_) => Err(fail("the agent connected but sent no greeting".into())),
-                    };
-                }
-                () = tokio::time::sleep(Duration::from_millis(50)) => {
-                    if !process.is_some_and(|p| p.is_alive()) {
-                        if let Some(p) = process { p.reap(); }
-                        return Err(fail("the sandbox process exited".into()));
-                    }
-                    if Instant::now() >= until {
-                        return Err(fail(format!("no greeting within {} s", spec.boot_timeout.as_secs())));
-                    }
-                }
-            }
+        match await_greeting(
+            &ready,
+            process,
+            spec.boot_timeout,
+            Duration::from_millis(50),
+        )
+        .await
+        {
+            Ok(hello) => Ok(hello),
+            Err(NoGreeting::Bad(e)) => Err(fail(format!("bad greeting: {e}"))),
+            Err(NoGreeting::Silent) => Err(fail("the agent connected but sent no greeting".into())),
+            Err(NoGreeting::Exited) => Err(fail("the sandbox process exited".into())),
+            Err(NoGreeting::TimedOut) => Err(fail(format!(
+                "no greeting within {} s",
+                spec.boot_timeout.as_secs()
+            ))),
         }
     }
 

@@ -382,39 +382,83 @@ async fn configure_and_start(
 impl Booting {
     /// Waits for the agent's readiness push. On failure the process is
     /// killed and the error carries the reason and the console tail.
-    pub async fn wait_ready(
-        self,
-        timeout: Duration,
-    ) -> Result<(ProcessId, VmPaths, Hello), VmmError> {
-        let until = Instant::now() + timeout;
-        let fail = |reason: String, paths: &VmPaths, process: &ProcessId| {
-            process.kill_and_wait(Duration::from_secs(5));
+    pub async fn wait_ready(self, timeout: Duration) -> Result<Hello, VmmError> {
+        let fail = |reason: String| {
+            self.process.kill_and_wait(Duration::from_secs(5));
             VmmError::Boot {
                 reason,
-                console_tail: paths.diagnostics(),
+                console_tail: self.paths.diagnostics(),
             }
         };
-        loop {
-            tokio::select! {
-                accepted = self.ready.accept() => {
-                    let Ok((mut stream, _)) = accepted else { continue };
-                    match tokio::time::timeout(Duration::from_secs(30), read_message::<_, Hello>(&mut stream, "its greeting")).await {
-                        Ok(Ok(hello)) => {
-                            let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
-                            return Ok((self.process, self.paths, hello));
-                        }
-                        Ok(Err(e)) => return Err(fail(format!("the guest agent sent a bad greeting: {e}"), &self.paths, &self.process)),
-                        Err(_) => return Err(fail("the guest agent connected but sent no greeting".into(), &self.paths, &self.process)),
+        match await_greeting(&self.ready, Some(self.process), timeout, POLL_VM).await {
+            Ok(hello) => {
+                let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
+                Ok(hello)
+            }
+            Err(NoGreeting::Bad(e)) => Err(fail(format!(
+                "the guest agent sent a bad greeting: {e}"
+            ))),
+            Err(NoGreeting::Silent) => Err(fail(
+                "the guest agent connected but sent no greeting".into(),
+            )),
+            Err(NoGreeting::Exited) => Err(fail(
+                "the VM stopped before its agent was ready (guest kernel panic or Firecracker error)".into(),
+            )),
+            Err(NoGreeting::TimedOut) => Err(fail(format!(
+                "the guest agent was not ready within {} s (raise --boot-timeout-seconds if the host is slow)",
+                timeout.as_secs()
+            ))),
+        }
+    }
+}
+
+/// How often a VM's process is checked while waiting for its agent.
+const POLL_VM: Duration = Duration::from_millis(100);
+
+/// How long an agent that connected may take to send its greeting.
+pub const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why no greeting came.
+#[derive(Debug)]
+pub enum NoGreeting {
+    /// The agent connected and sent something that is not a greeting.
+    Bad(String),
+    /// The agent connected and sent nothing within [`GREETING_TIMEOUT`].
+    Silent,
+    /// The process exited first (and is reaped).
+    Exited,
+    /// Nothing within the timeout.
+    TimedOut,
+}
+
+/// Waits on `ready` for an agent's readiness greeting, checking every
+/// `poll` that `process` still lives, for up to `timeout`.
+pub async fn await_greeting(
+    ready: &UnixListener,
+    process: Option<ProcessId>,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Hello, NoGreeting> {
+    let until = Instant::now() + timeout;
+    loop {
+        tokio::select! {
+            accepted = ready.accept() => {
+                let Ok((mut stream, _)) = accepted else { continue };
+                return match tokio::time::timeout(GREETING_TIMEOUT, read_message::<_, Hello>(&mut stream, "its greeting")).await {
+                    Ok(Ok(hello)) => Ok(hello),
+                    Ok(Err(e)) => Err(NoGreeting::Bad(e.to_string())),
+                    Err(_) => Err(NoGreeting::Silent),
+                };
+            }
+            () = tokio::time::sleep(poll) => {
+                if !process.is_some_and(|p| p.is_alive()) {
+                    if let Some(p) = process {
+                        p.reap();
                     }
+                    return Err(NoGreeting::Exited);
                 }
-                () = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if !self.process.is_alive() {
-                        self.process.reap();
-                        return Err(fail("the VM stopped before its agent was ready (guest kernel panic or Firecracker error)".into(), &self.paths, &self.process));
-                    }
-                    if Instant::now() >= until {
-                        return Err(fail(format!("the guest agent was not ready within {} s (raise --boot-timeout-seconds if the host is slow)", timeout.as_secs()), &self.paths, &self.process));
-                    }
+                if Instant::now() >= until {
+                    return Err(NoGreeting::TimedOut);
                 }
             }
         }
