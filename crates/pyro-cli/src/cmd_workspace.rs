@@ -431,9 +431,9 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
 }
 
 async fn logs(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
-    let entries = ws(paths).logs(id).await?;
+    let (count, entries) = ws(paths).logs(id, None).await?;
     if json {
-        output::json(&json!({"workspace_id": id, "count": entries.len(), "entries": entries}));
+        output::json(&json!({"workspace_id": id, "count": count, "entries": entries}));
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {

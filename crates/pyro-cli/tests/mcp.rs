@@ -229,6 +229,27 @@ async fn repro_fix_workflow_over_mcp_host_compat() {
     )
     .await;
     assert_eq!(logs["entries"][0]["stdout"].as_str().unwrap().len(), 10);
+    ok(
+        &client,
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "echo second"}),
+    )
+    .await;
+    let all = logs["count"].as_u64().unwrap() + 1;
+    let last = ok(
+        &client,
+        "workspace_logs",
+        json!({"workspace_id": id, "tail": 1}),
+    )
+    .await;
+    assert_eq!(
+        last["count"].as_u64(),
+        Some(all),
+        "count is of all commands"
+    );
+    let entries = last["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["sequence"].as_u64(), Some(all), "the newest one");
     ok(&client, "workspace_delete", json!({"workspace_id": id})).await;
     client.cancel().await.unwrap();
     home.assert_clean();

@@ -898,15 +898,12 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<LogsArgs>,
     ) -> Result<Json<LogsResult>, String> {
-        let mut entries = self
+        let (count, mut entries) = self
             .ctx
             .workspaces
-            .logs(&a.workspace_id)
+            .logs(&a.workspace_id, Some(a.tail))
             .await
             .map_err(tool_error)?;
-        let count = entries.len();
-        let skip = count.saturating_sub(a.tail);
-        entries.drain(..skip);
         for e in &mut entries {
             let (out, t1) = cut(&e.stdout, a.max_output_bytes);
             let (err, t2) = cut(&e.stderr, a.max_output_bytes);

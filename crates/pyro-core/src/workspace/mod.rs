@@ -1214,7 +1214,14 @@ impl Workspaces {
     }
 
     /// The command history with the logged output.
-    pub async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, CoreError> {
+    ///
+    /// With `tail`, only the last `tail` commands come back (the others'
+    /// output is never read); the count is always of all commands.
+    pub async fn logs(
+        &self,
+        id: &str,
+        tail: Option<usize>,
+    ) -> Result<(usize, Vec<LogEntry>), CoreError> {
         {
             let _lock = record::lock(&self.paths, id).await?;
             let mut rec = self.load_fresh(id)?;
@@ -1230,6 +1237,8 @@ impl Workspaces {
             })
             .unwrap_or_default();
         entries.sort_by_key(|e: &LogEntry| e.sequence);
+        let count = entries.len();
+        entries.drain(..count.saturating_sub(tail.unwrap_or(count)));
         for e in &mut entries {
             let read = |ext: &str| {
                 std::fs::read(dir.join(format!("{:06}.{ext}", e.sequence)))
@@ -1239,7 +1248,7 @@ impl Workspaces {
             e.stdout = read("stdout");
             e.stderr = read("stderr");
         }
-        Ok(entries)
+        Ok((count, entries))
     }
 
     /// Pushes a host directory or archive into the workspace (all or
