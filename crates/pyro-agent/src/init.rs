@@ -21,14 +21,34 @@ const STAGING: &str = "/mnt";
 
 /// Entry point as the guest kernel's init.
 pub fn guest() -> ExitCode {
-    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if let Err(e) = assemble_guest_root(&cmdline) {
+    // The kernel command line is readable only once /proc is mounted.
+    if let Err(e) = mount_fs("proc", "/proc", "proc", MsFlags::empty(), None) {
+        log::error(&format!(
+            "cannot mount /proc to read the kernel command line: {e}"
+        ));
+        power_off();
+    }
+    let params = match fs::read_to_string("/proc/cmdline")
+        .map_err(|e| format!("cannot read /proc/cmdline: {e}"))
+        .and_then(|c| KernelParams::parse(&c))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            // A guest that ignored a setting (an idle deadline, say) would
+            // run on as if all were well: refuse to start instead.
+            log::error(&format!("{e}; powering off"));
+            power_off();
+        }
+    };
+    if let Err(e) = assemble_guest_root(&params.upper_device) {
         log::error(&format!("cannot assemble the root filesystem: {e}"));
         power_off();
     }
-    let params = KernelParams::parse(&cmdline);
     if let Err(e) = sethostname(&params.hostname) {
-        log::error(&format!("sethostname: {e}"));
+        log::error(&format!(
+            "cannot set the hostname {:?}: {e}",
+            params.hostname
+        ));
     }
     if let Err(e) = loopback_up() {
         log::error(&format!("cannot bring up the loopback interface: {e}"));
@@ -149,8 +169,7 @@ fn wait_for_namespace(child: Pid) -> ExitCode {
 
 /// Guest: lower layer = the read-only base image the kernel mounted as `/`,
 /// upper layer = `/dev/vdb`; pivot into the overlay.
-fn assemble_guest_root(cmdline: &str) -> Result<(), String> {
-    mount_fs("proc", "/proc", "proc", MsFlags::empty(), None)?;
+fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
     mount_fs("sysfs", "/sys", "sysfs", MsFlags::empty(), None)?;
     mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::empty(), None)?;
     mount_fs(
@@ -160,7 +179,6 @@ fn assemble_guest_root(cmdline: &str) -> Result<(), String> {
         MsFlags::empty(),
         Some("mode=0700"),
     )?;
-    let upper_dev = KernelParams::parse(cmdline).upper_device;
     let upper = format!("{STAGING}/upper");
     let newroot = format!("{STAGING}/root");
     mkdir(&upper)?;
@@ -169,7 +187,7 @@ fn assemble_guest_root(cmdline: &str) -> Result<(), String> {
     // sparse disk (they read as zeros already; under PVM that thread would
     // burn emulated kernel time).
     mount_fs(
-        &upper_dev,
+        upper_dev,
         &upper,
         "ext4",
         MsFlags::MS_NOATIME,
@@ -335,23 +353,60 @@ struct KernelParams {
 }
 
 impl KernelParams {
-    fn parse(cmdline: &str) -> Self {
+    /// Reads pyro's settings from the kernel command line. A setting that
+    /// is present but cannot be used is an error, never a silent default.
+    fn parse(cmdline: &str) -> Result<Self, String> {
         let mut p = Self {
             hostname: "pyro".into(),
             idle_seconds: 0,
             upper_device: "/dev/vdb".into(),
         };
         for word in cmdline.split_whitespace() {
-            if let Some(v) = word.strip_prefix("pyro.hostname=") {
-                p.hostname = v.to_owned();
-            } else if let Some(v) = word.strip_prefix("pyro.idle=") {
-                p.idle_seconds = v.parse().unwrap_or(0);
-            } else if let Some(v) = word.strip_prefix("pyro.upper=") {
-                p.upper_device = v.to_owned();
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            match key {
+                "pyro.hostname" => {
+                    if !valid_hostname(value) {
+                        return Err(format!(
+                            "the kernel parameter pyro.hostname={value} is not a valid hostname \
+                             (1-63 letters, digits and '-', not starting or ending with '-')"
+                        ));
+                    }
+                    p.hostname = value.to_owned();
+                }
+                "pyro.idle" => {
+                    p.idle_seconds = value.parse().map_err(|_| {
+                        format!("the kernel parameter pyro.idle={value} is not a number of seconds")
+                    })?;
+                }
+                "pyro.upper" => {
+                    if !value.starts_with("/dev/") || value.len() <= "/dev/".len() {
+                        return Err(format!(
+                            "the kernel parameter pyro.upper={value} is not a /dev path"
+                        ));
+                    }
+                    p.upper_device = value.to_owned();
+                }
+                k if k.starts_with("pyro.") => {
+                    return Err(format!(
+                        "unknown kernel parameter {word}: this agent does not know it (is the \
+                         environment older than pyro?)"
+                    ));
+                }
+                _ => {}
             }
         }
-        p
+        Ok(p)
     }
+}
+
+/// An RFC 1123 host label.
+fn valid_hostname(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Brings `lo` up so services can listen on 127.0.0.1.
@@ -447,7 +502,7 @@ mod tests {
 
     #[test]
     fn kernel_params_defaults_and_overrides() {
-        let p = KernelParams::parse("console=ttyS0 quiet");
+        let p = KernelParams::parse("console=ttyS0 quiet init=/usr/sbin/pyro-agent").unwrap();
         assert_eq!(
             p,
             KernelParams {
@@ -456,9 +511,26 @@ mod tests {
                 upper_device: "/dev/vdb".into()
             }
         );
-        let p = KernelParams::parse("pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc");
+        let p = KernelParams::parse("pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc").unwrap();
         assert_eq!((p.hostname.as_str(), p.idle_seconds), ("ws1", 600));
         assert_eq!(p.upper_device, "/dev/vdc");
+    }
+
+    #[test]
+    fn kernel_params_that_cannot_be_used_are_errors() {
+        for (cmdline, needle) in [
+            ("pyro.idle=ten", "pyro.idle=ten is not a number"),
+            ("pyro.idle=-5", "pyro.idle=-5 is not a number"),
+            ("pyro.idle=", "pyro.idle= is not a number"),
+            ("pyro.hostname=a_b", "not a valid hostname"),
+            ("pyro.hostname=-x", "not a valid hostname"),
+            ("pyro.hostname=", "not a valid hostname"),
+            ("pyro.upper=vdb", "not a /dev path"),
+            ("pyro.idel=5", "unknown kernel parameter pyro.idel=5"),
+        ] {
+            let e = KernelParams::parse(cmdline).unwrap_err();
+            assert!(e.contains(needle), "{cmdline}: {e}");
+        }
     }
 
     #[test]

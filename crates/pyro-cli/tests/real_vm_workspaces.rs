@@ -228,3 +228,92 @@ fn real_vm_workspace_killed_during_create_is_gone() {
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     home.assert_clean();
 }
+
+/// The idle deadline in a real guest: the agent reads `pyro.idle=` (and
+/// `pyro.hostname=`) from the kernel command line, and the guest powers
+/// itself off when the deadline passes with no pyro process alive, even
+/// after the pyro process holding a command in it was SIGKILLed. Nothing
+/// here may call pyro while waiting: every call counts as activity.
+#[test]
+fn real_vm_workspace_idle_deadline_and_hostname() {
+    require_debian12();
+    let home = Home::new();
+    let id = create(&home, &["--ttl-seconds", "20"]);
+    let o = ws(&home, &["exec", &id, "--", "hostname; cat /proc/cmdline"]);
+    let out = stdout(ok(&o));
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("pyro-{id}").as_str()),
+        "{out}"
+    );
+    assert!(out.contains(" pyro.idle=20 "), "{out}");
+    ok(&ws(
+        &home,
+        &["file", "write", &id, "kept.txt", "--text", "still here"],
+    ));
+
+    // A pyro process in the middle of a command is SIGKILLed: the agent
+    // kills the command, and the idle clock starts.
+    let mut child = std::process::Command::new(pyro_bin())
+        .env("PYRO_HOME", home.path())
+        .env_remove("PYRO_BACKEND")
+        .args([
+            "workspace",
+            "exec",
+            &id,
+            "--timeout-seconds",
+            "600",
+            "--",
+            "sleep 600",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let commands = home.path().join("workspaces").join(&id).join("commands");
+    let until = Instant::now() + Duration::from_secs(60);
+    let stdout_logs = || {
+        std::fs::read_dir(&commands).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "stdout"))
+                .count()
+        })
+    };
+    // The first exec above left one output log; this one makes the second.
+    while stdout_logs() < 2 {
+        assert!(Instant::now() < until, "the exec never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    assert!(
+        !home.running_processes_left().is_empty(),
+        "the VM is already gone"
+    );
+
+    // TTL plus 10 s, measured from the last activity.
+    let limit = Duration::from_secs(20 + 10);
+    while !home.running_processes_left().is_empty() {
+        assert!(
+            killed.elapsed() < limit,
+            "the guest still runs {} s after its last activity with a TTL of 20 s",
+            killed.elapsed().as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = json(ok(&ws(&home, &["status", &id, "--json"])));
+    assert_eq!(st["state"], "stopped", "{st}");
+    let reason = st["state_reason"].as_str().unwrap();
+    assert!(reason.contains("idle for its TTL of 20 s"), "{reason}");
+    assert!(home.sandboxes_left().is_empty(), "the VM's sandbox is gone");
+
+    ok(&ws(&home, &["start", &id]));
+    assert_eq!(
+        stdout(ok(&ws(&home, &["file", "read", &id, "kept.txt"]))),
+        "still here"
+    );
+    ok(&ws(&home, &["delete", &id]));
+    home.assert_clean();
+}

@@ -71,6 +71,7 @@ pub async fn run(
         idle_seconds: 600,
         boot_timeout: boot_timeout.unwrap_or_else(default_boot_timeout),
         owner: Owner::this_process(),
+        hostname: crate::sandbox::hostname_for(None),
         upper: None,
     };
     let mut steps = Vec::new();

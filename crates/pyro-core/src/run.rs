@@ -232,6 +232,7 @@ fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> Sand
             .map(Duration::from_secs)
             .unwrap_or_else(default_boot_timeout),
         owner: Owner::this_process(),
+        hostname: crate::sandbox::hostname_for(None),
         upper: None,
     }
 }

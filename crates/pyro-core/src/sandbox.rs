@@ -68,6 +68,19 @@ pub fn default_boot_timeout() -> Duration {
     }
 }
 
+/// The hostname a guest gets: `pyro` for a one-off run, `pyro-ID` for a
+/// workspace (ids are hex, so the result is always a valid host label).
+pub fn hostname_for(workspace_id: Option<&str>) -> String {
+    match workspace_id {
+        Some(id) => {
+            let mut h = format!("pyro-{id}");
+            h.truncate(63);
+            h
+        }
+        None => "pyro".into(),
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec<'a> {
@@ -87,6 +100,8 @@ pub struct SandboxSpec<'a> {
     pub boot_timeout: Duration,
     /// Who keeps it alive.
     pub owner: Owner,
+    /// The guest's hostname (an RFC 1123 label; see [`hostname_for`]).
+    pub hostname: String,
     /// The writable layer when it lives outside the sandbox (a workspace's
     /// ext4 disk for Firecracker, its directory for host-compat); `None`
     /// makes a fresh one that goes with the sandbox.
@@ -261,7 +276,7 @@ impl Sandbox {
         };
         let extra = vec![
             format!("pyro.idle={}", spec.idle_seconds),
-            "pyro.hostname=pyro".to_owned(),
+            format!("pyro.hostname={}", spec.hostname),
         ];
         let launch = LaunchSpec {
             id: self.record.id.clone(),
@@ -325,7 +340,7 @@ impl Sandbox {
             .arg("--idle-seconds")
             .arg(spec.idle_seconds.to_string())
             .arg("--hostname")
-            .arg("pyro")
+            .arg(&spec.hostname)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

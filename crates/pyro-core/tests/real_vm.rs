@@ -66,6 +66,7 @@ async fn real_vm_one_guest_many_checks() {
         idle_seconds: 900,
         boot_timeout: Duration::from_secs(300),
         owner: Owner::this_process(),
+        hostname: pyro_core::sandbox::hostname_for(None),
         upper: None,
     };
     let sb = Sandbox::start(&paths, &spec)
@@ -83,6 +84,10 @@ async fn real_vm_one_guest_many_checks() {
         (cap.stdout.as_slice(), cap.stderr.as_slice()),
         (&b"out\n"[..], &b"err\n"[..])
     );
+
+    // The hostname pyro passed on the kernel command line took effect.
+    let (_, cap) = exec(&sb, shell("hostname", 120, 4096)).await;
+    assert_eq!(cap.stdout, b"pyro\n");
 
     // argv is passed as is, with the agent's PATH; programs come from the image.
     let argv = Command::Argv {

@@ -89,6 +89,21 @@ impl Home {
         out
     }
 
+    /// [`Home::processes_left`] that still run (not zombies waiting for a
+    /// parent to reap them).
+    pub fn running_processes_left(&self) -> Vec<u32> {
+        self.processes_left()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rfind(')')
+                        .and_then(|i| s[i + 1..].split_whitespace().next())
+                        .is_some_and(|state| state != "Z" && state != "X")
+                })
+            })
+            .collect()
+    }
+
     /// cgroups the jailer created for this home's VMs.
     pub fn cgroups_left(&self) -> Vec<PathBuf> {
         let paths = pyro_core::Paths::new(self.path(), pyro_env::Cache::from_env());

@@ -571,6 +571,7 @@ impl Workspaces {
             owner: Owner::Workspace {
                 workspace_id: rec.workspace_id.clone(),
             },
+            hostname: crate::sandbox::hostname_for(Some(&rec.workspace_id)),
             upper: Some(self.upper(rec)),
         }
     }
