@@ -4,19 +4,17 @@
 
 use std::io::ErrorKind as IoErrorKind;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use pyro_protocol::{
     AgentError, CHUNK_BYTES, Command, ErrorKind, ExecOutcome, ExecRequest, FrameKind, Response,
     base_command_env, read_frame, valid_env_name, write_frame, write_message,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::spawn;
 
 /// Default working directory.
 pub const DEFAULT_CWD: &str = "/workspace";
@@ -33,8 +31,8 @@ pub async fn run<S>(mut stream: S, req: ExecRequest) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut cmd = match build_command(&req) {
-        Ok(cmd) => cmd,
+    let prepared = match prepare(&req) {
+        Ok(p) => p,
         Err(err) => {
             return write_message(&mut stream, &Response::Error(err))
                 .await
@@ -43,10 +41,10 @@ where
     };
     let (rd, mut wr) = tokio::io::split(stream);
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn::spawn(&prepared.spec()) {
         Ok(child) => child,
         Err(e) => {
-            let (code, msg) = spawn_failure(&req.command, &e);
+            let (code, msg) = spawn_failure(&e);
             let _ = write_frame(&mut wr, FrameKind::Stderr, msg.as_bytes()).await;
             let outcome = ExecOutcome {
                 exit_code: code,
@@ -63,7 +61,6 @@ where
                 .map_err(|e| e.to_string());
         }
     };
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let (host_tx, mut host_rx) = mpsc::channel(1);
@@ -109,7 +106,7 @@ where
             }
             () = tokio::time::sleep_until(timeout_at), if status.is_none() && !timed_out => {
                 timed_out = true;
-                kill_group(pgid);
+                child.kill_group();
             }
             () = sleep_until_opt(drain_until) => break,
             ev = host_rx.recv(), if !host_gone => {
@@ -117,7 +114,7 @@ where
                     // Nobody will read the result: do not leave the command
                     // running on its own.
                     host_gone = true;
-                    kill_group(pgid);
+                    child.kill_group();
                 }
             }
         }
@@ -149,9 +146,30 @@ where
     wr.flush().await.map_err(|e| e.to_string())
 }
 
-fn build_command(req: &ExecRequest) -> Result<tokio::process::Command, AgentError> {
+/// A checked request, ready to spawn.
+struct Prepared {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    stdin: bool,
+}
+
+impl Prepared {
+    fn spec(&self) -> spawn::SpawnSpec<'_> {
+        spawn::SpawnSpec {
+            program: &self.program,
+            args: &self.args,
+            env: &self.env,
+            cwd: &self.cwd,
+            stdin: self.stdin,
+        }
+    }
+}
+
+fn prepare(req: &ExecRequest) -> Result<Prepared, AgentError> {
     let bad = |m: String| AgentError::new(ErrorKind::BadRequest, m);
-    let mut cmd = match &req.command {
+    let (program, args) = match &req.command {
         Command::Argv { argv } => {
             let (prog, args) = argv
                 .split_first()
@@ -159,9 +177,7 @@ fn build_command(req: &ExecRequest) -> Result<tokio::process::Command, AgentErro
             if prog.is_empty() {
                 return Err(bad("the program name is empty".into()));
             }
-            let mut c = tokio::process::Command::new(prog);
-            c.args(args);
-            c
+            (prog.clone(), args.to_vec())
         }
         Command::Shell { script } => {
             if script.trim().is_empty() {
@@ -169,9 +185,7 @@ fn build_command(req: &ExecRequest) -> Result<tokio::process::Command, AgentErro
                     "the shell command is empty: give a command to run".into()
                 ));
             }
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(script);
-            c
+            ("/bin/sh".to_owned(), vec!["-c".to_owned(), script.clone()])
         }
     };
     let cwd = req.cwd.as_deref().unwrap_or(DEFAULT_CWD);
@@ -197,45 +211,34 @@ fn build_command(req: &ExecRequest) -> Result<tokio::process::Command, AgentErro
             )));
         }
     }
-    cmd.env_clear()
-        .envs(base_command_env())
-        .envs(&req.env)
-        .current_dir(cwd);
-    cmd.stdin(if req.stdin {
-        Stdio::piped()
-    } else {
-        Stdio::null()
+    // The base environment, with the request's variables replacing any of
+    // the same name.
+    let mut env: Vec<(String, String)> = base_command_env()
+        .into_iter()
+        .filter(|(k, _)| !req.env.contains_key(k))
+        .collect();
+    env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(Prepared {
+        program,
+        args,
+        env,
+        cwd: cwd.to_owned(),
+        stdin: req.stdin,
     })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-    Ok(cmd)
 }
 
 /// Exit code and message for a command that could not start, as a shell
 /// would report it.
-fn spawn_failure(command: &Command, e: &std::io::Error) -> (i32, String) {
-    let prog = match command {
-        Command::Argv { argv } => argv.first().cloned().unwrap_or_default(),
-        Command::Shell { .. } => "/bin/sh".into(),
-    };
-    match e.kind() {
-        IoErrorKind::NotFound => (127, format!("pyro: {prog}: command not found\n")),
-        IoErrorKind::PermissionDenied => (126, format!("pyro: {prog}: permission denied\n")),
-        _ => (126, format!("pyro: {prog}: cannot execute: {e}\n")),
-    }
-}
-
-fn kill_group(pgid: Option<Pid>) {
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGKILL);
+fn spawn_failure(e: &spawn::SpawnError) -> (i32, String) {
+    match e {
+        spawn::SpawnError::NotFound(prog) => (127, format!("pyro: {prog}: command not found\n")),
+        spawn::SpawnError::NotExecutable(prog, e) if e.kind() == IoErrorKind::PermissionDenied => {
+            (126, format!("pyro: {prog}: permission denied\n"))
+        }
+        spawn::SpawnError::NotExecutable(prog, e) => {
+            (126, format!("pyro: {prog}: cannot execute: {e}\n"))
+        }
+        spawn::SpawnError::Setup(e) => (126, format!("pyro: cannot start the command: {e}\n")),
     }
 }
 
@@ -303,7 +306,7 @@ impl Drop for AbortOnDrop {
 /// stdin does not stop this loop from seeing the host hang up.
 async fn host_frames<R: AsyncRead + Unpin>(
     mut rd: R,
-    stdin: Option<ChildStdin>,
+    stdin: Option<tokio::net::unix::pipe::Sender>,
     tx: mpsc::Sender<HostEvent>,
 ) {
     let mut feed = None;

@@ -18,6 +18,7 @@ mod ops;
 mod patch;
 mod paths;
 mod server;
+mod spawn;
 mod stream;
 
 use std::os::fd::{IntoRawFd, RawFd};
