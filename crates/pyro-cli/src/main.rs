@@ -23,11 +23,8 @@ fn main() -> ExitCode {
     init_logging();
     let paths = Paths::from_env();
     let report = pyro_core::sweep::sweep(&paths);
-    for line in &report.removed {
-        tracing::warn!("cleaned up {line} left by a pyro process that did not finish");
-    }
-    for line in &report.problems {
-        tracing::warn!("could not clean up {line}");
+    for line in report.removed.iter().chain(&report.problems) {
+        tracing::warn!("{line}.");
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -84,7 +84,7 @@ fn real_vm_sigkill_mid_command_is_swept_by_the_next_invocation() {
     let o = home.cmd().args(["env", "list"]).output().unwrap();
     assert!(o.status.success());
     assert!(
-        stderr(&o).contains("cleaned up orphaned sandbox"),
+        stderr(&o).contains("the pyro process that started it is gone."),
         "{}",
         stderr(&o)
     );

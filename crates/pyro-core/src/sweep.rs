@@ -19,12 +19,13 @@ use crate::Paths;
 use crate::records::VmRecord;
 use crate::sandbox::teardown;
 
-/// What a sweep removed.
+/// What a sweep did. Every line is a whole sentence (without the final
+/// full stop) that says what happened and why, ready to show as it is.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// One line per removed thing.
+    /// One line per thing cleaned up or brought up to date.
     pub removed: Vec<String>,
-    /// Things that could not be removed.
+    /// Things that could not be cleaned up, with what to do.
     pub problems: Vec<String>,
 }
 
@@ -40,7 +41,10 @@ pub fn sweep(paths: &Paths) -> SweepReport {
         return report;
     }
     let Ok(_lock) = paths.lock("vms") else {
-        report.problems.push("cannot take the sandbox lock".into());
+        report.problems.push(
+            "could not take the sandbox lock, so leftover sandboxes were not cleaned up this time"
+                .into(),
+        );
         return report;
     };
     let mut live = HashSet::new();
@@ -50,10 +54,13 @@ pub fn sweep(paths: &Paths) -> SweepReport {
                 live.insert(id);
             }
             Some(rec) => match teardown(paths, &rec) {
-                Ok(()) => report
-                    .removed
-                    .push(format!("orphaned sandbox {id} ({})", rec.environment)),
-                Err(e) => report.problems.push(format!("sandbox {id}: {e}")),
+                Ok(()) => report.removed.push(format!(
+                    "removed sandbox {id} ({}): the pyro process that started it is gone",
+                    rec.environment
+                )),
+                Err(e) => report.problems.push(format!(
+                    "could not remove sandbox {id}, whose pyro process is gone: {e}"
+                )),
             },
             None => {
                 // No readable record (creation writes it under this lock, so
@@ -61,10 +68,14 @@ pub fn sweep(paths: &Paths) -> SweepReport {
                 // live, so the process pass below kills it.
                 let dir = paths.vm_dir(&id);
                 match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => report
-                        .removed
-                        .push(format!("sandbox directory {id} without a record")),
-                    Err(e) => report.problems.push(format!("{}: {e}", dir.display())),
+                    Ok(()) => report.removed.push(format!(
+                        "removed the directory of sandbox {id}, which had no record (its \
+                         creation was interrupted)"
+                    )),
+                    Err(e) => report.problems.push(format!(
+                        "could not remove {}, a sandbox directory without a record: {e}",
+                        dir.display()
+                    )),
                 }
             }
         }
@@ -75,13 +86,14 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             && let Some(p) = ProcessId::of(pid)
         {
             if p.kill_and_wait(Duration::from_secs(5)) {
-                report
-                    .removed
-                    .push(format!("stray process {pid} of sandbox {id}"));
+                report.removed.push(format!(
+                    "killed process {pid}, left running by sandbox {id} after its sandbox was gone"
+                ));
             } else {
-                report
-                    .problems
-                    .push(format!("process {pid} of sandbox {id} did not exit"));
+                report.problems.push(format!(
+                    "process {pid} of the removed sandbox {id} did not exit when killed; check it \
+                     with `ps {pid}`"
+                ));
             }
         }
     }
@@ -91,8 +103,12 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             let id = e.file_name().to_string_lossy().into_owned();
             if !live.contains(&id) {
                 match std::fs::remove_dir_all(e.path()) {
-                    Ok(()) => report.removed.push(format!("jail {id}")),
-                    Err(err) => report.problems.push(format!("jail {id}: {err}")),
+                    Ok(()) => report.removed.push(format!(
+                        "removed the jail of sandbox {id}, which no longer exists"
+                    )),
+                    Err(err) => report
+                        .problems
+                        .push(format!("could not remove the jail of sandbox {id}: {err}")),
                 }
             }
         }
@@ -101,8 +117,12 @@ pub fn sweep(paths: &Paths) -> SweepReport {
     for id in cgroup::list_ids(root, &parent) {
         if !live.contains(&id) {
             match cgroup::remove(root, &parent, &id) {
-                Ok(()) => report.removed.push(format!("cgroup {parent}/{id}")),
-                Err(e) => report.problems.push(format!("cgroup {id}: {e}")),
+                Ok(()) => report.removed.push(format!(
+                    "removed cgroup {parent}/{id}, whose sandbox no longer exists"
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("could not remove cgroup {parent}/{id}: {e}")),
             }
         }
     }
@@ -253,6 +273,14 @@ mod tests {
         assert!(p.vm_dir("live").exists());
         assert_eq!(cgroup::list_ids(p.cgroup_root(), &parent), ["live"]);
         assert_eq!(report.removed.len(), 4, "{report:?}");
+        assert!(
+            report
+                .removed
+                .iter()
+                .any(|l| l.starts_with("removed sandbox orphan (")
+                    && l.ends_with("the pyro process that started it is gone")),
+            "{report:?}"
+        );
         assert_eq!(sweep(&p).removed.len(), 0);
     }
 

@@ -719,18 +719,25 @@ impl Workspaces {
                 Fate::Keep => {}
                 Fate::Changed => {
                     let _ = record::save(&self.paths, &rec);
-                    done.push(format!("workspace {id} is now {}", rec.state.as_str()));
+                    done.push(format!(
+                        "workspace {id} is now {}: {}",
+                        rec.state.as_str(),
+                        rec.state_reason.as_deref().unwrap_or("its VM is gone")
+                    ));
                 }
                 Fate::Delete => {
                     self.remove(&rec);
-                    done.push(format!(
-                        "workspace {id} removed ({})",
-                        if rec.state == State::Creating {
-                            "its create was interrupted"
-                        } else {
-                            "expired past its grace period"
-                        }
-                    ));
+                    done.push(if rec.state == State::Creating {
+                        format!(
+                            "removed workspace {id}: the pyro process creating it was killed \
+                             before it finished"
+                        )
+                    } else {
+                        format!(
+                            "deleted workspace {id}: it expired and stayed stopped past its grace \
+                             period (PYRO_EXPIRY_GRACE_SECONDS)"
+                        )
+                    });
                 }
             }
         }
