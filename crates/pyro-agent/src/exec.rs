@@ -23,6 +23,11 @@ pub const DEFAULT_CWD: &str = "/workspace";
 /// processes that still hold the pipes.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long one write of output to the host may block before the host
+/// counts as gone (a host that stopped reading must not keep a command
+/// running past its timeout).
+const HOST_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Exit code reported when the timeout fired.
 pub const TIMEOUT_EXIT_CODE: i32 = 124;
 
@@ -81,11 +86,18 @@ where
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
+        // A write to the host may block at most until a little after the
+        // command's own timeout.
+        let write_by =
+            (Instant::now() + HOST_WRITE_TIMEOUT).min(timeout_at.max(Instant::now()) + DRAIN_GRACE);
         tokio::select! {
             r = read_some(&mut stdout, &mut obuf) => {
                 if let Some(n) = r {
                     if out.take(n, limit) > 0 {
-                        send(&mut wr, FrameKind::Stdout, &obuf[..out.last_sent], &mut host_gone).await;
+                        send(&mut wr, FrameKind::Stdout, &obuf[..out.last_sent], write_by, &mut host_gone).await;
+                        if host_gone {
+                            child.kill_group();
+                        }
                     }
                 } else {
                     stdout = None;
@@ -94,7 +106,10 @@ where
             r = read_some(&mut stderr, &mut ebuf) => {
                 if let Some(n) = r {
                     if err.take(n, limit) > 0 {
-                        send(&mut wr, FrameKind::Stderr, &ebuf[..err.last_sent], &mut host_gone).await;
+                        send(&mut wr, FrameKind::Stderr, &ebuf[..err.last_sent], write_by, &mut host_gone).await;
+                        if host_gone {
+                            child.kill_group();
+                        }
                     }
                 } else {
                     stderr = None;
@@ -105,8 +120,15 @@ where
                 drain_until = Some(Instant::now() + DRAIN_GRACE);
             }
             () = tokio::time::sleep_until(timeout_at), if status.is_none() && !timed_out => {
-                timed_out = true;
-                child.kill_group();
+                // An exit that is ready together with the timeout wins: the
+                // command finished in time.
+                if let Ok(Some(s)) = child.try_status() {
+                    status = Some(s);
+                    drain_until = Some(Instant::now() + DRAIN_GRACE);
+                } else {
+                    timed_out = true;
+                    child.kill_group();
+                }
             }
             () = sleep_until_opt(drain_until) => break,
             ev = host_rx.recv(), if !host_gone => {
@@ -277,8 +299,22 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn send<W: AsyncWrite + Unpin>(w: &mut W, kind: FrameKind, data: &[u8], gone: &mut bool) {
-    if !*gone && write_frame(w, kind, data).await.is_err() {
+/// Sends one output frame. A host that cannot be written to (the
+/// connection broke, or it read nothing until `by`) is gone: the caller
+/// then kills the command, which nobody would see end.
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: FrameKind,
+    data: &[u8],
+    by: Instant,
+    gone: &mut bool,
+) {
+    if !*gone
+        && !matches!(
+            tokio::time::timeout_at(by, write_frame(w, kind, data)).await,
+            Ok(Ok(()))
+        )
+    {
         *gone = true;
     }
 }
@@ -513,6 +549,37 @@ mod tests {
             !marker.exists(),
             "the command kept running after the host left"
         );
+    }
+
+    #[tokio::test]
+    async fn host_disconnect_kills_a_command_that_keeps_printing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec yes", pidfile.display());
+        let (host, agent) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(run(agent, req(shell(&script), 30_000, 1 << 30)));
+        let (mut hr, hw) = tokio::io::split(host);
+        // Some output arrives, then the host hangs up mid-stream.
+        let f = read_frame(&mut hr).await.unwrap().expect("output");
+        assert_eq!(f.kind, FrameKind::Stdout);
+        drop((hr, hw));
+        let res = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the agent kept serving a command nobody reads");
+        assert!(res.unwrap().is_err());
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks whether the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the command {pid} still runs after the host hung up");
     }
 
     #[tokio::test]

@@ -46,9 +46,10 @@ pub fn guest() -> ExitCode {
     }
     if let Err(e) = sethostname(&params.hostname) {
         log::error(&format!(
-            "cannot set the hostname {:?}: {e}",
+            "cannot set the hostname {:?}: {e}; powering off",
             params.hostname
         ));
+        power_off();
     }
     if let Err(e) = loopback_up() {
         log::error(&format!("cannot bring up the loopback interface: {e}"));
@@ -361,13 +362,24 @@ impl KernelParams {
             idle_seconds: 0,
             upper_device: "/dev/vdb".into(),
         };
+        let mut seen = std::collections::BTreeSet::new();
         for word in cmdline.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
+            if !word.starts_with("pyro.") {
                 continue;
+            }
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(format!(
+                    "the kernel parameter {word} has no value (expected {word}=VALUE)"
+                ));
             };
+            if !seen.insert(key) {
+                return Err(format!(
+                    "the kernel parameter {key} is given twice; pass it once"
+                ));
+            }
             match key {
                 "pyro.hostname" => {
-                    if !valid_hostname(value) {
+                    if !pyro_protocol::valid_hostname(value) {
                         return Err(format!(
                             "the kernel parameter pyro.hostname={value} is not a valid hostname \
                              (1-63 letters, digits and '-', not starting or ending with '-')"
@@ -388,25 +400,16 @@ impl KernelParams {
                     }
                     p.upper_device = value.to_owned();
                 }
-                k if k.starts_with("pyro.") => {
+                _ => {
                     return Err(format!(
                         "unknown kernel parameter {word}: this agent does not know it (is the \
-                         environment older than pyro?)"
+                         environment older than pyro? re-pull it)"
                     ));
                 }
-                _ => {}
             }
         }
         Ok(p)
     }
-}
-
-/// An RFC 1123 host label.
-fn valid_hostname(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Brings `lo` up so services can listen on 127.0.0.1.
@@ -527,6 +530,8 @@ mod tests {
             ("pyro.hostname=", "not a valid hostname"),
             ("pyro.upper=vdb", "not a /dev path"),
             ("pyro.idel=5", "unknown kernel parameter pyro.idel=5"),
+            ("pyro.idle", "pyro.idle has no value"),
+            ("pyro.idle=5 pyro.idle=6", "pyro.idle is given twice"),
         ] {
             let e = KernelParams::parse(cmdline).unwrap_err();
             assert!(e.contains(needle), "{cmdline}: {e}");

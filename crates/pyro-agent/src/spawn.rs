@@ -50,11 +50,20 @@ pub enum SpawnError {
 }
 
 /// A running command.
+///
+/// Its exit is observed without reaping it (`waitid` with `WNOWAIT`): until
+/// [`Child::reap`] (or drop), the exited leader stays a zombie, so its pid,
+/// which is also its process group id, cannot be reused, and killing the
+/// group can never hit an unrelated process.
 #[derive(Debug)]
 pub struct Child {
     pid: libc::pid_t,
     /// Becomes readable when the process exits.
     exit: Option<AsyncFd<OwnedFd>>,
+    /// Without a pidfd: a blocking thread waiting for the exit (kept, so a
+    /// cancelled `wait` resumes the same wait).
+    fallback: Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>,
+    status: Option<ExitStatus>,
     reaped: bool,
     /// The command's standard input, when asked for.
     pub stdin: Option<pipe::Sender>,
@@ -100,26 +109,37 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
 
     let mut pid: libc::pid_t = 0;
     {
-        let actions = FileActions::new().map_err(setup)?;
+        let mut actions = FileActions::new().map_err(setup)?;
         actions.dup2(in_r.as_raw_fd(), 0).map_err(setup)?;
         actions.dup2(out_w.as_raw_fd(), 1).map_err(setup)?;
         actions.dup2(err_w.as_raw_fd(), 2).map_err(setup)?;
         actions.chdir(&cwd_c).map_err(setup)?;
-        let attr = SpawnAttr::new().map_err(setup)?;
+        let mut attr = SpawnAttr::new().map_err(setup)?;
         attr.setup().map_err(setup)?;
-        // SAFETY: every pointer is valid for the call: the path and the
-        // NUL-terminated argv/envp arrays point into CStrings that outlive
-        // it, and the actions and attributes are initialised.
-        let rc = unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                path_c.as_ptr(),
-                actions.as_ptr(),
-                attr.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            )
+        let call = |pid: &mut libc::pid_t, path: &CString, argv: &[*mut libc::c_char]| {
+            // SAFETY: every pointer is valid for the call: the path and the
+            // NUL-terminated argv/envp arrays point into CStrings that
+            // outlive it, and the actions and attributes are initialised.
+            unsafe {
+                libc::posix_spawn(
+                    pid,
+                    path.as_ptr(),
+                    actions.as_ptr(),
+                    attr.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                )
+            }
         };
+        let mut rc = call(&mut pid, &path_c, &argv);
+        if rc == libc::ENOEXEC {
+            // An executable script without `#!`: run it with the shell, as
+            // execvp and every shell do.
+            let sh = c"/bin/sh".to_owned();
+            let mut sh_argv = vec![sh.as_ptr().cast_mut(), path_c.as_ptr().cast_mut()];
+            sh_argv.extend_from_slice(&argv[1..]);
+            rc = call(&mut pid, &sh, &sh_argv);
+        }
         if rc != 0 {
             let e = io::Error::from_raw_os_error(rc);
             return Err(match e.kind() {
@@ -139,6 +159,8 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
     let mut child = Child {
         pid,
         exit,
+        fallback: None,
+        status: None,
         reaped: false,
         stdin: None,
         stdout: None,
@@ -159,56 +181,98 @@ impl Child {
         self.pid
     }
 
-    /// Waits for the process to exit and reaps it.
+    /// Waits for the process to exit (without reaping it). Cancel-safe:
+    /// calling it again resumes the wait.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        loop {
-            if let Some(status) = self.try_reap()? {
-                return Ok(status);
-            }
-            match &self.exit {
-                Some(fd) => {
-                    // Readable once the process has exited; the guard is
-                    // dropped without clearing, so a spurious wake-up just
-                    // loops back to the reap attempt.
-                    let _ready = fd.readable().await?;
-                }
-                None => {
-                    // No pidfd (a kernel older than 5.3, host-compat only):
-                    // block a worker thread in waitpid instead.
-                    let pid = self.pid;
-                    let status = tokio::task::spawn_blocking(move || wait_blocking(pid))
-                        .await
-                        .map_err(io::Error::other)??;
-                    self.reaped = true;
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        if let Some(fd) = &self.exit {
+            loop {
+                let mut ready = fd.readable().await?;
+                if let Some(status) = exited(self.pid, false)? {
+                    self.status = Some(status);
                     return Ok(status);
                 }
+                ready.clear_ready();
             }
         }
+        // No pidfd (a kernel older than 5.3, host-compat only): a worker
+        // thread blocks in waitid instead.
+        let pid = self.pid;
+        let handle = self.fallback.get_or_insert_with(|| {
+            tokio::task::spawn_blocking(move || {
+                exited(pid, true)?.ok_or_else(|| io::Error::other("waitid returned no status"))
+            })
+        });
+        let status = handle.await.map_err(io::Error::other)??;
+        self.fallback = None;
+        self.status = Some(status);
+        Ok(status)
     }
 
-    /// Kills the whole process group.
+    /// The exit status if the process has exited (without waiting or
+    /// reaping).
+    pub fn try_status(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = exited(self.pid, false)?;
+        }
+        Ok(self.status)
+    }
+
+    /// Kills the whole process group: the command and everything it
+    /// started in its session, also after the command itself has exited.
     pub fn kill_group(&self) {
         if !self.reaped {
-            // SAFETY: plain kill(2) of our own process group.
+            // SAFETY: plain kill(2) of our own process group, whose id is
+            // pinned by the unreaped leader.
             unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         }
     }
 
-    fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.reaped {
-            return Err(io::Error::other("the command was already reaped"));
+    /// Reaps the exited leader (after which its group can no longer be
+    /// killed by this handle).
+    pub fn reap(&mut self) {
+        if !self.reaped && self.status.is_some() {
+            let mut st = 0;
+            // SAFETY: waitpid on our own exited child.
+            unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
+            self.reaped = true;
         }
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-        match rc {
-            0 => Ok(None),
-            r if r == self.pid => {
-                self.reaped = true;
-                Ok(Some(ExitStatus::from_raw(status)))
+    }
+}
+
+/// Whether `pid` has exited, and how, leaving it unreaped.
+fn exited(pid: libc::pid_t, block: bool) -> io::Result<Option<ExitStatus>> {
+    loop {
+        // SAFETY: siginfo_t is plain old data; all-zero is valid and tells
+        // "no child changed state" apart (si_pid stays 0).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let mut flags = libc::WEXITED | libc::WNOWAIT;
+        if !block {
+            flags |= libc::WNOHANG;
+        }
+        // SAFETY: waitid on our own child with a valid siginfo pointer.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
-            _ => Err(io::Error::last_os_error()),
+            return Err(e);
         }
+        // SAFETY: waitid filled the SIGCHLD fields of the union.
+        let (who, code, value) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if who == 0 {
+            return Ok(None);
+        }
+        // The raw wait status that ExitStatus decodes.
+        let raw = match code {
+            libc::CLD_EXITED => (value & 0xff) << 8,
+            libc::CLD_DUMPED => (value & 0x7f) | 0x80,
+            _ => value & 0x7f,
+        };
+        return Ok(Some(ExitStatus::from_raw(raw)));
     }
 }
 
@@ -219,9 +283,13 @@ impl Drop for Child {
         if self.reaped {
             return;
         }
-        self.kill_group();
-        if matches!(self.try_reap(), Ok(Some(_))) {
+        if self.status.is_some() {
+            self.reap();
             return;
+        }
+        self.kill_group();
+        if let Some(h) = self.fallback.take() {
+            h.abort();
         }
         let pid = self.pid;
         match (self.exit.take(), tokio::runtime::Handle::try_current()) {
@@ -274,8 +342,9 @@ fn resolve(program: &str, env: &[(String, String)], cwd: &str) -> Result<PathBuf
         .unwrap_or("/usr/local/bin:/usr/bin:/bin");
     let mut denied = None;
     for dir in path.split(':') {
-        let dir = if dir.is_empty() { cwd } else { dir };
-        let candidate = Path::new(dir).join(program);
+        // An empty or relative entry (`.`, `node_modules/.bin`) is relative
+        // to the command's working directory, as for execvp run there.
+        let candidate = Path::new(cwd).join(dir).join(program);
         let Ok(meta) = std::fs::metadata(&candidate) else {
             continue;
         };
@@ -354,16 +423,16 @@ impl FileActions {
         self.0.as_ptr()
     }
 
-    fn dup2(&self, fd: RawFd, to: RawFd) -> io::Result<()> {
+    fn dup2(&mut self, fd: RawFd, to: RawFd) -> io::Result<()> {
         // SAFETY: the actions were initialised in new(); the call copies
         // the descriptor numbers.
-        check(unsafe { libc::posix_spawn_file_actions_adddup2(self.0.as_ptr().cast_mut(), fd, to) })
+        check(unsafe { libc::posix_spawn_file_actions_adddup2(self.0.as_mut_ptr(), fd, to) })
     }
 
-    fn chdir(&self, dir: &CString) -> io::Result<()> {
+    fn chdir(&mut self, dir: &CString) -> io::Result<()> {
         // SAFETY: as above; glibc copies the path string.
         check(unsafe {
-            libc::posix_spawn_file_actions_addchdir_np(self.0.as_ptr().cast_mut(), dir.as_ptr())
+            libc::posix_spawn_file_actions_addchdir_np(self.0.as_mut_ptr(), dir.as_ptr())
         })
     }
 }
@@ -392,8 +461,8 @@ impl SpawnAttr {
     /// A new session, an empty signal mask, and every signal back at its
     /// default action (the agent ignores `SIGPIPE`, which would otherwise
     /// be inherited).
-    fn setup(&self) -> io::Result<()> {
-        let attr = self.0.as_ptr().cast_mut();
+    fn setup(&mut self) -> io::Result<()> {
+        let attr = self.0.as_mut_ptr();
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
         let mut none = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: the sets are initialised by sigfillset/sigemptyset before
@@ -515,6 +584,72 @@ mod tests {
             spawn(&spec(plain.to_str().unwrap())),
             Err(SpawnError::NotExecutable(..))
         ));
+    }
+
+    #[tokio::test]
+    async fn scripts_without_shebang_and_relative_path_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let script = bin.join("hello");
+        std::fs::write(&script, "echo hello from $0 \"$1\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec![("PATH".to_owned(), "bin:/usr/bin:/bin".to_owned())];
+        let args = vec!["world".to_owned()];
+        let mut c = spawn(&SpawnSpec {
+            program: "hello",
+            args: &args,
+            env: &env,
+            cwd: dir.path().to_str().unwrap(),
+            stdin: false,
+        })
+        .unwrap();
+        let out = read_all(c.stdout.take()).await;
+        assert!(c.wait().await.unwrap().success());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "hello from {} world\n",
+                dir.path().join("bin/hello").display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_group_can_be_killed_after_the_leader_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("bg");
+        let args = vec![
+            "-c".into(),
+            format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display()),
+        ];
+        let mut c = spawn(&SpawnSpec {
+            program: "/bin/sh",
+            args: &args,
+            env: &env(),
+            cwd: "/",
+            stdin: false,
+        })
+        .unwrap();
+        assert!(c.wait().await.unwrap().success());
+        // Waiting again gives the same status (the leader is not reaped).
+        assert!(c.wait().await.unwrap().success());
+        let bg: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        c.kill_group();
+        c.reap();
+        for _ in 0..200 {
+            let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the background process {bg} survived the group kill");
     }
 
     #[tokio::test]

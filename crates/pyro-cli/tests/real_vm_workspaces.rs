@@ -293,7 +293,8 @@ fn real_vm_workspace_idle_deadline_and_hostname() {
         "the VM is already gone"
     );
 
-    // TTL plus 10 s, measured from the last activity.
+    // TTL plus 10 s, measured from the last activity; not long before the
+    // TTL either (an early death would be some other failure).
     let limit = Duration::from_secs(20 + 10);
     while !home.running_processes_left().is_empty() {
         assert!(
@@ -303,6 +304,22 @@ fn real_vm_workspace_idle_deadline_and_hostname() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(
+        killed.elapsed() >= Duration::from_secs(15),
+        "the guest stopped only {} s after its last activity, before its TTL of 20 s",
+        killed.elapsed().as_secs()
+    );
+    // The guest's own agent powered it off (its console says so); nothing
+    // has swept the sandbox yet.
+    let console: String = std::fs::read_dir(home.path().join("vms"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("console.log")).unwrap_or_default())
+        .collect();
+    assert!(
+        console.contains("idle deadline passed; powering off"),
+        "{console}"
+    );
     let st = json(ok(&ws(&home, &["status", &id, "--json"])));
     assert_eq!(st["state"], "stopped", "{st}");
     let reason = st["state_reason"].as_str().unwrap();

@@ -215,6 +215,16 @@ pub fn valid_env_name(name: &str) -> bool {
         && name.len() <= 128
 }
 
+/// Whether `name` is a hostname the agent accepts (`pyro.hostname=`): one
+/// RFC 1123 label, 1-63 letters, digits and `-`, not starting or ending
+/// with `-`.
+pub fn valid_hostname(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
