@@ -53,8 +53,11 @@ pub async fn extract<S: AsyncRead + AsyncWrite + Unpin>(
     let dir = match dest_dir(&dest) {
         Ok(d) => d,
         Err(e) => {
-            // Drain what the host sends before answering.
-            let (tx, _rx) = mpsc::channel(1);
+            // Drain what the host sends before answering. Nothing consumes
+            // it: with the receiver gone, every chunk is dropped at once
+            // (a receiver kept alive here filled up and hung the transfer).
+            let (tx, rx) = mpsc::channel(1);
+            drop(rx);
             pump_in(&mut rd, tx).await;
             return finish(&mut wr, Err(e)).await;
         }

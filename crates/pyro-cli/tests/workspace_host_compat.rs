@@ -913,6 +913,46 @@ fn sync_push_is_all_or_nothing() {
         &["sync", "push", &id, src.to_str().unwrap(), "--dest", "/etc"],
     );
     assert!(stderr(&o).contains("outside /workspace"), "{}", stderr(&o));
+    // A destination that is a file fails at once, also for an archive of
+    // several chunks (the agent used to stop draining after the first and
+    // the host waited for its hour-long transfer timeout).
+    ok(&ws(
+        &home,
+        &["file", "write", &id, "README.md", "--text", "a file"],
+    ));
+    let big = home.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let noise: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(big.join("blob.bin"), &noise).unwrap();
+    let started = std::time::Instant::now();
+    let o = ws(
+        &home,
+        &[
+            "sync",
+            "push",
+            &id,
+            big.to_str().unwrap(),
+            "--dest",
+            "README.md",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("exists and is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        stdout(ok(&ws(&home, &["file", "read", &id, "README.md"]))),
+        "a file"
+    );
     ok(&ws(&home, &["delete", &id]));
 }
 

@@ -446,6 +446,9 @@ impl Sandbox {
     ) -> Result<ExecOutcome, CoreError> {
         req.stdin = stdin.is_some();
         let limit = Duration::from_millis(req.timeout_ms) + EXEC_GRACE;
+        // The agent promised at most this much per stream; more is a
+        // misbehaving (or hostile) guest, and is never buffered or logged.
+        let output_cap = req.output_limit_bytes;
         let (mut rd, mut wr) = self.open(Request::Exec(req)).await?.into_split();
         // The write half stays open until the command ends: closing it is how
         // the agent learns the host went away (and kills the command).
@@ -471,6 +474,14 @@ impl Sandbox {
             drop(wr);
         }));
         let read = async {
+            let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
+            let over = |n: u64| {
+                CoreError::Transport(format!(
+                    "the guest agent sent more than the {output_cap} bytes of output per stream \
+                     it was asked for ({n} so far), so the command was abandoned: the guest is \
+                     misbehaving; reset or delete it"
+                ))
+            };
             loop {
                 let frame = read_frame(&mut rd)
                     .await
@@ -479,8 +490,20 @@ impl Sandbox {
                         CoreError::Transport("the agent closed the connection mid-command".into())
                     })?;
                 match frame.kind {
-                    FrameKind::Stdout => sink.stdout(&frame.payload),
-                    FrameKind::Stderr => sink.stderr(&frame.payload),
+                    FrameKind::Stdout => {
+                        out_bytes += frame.payload.len() as u64;
+                        if out_bytes > output_cap {
+                            return Err(over(out_bytes));
+                        }
+                        sink.stdout(&frame.payload);
+                    }
+                    FrameKind::Stderr => {
+                        err_bytes += frame.payload.len() as u64;
+                        if err_bytes > output_cap {
+                            return Err(over(err_bytes));
+                        }
+                        sink.stderr(&frame.payload);
+                    }
                     FrameKind::Message => {
                         return match frame
                             .message::<Response>()
@@ -904,4 +927,99 @@ fn cgroup_settings(root: &Path, mem_mib: u32) -> (CgroupVersion, Vec<String>) {
         s.push("pids.max=256".to_owned());
     }
     (version, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyro_protocol::{AgentMode, Hello};
+
+    /// A sandbox record whose agent socket is served by the test (a hostile
+    /// fake agent).
+    fn fake_sandbox(dir: &Path) -> (Sandbox, tokio::net::UnixListener) {
+        let paths = Paths::new(dir, pyro_env::Cache::new(dir.join("cache")));
+        let id = "fakeagent0001".to_owned();
+        std::fs::create_dir_all(paths.vm_dir(&id)).unwrap();
+        let sock = paths.vm_dir(&id).join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let rec = VmRecord {
+            layout_version: VM_LAYOUT_VERSION,
+            id: id.clone(),
+            backend: BackendKind::HostCompat,
+            environment: "debian:12".into(),
+            owner: Owner::this_process(),
+            created_at: now_unix(),
+            process: None,
+            firecracker: None,
+            jail_uid: None,
+            cgroup_parent: None,
+            agent_socket: Some(sock),
+        };
+        rec.save(&paths).unwrap();
+        (Sandbox::attach(&paths, &id).unwrap(), listener)
+    }
+
+    async fn greet(s: &mut tokio::net::UnixStream) {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "fake".into(),
+            mode: AgentMode::HostCompat,
+            capabilities: vec![],
+            uptime_ms: 0,
+        };
+        write_message(s, &hello).await.unwrap();
+        let _: Envelope = read_message(s, "the request").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn endless_output_from_the_agent_is_cut_off_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sb, listener) = fake_sandbox(dir.path());
+        let agent = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            greet(&mut s).await;
+            let chunk = vec![b'x'; 64 << 10];
+            // Far more than asked for, as long as the host reads.
+            while pyro_protocol::write_frame(&mut s, FrameKind::Stdout, &chunk)
+                .await
+                .is_ok()
+            {}
+        });
+        let req = ExecRequest {
+            command: pyro_protocol::Command::Shell {
+                script: "true".into(),
+            },
+            cwd: None,
+            env: Default::default(),
+            timeout_ms: 5_000,
+            output_limit_bytes: 1 << 20,
+            stdin: false,
+        };
+        let mut cap = Capture::default();
+        let err = tokio::time::timeout(Duration::from_secs(10), sb.exec(req, &mut cap))
+            .await
+            .expect("the host kept reading endless output")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("more than the 1048576 bytes"),
+            "{err}"
+        );
+        assert!(
+            cap.stdout.len() <= 1 << 20,
+            "{} bytes kept",
+            cap.stdout.len()
+        );
+        drop(sb);
+        agent.abort();
+    }
+
+    #[test]
+    fn hostnames_are_labels_the_agent_accepts() {
+        assert_eq!(hostname_for(None), "pyro");
+        let id = crate::random_hex(8);
+        assert_eq!(hostname_for(Some(&id)), format!("pyro-{id}"));
+        for h in [hostname_for(None), hostname_for(Some(&id))] {
+            assert!(pyro_protocol::valid_hostname(&h), "{h}");
+        }
+    }
 }

@@ -25,9 +25,36 @@ pub fn check_socket_path(path: &Path) -> Result<(), VmmError> {
     Ok(())
 }
 
+/// How long the hybrid vsock handshake (`CONNECT`, then `OK <port>`) may
+/// take. Firecracker answers at once; a VM that does not is wedged.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects to guest `port` through the VM's vsock socket. Fails fast when
-/// the agent is not listening (Firecracker then closes the connection).
+/// the agent is not listening (Firecracker then closes the connection), and
+/// after [`HANDSHAKE_TIMEOUT`] when nothing answers at all.
 pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
+    connect_within(uds, port, HANDSHAKE_TIMEOUT).await
+}
+
+/// [`connect`] with its own deadline.
+pub async fn connect_within(
+    uds: &Path,
+    port: u32,
+    limit: std::time::Duration,
+) -> Result<UnixStream, VmmError> {
+    tokio::time::timeout(limit, handshake(uds, port))
+        .await
+        .map_err(|_| {
+            VmmError::Vsock(format!(
+                "the VM did not answer the vsock handshake on {} within {} s; it may be wedged \
+                 (stop and start it)",
+                uds.display(),
+                limit.as_secs()
+            ))
+        })?
+}
+
+async fn handshake(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
     let mut s = UnixStream::connect(uds)
         .await
         .map_err(|e| VmmError::Vsock(format!("connecting to {}: {e}", uds.display())))?;
@@ -67,6 +94,29 @@ pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_silent_peer_fails_the_handshake_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v.sock");
+        let listener = tokio::net::UnixListener::bind(&uds).unwrap();
+        // Accepts and then says nothing (a wedged VMM, or a guest-side
+        // impostor that holds the connection).
+        let _server = tokio::spawn(async move {
+            let (_s, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let t = std::time::Instant::now();
+        let err = connect_within(&uds, 5000, std::time::Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did not answer the vsock handshake"),
+            "{err}"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
 
     #[tokio::test]
     async fn handshake_then_raw_stream() {
