@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     init_logging();
     let paths = Paths::from_env();
     let report = pyro_core::sweep::sweep(&paths);
+    for line in &report.updated {
+        tracing::info!("{line}.");
+    }
     for line in report.removed.iter().chain(&report.problems) {
         tracing::warn!("{line}.");
     }

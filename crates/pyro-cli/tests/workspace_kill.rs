@@ -227,9 +227,10 @@ fn a_vm_that_dies_turns_the_workspace_stopped_with_the_reason() {
     });
     let st: Value = serde_json::from_slice(&run(&home, &["status", &id, "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "stopped", "{st}");
-    assert_eq!(
-        st["state_reason"],
-        "its VM stopped unexpectedly; the disk is kept"
+    let reason = st["state_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("its VM stopped unexpectedly") && reason.contains("the disk is kept"),
+        "{reason}"
     );
     assert!(st["last_error"].is_string(), "{st}");
     assert!(

@@ -23,7 +23,10 @@ use crate::sandbox::teardown;
 /// full stop) that says what happened and why, ready to show as it is.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// One line per thing cleaned up or brought up to date.
+    /// Workspaces brought up to date (a VM that stopped itself at its idle
+    /// deadline, say): news, not trouble.
+    pub updated: Vec<String>,
+    /// One line per thing cleaned up.
     pub removed: Vec<String>,
     /// Things that could not be cleaned up, with what to do.
     pub problems: Vec<String>,
@@ -34,15 +37,16 @@ pub fn sweep(paths: &Paths) -> SweepReport {
     let mut report = SweepReport::default();
     // Workspaces first: a dead VM turns its workspace stopped (keeping the
     // disk), half-created or long-expired workspaces go.
-    report
-        .removed
-        .extend(crate::workspace::Workspaces::new(paths.clone()).sweep());
+    let (updated, removed) = crate::workspace::Workspaces::new(paths.clone()).sweep();
+    report.updated = updated;
+    report.removed = removed;
     if !paths.vms_dir().exists() && !paths.jail_base().exists() {
         return report;
     }
     let Ok(_lock) = paths.lock("vms") else {
         report.problems.push(
-            "could not take the sandbox lock, so leftover sandboxes were not cleaned up this time"
+            "Could not take the sandbox lock, so leftover sandboxes were not cleaned up this time; \
+             the next pyro command tries again"
                 .into(),
         );
         return report;
@@ -55,25 +59,40 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             }
             Some(rec) => match teardown(paths, &rec) {
                 Ok(()) => report.removed.push(format!(
-                    "removed sandbox {id} ({}): the pyro process that started it is gone",
+                    "Removed sandbox {id} ({}): the pyro process that started it is gone",
                     rec.environment
                 )),
                 Err(e) => report.problems.push(format!(
-                    "could not remove sandbox {id}, whose pyro process is gone: {e}"
+                    "Could not remove sandbox {id}, whose pyro process is gone: {e}; the next pyro \
+                     command tries again (run it as the user who created the sandbox)"
                 )),
             },
+            None if VmRecord::file(paths, &id).exists() => {
+                // A record this pyro cannot read: another pyro version's
+                // layout, or damage. It may describe a running VM and disks
+                // someone wants: leave all of it alone, and say so.
+                live.insert(id.clone());
+                report.problems.push(format!(
+                    "Left sandbox {id} alone: its record {} was written by another pyro version \
+                     or cannot be read; clean it up with the pyro that made it, or delete {} \
+                     by hand",
+                    VmRecord::file(paths, &id).display(),
+                    paths.vm_dir(&id).display()
+                ));
+            }
             None => {
-                // No readable record (creation writes it under this lock, so
+                // No record at all (creation writes it under this lock, so
                 // this is debris): delete it. What still runs from it is not
                 // live, so the process pass below kills it.
                 let dir = paths.vm_dir(&id);
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => report.removed.push(format!(
-                        "removed the directory of sandbox {id}, which had no record (its \
+                        "Removed the directory of sandbox {id}, which had no record (its \
                          creation was interrupted)"
                     )),
                     Err(e) => report.problems.push(format!(
-                        "could not remove {}, a sandbox directory without a record: {e}",
+                        "Could not remove {}, a sandbox directory without a record: {e}; \
+                         remove it by hand",
                         dir.display()
                     )),
                 }
@@ -87,12 +106,12 @@ pub fn sweep(paths: &Paths) -> SweepReport {
         {
             if p.kill_and_wait(Duration::from_secs(5)) {
                 report.removed.push(format!(
-                    "killed process {pid}, left running by sandbox {id} after its sandbox was gone"
+                    "Killed process {pid}, which was still running for the removed sandbox {id}"
                 ));
             } else {
                 report.problems.push(format!(
-                    "process {pid} of the removed sandbox {id} did not exit when killed; check it \
-                     with `ps {pid}`"
+                    "Process {pid} of the removed sandbox {id} did not exit when killed; check \
+                     it with `ps {pid}` and kill it by hand"
                 ));
             }
         }
@@ -104,11 +123,12 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             if !live.contains(&id) {
                 match std::fs::remove_dir_all(e.path()) {
                     Ok(()) => report.removed.push(format!(
-                        "removed the jail of sandbox {id}, which no longer exists"
+                        "Removed the jail of sandbox {id}, which no longer exists"
                     )),
-                    Err(err) => report
-                        .problems
-                        .push(format!("could not remove the jail of sandbox {id}: {err}")),
+                    Err(err) => report.problems.push(format!(
+                        "Could not remove the jail of sandbox {id}: {err}; remove {} by hand",
+                        e.path().display()
+                    )),
                 }
             }
         }
@@ -118,11 +138,12 @@ pub fn sweep(paths: &Paths) -> SweepReport {
         if !live.contains(&id) {
             match cgroup::remove(root, &parent, &id) {
                 Ok(()) => report.removed.push(format!(
-                    "removed cgroup {parent}/{id}, whose sandbox no longer exists"
+                    "Removed cgroup {parent}/{id}, whose sandbox no longer exists"
                 )),
-                Err(e) => report
-                    .problems
-                    .push(format!("could not remove cgroup {parent}/{id}: {e}")),
+                Err(e) => report.problems.push(format!(
+                    "Could not remove cgroup {parent}/{id}: {e}; a process may still be in \
+                         it (see its cgroup.procs)"
+                )),
             }
         }
     }
@@ -277,12 +298,36 @@ mod tests {
             report
                 .removed
                 .iter()
-                .any(|l| l.starts_with("removed sandbox orphan (")
+                .any(|l| l.starts_with("Removed sandbox orphan (")
                     && l.ends_with("the pyro process that started it is gone")),
             "{report:?}"
         );
         assert_eq!(sweep(&p).removed.len(), 0);
     }
+
+    #[test]
+    fn a_record_of_another_layout_version_is_reported_never_deleted() {
+        let (_t, p) = paths();
+        std::fs::create_dir_all(p.vm_dir("future")).unwrap();
+        let mut rec = serde_json::to_value(record("future", Owner::this_process(), None)).unwrap();
+        rec["layout_version"] = serde_json::json!(VM_LAYOUT_VERSION_NEXT);
+        std::fs::write(VmRecord::file(&p, "future"), rec.to_string()).unwrap();
+        std::fs::write(p.vm_dir("future").join("upper.ext4"), b"someone's disk").unwrap();
+        std::fs::create_dir_all(p.jail_base().join("firecracker/future/root")).unwrap();
+        let report = sweep(&p);
+        assert!(p.vm_dir("future").join("upper.ext4").exists());
+        assert!(p.jail_base().join("firecracker/future").exists());
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|l| l.starts_with("Left sandbox future alone")),
+            "{report:?}"
+        );
+    }
+
+    const VM_LAYOUT_VERSION_NEXT: u32 = crate::records::VM_LAYOUT_VERSION + 1;
 
     #[test]
     fn id_under_finds_the_sandbox() {

@@ -629,7 +629,8 @@ impl Workspaces {
                     rec.delete_after =
                         Some(rec.last_activity_at + rec.ttl_seconds as f64 + grace as f64);
                 } else {
-                    rec.state_reason = Some("its VM stopped unexpectedly; the disk is kept".into());
+                    rec.state_reason = Some("its VM stopped unexpectedly (the guest console is in last_error); the disk is kept, \
+                         and starting the workspace boots it again".into());
                     rec.last_error = Some(console);
                 }
                 Fate::Changed
@@ -687,8 +688,10 @@ impl Workspaces {
 
     /// Brings every workspace up to date and deletes the ones whose time is
     /// up (expired past the grace period, or half-created by a killed
-    /// process). Busy workspaces are skipped. Returns what it did.
-    pub fn sweep(&self) -> Vec<String> {
+    /// process). Busy workspaces are skipped. Returns what it brought up
+    /// to date and what it removed, a sentence each.
+    pub fn sweep(&self) -> (Vec<String>, Vec<String>) {
+        let mut updated = Vec::new();
         let mut done = Vec::new();
         if let Ok(rd) = std::fs::read_dir(record::root(&self.paths)) {
             for e in rd.flatten() {
@@ -719,8 +722,8 @@ impl Workspaces {
                 Fate::Keep => {}
                 Fate::Changed => {
                     let _ = record::save(&self.paths, &rec);
-                    done.push(format!(
-                        "workspace {id} is now {}: {}",
+                    updated.push(format!(
+                        "Workspace {id} is now {}: {}",
                         rec.state.as_str(),
                         rec.state_reason.as_deref().unwrap_or("its VM is gone")
                     ));
@@ -729,19 +732,19 @@ impl Workspaces {
                     self.remove(&rec);
                     done.push(if rec.state == State::Creating {
                         format!(
-                            "removed workspace {id}: the pyro process creating it was killed \
+                            "Removed workspace {id}: the pyro process creating it was killed \
                              before it finished"
                         )
                     } else {
                         format!(
-                            "deleted workspace {id}: it expired and stayed stopped past its grace \
+                            "Deleted workspace {id}: it expired and stayed stopped past its grace \
                              period (PYRO_EXPIRY_GRACE_SECONDS)"
                         )
                     });
                 }
             }
         }
-        done
+        (updated, done)
     }
 
     /// Creates, boots and seeds a workspace and takes its baseline. On any
