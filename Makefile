@@ -49,7 +49,9 @@ test: setup agent lint
 	$(CARGO) nextest run --workspace --profile ci
 
 # Figures: MCP dispatch overhead (p50/p95 against a ping floor) and server
-# start time to the first tools/list answer.
+# start time to the first tools/list answer; real guests: host CPU of 1 and 4
+# idle guests, and agent ping vs exec round trips (docs/performance.md).
 bench: build
 	$(PYRO_RELEASE) env pull $(ENV)
 	$(CARGO) bench -p pyro-cli --bench mcp
+	$(CARGO) bench -p pyro-core --bench guest
