@@ -1172,3 +1172,111 @@ fn expiry_stops_the_vm_keeps_the_disk_and_says_why() {
     ok(&ws(&home, &["delete", &id]));
     home.assert_clean();
 }
+
+#[test]
+fn diff_says_what_it_left_out_and_its_patch_still_applies() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "head -c 70000000 /dev/zero > big.bin && echo small > small.txt && \
+             mkdir -p 'x\n--- a' && echo forged > 'x\n--- a/y'",
+        ],
+    ));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
+    let entries = d["entries"].as_array().unwrap();
+    let big = entries.iter().find(|e| e["path"] == "big.bin").unwrap();
+    let why = big["omitted"].as_str().unwrap_or_else(|| panic!("{big}"));
+    assert!(why.contains("70000000 bytes, over the 64 MiB"), "{why}");
+    let small = entries.iter().find(|e| e["path"] == "small.txt").unwrap();
+    assert!(small.get("omitted").is_none(), "{small}");
+    let patch = d["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("# pyro: added big.bin: content omitted: it is 70000000 bytes"),
+        "{patch}"
+    );
+    assert!(
+        !patch.contains("b/big.bin"),
+        "big.bin is rendered as if empty: {patch}"
+    );
+    // A name with a newline is listed, never pasted raw into the patch.
+    let evil = entries
+        .iter()
+        .find(|e| e["path"].as_str().unwrap().contains('\n'))
+        .unwrap_or_else(|| panic!("{d}"));
+    assert!(
+        evil["omitted"]
+            .as_str()
+            .unwrap()
+            .contains("control characters"),
+        "{evil}"
+    );
+    assert!(!patch.contains("\n--- a/y"), "{patch}");
+    assert_eq!(d["summary"]["omitted"], 2, "{d}");
+    // The patch, notice line included, applies what it has.
+    ok(&ws(&home, &["reset", &id]));
+    let file = home.path().join("fix.patch");
+    std::fs::write(&file, patch).unwrap();
+    ok(&ws(
+        &home,
+        &[
+            "patch",
+            "apply",
+            &id,
+            "--patch-file",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        stdout(ok(&ws(&home, &["file", "read", &id, "small.txt"]))),
+        "small\n"
+    );
+    ok(&ws(&home, &["delete", &id]));
+}
+
+/// Unmounts a test tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn export_refuses_what_the_destination_cannot_hold_and_writes_nothing() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    ok(&ws(
+        &home,
+        &["exec", &id, "--", "head -c 40000000 /dev/urandom > big.bin"],
+    ));
+    // 300 MiB of room: 22 MiB of budget after the 256 MiB reserve, halved.
+    let small = home.path().join("small-fs");
+    std::fs::create_dir_all(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a test tmpfs failed");
+    let _unmount = Tmpfs(small.clone());
+    let out = small.join("big.bin");
+    let o = ws(
+        &home,
+        &["export", &id, "big.bin", "--output", out.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("larger than an export may be here"),
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(&small).unwrap().flatten().collect();
+    assert!(left.is_empty(), "a failed export left {left:?}");
+    ok(&ws(&home, &["delete", &id]));
+}

@@ -902,10 +902,14 @@ fn remove_dir(dir: &Path, problems: &mut Vec<String>) {
 
 /// Lowest jail uid not used by another sandbox (call with the vms lock).
 fn allocate_uid(paths: &Paths) -> Result<u32, CoreError> {
+    // Read leniently: a record of another layout version is left running by
+    // the sweep, so its uid is taken too.
     let used: HashSet<u32> = VmRecord::list_ids(paths)
         .iter()
-        .filter_map(|id| VmRecord::load(paths, id))
-        .filter_map(|r| r.jail_uid)
+        .filter_map(|id| std::fs::read(VmRecord::file(paths, id)).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v.get("jail_uid")?.as_u64())
+        .filter_map(|u| u32::try_from(u).ok())
         .collect();
     (JAIL_UID_BASE..JAIL_UID_BASE + 65_536)
         .find(|u| !used.contains(u))

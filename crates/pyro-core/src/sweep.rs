@@ -67,7 +67,9 @@ pub fn sweep(paths: &Paths) -> SweepReport {
                      command tries again (run it as the user who created the sandbox)"
                 )),
             },
-            None if VmRecord::file(paths, &id).exists() => {
+            // (`try_exists`: a record that cannot even be looked at counts
+            // as there, never as debris.)
+            None if VmRecord::file(paths, &id).try_exists().unwrap_or(true) => {
                 // A record this pyro cannot read: another pyro version's
                 // layout, or damage. It may describe a running VM and disks
                 // someone wants: leave all of it alone, and say so.

@@ -463,6 +463,9 @@ pub struct DiffItem {
     pub kind: EntryKind,
     /// Whether it is binary (no text patch).
     pub binary: bool,
+    /// Why its content is left out of the patch (a `# pyro:` line stands in for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<String>,
 }
 
 /// A diff against the baseline.
@@ -1100,6 +1103,7 @@ impl PyroServer {
                     status: e.status,
                     kind: e.kind,
                     binary: e.binary,
+                    omitted: e.omitted,
                 })
                 .collect(),
             patch_bytes: d.patch.len() as u64,

@@ -46,10 +46,10 @@ pub async fn connect_within(
         .await
         .map_err(|_| {
             VmmError::Vsock(format!(
-                "the VM did not answer the vsock handshake on {} within {} s; it may be wedged \
-                 (stop and start it)",
+                "the VM did not answer the vsock handshake on {} within {:.1} s; it may be \
+                 wedged (stop and start it)",
                 uds.display(),
-                limit.as_secs()
+                limit.as_secs_f64()
             ))
         })?
 }

@@ -306,6 +306,11 @@ pub struct DiffEntry {
     pub binary: bool,
     /// Its part of the patch.
     pub text_patch: String,
+    /// Set when its content is left out of the patch, saying why (over the
+    /// diff's content budget, unreadable); the patch then has a `# pyro:`
+    /// line for it instead of a diff, never an emptied or added file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<String>,
 }
 
 /// An export.
@@ -324,6 +329,35 @@ pub struct ExportView {
     pub entry_count: u64,
     /// Bytes of file content.
     pub bytes_written: u64,
+}
+
+/// The most one export may bring to the host.
+pub const EXPORT_MAX_BYTES: u64 = 16 << 30;
+
+/// Free space an export always leaves on the output's filesystem.
+pub const EXPORT_RESERVE_BYTES: u64 = 256 << 20;
+
+/// How many bytes of archive an export into `dir` may take: the archive and
+/// the extracted copy both land on `dir`'s filesystem, so half of its free
+/// space less a reserve, and never more than [`EXPORT_MAX_BYTES`].
+fn export_budget(dir: &Path) -> Result<u64, CoreError> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+        CoreError::io(
+            format!("checking free space in {}", dir.display()),
+            e.into(),
+        )
+    })?;
+    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    let budget = (free.saturating_sub(EXPORT_RESERVE_BYTES) / 2).min(EXPORT_MAX_BYTES);
+    if budget == 0 {
+        return Err(CoreError::TooLarge(format!(
+            "{} has {free} bytes free, less than the {} MiB an export leaves free; free some \
+             space or export elsewhere",
+            dir.display(),
+            EXPORT_RESERVE_BYTES >> 20
+        )));
+    }
+    Ok(budget)
 }
 
 /// Reads the quota.
@@ -1409,15 +1443,22 @@ impl Workspaces {
         };
         let changes = diff::changes(&base, &now);
         let mut wanted: Vec<String> = Vec::new();
+        let mut over_budget: BTreeMap<String, u64> = BTreeMap::new();
         let mut budget = DIFF_FETCH_LIMIT;
         for c in changes.iter().filter(|c| c.needs_new_content()) {
             let size = c.new.as_ref().map_or(0, |n| n.size);
-            if size <= budget {
-                budget -= size;
+            // What it costs in the archive: a header, long-name records and
+            // the content padded to 512-byte blocks.
+            let cost = 1536 + size.div_ceil(512) * 512;
+            if cost <= budget {
+                budget -= cost;
                 wanted.push(c.path.clone());
+            } else {
+                over_budget.insert(c.path.clone(), size);
             }
         }
-        let mut fetched: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        // Path -> (is a symlink, content or link target).
+        let mut fetched: BTreeMap<String, (bool, Vec<u8>)> = BTreeMap::new();
         let mut bytes_fetched = 0;
         if !wanted.is_empty() {
             let tmp = tempfile::Builder::new()
@@ -1449,19 +1490,36 @@ impl Workspaces {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default();
                 let mut data = Vec::new();
-                if entry.header().entry_type() == tar::EntryType::Symlink {
+                let kind = entry.header().entry_type();
+                if kind == tar::EntryType::Symlink {
                     data = entry
                         .link_name()
                         .ok()
                         .flatten()
                         .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
                         .unwrap_or_default();
+                } else if kind == tar::EntryType::Regular {
+                    // Never more than the budget, whatever the header says
+                    // (a sparse entry would expand its holes).
+                    let room = DIFF_FETCH_LIMIT.saturating_sub(bytes_fetched);
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(&mut entry, room + 1),
+                        &mut data,
+                    )
+                    .map_err(|e| CoreError::Transport(e.to_string()))?;
+                    if data.len() as u64 > room {
+                        return Err(CoreError::Transport(format!(
+                            "the guest sent more than the {} MiB of content a diff fetches; the \
+                             guest agent is misbehaving",
+                            DIFF_FETCH_LIMIT >> 20
+                        )));
+                    }
                 } else {
-                    std::io::Read::read_to_end(&mut entry, &mut data)
-                        .map_err(|e| CoreError::Transport(e.to_string()))?;
+                    // Not something a diff asked for: leave it out.
+                    continue;
                 }
                 bytes_fetched += data.len() as u64;
-                fetched.insert(path, data);
+                fetched.insert(path, (kind == tar::EntryType::Symlink, data));
             }
         }
         let mut entries = Vec::new();
@@ -1482,13 +1540,75 @@ impl Workspaces {
                         std::fs::read(&p).ok()
                     }
                 });
-            let new = fetched.get(&c.path).map(Vec::as_slice);
-            let (text, binary) = diff::render(c, old.as_deref(), new);
-            patch.push_str(&text);
+            // Fetched content counts only if it is what the manifest
+            // described (same type, same hash): a file that changed in the
+            // meantime is not rendered from a different version.
+            let new = fetched
+                .get(&c.path)
+                .filter(|(is_link, data)| {
+                    c.new.as_ref().is_some_and(|n| match n.kind {
+                        EntryKind::Symlink => {
+                            *is_link
+                                && n.link_target.as_deref().map(str::as_bytes)
+                                    == Some(data.as_slice())
+                        }
+                        EntryKind::File => {
+                            !*is_link
+                                && n.sha256.as_deref()
+                                    == Some(pyro_env::sha256_bytes(data).as_str())
+                        }
+                        _ => false,
+                    })
+                })
+                .map(|(_, data)| data.as_slice());
             let status = serde_json::to_value(c.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            // Content that should be there and is not is said to be
+            // missing, never shown as an emptied, deleted or added file.
+            let old_needed = matches!(
+                c.status,
+                diff::Status::Modified | diff::Status::Deleted | diff::Status::TypeChanged
+            ) && c
+                .old
+                .as_ref()
+                .is_some_and(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink));
+            let omitted = if c.path.chars().any(char::is_control) {
+                // A name with a newline could forge patch lines.
+                Some("its name contains control characters, which a patch cannot carry".into())
+            } else if c.needs_new_content() && new.is_none() {
+                Some(match over_budget.get(&c.path) {
+                    Some(size) => format!(
+                        "it is {size} bytes, over the {} MiB of changed content a diff fetches; \
+                         export it to see it",
+                        DIFF_FETCH_LIMIT >> 20
+                    ),
+                    None => "it changed or went away while the diff was taken; diff again".into(),
+                })
+            } else if old_needed && old.is_none() {
+                Some("its baseline copy on the host cannot be read".into())
+            } else {
+                None
+            };
+            let (text, binary) = match &omitted {
+                Some(why) => (
+                    format!(
+                        "# pyro: {status} {}: content omitted: {why}\n",
+                        if c.path.chars().any(char::is_control) {
+                            format!("{:?}", c.path)
+                        } else {
+                            c.path.clone()
+                        }
+                    ),
+                    false,
+                ),
+                None => diff::render(c, old.as_deref(), new),
+            };
+            patch.push_str(&text);
+            if omitted.is_some() {
+                *summary.entry("omitted".into()).or_default() += 1;
+            }
             *summary.entry(status).or_default() += 1;
             entries.push(DiffEntry {
                 path: c.path.clone(),
@@ -1500,6 +1620,7 @@ impl Workspaces {
                     .map_or(EntryKind::File, |e| e.kind),
                 binary,
                 text_patch: text,
+                omitted,
             });
         }
         summary.insert("total".into(), entries.len() as u64);
@@ -1533,6 +1654,9 @@ impl Workspaces {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
+        // The archive and the extracted copy both land beside the output:
+        // refuse up front what cannot fit, and stop the transfer at that.
+        let max_bytes = export_budget(parent)?;
         let (_, sandbox) = self.started(id, "export").await?;
         let tar_file = tempfile::Builder::new()
             .prefix(".pyro-export-")
@@ -1545,11 +1669,20 @@ impl Workspaces {
             .get_archive(
                 Request::CreateArchive { path: path.clone() },
                 tar_file.path(),
-                // The caller asked for all of it; the host disk is the limit.
-                u64::MAX,
+                max_bytes,
             )
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                CoreError::TooLarge(_) => CoreError::TooLarge(format!(
+                    "{path} is larger than an export may be here ({max_bytes} bytes: at most \
+                     {} GiB, and half of the free space in {} less a {} MiB reserve, since the \
+                     archive and the copy both land there); export a smaller part, or free space",
+                    EXPORT_MAX_BYTES >> 30,
+                    parent.display(),
+                    EXPORT_RESERVE_BYTES >> 20
+                )),
+                other => other,
+            })? {
             Response::Archived {
                 kind,
                 entries,
