@@ -1278,5 +1278,14 @@ fn export_refuses_what_the_destination_cannot_hold_and_writes_nothing() {
     );
     let left: Vec<_> = std::fs::read_dir(&small).unwrap().flatten().collect();
     assert!(left.is_empty(), "a failed export left {left:?}");
+    // Nor the directories it made for the output.
+    let deep = small.join("new/dirs/big.bin");
+    let o = ws(
+        &home,
+        &["export", &id, "big.bin", "--output", deep.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let left: Vec<_> = std::fs::read_dir(&small).unwrap().flatten().collect();
+    assert!(left.is_empty(), "a failed export left {left:?}");
     ok(&ws(&home, &["delete", &id]));
 }

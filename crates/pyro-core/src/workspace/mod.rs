@@ -331,6 +331,39 @@ pub struct ExportView {
     pub bytes_written: u64,
 }
 
+/// Directories created on the way to a path, removed again (if still
+/// empty) when dropped before [`CreatedDirs::keep`].
+struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    /// Creates `dir` and its missing ancestors, remembering which.
+    fn make(dir: &Path) -> Result<Self, CoreError> {
+        let mut missing = Vec::new();
+        let mut p = Some(dir);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            p = d.parent();
+        }
+        let made = Self(missing);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+        Ok(made)
+    }
+
+    fn keep(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        // Deepest first; remove_dir leaves anything that is not empty.
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 /// The most one export may bring to the host.
 pub const EXPORT_MAX_BYTES: u64 = 16 << 30;
 
@@ -1652,8 +1685,8 @@ impl Workspaces {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
-            .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
+        // Directories made for the output go again if the export fails.
+        let mut made = CreatedDirs::make(parent)?;
         // The archive and the extracted copy both land beside the output:
         // refuse up front what cannot fit, and stop the transfer at that.
         let max_bytes = export_budget(parent)?;
@@ -1728,6 +1761,7 @@ impl Workspaces {
                 CoreError::io(format!("writing {}", output.display()), e.into())
             }
         })?;
+        made.keep();
         let output = output
             .canonicalize()
             .unwrap_or_else(|_| output.to_path_buf());
