@@ -36,8 +36,8 @@ pub async fn run<S>(mut stream: S, req: ExecRequest) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let prepared = match prepare(&req) {
-        Ok(p) => p,
+    let spec = match prepare(&req) {
+        Ok(spec) => spec,
         Err(err) => {
             return write_message(&mut stream, &Response::Error(err))
                 .await
@@ -46,7 +46,7 @@ where
     };
     let (rd, mut wr) = tokio::io::split(stream);
     let started = Instant::now();
-    let mut child = match spawn::spawn(&prepared.spec()) {
+    let mut child = match spawn::spawn(&spec) {
         Ok(child) => child,
         Err(e) => {
             let (code, msg) = spawn_failure(&e);
@@ -168,28 +168,8 @@ where
     wr.flush().await.map_err(|e| e.to_string())
 }
 
-/// A checked request, ready to spawn.
-struct Prepared {
-    program: String,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    cwd: String,
-    stdin: bool,
-}
-
-impl Prepared {
-    fn spec(&self) -> spawn::SpawnSpec<'_> {
-        spawn::SpawnSpec {
-            program: &self.program,
-            args: &self.args,
-            env: &self.env,
-            cwd: &self.cwd,
-            stdin: self.stdin,
-        }
-    }
-}
-
-fn prepare(req: &ExecRequest) -> Result<Prepared, AgentError> {
+/// Checks a request and turns it into what to spawn.
+fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError> {
     let bad = |m: String| AgentError::new(ErrorKind::BadRequest, m);
     let (program, args) = match &req.command {
         Command::Argv { argv } => {
@@ -240,7 +220,7 @@ fn prepare(req: &ExecRequest) -> Result<Prepared, AgentError> {
         .filter(|(k, _)| !req.env.contains_key(k))
         .collect();
     env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Ok(Prepared {
+    Ok(spawn::SpawnSpec {
         program,
         args,
         env,

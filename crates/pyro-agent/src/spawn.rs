@@ -25,15 +25,15 @@ use tokio::net::unix::pipe;
 
 /// What to start.
 #[derive(Debug)]
-pub struct SpawnSpec<'a> {
+pub struct SpawnSpec {
     /// The program: a path (a bare name is looked up in `PATH` of `env`).
-    pub program: &'a str,
+    pub program: String,
     /// The arguments after the program name.
-    pub args: &'a [String],
+    pub args: Vec<String>,
     /// The whole environment.
-    pub env: &'a [(String, String)],
+    pub env: Vec<(String, String)>,
     /// The working directory (absolute).
-    pub cwd: &'a str,
+    pub cwd: String,
     /// A pipe for standard input (otherwise `/dev/null`).
     pub stdin: bool,
 }
@@ -74,8 +74,8 @@ pub struct Child {
 }
 
 /// Starts `spec` in a new session. Must be called inside a Tokio runtime.
-pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
-    let program = resolve(spec.program, spec.env, spec.cwd)?;
+pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
+    let program = resolve(&spec.program, &spec.env, &spec.cwd)?;
     let cstr = |s: &OsStr, what: &str| {
         CString::new(s.as_bytes()).map_err(|_| {
             SpawnError::Setup(io::Error::new(
@@ -85,15 +85,15 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
         })
     };
     let path_c = cstr(program.as_os_str(), "program path")?;
-    let mut argv_c = vec![cstr(OsStr::new(spec.program), "program name")?];
-    for a in spec.args {
+    let mut argv_c = vec![cstr(OsStr::new(&spec.program), "program name")?];
+    for a in &spec.args {
         argv_c.push(cstr(OsStr::new(a), "argument list")?);
     }
     let mut env_c = Vec::with_capacity(spec.env.len());
-    for (k, v) in spec.env {
+    for (k, v) in &spec.env {
         env_c.push(cstr(OsStr::new(&format!("{k}={v}")), "environment")?);
     }
-    let cwd_c = cstr(OsStr::new(spec.cwd), "working directory")?;
+    let cwd_c = cstr(OsStr::new(&spec.cwd), "working directory")?;
     let argv = null_terminated(&argv_c);
     let envp = null_terminated(&env_c);
 
@@ -143,9 +143,9 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
         if rc != 0 {
             let e = io::Error::from_raw_os_error(rc);
             return Err(match e.kind() {
-                io::ErrorKind::NotFound => SpawnError::NotFound(spec.program.to_owned()),
-                _ if rc == libc::ENOTDIR => SpawnError::NotFound(spec.program.to_owned()),
-                _ => SpawnError::NotExecutable(spec.program.to_owned(), e),
+                io::ErrorKind::NotFound => SpawnError::NotFound(spec.program.clone()),
+                _ if rc == libc::ENOTDIR => SpawnError::NotFound(spec.program.clone()),
+                _ => SpawnError::NotExecutable(spec.program.clone(), e),
             });
         }
     }
@@ -514,10 +514,10 @@ mod tests {
             "pwd; echo $FOO; ps -o sid= -p $$; echo $$; grep SigIgn /proc/self/status >&2".into(),
         ];
         let mut c = spawn(&SpawnSpec {
-            program: "sh",
-            args: &args,
-            env: &env,
-            cwd: "/tmp",
+            program: "sh".into(),
+            args,
+            env,
+            cwd: "/tmp".into(),
             stdin: false,
         })
         .unwrap();
@@ -546,10 +546,10 @@ mod tests {
     async fn stdin_pipe_and_exit_codes() {
         let args = vec!["-c".into(), "cat; exit 7".into()];
         let mut c = spawn(&SpawnSpec {
-            program: "/bin/sh",
-            args: &args,
-            env: &env(),
-            cwd: "/",
+            program: "/bin/sh".into(),
+            args,
+            env: env(),
+            cwd: "/".into(),
             stdin: true,
         })
         .unwrap();
@@ -562,11 +562,11 @@ mod tests {
 
     #[tokio::test]
     async fn missing_and_unexecutable_programs() {
-        let spec = |program| SpawnSpec {
-            program,
-            args: &[],
-            env: &[],
-            cwd: "/",
+        let spec = |program: &str| SpawnSpec {
+            program: program.into(),
+            args: vec![],
+            env: vec![],
+            cwd: "/".into(),
             stdin: false,
         };
         assert!(matches!(
@@ -598,10 +598,10 @@ mod tests {
         let env = vec![("PATH".to_owned(), "bin:/usr/bin:/bin".to_owned())];
         let args = vec!["world".to_owned()];
         let mut c = spawn(&SpawnSpec {
-            program: "hello",
-            args: &args,
-            env: &env,
-            cwd: dir.path().to_str().unwrap(),
+            program: "hello".into(),
+            args,
+            env,
+            cwd: dir.path().to_str().unwrap().into(),
             stdin: false,
         })
         .unwrap();
@@ -625,10 +625,10 @@ mod tests {
             format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display()),
         ];
         let mut c = spawn(&SpawnSpec {
-            program: "/bin/sh",
-            args: &args,
-            env: &env(),
-            cwd: "/",
+            program: "/bin/sh".into(),
+            args,
+            env: env(),
+            cwd: "/".into(),
             stdin: false,
         })
         .unwrap();
@@ -656,10 +656,10 @@ mod tests {
     async fn dropping_a_child_kills_and_reaps_its_group() {
         let args = vec!["-c".into(), "sleep 30 & sleep 30".into()];
         let c = spawn(&SpawnSpec {
-            program: "/bin/sh",
-            args: &args,
-            env: &env(),
-            cwd: "/",
+            program: "/bin/sh".into(),
+            args,
+            env: env(),
+            cwd: "/".into(),
             stdin: false,
         })
         .unwrap();

@@ -94,13 +94,7 @@ impl Home {
     pub fn running_processes_left(&self) -> Vec<u32> {
         self.processes_left()
             .into_iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                    s.rfind(')')
-                        .and_then(|i| s[i + 1..].split_whitespace().next())
-                        .is_some_and(|state| state != "Z" && state != "X")
-                })
-            })
+            .filter(|pid| pyro_vmm::process::ProcessId::of(*pid).is_some_and(|p| p.is_alive()))
             .collect()
     }
 

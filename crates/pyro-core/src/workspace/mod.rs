@@ -1607,7 +1607,8 @@ impl Workspaces {
                 .old
                 .as_ref()
                 .is_some_and(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink));
-            let omitted = if c.path.chars().any(char::is_control) {
+            let control_chars = c.path.chars().any(char::is_control);
+            let omitted = if control_chars {
                 // A name with a newline could forge patch lines.
                 Some("its name contains control characters, which a patch cannot carry".into())
             } else if c.needs_new_content() && new.is_none() {
@@ -1628,7 +1629,7 @@ impl Workspaces {
                 Some(why) => (
                     format!(
                         "# pyro: {status} {}: content omitted: {why}\n",
-                        if c.path.chars().any(char::is_control) {
+                        if control_chars {
                             format!("{:?}", c.path)
                         } else {
                             c.path.clone()
