@@ -54,4 +54,5 @@ test: setup agent lint
 bench: build
 	$(PYRO_RELEASE) env pull $(ENV)
 	$(CARGO) bench -p pyro-cli --bench mcp
+	$(CARGO) bench -p pyro-cli --bench tree
 	$(CARGO) bench -p pyro-core --bench guest

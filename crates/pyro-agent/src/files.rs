@@ -55,27 +55,60 @@ pub fn resolve(p: &str) -> Result<PathBuf, AgentError> {
     Ok(path)
 }
 
-/// Lists `p` (its children, or the whole subtree), sorted by path.
-pub fn list(p: &str, recursive: bool) -> Result<(FileEntry, Vec<FileEntry>), AgentError> {
+/// Lists `p`: returns the path's own entry and writes its children (or its
+/// whole subtree) as JSON lines to `out`, in tree order. Returns how many
+/// lines were written.
+pub fn list(p: &str, recursive: bool, out: &mut dyn Write) -> Result<(FileEntry, u64), AgentError> {
     let path = resolve(p)?;
     let m = std::fs::symlink_metadata(&path).map_err(|e| io_err("reading", &path, &e))?;
     let root = entry(&path, &m);
-    let mut out = Vec::new();
+    let mut count = 0;
     if root.kind == EntryKind::Directory {
-        walk(&path, recursive, &mut |p, m| out.push(entry(p, m)))?;
+        walk_lines(&path, recursive, out, &mut |p, m| {
+            count += 1;
+            Some(serde_json::to_vec(&entry(p, m)))
+        })?;
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((root, out))
+    Ok((root, count))
 }
 
-/// Visits every entry below `dir` (depth-first, sorted, symlinks not
-/// followed).
-pub fn walk(
+/// Turns a walked entry into its JSON line, or skips it (`None`).
+type LineFn<'a> = dyn FnMut(&Path, &Metadata) -> Option<serde_json::Result<Vec<u8>>> + 'a;
+
+/// Walks `dir` depth-first in tree order (each directory's names sorted as
+/// the strings they are sent as, so the host can merge two streams), and
+/// writes one JSON line per entry `line` returns.
+fn walk_lines(
     dir: &Path,
     recursive: bool,
-    f: &mut dyn FnMut(&Path, &Metadata),
+    out: &mut dyn Write,
+    line: &mut LineFn<'_>,
 ) -> Result<(), AgentError> {
-    pyro_archive::walk(dir, recursive, f).map_err(AgentError::from)
+    let mut names: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| io_err("listing", dir, &e))?
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    names.sort();
+    for (_, p) in names {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            // Gone since the directory was read.
+            continue;
+        };
+        if let Some(json) = line(&p, &m) {
+            let mut json = json.map_err(|e| {
+                AgentError::new(ErrorKind::Io, format!("encoding {}: {e}", p.display()))
+            })?;
+            json.push(b'\n');
+            out.write_all(&json).map_err(|e| {
+                AgentError::new(ErrorKind::Io, format!("sending the listing: {e}"))
+            })?;
+        }
+        if recursive && m.is_dir() {
+            walk_lines(&p, true, out, line)?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens a regular file for reading; returns it with its size and mode.
@@ -214,32 +247,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every entry under `root`, sorted, with content hashes for files.
-pub fn manifest(root: &str, cache: &HashCache) -> Result<Vec<ManifestEntry>, AgentError> {
+/// Writes every entry under `root` as JSON lines to `out`, in tree order,
+/// with content hashes for files (none for a file that cannot be read: it
+/// changed or went away meanwhile). Returns how many lines were written.
+pub fn manifest(root: &str, cache: &HashCache, out: &mut dyn Write) -> Result<u64, AgentError> {
     let root = resolve(root)?;
-    let mut out = Vec::new();
-    let mut err = None;
-    walk(&root, true, &mut |p, m| {
-        if err.is_some() {
-            return;
-        }
+    let mut count = 0;
+    walk_lines(&root, true, out, &mut |p, m| {
         let rel = p.strip_prefix(&root).unwrap_or(p).display().to_string();
         if rel.starts_with(".pyro-stage-") {
-            return;
+            return None;
         }
         let kind = kind_of(m);
-        let sha256 = if kind == EntryKind::File {
-            match cache.hash(p, m) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    err = Some(e);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        out.push(ManifestEntry {
+        count += 1;
+        Some(serde_json::to_vec(&ManifestEntry {
+            sha256: (kind == EntryKind::File)
+                .then(|| cache.hash(p, m).ok())
+                .flatten(),
             path: rel,
             kind,
             mode: m.permissions().mode() & 0o7777,
@@ -248,14 +272,12 @@ pub fn manifest(root: &str, cache: &HashCache) -> Result<Vec<ManifestEntry>, Age
             } else {
                 m.len()
             },
-            sha256,
             link_target: (kind == EntryKind::Symlink)
                 .then(|| std::fs::read_link(p).ok().map(|t| t.display().to_string()))
                 .flatten(),
-        });
+        }))
     })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    Ok(out)
+    out.flush()
+        .map_err(|e| AgentError::new(ErrorKind::Io, format!("sending the manifest: {e}")))?;
+    Ok(count)
 }

@@ -1,7 +1,7 @@
 //! Handlers for workspace file requests. Blocking work (tar, hashing, file
 //! I/O) runs on blocking threads; bulk bytes stream as data frames.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -191,18 +191,39 @@ pub async fn write_file<S: AsyncRead + AsyncWrite + Unpin>(
     .await
 }
 
-/// `ListFiles`.
-pub async fn list(path: String, recursive: bool) -> Reply {
-    let (root, entries) =
-        joined(tokio::task::spawn_blocking(move || files::list(&path, recursive)).await)?;
-    Ok(Response::Files { root, entries })
+/// `ListFiles`: entries as JSON lines, then the answer.
+pub async fn list<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    path: String,
+    recursive: bool,
+) -> Result<(), String> {
+    let (_rd, mut wr) = tokio::io::split(stream);
+    stream_out(
+        &mut wr,
+        move |mut w| {
+            let r = files::list(&path, recursive, &mut w)?;
+            w.flush()
+                .map_err(|e| AgentError::new(ErrorKind::Io, format!("sending the listing: {e}")))?;
+            Ok(r)
+        },
+        |(root, entries)| Response::Files { root, entries },
+    )
+    .await
 }
 
-/// `Manifest`.
-pub async fn manifest(root: String, cache: Arc<HashCache>) -> Reply {
-    let entries =
-        joined(tokio::task::spawn_blocking(move || files::manifest(&root, &cache)).await)?;
-    Ok(Response::Manifest { entries })
+/// `Manifest`: entries as JSON lines, then the answer.
+pub async fn manifest<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    root: String,
+    cache: Arc<HashCache>,
+) -> Result<(), String> {
+    let (_rd, mut wr) = tokio::io::split(stream);
+    stream_out(
+        &mut wr,
+        move |mut w| files::manifest(&root, &cache, &mut w),
+        |entries| Response::Manifest { entries },
+    )
+    .await
 }
 
 /// `ApplyPatch`.

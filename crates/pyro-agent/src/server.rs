@@ -293,12 +293,12 @@ where
         Request::WriteFile { path, mode } => {
             return crate::ops::write_file(stream, path, mode).await;
         }
-        Request::ListFiles { path, recursive } => crate::ops::list(path, recursive)
-            .await
-            .unwrap_or_else(Response::Error),
-        Request::Manifest { root } => crate::ops::manifest(root, shared.hashes.clone())
-            .await
-            .unwrap_or_else(Response::Error),
+        Request::ListFiles { path, recursive } => {
+            return crate::ops::list(stream, path, recursive).await;
+        }
+        Request::Manifest { root } => {
+            return crate::ops::manifest(stream, root, shared.hashes.clone()).await;
+        }
         Request::ApplyPatch { root, patch } => crate::ops::apply_patch(root, patch)
             .await
             .unwrap_or_else(Response::Error),

@@ -374,6 +374,9 @@ pub struct WsFileListArgs {
     /// Descend into directories.
     #[arg(long)]
     pub recursive: bool,
+    /// Most entries to print (all are counted).
+    #[arg(long, default_value_t = pyro_core::workspace::LIST_ENTRIES_DEFAULT)]
+    pub max_entries: usize,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use pyro_core::workspace::{CreateRequest, ExecOptions, SeedMode, SeedSource, View, Workspaces};
 use pyro_core::{BackendKind, Paths};
-use pyro_protocol::EntryKind;
 use serde_json::json;
 
 use crate::cli::{SeedModeArg, WorkspaceCmd, WsFileCmd, WsPatchCmd, WsSyncCmd};
@@ -452,24 +451,27 @@ async fn logs(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> 
 }
 
 async fn file_list(paths: &Paths, a: crate::cli::WsFileListArgs) -> Result<ExitCode, Failure> {
-    let (root, entries) = ws(paths)
-        .file_list(&a.workspace_id, &a.path, a.recursive)
+    let l = ws(paths)
+        .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
         .await?;
-    let shown = if root.kind == EntryKind::Directory {
-        entries.clone()
-    } else {
-        vec![root.clone()]
-    };
     if a.json {
-        output::json(
-            &json!({"workspace_id": a.workspace_id, "path": root.path, "recursive": a.recursive, "entries": shown}),
-        );
+        output::json(&json!({
+            "workspace_id": a.workspace_id, "path": l.root.path, "recursive": a.recursive,
+            "entries": l.entries, "total": l.total, "truncated": l.truncated,
+        }));
         return Ok(ExitCode::SUCCESS);
     }
-    if shown.is_empty() {
-        output::out(format!("{} is empty.", root.path));
+    if l.entries.is_empty() {
+        output::out(format!("{} is empty.", l.root.path));
     }
-    for e in shown {
+    if l.truncated {
+        output::err(format!(
+            "Showing {} of {} entries; raise --max-entries or list a subdirectory.",
+            l.entries.len(),
+            l.total
+        ));
+    }
+    for e in l.entries {
         let link = e
             .link_target
             .map(|t| format!(" -> {t}"))
@@ -550,7 +552,11 @@ async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Fa
 }
 
 async fn diff(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
-    let d = ws(paths).diff(id).await?;
+    let limits = pyro_core::workspace::DiffLimits {
+        max_entries: pyro_core::workspace::diff::ENTRIES_MAX,
+        max_patch_bytes: pyro_core::workspace::diff::PATCH_MAX,
+    };
+    let d = ws(paths).diff(id, limits).await?;
     if json {
         output::json(&d);
         return Ok(ExitCode::SUCCESS);
@@ -559,7 +565,14 @@ async fn diff(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> 
         output::err("No changes since the baseline.");
         return Ok(ExitCode::SUCCESS);
     }
-    let _ = std::io::stdout().write_all(d.patch.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    match d.write_patch(&mut stdout).and_then(|()| stdout.flush()) {
+        // A reader that stopped early (`| head`) is not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(pyro_core::CoreError::io("writing the patch", e).into());
+        }
+        _ => {}
+    }
     let counts: Vec<String> = d.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
     output::err(format!(
         "{DIM}[diff] workspace={id} {} bytes_fetched={}{DIM:#}",

@@ -767,12 +767,19 @@ fn diff_export_and_reset() {
 
     // The diff (text parts) applies to a fresh copy: diff and patch speak the same format.
     let copy = create(&home, &["--seed-path", seed.to_str().unwrap()]);
-    let text_only: String = d["entries"]
-        .as_array()
+    let text_only: String = d["patch"]
+        .as_str()
         .unwrap()
-        .iter()
-        .filter(|e| e["binary"] == false)
-        .map(|e| e["text_patch"].as_str().unwrap())
+        .split_inclusive('\n')
+        .fold(Vec::<String>::new(), |mut files, line| {
+            if line.starts_with("diff --git ") || files.is_empty() {
+                files.push(String::new());
+            }
+            files.last_mut().unwrap().push_str(line);
+            files
+        })
+        .into_iter()
+        .filter(|f| !f.contains("\nBinary files "))
         .collect();
     ok(&ws(
         &home,
@@ -1287,5 +1294,88 @@ fn export_refuses_what_the_destination_cannot_hold_and_writes_nothing() {
     assert!(!o.status.success());
     let left: Vec<_> = std::fs::read_dir(&small).unwrap().flatten().collect();
     assert!(left.is_empty(), "a failed export left {left:?}");
+    ok(&ws(&home, &["delete", &id]));
+}
+
+/// Peak resident memory of any child this test process has waited for, in
+/// KiB.
+fn children_peak_rss_kib() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable rusage for getrusage to fill.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: getrusage succeeded, so `usage` is initialised.
+    let usage = unsafe { usage.assume_init() };
+    u64::try_from(usage.ru_maxrss).unwrap_or(0)
+}
+
+#[test]
+fn a_200000_file_tree_creates_lists_diffs_resets_and_exports() {
+    let home = Home::new();
+    let seed = home.path().join("tree");
+    for d in 0..200 {
+        let dir = seed.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..1000 {
+            std::fs::write(dir.join(format!("f{f:04}.js")), format!("{d} {f}\n")).unwrap();
+        }
+    }
+    let id = create(&home, &["--seed-path", seed.to_str().unwrap()]);
+
+    // A recursive listing counts everything and returns what was asked for.
+    let l = json(ok(&ws(
+        &home,
+        &["file", "list", &id, "--recursive", "--max-entries", "5000", "--json"],
+    )));
+    assert_eq!(l["total"], 200_200, "{}", l["total"]);
+    assert_eq!(l["truncated"], true);
+    let entries = l["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5000);
+    assert_eq!(entries[0]["path"], "/workspace/d000");
+    assert_eq!(entries[1]["path"], "/workspace/d000/f0000.js");
+
+    ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "echo changed >> d007/f0042.js && rm d150/f0001.js && echo new > d199/new.txt",
+        ],
+    ));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
+    assert_eq!(d["summary"]["total"], 3, "{}", d["summary"]);
+    assert_eq!(d["summary"]["modified"], 1);
+    assert_eq!(d["summary"]["deleted"], 1);
+    assert_eq!(d["summary"]["added"], 1);
+    let patch = d["patch"].as_str().unwrap();
+    assert!(patch.contains(" 7 42\n+changed\n"), "{patch}");
+    assert!(patch.contains("deleted file mode 100644\n--- a/d150/f0001.js"), "{patch}");
+
+    // New trees diff too: everything counted.
+    ok(&ws(
+        &home,
+        &["exec", &id, "--", "cp -r d000 copy000 && cp -r d001 copy001"],
+    ));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
+    assert_eq!(d["summary"]["total"], 2003, "{}", d["summary"]);
+
+    ok(&ws(&home, &["reset", &id]));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
+    assert_eq!(d["changed"], false, "{}", d["summary"]);
+
+    let out = home.path().join("export");
+    let e = json(ok(&ws(
+        &home,
+        &["export", &id, "/workspace", "--output", out.to_str().unwrap(), "--json"],
+    )));
+    assert_eq!(e["entry_count"], 200_201, "{e}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("d199/f0999.js")).unwrap(),
+        "199 999\n"
+    );
+    // No pyro process came near holding the tree in memory.
+    let peak = children_peak_rss_kib();
+    assert!(peak < 256 * 1024, "a pyro process peaked at {peak} KiB");
     ok(&ws(&home, &["delete", &id]));
 }

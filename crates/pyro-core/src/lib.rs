@@ -13,6 +13,7 @@
 
 pub mod demo;
 pub mod doctor;
+pub mod jsonl;
 pub mod paths;
 pub mod records;
 pub mod run;

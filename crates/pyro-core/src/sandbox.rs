@@ -657,16 +657,35 @@ impl Sandbox {
         within(
             "packing an archive",
             ARCHIVE_TIMEOUT,
-            self.get_archive_inner(request, out, max_bytes),
+            self.receive(request, out, max_bytes, "archive"),
         )
         .await
     }
 
-    async fn get_archive_inner(
+    /// Sends `request` (one that answers with JSON lines, such as
+    /// `Manifest` or `ListFiles`) and spools the lines into the file `out`,
+    /// refusing more than `max_bytes`. Read them with [`crate::jsonl::Lines`].
+    pub async fn get_lines(
         &self,
         request: Request,
         out: &Path,
         max_bytes: u64,
+        timeout: Duration,
+    ) -> Result<Response, CoreError> {
+        within(
+            "listing files",
+            timeout,
+            self.receive(request, out, max_bytes, "listing"),
+        )
+        .await
+    }
+
+    async fn receive(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+        what: &str,
     ) -> Result<Response, CoreError> {
         let mut s = self.open(request).await?;
         let mut received: u64 = 0;
@@ -678,14 +697,14 @@ impl Sandbox {
                 .await
                 .map_err(|e| CoreError::Transport(e.to_string()))?
                 .ok_or_else(|| {
-                    CoreError::Transport("the agent closed the connection mid-archive".into())
+                    CoreError::Transport(format!("the agent closed the connection mid-{what}"))
                 })?;
             match frame.kind {
                 FrameKind::Data => {
                     received += frame.payload.len() as u64;
                     if received > max_bytes {
                         return Err(CoreError::TooLarge(format!(
-                            "the archive from the guest exceeds {max_bytes} bytes; copy less at a time"
+                            "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
                         )));
                     }
                     tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)

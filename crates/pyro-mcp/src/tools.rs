@@ -140,7 +140,13 @@ fn default_log_output() -> u64 {
     8 << 10
 }
 fn default_patch_cap() -> u64 {
-    64 << 10
+    workspace::diff::PATCH_DEFAULT
+}
+fn default_list_entries() -> usize {
+    workspace::LIST_ENTRIES_DEFAULT
+}
+fn default_diff_entries() -> usize {
+    workspace::diff::ENTRIES_DEFAULT
 }
 fn default_baseline() -> String {
     "baseline".into()
@@ -313,6 +319,10 @@ pub struct ListFilesArgs {
     /// Descend into directories.
     #[serde(default)]
     pub recursive: bool,
+    /// Entries returned (all are counted in total).
+    #[serde(default = "default_list_entries")]
+    #[schemars(range(min = 1, max = workspace::LIST_ENTRIES_MAX))]
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -353,10 +363,14 @@ pub struct PatchArgs {
 pub struct DiffArgs {
     /// The workspace_id returned by workspace_create.
     pub workspace_id: String,
-    /// Bytes of patch text returned.
+    /// Bytes of patch text returned (whole files; the first file is cut if it alone is bigger).
     #[serde(default = "default_patch_cap")]
     #[schemars(range(min = 1, max = 1048576))]
     pub max_patch_bytes: u64,
+    /// Changed paths listed (all are counted in summary).
+    #[serde(default = "default_diff_entries")]
+    #[schemars(range(min = 1, max = workspace::diff::ENTRIES_MAX))]
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -407,8 +421,12 @@ pub struct FileListResult {
     pub path: String,
     /// What the path is.
     pub kind: EntryKind,
-    /// Its entries (or the path itself when it is not a directory).
+    /// Its first entries in tree order (or the path itself when it is not a directory).
     pub entries: Vec<FileEntry>,
+    /// Every entry, returned or not.
+    pub total: u64,
+    /// Whether entries stop short of total (raise max_entries or list a subdirectory).
+    pub truncated: bool,
 }
 
 /// A file read.
@@ -477,8 +495,10 @@ pub struct DiffResult {
     pub changed: bool,
     /// Counts by status.
     pub summary: BTreeMap<String, u64>,
-    /// Every changed path.
+    /// The first changed paths, in tree order.
     pub entries: Vec<DiffItem>,
+    /// Changed paths counted in summary but not listed (raise max_entries).
+    pub entries_not_listed: u64,
     /// The git-style patch (workspace_patch_apply accepts it), possibly cut.
     pub patch: String,
     /// Full size of the patch.
@@ -936,23 +956,19 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<ListFilesArgs>,
     ) -> Result<Json<FileListResult>, String> {
-        let (root, entries) = self
+        let l = self
             .ctx
             .workspaces
-            .file_list(&a.workspace_id, &a.path, a.recursive)
+            .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
             .await
             .map_err(tool_error)?;
-        let kind = root.kind;
-        let entries = if kind == EntryKind::Directory {
-            entries
-        } else {
-            vec![root.clone()]
-        };
         Ok(Json(FileListResult {
             workspace_id: a.workspace_id,
-            path: root.path,
-            kind,
-            entries,
+            path: l.root.path,
+            kind: l.root.kind,
+            entries: l.entries,
+            total: l.total,
+            truncated: l.truncated,
         }))
     }
 
@@ -1087,10 +1103,15 @@ impl PyroServer {
         let d = self
             .ctx
             .workspaces
-            .diff(&a.workspace_id)
+            .diff(
+                &a.workspace_id,
+                workspace::DiffLimits {
+                    max_entries: a.max_entries,
+                    max_patch_bytes: a.max_patch_bytes,
+                },
+            )
             .await
             .map_err(tool_error)?;
-        let (patch, truncated) = cut(&d.patch, a.max_patch_bytes);
         Ok(Json(DiffResult {
             workspace_id: d.workspace_id,
             changed: d.changed,
@@ -1106,9 +1127,10 @@ impl PyroServer {
                     omitted: e.omitted,
                 })
                 .collect(),
-            patch_bytes: d.patch.len() as u64,
-            patch,
-            truncated,
+            entries_not_listed: d.entries_not_listed,
+            patch_bytes: d.patch_bytes,
+            patch: d.patch,
+            truncated: d.patch_truncated,
         }))
     }
 

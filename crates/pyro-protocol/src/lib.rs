@@ -21,7 +21,7 @@ mod messages;
 pub use messages::*;
 
 /// Version of this protocol. Host and agent refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// vsock port the guest agent listens on.
 pub const AGENT_PORT: u32 = 5000;
@@ -35,6 +35,19 @@ pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
 /// Largest chunk of bulk data put in one frame.
 pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// Longest JSON line in a streamed listing or manifest (a 4 KiB path and a
+/// 4 KiB link target, every byte escaped, fit).
+pub const MAX_LINE_BYTES: usize = 128 << 10;
+
+/// The order of streamed listings and manifests: path components compared
+/// one by one (a directory's entries follow it directly), which is the order
+/// of a depth-first walk that sorts each directory's names.
+pub fn tree_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/')
+        .filter(|c| !c.is_empty())
+        .cmp(b.split('/').filter(|c| !c.is_empty()))
+}
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +307,14 @@ mod tests {
             payload: b"{\"op\":\"nope\"}".to_vec(),
         };
         assert!(matches!(bad.message::<Request>(), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn tree_order_keeps_a_directory_with_its_entries() {
+        let mut v = vec!["a.txt", "a/b", "a", "a/b/c", "b", "a-b"];
+        v.sort_by(|x, y| tree_order(x, y));
+        assert_eq!(v, ["a", "a/b", "a/b/c", "a-b", "a.txt", "b"]);
+        assert_eq!(tree_order("/w/a", "/w/a"), std::cmp::Ordering::Equal);
     }
 
     #[test]

@@ -78,7 +78,10 @@ pub enum Request {
         /// Relative paths.
         paths: Vec<String>,
     },
-    /// List a path under `/workspace`.
+    /// List a path under `/workspace`: its entries stream as JSON lines
+    /// (one [`FileEntry`] per line, see [`crate::MAX_LINE_BYTES`]) in `Data`
+    /// frames, in [`crate::tree_order`], then `DataEnd`, then
+    /// [`Response::Files`].
     ListFiles {
         /// Absolute path.
         path: String,
@@ -101,7 +104,10 @@ pub enum Request {
         /// Mode for a new file (default 0644).
         mode: Option<u32>,
     },
-    /// Describe every entry under `root` (content hashes for files).
+    /// Describe every entry under `root` (content hashes for files): one
+    /// [`ManifestEntry`] per JSON line in `Data` frames, in
+    /// [`crate::tree_order`] of their paths, then `DataEnd`, then
+    /// [`Response::Manifest`].
     Manifest {
         /// Absolute directory.
         root: String,
@@ -264,12 +270,12 @@ pub enum Response {
         /// Bytes of file content.
         bytes: u64,
     },
-    /// A listing.
+    /// A listing ended (its entries came before as JSON lines).
     Files {
         /// The listed path itself.
         root: FileEntry,
-        /// Its entries (empty for a non-directory).
-        entries: Vec<FileEntry>,
+        /// How many entries were sent (none for a non-directory).
+        entries: u64,
     },
     /// A file was read.
     FileRead {
@@ -289,10 +295,10 @@ pub enum Response {
         /// Whether the file is new.
         created: bool,
     },
-    /// A manifest.
+    /// A manifest ended (its entries came before as JSON lines).
     Manifest {
-        /// Every entry under the root, sorted by path.
-        entries: Vec<ManifestEntry>,
+        /// How many entries were sent.
+        entries: u64,
     },
     /// A patch was applied.
     Patched {

@@ -4,10 +4,504 @@
 //! git-style patch against its copy of the baseline files. The patch is one
 //! `pyro workspace patch apply` accepts.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use pyro_protocol::{EntryKind, ManifestEntry};
+use pyro_protocol::{EntryKind, ManifestEntry, Request, tree_order};
 use serde::Serialize;
+
+use crate::CoreError;
+use crate::jsonl::Lines;
+use crate::sandbox::Sandbox;
+
+/// Bytes of changed content a diff fetches from the guest (and, apart, reads
+/// from the baseline); files beyond it are listed as omitted.
+pub const FETCH_LIMIT: u64 = 64 << 20;
+/// Largest manifest (JSON lines) accepted from the guest: about five million
+/// files.
+pub const MANIFEST_LIMIT: u64 = 1 << 30;
+/// Default number of changed paths a diff lists (all are counted).
+pub const ENTRIES_DEFAULT: usize = 1000;
+/// The most changed paths a diff lists.
+pub const ENTRIES_MAX: usize = 100_000;
+/// Default bytes of patch text a diff returns inline.
+pub const PATCH_DEFAULT: u64 = 64 << 10;
+/// The most patch text a diff returns inline; the whole patch is always
+/// available from [`DiffView::write_patch`].
+pub const PATCH_MAX: u64 = 64 << 20;
+
+/// How much of a diff to return.
+#[derive(Debug, Clone, Copy)]
+pub struct DiffLimits {
+    /// Changed paths listed in [`DiffView::entries`].
+    pub max_entries: usize,
+    /// Bytes of patch text in [`DiffView::patch`].
+    pub max_patch_bytes: u64,
+}
+
+impl Default for DiffLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: ENTRIES_DEFAULT,
+            max_patch_bytes: PATCH_DEFAULT,
+        }
+    }
+}
+
+/// A diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Counts by status, `omitted` and `total` (every changed path, listed
+    /// or not).
+    pub summary: BTreeMap<String, u64>,
+    /// The first changed paths, in tree order.
+    pub entries: Vec<DiffEntry>,
+    /// Changed paths counted but not listed in `entries`.
+    pub entries_not_listed: u64,
+    /// The start of the git-style patch (whole files, unless one file alone
+    /// is over the limit).
+    pub patch: String,
+    /// Size of the whole patch.
+    pub patch_bytes: u64,
+    /// Whether `patch` is only the start of it.
+    pub patch_truncated: bool,
+    /// Bytes of changed content fetched from the guest.
+    pub bytes_fetched: u64,
+    #[serde(skip)]
+    full_patch: Option<Arc<tempfile::TempPath>>,
+}
+
+impl DiffView {
+    /// Writes the whole patch (also the part past [`DiffView::patch`]).
+    pub fn write_patch(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match &self.full_patch {
+            Some(p) => {
+                std::io::copy(&mut std::fs::File::open(p.to_path_buf())?, out)?;
+                Ok(())
+            }
+            None => out.write_all(self.patch.as_bytes()),
+        }
+    }
+}
+
+/// One changed path.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// Path relative to `/workspace`.
+    pub path: String,
+    /// How it changed.
+    pub status: Status,
+    /// What it is now (or was).
+    pub kind: EntryKind,
+    /// Whether the content is binary (no text patch).
+    pub binary: bool,
+    /// Set when its content is left out of the patch, saying why (over the
+    /// diff's content budget, unreadable); the patch then has a `# pyro:`
+    /// line for it instead of a diff, never an emptied or added file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<String>,
+}
+
+/// Spools the guest's manifest of `/workspace` into `out`, checking every
+/// line (order, paths, sizes) on a blocking thread. Returns the entry count.
+pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<u64, CoreError> {
+    sandbox
+        .get_lines(
+            Request::Manifest {
+                root: super::WORKSPACE_ROOT.into(),
+            },
+            out,
+            MANIFEST_LIMIT,
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
+    let path = out.to_owned();
+    blocking(move || {
+        let mut n = 0;
+        for e in Lines::<ManifestEntry>::open(&path)? {
+            e?;
+            n += 1;
+        }
+        Ok(n)
+    })
+    .await
+}
+
+/// Runs blocking work (directory walks, file reads, rendering) off the
+/// async worker threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::io("a worker thread", std::io::Error::other(e.to_string())))?
+}
+
+/// What a diff's first pass decides: which changed files to fetch, in
+/// tree order, within the budget.
+fn plan(base: &Path, now: &Path) -> Result<Vec<String>, CoreError> {
+    let mut wanted = Vec::new();
+    let mut budget = Budget::new();
+    merge(
+        Lines::open(base)?,
+        Lines::open(now)?,
+        &mut |c: Change| {
+            if c.needs_new_content() && budget.take(&c) {
+                wanted.push(c.path);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(wanted)
+}
+
+/// The fetch budget, spent in tree order: both passes make the same choice
+/// for every file without remembering it.
+struct Budget {
+    bytes: u64,
+    names: usize,
+}
+
+/// Room for the names in one request (well under the frame limit).
+const NAMES_LIMIT: usize = 8 << 20;
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            bytes: FETCH_LIMIT,
+            names: NAMES_LIMIT,
+        }
+    }
+
+    /// Whether `c`'s new content fits (and charges it if so).
+    fn take(&mut self, c: &Change) -> bool {
+        let size = c.new.as_ref().map_or(0, |n| n.size);
+        // What it costs in the archive: a header, long-name records and the
+        // content padded to 512-byte blocks; and its name in the request.
+        let cost = 1536 + size.div_ceil(512) * 512;
+        let name = serde_json::to_string(&c.path).map_or(usize::MAX, |s| s.len() + 1);
+        if cost <= self.bytes && name <= self.names {
+            self.bytes -= cost;
+            self.names -= name;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Path -> (is a symlink, content or link target).
+type Fetched = HashMap<String, (bool, Vec<u8>)>;
+
+/// Reads the fetched tar, never more than the budget of content.
+fn read_fetched(tar: &Path) -> Result<(Fetched, u64), CoreError> {
+    let bad = |e: std::io::Error| CoreError::Transport(format!("reading the fetched files: {e}"));
+    let f = std::fs::File::open(tar).map_err(bad)?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut fetched = Fetched::new();
+    let mut bytes = 0;
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let kind = entry.header().entry_type();
+        let data = if kind == tar::EntryType::Symlink {
+            entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
+                .unwrap_or_default()
+        } else if kind == tar::EntryType::Regular {
+            // Never more than the budget, whatever the header says (a
+            // sparse entry would expand its holes).
+            let room = FETCH_LIMIT.saturating_sub(bytes);
+            let mut data = Vec::new();
+            (&mut entry)
+                .take(room + 1)
+                .read_to_end(&mut data)
+                .map_err(bad)?;
+            if data.len() as u64 > room {
+                return Err(CoreError::Transport(format!(
+                    "the guest sent more than the {} MiB of content a diff fetches; the guest \
+                     agent is misbehaving",
+                    FETCH_LIMIT >> 20
+                )));
+            }
+            data
+        } else {
+            // Not something a diff asked for: leave it out.
+            continue;
+        };
+        bytes += data.len() as u64;
+        fetched.insert(path, (kind == tar::EntryType::Symlink, data));
+    }
+    Ok((fetched, bytes))
+}
+
+/// Reads a baseline file or link target (never following a link at the
+/// end, never more than `room` bytes). `None` when it cannot be read.
+fn read_old(files: &Path, e: &ManifestEntry, room: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = files.join(&e.path);
+    if e.kind == EntryKind::Symlink {
+        return std::fs::read_link(&p)
+            .ok()
+            .map(|t| t.as_os_str().as_encoded_bytes().to_vec());
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut data = Vec::new();
+    f.take(room + 1).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= room).then_some(data)
+}
+
+/// Everything a diff's second pass needs.
+struct Render {
+    id: String,
+    base: PathBuf,
+    now: PathBuf,
+    files: PathBuf,
+    patch_path: PathBuf,
+    fetched: Fetched,
+    bytes_fetched: u64,
+    limits: DiffLimits,
+}
+
+/// The second pass: walks both manifests again, renders each change into
+/// the patch file and keeps the first entries.
+fn render_all(r: Render) -> Result<DiffView, CoreError> {
+    let out = std::fs::File::create(&r.patch_path)
+        .map_err(|e| CoreError::io("creating the patch file", e))?;
+    let mut out = std::io::BufWriter::new(out);
+    let mut budget = Budget::new();
+    let mut old_room = FETCH_LIMIT;
+    let mut entries = Vec::new();
+    let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+    let mut total: u64 = 0;
+    let mut patch = String::new();
+    let mut patch_bytes: u64 = 0;
+    let mut patch_truncated = false;
+    merge(
+        Lines::open(&r.base)?,
+        Lines::open(&r.now)?,
+        &mut |c: Change| {
+            let fits = c.needs_new_content() && budget.take(&c);
+            let old_needed = matches!(
+                c.status,
+                Status::Modified | Status::Deleted | Status::TypeChanged
+            ) && c
+                .old
+                .as_ref()
+                .is_some_and(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink));
+            let old_over = old_needed && c.old.as_ref().is_some_and(|o| o.size > old_room);
+            let old = if old_needed && !old_over {
+                c.old.as_ref().and_then(|o| read_old(&r.files, o, old_room))
+            } else {
+                None
+            };
+            old_room -= old.as_ref().map_or(0, |o| o.len() as u64);
+            // Fetched content counts only if it is what the manifest
+            // described (same type, same hash): a file that changed in the
+            // meantime is not rendered from a different version.
+            let new = r
+                .fetched
+                .get(&c.path)
+                .filter(|(is_link, data)| {
+                    c.new.as_ref().is_some_and(|n| match n.kind {
+                        EntryKind::Symlink => {
+                            *is_link
+                                && n.link_target.as_deref().map(str::as_bytes)
+                                    == Some(data.as_slice())
+                        }
+                        EntryKind::File => {
+                            !*is_link
+                                && n.sha256.as_deref()
+                                    == Some(pyro_env::sha256_bytes(data).as_str())
+                        }
+                        _ => false,
+                    })
+                })
+                .map(|(_, data)| data.as_slice());
+            let status = serde_json::to_value(c.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let control_chars = c.path.chars().any(char::is_control);
+            // Content that should be there and is not is said to be
+            // missing, never shown as an emptied, deleted or added file.
+            let omitted = if control_chars {
+                // A name with a newline could forge patch lines.
+                Some("its name contains control characters, which a patch cannot carry".into())
+            } else if c.needs_new_content() && new.is_none() {
+                Some(if fits {
+                    "it changed or went away while the diff was taken; diff again".into()
+                } else {
+                    format!(
+                        "it is {} bytes, over the {} MiB of changed content a diff fetches; \
+                         export it to see it",
+                        c.new.as_ref().map_or(0, |n| n.size),
+                        FETCH_LIMIT >> 20
+                    )
+                })
+            } else if old_over {
+                Some(format!(
+                    "its baseline copy is over the {} MiB of baseline content a diff reads",
+                    FETCH_LIMIT >> 20
+                ))
+            } else if old_needed && old.is_none() {
+                Some("its baseline copy on the host cannot be read".into())
+            } else {
+                None
+            };
+            let (text, binary) = match &omitted {
+                Some(why) => (
+                    format!(
+                        "# pyro: {status} {}: content omitted: {why}\n",
+                        if control_chars {
+                            format!("{:?}", c.path)
+                        } else {
+                            c.path.clone()
+                        }
+                    ),
+                    false,
+                ),
+                None => render(&c, old.as_deref(), new),
+            };
+            out.write_all(text.as_bytes())
+                .map_err(|e| CoreError::io("writing the patch file", e))?;
+            if !patch_truncated && patch_bytes + text.len() as u64 <= r.limits.max_patch_bytes {
+                patch.push_str(&text);
+            } else if !patch_truncated {
+                patch_truncated = true;
+                if patch.is_empty() {
+                    // One file alone over the limit: its start.
+                    let mut end = usize::try_from(r.limits.max_patch_bytes).unwrap_or(usize::MAX);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    patch.push_str(&text[..end]);
+                }
+            }
+            patch_bytes += text.len() as u64;
+            if omitted.is_some() {
+                *summary.entry("omitted".into()).or_default() += 1;
+            }
+            *summary.entry(status).or_default() += 1;
+            total += 1;
+            if entries.len() < r.limits.max_entries {
+                entries.push(DiffEntry {
+                    kind: c
+                        .new
+                        .as_ref()
+                        .or(c.old.as_ref())
+                        .map_or(EntryKind::File, |e| e.kind),
+                    path: c.path,
+                    status: c.status,
+                    binary,
+                    omitted,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    out.flush()
+        .map_err(|e| CoreError::io("writing the patch file", e))?;
+    summary.insert("total".into(), total);
+    Ok(DiffView {
+        workspace_id: r.id,
+        changed: total > 0,
+        summary,
+        entries_not_listed: total - entries.len() as u64,
+        entries,
+        patch,
+        patch_bytes,
+        patch_truncated,
+        bytes_fetched: r.bytes_fetched,
+        full_patch: None,
+    })
+}
+
+/// Computes a diff of a running workspace against its baseline directory
+/// (`manifest.jsonl` and `files/`). Spool files go to `tmp`. Host memory is
+/// bounded by the fetch budget (the changed content, twice: once fetched,
+/// once from the baseline) and the listed entries, whatever the file count.
+pub async fn compute(
+    sandbox: &Sandbox,
+    id: &str,
+    baseline: &Path,
+    tmp: &Path,
+    limits: DiffLimits,
+) -> Result<DiffView, CoreError> {
+    let base = baseline.join("manifest.jsonl");
+    if !base.is_file() {
+        return Err(CoreError::State(format!(
+            "workspace {id} has no baseline manifest; it cannot be diffed (delete it and create it again)"
+        )));
+    }
+    let spool = |suffix: &str| {
+        tempfile::Builder::new()
+            .prefix(".pyro-diff-")
+            .suffix(suffix)
+            .tempfile_in(tmp)
+            .map(tempfile::NamedTempFile::into_temp_path)
+            .map_err(|e| CoreError::io("creating a temp file", e))
+    };
+    let now = spool(".jsonl")?;
+    fetch_manifest(sandbox, &now).await?;
+    let wanted = {
+        let (b, n) = (base.clone(), now.to_path_buf());
+        blocking(move || plan(&b, &n)).await?
+    };
+    let (fetched, bytes_fetched) = if wanted.is_empty() {
+        (Fetched::new(), 0)
+    } else {
+        let tar = spool(".tar")?;
+        sandbox
+            .get_archive(
+                Request::ReadFiles {
+                    root: super::WORKSPACE_ROOT.into(),
+                    paths: wanted,
+                },
+                &tar,
+                // Room for tar headers and for files that grew since the
+                // manifest.
+                2 * FETCH_LIMIT,
+            )
+            .await?;
+        blocking(move || read_fetched(&tar)).await?
+    };
+    let patch_file = spool(".patch")?;
+    let r = Render {
+        id: id.to_owned(),
+        base,
+        now: now.to_path_buf(),
+        files: baseline.join("files"),
+        patch_path: patch_file.to_path_buf(),
+        fetched,
+        bytes_fetched,
+        limits,
+    };
+    let mut view = blocking(move || render_all(r)).await?;
+    drop(now);
+    view.full_patch = Some(Arc::new(patch_file));
+    Ok(view)
+}
 
 /// How a path changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,36 +549,86 @@ impl Change {
 /// Compares two manifests. Directories only count when a path changes
 /// between directory and non-directory (Git does not track directories).
 pub fn changes(base: &[ManifestEntry], now: &[ManifestEntry]) -> Vec<Change> {
-    let b: BTreeMap<&str, &ManifestEntry> = base.iter().map(|e| (e.path.as_str(), e)).collect();
-    let n: BTreeMap<&str, &ManifestEntry> = now.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mut paths: Vec<&str> = b.keys().chain(n.keys()).copied().collect();
-    paths.sort_unstable();
-    paths.dedup();
     let mut out = Vec::new();
-    for p in paths {
-        let (old, new) = (b.get(p).copied(), n.get(p).copied());
-        let is_dir = |e: Option<&ManifestEntry>| e.is_some_and(|e| e.kind == EntryKind::Directory);
-        let status = match (old, new) {
-            (None, Some(_)) if is_dir(new) => continue,
-            (Some(_), None) if is_dir(old) => continue,
-            (None, Some(_)) => Status::Added,
-            (Some(_), None) => Status::Deleted,
-            (Some(o), Some(nw)) if o.kind != nw.kind => Status::TypeChanged,
-            (Some(o), Some(_)) if o.kind == EntryKind::Directory => continue,
-            (Some(o), Some(nw)) if o.sha256 != nw.sha256 || o.link_target != nw.link_target => {
-                Status::Modified
-            }
-            (Some(o), Some(nw)) if git_mode(o) != git_mode(nw) => Status::ModeChanged,
-            _ => continue,
-        };
-        out.push(Change {
-            path: p.to_owned(),
-            status,
-            old: old.cloned(),
-            new: new.cloned(),
-        });
-    }
+    let ok = |v: &[ManifestEntry]| -> Vec<Result<ManifestEntry, CoreError>> {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| tree_order(&a.path, &b.path));
+        v.into_iter().map(Ok).collect()
+    };
+    let _ = merge(ok(base).into_iter(), ok(now).into_iter(), &mut |c| {
+        out.push(c);
+        Ok(())
+    });
     out
+}
+
+/// Walks two manifests in tree order side by side (neither is held in
+/// memory) and hands each changed path to `f`.
+pub fn merge(
+    base: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
+    now: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
+    f: &mut dyn FnMut(Change) -> Result<(), CoreError>,
+) -> Result<(), CoreError> {
+    let (mut base, mut now) = (base.peekable(), now.peekable());
+    loop {
+        let order = match (base.peek(), now.peek()) {
+            (None, None) => return Ok(()),
+            (Some(Err(_)), _) => return Err(base.next().and_then(Result::err).unwrap_or_else(gone)),
+            (_, Some(Err(_))) => return Err(now.next().and_then(Result::err).unwrap_or_else(gone)),
+            (Some(Ok(_)), None) => Ordering::Less,
+            (None, Some(Ok(_))) => Ordering::Greater,
+            (Some(Ok(b)), Some(Ok(n))) => tree_order(&b.path, &n.path),
+        };
+        let (old, new) = match order {
+            Ordering::Less => (base.next().and_then(Result::ok), None),
+            Ordering::Greater => (None, now.next().and_then(Result::ok)),
+            Ordering::Equal => (
+                base.next().and_then(Result::ok),
+                now.next().and_then(Result::ok),
+            ),
+        };
+        if let Some(c) = classify(old, new) {
+            f(c)?;
+        }
+    }
+}
+
+fn gone() -> CoreError {
+    CoreError::Transport("a manifest ended early".into())
+}
+
+fn classify(old: Option<ManifestEntry>, new: Option<ManifestEntry>) -> Option<Change> {
+    let is_dir = |e: &Option<ManifestEntry>| {
+        e.as_ref()
+            .is_some_and(|e| e.kind == EntryKind::Directory)
+    };
+    let status = match (&old, &new) {
+        (None, None) => return None,
+        (None, Some(_)) if is_dir(&new) => return None,
+        (Some(_), None) if is_dir(&old) => return None,
+        (None, Some(_)) => Status::Added,
+        (Some(_), None) => Status::Deleted,
+        (Some(o), Some(nw)) if o.kind != nw.kind => Status::TypeChanged,
+        (Some(o), Some(_)) if o.kind == EntryKind::Directory => return None,
+        // A file whose content could not be hashed may have changed: it
+        // is reported (and then omitted), never assumed the same.
+        (Some(o), Some(nw))
+            if o.sha256 != nw.sha256
+                || o.link_target != nw.link_target
+                || (o.kind == EntryKind::File && o.sha256.is_none()) =>
+        {
+            Status::Modified
+        }
+        (Some(o), Some(nw)) if git_mode(o) != git_mode(nw) => Status::ModeChanged,
+        _ => return None,
+    };
+    let path = new.as_ref().or(old.as_ref())?.path.clone();
+    Some(Change {
+        path,
+        status,
+        old,
+        new,
+    })
 }
 
 /// Git's mode string for an entry.

@@ -5,7 +5,7 @@
 //!   workspace.json            the record (see `record`)
 //!   upper.ext4 | upper/       the writable layer (Firecracker disk | host-compat dir)
 //!   baseline/upper.ext4 | baseline/upper-data/   the layer right after seeding
-//!   baseline/manifest.json    what /workspace held after seeding
+//!   baseline/manifest.jsonl   what /workspace held after seeding (JSON lines)
 //!   baseline/files/           the seeded files (old side of diffs)
 //!   commands/<seq>.{json,stdout,stderr}          command history with full output
 //! ```
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use pyro_env::Installed;
 use pyro_protocol::{
-    Command, EntryKind, ExecRequest, FileEntry, ManifestEntry, PatchedFile, Request, Response,
+    Command, EntryKind, ExecRequest, FileEntry, PatchedFile, Request, Response,
 };
 use serde::Serialize;
 
@@ -32,6 +32,7 @@ use crate::records::Owner;
 use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range, now_unix, random_hex};
 use record::{LastCommand, Operation, Record, SeedInfo, State};
+pub use diff::{DiffEntry, DiffLimits, DiffView};
 pub use seed::SeedMode;
 
 /// The workspace directory inside the guest.
@@ -58,8 +59,24 @@ pub const PATCH_LIMIT: usize = 8 << 20;
 pub const LOG_CAP_BYTES: u64 = 16 << 20;
 /// Default cap on output returned by `exec` (the log keeps more).
 pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
-/// Largest total of changed content a diff fetches.
-const DIFF_FETCH_LIMIT: u64 = 64 << 20;
+/// Default number of entries a file listing returns (all are counted).
+pub const LIST_ENTRIES_DEFAULT: usize = 1000;
+/// The most entries a file listing returns.
+pub const LIST_ENTRIES_MAX: usize = 100_000;
+
+/// A listing of a path in `/workspace`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileListing {
+    /// The listed path itself.
+    pub root: FileEntry,
+    /// Its first entries (children, or the whole subtree), in tree order;
+    /// the path itself when it is not a directory.
+    pub entries: Vec<FileEntry>,
+    /// Every entry, listed or not.
+    pub total: u64,
+    /// Whether `entries` stops short of `total`.
+    pub truncated: bool,
+}
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -274,43 +291,6 @@ pub struct SyncView {
     pub bytes_written: u64,
     /// How it ran.
     pub execution_mode: ExecutionMode,
-}
-
-/// A diff.
-#[derive(Debug, Clone, Serialize)]
-pub struct DiffView {
-    /// Workspace.
-    pub workspace_id: String,
-    /// Whether anything changed.
-    pub changed: bool,
-    /// Counts by status.
-    pub summary: BTreeMap<String, u64>,
-    /// Each changed path.
-    pub entries: Vec<DiffEntry>,
-    /// The whole git-style patch.
-    pub patch: String,
-    /// Bytes of changed content fetched from the guest.
-    pub bytes_fetched: u64,
-}
-
-/// One changed path.
-#[derive(Debug, Clone, Serialize)]
-pub struct DiffEntry {
-    /// Path relative to `/workspace`.
-    pub path: String,
-    /// How it changed.
-    pub status: diff::Status,
-    /// What it is now (or was).
-    pub kind: EntryKind,
-    /// Whether the content is binary (no text patch).
-    pub binary: bool,
-    /// Its part of the patch.
-    pub text_patch: String,
-    /// Set when its content is left out of the patch, saying why (over the
-    /// diff's content budget, unreadable); the patch then has a `# pyro:`
-    /// line for it instead of a diff, never an emptied or added file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub omitted: Option<String>,
 }
 
 /// An export.
@@ -1005,28 +985,15 @@ impl Workspaces {
     /// with the guest quiesced (flushed, and paused on Firecracker).
     async fn take_baseline(&self, sandbox: &Sandbox, rec: &Record) -> Result<(), CoreError> {
         let baseline = self.dir(&rec.workspace_id).join("baseline");
-        let manifest = match sandbox
-            .call(
-                Request::Manifest {
-                    root: WORKSPACE_ROOT.into(),
-                },
-                Duration::from_secs(300),
-            )
-            .await?
-        {
-            Response::Manifest { entries } => entries,
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
-        };
-        pyro_env::write_atomic(
-            &baseline.join("manifest.json"),
-            &serde_json::to_vec(&manifest).unwrap_or_default(),
-        )
-        .map_err(|e| {
-            CoreError::io(
-                "saving the baseline manifest",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let spool = tempfile::Builder::new()
+            .prefix(".pyro-manifest-")
+            .tempfile_in(&baseline)
+            .map_err(|e| CoreError::io("creating a temp file", e))?
+            .into_temp_path();
+        diff::fetch_manifest(sandbox, &spool).await?;
+        spool
+            .persist(baseline.join("manifest.jsonl"))
+            .map_err(|e| CoreError::io("saving the baseline manifest", e.error))?;
         sandbox
             .call(Request::Sync, Duration::from_secs(120))
             .await?;
@@ -1352,25 +1319,66 @@ impl Workspaces {
         })
     }
 
-    /// Lists a path.
+    /// Lists a path: its children, or with `recursive` its whole subtree,
+    /// up to `max_entries` of them (the rest are counted). Memory stays flat
+    /// whatever the tree's size: the listing is spooled to a file.
     pub async fn file_list(
         &self,
         id: &str,
         path: &str,
         recursive: bool,
-    ) -> Result<(FileEntry, Vec<FileEntry>), CoreError> {
+        max_entries: usize,
+    ) -> Result<FileListing, CoreError> {
         let path = guest_path(path)?;
+        check_range(
+            "max_entries",
+            max_entries as u64,
+            (1, LIST_ENTRIES_MAX as u64),
+        )?;
         let (_, sandbox) = self.started(id, "file list").await?;
-        match sandbox
-            .call(
+        let spool = tempfile::Builder::new()
+            .prefix(".pyro-list-")
+            .tempfile_in(seed::temp_dir(&self.paths)?)
+            .map_err(|e| CoreError::io("creating a temp file", e))?
+            .into_temp_path();
+        let root = match sandbox
+            .get_lines(
                 Request::ListFiles { path, recursive },
-                Duration::from_secs(120),
+                &spool,
+                diff::MANIFEST_LIMIT,
+                Duration::from_secs(300),
             )
             .await?
         {
-            Response::Files { root, entries } => Ok((root, entries)),
-            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            Response::Files { root, .. } => root,
+            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        };
+        if root.kind != EntryKind::Directory {
+            return Ok(FileListing {
+                entries: vec![root.clone()],
+                root,
+                total: 1,
+                truncated: false,
+            });
         }
+        diff::blocking(move || {
+            let mut entries = Vec::new();
+            let mut total = 0;
+            for e in crate::jsonl::Lines::<FileEntry>::open(&spool)? {
+                let e = e?;
+                total += 1;
+                if entries.len() < max_entries {
+                    entries.push(e);
+                }
+            }
+            Ok(FileListing {
+                truncated: total > entries.len() as u64,
+                root,
+                entries,
+                total,
+            })
+        })
+        .await
     }
 
     /// Reads a file (whole, up to `max_bytes`; bigger files are an error).
@@ -1450,222 +1458,22 @@ impl Workspaces {
         }
     }
 
-    /// What changed in `/workspace` since the baseline.
-    pub async fn diff(&self, id: &str) -> Result<DiffView, CoreError> {
+    /// What changed in `/workspace` since the baseline (see
+    /// [`diff::compute`] for the bounds).
+    pub async fn diff(&self, id: &str, limits: DiffLimits) -> Result<DiffView, CoreError> {
+        check_range(
+            "max_entries",
+            limits.max_entries as u64,
+            (1, diff::ENTRIES_MAX as u64),
+        )?;
+        check_range(
+            "max_patch_bytes",
+            limits.max_patch_bytes,
+            (1, diff::PATCH_MAX),
+        )?;
         let (_, sandbox) = self.started(id, "diff").await?;
         let baseline = self.dir(id).join("baseline");
-        let base: Vec<ManifestEntry> = std::fs::read(baseline.join("manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                CoreError::State(format!(
-                    "workspace {id} has no baseline manifest; it cannot be diffed"
-                ))
-            })?;
-        let now = match sandbox
-            .call(
-                Request::Manifest {
-                    root: WORKSPACE_ROOT.into(),
-                },
-                Duration::from_secs(300),
-            )
-            .await?
-        {
-            Response::Manifest { entries } => entries,
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
-        };
-        let changes = diff::changes(&base, &now);
-        let mut wanted: Vec<String> = Vec::new();
-        let mut over_budget: BTreeMap<String, u64> = BTreeMap::new();
-        let mut budget = DIFF_FETCH_LIMIT;
-        for c in changes.iter().filter(|c| c.needs_new_content()) {
-            let size = c.new.as_ref().map_or(0, |n| n.size);
-            // What it costs in the archive: a header, long-name records and
-            // the content padded to 512-byte blocks.
-            let cost = 1536 + size.div_ceil(512) * 512;
-            if cost <= budget {
-                budget -= cost;
-                wanted.push(c.path.clone());
-            } else {
-                over_budget.insert(c.path.clone(), size);
-            }
-        }
-        // Path -> (is a symlink, content or link target).
-        let mut fetched: BTreeMap<String, (bool, Vec<u8>)> = BTreeMap::new();
-        let mut bytes_fetched = 0;
-        if !wanted.is_empty() {
-            let tmp = tempfile::Builder::new()
-                .suffix(".tar")
-                .tempfile_in(seed::temp_dir(&self.paths)?)
-                .map_err(|e| CoreError::io("creating a temp file", e))?;
-            sandbox
-                .get_archive(
-                    Request::ReadFiles {
-                        root: WORKSPACE_ROOT.into(),
-                        paths: wanted,
-                    },
-                    tmp.path(),
-                    // Room for tar headers and for files that grew since
-                    // the manifest.
-                    2 * DIFF_FETCH_LIMIT,
-                )
-                .await?;
-            let f = std::fs::File::open(tmp.path())
-                .map_err(|e| CoreError::io("reading the fetched files", e))?;
-            let mut ar = tar::Archive::new(std::io::BufReader::new(f));
-            for entry in ar
-                .entries()
-                .map_err(|e| CoreError::Transport(e.to_string()))?
-            {
-                let mut entry = entry.map_err(|e| CoreError::Transport(e.to_string()))?;
-                let path = entry
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                let mut data = Vec::new();
-                let kind = entry.header().entry_type();
-                if kind == tar::EntryType::Symlink {
-                    data = entry
-                        .link_name()
-                        .ok()
-                        .flatten()
-                        .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
-                        .unwrap_or_default();
-                } else if kind == tar::EntryType::Regular {
-                    // Never more than the budget, whatever the header says
-                    // (a sparse entry would expand its holes).
-                    let room = DIFF_FETCH_LIMIT.saturating_sub(bytes_fetched);
-                    std::io::Read::read_to_end(
-                        &mut std::io::Read::take(&mut entry, room + 1),
-                        &mut data,
-                    )
-                    .map_err(|e| CoreError::Transport(e.to_string()))?;
-                    if data.len() as u64 > room {
-                        return Err(CoreError::Transport(format!(
-                            "the guest sent more than the {} MiB of content a diff fetches; the \
-                             guest agent is misbehaving",
-                            DIFF_FETCH_LIMIT >> 20
-                        )));
-                    }
-                } else {
-                    // Not something a diff asked for: leave it out.
-                    continue;
-                }
-                bytes_fetched += data.len() as u64;
-                fetched.insert(path, (kind == tar::EntryType::Symlink, data));
-            }
-        }
-        let mut entries = Vec::new();
-        let mut patch = String::new();
-        let mut summary: BTreeMap<String, u64> = BTreeMap::new();
-        for c in &changes {
-            let old = c
-                .old
-                .as_ref()
-                .filter(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink))
-                .and_then(|o| {
-                    let p = baseline.join("files").join(&c.path);
-                    if o.kind == EntryKind::Symlink {
-                        std::fs::read_link(&p)
-                            .ok()
-                            .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
-                    } else {
-                        std::fs::read(&p).ok()
-                    }
-                });
-            // Fetched content counts only if it is what the manifest
-            // described (same type, same hash): a file that changed in the
-            // meantime is not rendered from a different version.
-            let new = fetched
-                .get(&c.path)
-                .filter(|(is_link, data)| {
-                    c.new.as_ref().is_some_and(|n| match n.kind {
-                        EntryKind::Symlink => {
-                            *is_link
-                                && n.link_target.as_deref().map(str::as_bytes)
-                                    == Some(data.as_slice())
-                        }
-                        EntryKind::File => {
-                            !*is_link
-                                && n.sha256.as_deref()
-                                    == Some(pyro_env::sha256_bytes(data).as_str())
-                        }
-                        _ => false,
-                    })
-                })
-                .map(|(_, data)| data.as_slice());
-            let status = serde_json::to_value(c.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            // Content that should be there and is not is said to be
-            // missing, never shown as an emptied, deleted or added file.
-            let old_needed = matches!(
-                c.status,
-                diff::Status::Modified | diff::Status::Deleted | diff::Status::TypeChanged
-            ) && c
-                .old
-                .as_ref()
-                .is_some_and(|o| matches!(o.kind, EntryKind::File | EntryKind::Symlink));
-            let control_chars = c.path.chars().any(char::is_control);
-            let omitted = if control_chars {
-                // A name with a newline could forge patch lines.
-                Some("its name contains control characters, which a patch cannot carry".into())
-            } else if c.needs_new_content() && new.is_none() {
-                Some(match over_budget.get(&c.path) {
-                    Some(size) => format!(
-                        "it is {size} bytes, over the {} MiB of changed content a diff fetches; \
-                         export it to see it",
-                        DIFF_FETCH_LIMIT >> 20
-                    ),
-                    None => "it changed or went away while the diff was taken; diff again".into(),
-                })
-            } else if old_needed && old.is_none() {
-                Some("its baseline copy on the host cannot be read".into())
-            } else {
-                None
-            };
-            let (text, binary) = match &omitted {
-                Some(why) => (
-                    format!(
-                        "# pyro: {status} {}: content omitted: {why}\n",
-                        if control_chars {
-                            format!("{:?}", c.path)
-                        } else {
-                            c.path.clone()
-                        }
-                    ),
-                    false,
-                ),
-                None => diff::render(c, old.as_deref(), new),
-            };
-            patch.push_str(&text);
-            if omitted.is_some() {
-                *summary.entry("omitted".into()).or_default() += 1;
-            }
-            *summary.entry(status).or_default() += 1;
-            entries.push(DiffEntry {
-                path: c.path.clone(),
-                status: c.status,
-                kind: c
-                    .new
-                    .as_ref()
-                    .or(c.old.as_ref())
-                    .map_or(EntryKind::File, |e| e.kind),
-                binary,
-                text_patch: text,
-                omitted,
-            });
-        }
-        summary.insert("total".into(), entries.len() as u64);
-        Ok(DiffView {
-            workspace_id: id.to_owned(),
-            changed: !entries.is_empty(),
-            summary,
-            entries,
-            patch,
-            bytes_fetched,
-        })
+        diff::compute(&sandbox, id, &baseline, &seed::temp_dir(&self.paths)?, limits).await
     }
 
     /// Copies a file or directory out of `/workspace` to a new host path.
