@@ -320,11 +320,11 @@ impl Sandbox {
             .map_err(|e| CoreError::io(format!("listening on {}", ready_path.display()), e))?;
         self.record.agent_socket = Some(sock.clone());
         self.record.save(&self.paths)?;
-        let log = std::fs::File::create(&console)
-            .map_err(|e| CoreError::io(format!("creating {}", console.display()), e))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| CoreError::io("duplicating the log handle", e))?;
+        // The agent's log is capped on the host like a guest console.
+        let (log, log2) = pyro_vmm::console::stdio_pair(pyro_vmm::console::spawn_keeper(
+            &console,
+            pyro_vmm::console::CONSOLE_CAP_BYTES,
+        )?)?;
         let child = std::process::Command::new(&agent)
             .arg("host-compat")
             .arg("--lower")
@@ -353,7 +353,7 @@ impl Sandbox {
         self.record.save(&self.paths)?;
         let fail = |reason: String| CoreError::HostCompat {
             reason,
-            log_tail: pyro_vmm::file_tail(&console, 2000),
+            log_tail: pyro_vmm::console::console_tail(&console, 2000),
         };
         match await_greeting(
             &ready,
@@ -383,7 +383,7 @@ impl Sandbox {
                     .firecracker
                     .as_ref()
                     .ok_or_else(|| CoreError::Transport("no vsock path".into()))?;
-                pyro_vmm::vsock::connect(&fc.vsock_uds, AGENT_PORT).await?
+                pyro_vmm::vsock::connect(&fc.vsock_uds, AGENT_PORT, self.record.jail_uid).await?
             }
             ExecutionMode::HostCompat => {
                 let sock = self
@@ -562,7 +562,7 @@ impl Sandbox {
     pub fn console_tail(&self) -> String {
         match &self.record.firecracker {
             Some(fc) => fc.diagnostics(),
-            None => pyro_vmm::file_tail(
+            None => pyro_vmm::console::console_tail(
                 &self.paths.vm_dir(&self.record.id).join("console.log"),
                 2000,
             ),
@@ -575,6 +575,7 @@ impl Sandbox {
         if let Some(fc) = &self.record.firecracker {
             let state = if paused { "Paused" } else { "Resumed" };
             pyro_vmm::api::ApiClient::new(&fc.api_sock)
+                .expecting_peer(self.record.jail_uid)
                 .patch("/vm", &serde_json::json!({"state": state}))
                 .await?;
         }

@@ -15,16 +15,31 @@ use crate::VmmError;
 /// How long one API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest API answer read (Firecracker's are a few hundred bytes).
+const MAX_BODY_BYTES: usize = 1 << 20;
+
 /// Client for one VM's API socket.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     sock: PathBuf,
+    peer_uid: Option<u32>,
 }
 
 impl ApiClient {
     /// A client for the socket at `sock`.
     pub fn new(sock: impl Into<PathBuf>) -> Self {
-        Self { sock: sock.into() }
+        Self {
+            sock: sock.into(),
+            peer_uid: None,
+        }
+    }
+
+    /// Talks only to a server running as `uid` (the jailed Firecracker), so a
+    /// socket path swapped for a link to another socket is refused before
+    /// anything is sent.
+    pub fn expecting_peer(mut self, uid: Option<u32>) -> Self {
+        self.peer_uid = uid;
+        self
     }
 
     /// `PUT path body`.
@@ -72,6 +87,7 @@ impl ApiClient {
         let stream = tokio::net::UnixStream::connect(&self.sock)
             .await
             .map_err(|e| transport(e.to_string()))?;
+        crate::vsock::check_peer(&stream, self.peer_uid, &self.sock)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| transport(e.to_string()))?;
@@ -92,11 +108,10 @@ impl ApiClient {
             .await
             .map_err(|e| transport(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
+        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
-            .map_err(|e| transport(e.to_string()))?
+            .map_err(|e| transport(format!("reading the answer: {e}")))?
             .to_bytes();
         let value: Value = if bytes.is_empty() {
             Value::Null

@@ -125,7 +125,7 @@ impl VmPaths {
 
     /// The end of the console and Firecracker log, for error reports.
     pub fn diagnostics(&self) -> String {
-        let console = file_tail(&self.console_log, 3000);
+        let console = crate::console::console_tail(&self.console_log, 3000);
         let fc = file_tail(&self.firecracker_log, 1500);
         let mut out = if console.is_empty() {
             "(the guest printed nothing)".to_owned()
@@ -185,14 +185,11 @@ pub async fn launch(
         chown(&ready_path, j)?;
     }
 
-    let console = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&paths.console_log)
-        .map_err(|e| VmmError::io(format!("opening {}", paths.console_log.display()), e))?;
-    let console_err = console
-        .try_clone()
-        .map_err(|e| VmmError::io("duplicating the console log handle", e))?;
+    // The console goes through a keeper that caps what is kept on the host.
+    let (console, console_err) = crate::console::stdio_pair(crate::console::spawn_keeper(
+        &paths.console_log,
+        crate::console::CONSOLE_CAP_BYTES,
+    )?)?;
     let mut cmd = match &spec.jail {
         Some(j) => {
             let mut c = Command::new(&j.jailer);
@@ -277,7 +274,26 @@ fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<Gues
         .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
     link_or_copy(&spec.kernel, &root.join("vmlinux"))?;
     link_or_copy(&spec.base_image, &root.join("rootfs.ext4"))?;
-    link_or_copy(&spec.upper_disk, &root.join("upper.ext4"))?;
+    // The writable disk must be the workspace's own file: a copy in the jail
+    // would take the guest's writes with it when the jail is removed.
+    let upper = root.join("upper.ext4");
+    let _ = std::fs::remove_file(&upper);
+    std::fs::hard_link(&spec.upper_disk, &upper).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            VmmError::io(
+                format!(
+                    "the writable disk {} and the jail {} are on different filesystems, so the \
+                     disk cannot be linked into the jail (a copy would lose the guest's writes); \
+                     put PYRO_HOME and the jail base on one filesystem",
+                    spec.upper_disk.display(),
+                    root.display()
+                ),
+                e,
+            )
+        } else {
+            VmmError::io(format!("linking {} into the jail", spec.upper_disk.display()), e)
+        }
+    })?;
     chown(&root.join("upper.ext4"), j)?;
     Ok(GuestView {
         kernel: "/vmlinux".into(),
@@ -324,7 +340,7 @@ async fn configure_and_start(
 ) -> Result<(), VmmError> {
     // The API socket appears once Firecracker has started.
     let until = Instant::now() + Duration::from_secs(10);
-    let api = ApiClient::new(&vm.paths.api_sock);
+    let api = ApiClient::new(&vm.paths.api_sock).expecting_peer(spec.jail.as_ref().map(|j| j.uid));
     loop {
         if vm.paths.api_sock.exists() && api.get("/").await.is_ok() {
             break;
@@ -524,6 +540,38 @@ mod tests {
                 cgroup_settings: vec![],
             }),
         }
+    }
+
+    #[test]
+    fn a_writable_disk_on_another_filesystem_is_refused_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(other.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            // Needs root to mount; CI runs as root.
+            return;
+        }
+        let mut s = spec(dir.path(), true);
+        for (field, name) in [(&mut s.kernel, "k"), (&mut s.base_image, "b")] {
+            *field = dir.path().join(name);
+            std::fs::write(&*field, name).unwrap();
+        }
+        s.upper_disk = other.path().join("upper.ext4");
+        std::fs::write(&s.upper_disk, "disk").unwrap();
+        let paths = VmPaths::for_spec(&s);
+        let err = prepare_jail(&s, s.jail.as_ref().unwrap(), &paths)
+            .unwrap_err()
+            .to_string();
+        let _ = std::process::Command::new("umount").arg(other.path()).status();
+        assert!(err.contains("different filesystems"), "{err}");
+        assert!(
+            !paths.jail_dir.unwrap().join("root/upper.ext4").exists(),
+            "the disk was copied"
+        );
     }
 
     #[test]

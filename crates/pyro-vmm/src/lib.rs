@@ -15,6 +15,7 @@
 pub mod api;
 pub mod binaries;
 pub mod cgroup;
+pub mod console;
 pub mod disk;
 pub mod host;
 pub mod launch;
@@ -42,22 +43,44 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 /// Returns the last `max_bytes` of a text file, lossily decoded, or an empty
-/// string when it cannot be read.
+/// The end of a text file (at most `max_bytes`), for error reports. Never
+/// follows a link at the end of `path`, and reads only regular files: a
+/// jailed Firecracker cannot point the host at another file.
 pub fn file_tail(path: &std::path::Path, max_bytes: u64) -> String {
+    let (bytes, cut) = file_tail_bytes(path, max_bytes);
+    tail_text(&bytes, cut)
+}
+
+/// The last `max_bytes` of a regular file (not through a final symlink),
+/// and whether that is less than the whole file.
+pub fn file_tail_bytes(path: &std::path::Path, max_bytes: u64) -> (Vec<u8>, bool) {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return (Vec::new(), false);
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = match f.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return (Vec::new(), false),
+    };
     let start = len.saturating_sub(max_bytes);
     if f.seek(SeekFrom::Start(start)).is_err() {
-        return String::new();
+        return (Vec::new(), false);
     }
     let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    // Start at a line boundary when we cut into the file.
-    let text = if start > 0 {
+    // The file may grow meanwhile: never more than asked for.
+    let _ = f.take(max_bytes).read_to_end(&mut buf);
+    (buf, start > 0)
+}
+
+/// Text from the end of a log: from a line boundary when `cut` into it.
+pub fn tail_text(bytes: &[u8], cut: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = if cut {
         text.split_once('\n').map_or(&*text, |(_, rest)| rest)
     } else {
         &text

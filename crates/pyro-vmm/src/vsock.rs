@@ -31,9 +31,33 @@ pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// Connects to guest `port` through the VM's vsock socket. Fails fast when
 /// the agent is not listening (Firecracker then closes the connection), and
-/// after [`HANDSHAKE_TIMEOUT`] when nothing answers at all.
-pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
-    connect_within(uds, port, HANDSHAKE_TIMEOUT).await
+/// after [`HANDSHAKE_TIMEOUT`] when nothing answers at all. With `peer_uid`,
+/// the socket must be served by that user (the jailed Firecracker).
+pub async fn connect(
+    uds: &Path,
+    port: u32,
+    peer_uid: Option<u32>,
+) -> Result<UnixStream, VmmError> {
+    connect_within(uds, port, HANDSHAKE_TIMEOUT, peer_uid).await
+}
+
+/// Refuses a connection whose server is not `uid`: a jailed Firecracker can
+/// replace its socket with a link to another socket on the host, and
+/// `connect` follows links.
+pub fn check_peer(s: &UnixStream, uid: Option<u32>, path: &Path) -> Result<(), VmmError> {
+    let Some(uid) = uid else { return Ok(()) };
+    match s.peer_cred() {
+        Ok(c) if c.uid() == uid => Ok(()),
+        Ok(c) => Err(VmmError::Vsock(format!(
+            "{} is served by uid {}, not by the VM's uid {uid}; the VM is misbehaving: stop it",
+            path.display(),
+            c.uid()
+        ))),
+        Err(e) => Err(VmmError::Vsock(format!(
+            "checking who serves {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// [`connect`] with its own deadline.
@@ -41,8 +65,9 @@ pub async fn connect_within(
     uds: &Path,
     port: u32,
     limit: std::time::Duration,
+    peer_uid: Option<u32>,
 ) -> Result<UnixStream, VmmError> {
-    tokio::time::timeout(limit, handshake(uds, port))
+    tokio::time::timeout(limit, handshake(uds, port, peer_uid))
         .await
         .map_err(|_| {
             VmmError::Vsock(format!(
@@ -54,10 +79,11 @@ pub async fn connect_within(
         })?
 }
 
-async fn handshake(uds: &Path, port: u32) -> Result<UnixStream, VmmError> {
+async fn handshake(uds: &Path, port: u32, peer_uid: Option<u32>) -> Result<UnixStream, VmmError> {
     let mut s = UnixStream::connect(uds)
         .await
         .map_err(|e| VmmError::Vsock(format!("connecting to {}: {e}", uds.display())))?;
+    check_peer(&s, peer_uid, uds)?;
     let not_listening = || VmmError::Vsock(format!("nothing listens on guest port {port} (yet)"));
     let handshake = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => not_listening(),
@@ -107,7 +133,7 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let t = std::time::Instant::now();
-        let err = connect_within(&uds, 5000, std::time::Duration::from_millis(300))
+        let err = connect_within(&uds, 5000, std::time::Duration::from_millis(300), None)
             .await
             .unwrap_err();
         assert!(
@@ -124,13 +150,23 @@ mod tests {
         let uds = dir.path().join("v.sock");
         let listener = tokio::net::UnixListener::bind(&uds).unwrap();
         let server = tokio::spawn(async move {
+            // The refused connection first: it sends nothing.
+            let (mut refused, _) = listener.accept().await.unwrap();
+            let mut nothing = Vec::new();
+            refused.read_to_end(&mut nothing).await.unwrap();
+            assert!(nothing.is_empty());
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 13];
             s.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"CONNECT 5000\n");
             s.write_all(b"OK 1073741824\nagent bytes").await.unwrap();
         });
-        let mut s = connect(&uds, 5000).await.unwrap();
+        // Served by us (root in CI): a VM's uid would be refused before
+        // anything is sent.
+        let me = nix::unistd::geteuid().as_raw();
+        let err = connect(&uds, 5000, Some(me + 1)).await.unwrap_err();
+        assert!(err.to_string().contains("not by the VM's uid"), "{err}");
+        let mut s = connect(&uds, 5000, Some(me)).await.unwrap();
         let mut rest = String::new();
         s.read_to_string(&mut rest).await.unwrap();
         assert_eq!(rest, "agent bytes");
@@ -150,7 +186,7 @@ mod tests {
             let _ = s.read_exact(&mut buf).await;
             drop(s);
         });
-        let err = connect(&uds, 5000).await.unwrap_err();
+        let err = connect(&uds, 5000, None).await.unwrap_err();
         assert!(err.to_string().contains("nothing listens"), "{err}");
     }
 

@@ -1,0 +1,274 @@
+//! The guest console on the host, capped: Firecracker's stdout and stderr go
+//! into a pipe drained by a small keeper process, which writes
+//! `console.log` and rotates it to `console.log.1` at half the cap, so the
+//! two files never hold more than [`CONSOLE_CAP_BYTES`] together and always
+//! hold the newest output (at least half the cap of it, once there is that
+//! much), whatever the guest writes to its serial port.
+//!
+//! The keeper is a forked copy of the calling process that runs only raw
+//! system calls (it may be forked from a multi-threaded process), detached
+//! into its own session so it outlives a short-lived `pyro` as Firecracker
+//! does; it exits when the last writer (Firecracker) closes the pipe. It
+//! keeps draining when the disk is full, so a full disk never stalls the
+//! guest.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::VmmError;
+
+/// Most bytes of console output kept on the host for one VM.
+pub const CONSOLE_CAP_BYTES: u64 = 16 << 20;
+
+/// The older half of a console log.
+pub fn rotated(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
+}
+
+/// Starts a keeper writing to `log` (capped at `cap` bytes over `log` and
+/// its rotated half). Returns the pipe's write end for the VM's stdout and
+/// stderr.
+pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
+    let io = |what: &str, e: std::io::Error| VmmError::io(format!("{what} {}", log.display()), e);
+    let cur = CString::new(log.as_os_str().as_bytes())
+        .map_err(|e| io("naming", std::io::Error::other(e)))?;
+    let old = CString::new(rotated(log).as_os_str().as_bytes())
+        .map_err(|e| io("naming", std::io::Error::other(e)))?;
+    let segment = (cap / 2).max(1);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .map_err(|e| io("opening", e))?;
+    let size = file.metadata().map_err(|e| io("reading", e))?.len();
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io("making a pipe for", e.into()))?;
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: the child runs only async-signal-safe system calls on memory
+    // allocated before the fork (`buf`, `cur`, `old`) and ends in `_exit`,
+    // so forking from a multi-threaded process is sound.
+    match unsafe { libc::fork() } {
+        -1 => Err(io("starting the console keeper for", std::io::Error::last_os_error())),
+        0 => {
+            // SAFETY: as above; the grandchild is the keeper, the child
+            // exits at once so the caller never has to reap the keeper.
+            unsafe {
+                if libc::fork() != 0 {
+                    libc::_exit(0);
+                }
+                libc::setsid();
+                keep(
+                    rd.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &cur,
+                    &old,
+                    size,
+                    segment,
+                    &mut buf,
+                )
+            }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: `child` is our own child; it exits right away.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            drop(rd);
+            drop(file);
+            Ok(wr)
+        }
+    }
+}
+
+/// The keeper's loop (in the forked process; system calls only).
+///
+/// # Safety
+/// Must run in a freshly forked child, never in the parent.
+#[allow(clippy::too_many_arguments, reason = "no allocation after the fork")]
+unsafe fn keep(
+    rd: i32,
+    file: i32,
+    cur: &CString,
+    old: &CString,
+    mut size: u64,
+    segment: u64,
+    buf: &mut [u8],
+) -> ! {
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
+        // Keep only the pipe (as 0) and the log (as 1): every other
+        // descriptor (locks, sockets) must not live on in the keeper.
+        let (rd, file) = (
+            libc::fcntl(rd, libc::F_DUPFD, 10),
+            libc::fcntl(file, libc::F_DUPFD, 10),
+        );
+        libc::dup2(rd, 0);
+        libc::dup2(file, 1);
+        if libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32) != 0 {
+            for fd in 2..4096 {
+                libc::close(fd);
+            }
+        }
+        loop {
+            let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
+            if n == 0 {
+                libc::_exit(0);
+            }
+            if n < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(1);
+            }
+            let n = n as usize;
+            let mut off = 0;
+            while off < n {
+                if size >= segment {
+                    libc::rename(cur.as_ptr(), old.as_ptr());
+                    let fd = libc::open(
+                        cur.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND,
+                        0o600,
+                    );
+                    if fd >= 0 {
+                        libc::dup2(fd, 1);
+                        libc::close(fd);
+                    }
+                    size = 0;
+                }
+                let room = usize::try_from(segment - size).unwrap_or(usize::MAX);
+                let take = (n - off).min(room);
+                let w = libc::write(1, buf[off..].as_ptr().cast(), take);
+                if w < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                // A failed write (a full disk) drops this chunk but keeps
+                // the pipe drained.
+                let w = if w <= 0 { take } else { w as usize };
+                off += w;
+                size += w as u64;
+            }
+        }
+    }
+}
+
+/// The end of a console log (its rotated half first when the current one
+/// is short), at most `max_bytes`, never following a link.
+pub fn console_tail(log: &Path, max_bytes: u64) -> String {
+    let (now, cut_now) = crate::file_tail_bytes(log, max_bytes);
+    let (mut out, cut) = if cut_now {
+        (Vec::new(), true)
+    } else {
+        let (old, cut_old) =
+            crate::file_tail_bytes(&rotated(log), max_bytes - now.len() as u64);
+        (old, cut_old)
+    };
+    out.extend_from_slice(&now);
+    crate::tail_text(&out, cut)
+}
+
+/// Wraps a pipe's write end as the two stdio handles of a child.
+pub fn stdio_pair(wr: OwnedFd) -> Result<(std::process::Stdio, std::process::Stdio), VmmError> {
+    let dup = wr
+        .try_clone()
+        .map_err(|e| VmmError::io("duplicating the console pipe", e))?;
+    // SAFETY: both descriptors are owned and open; each Stdio takes one.
+    let (a, b) = unsafe {
+        (
+            std::process::Stdio::from(OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
+                wr,
+            ))),
+            std::process::Stdio::from(OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
+                dup,
+            ))),
+        )
+    };
+    Ok((a, b))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn keeps_the_newest_output_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let wr = spawn_keeper(&log, 1 << 20).unwrap();
+        let mut pipe = std::fs::File::from(wr);
+        // 200 MiB of numbered lines, as a guest looping on its serial port.
+        let mut line = 0u64;
+        let mut written = 0u64;
+        while written < 200 << 20 {
+            let chunk: String = (0..1000)
+                .map(|_| {
+                    line += 1;
+                    format!("line {line:012}\n")
+                })
+                .collect();
+            pipe.write_all(chunk.as_bytes()).unwrap();
+            written += chunk.len() as u64;
+        }
+        drop(pipe);
+        // The keeper exits once the pipe is closed and drained.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let last = format!("line {line:012}\n");
+        loop {
+            let now = std::fs::read_to_string(&log).unwrap_or_default();
+            if now.ends_with(&last) {
+                break;
+            }
+            assert!(std::time::Instant::now() < until, "the keeper fell behind");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let total = std::fs::metadata(&log).unwrap().len()
+            + std::fs::metadata(rotated(&log)).unwrap().len();
+        assert!(total <= 1 << 20, "{total} bytes kept");
+        // At least the newest half of the cap, at most the cap.
+        assert!(total >= 1 << 19, "{total} bytes kept");
+        let tail = console_tail(&log, 4096);
+        assert!(tail.ends_with(last.trim_end()), "{tail}");
+    }
+
+    #[test]
+    fn the_keeper_holds_no_descriptor_of_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = std::fs::File::create(dir.path().join("held")).unwrap();
+        let log = dir.path().join("console.log");
+        let wr = spawn_keeper(&log, 1 << 20).unwrap();
+        // Find the keeper (the process whose stdout is the log) once it
+        // has set itself up.
+        let held_path = dir.path().join("held");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut keeper_fds = Vec::new();
+            for p in std::fs::read_dir("/proc").unwrap().flatten() {
+                let fd1 = p.path().join("fd/1");
+                if std::fs::read_link(&fd1).ok().as_deref() == Some(log.as_path()) {
+                    keeper_fds = std::fs::read_dir(p.path().join("fd"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter_map(|f| std::fs::read_link(f.path()).ok())
+                        .collect();
+                }
+            }
+            if !keeper_fds.is_empty() && !keeper_fds.contains(&held_path) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no keeper, or it holds the caller's file: {keeper_fds:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop((held, wr));
+    }
+}
