@@ -100,9 +100,8 @@ fn walk_lines(
                 AgentError::new(ErrorKind::Io, format!("encoding {}: {e}", p.display()))
             })?;
             json.push(b'\n');
-            out.write_all(&json).map_err(|e| {
-                AgentError::new(ErrorKind::Io, format!("sending the listing: {e}"))
-            })?;
+            out.write_all(&json)
+                .map_err(|e| AgentError::new(ErrorKind::Io, format!("sending the listing: {e}")))?;
         }
         if recursive && m.is_dir() {
             walk_lines(&p, true, out, line)?;

@@ -203,7 +203,7 @@ pub enum WorkspaceCmd {
     )]
     Exec(WsExecArgs),
     /// Show the command history with its output.
-    Logs(WsIdArgs),
+    Logs(WsLogsArgs),
     /// List, read and write files without shell quoting.
     #[command(subcommand)]
     File(WsFileCmd),
@@ -281,6 +281,24 @@ pub struct WsCreateArgs {
 pub struct WsIdArgs {
     /// The workspace id.
     pub workspace_id: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsLogsArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Show the last this many commands.
+    #[arg(long, default_value_t = pyro_core::workspace::cmdlog::LOGS_TAIL_DEFAULT)]
+    pub tail: usize,
+    /// Show only this command (its sequence number).
+    #[arg(long)]
+    pub sequence: Option<u64>,
+    /// Bytes of each command's stdout and stderr to show (their ends).
+    #[arg(long, default_value_t = pyro_core::workspace::cmdlog::LOGS_OUTPUT_DEFAULT)]
+    pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -200,7 +200,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             )
         }
         WorkspaceCmd::Exec(a) => (a.json, exec(paths, a).await),
-        WorkspaceCmd::Logs(a) => (a.json, logs(paths, &a.workspace_id, a.json).await),
+        WorkspaceCmd::Logs(a) => (a.json, logs(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::List(a)) => (a.json, file_list(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::Read(a)) => (a.json, file_read(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::Write(a)) => (a.json, file_write(paths, a).await),
@@ -429,8 +429,14 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
     Ok(ExitCode::from(u8::try_from(v.exit_code).unwrap_or(1)))
 }
 
-async fn logs(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
-    let (count, entries) = ws(paths).logs(id, None).await?;
+async fn logs(paths: &Paths, a: crate::cli::WsLogsArgs) -> Result<ExitCode, Failure> {
+    let (id, json) = (a.workspace_id.as_str(), a.json);
+    let query = pyro_core::workspace::LogsQuery {
+        tail: a.tail,
+        sequence: a.sequence,
+        max_output_bytes: a.max_output_bytes,
+    };
+    let (count, entries) = ws(paths).logs(id, query).await?;
     if json {
         output::json(&json!({"workspace_id": id, "count": count, "entries": entries}));
         return Ok(ExitCode::SUCCESS);
@@ -438,14 +444,37 @@ async fn logs(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> 
     if entries.is_empty() {
         output::out("No commands logged (since creation or the last reset).");
     }
+    if entries.len() < count && a.sequence.is_none() {
+        output::err(format!(
+            "Showing the last {} of {count} commands; raise --tail or pick one with --sequence.",
+            entries.len()
+        ));
+    }
     for e in &entries {
+        let ended = match e.exit_code {
+            Some(code) => format!("exit_code={code}"),
+            None => format!("{:?}", e.state).to_lowercase(),
+        };
         output::out(format!(
-            "{BOLD}#{} exit_code={} duration_ms={} cwd={}{BOLD:#}",
-            e.sequence, e.exit_code, e.duration_ms, e.cwd
+            "{BOLD}#{} {ended} duration_ms={} cwd={}{BOLD:#}",
+            e.sequence, e.duration_ms, e.cwd
         ));
         output::out(format!("$ {}", e.command));
+        for (what, n) in [
+            ("stdout", e.stdout_omitted_bytes),
+            ("stderr", e.stderr_omitted_bytes),
+        ] {
+            if n > 0 {
+                output::err(format!(
+                    "({n} earlier bytes of {what} not shown; raise --max-output-bytes)"
+                ));
+            }
+        }
         let _ = std::io::stdout().write_all(e.stdout.as_bytes());
         let _ = std::io::stderr().write_all(e.stderr.as_bytes());
+        if let Some(err) = e.error.as_deref().or(e.log_error.as_deref()) {
+            output::err(format!("({err})"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

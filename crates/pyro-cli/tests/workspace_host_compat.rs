@@ -418,7 +418,10 @@ fn exec_cwd_env_stdin_caps_logs_and_timeout() {
     assert_eq!(v["stdout"].as_str().unwrap().len(), 100);
     assert_eq!(v["stdout_bytes"], 48894);
     assert_eq!(v["truncated"], true);
-    let logs = json(ok(&ws(&home, &["logs", &id, "--json"])));
+    let logs = json(ok(&ws(
+        &home,
+        &["logs", &id, "--json", "--max-output-bytes", "100000"],
+    )));
     let last = logs["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         last["stdout"].as_str().unwrap().len(),
@@ -426,7 +429,16 @@ fn exec_cwd_env_stdin_caps_logs_and_timeout() {
         "the log keeps the full output"
     );
     assert_eq!(last["exit_code"], 3);
+    assert_eq!(last["state"], "finished");
     assert_eq!(logs["count"], 4);
+    // By default only the end of each stream, saying how much came before.
+    let logs = json(ok(&ws(&home, &["logs", &id, "--json", "--tail", "1"])));
+    let last = &logs["entries"][0];
+    assert!(last["stdout"].as_str().unwrap().ends_with("9999\n10000\n"));
+    assert_eq!(last["stdout_omitted_bytes"], 48894 - 8192);
+    assert_eq!(logs["entries"].as_array().unwrap().len(), 1);
+    let one = json(ok(&ws(&home, &["logs", &id, "--json", "--sequence", "1"])));
+    assert_eq!(one["entries"][0]["sequence"], 1);
 
     let o = ws(
         &home,
@@ -1325,7 +1337,15 @@ fn a_200000_file_tree_creates_lists_diffs_resets_and_exports() {
     // A recursive listing counts everything and returns what was asked for.
     let l = json(ok(&ws(
         &home,
-        &["file", "list", &id, "--recursive", "--max-entries", "5000", "--json"],
+        &[
+            "file",
+            "list",
+            &id,
+            "--recursive",
+            "--max-entries",
+            "5000",
+            "--json",
+        ],
     )));
     assert_eq!(l["total"], 200_200, "{}", l["total"]);
     assert_eq!(l["truncated"], true);
@@ -1350,12 +1370,20 @@ fn a_200000_file_tree_creates_lists_diffs_resets_and_exports() {
     assert_eq!(d["summary"]["added"], 1);
     let patch = d["patch"].as_str().unwrap();
     assert!(patch.contains(" 7 42\n+changed\n"), "{patch}");
-    assert!(patch.contains("deleted file mode 100644\n--- a/d150/f0001.js"), "{patch}");
+    assert!(
+        patch.contains("deleted file mode 100644\n--- a/d150/f0001.js"),
+        "{patch}"
+    );
 
     // New trees diff too: everything counted.
     ok(&ws(
         &home,
-        &["exec", &id, "--", "cp -r d000 copy000 && cp -r d001 copy001"],
+        &[
+            "exec",
+            &id,
+            "--",
+            "cp -r d000 copy000 && cp -r d001 copy001",
+        ],
     ));
     let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
     assert_eq!(d["summary"]["total"], 2003, "{}", d["summary"]);
@@ -1367,7 +1395,14 @@ fn a_200000_file_tree_creates_lists_diffs_resets_and_exports() {
     let out = home.path().join("export");
     let e = json(ok(&ws(
         &home,
-        &["export", &id, "/workspace", "--output", out.to_str().unwrap(), "--json"],
+        &[
+            "export",
+            &id,
+            "/workspace",
+            "--output",
+            out.to_str().unwrap(),
+            "--json",
+        ],
     )));
     assert_eq!(e["entry_count"], 200_201, "{e}");
     assert_eq!(

@@ -44,11 +44,8 @@ impl Entry for FileEntry {
         &self.path
     }
     fn bad_path(&self) -> Option<&'static str> {
-        (!self
-            .path
-            .strip_prefix('/')
-            .is_some_and(clean_relative))
-        .then_some("a listed path that is not a clean absolute path")
+        (!self.path.strip_prefix('/').is_some_and(clean_relative))
+            .then_some("a listed path that is not a clean absolute path")
     }
 }
 
@@ -184,7 +181,10 @@ mod tests {
             (vec![entry("a//b")], "clean relative"),
             (vec!["{not json\n".to_owned()], "malformed"),
             (vec![entry("a").trim_end().to_owned()], "mid-line"),
-            (vec![format!("{}\n", "x".repeat(MAX_LINE_BYTES + 10))], "length limit"),
+            (
+                vec![format!("{}\n", "x".repeat(MAX_LINE_BYTES + 10))],
+                "length limit",
+            ),
         ] {
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             let err = read(&spool(&refs)).unwrap_err().to_string();

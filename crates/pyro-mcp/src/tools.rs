@@ -134,10 +134,10 @@ fn default_read() -> u64 {
     64 << 10
 }
 fn default_tail() -> usize {
-    20
+    workspace::cmdlog::LOGS_TAIL_DEFAULT
 }
 fn default_log_output() -> u64 {
-    8 << 10
+    workspace::cmdlog::LOGS_OUTPUT_DEFAULT
 }
 fn default_patch_cap() -> u64 {
     workspace::diff::PATCH_DEFAULT
@@ -300,9 +300,12 @@ pub struct LogsArgs {
     pub workspace_id: String,
     /// Only the last this many commands.
     #[serde(default = "default_tail")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = workspace::cmdlog::LOGS_TAIL_MAX))]
     pub tail: usize,
-    /// Bytes of each command's stdout and stderr returned.
+    /// Only this command (its sequence number from workspace_exec).
+    #[serde(default)]
+    pub sequence: Option<u64>,
+    /// Bytes of each command's stdout and stderr returned: their ends (stdout_omitted_bytes says how much came before).
     #[serde(default = "default_log_output")]
     #[schemars(range(min = 1, max = 1048576))]
     pub max_output_bytes: u64,
@@ -540,18 +543,6 @@ pub struct EnvList {
     pub catalog_version: String,
     /// Environments.
     pub environments: Vec<EnvItem>,
-}
-
-fn cut(s: &str, max: u64) -> (String, bool) {
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
-    if s.len() <= max {
-        return (s.to_owned(), false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (s[..end].to_owned(), true)
 }
 
 /// The server.
@@ -921,19 +912,19 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<LogsArgs>,
     ) -> Result<Json<LogsResult>, String> {
-        let (count, mut entries) = self
+        let (count, entries) = self
             .ctx
             .workspaces
-            .logs(&a.workspace_id, Some(a.tail))
+            .logs(
+                &a.workspace_id,
+                workspace::LogsQuery {
+                    tail: a.tail,
+                    sequence: a.sequence,
+                    max_output_bytes: a.max_output_bytes,
+                },
+            )
             .await
             .map_err(tool_error)?;
-        for e in &mut entries {
-            let (out, t1) = cut(&e.stdout, a.max_output_bytes);
-            let (err, t2) = cut(&e.stderr, a.max_output_bytes);
-            e.stdout = out;
-            e.stderr = err;
-            e.log_truncated |= t1 || t2;
-        }
         Ok(Json(LogsResult {
             workspace_id: a.workspace_id,
             count,
@@ -1328,12 +1319,6 @@ impl ServerHandler for PyroServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cut_respects_char_boundaries() {
-        assert_eq!(cut("héllo", 2), ("h".to_owned(), true));
-        assert_eq!(cut("abc", 10), ("abc".to_owned(), false));
-    }
 
     #[test]
     fn commands_are_shell_strings_or_argv() {

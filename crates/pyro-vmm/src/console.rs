@@ -53,7 +53,10 @@ pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
     // allocated before the fork (`buf`, `cur`, `old`) and ends in `_exit`,
     // so forking from a multi-threaded process is sound.
     match unsafe { libc::fork() } {
-        -1 => Err(io("starting the console keeper for", std::io::Error::last_os_error())),
+        -1 => Err(io(
+            "starting the console keeper for",
+            std::io::Error::last_os_error(),
+        )),
         0 => {
             // SAFETY: as above; the grandchild is the keeper, the child
             // exits at once so the caller never has to reap the keeper.
@@ -163,8 +166,7 @@ pub fn console_tail(log: &Path, max_bytes: u64) -> String {
     let (mut out, cut) = if cut_now {
         (Vec::new(), true)
     } else {
-        let (old, cut_old) =
-            crate::file_tail_bytes(&rotated(log), max_bytes - now.len() as u64);
+        let (old, cut_old) = crate::file_tail_bytes(&rotated(log), max_bytes - now.len() as u64);
         (old, cut_old)
     };
     out.extend_from_slice(&now);

@@ -291,7 +291,10 @@ fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<Gues
                 e,
             )
         } else {
-            VmmError::io(format!("linking {} into the jail", spec.upper_disk.display()), e)
+            VmmError::io(
+                format!("linking {} into the jail", spec.upper_disk.display()),
+                e,
+            )
         }
     })?;
     chown(&root.join("upper.ext4"), j)?;
@@ -566,7 +569,9 @@ mod tests {
         let err = prepare_jail(&s, s.jail.as_ref().unwrap(), &paths)
             .unwrap_err()
             .to_string();
-        let _ = std::process::Command::new("umount").arg(other.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(other.path())
+            .status();
         assert!(err.contains("different filesystems"), "{err}");
         assert!(
             !paths.jail_dir.unwrap().join("root/upper.ext4").exists(),

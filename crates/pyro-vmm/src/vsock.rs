@@ -33,11 +33,7 @@ pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// the agent is not listening (Firecracker then closes the connection), and
 /// after [`HANDSHAKE_TIMEOUT`] when nothing answers at all. With `peer_uid`,
 /// the socket must be served by that user (the jailed Firecracker).
-pub async fn connect(
-    uds: &Path,
-    port: u32,
-    peer_uid: Option<u32>,
-) -> Result<UnixStream, VmmError> {
+pub async fn connect(uds: &Path, port: u32, peer_uid: Option<u32>) -> Result<UnixStream, VmmError> {
     connect_within(uds, port, HANDSHAKE_TIMEOUT, peer_uid).await
 }
 

@@ -149,16 +149,12 @@ pub async fn blocking<T: Send + 'static>(
 fn plan(base: &Path, now: &Path) -> Result<Vec<String>, CoreError> {
     let mut wanted = Vec::new();
     let mut budget = Budget::new();
-    merge(
-        Lines::open(base)?,
-        Lines::open(now)?,
-        &mut |c: Change| {
-            if c.needs_new_content() && budget.take(&c) {
-                wanted.push(c.path);
-            }
-            Ok(())
-        },
-    )?;
+    merge(Lines::open(base)?, Lines::open(now)?, &mut |c: Change| {
+        if c.needs_new_content() && budget.take(&c) {
+            wanted.push(c.path);
+        }
+        Ok(())
+    })?;
     Ok(wanted)
 }
 
@@ -573,7 +569,9 @@ pub fn merge(
     loop {
         let order = match (base.peek(), now.peek()) {
             (None, None) => return Ok(()),
-            (Some(Err(_)), _) => return Err(base.next().and_then(Result::err).unwrap_or_else(gone)),
+            (Some(Err(_)), _) => {
+                return Err(base.next().and_then(Result::err).unwrap_or_else(gone));
+            }
             (_, Some(Err(_))) => return Err(now.next().and_then(Result::err).unwrap_or_else(gone)),
             (Some(Ok(_)), None) => Ordering::Less,
             (None, Some(Ok(_))) => Ordering::Greater,
@@ -598,10 +596,8 @@ fn gone() -> CoreError {
 }
 
 fn classify(old: Option<ManifestEntry>, new: Option<ManifestEntry>) -> Option<Change> {
-    let is_dir = |e: &Option<ManifestEntry>| {
-        e.as_ref()
-            .is_some_and(|e| e.kind == EntryKind::Directory)
-    };
+    let is_dir =
+        |e: &Option<ManifestEntry>| e.as_ref().is_some_and(|e| e.kind == EntryKind::Directory);
     let status = match (&old, &new) {
         (None, None) => return None,
         (None, Some(_)) if is_dir(&new) => return None,

@@ -14,6 +14,7 @@
 //! CLI and several MCP servers can act on the same workspaces. Long commands
 //! run outside the lock, so a running `exec` never blocks `status`.
 
+pub mod cmdlog;
 pub mod diff;
 pub mod record;
 pub mod seed;
@@ -23,16 +24,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pyro_env::Installed;
-use pyro_protocol::{
-    Command, EntryKind, ExecRequest, FileEntry, PatchedFile, Request, Response,
-};
+use pyro_protocol::{Command, EntryKind, ExecRequest, FileEntry, PatchedFile, Request, Response};
 use serde::Serialize;
 
 use crate::records::Owner;
 use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range, now_unix, random_hex};
-use record::{LastCommand, Operation, Record, SeedInfo, State};
+pub use cmdlog::{CommandState, LOG_CAP_BYTES, LogEntry, LogsQuery};
 pub use diff::{DiffEntry, DiffLimits, DiffView};
+use record::{LastCommand, Operation, Record, SeedInfo, State};
 pub use seed::SeedMode;
 
 /// The workspace directory inside the guest.
@@ -55,8 +55,6 @@ pub const FILE_LIMIT_DEFAULT: u64 = 1 << 20;
 pub const FILE_LIMIT_MAX: u64 = 64 << 20;
 /// Largest patch.
 pub const PATCH_LIMIT: usize = 8 << 20;
-/// Output kept per stream in the command log.
-pub const LOG_CAP_BYTES: u64 = 16 << 20;
 /// Default cap on output returned by `exec` (the log keeps more).
 pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
 /// Default number of entries a file listing returns (all are counted).
@@ -239,38 +237,11 @@ pub struct ExecView {
     pub duration_ms: u64,
     /// How it ran.
     pub execution_mode: ExecutionMode,
-}
-
-/// A logged command.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct LogEntry {
-    /// Sequence number.
-    pub sequence: u64,
-    /// The command.
-    pub command: String,
-    /// Working directory.
-    pub cwd: String,
-    /// Exit code.
-    pub exit_code: i32,
-    /// Whether it timed out.
-    pub timed_out: bool,
-    /// Run time.
-    pub duration_ms: u64,
-    /// When it finished (Unix seconds).
-    pub recorded_at: f64,
-    /// Bytes it wrote to stdout.
-    pub stdout_bytes: u64,
-    /// Bytes it wrote to stderr.
-    pub stderr_bytes: u64,
-    /// Whether the log kept less than was written.
-    pub log_truncated: bool,
-    /// Its stdout (as logged).
-    #[serde(default)]
-    pub stdout: String,
-    /// Its stderr (as logged).
-    #[serde(default)]
-    pub stderr: String,
+    /// Set when the command log on the host is incomplete (a write failed,
+    /// such as on a full disk), saying why; the output returned here is
+    /// still whole up to `max_output_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
 }
 
 /// A sync push result.
@@ -1180,8 +1151,14 @@ impl Workspaces {
             .await?;
         let mode = mode_of(rec.backend);
         let logs = self.dir(id).join("commands");
-        std::fs::create_dir_all(&logs).map_err(|e| CoreError::io("creating the command log", e))?;
-        let mut tee = LogSink::new(&logs, seq, opts.max_output_bytes, sink)?;
+        let mut tee = cmdlog::LogSink::start(
+            &logs,
+            seq,
+            opts.command.display(),
+            cwd.clone(),
+            opts.max_output_bytes,
+            sink,
+        )?;
         let req = ExecRequest {
             command: opts.command.clone(),
             cwd: Some(cwd.clone()),
@@ -1191,6 +1168,7 @@ impl Workspaces {
             stdin: false,
         };
         let outcome = sandbox.exec_with_stdin(req, stdin, &mut tee).await;
+        let (entry, stdout, stderr) = tee.finish(outcome.as_ref())?;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -1200,25 +1178,6 @@ impl Workspaces {
                 return Err(e);
             }
         };
-        let entry = LogEntry {
-            sequence: seq,
-            command: opts.command.display(),
-            cwd: cwd.clone(),
-            exit_code: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            duration_ms: outcome.duration_ms,
-            recorded_at: now_unix(),
-            stdout_bytes: outcome.stdout_bytes,
-            stderr_bytes: outcome.stderr_bytes,
-            log_truncated: outcome.stdout_truncated || outcome.stderr_truncated,
-            stdout: String::new(),
-            stderr: String::new(),
-        };
-        crate::save_json(
-            &logs.join(format!("{seq:06}.json")),
-            &entry,
-            "writing the command log",
-        )?;
         {
             let _lock = record::lock(&self.paths, id).await?;
             // A reset in the meantime cleared the history this command
@@ -1237,8 +1196,8 @@ impl Workspaces {
                 record::save(&self.paths, &rec)?;
             }
         }
-        let (stdout, stderr) = tee.returned();
         Ok(ExecView {
+            log_error: entry.log_error,
             workspace_id: id.to_owned(),
             sequence: seq,
             command: entry.command,
@@ -1258,14 +1217,13 @@ impl Workspaces {
         })
     }
 
-    /// The command history with the logged output.
-    ///
-    /// With `tail`, only the last `tail` commands come back (the others'
-    /// output is never read); the count is always of all commands.
+    /// The command history: every command is counted; the asked-for ones
+    /// come back with the end of their logged output (see
+    /// [`cmdlog::read`]).
     pub async fn logs(
         &self,
         id: &str,
-        tail: Option<usize>,
+        query: LogsQuery,
     ) -> Result<(usize, Vec<LogEntry>), CoreError> {
         {
             let _lock = record::lock(&self.paths, id).await?;
@@ -1273,27 +1231,7 @@ impl Workspaces {
             self.touch(&mut rec).await?;
         }
         let dir = self.dir(id).join("commands");
-        let mut entries: Vec<LogEntry> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        entries.sort_by_key(|e: &LogEntry| e.sequence);
-        let count = entries.len();
-        entries.drain(..count.saturating_sub(tail.unwrap_or(count)));
-        for e in &mut entries {
-            let read = |ext: &str| {
-                std::fs::read(dir.join(format!("{:06}.{ext}", e.sequence)))
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            };
-            e.stdout = read("stdout");
-            e.stderr = read("stderr");
-        }
-        Ok((count, entries))
+        diff::blocking(move || cmdlog::read(&dir, &query)).await
     }
 
     /// Pushes a host directory or archive into the workspace (all or
@@ -1473,7 +1411,14 @@ impl Workspaces {
         )?;
         let (_, sandbox) = self.started(id, "diff").await?;
         let baseline = self.dir(id).join("baseline");
-        diff::compute(&sandbox, id, &baseline, &seed::temp_dir(&self.paths)?, limits).await
+        diff::compute(
+            &sandbox,
+            id,
+            &baseline,
+            &seed::temp_dir(&self.paths)?,
+            limits,
+        )
+        .await
     }
 
     /// Copies a file or directory out of `/workspace` to a new host path.
@@ -1764,65 +1709,6 @@ impl Workspaces {
         record::load(&self.paths, id)
             .map(|r| r.environment)
             .ok_or_else(|| not_found(id))
-    }
-}
-
-/// Streams output to the caller, logs it in full (up to the log cap) and
-/// keeps the first `limit` bytes per stream for the result.
-struct LogSink<'a> {
-    inner: &'a mut dyn OutputSink,
-    out: std::fs::File,
-    err: std::fs::File,
-    kept_out: Vec<u8>,
-    kept_err: Vec<u8>,
-    limit: usize,
-}
-
-impl<'a> LogSink<'a> {
-    fn new(
-        dir: &Path,
-        seq: u64,
-        limit: u64,
-        inner: &'a mut dyn OutputSink,
-    ) -> Result<Self, CoreError> {
-        let open = |ext: &str| {
-            let p = dir.join(format!("{seq:06}.{ext}"));
-            std::fs::File::create(&p)
-                .map_err(|e| CoreError::io(format!("creating {}", p.display()), e))
-        };
-        Ok(Self {
-            inner,
-            out: open("stdout")?,
-            err: open("stderr")?,
-            kept_out: Vec::new(),
-            kept_err: Vec::new(),
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-        })
-    }
-
-    fn returned(&self) -> (String, String) {
-        (
-            String::from_utf8_lossy(&self.kept_out).into_owned(),
-            String::from_utf8_lossy(&self.kept_err).into_owned(),
-        )
-    }
-}
-
-fn keep(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
-    let room = limit.saturating_sub(buf.len());
-    buf.extend_from_slice(&data[..room.min(data.len())]);
-}
-
-impl OutputSink for LogSink<'_> {
-    fn stdout(&mut self, data: &[u8]) {
-        let _ = std::io::Write::write_all(&mut self.out, data);
-        keep(&mut self.kept_out, data, self.limit);
-        self.inner.stdout(data);
-    }
-    fn stderr(&mut self, data: &[u8]) {
-        let _ = std::io::Write::write_all(&mut self.err, data);
-        keep(&mut self.kept_err, data, self.limit);
-        self.inner.stderr(data);
     }
 }
 

@@ -1,0 +1,484 @@
+//! The command history of a workspace: `commands/<seq>.json` (what ran and
+//! how it ended) beside `<seq>.stdout` and `<seq>.stderr` (its output, at
+//! most [`LOG_CAP_BYTES`] a stream: the host refuses more from the agent).
+//!
+//! The entry is written before the command starts and again when it ends,
+//! so a command whose call was cancelled, or whose pyro process was killed,
+//! is in the history saying so, never missing. Write errors on the host
+//! (a full disk) are reported in the entry and in the exec result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use pyro_vmm::process::ProcessId;
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+use crate::sandbox::OutputSink;
+
+/// Output kept per stream in the command log.
+pub const LOG_CAP_BYTES: u64 = 16 << 20;
+/// Default number of commands `logs` returns.
+pub const LOGS_TAIL_DEFAULT: usize = 20;
+/// The most commands `logs` returns at once.
+pub const LOGS_TAIL_MAX: usize = 1000;
+/// Default bytes of each stream `logs` returns per command (its end).
+pub const LOGS_OUTPUT_DEFAULT: u64 = 8 << 10;
+
+/// How a logged command stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum CommandState {
+    /// Still running.
+    Running,
+    /// It ended; `exit_code` says how.
+    Finished,
+    /// The call was cancelled (or its connection dropped): the agent killed
+    /// the command's process group.
+    Cancelled,
+    /// The pyro process running it went away (killed) before it ended; the
+    /// agent killed the command with the connection.
+    Interrupted,
+    /// Talking to the guest failed; `error` says how. The command may have
+    /// run in part.
+    Failed,
+}
+
+/// A logged command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LogEntry {
+    /// Sequence number.
+    pub sequence: u64,
+    /// The command.
+    pub command: String,
+    /// Working directory.
+    pub cwd: String,
+    /// How it stands.
+    pub state: CommandState,
+    /// Exit code, once it finished.
+    pub exit_code: Option<i32>,
+    /// Whether it timed out.
+    pub timed_out: bool,
+    /// Run time.
+    pub duration_ms: u64,
+    /// When it was last recorded (Unix seconds).
+    pub recorded_at: f64,
+    /// Bytes it wrote to stdout.
+    pub stdout_bytes: u64,
+    /// Bytes it wrote to stderr.
+    pub stderr_bytes: u64,
+    /// Whether the log kept less than was written.
+    pub log_truncated: bool,
+    /// Why the log is incomplete on the host (a write failed), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+    /// What went wrong, for a failed command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The pyro process running it (to tell a killed run).
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub runner: Option<ProcessId>,
+    /// The end of its stdout (see `stdout_omitted_bytes`).
+    #[serde(default)]
+    pub stdout: String,
+    /// The end of its stderr.
+    #[serde(default)]
+    pub stderr: String,
+    /// Logged stdout bytes not returned (from its start).
+    #[serde(default)]
+    pub stdout_omitted_bytes: u64,
+    /// Logged stderr bytes not returned (from its start).
+    #[serde(default)]
+    pub stderr_omitted_bytes: u64,
+}
+
+fn path(dir: &Path, seq: u64, ext: &str) -> PathBuf {
+    dir.join(format!("{seq:06}.{ext}"))
+}
+
+fn save(dir: &Path, e: &LogEntry) -> Result<(), CoreError> {
+    if !dir.is_dir() {
+        // A reset cleared this history meanwhile: the command is not part of
+        // the new one.
+        return Ok(());
+    }
+    let mut e = e.clone();
+    e.recorded_at = crate::now_unix();
+    // `runner` is skipped when serialising for readers; keep it on disk.
+    let mut v = serde_json::to_value(&e).unwrap_or_default();
+    if let (Some(obj), Some(r)) = (v.as_object_mut(), &e.runner) {
+        obj.insert("runner".into(), serde_json::to_value(r).unwrap_or_default());
+    }
+    obj_strip_output(&mut v);
+    crate::save_json(
+        &path(dir, e.sequence, "json"),
+        &v,
+        "writing the command log",
+    )
+}
+
+fn obj_strip_output(v: &mut serde_json::Value) {
+    if let Some(obj) = v.as_object_mut() {
+        for k in [
+            "stdout",
+            "stderr",
+            "stdout_omitted_bytes",
+            "stderr_omitted_bytes",
+        ] {
+            obj.remove(k);
+        }
+    }
+}
+
+/// Tees a command's output into its log files (and the caller's sink),
+/// keeps the first `limit` bytes of each stream for the result, and records
+/// the entry. Dropped before [`LogSink::finish`], it records the command as
+/// cancelled.
+#[derive(Debug)]
+pub struct LogSink<'a> {
+    inner: &'a mut dyn OutputSink,
+    dir: PathBuf,
+    entry: LogEntry,
+    out: Option<std::fs::File>,
+    err: Option<std::fs::File>,
+    kept_out: Vec<u8>,
+    kept_err: Vec<u8>,
+    limit: usize,
+    done: bool,
+}
+
+impl std::fmt::Debug for dyn OutputSink + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputSink")
+    }
+}
+
+impl<'a> LogSink<'a> {
+    /// Opens the log files and records the command as running.
+    pub fn start(
+        dir: &Path,
+        seq: u64,
+        command: String,
+        cwd: String,
+        limit: u64,
+        inner: &'a mut dyn OutputSink,
+    ) -> Result<Self, CoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io("creating the command log", e))?;
+        let open = |ext: &str| {
+            let p = path(dir, seq, ext);
+            std::fs::File::create(&p)
+                .map_err(|e| CoreError::io(format!("creating {}", p.display()), e))
+        };
+        let entry = LogEntry {
+            sequence: seq,
+            command,
+            cwd,
+            state: CommandState::Running,
+            exit_code: None,
+            timed_out: false,
+            duration_ms: 0,
+            recorded_at: 0.0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            log_truncated: false,
+            log_error: None,
+            error: None,
+            runner: Some(ProcessId::current()),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_omitted_bytes: 0,
+            stderr_omitted_bytes: 0,
+        };
+        let sink = Self {
+            out: Some(open("stdout")?),
+            err: Some(open("stderr")?),
+            inner,
+            dir: dir.to_owned(),
+            entry,
+            kept_out: Vec::new(),
+            kept_err: Vec::new(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            done: false,
+        };
+        save(&sink.dir, &sink.entry)?;
+        Ok(sink)
+    }
+
+    /// Why the log on the host is incomplete, if it is.
+    pub fn log_error(&self) -> Option<&str> {
+        self.entry.log_error.as_deref()
+    }
+
+    /// Records how the command ended; returns the entry and the output kept
+    /// for the result.
+    pub fn finish(
+        mut self,
+        outcome: Result<&pyro_protocol::ExecOutcome, &CoreError>,
+    ) -> Result<(LogEntry, String, String), CoreError> {
+        self.done = true;
+        match outcome {
+            Ok(o) => {
+                self.entry.state = CommandState::Finished;
+                self.entry.exit_code = Some(o.exit_code);
+                self.entry.timed_out = o.timed_out;
+                self.entry.duration_ms = o.duration_ms;
+                self.entry.stdout_bytes = o.stdout_bytes;
+                self.entry.stderr_bytes = o.stderr_bytes;
+                self.entry.log_truncated = o.stdout_truncated || o.stderr_truncated;
+            }
+            Err(e) => {
+                self.entry.state = CommandState::Failed;
+                self.entry.error = Some(e.to_string());
+            }
+        }
+        for f in [self.out.as_mut(), self.err.as_mut()].into_iter().flatten() {
+            if let Err(e) = f.flush() {
+                self.entry.log_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if let Err(e) = save(&self.dir, &self.entry) {
+            self.entry.log_error.get_or_insert_with(|| e.to_string());
+        }
+        Ok((
+            self.entry.clone(),
+            String::from_utf8_lossy(&self.kept_out).into_owned(),
+            String::from_utf8_lossy(&self.kept_err).into_owned(),
+        ))
+    }
+
+    fn write(&mut self, stdout: bool, data: &[u8]) {
+        let (file, kept) = if stdout {
+            (&mut self.out, &mut self.kept_out)
+        } else {
+            (&mut self.err, &mut self.kept_err)
+        };
+        if let Some(f) = file
+            && let Err(e) = f.write_all(data)
+        {
+            // Stop logging this stream, and say so.
+            *file = None;
+            let which = if stdout { "stdout" } else { "stderr" };
+            self.entry.log_error.get_or_insert_with(|| {
+                format!("writing the {which} log on the host failed ({e}); the log stops there")
+            });
+            let _ = save(&self.dir, &self.entry);
+        }
+        let room = self.limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&data[..room.min(data.len())]);
+    }
+}
+
+impl OutputSink for LogSink<'_> {
+    fn stdout(&mut self, data: &[u8]) {
+        self.write(true, data);
+        self.inner.stdout(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.write(false, data);
+        self.inner.stderr(data);
+    }
+}
+
+impl Drop for LogSink<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.entry.state = CommandState::Cancelled;
+            let _ = save(&self.dir, &self.entry);
+        }
+    }
+}
+
+/// What `logs` returns.
+#[derive(Debug, Clone, Copy)]
+pub struct LogsQuery {
+    /// The last this many commands.
+    pub tail: usize,
+    /// Only this command.
+    pub sequence: Option<u64>,
+    /// Bytes of each stream returned per command (its end).
+    pub max_output_bytes: u64,
+}
+
+impl Default for LogsQuery {
+    fn default() -> Self {
+        Self {
+            tail: LOGS_TAIL_DEFAULT,
+            sequence: None,
+            max_output_bytes: LOGS_OUTPUT_DEFAULT,
+        }
+    }
+}
+
+/// Reads the history in `dir`: every command is counted, only the asked-for
+/// ones are read, and of their output only the end (never a whole file).
+pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreError> {
+    crate::check_range("tail", q.tail as u64, (1, LOGS_TAIL_MAX as u64))?;
+    crate::check_range("max_output_bytes", q.max_output_bytes, (1, LOG_CAP_BYTES))?;
+    let mut seqs: Vec<u64> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let stem = name.to_str()?.strip_suffix(".json")?;
+                    (stem.len() >= 6 && stem.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| stem.parse().ok())
+                        .flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    seqs.sort_unstable();
+    let count = seqs.len();
+    let chosen: Vec<u64> = match q.sequence {
+        Some(s) if seqs.binary_search(&s).is_ok() => vec![s],
+        Some(s) => {
+            return Err(CoreError::NotFound(format!(
+                "no command #{s} in the history (it has {count} since creation or the last reset)"
+            )));
+        }
+        None => seqs[count.saturating_sub(q.tail)..].to_vec(),
+    };
+    let mut out = Vec::with_capacity(chosen.len());
+    for seq in chosen {
+        let Some(mut e) = std::fs::read(path(dir, seq, "json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<LogEntry>(&b).ok())
+        else {
+            continue;
+        };
+        if e.state == CommandState::Running && !e.runner.is_some_and(|r| r.is_alive()) {
+            e.state = CommandState::Interrupted;
+        }
+        for (ext, text, omitted) in [
+            ("stdout", &mut e.stdout, &mut e.stdout_omitted_bytes),
+            ("stderr", &mut e.stderr, &mut e.stderr_omitted_bytes),
+        ] {
+            let p = path(dir, seq, ext);
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            let (bytes, _) = pyro_vmm::file_tail_bytes(&p, q.max_output_bytes);
+            *omitted = size.saturating_sub(bytes.len() as u64);
+            *text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        out.push(e);
+    }
+    Ok((count, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Null;
+    impl OutputSink for Null {
+        fn stdout(&mut self, _: &[u8]) {}
+        fn stderr(&mut self, _: &[u8]) {}
+    }
+
+    fn outcome() -> pyro_protocol::ExecOutcome {
+        pyro_protocol::ExecOutcome {
+            exit_code: 0,
+            signal: None,
+            timed_out: false,
+            duration_ms: 5,
+            stdout_bytes: 6,
+            stderr_bytes: 0,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
+    }
+
+    #[test]
+    fn records_running_finished_cancelled_and_interrupted_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut null = Null;
+        let mut s =
+            LogSink::start(dir.path(), 1, "echo a".into(), "/w".into(), 3, &mut null).unwrap();
+        s.stdout(b"hello\n");
+        let (e, out, _) = s.finish(Ok(&outcome())).unwrap();
+        assert_eq!(
+            (e.state, e.exit_code, out.as_str()),
+            (CommandState::Finished, Some(0), "hel")
+        );
+        // Cancelled: dropped before it finished.
+        let mut null = Null;
+        drop(LogSink::start(dir.path(), 2, "sleep 9".into(), "/w".into(), 3, &mut null).unwrap());
+        // Interrupted: still "running", its runner gone.
+        let mut null = Null;
+        let s = LogSink::start(dir.path(), 3, "sleep 9".into(), "/w".into(), 3, &mut null).unwrap();
+        let mut dead = s.entry.clone();
+        std::mem::forget(s);
+        dead.runner = Some(ProcessId {
+            pid: u32::MAX - 1,
+            start_ticks: 1,
+        });
+        save(dir.path(), &dead).unwrap();
+        let (count, entries) = read(
+            dir.path(),
+            &LogsQuery {
+                tail: 10,
+                sequence: None,
+                max_output_bytes: 4,
+            },
+        )
+        .unwrap();
+        assert_eq!(count, 3);
+        let states: Vec<_> = entries.iter().map(|e| e.state).collect();
+        assert_eq!(
+            states,
+            [
+                CommandState::Finished,
+                CommandState::Cancelled,
+                CommandState::Interrupted
+            ]
+        );
+        // Only the end of the output, and how much was left out.
+        assert_eq!(entries[0].stdout, "llo\n");
+        assert_eq!(entries[0].stdout_omitted_bytes, 2);
+        let one = read(
+            dir.path(),
+            &LogsQuery {
+                tail: 1,
+                sequence: Some(1),
+                max_output_bytes: 100,
+            },
+        )
+        .unwrap();
+        assert_eq!(one.1[0].stdout, "hello\n");
+        assert!(
+            read(
+                dir.path(),
+                &LogsQuery {
+                    sequence: Some(9),
+                    ..LogsQuery::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_failing_log_write_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut null = Null;
+        let mut s = LogSink::start(dir.path(), 1, "yes".into(), "/w".into(), 3, &mut null).unwrap();
+        // /dev/full fails every write with ENOSPC.
+        s.out = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        s.stdout(b"y\n");
+        assert!(
+            s.log_error().unwrap().contains("stdout log"),
+            "{:?}",
+            s.log_error()
+        );
+        let (e, out, _) = s.finish(Ok(&outcome())).unwrap();
+        assert!(e.log_error.is_some());
+        assert_eq!(out, "y\n");
+    }
+}
