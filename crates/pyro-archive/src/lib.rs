@@ -14,7 +14,7 @@
 //! archive has arrived and nothing conflicts are the entries moved into
 //! place. A transfer that breaks off leaves the destination untouched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::Metadata;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -181,9 +181,13 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
     archive.set_unpack_xattrs(false);
     archive.set_preserve_ownerships(false);
     archive.set_overwrite(true);
-    // Later members of the same path replace earlier ones, as with tar.
-    let mut members: BTreeMap<PathBuf, EntryKind> = BTreeMap::new();
+    // Later members of the same path replace earlier ones, as with tar. The
+    // staged tree is the list of members (memory stays flat whatever their
+    // number); only directories named in the archive are remembered, so
+    // only their modes are applied to directories that already exist.
+    let mut explicit_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut bytes = 0u64;
+    let mut count = 0u64;
     let entries = archive
         .entries()
         .map_err(|e| bad(format!("not a tar archive: {e}")))?;
@@ -216,7 +220,13 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, &e))?;
         }
-        if let Ok(m) = std::fs::symlink_metadata(&staged) {
+        let replaced = std::fs::symlink_metadata(&staged);
+        if replaced.is_err() || kind == EntryKind::Directory && !explicit_dirs.contains(&rel) {
+            // A new member (a directory created only as a parent so far
+            // becomes one now).
+            count += 1;
+        }
+        if let Ok(m) = replaced {
             if (kind_of(&m) == EntryKind::Directory) != (kind == EntryKind::Directory) {
                 return Err(ArchiveError::new(
                     ErrorKind::Conflict,
@@ -238,88 +248,92 @@ fn extract_staged(input: impl Read, dest: &Path, stage: &Path) -> Result<(u64, u
         entry
             .unpack(&staged)
             .map_err(|e| io("unpacking", &rel, &e))?;
-        members.insert(rel, kind);
+        if kind == EntryKind::Directory {
+            explicit_dirs.insert(rel);
+        }
     }
     // The archive's end marker is not the end of the transfer: read to the
     // real end, so a transfer that breaks off after it still changes
     // nothing.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
         .map_err(|e| bad(format!("the archive is corrupt or was cut short: {e}")))?;
-    check_conflicts(dest, &members)?;
-    commit(dest, stage, &members)?;
-    Ok((members.len() as u64, bytes))
+    check_conflicts(dest, stage, Path::new(""))?;
+    commit(dest, stage, Path::new(""), &explicit_dirs)?;
+    Ok((count, bytes))
 }
 
-/// Fails if any member would replace a directory by a file (or the other
-/// way round), or would be written through a symlink or below a file.
-fn check_conflicts(
-    dest: &Path,
-    members: &BTreeMap<PathBuf, EntryKind>,
-) -> Result<(), ArchiveError> {
-    for (rel, kind) in members {
-        let mut cur = dest.to_path_buf();
-        let comps: Vec<_> = rel.components().collect();
-        for (i, c) in comps.iter().enumerate() {
-            cur.push(c);
-            let Ok(m) = std::fs::symlink_metadata(&cur) else {
-                break;
+/// The names in staged directory `dir`, sorted.
+fn staged_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, ArchiveError> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io("listing", dir, &e))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| io("listing", dir, &e))?;
+    names.sort();
+    Ok(names)
+}
+
+/// Fails if any staged entry (below `rel`) would replace a directory by a
+/// file (or the other way round), or would be written through a symlink or
+/// below a file. Walks the staged tree; a subtree new to `dest` cannot
+/// conflict and is not descended into.
+fn check_conflicts(dest: &Path, stage: &Path, rel: &Path) -> Result<(), ArchiveError> {
+    for name in staged_names(&stage.join(rel))? {
+        let rel = rel.join(&name);
+        let staged_dir = std::fs::symlink_metadata(stage.join(&rel))
+            .map_err(|e| io("reading", &rel, &e))?
+            .is_dir();
+        let target = dest.join(&rel);
+        let Ok(m) = std::fs::symlink_metadata(&target) else {
+            continue;
+        };
+        let existing = kind_of(&m);
+        if (existing == EntryKind::Directory) != staged_dir {
+            let msg = if staged_dir {
+                format!(
+                    "{} is a {existing:?} in the workspace, so the archive's entries below it \
+                     cannot be written; remove it first",
+                    target.display()
+                )
+            } else {
+                format!(
+                    "{} is a Directory in the workspace and a file in the archive; remove it first",
+                    target.display()
+                )
             };
-            let existing = kind_of(&m);
-            let last = i + 1 == comps.len();
-            if !last && existing != EntryKind::Directory {
-                return Err(ArchiveError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{} is a {existing:?} in the workspace, so {} cannot be written below it",
-                        cur.display(),
-                        rel.display()
-                    ),
-                ));
-            }
-            if last && (existing == EntryKind::Directory) != (*kind == EntryKind::Directory) {
-                return Err(ArchiveError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{} is a {existing:?} in the workspace and a {kind:?} in the archive; remove it first",
-                        cur.display()
-                    ),
-                ));
-            }
+            return Err(ArchiveError::new(ErrorKind::Conflict, msg));
+        }
+        if staged_dir {
+            check_conflicts(dest, stage, &rel)?;
         }
     }
     Ok(())
 }
 
-/// Moves staged entries into place (parents first), then applies directory
-/// modes (children first, so read-only directories can still be filled).
+/// Moves staged entries below `rel` into place: a directory new to `dest`
+/// in one rename, files one by one, parents first. Directory modes named in
+/// the archive are applied to directories that already existed afterwards
+/// (children first, so read-only directories can still be filled).
 fn commit(
     dest: &Path,
     stage: &Path,
-    members: &BTreeMap<PathBuf, EntryKind>,
+    rel: &Path,
+    explicit_dirs: &BTreeSet<PathBuf>,
 ) -> Result<(), ArchiveError> {
-    for (rel, kind) in members {
-        let target = dest.join(rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, &e))?;
-        }
-        if *kind == EntryKind::Directory {
-            if !target.is_dir() {
-                std::fs::create_dir(&target).map_err(|e| io("creating", &target, &e))?;
+    for name in staged_names(&stage.join(rel))? {
+        let rel = rel.join(&name);
+        let (from, target) = (stage.join(&rel), dest.join(&rel));
+        let m = std::fs::symlink_metadata(&from).map_err(|e| io("reading", &rel, &e))?;
+        if m.is_dir() && target.is_dir() {
+            commit(dest, stage, &rel, explicit_dirs)?;
+            if explicit_dirs.contains(&rel) {
+                let _ = std::fs::set_permissions(
+                    &target,
+                    std::fs::Permissions::from_mode(m.permissions().mode()),
+                );
             }
         } else {
-            std::fs::rename(stage.join(rel), &target).map_err(|e| io("placing", &target, &e))?;
-        }
-    }
-    for (rel, _) in members
-        .iter()
-        .rev()
-        .filter(|(_, k)| **k == EntryKind::Directory)
-    {
-        if let Ok(m) = std::fs::metadata(stage.join(rel)) {
-            let _ = std::fs::set_permissions(
-                dest.join(rel),
-                std::fs::Permissions::from_mode(m.permissions().mode()),
-            );
+            std::fs::rename(&from, &target).map_err(|e| io("placing", &target, &e))?;
         }
     }
     Ok(())
