@@ -39,6 +39,20 @@ const FILE_OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an archive transfer (seed, sync, export, diff) may take.
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Caps a wait on the agent by `PYRO_AGENT_DEADLINE_SECONDS` when set (for
+/// tests of misbehaving agents, and hosts that want to give up sooner).
+pub fn agent_deadline(d: Duration) -> Duration {
+    static CAP: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let cap = CAP.get_or_init(|| {
+        std::env::var("PYRO_AGENT_DEADLINE_SECONDS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+    });
+    cap.map_or(d, |c| d.min(c))
+}
+
 /// Runs `fut`, failing with a clear error if the agent takes longer than
 /// `limit`.
 async fn within<T>(
@@ -46,6 +60,7 @@ async fn within<T>(
     limit: Duration,
     fut: impl std::future::Future<Output = Result<T, CoreError>>,
 ) -> Result<T, CoreError> {
+    let limit = agent_deadline(limit);
     tokio::time::timeout(limit, fut).await.map_err(|_| {
         CoreError::Transport(format!(
             "{what} got no answer from the sandbox within {} s; it may be hung: stop and start the workspace",
@@ -396,27 +411,31 @@ impl Sandbox {
                 })?
             }
         };
-        let hello: Hello =
-            tokio::time::timeout(GREETING_TIMEOUT, read_message(&mut stream, "its greeting"))
-                .await
-                .map_err(|_| CoreError::Transport("the agent accepted but did not greet".into()))?
-                .map_err(|e| CoreError::Transport(e.to_string()))?;
-        check_protocol(&hello, &self.record.environment)?;
-        write_message(
-            &mut stream,
-            &Envelope {
-                protocol_version: PROTOCOL_VERSION,
-                request,
-            },
+        let hello: Hello = tokio::time::timeout(
+            agent_deadline(GREETING_TIMEOUT),
+            read_message(&mut stream, "its greeting"),
         )
         .await
+        .map_err(|_| CoreError::Transport("the agent accepted but did not greet".into()))?
         .map_err(|e| CoreError::Transport(e.to_string()))?;
+        check_protocol(&hello, &self.record.environment)?;
+        let envelope = Envelope {
+            protocol_version: PROTOCOL_VERSION,
+            request,
+        };
+        let send = write_message(&mut stream, &envelope);
+        // An agent that never reads cannot hold a large request forever.
+        tokio::time::timeout(agent_deadline(Duration::from_secs(60)), send)
+            .await
+            .map_err(|_| CoreError::Transport("the agent did not take the request".into()))?
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
         Ok(stream)
     }
 
     /// Sends a request whose answer is a single message.
     pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CoreError> {
         let mut s = self.open(request).await?;
+        let timeout = agent_deadline(timeout);
         let resp: Response = tokio::time::timeout(timeout, read_message(&mut s, "its answer"))
             .await
             .map_err(|_| CoreError::Transport(format!("no answer within {} s", timeout.as_secs())))?
@@ -445,7 +464,7 @@ impl Sandbox {
         sink: &mut dyn OutputSink,
     ) -> Result<ExecOutcome, CoreError> {
         req.stdin = stdin.is_some();
-        let limit = Duration::from_millis(req.timeout_ms) + EXEC_GRACE;
+        let limit = agent_deadline(Duration::from_millis(req.timeout_ms) + EXEC_GRACE);
         // The agent promised at most this much per stream; more is a
         // misbehaving (or hostile) guest, and is never buffered or logged.
         let output_cap = req.output_limit_bytes;
