@@ -116,6 +116,11 @@ impl From<CoreError> for Failure {
                 kind: "quota",
                 message: m,
             },
+            CoreError::Busy(m) => Self {
+                code: EXIT_FAILURE,
+                kind: "busy",
+                message: m,
+            },
             CoreError::Env(env) => env.into(),
             other => {
                 let kind = match &other {

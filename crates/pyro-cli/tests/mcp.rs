@@ -414,6 +414,61 @@ async fn errors_are_tool_errors_with_the_rule() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_within_200_ms_during_a_reset() {
+    require_debian12();
+    let home = Home::new();
+    // Enough files that a reset takes a while to copy them back.
+    let tree = home.path().join("tree");
+    for d in 0..10 {
+        let dir = tree.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..1000 {
+            std::fs::write(dir.join(format!("f{f}")), "x\n").unwrap();
+        }
+    }
+    let client = std::sync::Arc::new(connect(&home, home.path(), &[], "host-compat").await);
+    let big = ok(&client, "workspace_create", json!({"seed_path": "tree"})).await;
+    let big = big["workspace_id"].as_str().unwrap().to_owned();
+    let other = ok(&client, "workspace_create", json!({})).await;
+    let other = other["workspace_id"].as_str().unwrap().to_owned();
+    let (c2, id2) = (client.clone(), big.clone());
+    let reset =
+        tokio::spawn(async move { ok(&c2, "workspace_reset", json!({"workspace_id": id2})).await });
+    let mut during = Vec::new();
+    while !reset.is_finished() {
+        for id in [&other, &big] {
+            let t = Instant::now();
+            let st = ok(&client, "workspace_status", json!({"workspace_id": id})).await;
+            let took = t.elapsed();
+            if !reset.is_finished() {
+                during.push((id == &big, took, st["state"].clone()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reset.await.unwrap();
+    assert!(
+        during.iter().any(|(is_big, ..)| !is_big),
+        "the reset ended before a status call: {during:?}"
+    );
+    for (is_big, took, state) in &during {
+        assert!(
+            *took < Duration::from_millis(200),
+            "status of {} took {took:?} during a reset: {during:?}",
+            if *is_big {
+                "the resetting workspace"
+            } else {
+                "another workspace"
+            }
+        );
+        assert!(state.is_string(), "{state}");
+    }
+    for id in [big, other] {
+        ok(&client, "workspace_delete", json!({"workspace_id": id})).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_exec_does_not_block_status() {
     require_debian12();
     let home = Home::new();

@@ -105,6 +105,9 @@ pub enum CoreError {
     /// A quota would be exceeded.
     #[error("{0}")]
     Quota(String),
+    /// Another call holds what this one needs; try again later.
+    #[error("{0}")]
+    Busy(String),
     /// Something is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
@@ -213,6 +216,16 @@ pub fn random_hex(n: usize) -> String {
         }
     }
     hex::encode(buf)
+}
+
+/// Runs blocking work (copies, directory walks, archive packing, file
+/// reads, rendering) off the async worker threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::io("a worker thread", std::io::Error::other(e.to_string())))?
 }
 
 #[cfg(test)]

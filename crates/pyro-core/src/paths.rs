@@ -17,6 +17,10 @@ use pyro_env::Cache;
 
 use crate::CoreError;
 
+/// How long a call waits for a lock another call holds before it fails
+/// with a "busy, try again" error.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// State and cache locations.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -106,10 +110,28 @@ impl Paths {
     /// Takes the named exclusive state lock, waiting without blocking the
     /// async runtime's threads.
     pub async fn lock_async(&self, name: &str) -> Result<std::fs::File, CoreError> {
+        self.lock_within(name, LOCK_WAIT).await
+    }
+
+    /// Takes the named lock, waiting at most `limit`; then fails with
+    /// [`CoreError::Busy`] (another call holds it: a reset, a boot).
+    pub async fn lock_within(
+        &self,
+        name: &str,
+        limit: std::time::Duration,
+    ) -> Result<std::fs::File, CoreError> {
         let path = self.lock_path(name);
+        let until = std::time::Instant::now() + limit;
         loop {
             match pyro_env::try_lock_file(&path) {
                 Ok(Some(f)) => return Ok(f),
+                Ok(None) if std::time::Instant::now() >= until => {
+                    return Err(CoreError::Busy(format!(
+                        "{name} is busy: another call has held it for over {} s (a create, \
+                         reset or start boots a VM under it); try again when that call ends",
+                        limit.as_secs()
+                    )));
+                }
                 Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
                 Err(e) => return Err(CoreError::io(format!("locking {}", path.display()), e)),
             }

@@ -96,6 +96,9 @@ pub struct VmRecord {
     pub cgroup_parent: Option<String>,
     /// The agent's Unix socket (host-compat).
     pub agent_socket: Option<PathBuf>,
+    /// The process keeping the console log (see `pyro_vmm::console`).
+    #[serde(default)]
+    pub console_keeper: Option<ProcessId>,
 }
 
 impl VmRecord {
@@ -156,6 +159,7 @@ mod tests {
             process: None,
             firecracker: None,
             jail_uid: None,
+            console_keeper: None,
             cgroup_parent: None,
             agent_socket: Some("/x/agent.sock".into()),
         };

@@ -195,6 +195,7 @@ impl Sandbox {
             process: None,
             firecracker: None,
             jail_uid: None,
+            console_keeper: None,
             cgroup_parent: None,
             agent_socket: None,
         };
@@ -309,8 +310,9 @@ impl Sandbox {
         self.record.save(&self.paths)?;
         let paths = self.paths.clone();
         let mut record = self.record.clone();
-        let booting = pyro_vmm::launch::launch(&launch, &mut |process| {
+        let booting = pyro_vmm::launch::launch(&launch, &mut |process, keeper| {
             record.process = Some(process);
+            record.console_keeper = keeper;
             let _ = record.save(&paths);
         })
         .await;
@@ -336,10 +338,10 @@ impl Sandbox {
         self.record.agent_socket = Some(sock.clone());
         self.record.save(&self.paths)?;
         // The agent's log is capped on the host like a guest console.
-        let (log, log2) = pyro_vmm::console::stdio_pair(pyro_vmm::console::spawn_keeper(
-            &console,
-            pyro_vmm::console::CONSOLE_CAP_BYTES,
-        )?)?;
+        let (pipe, keeper) =
+            pyro_vmm::console::spawn_keeper(&console, pyro_vmm::console::CONSOLE_CAP_BYTES)?;
+        self.record.console_keeper = keeper;
+        let (log, log2) = pyro_vmm::console::stdio_pair(pipe)?;
         let child = std::process::Command::new(&agent)
             .arg("host-compat")
             .arg("--lower")
@@ -911,6 +913,17 @@ pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
     {
         problems.push(format!("process {} did not exit", p.pid));
     }
+    // The console keeper ends by itself once the VM is gone (it drains the
+    // last output first); one that does not is stopped.
+    if let Some(k) = record.console_keeper {
+        let until = Instant::now() + Duration::from_secs(2);
+        while k.is_alive() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if k.is_alive() && !k.kill_and_wait(Duration::from_secs(5)) {
+            problems.push(format!("console keeper {} did not exit", k.pid));
+        }
+    }
     if let Some(fc) = &record.firecracker
         && let Err(e) = pyro_vmm::launch::remove_vm_files(
             &record.id,
@@ -995,6 +1008,7 @@ mod tests {
             process: None,
             firecracker: None,
             jail_uid: None,
+            console_keeper: None,
             cgroup_parent: None,
             agent_socket: Some(sock),
         };

@@ -240,6 +240,7 @@ mod tests {
             process,
             firecracker: None,
             jail_uid: None,
+            console_keeper: None,
             cgroup_parent: None,
             agent_socket: None,
         }

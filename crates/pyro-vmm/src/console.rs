@@ -31,8 +31,12 @@ pub fn rotated(log: &Path) -> PathBuf {
 
 /// Starts a keeper writing to `log` (capped at `cap` bytes over `log` and
 /// its rotated half). Returns the pipe's write end for the VM's stdout and
-/// stderr.
-pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
+/// stderr, and the keeper (record it: teardown waits for it, so nothing pyro
+/// started outlives a VM).
+pub fn spawn_keeper(
+    log: &Path,
+    cap: u64,
+) -> Result<(OwnedFd, Option<crate::process::ProcessId>), VmmError> {
     let io = |what: &str, e: std::io::Error| VmmError::io(format!("{what} {}", log.display()), e);
     let cur = CString::new(log.as_os_str().as_bytes())
         .map_err(|e| io("naming", std::io::Error::other(e)))?;
@@ -48,6 +52,9 @@ pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
     let size = file.metadata().map_err(|e| io("reading", e))?.len();
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io("making a pipe for", e.into()))?;
+    // The middle process tells the keeper's pid through this pipe.
+    let (pid_rd, pid_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io("making a pipe for", e.into()))?;
     let mut buf = vec![0u8; 64 << 10];
     // SAFETY: the child runs only async-signal-safe system calls on memory
     // allocated before the fork (`buf`, `cur`, `old`) and ends in `_exit`,
@@ -61,7 +68,10 @@ pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
             // SAFETY: as above; the grandchild is the keeper, the child
             // exits at once so the caller never has to reap the keeper.
             unsafe {
-                if libc::fork() != 0 {
+                let keeper = libc::fork();
+                if keeper != 0 {
+                    let bytes = keeper.to_ne_bytes();
+                    libc::write(pid_wr.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
                     libc::_exit(0);
                 }
                 libc::setsid();
@@ -80,9 +90,14 @@ pub fn spawn_keeper(log: &Path, cap: u64) -> Result<OwnedFd, VmmError> {
             let mut status = 0;
             // SAFETY: `child` is our own child; it exits right away.
             unsafe { libc::waitpid(child, &mut status, 0) };
-            drop(rd);
-            drop(file);
-            Ok(wr)
+            drop((rd, file, pid_wr));
+            let mut bytes = [0u8; 4];
+            let keeper = std::io::Read::read_exact(&mut std::fs::File::from(pid_rd), &mut bytes)
+                .ok()
+                .map(|()| i32::from_ne_bytes(bytes))
+                .filter(|p| *p > 0)
+                .and_then(|p| crate::process::ProcessId::of(p.unsigned_abs()));
+            Ok((wr, keeper))
         }
     }
 }
@@ -203,7 +218,8 @@ mod tests {
     fn keeps_the_newest_output_within_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("console.log");
-        let wr = spawn_keeper(&log, 1 << 20).unwrap();
+        let (wr, keeper) = spawn_keeper(&log, 1 << 20).unwrap();
+        assert!(keeper.is_some_and(|k| k.is_alive()));
         let mut pipe = std::fs::File::from(wr);
         // 200 MiB of numbered lines, as a guest looping on its serial port.
         let mut line = 0u64;
@@ -244,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let held = std::fs::File::create(dir.path().join("held")).unwrap();
         let log = dir.path().join("console.log");
-        let wr = spawn_keeper(&log, 1 << 20).unwrap();
+        let (wr, _) = spawn_keeper(&log, 1 << 20).unwrap();
         // Find the keeper (the process whose stdout is the log) once it
         // has set itself up.
         let held_path = dir.path().join("held");

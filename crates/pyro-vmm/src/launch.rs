@@ -156,7 +156,7 @@ pub struct Booting {
 /// ([`remove_vm_files`]).
 pub async fn launch(
     spec: &LaunchSpec,
-    on_spawn: &mut (dyn FnMut(ProcessId) + Send),
+    on_spawn: &mut (dyn FnMut(ProcessId, Option<ProcessId>) + Send),
 ) -> Result<Booting, VmmError> {
     let paths = VmPaths::for_spec(spec);
     let ready_path = listener_path(&paths.vsock_uds, READY_PORT);
@@ -186,10 +186,9 @@ pub async fn launch(
     }
 
     // The console goes through a keeper that caps what is kept on the host.
-    let (console, console_err) = crate::console::stdio_pair(crate::console::spawn_keeper(
-        &paths.console_log,
-        crate::console::CONSOLE_CAP_BYTES,
-    )?)?;
+    let (pipe, keeper) =
+        crate::console::spawn_keeper(&paths.console_log, crate::console::CONSOLE_CAP_BYTES)?;
+    let (console, console_err) = crate::console::stdio_pair(pipe)?;
     let mut cmd = match &spec.jail {
         Some(j) => {
             let mut c = Command::new(&j.jailer);
@@ -234,7 +233,7 @@ pub async fn launch(
         console_tail: paths.diagnostics(),
     })?;
     drop(child);
-    on_spawn(process);
+    on_spawn(process, keeper);
 
     let booting = Booting {
         process,
@@ -601,7 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spec(dir.path(), false);
         s.firecracker = dir.path().join("no-such-firecracker");
-        let err = launch(&s, &mut |_| panic!("nothing was spawned"))
+        let err = launch(&s, &mut |_, _| panic!("nothing was spawned"))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("no-such-firecracker"), "{err}");

@@ -123,7 +123,7 @@ pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<u64, CoreEr
         )
         .await?;
     let path = out.to_owned();
-    blocking(move || {
+    crate::blocking(move || {
         let mut n = 0;
         for e in Lines::<ManifestEntry>::open(&path)? {
             e?;
@@ -132,16 +132,6 @@ pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<u64, CoreEr
         Ok(n)
     })
     .await
-}
-
-/// Runs blocking work (directory walks, file reads, rendering) off the
-/// async worker threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
-) -> Result<T, CoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CoreError::io("a worker thread", std::io::Error::other(e.to_string())))?
 }
 
 /// What a diff's first pass decides: which changed files to fetch, in
@@ -462,7 +452,7 @@ pub async fn compute(
     fetch_manifest(sandbox, &now).await?;
     let wanted = {
         let (b, n) = (base.clone(), now.to_path_buf());
-        blocking(move || plan(&b, &n)).await?
+        crate::blocking(move || plan(&b, &n)).await?
     };
     let (fetched, bytes_fetched) = if wanted.is_empty() {
         (Fetched::new(), 0)
@@ -480,7 +470,7 @@ pub async fn compute(
                 2 * FETCH_LIMIT,
             )
             .await?;
-        blocking(move || read_fetched(&tar)).await?
+        crate::blocking(move || read_fetched(&tar)).await?
     };
     let patch_file = spool(".patch")?;
     let r = Render {
@@ -493,7 +483,7 @@ pub async fn compute(
         bytes_fetched,
         limits,
     };
-    let mut view = blocking(move || render_all(r)).await?;
+    let mut view = crate::blocking(move || render_all(r)).await?;
     drop(now);
     view.full_patch = Some(Arc::new(patch_file));
     Ok(view)

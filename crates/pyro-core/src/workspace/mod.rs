@@ -787,7 +787,9 @@ impl Workspaces {
         let seed = match &req.seed {
             Some(s) => {
                 progress(&format!("packing {}", s.path.display()));
-                Some((seed::prepare(&self.paths, &s.path, s.mode)?, s.clone()))
+                let (paths, path, mode) = (self.paths.clone(), s.path.clone(), s.mode);
+                let prep = crate::blocking(move || seed::prepare(&paths, &path, mode)).await?;
+                Some((prep, s.clone()))
             }
             None => None,
         };
@@ -896,16 +898,18 @@ impl Workspaces {
                 prep.source.display()
             ));
             let (entries, bytes) = sandbox.put_archive(WORKSPACE_ROOT, prep.tar.path()).await?;
-            let f = std::fs::File::open(prep.tar.path())
-                .map_err(|e| CoreError::io("reopening the seed", e))?;
-            pyro_archive::extract(std::io::BufReader::new(f), &baseline.join("files")).map_err(
-                |e| {
+            let (tar, files) = (prep.tar.path().to_owned(), baseline.join("files"));
+            crate::blocking(move || {
+                let f = std::fs::File::open(&tar)
+                    .map_err(|e| CoreError::io("reopening the seed", e))?;
+                pyro_archive::extract(std::io::BufReader::new(f), &files).map_err(|e| {
                     CoreError::io(
                         "keeping the baseline files",
                         std::io::Error::other(e.message),
                     )
-                },
-            )?;
+                })
+            })
+            .await?;
             rec.seed = SeedInfo {
                 mode: prep.mode.to_owned(),
                 origin: src.origin.to_owned(),
@@ -969,16 +973,16 @@ impl Workspaces {
             .call(Request::Sync, Duration::from_secs(120))
             .await?;
         sandbox.set_paused(true).await?;
-        let copied = match rec.backend {
+        let (backend, upper) = (rec.backend, self.upper(rec));
+        let copied = crate::blocking(move || match backend {
             BackendKind::Firecracker => {
-                pyro_vmm::disk::sparse_copy(&self.upper(rec), &baseline.join("upper.ext4"))
+                pyro_vmm::disk::sparse_copy(&upper, &baseline.join("upper.ext4"))
                     .map(|_| ())
                     .map_err(CoreError::from)
             }
-            BackendKind::HostCompat => {
-                copy_tree(&self.upper(rec).join("data"), &baseline.join("upper-data"))
-            }
-        };
+            BackendKind::HostCompat => copy_tree(&upper.join("data"), &baseline.join("upper-data")),
+        })
+        .await;
         sandbox.set_paused(false).await?;
         copied
     }
@@ -1009,19 +1013,27 @@ impl Workspaces {
     /// idle deadline).
     async fn touch(&self, rec: &mut Record) -> Result<(), CoreError> {
         rec.last_activity_at = now_unix();
-        record::save(&self.paths, rec)?;
+        record::touch_activity(&self.paths, &rec.workspace_id, rec.last_activity_at)?;
         if rec.state == State::Started
             && let Some(vm) = &rec.vm_id
         {
+            // The agent's idle deadline restarts with any request.
             let s = Sandbox::attach(&self.paths, vm)?;
-            let _ = s.call(Request::Ping, Duration::from_secs(30)).await;
+            let _ = s.call(Request::Ping, Duration::from_secs(5)).await;
         }
         Ok(())
     }
 
     /// A workspace's current state (counts as activity).
+    /// Answers at once: while another call holds the workspace (a reset,
+    /// a start), the record as that call last saved it (its operation
+    /// included).
     pub async fn status(&self, id: &str) -> Result<View, CoreError> {
-        let _lock = record::lock(&self.paths, id).await?;
+        let Some(_lock) = record::try_lock(&self.paths, id) else {
+            return record::load(&self.paths, id)
+                .map(|r| view(&r))
+                .ok_or_else(|| not_found(id));
+        };
         let mut rec = self.load_fresh(id)?;
         self.touch(&mut rec).await?;
         Ok(view(&rec))
@@ -1073,6 +1085,7 @@ impl Workspaces {
                 "the update changes nothing: the name and labels already are so",
             ));
         }
+        record::save(&self.paths, &rec)?;
         self.touch(&mut rec).await?;
         Ok(view(&rec))
     }
@@ -1231,7 +1244,7 @@ impl Workspaces {
             self.touch(&mut rec).await?;
         }
         let dir = self.dir(id).join("commands");
-        diff::blocking(move || cmdlog::read(&dir, &query)).await
+        crate::blocking(move || cmdlog::read(&dir, &query)).await
     }
 
     /// Pushes a host directory or archive into the workspace (all or
@@ -1243,7 +1256,8 @@ impl Workspaces {
         dest: Option<&str>,
     ) -> Result<SyncView, CoreError> {
         let dest = guest_path(dest.unwrap_or(WORKSPACE_ROOT))?;
-        let prep = seed::prepare(&self.paths, source, SeedMode::All)?;
+        let (paths, path) = (self.paths.clone(), source.to_owned());
+        let prep = crate::blocking(move || seed::prepare(&paths, &path, SeedMode::All)).await?;
         let (rec, sandbox) = self.started(id, "sync push").await?;
         let (entries, bytes) = sandbox.put_archive(&dest, prep.tar.path()).await?;
         Ok(SyncView {
@@ -1299,7 +1313,7 @@ impl Workspaces {
                 truncated: false,
             });
         }
-        diff::blocking(move || {
+        crate::blocking(move || {
             let mut entries = Vec::new();
             let mut total = 0;
             for e in crate::jsonl::Lines::<FileEntry>::open(&spool)? {
@@ -1486,11 +1500,26 @@ impl Workspaces {
                     e,
                 )
             })?;
-        let f = std::fs::File::open(tar_file.path())
-            .map_err(|e| CoreError::io("reading the export", e))?;
-        pyro_archive::extract(std::io::BufReader::new(f), staging.path()).map_err(|e| {
-            CoreError::invalid(format!("{path} cannot be exported safely: {}", e.message))
-        })?;
+        {
+            let (tar, into, what) = (
+                tar_file.path().to_owned(),
+                staging.path().to_owned(),
+                path.clone(),
+            );
+            crate::blocking(move || {
+                let f = std::fs::File::open(&tar)
+                    .map_err(|e| CoreError::io("reading the export", e))?;
+                pyro_archive::extract(std::io::BufReader::new(f), &into)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        CoreError::invalid(format!(
+                            "{what} cannot be exported safely: {}",
+                            e.message
+                        ))
+                    })
+            })
+            .await?;
+        }
         let from = match kind {
             EntryKind::Directory => staging.path().to_path_buf(),
             _ => staging
@@ -1597,29 +1626,36 @@ impl Workspaces {
         rec.vm_id = None;
         let dir = self.dir(&rec.workspace_id);
         let upper = self.upper(rec);
-        match rec.backend {
-            BackendKind::Firecracker => {
-                let new = dir.join("upper.ext4.new");
-                pyro_vmm::disk::sparse_copy(&dir.join("baseline/upper.ext4"), &new)?;
-                std::fs::rename(&new, &upper)
-                    .map_err(|e| CoreError::io("installing the baseline disk", e))?;
+        let backend = rec.backend;
+        // Copies and deletions run off the async workers: other calls
+        // (status, list) keep answering meanwhile.
+        crate::blocking(move || {
+            match backend {
+                BackendKind::Firecracker => {
+                    let new = dir.join("upper.ext4.new");
+                    pyro_vmm::disk::sparse_copy(&dir.join("baseline/upper.ext4"), &new)?;
+                    std::fs::rename(&new, &upper)
+                        .map_err(|e| CoreError::io("installing the baseline disk", e))?;
+                }
+                BackendKind::HostCompat => {
+                    let new = upper.with_extension("new");
+                    let _ = std::fs::remove_dir_all(&new);
+                    std::fs::create_dir_all(&new)
+                        .map_err(|e| CoreError::io("creating the new layer", e))?;
+                    copy_tree(&dir.join("baseline/upper-data"), &new.join("data"))?;
+                    swap_dir(&new, &upper)?;
+                }
             }
-            BackendKind::HostCompat => {
-                let new = upper.with_extension("new");
-                let _ = std::fs::remove_dir_all(&new);
-                std::fs::create_dir_all(&new)
-                    .map_err(|e| CoreError::io("creating the new layer", e))?;
-                copy_tree(&dir.join("baseline/upper-data"), &new.join("data"))?;
-                swap_dir(&new, &upper)?;
+            let commands = dir.join("commands");
+            if commands.exists() {
+                let trash = dir.join(format!(".commands-{}", std::process::id()));
+                if std::fs::rename(&commands, &trash).is_ok() {
+                    let _ = std::fs::remove_dir_all(&trash);
+                }
             }
-        }
-        let commands = dir.join("commands");
-        if commands.exists() {
-            let trash = dir.join(format!(".commands-{}", std::process::id()));
-            if std::fs::rename(&commands, &trash).is_ok() {
-                let _ = std::fs::remove_dir_all(&trash);
-            }
-        }
+            Ok(())
+        })
+        .await?;
         rec.command_count = 0;
         rec.last_command = None;
         rec.next_sequence = 1;

@@ -196,9 +196,33 @@ pub fn load(paths: &Paths, id: &str) -> Option<Record> {
         return None;
     }
     let bytes = std::fs::read(file(paths, id)).ok()?;
-    serde_json::from_slice::<Record>(&bytes)
+    let mut rec = serde_json::from_slice::<Record>(&bytes)
         .ok()
-        .filter(|r| r.layout_version == WORKSPACE_LAYOUT_VERSION)
+        .filter(|r| r.layout_version == WORKSPACE_LAYOUT_VERSION)?;
+    if let Some(at) = std::fs::metadata(dir(paths, id).join("activity"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        rec.last_activity_at = rec.last_activity_at.max(at.as_secs_f64());
+    }
+    Some(rec)
+}
+
+/// Records activity without rewriting the record: the time is the mtime
+/// of `activity`, set without a data write or a flush, so calls that only
+/// count as activity (status) never wait on the disk. Losing it in a crash
+/// loses only that timestamp.
+pub fn touch_activity(paths: &Paths, id: &str, at: f64) -> Result<(), CoreError> {
+    let p = dir(paths, id).join("activity");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| CoreError::io(format!("opening {}", p.display()), e))?;
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at.max(0.0)))
+        .map_err(|e| CoreError::io(format!("stamping {}", p.display()), e))
 }
 
 /// Writes a record atomically.
@@ -240,7 +264,23 @@ pub async fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
             "workspace {id:?} does not exist; `pyro workspace list` shows the ones that do"
         )));
     }
-    paths.lock_async(&format!("ws-{id}")).await
+    paths
+        .lock_async(&format!("ws-{id}"))
+        .await
+        .map_err(|e| match e {
+            CoreError::Busy(_) => {
+                let doing = load(paths, id)
+                    .and_then(|r| r.operation)
+                    .map(|o| format!(" with a {}", o.kind))
+                    .unwrap_or_default();
+                CoreError::Busy(format!(
+                    "workspace {id} is busy{doing} in another call for over {} s; try again \
+                     when it ends (its status answers meanwhile)",
+                    crate::paths::LOCK_WAIT.as_secs()
+                ))
+            }
+            other => other,
+        })
 }
 
 /// Tries the workspace's lock without waiting (`None` when held or when the
