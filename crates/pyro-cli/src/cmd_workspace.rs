@@ -581,9 +581,18 @@ async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Fa
 }
 
 async fn diff(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
-    let limits = pyro_core::workspace::DiffLimits {
-        max_entries: pyro_core::workspace::diff::ENTRIES_MAX,
-        max_patch_bytes: pyro_core::workspace::diff::PATCH_MAX,
+    // JSON carries the patch and entries inline; on a terminal the whole
+    // patch streams from the spool file, so keep little in memory.
+    let limits = if json {
+        pyro_core::workspace::DiffLimits {
+            max_entries: pyro_core::workspace::diff::ENTRIES_MAX,
+            max_patch_bytes: pyro_core::workspace::diff::PATCH_MAX,
+        }
+    } else {
+        pyro_core::workspace::DiffLimits {
+            max_entries: 1,
+            max_patch_bytes: 1,
+        }
     };
     let d = ws(paths).diff(id, limits).await?;
     if json {

@@ -245,3 +245,58 @@ fn a_vm_that_dies_turns_the_workspace_stopped_with_the_reason() {
     assert!(run(&home, &["delete", &id]).status.success());
     home.assert_clean();
 }
+
+#[test]
+fn killed_during_a_printing_exec_kills_the_command_and_logs_why() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    // A command that never stops printing, its pid in a file.
+    let child = spawn(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "echo $$ > /workspace/pid; exec yes pyro-cancel-me",
+        ],
+    );
+    let read_pid = || {
+        let o = run(&home, &["file", "read", &id, "pid"]);
+        o.status
+            .success()
+            .then(|| stdout(&o).trim().to_owned())
+            .filter(|p| !p.is_empty())
+    };
+    wait_for("the command's pid", || read_pid().is_some());
+    let pid = read_pid().unwrap();
+    let alive = |pid: &str| {
+        let o = run(
+            &home,
+            &[
+                "exec",
+                &id,
+                "--",
+                &format!("kill -0 {pid} && echo alive || echo gone"),
+            ],
+        );
+        stdout(&o).trim().to_owned()
+    };
+    assert_eq!(alive(&pid), "alive");
+    kill(child);
+    // The agent sees the host go away (even while the command prints) and
+    // kills the command's process group.
+    wait_for("the command to be killed", || alive(&pid) == "gone");
+    let logs: Value =
+        serde_json::from_slice(&run(&home, &["logs", &id, "--json", "--sequence", "1"]).stdout)
+            .unwrap();
+    let entry = &logs["entries"][0];
+    assert_eq!(entry["state"], "interrupted", "{entry}");
+    assert!(
+        entry["stdout"].as_str().unwrap().contains("pyro-cancel-me"),
+        "{entry}"
+    );
+    assert!(run(&home, &["delete", &id]).status.success());
+}

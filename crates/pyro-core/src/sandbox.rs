@@ -400,7 +400,13 @@ impl Sandbox {
                     .firecracker
                     .as_ref()
                     .ok_or_else(|| CoreError::Transport("no vsock path".into()))?;
-                pyro_vmm::vsock::connect(&fc.vsock_uds, AGENT_PORT, self.record.jail_uid).await?
+                pyro_vmm::vsock::connect_within(
+                    &fc.vsock_uds,
+                    AGENT_PORT,
+                    agent_deadline(pyro_vmm::vsock::HANDSHAKE_TIMEOUT),
+                    self.record.jail_uid,
+                )
+                .await?
             }
             ExecutionMode::HostCompat => {
                 let sock = self
@@ -916,7 +922,7 @@ pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
     // The console keeper ends by itself once the VM is gone (it drains the
     // last output first); one that does not is stopped.
     if let Some(k) = record.console_keeper {
-        let until = Instant::now() + Duration::from_secs(2);
+        let until = Instant::now() + Duration::from_millis(500);
         while k.is_alive() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -97,6 +97,14 @@ pub fn spawn_keeper(
                 .map(|()| i32::from_ne_bytes(bytes))
                 .filter(|p| *p > 0)
                 .and_then(|p| crate::process::ProcessId::of(p.unsigned_abs()));
+            if keeper.is_none() && bytes == [0; 4] {
+                // The keeper could not be started: nothing would read the
+                // console.
+                return Err(io(
+                    "starting the console keeper for",
+                    std::io::Error::other("fork failed"),
+                ));
+            }
             Ok((wr, keeper))
         }
     }
@@ -127,7 +135,16 @@ unsafe fn keep(
         libc::dup2(rd, 0);
         libc::dup2(file, 1);
         if libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32) != 0 {
-            for fd in 2..4096 {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                i32::try_from(lim.rlim_cur).unwrap_or(i32::MAX).min(1 << 20)
+            } else {
+                1 << 16
+            };
+            for fd in 2..top {
                 libc::close(fd);
             }
         }
@@ -155,6 +172,10 @@ unsafe fn keep(
                     if fd >= 0 {
                         libc::dup2(fd, 1);
                         libc::close(fd);
+                    } else {
+                        // No new file: start the old one over rather than
+                        // let it grow past the cap.
+                        libc::ftruncate(1, 0);
                     }
                     size = 0;
                 }

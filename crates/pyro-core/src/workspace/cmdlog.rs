@@ -99,12 +99,21 @@ fn path(dir: &Path, seq: u64, ext: &str) -> PathBuf {
     dir.join(format!("{seq:06}.{ext}"))
 }
 
-fn save(dir: &Path, e: &LogEntry) -> Result<(), CoreError> {
-    if !dir.is_dir() {
-        // A reset cleared this history meanwhile: the command is not part of
-        // the new one.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn save_in(dir: &Path, id: Option<(u64, u64)>, e: &LogEntry) -> Result<(), CoreError> {
+    if dir_id(dir) != id {
+        // A reset replaced this history meanwhile: the command is not part
+        // of the new one (whose sequence numbers start again).
         return Ok(());
     }
+    save(dir, e)
+}
+
+fn save(dir: &Path, e: &LogEntry) -> Result<(), CoreError> {
     let mut e = e.clone();
     e.recorded_at = crate::now_unix();
     // `runner` is skipped when serialising for readers; keep it on disk.
@@ -141,6 +150,7 @@ fn obj_strip_output(v: &mut serde_json::Value) {
 pub struct LogSink<'a> {
     inner: &'a mut dyn OutputSink,
     dir: PathBuf,
+    dir_id: Option<(u64, u64)>,
     entry: LogEntry,
     out: Option<std::fs::File>,
     err: Option<std::fs::File>,
@@ -197,6 +207,7 @@ impl<'a> LogSink<'a> {
             err: Some(open("stderr")?),
             inner,
             dir: dir.to_owned(),
+            dir_id: dir_id(dir),
             entry,
             kept_out: Vec::new(),
             kept_err: Vec::new(),
@@ -239,7 +250,7 @@ impl<'a> LogSink<'a> {
                 self.entry.log_error.get_or_insert_with(|| e.to_string());
             }
         }
-        if let Err(e) = save(&self.dir, &self.entry) {
+        if let Err(e) = save_in(&self.dir, self.dir_id, &self.entry) {
             self.entry.log_error.get_or_insert_with(|| e.to_string());
         }
         Ok((
@@ -264,7 +275,7 @@ impl<'a> LogSink<'a> {
             self.entry.log_error.get_or_insert_with(|| {
                 format!("writing the {which} log on the host failed ({e}); the log stops there")
             });
-            let _ = save(&self.dir, &self.entry);
+            let _ = save_in(&self.dir, self.dir_id, &self.entry);
         }
         let room = self.limit.saturating_sub(kept.len());
         kept.extend_from_slice(&data[..room.min(data.len())]);
@@ -286,7 +297,7 @@ impl Drop for LogSink<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.entry.state = CommandState::Cancelled;
-            let _ = save(&self.dir, &self.entry);
+            let _ = save_in(&self.dir, self.dir_id, &self.entry);
         }
     }
 }

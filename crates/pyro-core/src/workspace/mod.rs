@@ -61,6 +61,8 @@ pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
 pub const LIST_ENTRIES_DEFAULT: usize = 1000;
 /// The most entries a file listing returns.
 pub const LIST_ENTRIES_MAX: usize = 100_000;
+/// The most bytes of names a listing or a diff returns in its entries.
+pub const KEPT_BYTES_MAX: usize = 16 << 20;
 
 /// A listing of a path in `/workspace`.
 #[derive(Debug, Clone, Serialize)]
@@ -1185,14 +1187,18 @@ impl Workspaces {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                // Was the VM lost? Record that, then report.
-                let _lock = record::lock(&self.paths, id).await?;
-                let _ = self.load_fresh(id);
+                // Was the VM lost? Record that (if the workspace is free),
+                // then report the error itself.
+                if let Ok(_lock) = record::lock(&self.paths, id).await {
+                    let _ = self.load_fresh(id);
+                }
                 return Err(e);
             }
         };
-        {
-            let _lock = record::lock(&self.paths, id).await?;
+        // The command ran: its result is returned whatever happens to this
+        // bookkeeping (a busy workspace must not turn it into an error that
+        // invites running it again).
+        if let Ok(_lock) = record::lock(&self.paths, id).await {
             // A reset in the meantime cleared the history this command
             // belonged to: leave the new history alone.
             if let Some(mut rec) =
@@ -1206,7 +1212,7 @@ impl Workspaces {
                     exit_code: outcome.exit_code,
                     duration_ms: outcome.duration_ms,
                 });
-                record::save(&self.paths, &rec)?;
+                let _ = record::save(&self.paths, &rec);
             }
         }
         Ok(ExecView {
@@ -1315,11 +1321,14 @@ impl Workspaces {
         }
         crate::blocking(move || {
             let mut entries = Vec::new();
-            let mut total = 0;
+            let (mut total, mut kept_bytes) = (0, 0);
             for e in crate::jsonl::Lines::<FileEntry>::open(&spool)? {
                 let e = e?;
                 total += 1;
-                if entries.len() < max_entries {
+                let size = e.path.len() + e.link_target.as_ref().map_or(0, String::len);
+                // Long names count too: the answer stays small.
+                if entries.len() < max_entries && kept_bytes + size <= KEPT_BYTES_MAX {
+                    kept_bytes += size;
                     entries.push(e);
                 }
             }
