@@ -13,8 +13,9 @@
 //! guest.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::VmmError;
@@ -214,21 +215,8 @@ pub fn stdio_pair(wr: OwnedFd) -> Result<(std::process::Stdio, std::process::Std
     let dup = wr
         .try_clone()
         .map_err(|e| VmmError::io("duplicating the console pipe", e))?;
-    // SAFETY: both descriptors are owned and open; each Stdio takes one.
-    let (a, b) = unsafe {
-        (
-            std::process::Stdio::from(OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
-                wr,
-            ))),
-            std::process::Stdio::from(OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
-                dup,
-            ))),
-        )
-    };
-    Ok((a, b))
+    Ok((wr.into(), dup.into()))
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 #[cfg(test)]
 mod tests {

@@ -77,8 +77,9 @@ pub struct LogEntry {
     /// What went wrong, for a failed command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The pyro process running it (to tell a killed run).
-    #[serde(default, skip_serializing)]
+    /// The pyro process running it (to tell a killed run); kept on disk,
+    /// cleared by [`read`] once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub runner: Option<ProcessId>,
     /// The end of its stdout (see `stdout_omitted_bytes`).
@@ -116,30 +117,11 @@ fn save_in(dir: &Path, id: Option<(u64, u64)>, e: &LogEntry) -> Result<(), CoreE
 fn save(dir: &Path, e: &LogEntry) -> Result<(), CoreError> {
     let mut e = e.clone();
     e.recorded_at = crate::now_unix();
-    // `runner` is skipped when serialising for readers; keep it on disk.
-    let mut v = serde_json::to_value(&e).unwrap_or_default();
-    if let (Some(obj), Some(r)) = (v.as_object_mut(), &e.runner) {
-        obj.insert("runner".into(), serde_json::to_value(r).unwrap_or_default());
-    }
-    obj_strip_output(&mut v);
     crate::save_json(
         &path(dir, e.sequence, "json"),
-        &v,
+        &e,
         "writing the command log",
     )
-}
-
-fn obj_strip_output(v: &mut serde_json::Value) {
-    if let Some(obj) = v.as_object_mut() {
-        for k in [
-            "stdout",
-            "stderr",
-            "stdout_omitted_bytes",
-            "stderr_omitted_bytes",
-        ] {
-            obj.remove(k);
-        }
-    }
 }
 
 /// Tees a command's output into its log files (and the caller's sink),
@@ -360,7 +342,9 @@ pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreErr
         else {
             continue;
         };
-        if e.state == CommandState::Running && !e.runner.is_some_and(|r| r.is_alive()) {
+        // The runner is only for this check, never part of the answer.
+        let runner = e.runner.take();
+        if e.state == CommandState::Running && !runner.is_some_and(|r| r.is_alive()) {
             e.state = CommandState::Interrupted;
         }
         for (ext, text, omitted) in [
@@ -436,6 +420,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count, 3);
+        assert!(entries.iter().all(|e| e.runner.is_none()));
         let states: Vec<_> = entries.iter().map(|e| e.state).collect();
         assert_eq!(
             states,
