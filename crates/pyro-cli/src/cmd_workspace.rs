@@ -166,7 +166,7 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
 pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Failure>) {
     match cmd {
         WorkspaceCmd::Create(a) => (a.json, create(paths, a).await),
-        WorkspaceCmd::List(a) => (a.json, list(paths, a.json)),
+        WorkspaceCmd::List(a) => (a.json, list(paths, a.json).await),
         WorkspaceCmd::Update(a) => (a.json, update(paths, a).await),
         WorkspaceCmd::Status(a) => {
             let r = ws(paths)
@@ -329,8 +329,8 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     emit(a.json, &v, || print_view("Created workspace", &v))
 }
 
-fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let all = ws(paths).list();
+async fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
+    let all = ws(paths).list().await;
     if json {
         output::json(&json!({"count": all.len(), "workspaces": all}));
         return Ok(ExitCode::SUCCESS);

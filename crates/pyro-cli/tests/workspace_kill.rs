@@ -300,3 +300,92 @@ fn killed_during_a_printing_exec_kills_the_command_and_logs_why() {
     );
     assert!(run(&home, &["delete", &id]).status.success());
 }
+
+/// Entries under `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn killed_during_an_export_leaves_nothing_after_the_next_command() {
+    require_debian12();
+    let home = Home::new();
+    let seed = big_seed(home.path());
+    let o = run(
+        &home,
+        &[
+            "create",
+            "debian:12",
+            "--seed-path",
+            seed.to_str().unwrap(),
+            "--id-only",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    let out = home.path().join("exports");
+    std::fs::create_dir_all(&out).unwrap();
+    let dest = out.join("big.bin");
+    let child = spawn(
+        &home,
+        &["export", &id, "big.bin", "--output", dest.to_str().unwrap()],
+    );
+    wait_for("the export's temp file", || {
+        !named(&out, ".pyro-export-").is_empty()
+    });
+    kill(child);
+    assert!(!named(&out, ".pyro-export-").is_empty());
+    let tmp = home.path().join("tmp");
+    assert!(!named(&tmp, "").is_empty(), "the export had a temp dir");
+    // Any command sweeps first.
+    assert!(run(&home, &["list"]).status.success());
+    assert_eq!(named(&out, ""), Vec::<String>::new(), "export debris left");
+    assert_eq!(named(&tmp, ""), Vec::<String>::new(), "temp dirs left");
+    // The export works afterwards, and leaves only its output.
+    let s = out.join("s.txt");
+    let o = run(
+        &home,
+        &["export", &id, "small.txt", "--output", s.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(named(&out, ""), vec!["s.txt".to_owned()]);
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}
+
+#[test]
+fn a_sweep_removes_what_a_killed_reset_left_in_the_workspace() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    assert!(
+        run(&home, &["file", "write", &id, "kept.txt", "--text", "kept"])
+            .status
+            .success()
+    );
+    // What a reset killed midway leaves beside the live layer.
+    let dir = home.path().join("workspaces").join(&id);
+    for d in ["upper.new/data", ".commands-123/x", "upper.old/data"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(dir.join(".tmpAbC123"), "half a record").unwrap();
+    assert!(run(&home, &["list"]).status.success());
+    for name in ["upper.new", "upper.old", ".commands-123", ".tmpAbC123"] {
+        assert!(!dir.join(name).exists(), "{name} left");
+    }
+    assert_eq!(
+        stdout(&run(&home, &["file", "read", &id, "kept.txt"])),
+        "kept"
+    );
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}

@@ -133,7 +133,7 @@ pub async fn run(
 
     let t = Instant::now();
     let mode = sandbox.mode();
-    sandbox.destroy()?;
+    sandbox.close().await?;
     push(
         &mut steps,
         "delete",

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod records;
 pub mod run;
 pub mod sandbox;
+pub mod scratch;
 pub mod sweep;
 pub mod workspace;
 

@@ -7,7 +7,8 @@
 //!   jail/firecracker/<id>/  jailer chroots
 //!   workspaces/<id>/        a workspace: record, writable disk, baseline,
 //!                           command log
-//!   tmp/                    packed seeds and fetched files, while in use
+//!   tmp/<pid>.<start>/      one process's temp files (packed seeds, spools),
+//!                           and notes of its temp files elsewhere
 //!   locks/                  file locks
 //! ```
 

@@ -269,7 +269,7 @@ pub async fn run(
     let vm_id = sandbox.id().to_owned();
     let mode = sandbox.mode();
     let boot_ms = sandbox.boot_ms();
-    let cleanup = match sandbox.destroy() {
+    let cleanup = match sandbox.close().await {
         Ok(()) => Cleanup {
             deleted: true,
             reason: "post_run_cleanup".into(),

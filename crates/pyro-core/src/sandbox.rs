@@ -619,8 +619,12 @@ impl Sandbox {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.torn_down = true;
-        teardown(&self.paths, &self.record)
-            .map_err(|e| CoreError::io("stopping the sandbox", std::io::Error::other(e)))
+        let (paths, record) = (self.paths.clone(), self.record.clone());
+        crate::blocking(move || {
+            teardown(&paths, &record)
+                .map_err(|e| CoreError::io("stopping the sandbox", std::io::Error::other(e)))
+        })
+        .await
     }
 
     /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
@@ -867,6 +871,12 @@ impl Sandbox {
             Response::Error(e) => Err(e.into()),
             other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Tears the sandbox down off the async workers (teardown waits for
+    /// processes to exit and deletes disks).
+    pub async fn close(self) -> Result<(), CoreError> {
+        crate::blocking(move || self.destroy()).await
     }
 
     /// Tears the sandbox down now (also done on drop).

@@ -1,7 +1,8 @@
 //! Removing what killed or crashed pyro processes left behind: sandboxes
 //! whose owner is gone, sandbox directories without a record, jails and
-//! cgroups without a sandbox, and Firecracker or host-compat processes that
-//! belong to none of the live sandboxes.
+//! cgroups without a sandbox, Firecracker or host-compat processes that
+//! belong to none of the live sandboxes, and the temp files of processes
+//! that are gone ([`crate::scratch`]).
 //!
 //! Runs at the start of every pyro command (for `pyro mcp serve`, once when
 //! it starts). Workspaces are brought up to date first, each under its own
@@ -40,6 +41,9 @@ pub fn sweep(paths: &Paths) -> SweepReport {
     let (updated, removed) = crate::workspace::Workspaces::new(paths.clone()).sweep();
     report.updated = updated;
     report.removed = removed;
+    let (removed, problems) = crate::scratch::sweep(paths);
+    report.removed.extend(removed);
+    report.problems.extend(problems);
     if !paths.vms_dir().exists() && !paths.jail_base().exists() {
         return report;
     }

@@ -777,7 +777,7 @@ impl PyroServer {
         &self,
         Parameters(_a): Parameters<NoArgs>,
     ) -> Result<Json<ListResult>, String> {
-        let workspaces = self.ctx.workspaces.list();
+        let workspaces = self.ctx.workspaces.list().await;
         Ok(Json(ListResult {
             count: workspaces.len(),
             workspaces,

@@ -126,7 +126,18 @@ impl VmPaths {
     /// The end of the console and Firecracker log, for error reports.
     pub fn diagnostics(&self) -> String {
         let console = crate::console::console_tail(&self.console_log, 3000);
-        let fc = file_tail(&self.firecracker_log, 1500);
+        let fc = match &self.jail_dir {
+            // Inside the jail: resolved from the root-owned jail directory,
+            // no link followed anywhere on the way.
+            Some(dir) => match crate::jail::open_file(dir, "firecracker.log") {
+                Ok(f) => {
+                    let (bytes, cut) = crate::open_tail_bytes(f, 1500);
+                    crate::tail_text(&bytes, cut)
+                }
+                Err(_) => String::new(),
+            },
+            None => file_tail(&self.firecracker_log, 1500),
+        };
         let mut out = if console.is_empty() {
             "(the guest printed nothing)".to_owned()
         } else {
@@ -264,11 +275,17 @@ struct GuestView {
 }
 
 fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<GuestView, VmmError> {
-    let root = paths
-        .jail_dir
-        .as_ref()
-        .map(|d| d.join("root"))
-        .unwrap_or_default();
+    let dir = paths.jail_dir.clone().unwrap_or_default();
+    // A jail left by an earlier boot of this sandbox was the VM's to change:
+    // anything in it may be a link. Start from nothing (removal never
+    // follows links).
+    match std::fs::symlink_metadata(&dir) {
+        Ok(_) => std::fs::remove_dir_all(&dir)
+            .map_err(|e| VmmError::io(format!("removing the old jail {}", dir.display()), e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(VmmError::io(format!("inspecting {}", dir.display()), e)),
+    }
+    let root = dir.join("root");
     std::fs::create_dir_all(&root)
         .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
     link_or_copy(&spec.kernel, &root.join("vmlinux"))?;
@@ -579,6 +596,38 @@ mod tests {
     }
 
     #[test]
+    fn a_jail_left_by_an_earlier_boot_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(dir.path(), true);
+        for (field, name) in [
+            (&mut s.kernel, "k"),
+            (&mut s.base_image, "b"),
+            (&mut s.upper_disk, "u"),
+        ] {
+            *field = dir.path().join(name);
+            std::fs::write(&*field, name).unwrap();
+        }
+        let paths = VmPaths::for_spec(&s);
+        let root = paths.jail_dir.clone().unwrap().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        // The last VM left links to host files where pyro writes.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        for name in ["firecracker.log", "upper.ext4", "vmlinux"] {
+            std::os::unix::fs::symlink(&victim, root.join(name)).unwrap();
+        }
+        let j = s.jail.clone().unwrap();
+        prepare_jail(&s, &j, &paths).unwrap();
+        touch(&paths.firecracker_log, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(!root.join("firecracker.log").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(root.join("upper.ext4")).unwrap(),
+            "u"
+        );
+    }
+
+    #[test]
     fn jailed_paths_live_in_the_chroot() {
         let p = VmPaths::for_spec(&spec(Path::new("/s"), true));
         assert_eq!(
@@ -619,5 +668,22 @@ mod tests {
             d.starts_with("Kernel panic") && d.contains("[WARN] vcpu exit"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn jailed_diagnostics_never_follow_a_link_in_the_jail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = VmPaths::for_spec(&spec(dir.path(), true));
+        let jail = p.jail_dir.clone().unwrap();
+        std::fs::create_dir_all(jail.join("root")).unwrap();
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        std::fs::write(&p.firecracker_log, "[WARN] vcpu exit\n").unwrap();
+        assert!(p.diagnostics().contains("[WARN] vcpu exit"));
+        // A compromised Firecracker swaps its log for a link to a host file.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        std::fs::remove_file(&p.firecracker_log).unwrap();
+        std::os::unix::fs::symlink(&secret, &p.firecracker_log).unwrap();
+        assert!(!p.diagnostics().contains("host secret"));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`cgroup`]: cgroup version detection and cleanup of the jailer's groups.
 //! - [`disk`]: sparse per-VM disks and sparse copies.
 //! - [`host`]: facts about the host (KVM, PVM) that change how guests boot.
+//! - [`jail`]: reading files inside a VM's chroot without following links.
 
 pub mod api;
 pub mod binaries;
@@ -18,6 +19,7 @@ pub mod cgroup;
 pub mod console;
 pub mod disk;
 pub mod host;
+pub mod jail;
 pub mod launch;
 pub mod process;
 pub mod vsock;
@@ -42,7 +44,6 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Returns the last `max_bytes` of a text file, lossily decoded, or an empty
 /// The end of a text file (at most `max_bytes`), for error reports. Never
 /// follows a link at the end of `path`, and reads only regular files: a
 /// jailed Firecracker cannot point the host at another file.
@@ -54,15 +55,21 @@ pub fn file_tail(path: &std::path::Path, max_bytes: u64) -> String {
 /// The last `max_bytes` of a regular file (not through a final symlink),
 /// and whether that is less than the whole file.
 pub fn file_tail_bytes(path: &std::path::Path, max_bytes: u64) -> (Vec<u8>, bool) {
-    use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
-    let Ok(mut f) = std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-    else {
-        return (Vec::new(), false);
-    };
+    {
+        Ok(f) => open_tail_bytes(f, max_bytes),
+        Err(_) => (Vec::new(), false),
+    }
+}
+
+/// The last `max_bytes` of an open file if it is a regular file, and
+/// whether that is less than the whole file.
+pub fn open_tail_bytes(mut f: std::fs::File, max_bytes: u64) -> (Vec<u8>, bool) {
+    use std::io::{Read, Seek, SeekFrom};
     let len = match f.metadata() {
         Ok(m) if m.is_file() => m.len(),
         _ => return (Vec::new(), false),

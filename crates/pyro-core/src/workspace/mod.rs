@@ -597,8 +597,14 @@ impl Workspaces {
     }
 
     /// Loads a record under its lock and brings it up to date (a dead VM
-    /// makes it stopped; an interrupted create makes it gone).
-    fn load_fresh(&self, id: &str) -> Result<Record, CoreError> {
+    /// makes it stopped; an interrupted create makes it gone). Tearing a
+    /// dead VM down waits for processes, so it runs off the async workers.
+    async fn load_fresh(&self, id: &str) -> Result<Record, CoreError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        crate::blocking(move || this.load_fresh_blocking(&id)).await
+    }
+
+    fn load_fresh_blocking(&self, id: &str) -> Result<Record, CoreError> {
         let mut rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
         match self.refresh(&mut rec) {
             Fate::Keep => Ok(rec),
@@ -683,6 +689,51 @@ impl Workspaces {
         }
     }
 
+    /// Removes what a killed reset or record save leaves in a workspace's
+    /// directory (call with its lock held): a half-copied disk or layer,
+    /// the old command log on its way out, unrenamed temp files. How many
+    /// entries went.
+    fn clear_leftovers(&self, id: &str) -> usize {
+        let dir = self.dir(id);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        // A layer swap cut between its renames is finished first; only
+        // then are the spare copies debris.
+        recover_swap(&dir.join("upper"));
+        let has_layer = dir.join("upper").exists();
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let debris = name == "upper.ext4.new"
+                || (has_layer && (name == "upper.new" || name == "upper.old"))
+                || name.starts_with(".commands-")
+                || name.starts_with(".tmp");
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if debris {
+                let gone = if meta.is_dir() {
+                    std::fs::remove_dir_all(e.path())
+                } else {
+                    std::fs::remove_file(e.path())
+                };
+                n += usize::from(gone.is_ok());
+            }
+        }
+        n
+    }
+
+    /// [`Self::remove`], off the async workers.
+    async fn discard(&self, rec: Record) {
+        let this = self.clone();
+        let _ = crate::blocking(move || {
+            this.remove(&rec);
+            Ok(())
+        })
+        .await;
+    }
+
     /// Removes a workspace's sandbox and directory (rename first, so a
     /// half-deleted workspace never looks like a workspace).
     fn remove(&self, rec: &Record) {
@@ -738,6 +789,15 @@ impl Workspaces {
                 }
                 continue;
             };
+            // Held lock: no reset or save of this workspace is under way,
+            // so half-made files are debris of a killed process.
+            let cleared = self.clear_leftovers(&id);
+            if cleared > 0 {
+                done.push(format!(
+                    "Removed {cleared} temp file(s) left in workspace {id} by a pyro process that \
+                     was killed"
+                ));
+            }
             match self.refresh(&mut rec) {
                 Fate::Keep => {}
                 Fate::Changed => {
@@ -845,14 +905,14 @@ impl Workspaces {
         let _lock = match record::lock(&self.paths, &id).await {
             Ok(l) => l,
             Err(e) => {
-                self.remove(&rec);
+                self.discard(rec).await;
                 return Err(e);
             }
         };
         match self.create_inner(env, &req, &mut rec, seed, progress).await {
             Ok(()) => Ok(view(&rec)),
             Err(e) => {
-                self.remove(&rec);
+                self.discard(rec).await;
                 Err(e)
             }
         }
@@ -964,7 +1024,7 @@ impl Workspaces {
         let baseline = self.dir(&rec.workspace_id).join("baseline");
         let spool = tempfile::Builder::new()
             .prefix(".pyro-manifest-")
-            .tempfile_in(&baseline)
+            .tempfile_in(seed::temp_dir(&self.paths)?)
             .map_err(|e| CoreError::io("creating a temp file", e))?
             .into_temp_path();
         diff::fetch_manifest(sandbox, &spool).await?;
@@ -990,13 +1050,21 @@ impl Workspaces {
         copied
     }
 
-    /// Every workspace, most recently active first.
-    pub fn list(&self) -> Vec<View> {
+    /// Every workspace, most recently active first. (Bringing records up to
+    /// date may tear down dead VMs: that runs off the async workers.)
+    pub async fn list(&self) -> Vec<View> {
+        let this = self.clone();
+        crate::blocking(move || Ok(this.list_blocking()))
+            .await
+            .unwrap_or_default()
+    }
+
+    fn list_blocking(&self) -> Vec<View> {
         let mut out: Vec<Record> = Vec::new();
         for id in record::list_ids(&self.paths) {
             match record::try_lock(&self.paths, &id) {
                 Some(_lock) => {
-                    if let Ok(rec) = self.load_fresh(&id) {
+                    if let Ok(rec) = self.load_fresh_blocking(&id) {
                         out.push(rec);
                     }
                 }
@@ -1037,7 +1105,7 @@ impl Workspaces {
                 .map(|r| view(&r))
                 .ok_or_else(|| not_found(id));
         };
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         self.touch(&mut rec).await?;
         Ok(view(&rec))
     }
@@ -1067,7 +1135,7 @@ impl Workspaces {
             labels.push(valid_label(k, v)?);
         }
         let _lock = record::lock(&self.paths, id).await?;
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         let before = (rec.name.clone(), rec.labels.clone());
         if let Some(n) = name {
             rec.name = Some(n);
@@ -1107,7 +1175,7 @@ impl Workspaces {
         change: impl FnOnce(&mut Record),
     ) -> Result<(Record, Sandbox), CoreError> {
         let _lock = record::lock(&self.paths, id).await?;
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         if rec.state != State::Started {
             let why = rec
                 .state_reason
@@ -1191,7 +1259,7 @@ impl Workspaces {
                 // Was the VM lost? Record that (if the workspace is free),
                 // then report the error itself.
                 if let Ok(_lock) = record::lock(&self.paths, id).await {
-                    let _ = self.load_fresh(id);
+                    let _ = self.load_fresh(id).await;
                 }
                 return Err(e);
             }
@@ -1247,7 +1315,7 @@ impl Workspaces {
     ) -> Result<(usize, Vec<LogEntry>), CoreError> {
         {
             let _lock = record::lock(&self.paths, id).await?;
-            let mut rec = self.load_fresh(id)?;
+            let mut rec = self.load_fresh(id).await?;
             self.touch(&mut rec).await?;
         }
         let dir = self.dir(id).join("commands");
@@ -1469,9 +1537,13 @@ impl Workspaces {
         // refuse up front what cannot fit, and stop the transfer at that.
         let max_bytes = export_budget(parent)?;
         let (_, sandbox) = self.started(id, "export").await?;
+        // Both temp names are noted first: if this process is killed, the
+        // next sweep removes them (see `crate::scratch`).
+        let tar_note = crate::scratch::note_export(&self.paths, parent, ".tar")?;
+        let staging_note = crate::scratch::note_export(&self.paths, parent, "")?;
         let tar_file = tempfile::Builder::new()
-            .prefix(".pyro-export-")
-            .suffix(".tar")
+            .prefix(&tar_note.name)
+            .rand_bytes(0)
             .tempfile_in(parent)
             .map_err(|e| {
                 CoreError::io(format!("creating a temp file in {}", parent.display()), e)
@@ -1502,7 +1574,8 @@ impl Workspaces {
             other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
         };
         let staging = tempfile::Builder::new()
-            .prefix(".pyro-export-")
+            .prefix(&staging_note.name)
+            .rand_bytes(0)
             .tempdir_in(parent)
             .map_err(|e| {
                 CoreError::io(
@@ -1583,7 +1656,7 @@ impl Workspaces {
             )));
         }
         let _lock = record::lock(&self.paths, id).await?;
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         if rec.state == State::Creating {
             return Err(CoreError::State(format!(
                 "workspace {id} is still being created"
@@ -1606,7 +1679,7 @@ impl Workspaces {
                     .take()
                     .and_then(|v| Sandbox::attach(&self.paths, &v).ok())
                 {
-                    let _ = tokio::task::spawn_blocking(move || s.destroy()).await;
+                    let _ = s.close().await;
                 }
                 rec.state = State::Stopped;
                 rec.operation = None;
@@ -1629,9 +1702,7 @@ impl Workspaces {
             .as_deref()
             .and_then(|v| Sandbox::attach(&self.paths, v).ok())
         {
-            tokio::task::spawn_blocking(move || s.destroy())
-                .await
-                .map_err(|e| CoreError::io("stopping the VM", std::io::Error::other(e)))??;
+            s.close().await?;
         }
         rec.vm_id = None;
         let dir = self.dir(&rec.workspace_id);
@@ -1682,7 +1753,7 @@ impl Workspaces {
     /// Stops the VM (flushing the guest first); the disk is kept.
     pub async fn stop(&self, id: &str) -> Result<View, CoreError> {
         let _lock = record::lock(&self.paths, id).await?;
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         if rec.state != State::Started {
             return Err(CoreError::State(format!(
                 "workspace {id} is {}, not started",
@@ -1708,7 +1779,7 @@ impl Workspaces {
     /// Boots a stopped workspace again from its disk.
     pub async fn start(&self, env: &Installed, id: &str) -> Result<View, CoreError> {
         let _lock = record::lock(&self.paths, id).await?;
-        let mut rec = self.load_fresh(id)?;
+        let mut rec = self.load_fresh(id).await?;
         if rec.state != State::Stopped {
             return Err(CoreError::State(format!(
                 "workspace {id} is {}, not stopped",
@@ -1743,10 +1814,7 @@ impl Workspaces {
         }
         let _lock = record::lock(&self.paths, id).await?;
         let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.remove(&rec))
-            .await
-            .map_err(|e| CoreError::io("deleting the workspace", std::io::Error::other(e)))?;
+        self.discard(rec).await;
         Ok(())
     }
 

@@ -51,10 +51,7 @@ pub struct Prepared {
 
 /// A private temp directory under the state directory (never a shared /tmp).
 pub fn temp_dir(paths: &Paths) -> Result<PathBuf, CoreError> {
-    let dir = paths.state().join("tmp");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-    Ok(dir)
+    crate::scratch::temp_dir(paths)
 }
 
 /// Packs `source` (a directory, or a `.tar`/`.tar.gz`/`.tgz` archive).

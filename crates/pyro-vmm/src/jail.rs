@@ -1,0 +1,118 @@
+//! Host access to files inside a VM's chroot.
+//!
+//! Everything under `<chroot_base>/firecracker/<id>/root` belongs to the
+//! VM's uid, so a compromised Firecracker can replace any entry there with
+//! a link, a FIFO or a device. The directories above it belong to root and
+//! the VM's uid cannot rename or replace them. Host reads therefore start
+//! from a handle on `<id>` (checked to be root's and not writable by anyone
+//! else, opened without following a link) and resolve the rest with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+//! RESOLVE_NO_XDEV)`: no component may be a link, and nothing can lead out
+//! of the jail. Only regular files are read, without blocking.
+//!
+//! Sockets in the jail cannot be opened this way (`connect` takes a path);
+//! their peers are checked by uid instead ([`crate::vsock`], [`crate::api`]).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+/// Opens `root/<name>` under the jail directory `jail_dir`
+/// (`<chroot_base>/firecracker/<id>`) for reading. Refuses a jail directory
+/// that another user could change, any link on the way, and anything that
+/// is not a regular file.
+pub fn open_file(jail_dir: &Path, name: &str) -> io::Result<File> {
+    let dir = open_jail_dir(jail_dir)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(Mode::empty())
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    let fd = nix::fcntl::openat2(&dir, Path::new("root").join(name).as_path(), how)
+        .map_err(io::Error::from)?;
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name} in the jail is not a regular file"),
+        ));
+    }
+    Ok(file)
+}
+
+fn open_jail_dir(jail_dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(jail_dir)?;
+    let meta = dir.metadata()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the jail directory {} is not owned by uid {me} or is writable by others; \
+                 refusing to read from it (remove it with `pyro sweep` once its VM is gone)",
+                jail_dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn jail() -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let jail = t.path().join("firecracker").join("vm");
+        std::fs::create_dir_all(jail.join("root")).unwrap();
+        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (t, jail)
+    }
+
+    #[test]
+    fn reads_a_regular_file_in_the_jail() {
+        let (_t, jail) = jail();
+        std::fs::write(jail.join("root/firecracker.log"), "hello").unwrap();
+        let mut s = String::new();
+        io::Read::read_to_string(&mut open_file(&jail, "firecracker.log").unwrap(), &mut s)
+            .unwrap();
+        assert_eq!(s, "hello");
+    }
+
+    #[test]
+    fn links_fifos_and_escapes_are_refused() {
+        let (t, jail) = jail();
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, "host data").unwrap();
+        // A final symlink, a symlinked directory, a FIFO, a `..` escape.
+        std::os::unix::fs::symlink(&secret, jail.join("root/firecracker.log")).unwrap();
+        std::os::unix::fs::symlink(t.path(), jail.join("root/dir")).unwrap();
+        nix::unistd::mkfifo(&jail.join("root/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        for name in ["firecracker.log", "dir/secret", "fifo", "../../../secret"] {
+            assert!(open_file(&jail, name).is_err(), "{name} was opened");
+        }
+    }
+
+    #[test]
+    fn a_jail_directory_writable_by_others_is_refused() {
+        let (_t, jail) = jail();
+        std::fs::write(jail.join("root/firecracker.log"), "x").unwrap();
+        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = open_file(&jail, "firecracker.log").unwrap_err();
+        assert!(e.to_string().contains("writable by others"), "{e}");
+    }
+}
