@@ -19,6 +19,7 @@ use crate::cli::{Cli, Cmd, EnvCmd, McpCmd};
 use crate::output::Failure;
 
 fn main() -> ExitCode {
+    pyro_core::helper_main();
     let cli = Cli::parse();
     init_logging();
     let paths = Paths::from_env();

@@ -11,6 +11,16 @@
 //! - [`run`]: one-shot `pyro run`.
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
 
+/// Call first thing in `main`, before any thread starts. If this process
+/// was started as one of pyro's helpers (the console keeper of a VM), runs
+/// it and never returns. Otherwise makes later helpers start from this
+/// program (`/proc/self/exe`) rather than as forked copies of this process,
+/// so each holds only its own few pages, not this process's heap.
+pub fn helper_main() {
+    pyro_vmm::console::run_keeper_if_asked();
+    pyro_vmm::console::use_keeper_program("/proc/self/exe");
+}
+
 pub mod demo;
 pub mod doctor;
 pub mod jsonl;

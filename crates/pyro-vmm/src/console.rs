@@ -5,12 +5,19 @@
 //! hold the newest output (at least half the cap of it, once there is that
 //! much), whatever the guest writes to its serial port.
 //!
-//! The keeper is a forked copy of the calling process that runs only raw
-//! system calls (it may be forked from a multi-threaded process), detached
-//! into its own session so it outlives a short-lived `pyro` as Firecracker
-//! does; it exits when the last writer (Firecracker) closes the pipe. It
-//! keeps draining when the disk is full, so a full disk never stalls the
-//! guest.
+//! The keeper is forked from the calling process and runs only raw system
+//! calls (it may be forked from a multi-threaded process), detached into
+//! its own session so it outlives a short-lived `pyro` as Firecracker does;
+//! it exits when the last writer (Firecracker) closes the pipe. It keeps
+//! draining when the disk is full, so a full disk never stalls the guest.
+//!
+//! A forked copy would keep the caller's whole heap alive (copy-on-write)
+//! for the life of the VM, which adds up under a long-running
+//! `pyro mcp serve`. So when the program has registered itself
+//! ([`use_keeper_program`], with [`run_keeper_if_asked`] first thing in
+//! `main`), the forked keeper at once executes that program in keeper mode
+//! and holds only its own few pages. Without it (library tests), or if the
+//! exec fails, the forked copy runs the same loop itself.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -22,6 +29,47 @@ use crate::VmmError;
 
 /// Most bytes of console output kept on the host for one VM.
 pub const CONSOLE_CAP_BYTES: u64 = 16 << 20;
+
+/// The first argument that starts a program in keeper mode.
+pub const KEEPER_ARG: &str = "__pyro-console-keeper";
+
+static KEEPER_PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes keepers execute `program` (which calls [`run_keeper_if_asked`]
+/// first thing in `main`) instead of running in a forked copy of the caller.
+pub fn use_keeper_program(program: impl Into<PathBuf>) {
+    let _ = KEEPER_PROGRAM.set(program.into());
+}
+
+/// If this process was started as a console keeper (`<program> KEEPER_ARG
+/// <log> <segment bytes> <current size>`, the pipe on stdin and the log on
+/// stdout), runs the keeper and never returns; otherwise returns at once.
+/// Call it first thing in `main`, before any thread starts.
+pub fn run_keeper_if_asked() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_none_or(|a| a.as_bytes() != KEEPER_ARG.as_bytes())
+    {
+        return;
+    }
+    let num = |i: usize| -> Option<u64> { args.get(i)?.to_str()?.parse().ok() };
+    let (Some(log), Some(segment), Some(size)) = (args.get(2), num(3), num(4)) else {
+        // SAFETY: ends this process; nothing to clean up.
+        unsafe { libc::_exit(2) }
+    };
+    let (Ok(cur), Ok(old)) = (
+        CString::new(log.as_bytes()),
+        CString::new(rotated(Path::new(log)).as_os_str().as_bytes()),
+    ) else {
+        // SAFETY: as above.
+        unsafe { libc::_exit(2) }
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: this process was started for this alone; its descriptors 0
+    // and 1 are the pipe and the log.
+    unsafe { drain(&cur, &old, size, segment.max(1), &mut buf) }
+}
 
 /// The older half of a console log.
 pub fn rotated(log: &Path) -> PathBuf {
@@ -57,9 +105,28 @@ pub fn spawn_keeper(
     let (pid_rd, pid_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io("making a pipe for", e.into()))?;
     let mut buf = vec![0u8; 64 << 10];
+    // The keeper program's command line, made before the fork.
+    let exec = KEEPER_PROGRAM.get().and_then(|program| {
+        let argv = [
+            CString::new(program.as_os_str().as_bytes()).ok()?,
+            CString::new(KEEPER_ARG).ok()?,
+            cur.clone(),
+            CString::new(segment.to_string()).ok()?,
+            CString::new(size.to_string()).ok()?,
+        ];
+        Some(argv)
+    });
+    let exec_ptrs: Option<Vec<*const libc::c_char>> = exec.as_ref().map(|argv| {
+        argv.iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    });
+    let no_env: [*const libc::c_char; 1] = [std::ptr::null()];
     // SAFETY: the child runs only async-signal-safe system calls on memory
-    // allocated before the fork (`buf`, `cur`, `old`) and ends in `_exit`,
-    // so forking from a multi-threaded process is sound.
+    // allocated before the fork (`buf`, `cur`, `old`, the exec arguments)
+    // and ends in `execve` or `_exit`, so forking from a multi-threaded
+    // process is sound.
     match unsafe { libc::fork() } {
         -1 => Err(io(
             "starting the console keeper for",
@@ -76,15 +143,12 @@ pub fn spawn_keeper(
                     libc::_exit(0);
                 }
                 libc::setsid();
-                keep(
-                    rd.as_raw_fd(),
-                    file.as_raw_fd(),
-                    &cur,
-                    &old,
-                    size,
-                    segment,
-                    &mut buf,
-                )
+                keep_fds(rd.as_raw_fd(), file.as_raw_fd());
+                if let (Some(argv), Some(ptrs)) = (&exec, &exec_ptrs) {
+                    libc::execve(argv[0].as_ptr(), ptrs.as_ptr(), no_env.as_ptr());
+                    // The exec failed: run the loop in this copy instead.
+                }
+                drain(&cur, &old, size, segment, &mut buf)
             }
         }
         child => {
@@ -111,24 +175,15 @@ pub fn spawn_keeper(
     }
 }
 
-/// The keeper's loop (in the forked process; system calls only).
+/// Makes the pipe descriptor 0 and the log 1 (without close-on-exec), and
+/// closes every other descriptor: locks and sockets of the caller must not
+/// live on in the keeper.
 ///
 /// # Safety
 /// Must run in a freshly forked child, never in the parent.
-#[allow(clippy::too_many_arguments, reason = "no allocation after the fork")]
-unsafe fn keep(
-    rd: i32,
-    file: i32,
-    cur: &CString,
-    old: &CString,
-    mut size: u64,
-    segment: u64,
-    buf: &mut [u8],
-) -> ! {
+unsafe fn keep_fds(rd: i32, file: i32) {
     // SAFETY: plain system calls on descriptors this process owns.
     unsafe {
-        // Keep only the pipe (as 0) and the log (as 1): every other
-        // descriptor (locks, sockets) must not live on in the keeper.
         let (rd, file) = (
             libc::fcntl(rd, libc::F_DUPFD, 10),
             libc::fcntl(file, libc::F_DUPFD, 10),
@@ -149,6 +204,18 @@ unsafe fn keep(
                 libc::close(fd);
             }
         }
+    }
+}
+
+/// The keeper's loop: reads descriptor 0, writes descriptor 1, rotates at
+/// `segment` bytes (system calls only).
+///
+/// # Safety
+/// Must run in a keeper process (forked, or started in keeper mode), whose
+/// descriptors 0 and 1 are the pipe and the log.
+unsafe fn drain(cur: &CString, old: &CString, mut size: u64, segment: u64, buf: &mut [u8]) -> ! {
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
         loop {
             let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
             if n == 0 {
