@@ -330,7 +330,7 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
 }
 
 async fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let all = ws(paths).list().await;
+    let all = ws(paths).list().await?;
     if json {
         output::json(&json!({"count": all.len(), "workspaces": all}));
         return Ok(ExitCode::SUCCESS);

@@ -20,6 +20,8 @@ fn keeper_mode_keeps_the_newest_output_within_the_cap() {
         .arg("0")
         .stdin(Stdio::piped())
         .stdout(file)
+        // (Where the keeper reports its pid to the VM's launcher.)
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut pipe = keeper.stdin.take().unwrap();
@@ -42,6 +44,7 @@ fn keeper_mode_with_bad_arguments_exits_without_reading() {
     let o = std::process::Command::new(common::pyro_bin())
         .args(["__pyro-console-keeper", "/nonexistent/log", "many", "0"])
         .stdin(Stdio::null())
+        .stderr(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

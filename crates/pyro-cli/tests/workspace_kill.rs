@@ -214,6 +214,14 @@ fn a_vm_that_dies_turns_the_workspace_stopped_with_the_reason() {
     )
     .unwrap();
     let pid = vm_rec["process"]["pid"].as_u64().unwrap();
+    // The sandbox's log keeper runs the pyro program in keeper mode, not as
+    // a forked copy of the pyro that started it.
+    let keeper = vm_rec["console_keeper"]["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("__pyro-console-keeper"),
+        "{cmdline:?}"
+    );
     assert!(
         std::process::Command::new("kill")
             .arg("-9")
@@ -332,16 +340,18 @@ fn killed_during_an_export_leaves_nothing_after_the_next_command() {
     let id = stdout(&o).trim().to_owned();
     let out = home.path().join("exports");
     std::fs::create_dir_all(&out).unwrap();
-    let dest = out.join("big.bin");
+    // Into directories the export has to make.
+    let dest = out.join("a/b/big.bin");
     let child = spawn(
         &home,
         &["export", &id, "big.bin", "--output", dest.to_str().unwrap()],
     );
+    let made = out.join("a/b");
     wait_for("the export's temp file", || {
-        !named(&out, ".pyro-export-").is_empty()
+        !named(&made, ".pyro-export-").is_empty()
     });
     kill(child);
-    assert!(!named(&out, ".pyro-export-").is_empty());
+    assert!(!named(&made, ".pyro-export-").is_empty());
     let tmp = home.path().join("tmp");
     assert!(!named(&tmp, "").is_empty(), "the export had a temp dir");
     // Any command sweeps first.

@@ -229,6 +229,17 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
+/// Runs `f`, which blocks (waits for processes, deletes big files), without
+/// stalling the async runtime: on a multi-threaded runtime's worker the
+/// worker hands its other tasks on first. For `Drop` impls, which cannot
+/// await [`blocking`].
+pub fn off_workers<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Runs blocking work (copies, directory walks, archive packing, file
 /// reads, rendering) off the async worker threads.
 pub async fn blocking<T: Send + 'static>(

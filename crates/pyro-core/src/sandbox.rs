@@ -218,8 +218,12 @@ impl Sandbox {
             keep: false,
         };
         if spec.backend == BackendKind::Firecracker && spec.upper.is_none() {
-            let upper = sandbox.paths.vm_dir(&id).join("upper.ext4");
-            pyro_vmm::disk::create_upper_disk(&upper, spec.disk_mib)?;
+            let (upper, mib) = (sandbox.paths.vm_dir(&id).join("upper.ext4"), spec.disk_mib);
+            // mkfs runs off the async workers.
+            crate::blocking(move || {
+                pyro_vmm::disk::create_upper_disk(&upper, mib).map_err(CoreError::from)
+            })
+            .await?;
         }
         Ok(sandbox)
     }
@@ -889,12 +893,18 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if !self.torn_down
-            && !self.keep
-            && let Err(e) = teardown(&self.paths, &self.record)
-        {
-            tracing::warn!("sandbox {} teardown: {e}", self.record.id);
+        if self.torn_down || self.keep {
+            return;
         }
+        let work = || {
+            if let Err(e) = teardown(&self.paths, &self.record) {
+                tracing::warn!("sandbox {} teardown: {e}", self.record.id);
+            }
+        };
+        // Dropped on an async worker (an error path, a cancelled call): the
+        // teardown waits for processes, so the worker hands its other tasks
+        // on while it runs.
+        crate::off_workers(work);
     }
 }
 

@@ -2,14 +2,17 @@
 //!
 //! Each pyro process keeps its temp files (packed seeds, spooled listings,
 //! diff spools) in its own directory, `tmp/<pid>.<start ticks>` under the
-//! state directory. A temp file that must live elsewhere (an export's
-//! archive and staging directory, which land beside the output so the
-//! final rename stays on one filesystem) is first *noted* there: a marker
-//! file holding its path is written before the file is created, and
-//! removed after it is gone. When the process is gone (its pid no longer
-//! runs with the same start time), the next sweep removes what its markers
-//! name and then its directory, so a `kill -9` at any step leaves nothing
-//! behind for long.
+//! state directory. What must live elsewhere (an export's archive and
+//! staging directory, which land beside the output so the final rename
+//! stays on one filesystem, and the directories made for the output) is
+//! first *noted* there: a note holding the directory (path, device and
+//! inode) and the name is written and synced before the thing is created,
+//! and removed after it is gone or kept. When the process is gone (its pid
+//! no longer runs with the same start time), the next sweep removes what
+//! its notes name (through a handle on the very directory noted, never
+//! through a link; a made directory only if it is empty) and then its
+//! directory, so a `kill -9` at any step leaves nothing behind once another
+//! pyro command has run.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,20 +48,51 @@ fn parse_dir_name(name: &str) -> Option<ProcessId> {
     })
 }
 
-/// This process's temp directory (made on first use).
+/// This process's temp directory (made on first use). Processes are told
+/// apart by pid and start time, so one state directory must not be shared
+/// across pid namespaces.
 pub fn temp_dir(paths: &Paths) -> Result<PathBuf, CoreError> {
-    let dir = root(paths).join(dir_name(ProcessId::current()));
+    // Without a known start time the sweep of another process could take
+    // this one for dead: refuse rather than guess.
+    let me = ProcessId::of(std::process::id()).ok_or_else(|| {
+        CoreError::io(
+            "reading this process's start time in /proc",
+            std::io::Error::other("/proc/self/stat is unreadable; is /proc mounted?"),
+        )
+    })?;
+    let dir = root(paths).join(dir_name(me));
     std::fs::create_dir_all(dir.join("notes"))
         .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
     Ok(dir)
 }
 
-/// A note that a temp file exists at a path outside the state directory;
-/// dropping it removes the note (drop it after the file is gone).
+/// What a note asks the sweep to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A temp file or directory (removed whole).
+    Temp,
+    /// A directory made for an output (removed only if empty).
+    MadeDir,
+}
+
+/// A note's content: where the thing is, and which directory it was in
+/// (device and inode, so a path that now leads elsewhere is not touched).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct NoteBody {
+    kind: NoteKind,
+    parent: PathBuf,
+    dev: u64,
+    ino: u64,
+    name: String,
+}
+
+/// A note that something exists outside the state directory; dropping it
+/// removes the note (drop it after the thing is gone or kept).
 #[derive(Debug)]
 pub struct Note {
     marker: PathBuf,
-    /// The temp file's name (in the directory it was noted for).
+    /// The name noted (in the directory it was noted for).
     pub name: String,
 }
 
@@ -68,18 +102,40 @@ impl Drop for Note {
     }
 }
 
-/// Picks a fresh name `.pyro-export-<random><suffix>` in `parent` and notes
-/// it before anything is created there. Create the file or directory with
-/// exactly [`Note::name`] (e.g. `tempfile::Builder::prefix(&note.name)
-/// .rand_bytes(0)`), and keep the note alive longer than it.
-pub fn note_export(paths: &Paths, parent: &Path, suffix: &str) -> Result<Note, CoreError> {
-    let parent = std::path::absolute(parent)
+/// Notes `name` in the existing directory `parent` before anything is
+/// created there. For [`NoteKind::Temp`] pass `None` to get a fresh name
+/// `.pyro-export-<random><suffix>`; create exactly [`Note::name`] (e.g.
+/// `tempfile::Builder::prefix(&note.name).rand_bytes(0)`) and keep the note
+/// alive longer than it.
+pub fn note(
+    paths: &Paths,
+    kind: NoteKind,
+    parent: &Path,
+    name: Option<&str>,
+    suffix: &str,
+) -> Result<Note, CoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = parent
+        .canonicalize()
         .map_err(|e| CoreError::io(format!("resolving {}", parent.display()), e))?;
-    let name = format!("{EXPORT_PREFIX}{}{suffix}", crate::random_hex(8));
-    let marker = temp_dir(paths)?.join("notes").join(&name);
+    let meta = std::fs::metadata(&parent)
+        .map_err(|e| CoreError::io(format!("reading {}", parent.display()), e))?;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => format!("{EXPORT_PREFIX}{}{suffix}", crate::random_hex(8)),
+    };
+    let body = NoteBody {
+        kind,
+        parent,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        name: name.clone(),
+    };
+    let marker = temp_dir(paths)?.join("notes").join(crate::random_hex(8));
     let mut f = std::fs::File::create_new(&marker)
         .map_err(|e| CoreError::io(format!("creating {}", marker.display()), e))?;
-    f.write_all(parent.join(&name).as_os_str().as_encoded_bytes())
+    let bytes = serde_json::to_vec(&body).map_err(|e| CoreError::io("writing a note", e.into()))?;
+    f.write_all(&bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| CoreError::io(format!("writing {}", marker.display()), e))?;
     Ok(Note { marker, name })
@@ -103,16 +159,25 @@ pub fn sweep(paths: &Paths) -> (Vec<String>, Vec<String>) {
                 if p.is_alive() {
                     continue;
                 }
-                for target in noted_targets(&e.path().join("notes")) {
-                    match remove_noted(&target) {
+                let mut notes = read_notes(&e.path().join("notes"));
+                // Temp files first, then made directories deepest first.
+                notes.sort_by_key(|n| {
+                    (
+                        n.kind == NoteKind::MadeDir,
+                        std::cmp::Reverse(n.parent.as_os_str().len()),
+                    )
+                });
+                for n in &notes {
+                    let target = n.parent.join(&n.name);
+                    match remove_noted(n) {
                         Ok(true) => removed.push(format!(
                             "Removed {}, left by an export whose pyro process is gone",
                             target.display()
                         )),
                         Ok(false) => {}
                         Err(err) => problems.push(format!(
-                            "Could not remove {}, left by an export whose pyro process is gone: \
-                             {err}; remove it by hand",
+                            "Did not remove {}, left by an export whose pyro process is gone: \
+                             {err}; remove it by hand if it is still there",
                             target.display()
                         )),
                     }
@@ -144,9 +209,8 @@ pub fn sweep(paths: &Paths) -> (Vec<String>, Vec<String>) {
     (removed, problems)
 }
 
-fn noted_targets(notes: &Path) -> Vec<PathBuf> {
+fn read_notes(notes: &Path) -> Vec<NoteBody> {
     use std::io::Read;
-    use std::os::unix::ffi::OsStringExt;
     let Ok(rd) = std::fs::read_dir(notes) else {
         return Vec::new();
     };
@@ -155,30 +219,57 @@ fn noted_targets(notes: &Path) -> Vec<PathBuf> {
         let mut bytes = Vec::new();
         let read = std::fs::File::open(e.path())
             .and_then(|f| f.take(MARKER_MAX_BYTES).read_to_end(&mut bytes));
-        if read.is_ok() && !bytes.is_empty() {
-            out.push(PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+        if read.is_ok()
+            && let Ok(body) = serde_json::from_slice::<NoteBody>(&bytes)
+        {
+            out.push(body);
         }
     }
     out
 }
 
-/// Removes a noted temp file or directory (never through a link). Only an
-/// absolute path whose name is an export temp name is touched. Whether
-/// something was removed.
-fn remove_noted(target: &Path) -> std::io::Result<bool> {
-    let ours = target.is_absolute()
-        && target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(EXPORT_PREFIX));
+/// Removes what a note names, if it is still there. The directory it was
+/// in is opened without following any link and must be the very directory
+/// noted (device and inode); the name must be a single component, and a
+/// temp's name an export temp name. Whether something was removed.
+fn remove_noted(n: &NoteBody) -> std::io::Result<bool> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let single = !n.name.is_empty() && !n.name.contains('/') && n.name != "." && n.name != "..";
+    let ours = single
+        && n.parent.is_absolute()
+        && (n.kind == NoteKind::MadeDir || n.name.starts_with(EXPORT_PREFIX));
     if !ours {
         return Ok(false);
     }
-    match target.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(target).map(|()| true),
-        Ok(_) => std::fs::remove_file(target).map(|()| true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let dir = match nix::fcntl::openat2(nix::fcntl::AT_FDCWD, n.parent.as_path(), how) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(nix::errno::Errno::ENOENT) if n.kind == NoteKind::MadeDir => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = dir.metadata()?;
+    if (meta.dev(), meta.ino()) != (n.dev, n.ino) {
+        return Err(std::io::Error::other(format!(
+            "{} is no longer the directory the export used",
+            n.parent.display()
+        )));
+    }
+    // The entry, reached through the checked directory handle.
+    let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(&n.name);
+    match (n.kind, target.symlink_metadata()) {
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        (_, Err(e)) => Err(e),
+        (NoteKind::MadeDir, Ok(m)) if m.is_dir() => {
+            // Only if empty: whatever was put there since is the user's.
+            Ok(std::fs::remove_dir(&target).is_ok())
+        }
+        (NoteKind::MadeDir, Ok(_)) => Ok(false),
+        (NoteKind::Temp, Ok(m)) if m.is_dir() => std::fs::remove_dir_all(&target).map(|()| true),
+        (NoteKind::Temp, Ok(_)) => std::fs::remove_file(&target).map(|()| true),
     }
 }
 
@@ -203,64 +294,101 @@ mod tests {
         p
     }
 
+    /// Moves this process's notes into the temp dir of a dead process, as if
+    /// the process that wrote them had been killed.
+    fn orphan(paths: &Paths, notes: Vec<Note>) -> PathBuf {
+        let dead = root(paths).join(dir_name(dead_process()));
+        std::fs::create_dir_all(dead.join("notes")).unwrap();
+        for n in notes {
+            std::fs::rename(
+                &n.marker,
+                dead.join("notes").join(n.marker.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+        dead
+    }
+
     #[test]
     fn a_dead_process_leaves_nothing_after_a_sweep() {
         let (t, paths) = paths();
         let out = t.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        // As an export killed midway leaves it: its temp dir with a note,
-        // the noted archive and staging directory beside the output.
-        let dead = root(&paths).join(dir_name(dead_process()));
-        std::fs::create_dir_all(dead.join("notes")).unwrap();
+        // As an export killed midway leaves it: a made directory, the
+        // archive and the staging directory in it.
+        let made = note(&paths, NoteKind::MadeDir, &out, Some("made"), "").unwrap();
+        std::fs::create_dir(out.join("made")).unwrap();
+        let tar = note(&paths, NoteKind::Temp, &out.join("made"), None, ".tar").unwrap();
+        std::fs::write(out.join("made").join(&tar.name), "tar").unwrap();
+        let staging = note(&paths, NoteKind::Temp, &out.join("made"), None, "").unwrap();
+        std::fs::create_dir_all(out.join("made").join(&staging.name).join("sub")).unwrap();
+        let dead = orphan(&paths, vec![made, tar, staging]);
         std::fs::write(dead.join("spool.jsonl"), "x").unwrap();
-        for (name, dir) in [(".pyro-export-aa.tar", false), (".pyro-export-bb", true)] {
-            let target = out.join(name);
-            if dir {
-                std::fs::create_dir_all(target.join("sub")).unwrap();
-            } else {
-                std::fs::write(&target, "tar").unwrap();
-            }
-            std::fs::write(
-                dead.join("notes").join(name),
-                target.as_os_str().as_encoded_bytes(),
-            )
-            .unwrap();
-        }
-        // A note naming something that is not an export temp is ignored.
-        std::fs::write(out.join("precious"), "keep").unwrap();
-        std::fs::write(
-            dead.join("notes/x"),
-            out.join("precious").as_os_str().as_encoded_bytes(),
-        )
-        .unwrap();
         // This process's own directory stays.
         let mine = temp_dir(&paths).unwrap();
         std::fs::write(mine.join("in-use"), "x").unwrap();
 
         let (removed, problems) = sweep(&paths);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(!dead.exists());
-        assert!(!out.join(".pyro-export-aa.tar").exists());
-        assert!(!out.join(".pyro-export-bb").exists());
-        assert_eq!(
-            std::fs::read_to_string(out.join("precious")).unwrap(),
-            "keep"
-        );
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
         assert!(mine.join("in-use").exists());
     }
 
     #[test]
-    fn a_note_lives_until_dropped_and_names_an_absent_file() {
+    fn notes_never_reach_past_what_they_name() {
         let (t, paths) = paths();
-        let note = note_export(&paths, t.path(), ".tar").unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir_all(out.join("made")).unwrap();
+        // A made directory that is no longer empty is the user's now.
+        let made = note(&paths, NoteKind::MadeDir, &out, Some("made"), "").unwrap();
+        std::fs::write(out.join("made/precious"), "keep").unwrap();
+        // A temp whose directory was swapped for a link to another one
+        // holding the same name.
+        let moved = t.path().join("moved");
+        std::fs::create_dir_all(&moved).unwrap();
+        let tar = note(&paths, NoteKind::Temp, &moved, None, ".tar").unwrap();
+        let other = t.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join(&tar.name), "not ours").unwrap();
+        std::fs::remove_dir(&moved).unwrap();
+        std::os::unix::fs::symlink(&other, &moved).unwrap();
+        // A note naming something that is not an export temp.
+        std::fs::write(out.join("data"), "keep").unwrap();
+        let mut plain = note(&paths, NoteKind::Temp, &out, None, "").unwrap();
+        let body = NoteBody {
+            kind: NoteKind::Temp,
+            parent: out.canonicalize().unwrap(),
+            dev: 0,
+            ino: 0,
+            name: "data".into(),
+        };
+        std::fs::write(&plain.marker, serde_json::to_vec(&body).unwrap()).unwrap();
+        plain.name = "data".into();
+        orphan(&paths, vec![made, tar, plain]);
+
+        let (removed, problems) = sweep(&paths);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("moved"), "{problems:?}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("made/precious")).unwrap(),
+            "keep"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("data")).unwrap(), "keep");
+        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_note_lives_until_dropped() {
+        let (t, paths) = paths();
+        let note = note(&paths, NoteKind::Temp, t.path(), None, ".tar").unwrap();
         assert!(note.name.starts_with(EXPORT_PREFIX) && note.name.ends_with(".tar"));
         assert!(!t.path().join(&note.name).exists());
         let marker = note.marker.clone();
-        assert_eq!(
-            std::fs::read_to_string(&marker).unwrap(),
-            t.path().join(&note.name).to_string_lossy()
-        );
+        let body: NoteBody = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+        assert_eq!(body.parent, t.path().canonicalize().unwrap());
         drop(note);
         assert!(!marker.exists());
     }

@@ -777,7 +777,7 @@ impl PyroServer {
         &self,
         Parameters(_a): Parameters<NoArgs>,
     ) -> Result<Json<ListResult>, String> {
-        let workspaces = self.ctx.workspaces.list().await;
+        let workspaces = self.ctx.workspaces.list().await.map_err(tool_error)?;
         Ok(Json(ListResult {
             count: workspaces.len(),
             workspaces,

@@ -67,8 +67,11 @@ pub fn run_keeper_if_asked() {
     };
     let mut buf = vec![0u8; 64 << 10];
     // SAFETY: this process was started for this alone; its descriptors 0
-    // and 1 are the pipe and the log.
-    unsafe { drain(&cur, &old, size, segment.max(1), &mut buf) }
+    // and 1 are the pipe and the log, 2 the pipe that awaits its pid.
+    unsafe {
+        ready();
+        drain(&cur, &old, size, segment.max(1), &mut buf)
+    }
 }
 
 /// The older half of a console log.
@@ -101,7 +104,7 @@ pub fn spawn_keeper(
     let size = file.metadata().map_err(|e| io("reading", e))?.len();
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io("making a pipe for", e.into()))?;
-    // The middle process tells the keeper's pid through this pipe.
+    // The keeper tells its pid through this pipe once it is draining.
     let (pid_rd, pid_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io("making a pipe for", e.into()))?;
     let mut buf = vec![0u8; 64 << 10];
@@ -136,18 +139,16 @@ pub fn spawn_keeper(
             // SAFETY: as above; the grandchild is the keeper, the child
             // exits at once so the caller never has to reap the keeper.
             unsafe {
-                let keeper = libc::fork();
-                if keeper != 0 {
-                    let bytes = keeper.to_ne_bytes();
-                    libc::write(pid_wr.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+                if libc::fork() != 0 {
                     libc::_exit(0);
                 }
                 libc::setsid();
-                keep_fds(rd.as_raw_fd(), file.as_raw_fd());
+                keep_fds(rd.as_raw_fd(), file.as_raw_fd(), pid_wr.as_raw_fd());
                 if let (Some(argv), Some(ptrs)) = (&exec, &exec_ptrs) {
                     libc::execve(argv[0].as_ptr(), ptrs.as_ptr(), no_env.as_ptr());
                     // The exec failed: run the loop in this copy instead.
                 }
+                ready();
                 drain(&cur, &old, size, segment, &mut buf)
             }
         }
@@ -156,41 +157,92 @@ pub fn spawn_keeper(
             // SAFETY: `child` is our own child; it exits right away.
             unsafe { libc::waitpid(child, &mut status, 0) };
             drop((rd, file, pid_wr));
-            let mut bytes = [0u8; 4];
-            let keeper = std::io::Read::read_exact(&mut std::fs::File::from(pid_rd), &mut bytes)
-                .ok()
-                .map(|()| i32::from_ne_bytes(bytes))
-                .filter(|p| *p > 0)
-                .and_then(|p| crate::process::ProcessId::of(p.unsigned_abs()));
-            if keeper.is_none() && bytes == [0; 4] {
-                // The keeper could not be started: nothing would read the
-                // console.
-                return Err(io(
+            match read_pid(pid_rd, KEEPER_START) {
+                Some(pid) => Ok((wr, crate::process::ProcessId::of(pid))),
+                // Nothing would read the console: the VM must not start.
+                None => Err(io(
                     "starting the console keeper for",
-                    std::io::Error::other("fork failed"),
-                ));
+                    std::io::Error::other(format!(
+                        "the keeper did not report ready within {} s (it could not be forked, \
+                         or the program it runs exited)",
+                        KEEPER_START.as_secs()
+                    )),
+                )),
             }
-            Ok((wr, keeper))
         }
     }
 }
 
-/// Makes the pipe descriptor 0 and the log 1 (without close-on-exec), and
-/// closes every other descriptor: locks and sockets of the caller must not
-/// live on in the keeper.
+/// How long a keeper may take to report that it is draining.
+const KEEPER_START: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the keeper's pid from `rd` (4 bytes), waiting at most `limit`.
+fn read_pid(rd: OwnedFd, limit: std::time::Duration) -> Option<u32> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let until = std::time::Instant::now() + limit;
+    let mut bytes = [0u8; 4];
+    let mut got = 0;
+    while got < bytes.len() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).ok()?;
+        let mut fds = [PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        match nix::unistd::read(&rd, &mut bytes[got..]) {
+            Ok(0) => return None,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+    u32::try_from(i32::from_ne_bytes(bytes))
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// Tells the caller, through descriptor 2, this keeper's pid, and lets go
+/// of that pipe (descriptor 2 becomes `/dev/null`).
+///
+/// # Safety
+/// Must run in a keeper process whose descriptor 2 is that pipe.
+unsafe fn ready() {
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
+        let bytes = libc::getpid().to_ne_bytes();
+        libc::write(2, bytes.as_ptr().cast(), bytes.len());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, 2);
+            libc::close(null);
+        } else {
+            libc::close(2);
+        }
+    }
+}
+
+/// Makes the pipe descriptor 0, the log 1 and the pid pipe 2 (without
+/// close-on-exec), and closes every other descriptor: locks and sockets of
+/// the caller must not live on in the keeper.
 ///
 /// # Safety
 /// Must run in a freshly forked child, never in the parent.
-unsafe fn keep_fds(rd: i32, file: i32) {
+unsafe fn keep_fds(rd: i32, file: i32, pid: i32) {
     // SAFETY: plain system calls on descriptors this process owns.
     unsafe {
-        let (rd, file) = (
+        let (rd, file, pid) = (
             libc::fcntl(rd, libc::F_DUPFD, 10),
             libc::fcntl(file, libc::F_DUPFD, 10),
+            libc::fcntl(pid, libc::F_DUPFD, 10),
         );
         libc::dup2(rd, 0);
         libc::dup2(file, 1);
-        if libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32) != 0 {
+        libc::dup2(pid, 2);
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
             let mut lim = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
@@ -200,7 +252,7 @@ unsafe fn keep_fds(rd: i32, file: i32) {
             } else {
                 1 << 16
             };
-            for fd in 2..top {
+            for fd in 3..top {
                 libc::close(fd);
             }
         }

@@ -27,8 +27,10 @@ use nix::sys::stat::Mode;
 /// is not a regular file.
 pub fn open_file(jail_dir: &Path, name: &str) -> io::Result<File> {
     let dir = open_jail_dir(jail_dir)?;
+    // First a path handle (opening it touches nothing: a device node in
+    // its place is not opened), then the real open only of a regular file.
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
         .mode(Mode::empty())
         .resolve(
             ResolveFlag::RESOLVE_BENEATH
@@ -38,14 +40,20 @@ pub fn open_file(jail_dir: &Path, name: &str) -> io::Result<File> {
         );
     let fd = nix::fcntl::openat2(&dir, Path::new("root").join(name).as_path(), how)
         .map_err(io::Error::from)?;
-    let file = File::from(fd);
-    if !file.metadata()?.is_file() {
+    let handle = File::from(fd);
+    if !handle.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{name} in the jail is not a regular file"),
         ));
     }
-    Ok(file)
+    // Reopening through the handle reaches exactly the inode checked above.
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
 }
 
 fn open_jail_dir(jail_dir: &Path) -> io::Result<File> {

@@ -12,7 +12,7 @@
 //! process is detached (own process group, stdio to files) so that a
 //! persistent workspace outlives the command that started it.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,7 +134,8 @@ impl VmPaths {
                     let (bytes, cut) = crate::open_tail_bytes(f, 1500);
                     crate::tail_text(&bytes, cut)
                 }
-                Err(_) => String::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => format!("(Firecracker's log was not read: {e})"),
             },
             None => file_tail(&self.firecracker_log, 1500),
         };
@@ -177,7 +178,14 @@ pub async fn launch(
     std::fs::create_dir_all(&spec.run_dir)
         .map_err(|e| VmmError::io(format!("creating {}", spec.run_dir.display()), e))?;
     let view = match &spec.jail {
-        Some(j) => prepare_jail(spec, j, &paths)?,
+        Some(j) => {
+            // Removing an old jail and linking (or copying) disks: off the
+            // async workers.
+            let (spec, j, paths) = (spec.clone(), j.clone(), paths.clone());
+            tokio::task::spawn_blocking(move || prepare_jail(&spec, &j, &paths))
+                .await
+                .map_err(|e| VmmError::io("preparing the jail", std::io::Error::other(e)))??
+        }
         None => GuestView {
             kernel: spec.kernel.clone(),
             base: spec.base_image.clone(),
@@ -252,7 +260,7 @@ pub async fn launch(
         ready,
     };
     if let Err(e) = configure_and_start(spec, &booting, &view).await {
-        booting.process.kill_and_wait(Duration::from_secs(5));
+        kill_off_workers(booting.process).await;
         return Err(match e {
             VmmError::Api { .. } | VmmError::ApiTransport { .. } => VmmError::Boot {
                 reason: e.to_string(),
@@ -285,6 +293,14 @@ fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<Gues
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(VmmError::io(format!("inspecting {}", dir.display()), e)),
     }
+    // The jail directory is root's and writable by nobody else whatever
+    // the umask: host reads into the jail start from it (`crate::jail`).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| VmmError::io(format!("creating {}", dir.display()), e))?;
     let root = dir.join("root");
     std::fs::create_dir_all(&root)
         .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
@@ -418,33 +434,34 @@ impl Booting {
     /// Waits for the agent's readiness push. On failure the process is
     /// killed and the error carries the reason and the console tail.
     pub async fn wait_ready(self, timeout: Duration) -> Result<Hello, VmmError> {
-        let fail = |reason: String| {
-            self.process.kill_and_wait(Duration::from_secs(5));
-            VmmError::Boot {
-                reason,
-                console_tail: self.paths.diagnostics(),
-            }
-        };
-        match await_greeting(&self.ready, Some(self.process), timeout, POLL_VM).await {
+        let reason = match await_greeting(&self.ready, Some(self.process), timeout, POLL_VM).await {
             Ok(hello) => {
                 let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
-                Ok(hello)
+                return Ok(hello);
             }
-            Err(NoGreeting::Bad(e)) => Err(fail(format!(
-                "the guest agent sent a bad greeting: {e}"
-            ))),
-            Err(NoGreeting::Silent) => Err(fail(
-                "the guest agent connected but sent no greeting".into(),
-            )),
-            Err(NoGreeting::Exited) => Err(fail(
-                "the VM stopped before its agent was ready (guest kernel panic or Firecracker error)".into(),
-            )),
-            Err(NoGreeting::TimedOut) => Err(fail(format!(
-                "the guest agent was not ready within {} s (raise --boot-timeout-seconds if the host is slow)",
+            Err(NoGreeting::Bad(e)) => format!("the guest agent sent a bad greeting: {e}"),
+            Err(NoGreeting::Silent) => "the guest agent connected but sent no greeting".into(),
+            Err(NoGreeting::Exited) => "the VM stopped before its agent was ready (guest kernel \
+                                        panic or Firecracker error)"
+                .into(),
+            Err(NoGreeting::TimedOut) => format!(
+                "the guest agent was not ready within {} s (raise --boot-timeout-seconds if the \
+                 host is slow)",
                 timeout.as_secs()
-            ))),
-        }
+            ),
+        };
+        kill_off_workers(self.process).await;
+        Err(VmmError::Boot {
+            reason,
+            console_tail: self.paths.diagnostics(),
+        })
     }
+}
+
+/// Kills a process and waits for it (up to 5 s) on a blocking thread, so
+/// the async workers keep serving other calls meanwhile.
+async fn kill_off_workers(p: ProcessId) {
+    let _ = tokio::task::spawn_blocking(move || p.kill_and_wait(Duration::from_secs(5))).await;
 }
 
 /// How often a VM's process is checked while waiting for its agent.
@@ -676,6 +693,7 @@ mod tests {
         let p = VmPaths::for_spec(&spec(dir.path(), true));
         let jail = p.jail_dir.clone().unwrap();
         std::fs::create_dir_all(jail.join("root")).unwrap();
+        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all(dir.path().join("run")).unwrap();
         std::fs::write(&p.firecracker_log, "[WARN] vcpu exit\n").unwrap();
         assert!(p.diagnostics().contains("[WARN] vcpu exit"));
@@ -685,5 +703,24 @@ mod tests {
         std::fs::remove_file(&p.firecracker_log).unwrap();
         std::os::unix::fs::symlink(&secret, &p.firecracker_log).unwrap();
         assert!(!p.diagnostics().contains("host secret"));
+        // A link higher up (the chroot itself), which `O_NOFOLLOW` alone
+        // would follow.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("firecracker.log"), "host secret\n").unwrap();
+        std::fs::remove_dir_all(jail.join("root")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, jail.join("root")).unwrap();
+        assert!(!p.diagnostics().contains("host secret"));
+        // A jail directory others may write is refused, and the report
+        // says so.
+        std::fs::remove_file(jail.join("root")).unwrap();
+        std::fs::create_dir_all(jail.join("root")).unwrap();
+        std::fs::write(&p.firecracker_log, "[WARN] vcpu exit\n").unwrap();
+        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let d = p.diagnostics();
+        assert!(
+            !d.contains("vcpu exit") && d.contains("writable by others"),
+            "{d}"
+        );
     }
 }

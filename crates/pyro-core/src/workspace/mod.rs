@@ -16,8 +16,11 @@
 
 pub mod cmdlog;
 pub mod diff;
+pub mod export;
 pub mod record;
 pub mod seed;
+
+pub use export::{EXPORT_MAX_BYTES, EXPORT_RESERVE_BYTES};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -284,68 +287,6 @@ pub struct ExportView {
     pub bytes_written: u64,
 }
 
-/// Directories created on the way to a path, removed again (if still
-/// empty) when dropped before [`CreatedDirs::keep`].
-struct CreatedDirs(Vec<PathBuf>);
-
-impl CreatedDirs {
-    /// Creates `dir` and its missing ancestors, remembering which.
-    fn make(dir: &Path) -> Result<Self, CoreError> {
-        let mut missing = Vec::new();
-        let mut p = Some(dir);
-        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            missing.push(d.to_path_buf());
-            p = d.parent();
-        }
-        let made = Self(missing);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-        Ok(made)
-    }
-
-    fn keep(&mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for CreatedDirs {
-    fn drop(&mut self) {
-        // Deepest first; remove_dir leaves anything that is not empty.
-        for d in &self.0 {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// The most one export may bring to the host.
-pub const EXPORT_MAX_BYTES: u64 = 16 << 30;
-
-/// Free space an export always leaves on the output's filesystem.
-pub const EXPORT_RESERVE_BYTES: u64 = 256 << 20;
-
-/// How many bytes of archive an export into `dir` may take: the archive and
-/// the extracted copy both land on `dir`'s filesystem, so half of its free
-/// space less a reserve, and never more than [`EXPORT_MAX_BYTES`].
-fn export_budget(dir: &Path) -> Result<u64, CoreError> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-        CoreError::io(
-            format!("checking free space in {}", dir.display()),
-            e.into(),
-        )
-    })?;
-    let free = st.blocks_available().saturating_mul(st.fragment_size());
-    let budget = (free.saturating_sub(EXPORT_RESERVE_BYTES) / 2).min(EXPORT_MAX_BYTES);
-    if budget == 0 {
-        return Err(CoreError::TooLarge(format!(
-            "{} has {free} bytes free, less than the {} MiB an export leaves free; free some \
-             space or export elsewhere",
-            dir.display(),
-            EXPORT_RESERVE_BYTES >> 20
-        )));
-    }
-    Ok(budget)
-}
-
 /// Reads the quota.
 pub fn max_workspaces() -> Result<usize, CoreError> {
     match std::env::var("PYRO_MAX_WORKSPACES") {
@@ -551,6 +492,22 @@ fn recover_swap(target: &Path) {
     }
 }
 
+/// Removes manifest spools a killed baseline left in `baseline`; how many.
+fn clear_spools(baseline: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(baseline) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".pyro-manifest-")
+            {
+                n += usize::from(std::fs::remove_file(e.path()).is_ok());
+            }
+        }
+    }
+    n
+}
+
 /// The engine.
 #[derive(Debug, Clone)]
 pub struct Workspaces {
@@ -702,7 +659,7 @@ impl Workspaces {
         // then are the spare copies debris.
         recover_swap(&dir.join("upper"));
         let has_layer = dir.join("upper").exists();
-        let mut n = 0;
+        let mut n = clear_spools(&dir.join("baseline"));
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let debris = name == "upper.ext4.new"
@@ -1003,7 +960,12 @@ impl Workspaces {
         let upper = self.upper(rec);
         match rec.backend {
             BackendKind::Firecracker if !upper.exists() => {
-                pyro_vmm::disk::create_upper_disk(&upper, rec.disk_mib)?
+                // mkfs runs off the async workers.
+                let (upper, mib) = (upper.clone(), rec.disk_mib);
+                crate::blocking(move || {
+                    pyro_vmm::disk::create_upper_disk(&upper, mib).map_err(CoreError::from)
+                })
+                .await?
             }
             BackendKind::HostCompat => {
                 recover_swap(&upper);
@@ -1022,9 +984,11 @@ impl Workspaces {
     /// with the guest quiesced (flushed, and paused on Firecracker).
     async fn take_baseline(&self, sandbox: &Sandbox, rec: &Record) -> Result<(), CoreError> {
         let baseline = self.dir(&rec.workspace_id).join("baseline");
+        // Spooled beside its final place (one filesystem for the rename);
+        // a killed create takes the whole workspace directory with it.
         let spool = tempfile::Builder::new()
             .prefix(".pyro-manifest-")
-            .tempfile_in(seed::temp_dir(&self.paths)?)
+            .tempfile_in(&baseline)
             .map_err(|e| CoreError::io("creating a temp file", e))?
             .into_temp_path();
         diff::fetch_manifest(sandbox, &spool).await?;
@@ -1052,11 +1016,9 @@ impl Workspaces {
 
     /// Every workspace, most recently active first. (Bringing records up to
     /// date may tear down dead VMs: that runs off the async workers.)
-    pub async fn list(&self) -> Vec<View> {
+    pub async fn list(&self) -> Result<Vec<View>, CoreError> {
         let this = self.clone();
-        crate::blocking(move || Ok(this.list_blocking()))
-            .await
-            .unwrap_or_default()
+        crate::blocking(move || Ok(this.list_blocking())).await
     }
 
     fn list_blocking(&self) -> Vec<View> {
@@ -1511,134 +1473,6 @@ impl Workspaces {
             limits,
         )
         .await
-    }
-
-    /// Copies a file or directory out of `/workspace` to a new host path.
-    pub async fn export(
-        &self,
-        id: &str,
-        path: &str,
-        output: &Path,
-    ) -> Result<ExportView, CoreError> {
-        let path = guest_path(path)?;
-        if std::fs::symlink_metadata(output).is_ok() {
-            return Err(CoreError::invalid(format!(
-                "{} already exists; export writes only to a new path",
-                output.display()
-            )));
-        }
-        let parent = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Directories made for the output go again if the export fails.
-        let mut made = CreatedDirs::make(parent)?;
-        // The archive and the extracted copy both land beside the output:
-        // refuse up front what cannot fit, and stop the transfer at that.
-        let max_bytes = export_budget(parent)?;
-        let (_, sandbox) = self.started(id, "export").await?;
-        // Both temp names are noted first: if this process is killed, the
-        // next sweep removes them (see `crate::scratch`).
-        let tar_note = crate::scratch::note_export(&self.paths, parent, ".tar")?;
-        let staging_note = crate::scratch::note_export(&self.paths, parent, "")?;
-        let tar_file = tempfile::Builder::new()
-            .prefix(&tar_note.name)
-            .rand_bytes(0)
-            .tempfile_in(parent)
-            .map_err(|e| {
-                CoreError::io(format!("creating a temp file in {}", parent.display()), e)
-            })?;
-        let (kind, entries, bytes) = match sandbox
-            .get_archive(
-                Request::CreateArchive { path: path.clone() },
-                tar_file.path(),
-                max_bytes,
-            )
-            .await
-            .map_err(|e| match e {
-                CoreError::TooLarge(_) => CoreError::TooLarge(format!(
-                    "{path} is larger than an export may be here ({max_bytes} bytes: at most \
-                     {} GiB, and half of the free space in {} less a {} MiB reserve, since the \
-                     archive and the copy both land there); export a smaller part, or free space",
-                    EXPORT_MAX_BYTES >> 30,
-                    parent.display(),
-                    EXPORT_RESERVE_BYTES >> 20
-                )),
-                other => other,
-            })? {
-            Response::Archived {
-                kind,
-                entries,
-                bytes,
-            } => (kind, entries, bytes),
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
-        };
-        let staging = tempfile::Builder::new()
-            .prefix(&staging_note.name)
-            .rand_bytes(0)
-            .tempdir_in(parent)
-            .map_err(|e| {
-                CoreError::io(
-                    format!("creating a staging directory in {}", parent.display()),
-                    e,
-                )
-            })?;
-        {
-            let (tar, into, what) = (
-                tar_file.path().to_owned(),
-                staging.path().to_owned(),
-                path.clone(),
-            );
-            crate::blocking(move || {
-                let f = std::fs::File::open(&tar)
-                    .map_err(|e| CoreError::io("reading the export", e))?;
-                pyro_archive::extract(std::io::BufReader::new(f), &into)
-                    .map(|_| ())
-                    .map_err(|e| {
-                        CoreError::invalid(format!(
-                            "{what} cannot be exported safely: {}",
-                            e.message
-                        ))
-                    })
-            })
-            .await?;
-        }
-        let from = match kind {
-            EntryKind::Directory => staging.path().to_path_buf(),
-            _ => staging
-                .path()
-                .join(Path::new(&path).file_name().unwrap_or_default()),
-        };
-        // Never replace something that appeared at `output` meanwhile.
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &from,
-            nix::fcntl::AT_FDCWD,
-            output,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(|e| {
-            if e == nix::errno::Errno::EEXIST {
-                CoreError::invalid(format!(
-                    "{} appeared while exporting; export writes only to a new path",
-                    output.display()
-                ))
-            } else {
-                CoreError::io(format!("writing {}", output.display()), e.into())
-            }
-        })?;
-        made.keep();
-        let output = output
-            .canonicalize()
-            .unwrap_or_else(|_| output.to_path_buf());
-        Ok(ExportView {
-            workspace_id: id.to_owned(),
-            workspace_path: path,
-            output_path: output,
-            kind,
-            entry_count: entries,
-            bytes_written: bytes,
-        })
     }
 
     /// Puts the workspace back to its baseline: everything done since create
