@@ -21,7 +21,7 @@ pub async fn demo(paths: &Paths, a: DemoArgs) -> Result<ExitCode, Failure> {
     let env = crate::ensure_env(paths, &a.environment, a.json)?;
     let json = a.json;
     let progress = Progress::new("demo", true);
-    pyro_env::Progress::step(&progress, "create");
+    pyro_core::environments::Progress::step(&progress, "create");
     let mut on_step = |s: &Step| {
         if !json {
             progress.print_out(format!(
@@ -37,7 +37,7 @@ pub async fn demo(paths: &Paths, a: DemoArgs) -> Result<ExitCode, Failure> {
             "exec" => "delete",
             _ => "done",
         };
-        pyro_env::Progress::step(&progress, next);
+        pyro_core::environments::Progress::step(&progress, next);
     };
     let result = tokio::select! {
         r = pyro_core::demo::run(paths, &env, backend, None, &mut on_step) => r?,

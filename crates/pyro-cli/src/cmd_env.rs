@@ -3,28 +3,21 @@
 use std::process::ExitCode;
 
 use pyro_core::Paths;
-use pyro_env::{CATALOG, CATALOG_VERSION, EnvStatus};
+use pyro_core::environments::{self, EnvStatus};
 use serde_json::json;
 
 use crate::output::{self, BOLD, DIM, Failure, GREEN, Progress};
 
-fn statuses(paths: &Paths) -> Vec<EnvStatus> {
-    let agent = pyro_env::agent::locate().ok();
-    CATALOG
-        .iter()
-        .map(|s| pyro_env::install::status(paths.cache(), s, agent.as_ref()))
-        .collect()
-}
-
 pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let envs = statuses(paths);
+    let catalog = environments::catalog(paths);
     if json {
-        output::json(&json!({"catalog_version": CATALOG_VERSION, "environments": envs}));
+        output::json(&catalog);
         return Ok(ExitCode::SUCCESS);
     }
-    output::out(format!("Catalog version: {CATALOG_VERSION}"));
+    output::out(format!("Catalog version: {}", catalog.catalog_version));
+    let envs = &catalog.environments;
     let width = envs.iter().map(|e| e.name.len()).max().unwrap_or(0);
-    for e in &envs {
+    for e in envs {
         let state = if e.installed {
             format!("{GREEN}installed{GREEN:#}    ")
         } else {
@@ -69,9 +62,7 @@ fn print_status(e: &EnvStatus) {
 }
 
 pub fn inspect(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> {
-    let spec = pyro_env::catalog::lookup(name)?;
-    let agent = pyro_env::agent::locate().ok();
-    let st = pyro_env::install::status(paths.cache(), spec, agent.as_ref());
+    let st = environments::status(paths, name)?;
     if json {
         output::json(&st);
     } else {
@@ -81,34 +72,27 @@ pub fn inspect(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failur
 }
 
 pub fn pull(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> {
-    let spec = pyro_env::catalog::lookup(name)?;
-    let agent = pyro_env::agent::locate()?;
     let progress = Progress::new("pull", json);
-    let report = pyro_env::install::pull(paths.cache(), spec, &agent, &progress)?;
+    let pulled = environments::pull(paths, name, &progress)?;
     progress.finish();
-    let st = pyro_env::install::status(paths.cache(), spec, Some(&agent));
     if json {
-        let mut v = serde_json::to_value(&st).unwrap_or_default();
-        v["actions"] = json!(report.actions);
-        v["changed"] = json!(!report.actions.is_empty());
-        v["seconds"] = json!((report.seconds * 10.0).round() / 10.0);
-        output::json(&v);
+        output::json(&pulled);
         return Ok(ExitCode::SUCCESS);
     }
-    if report.actions.is_empty() {
+    if pulled.actions.is_empty() {
         output::out(format!("Already installed: {name} (nothing to do)"));
     } else {
-        output::out(format!("Pulled: {name} in {:.1} s", report.seconds));
-        for a in &report.actions {
+        output::out(format!("Pulled: {name} in {:.1} s", pulled.seconds));
+        for a in &pulled.actions {
             output::out(format!("  - {a}"));
         }
     }
-    print_status(&st);
+    print_status(&pulled.status);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn prune(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let deleted = pyro_env::install::prune(paths.cache())?;
+    let deleted = environments::prune(paths)?;
     if json {
         output::json(&json!({"deleted": deleted, "count": deleted.len()}));
         return Ok(ExitCode::SUCCESS);

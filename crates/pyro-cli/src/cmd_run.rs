@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
+use pyro_core::Command;
 use pyro_core::run::{RunEvent, RunOptions};
 use pyro_core::sandbox::{Discard, OutputSink};
 use pyro_core::{BackendKind, Paths};
-use pyro_protocol::Command;
 
 use crate::cli::RunArgs;
 use crate::output::{self, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
@@ -44,11 +44,11 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
     let json = a.json;
     let progress = Progress::new("run", json);
     let mut events = |ev: RunEvent| match ev {
-        RunEvent::Booting(BackendKind::Firecracker) => pyro_env::Progress::step(
+        RunEvent::Booting(BackendKind::Firecracker) => pyro_core::environments::Progress::step(
             &progress,
             &format!("booting a {} guest ({} MiB)", env.spec.name, opts.mem_mib),
         ),
-        RunEvent::Booting(BackendKind::HostCompat) => pyro_env::Progress::step(
+        RunEvent::Booting(BackendKind::HostCompat) => pyro_core::environments::Progress::step(
             &progress,
             &format!("starting a {} host-compat sandbox", env.spec.name),
         ),

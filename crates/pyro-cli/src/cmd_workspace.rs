@@ -231,7 +231,10 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             let r = async {
                 let env = env_of(paths, &a.workspace_id)?;
                 let p = Progress::new("reset", a.json);
-                pyro_env::Progress::step(&p, "resetting to the baseline and booting");
+                pyro_core::environments::Progress::step(
+                    &p,
+                    "resetting to the baseline and booting",
+                );
                 let v = ws(paths).reset(&env, &a.workspace_id, &a.snapshot).await?;
                 p.finish();
                 Ok::<_, Failure>(v)
@@ -253,7 +256,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             let r = async {
                 let env = env_of(paths, &a.workspace_id)?;
                 let p = Progress::new("start", a.json);
-                pyro_env::Progress::step(&p, "booting");
+                pyro_core::environments::Progress::step(&p, "booting");
                 let v = ws(paths).start(&env, &a.workspace_id).await?;
                 p.finish();
                 Ok::<_, Failure>(v)
@@ -283,7 +286,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
     }
 }
 
-fn env_of(paths: &Paths, id: &str) -> Result<pyro_env::Installed, Failure> {
+fn env_of(paths: &Paths, id: &str) -> Result<pyro_core::environments::Installed, Failure> {
     let name = ws(paths).environment_of(id)?;
     crate::ensure_env(paths, &name, true)
 }
@@ -310,7 +313,7 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.allow_host_compat = a.allow_host_compat;
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
-    let say = |m: &str| pyro_env::Progress::step(&progress, m);
+    let say = |m: &str| pyro_core::environments::Progress::step(&progress, m);
     let engine = ws(paths);
     let work = engine.create(&env, req, &say);
     let v = tokio::select! {

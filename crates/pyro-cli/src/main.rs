@@ -90,24 +90,15 @@ fn init_logging() {
 
 /// Resolves an environment for use, pulling it first when it is missing or
 /// stale (with progress on stderr).
-pub fn ensure_env(paths: &Paths, name: &str, quiet: bool) -> Result<pyro_env::Installed, Failure> {
-    let spec = pyro_env::catalog::lookup(name)?;
-    let agent = pyro_env::agent::locate();
-    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref().ok()) {
-        Ok(inst) => Ok(inst),
-        Err(pyro_env::EnvError::NotInstalled { reason, .. }) => {
-            let agent = agent?;
-            let progress = output::Progress::new("pull", quiet);
-            pyro_env::Progress::step(
-                &progress,
-                &format!("{name} is not ready ({reason}); pulling it"),
-            );
-            let report = pyro_env::install::pull(paths.cache(), spec, &agent, &progress)?;
-            progress.finish();
-            Ok(report.installed)
-        }
-        Err(e) => Err(e.into()),
-    }
+pub fn ensure_env(
+    paths: &Paths,
+    name: &str,
+    quiet: bool,
+) -> Result<pyro_core::environments::Installed, Failure> {
+    let progress = output::Progress::new("pull", quiet);
+    let env = pyro_core::environments::ensure(paths, name, &progress)?;
+    progress.finish();
+    Ok(env)
 }
 
 /// `pyro mcp serve`: stdout belongs to the protocol from here on.

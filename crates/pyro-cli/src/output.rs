@@ -8,7 +8,6 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pyro_core::CoreError;
-use pyro_env::EnvError;
 use serde::Serialize;
 
 /// Exit status for invalid arguments.
@@ -74,69 +73,16 @@ impl Failure {
     }
 }
 
-impl From<EnvError> for Failure {
-    fn from(e: EnvError) -> Self {
-        let (code, kind) = match &e {
-            EnvError::Unknown { .. } => (EXIT_USAGE, "unknown_environment"),
-            EnvError::NotInstalled { .. } => (EXIT_FAILURE, "not_installed"),
-            EnvError::Corrupt { .. } => (EXIT_FAILURE, "corrupt_cache"),
-            EnvError::MissingTool { .. } => (EXIT_FAILURE, "missing_tool"),
-            EnvError::Vmm(_) => (EXIT_FAILURE, "firecracker"),
-            _ => (EXIT_FAILURE, "environment"),
-        };
-        Self {
-            code,
-            kind,
-            message: e.to_string(),
-        }
-    }
-}
-
 impl From<CoreError> for Failure {
     fn from(e: CoreError) -> Self {
-        match e {
-            CoreError::Invalid(m) => Self::usage(m),
-            CoreError::TooLarge(m) => Self {
-                code: EXIT_USAGE,
-                kind: "too_large",
-                message: m,
+        Self {
+            code: if e.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
             },
-            CoreError::NotFound(m) => Self {
-                code: EXIT_FAILURE,
-                kind: "not_found",
-                message: m,
-            },
-            CoreError::State(m) => Self {
-                code: EXIT_FAILURE,
-                kind: "wrong_state",
-                message: m,
-            },
-            CoreError::Quota(m) => Self {
-                code: EXIT_FAILURE,
-                kind: "quota",
-                message: m,
-            },
-            CoreError::Busy(m) => Self {
-                code: EXIT_FAILURE,
-                kind: "busy",
-                message: m,
-            },
-            CoreError::Env(env) => env.into(),
-            other => {
-                let kind = match &other {
-                    CoreError::Vmm(_) => "firecracker",
-                    CoreError::GuestUnavailable(_) => "guest_unavailable",
-                    CoreError::Agent(_) => "agent",
-                    CoreError::Transport(_) => "agent_transport",
-                    CoreError::HostCompat { .. } => "host_compat",
-                    _ => "io",
-                };
-                Self {
-                    code: EXIT_FAILURE,
-                    kind,
-                    message: other.to_string(),
-                }
-            }
+            kind: e.kind(),
+            message: e.to_string(),
         }
     }
 }
@@ -201,7 +147,7 @@ impl Drop for Progress {
     }
 }
 
-impl pyro_env::Progress for Progress {
+impl pyro_core::environments::Progress for Progress {
     fn step(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.set_message(msg.to_owned()),

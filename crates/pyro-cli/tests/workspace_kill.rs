@@ -399,3 +399,55 @@ fn a_sweep_removes_what_a_killed_reset_left_in_the_workspace() {
     assert!(run(&home, &["delete", &id]).status.success());
     home.assert_clean();
 }
+
+#[test]
+fn a_sweep_waits_for_a_lock_left_with_a_child_of_a_killed_create() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    // As a create killed while a child it forked (a console keeper starting
+    // up) still holds a copy of the workspace's lock: the record says
+    // creating, by a process that is gone.
+    let file = home
+        .path()
+        .join("workspaces")
+        .join(&id)
+        .join("workspace.json");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ticks: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    gone.wait().unwrap();
+    rec["state"] = "creating".into();
+    rec["operation"] =
+        serde_json::json!({"kind": "create", "process": {"pid": pid, "start_ticks": ticks}});
+    std::fs::write(&file, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let lock = home.path().join("locks").join(format!("ws-{id}.lock"));
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "0.5"])
+        .spawn()
+        .unwrap();
+    wait_for("the lock to be held", || {
+        std::process::Command::new("flock")
+            .args(["-n"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| !s.success())
+    });
+    // The first command after it already finds the workspace gone.
+    let o = run(&home, &["list", "--json"]);
+    let l: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(l["count"], 0, "{l}");
+    holder.wait().unwrap();
+    home.assert_clean();
+}

@@ -10,6 +10,7 @@
 //!   left behind.
 //! - [`run`]: one-shot `pyro run`.
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
+//! - [`environments`]: the catalog, install status, resolving and pulling.
 
 /// Call first thing in `main`, before any thread starts. If this process
 /// was started as one of pyro's helpers (the console keeper of a VM), runs
@@ -23,6 +24,7 @@ pub fn helper_main() {
 
 pub mod demo;
 pub mod doctor;
+pub mod environments;
 pub mod jsonl;
 pub mod paths;
 pub mod records;
@@ -35,6 +37,9 @@ pub mod workspace;
 use serde::{Deserialize, Serialize};
 
 pub use paths::Paths;
+/// Wire types that appear in core's results (what a command is, entry
+/// kinds, listings, patch results), so front ends need nothing below core.
+pub use pyro_protocol::{Command, EntryKind, FileEntry, PatchedFile};
 
 /// How a command actually ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +167,44 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// A machine-readable class of the error (stable; front ends report
+    /// it: the CLI's `--json` error `kind`, and its exit status through
+    /// [`Self::is_usage`]).
+    pub fn kind(&self) -> &'static str {
+        use pyro_env::EnvError;
+        match self {
+            Self::Invalid(_) => "invalid_argument",
+            Self::TooLarge(_) => "too_large",
+            Self::NotFound(_) => "not_found",
+            Self::State(_) => "wrong_state",
+            Self::Quota(_) => "quota",
+            Self::Busy(_) => "busy",
+            Self::Env(e) => match e {
+                EnvError::Unknown { .. } => "unknown_environment",
+                EnvError::NotInstalled { .. } => "not_installed",
+                EnvError::Corrupt { .. } => "corrupt_cache",
+                EnvError::MissingTool { .. } => "missing_tool",
+                EnvError::Vmm(_) => "firecracker",
+                _ => "environment",
+            },
+            Self::Vmm(_) => "firecracker",
+            Self::GuestUnavailable(_) => "guest_unavailable",
+            Self::Agent(_) => "agent",
+            Self::Transport(_) => "agent_transport",
+            Self::HostCompat { .. } => "host_compat",
+            Self::Io { .. } => "io",
+        }
+    }
+
+    /// Whether the request itself was wrong (as opposed to the operation
+    /// failing): bad arguments, an unknown environment, a size over a limit.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid(_) | Self::TooLarge(_) | Self::Env(pyro_env::EnvError::Unknown { .. })
+        )
+    }
+
     /// An invalid-request error.
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::Invalid(msg.into())

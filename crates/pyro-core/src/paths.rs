@@ -40,6 +40,11 @@ impl Paths {
         }
     }
 
+    /// Explicit state and cache directories.
+    pub fn with_cache_dir(state: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> Self {
+        Self::new(state, Cache::new(cache))
+    }
+
     /// Uses another cgroup mount point (tests).
     pub fn with_cgroup_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.cgroup_root = root.into();

@@ -53,7 +53,7 @@ impl Owner {
                 if !record::exists(paths, workspace_id) {
                     return true;
                 }
-                let Some(_lock) = record::try_lock(paths, workspace_id) else {
+                let Some(_lock) = record::lock_for_sweep(paths, workspace_id) else {
                     return false;
                 };
                 match record::load(paths, workspace_id) {

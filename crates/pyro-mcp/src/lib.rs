@@ -201,7 +201,7 @@ mod tests {
     fn roots_and_project() {
         let dir = tempfile::tempdir().unwrap();
         let tmp = dir.path().to_path_buf();
-        let paths = Paths::new(tmp.join("state"), pyro_env::Cache::new(tmp.join("cache")));
+        let paths = Paths::with_cache_dir(tmp.join("state"), tmp.join("cache"));
         let o = Options::new(
             Profile::WorkspaceCore,
             BackendKind::HostCompat,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyro_core::workspace::{self, CreateRequest, ExecOptions, SeedMode, SeedSource};
+use pyro_core::{Command, EntryKind, FileEntry, PatchedFile};
 use pyro_core::{CoreError, run};
-use pyro_protocol::{Command, EntryKind, FileEntry, PatchedFile};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
@@ -599,10 +599,8 @@ impl PyroServer {
         }
     }
 
-    fn env(&self, name: &str) -> Result<pyro_env::Installed, String> {
-        let spec = pyro_env::catalog::lookup(name).map_err(|e| e.to_string())?;
-        let agent = pyro_env::agent::locate().ok();
-        pyro_env::install::installed(self.ctx.options.paths.cache(), spec, agent.as_ref()).map_err(|e| {
+    fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, String> {
+        pyro_core::environments::resolve(&self.ctx.options.paths, name).map_err(|e| {
             format!("{e} in a terminal on this host (the first pull builds the guest kernel and takes a few minutes)")
         })
     }
@@ -1225,23 +1223,20 @@ impl PyroServer {
         &self,
         Parameters(_a): Parameters<NoArgs>,
     ) -> Result<Json<EnvList>, String> {
-        let agent = pyro_env::agent::locate().ok();
-        let environments = pyro_env::CATALOG
-            .iter()
-            .map(|s| {
-                let st =
-                    pyro_env::install::status(self.ctx.options.paths.cache(), s, agent.as_ref());
-                EnvItem {
-                    name: st.name,
-                    description: st.description,
-                    default_packages: st.default_packages,
-                    installed: st.installed,
-                    status_reason: st.status_reason,
-                }
+        let catalog = pyro_core::environments::catalog(&self.ctx.options.paths);
+        let environments = catalog
+            .environments
+            .into_iter()
+            .map(|st| EnvItem {
+                name: st.name,
+                description: st.description,
+                default_packages: st.default_packages,
+                installed: st.installed,
+                status_reason: st.status_reason,
             })
             .collect();
         Ok(Json(EnvList {
-            catalog_version: pyro_env::CATALOG_VERSION.into(),
+            catalog_version: catalog.catalog_version.into(),
             environments,
         }))
     }

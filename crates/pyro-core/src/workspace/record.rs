@@ -291,6 +291,30 @@ pub fn try_lock(paths: &Paths, id: &str) -> Option<std::fs::File> {
         .flatten()
 }
 
+/// The lock for a sweep: taken if free; if held while the record's
+/// operation belongs to a process that is gone, the holder can only be a
+/// child that process forked and that has not closed its copy of the lock
+/// yet (a console keeper starting up), so wait up to two seconds for it.
+pub fn lock_for_sweep(paths: &Paths, id: &str) -> Option<std::fs::File> {
+    if let Some(l) = try_lock(paths, id) {
+        return Some(l);
+    }
+    let orphaned = load(paths, id)
+        .and_then(|r| r.operation)
+        .is_some_and(|op| !op.process.is_alive());
+    if !orphaned {
+        return None;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if let Some(l) = try_lock(paths, id) {
+            return Some(l);
+        }
+    }
+    None
+}
+
 /// Whether the workspace has a record file (readable or not).
 pub fn exists(paths: &Paths, id: &str) -> bool {
     valid_id(id) && file(paths, id).exists()

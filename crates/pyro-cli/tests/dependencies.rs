@@ -1,0 +1,71 @@
+//! Core is the only door: the front ends (`pyro-cli`, `pyro-mcp`) depend on
+//! `pyro-core` (the CLI also on `pyro-mcp`), never on the crates below it.
+//! Read from `cargo metadata`, so a dependency added by any means fails it.
+
+use std::collections::BTreeMap;
+
+const BELOW_CORE: [&str; 5] = [
+    "pyro-env",
+    "pyro-vmm",
+    "pyro-protocol",
+    "pyro-agent",
+    "pyro-archive",
+];
+
+/// Each workspace package's dependencies that are built into it (normal and
+/// build dependencies; tests may look below core).
+fn dependencies() -> BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null() || d["kind"] == "build")
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .collect();
+            (p["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn front_ends_depend_on_nothing_below_core() {
+    let deps = dependencies();
+    for front in ["pyro-cli", "pyro-mcp"] {
+        let own = &deps[front];
+        assert!(own.iter().any(|d| d == "pyro-core"), "{front}: {own:?}");
+        let below: Vec<&String> = own
+            .iter()
+            .filter(|d| BELOW_CORE.contains(&d.as_str()))
+            .collect();
+        assert!(
+            below.is_empty(),
+            "{front} depends on {below:?}; reach them through pyro-core instead"
+        );
+    }
+    assert!(deps["pyro-cli"].iter().any(|d| d == "pyro-mcp"));
+    // And the check itself sees what it checks: core does depend on them.
+    assert!(deps["pyro-core"].iter().any(|d| d == "pyro-env"));
+}

@@ -1,0 +1,108 @@
+//! Environments as the front ends see them: the catalog with each entry's
+//! install status, resolving a name for use (pulling it first when asked),
+//! pulling and pruning. The CLI and the MCP server call these instead of
+//! reaching into `pyro-env`.
+
+use std::path::PathBuf;
+
+pub use pyro_env::{EnvStatus, Installed, NoProgress, Progress};
+use serde::Serialize;
+
+use crate::{CoreError, Paths};
+
+/// The catalog's version.
+pub const CATALOG_VERSION: &str = pyro_env::CATALOG_VERSION;
+
+/// Every environment in the catalog, with its install status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    /// The catalog's version.
+    pub catalog_version: &'static str,
+    /// Its environments, in catalog order.
+    pub environments: Vec<EnvStatus>,
+}
+
+/// The catalog and what is installed.
+pub fn catalog(paths: &Paths) -> Catalog {
+    let agent = pyro_env::agent::locate().ok();
+    Catalog {
+        catalog_version: CATALOG_VERSION,
+        environments: pyro_env::CATALOG
+            .iter()
+            .map(|s| pyro_env::install::status(paths.cache(), s, agent.as_ref()))
+            .collect(),
+    }
+}
+
+/// One environment's status.
+pub fn status(paths: &Paths, name: &str) -> Result<EnvStatus, CoreError> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate().ok();
+    Ok(pyro_env::install::status(
+        paths.cache(),
+        spec,
+        agent.as_ref(),
+    ))
+}
+
+/// The installed environment `name`, ready to boot; an error when it is
+/// unknown or not installed (pulling builds the guest kernel and base
+/// image, which takes minutes: see [`ensure`]).
+pub fn resolve(paths: &Paths, name: &str) -> Result<Installed, CoreError> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate().ok();
+    Ok(pyro_env::install::installed(
+        paths.cache(),
+        spec,
+        agent.as_ref(),
+    )?)
+}
+
+/// [`resolve`], pulling the environment first when it is missing or stale
+/// (reporting each step to `progress`).
+pub fn ensure(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Installed, CoreError> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate();
+    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref().ok()) {
+        Ok(inst) => Ok(inst),
+        Err(pyro_env::EnvError::NotInstalled { reason, .. }) => {
+            let agent = agent?;
+            progress.step(&format!("{name} is not ready ({reason}); pulling it"));
+            Ok(pyro_env::install::pull(paths.cache(), spec, &agent, progress)?.installed)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pulled {
+    /// The environment's status afterwards.
+    #[serde(flatten)]
+    pub status: EnvStatus,
+    /// Steps that changed the cache (empty: it was already installed).
+    pub actions: Vec<String>,
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Wall time, to a tenth of a second.
+    pub seconds: f64,
+}
+
+/// Makes `name` available (Firecracker, the kernel, the base image with
+/// the agent baked in); a no-op when everything is current.
+pub fn pull(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Pulled, CoreError> {
+    let spec = pyro_env::catalog::lookup(name)?;
+    let agent = pyro_env::agent::locate()?;
+    let report = pyro_env::install::pull(paths.cache(), spec, &agent, progress)?;
+    Ok(Pulled {
+        status: pyro_env::install::status(paths.cache(), spec, Some(&agent)),
+        changed: !report.actions.is_empty(),
+        actions: report.actions,
+        seconds: (report.seconds * 10.0).round() / 10.0,
+    })
+}
+
+/// Deletes cache entries no current environment uses; what went.
+pub fn prune(paths: &Paths) -> Result<Vec<PathBuf>, CoreError> {
+    Ok(pyro_env::install::prune(paths.cache())?)
+}

@@ -1,0 +1,409 @@
+//! Creating, booting, baselining, resetting, stopping and starting.
+
+use super::*;
+
+impl Workspaces {
+    /// Creates, boots and seeds a workspace and takes its baseline. On any
+    /// failure nothing is left: no record, VM, disk or directory.
+    pub async fn create(
+        &self,
+        env: &Installed,
+        req: CreateRequest,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<View, CoreError> {
+        let name = req.name.as_deref().map(valid_name).transpose()?;
+        let mut labels = BTreeMap::new();
+        for (k, v) in &req.labels {
+            let (k, v) = valid_label(k, v)?;
+            labels.insert(k, v);
+        }
+        crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
+        check_range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
+        check_range("--disk-mib", req.disk_mib, DISK_RANGE)?;
+        let quota = max_workspaces()?;
+        // Pack and check the seed before anything exists.
+        let seed = match &req.seed {
+            Some(s) => {
+                progress(&format!("packing {}", s.path.display()));
+                let (paths, path, mode) = (self.paths.clone(), s.path.clone(), s.mode);
+                let prep = crate::blocking(move || seed::prepare(&paths, &path, mode)).await?;
+                Some((prep, s.clone()))
+            }
+            None => None,
+        };
+        let id = random_hex(8);
+        let now = now_unix();
+        let mut rec = Record {
+            layout_version: record::WORKSPACE_LAYOUT_VERSION,
+            workspace_id: id.clone(),
+            name,
+            labels,
+            environment: env.spec.name.to_owned(),
+            environment_version: env.spec.version.to_owned(),
+            backend: req.backend,
+            fallback_reason: None,
+            vcpu_count: req.vcpu_count,
+            mem_mib: req.mem_mib,
+            disk_mib: req.disk_mib,
+            ttl_seconds: req.ttl_seconds,
+            created_at: now,
+            last_activity_at: now,
+            state: State::Creating,
+            state_reason: None,
+            stopped_at: None,
+            delete_after: None,
+            last_error: None,
+            vm_id: None,
+            operation: Some(Operation {
+                kind: "create".into(),
+                process: pyro_vmm::process::ProcessId::current(),
+            }),
+            command_count: 0,
+            next_sequence: 1,
+            last_command: None,
+            seed: SeedInfo::empty(),
+            reset_count: 0,
+            last_reset_at: None,
+        };
+        {
+            let _global = self.paths.lock_async("workspaces").await?;
+            let count = record::list_ids(&self.paths).len();
+            if count >= quota {
+                return Err(CoreError::Quota(format!(
+                    "workspace quota reached: {count} of {quota} (PYRO_MAX_WORKSPACES) exist; delete one with \
+                     `pyro workspace delete ID`, or raise PYRO_MAX_WORKSPACES"
+                )));
+            }
+            std::fs::create_dir_all(self.dir(&id))
+                .map_err(|e| CoreError::io(format!("creating {}", self.dir(&id).display()), e))?;
+            record::save(&self.paths, &rec)?;
+        }
+        let _lock = match record::lock(&self.paths, &id).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.discard(rec).await;
+                return Err(e);
+            }
+        };
+        match self.create_inner(env, &req, &mut rec, seed, progress).await {
+            Ok(()) => Ok(view(&rec)),
+            Err(e) => {
+                self.discard(rec).await;
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn create_inner(
+        &self,
+        env: &Installed,
+        req: &CreateRequest,
+        rec: &mut Record,
+        seed: Option<(seed::Prepared, SeedSource)>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), CoreError> {
+        progress(&format!(
+            "booting a {} {}",
+            env.spec.name,
+            if rec.backend == BackendKind::Firecracker {
+                "guest"
+            } else {
+                "host-compat sandbox"
+            }
+        ));
+        let mut sandbox = match self.boot(env, rec, req.boot_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = crate::run::fallback_reason(e, rec.backend, req.allow_host_compat)?;
+                progress(&format!(
+                    "the guest could not boot ({reason}); using host-compat"
+                ));
+                let _ = std::fs::remove_file(self.upper(rec));
+                rec.backend = BackendKind::HostCompat;
+                rec.fallback_reason = Some(reason);
+                self.boot(env, rec, req.boot_timeout).await?
+            }
+        };
+        rec.vm_id = Some(sandbox.id().to_owned());
+        record::save(&self.paths, rec)?;
+        let dir = self.dir(&rec.workspace_id);
+        let baseline = dir.join("baseline");
+        std::fs::create_dir_all(baseline.join("files"))
+            .map_err(|e| CoreError::io("creating the baseline directory", e))?;
+        if let Some((prep, src)) = &seed {
+            progress(&format!(
+                "seeding /workspace from {}",
+                prep.source.display()
+            ));
+            let (entries, bytes) = sandbox.put_archive(WORKSPACE_ROOT, prep.tar.path()).await?;
+            let (tar, files) = (prep.tar.path().to_owned(), baseline.join("files"));
+            crate::blocking(move || {
+                let f = std::fs::File::open(&tar)
+                    .map_err(|e| CoreError::io("reopening the seed", e))?;
+                pyro_archive::extract(std::io::BufReader::new(f), &files).map_err(|e| {
+                    CoreError::io(
+                        "keeping the baseline files",
+                        std::io::Error::other(e.message),
+                    )
+                })
+            })
+            .await?;
+            rec.seed = SeedInfo {
+                mode: prep.mode.to_owned(),
+                origin: src.origin.to_owned(),
+                source_path: Some(prep.source.clone()),
+                seed_mode: src.mode.as_str().to_owned(),
+                destination: WORKSPACE_ROOT.to_owned(),
+                entry_count: entries,
+                bytes_written: bytes,
+            };
+        }
+        progress("taking the baseline");
+        self.take_baseline(&sandbox, rec).await?;
+        rec.state = State::Started;
+        rec.operation = None;
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, rec)?;
+        sandbox.keep();
+        Ok(())
+    }
+
+    /// Boots the workspace's sandbox (creating its writable layer first if
+    /// needed).
+    pub(super) async fn boot(
+        &self,
+        env: &Installed,
+        rec: &Record,
+        boot_timeout: Option<Duration>,
+    ) -> Result<Sandbox, CoreError> {
+        let upper = self.upper(rec);
+        match rec.backend {
+            BackendKind::Firecracker if !upper.exists() => {
+                // mkfs runs off the async workers.
+                let (upper, mib) = (upper.clone(), rec.disk_mib);
+                crate::blocking(move || {
+                    pyro_vmm::disk::create_upper_disk(&upper, mib).map_err(CoreError::from)
+                })
+                .await?
+            }
+            BackendKind::HostCompat => {
+                recover_swap(&upper);
+                std::fs::create_dir_all(&upper)
+                    .map_err(|e| CoreError::io(format!("creating {}", upper.display()), e))?;
+            }
+            BackendKind::Firecracker => {}
+        }
+        let spec = self.spec(env, rec, boot_timeout);
+        let mut sandbox = Sandbox::create(&self.paths, &spec).await?;
+        sandbox.boot(&spec).await?;
+        Ok(sandbox)
+    }
+
+    /// Records the manifest of `/workspace` and copies the writable layer
+    /// with the guest quiesced (flushed, and paused on Firecracker).
+    pub(super) async fn take_baseline(
+        &self,
+        sandbox: &Sandbox,
+        rec: &Record,
+    ) -> Result<(), CoreError> {
+        let baseline = self.dir(&rec.workspace_id).join("baseline");
+        // Spooled beside its final place (one filesystem for the rename);
+        // a killed create takes the whole workspace directory with it.
+        let spool = tempfile::Builder::new()
+            .prefix(".pyro-manifest-")
+            .tempfile_in(&baseline)
+            .map_err(|e| CoreError::io("creating a temp file", e))?
+            .into_temp_path();
+        diff::fetch_manifest(sandbox, &spool).await?;
+        diff::check_manifest(&spool).await?;
+        spool
+            .persist(baseline.join("manifest.jsonl"))
+            .map_err(|e| CoreError::io("saving the baseline manifest", e.error))?;
+        sandbox
+            .call(Request::Sync, Duration::from_secs(120))
+            .await?;
+        sandbox.set_paused(true).await?;
+        let (backend, upper) = (rec.backend, self.upper(rec));
+        let copied = crate::blocking(move || match backend {
+            BackendKind::Firecracker => {
+                pyro_vmm::disk::sparse_copy(&upper, &baseline.join("upper.ext4"))
+                    .map(|_| ())
+                    .map_err(CoreError::from)
+            }
+            BackendKind::HostCompat => copy_tree(&upper.join("data"), &baseline.join("upper-data")),
+        })
+        .await;
+        sandbox.set_paused(false).await?;
+        copied
+    }
+
+    /// Puts the workspace back to its baseline: everything done since create
+    /// goes (inside and outside `/workspace`), as does the command history;
+    /// name, labels and the baseline stay.
+    pub async fn reset(
+        &self,
+        env: &Installed,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<View, CoreError> {
+        if snapshot != "baseline" {
+            return Err(CoreError::NotFound(format!(
+                "workspace {id} has no snapshot {snapshot:?}; the one it has is: baseline"
+            )));
+        }
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut rec = self.load_fresh(id).await?;
+        if rec.state == State::Creating {
+            return Err(CoreError::State(format!(
+                "workspace {id} is still being created"
+            )));
+        }
+        rec.state = State::Resetting;
+        rec.operation = Some(Operation {
+            kind: "reset".into(),
+            process: pyro_vmm::process::ProcessId::current(),
+        });
+        record::save(&self.paths, &rec)?;
+        match self.reset_inner(env, &mut rec).await {
+            Ok(()) => Ok(view(&rec)),
+            Err(e) => {
+                // Whatever step failed, the VM is gone (or about to be) and
+                // the disk is either the baseline or what it was: a stopped
+                // workspace that can be reset or started again.
+                if let Some(s) = rec
+                    .vm_id
+                    .take()
+                    .and_then(|v| Sandbox::attach(&self.paths, &v).ok())
+                {
+                    let _ = s.close().await;
+                }
+                rec.state = State::Stopped;
+                rec.operation = None;
+                rec.stopped_at = Some(now_unix());
+                rec.state_reason = Some(
+                    "a reset failed; its disk is either the baseline or what it was before; reset again or start it"
+                        .into(),
+                );
+                rec.last_error = Some(e.to_string());
+                record::save(&self.paths, &rec)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of [`Self::reset`] after the record says `resetting`.
+    pub(super) async fn reset_inner(
+        &self,
+        env: &Installed,
+        rec: &mut Record,
+    ) -> Result<(), CoreError> {
+        if let Some(s) = rec
+            .vm_id
+            .as_deref()
+            .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+        {
+            s.close().await?;
+        }
+        rec.vm_id = None;
+        let dir = self.dir(&rec.workspace_id);
+        let upper = self.upper(rec);
+        let backend = rec.backend;
+        // Copies and deletions run off the async workers: other calls
+        // (status, list) keep answering meanwhile.
+        crate::blocking(move || {
+            match backend {
+                BackendKind::Firecracker => {
+                    let new = dir.join("upper.ext4.new");
+                    pyro_vmm::disk::sparse_copy(&dir.join("baseline/upper.ext4"), &new)?;
+                    std::fs::rename(&new, &upper)
+                        .map_err(|e| CoreError::io("installing the baseline disk", e))?;
+                }
+                BackendKind::HostCompat => {
+                    let new = upper.with_extension("new");
+                    let _ = std::fs::remove_dir_all(&new);
+                    std::fs::create_dir_all(&new)
+                        .map_err(|e| CoreError::io("creating the new layer", e))?;
+                    copy_tree(&dir.join("baseline/upper-data"), &new.join("data"))?;
+                    swap_dir(&new, &upper)?;
+                }
+            }
+            let commands = dir.join("commands");
+            if commands.exists() {
+                let trash = dir.join(format!(".commands-{}", std::process::id()));
+                if std::fs::rename(&commands, &trash).is_ok() {
+                    let _ = std::fs::remove_dir_all(&trash);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        rec.command_count = 0;
+        rec.last_command = None;
+        rec.next_sequence = 1;
+        let mut sandbox = self.boot(env, rec, None).await?;
+        let now = now_unix();
+        rec.mark_started(sandbox.id(), now);
+        rec.reset_count += 1;
+        rec.last_reset_at = Some(now);
+        record::save(&self.paths, rec)?;
+        sandbox.keep();
+        Ok(())
+    }
+
+    /// Stops the VM (flushing the guest first); the disk is kept.
+    pub async fn stop(&self, id: &str) -> Result<View, CoreError> {
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut rec = self.load_fresh(id).await?;
+        if rec.state != State::Started {
+            return Err(CoreError::State(format!(
+                "workspace {id} is {}, not started",
+                rec.state.as_str()
+            )));
+        }
+        if let Some(s) = rec
+            .vm_id
+            .as_deref()
+            .and_then(|v| Sandbox::attach(&self.paths, v).ok())
+        {
+            s.shutdown(Duration::from_secs(60)).await?;
+        }
+        rec.state = State::Stopped;
+        rec.vm_id = None;
+        rec.stopped_at = Some(now_unix());
+        rec.state_reason = Some("stopped on request; the disk is kept".into());
+        rec.last_activity_at = now_unix();
+        record::save(&self.paths, &rec)?;
+        Ok(view(&rec))
+    }
+
+    /// Boots a stopped workspace again from its disk.
+    pub async fn start(&self, env: &Installed, id: &str) -> Result<View, CoreError> {
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut rec = self.load_fresh(id).await?;
+        if rec.state != State::Stopped {
+            return Err(CoreError::State(format!(
+                "workspace {id} is {}, not stopped",
+                rec.state.as_str()
+            )));
+        }
+        rec.operation = Some(Operation {
+            kind: "start".into(),
+            process: pyro_vmm::process::ProcessId::current(),
+        });
+        record::save(&self.paths, &rec)?;
+        let booted = self.boot(env, &rec, None).await;
+        rec.operation = None;
+        let mut sandbox = match booted {
+            Ok(s) => s,
+            Err(e) => {
+                rec.last_error = Some(e.to_string());
+                record::save(&self.paths, &rec)?;
+                return Err(e);
+            }
+        };
+        rec.mark_started(sandbox.id(), now_unix());
+        record::save(&self.paths, &rec)?;
+        sandbox.keep();
+        Ok(view(&rec))
+    }
+}

@@ -1,0 +1,252 @@
+//! The workspace surface's requests, results, defaults and bounds.
+
+use super::*;
+
+/// The workspace directory inside the guest.
+pub const WORKSPACE_ROOT: &str = "/workspace";
+/// Default idle deadline.
+pub const DEFAULT_TTL_SECONDS: u64 = 600;
+/// Idle deadline bounds.
+pub const TTL_RANGE: (u64, u64) = (10, 7 * 86_400);
+/// Default size of a workspace's writable disk.
+pub const DEFAULT_DISK_MIB: u64 = 4096;
+/// Disk size bounds.
+pub const DISK_RANGE: (u64, u64) = (256, 256 * 1024);
+/// Default workspace quota (`PYRO_MAX_WORKSPACES`).
+pub const DEFAULT_MAX_WORKSPACES: usize = 4;
+/// How long an expired workspace's disk is kept (`PYRO_EXPIRY_GRACE_SECONDS`).
+pub const DEFAULT_EXPIRY_GRACE_SECONDS: u64 = 86_400;
+/// Default limit for file read and write.
+pub const FILE_LIMIT_DEFAULT: u64 = 1 << 20;
+/// The most a limit may be raised to.
+pub const FILE_LIMIT_MAX: u64 = 64 << 20;
+/// Largest patch.
+pub const PATCH_LIMIT: usize = 8 << 20;
+/// Default cap on output returned by `exec` (the log keeps more).
+pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
+/// Default number of entries a file listing returns (all are counted).
+pub const LIST_ENTRIES_DEFAULT: usize = 1000;
+/// The most entries a file listing returns.
+pub const LIST_ENTRIES_MAX: usize = 100_000;
+/// The most bytes of names a listing or a diff returns in its entries.
+pub const KEPT_BYTES_MAX: usize = 16 << 20;
+
+/// A listing of a path in `/workspace`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileListing {
+    /// The listed path itself.
+    pub root: FileEntry,
+    /// Its first entries (children, or the whole subtree), in tree order;
+    /// the path itself when it is not a directory.
+    pub entries: Vec<FileEntry>,
+    /// Every entry, listed or not.
+    pub total: u64,
+    /// Whether `entries` stops short of `total`.
+    pub truncated: bool,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// Optional name.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// What to seed `/workspace` with.
+    pub seed: Option<SeedSource>,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory.
+    pub mem_mib: u32,
+    /// Writable disk size.
+    pub disk_mib: u64,
+    /// Idle deadline.
+    pub ttl_seconds: u64,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Fall back to host-compat when the guest cannot boot.
+    pub allow_host_compat: bool,
+    /// Boot deadline (default: generous on PVM hosts).
+    pub boot_timeout: Option<Duration>,
+}
+
+impl CreateRequest {
+    /// A request with the documented defaults.
+    pub fn new(backend: BackendKind) -> Self {
+        Self {
+            name: None,
+            labels: BTreeMap::new(),
+            seed: None,
+            vcpu_count: 1,
+            mem_mib: 1024,
+            disk_mib: DEFAULT_DISK_MIB,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+            backend,
+            allow_host_compat: false,
+            boot_timeout: None,
+        }
+    }
+}
+
+/// A seed.
+#[derive(Debug, Clone)]
+pub struct SeedSource {
+    /// Directory or archive on the host.
+    pub path: PathBuf,
+    /// Which files of a directory.
+    pub mode: SeedMode,
+    /// `seed_path` or `project`.
+    pub origin: &'static str,
+}
+
+/// A workspace as callers see it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct View {
+    /// The handle.
+    pub workspace_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Environment.
+    pub environment: String,
+    /// Environment version.
+    pub environment_version: String,
+    /// Backend.
+    pub backend: String,
+    /// How commands run.
+    pub execution_mode: ExecutionMode,
+    /// Why it runs on host-compat when Firecracker was asked for.
+    pub fallback_reason: Option<String>,
+    /// `creating`, `started`, `stopped` or `resetting`.
+    pub state: String,
+    /// Why it is in that state.
+    pub state_reason: Option<String>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created_at: f64,
+    /// Last activity (Unix seconds).
+    pub last_activity_at: f64,
+    /// When the VM stops if idle (while started).
+    pub expires_at: Option<f64>,
+    /// The idle deadline in seconds.
+    pub ttl_seconds: u64,
+    /// When it stopped.
+    pub stopped_at: Option<f64>,
+    /// When an expired workspace will be deleted unless started again.
+    pub delete_after: Option<f64>,
+    /// vCPUs.
+    pub vcpu_count: u8,
+    /// Memory.
+    pub mem_mib: u32,
+    /// Writable disk size.
+    pub disk_mib: u64,
+    /// Commands since creation or the last reset.
+    pub command_count: u64,
+    /// The last command.
+    pub last_command: Option<LastCommand>,
+    /// What seeded it.
+    pub workspace_seed: SeedInfo,
+    /// Resets so far.
+    pub reset_count: u64,
+    /// Last reset.
+    pub last_reset_at: Option<f64>,
+    /// The workspace directory in the guest.
+    pub workspace_path: String,
+}
+
+/// Options of one command.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// What to run.
+    pub command: Command,
+    /// Working directory: relative to `/workspace`, or absolute.
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Timeout.
+    pub timeout_seconds: u64,
+    /// Cap on returned output per stream (the log keeps up to 16 MiB).
+    pub max_output_bytes: u64,
+}
+
+/// The result of a command.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExecView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Sequence number in the command log.
+    pub sequence: u64,
+    /// The command.
+    pub command: String,
+    /// Working directory.
+    pub cwd: String,
+    /// Exit code (124 on timeout).
+    pub exit_code: i32,
+    /// Whether the timeout fired.
+    pub timed_out: bool,
+    /// Effective timeout.
+    pub timeout_seconds: u64,
+    /// Standard output (first `max_output_bytes`, lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (same).
+    pub stderr: String,
+    /// Bytes written to stdout.
+    pub stdout_bytes: u64,
+    /// Bytes written to stderr.
+    pub stderr_bytes: u64,
+    /// Whether the returned output was cut (the log has more).
+    pub truncated: bool,
+    /// Cap applied to the returned output.
+    pub max_output_bytes: u64,
+    /// Run time.
+    pub duration_ms: u64,
+    /// How it ran.
+    pub execution_mode: ExecutionMode,
+    /// Set when the command log on the host is incomplete (a write failed,
+    /// such as on a full disk), saying why; the output returned here is
+    /// still whole up to `max_output_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+/// A sync push result.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SyncView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// `directory` or `archive`.
+    pub mode: String,
+    /// Host source.
+    pub source_path: PathBuf,
+    /// Guest destination.
+    pub destination: String,
+    /// Entries written.
+    pub entry_count: u64,
+    /// Bytes of file content.
+    pub bytes_written: u64,
+    /// How it ran.
+    pub execution_mode: ExecutionMode,
+}
+
+/// An export.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExportView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Guest path.
+    pub workspace_path: String,
+    /// Host path written.
+    pub output_path: PathBuf,
+    /// What was exported.
+    pub kind: EntryKind,
+    /// Entries written.
+    pub entry_count: u64,
+    /// Bytes of file content.
+    pub bytes_written: u64,
+}
