@@ -8,7 +8,7 @@ use pyro_core::doctor::Status;
 use crate::output::{self, DIM, Failure, GREEN, RED, YELLOW};
 
 pub fn doctor(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let report = pyro_core::doctor::run(paths);
+    let report = pyro_core::doctor::run(paths).worded(pyro_core::hint::FrontEnd::Cli);
     let code = if report.ok {
         ExitCode::SUCCESS
     } else {

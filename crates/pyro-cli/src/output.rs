@@ -82,7 +82,7 @@ impl From<CoreError> for Failure {
                 EXIT_FAILURE
             },
             kind: e.kind(),
-            message: e.to_string(),
+            message: e.message(pyro_core::hint::FrontEnd::Cli),
         }
     }
 }
@@ -90,9 +90,11 @@ impl From<CoreError> for Failure {
 /// Reports a failure: the message on stderr, and with `--json` also an error
 /// object on stdout.
 pub fn report(f: &Failure, json_mode: bool) {
-    err(format!("{RED}error:{RED:#} {}", f.message));
+    // (Messages from anywhere below are worded for the CLI here.)
+    let message = pyro_core::hint::render(&f.message, pyro_core::hint::FrontEnd::Cli);
+    err(format!("{RED}error:{RED:#} {message}"));
     if json_mode {
-        json(&serde_json::json!({"ok": false, "error": {"kind": f.kind, "message": f.message}}));
+        json(&serde_json::json!({"ok": false, "error": {"kind": f.kind, "message": message}}));
     }
 }
 

@@ -66,7 +66,17 @@ async fn err(client: &Client, tool: &str, args: Value) -> String {
         "{tool} should have failed: {}",
         text(&r)
     );
-    text(&r)
+    let t = text(&r);
+    // Worded for a model: tool arguments and tool names, never CLI flags
+    // or commands it cannot run.
+    let flag = t
+        .match_indices("--")
+        .any(|(i, _)| t[i + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
+    assert!(
+        !flag && !t.contains("`pyro workspace"),
+        "{tool}'s error names the CLI: {t}"
+    );
+    t
 }
 
 fn text(r: &CallToolResult) -> String {
@@ -293,7 +303,7 @@ async fn errors_are_tool_errors_with_the_rule() {
     .await;
     assert!(
         e.contains("is outside the host directories this server may use")
-            && e.contains("--allow-root"),
+            && e.contains("allow-root option"),
         "{e}"
     );
     // The schema's bounds hold although serde does not check them.

@@ -59,6 +59,18 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+impl Report {
+    /// The report with its details and fixes worded for `front` (see
+    /// [`crate::hint`]).
+    pub fn worded(mut self, front: crate::hint::FrontEnd) -> Self {
+        for c in &mut self.checks {
+            c.detail = crate::hint::render(&c.detail, front);
+            c.fix = c.fix.as_deref().map(|f| crate::hint::render(f, front));
+        }
+        self
+    }
+}
+
 /// Runs every check.
 pub fn run(paths: &Paths) -> Report {
     let pvm = pyro_vmm::host::is_pvm();

@@ -11,6 +11,7 @@
 //! - [`run`]: one-shot `pyro run`.
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
 //! - [`environments`]: the catalog, install status, resolving and pulling.
+//! - [`hint`]: next steps in messages, worded per front end.
 
 /// Call first thing in `main`, before any thread starts. If this process
 /// was started as one of pyro's helpers (the console keeper of a VM), runs
@@ -25,6 +26,7 @@ pub fn helper_main() {
 pub mod demo;
 pub mod doctor;
 pub mod environments;
+pub mod hint;
 pub mod jsonl;
 pub mod paths;
 pub mod records;
@@ -137,7 +139,7 @@ pub enum CoreError {
     /// have fallen back.
     #[error(
         "the guest could not boot and host-compat fallback is off: {0}\n\
-         (pass --allow-host-compat to run on the host-compat backend instead)"
+         (pass ⟨arg:allow_host_compat⟩ to run on the host-compat backend instead)"
     )]
     GuestUnavailable(Box<CoreError>),
     /// The agent refused or failed a request.
@@ -203,6 +205,12 @@ impl CoreError {
             self,
             Self::Invalid(_) | Self::TooLarge(_) | Self::Env(pyro_env::EnvError::Unknown { .. })
         )
+    }
+
+    /// The message in `front`'s words (see [`hint`]): flags for the CLI,
+    /// tool arguments for MCP.
+    pub fn message(&self, front: hint::FrontEnd) -> String {
+        hint::render(&self.to_string(), front)
     }
 
     /// An invalid-request error.

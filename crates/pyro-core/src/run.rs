@@ -89,9 +89,7 @@ impl RunOptions {
     pub fn validate(&self) -> Result<(), CoreError> {
         match &self.command {
             Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
-                return Err(CoreError::invalid(
-                    "no command given: put the command after `--`, e.g. `pyro run debian:12 -- git --version`",
-                ));
+                return Err(CoreError::invalid("no command given: pass ⟨arg:command⟩"));
             }
             Command::Shell { script } if script.trim().is_empty() => {
                 return Err(CoreError::invalid(
@@ -102,22 +100,22 @@ impl RunOptions {
         }
         check_machine(self.backend, self.vcpu_count, self.mem_mib)?;
         check_range(
-            "--timeout-seconds",
+            "⟨arg:timeout_seconds⟩",
             self.timeout_seconds,
             limits::TIMEOUT_RANGE,
         )?;
-        check_range("--ttl-seconds", self.ttl_seconds, limits::TTL_RANGE)?;
+        check_range("⟨arg:ttl_seconds⟩", self.ttl_seconds, limits::TTL_RANGE)?;
         check_range(
-            "--max-output-bytes",
+            "⟨arg:max_output_bytes⟩",
             self.max_output_bytes,
             limits::OUTPUT_RANGE,
         )?;
         if let Some(b) = self.boot_timeout_seconds {
-            check_range("--boot-timeout-seconds", b, limits::BOOT_TIMEOUT_RANGE)?;
+            check_range("⟨arg:boot_timeout_seconds⟩", b, limits::BOOT_TIMEOUT_RANGE)?;
         }
         if self.ttl_seconds < self.timeout_seconds {
             return Err(CoreError::invalid(format!(
-                "--ttl-seconds ({}) must be at least --timeout-seconds ({}): the guest powers off at its TTL",
+                "⟨arg:ttl_seconds⟩ ({}) must be at least ⟨arg:timeout_seconds⟩ ({}): the guest powers off at its TTL",
                 self.ttl_seconds, self.timeout_seconds
             )));
         }
@@ -331,12 +329,12 @@ pub(crate) fn check_machine(
     vcpu_count: u8,
     mem_mib: u32,
 ) -> Result<(), CoreError> {
-    check_range("--vcpu-count", vcpu_count, limits::VCPU_RANGE)?;
-    check_range("--mem-mib", mem_mib, limits::MEM_RANGE)?;
+    check_range("⟨arg:vcpu_count⟩", vcpu_count, limits::VCPU_RANGE)?;
+    check_range("⟨arg:mem_mib⟩", mem_mib, limits::MEM_RANGE)?;
     if backend == BackendKind::Firecracker && vcpu_count > 1 && pyro_vmm::host::is_pvm() {
         return Err(CoreError::invalid(format!(
-            "--vcpu-count {vcpu_count} is not possible on this PVM host: secondary vCPUs never start under PVM; \
-             use --vcpu-count 1"
+            "⟨arg:vcpu_count={vcpu_count}⟩ is not possible on this PVM host: secondary vCPUs never start under PVM; \
+             use ⟨arg:vcpu_count=1⟩"
         )));
     }
     Ok(())
@@ -379,13 +377,17 @@ mod tests {
         assert!(o.validate().is_ok());
         o.mem_mib = 10;
         assert_eq!(
-            o.validate().unwrap_err().to_string(),
+            o.validate()
+                .unwrap_err()
+                .message(crate::hint::FrontEnd::Cli),
             "--mem-mib must be between 128 and 32768 (got 10)"
         );
         o.mem_mib = 256;
         o.vcpu_count = 0;
         assert_eq!(
-            o.validate().unwrap_err().to_string(),
+            o.validate()
+                .unwrap_err()
+                .message(crate::hint::FrontEnd::Cli),
             "--vcpu-count must be between 1 and 8 (got 0)"
         );
         o.vcpu_count = 1;
@@ -393,7 +395,7 @@ mod tests {
         assert!(
             o.validate()
                 .unwrap_err()
-                .to_string()
+                .message(crate::hint::FrontEnd::Cli)
                 .contains("--ttl-seconds (600) must be at least")
         );
         o.timeout_seconds = 5;
@@ -411,7 +413,7 @@ mod tests {
         let err = RunOptions::new(argv(&[]))
             .validate()
             .unwrap_err()
-            .to_string();
+            .message(crate::hint::FrontEnd::Cli);
         assert!(err.contains("after `--`"), "{err}");
         let err = RunOptions::new(Command::Shell {
             script: "  ".into(),

@@ -924,7 +924,7 @@ fn check_protocol(hello: &Hello, env: &str) -> Result<(), CoreError> {
     } else {
         Err(CoreError::Transport(format!(
             "the agent in {env} speaks protocol {} but this pyro speaks {PROTOCOL_VERSION}; run \
-             `pyro env pull {env}` to rebuild it with the matching agent",
+             ⟨op:env pull {env}⟩ to rebuild it with the matching agent",
             hello.protocol_version
         )))
     }

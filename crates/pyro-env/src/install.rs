@@ -532,7 +532,7 @@ mod tests {
         let err = installed(&cache, spec, None).unwrap_err().to_string();
         assert_eq!(
             err,
-            "environment debian:12 is not installed (it has not been pulled yet); run `pyro env pull debian:12`"
+            "environment debian:12 is not installed (it has not been pulled yet); run ⟨op:env pull debian:12⟩"
         );
         let dir = fake_install(&cache, "debian:12", "agent-a", "k1");
         assert!(installed(&cache, spec, None).is_ok());

@@ -423,7 +423,7 @@ mod tests {
             err.contains("does not match its recorded checksum"),
             "{err}"
         );
-        assert!(err.contains("pyro env pull debian:12"), "{err}");
+        assert!(err.contains("⟨op:env pull debian:12⟩"), "{err}");
         assert!(cached(&cache, "other").is_none());
     }
 }

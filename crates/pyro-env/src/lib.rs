@@ -52,7 +52,7 @@ pub enum EnvError {
         valid: String,
     },
     /// The environment has not been pulled (or is stale).
-    #[error("environment {name} is not installed ({reason}); run `pyro env pull {name}`")]
+    #[error("environment {name} is not installed ({reason}); run ⟨op:env pull {name}⟩")]
     NotInstalled {
         /// Environment name.
         name: String,
@@ -62,7 +62,7 @@ pub enum EnvError {
     /// A cached artifact does not match its recorded checksum.
     #[error(
         "the cached {what} {path} does not match its recorded checksum (expected sha256 \
-         {expected}, got {actual}); run `pyro env pull {env}` to rebuild it"
+         {expected}, got {actual}); run ⟨op:env pull {env}⟩ to rebuild it"
     )]
     Corrupt {
         /// "kernel", "base image".

@@ -55,12 +55,14 @@ impl Profile {
     }
 
     /// The tools of this profile, in name order.
-    pub fn tools(self) -> &'static [&'static str] {
-        match self {
-            Self::VmRun => &["vm_run"],
-            Self::WorkspaceCore => &tools::CORE_TOOLS,
-            Self::WorkspaceFull => &tools::FULL_TOOLS,
-        }
+    pub fn tools(self) -> Vec<String> {
+        let mut names: Vec<String> = tools::router_for(self)
+            .list_all()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -192,8 +194,9 @@ mod tests {
         assert!(!Profile::VmRun.instructions().contains("workspace_"));
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
         assert!(Profile::WorkspaceFull.tools().len() < 40);
+        assert_eq!(Profile::VmRun.tools(), ["vm_run"]);
         for t in Profile::WorkspaceCore.tools() {
-            assert!(Profile::WorkspaceFull.tools().contains(t));
+            assert!(Profile::WorkspaceFull.tools().contains(&t));
         }
     }
 

@@ -127,7 +127,7 @@ pub fn locate_one(cache: &Path, pin: Pinned) -> Result<Binary, VmmError> {
             what: pin.what,
             path,
             hint: format!(
-                "run `pyro env pull debian:12` to install the pinned v{FIRECRACKER_VERSION}, or set {}",
+                "run ⟨op:env pull debian:12⟩ to install the pinned v{FIRECRACKER_VERSION}, or set {}",
                 pin.env
             ),
         });
@@ -324,7 +324,7 @@ mod tests {
     fn cached_binary_with_wrong_checksum_is_refused() {
         let cache = tempfile::tempdir().unwrap();
         let err = locate_one(cache.path(), FIRECRACKER).unwrap_err();
-        assert!(err.to_string().contains("pyro env pull"), "{err}");
+        assert!(err.to_string().contains("env pull"), "{err}");
         let dir = install_dir(cache.path());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("firecracker"), b"not firecracker").unwrap();

@@ -16,7 +16,7 @@ pub enum VmmError {
     /// A cached binary does not match its pinned checksum.
     #[error(
         "checksum mismatch for {path}: expected sha256 {expected}, got {actual}; \
-         delete it and run `pyro env pull` to reinstall"
+         delete it and run ⟨op:env pull⟩ to reinstall"
     )]
     ChecksumMismatch {
         /// The file.

@@ -70,7 +70,7 @@ fn open_jail_dir(jail_dir: &Path) -> io::Result<File> {
             io::ErrorKind::PermissionDenied,
             format!(
                 "the jail directory {} is not owned by uid {me} or is writable by others; \
-                 refusing to read from it (remove it with `pyro sweep` once its VM is gone)",
+                 refusing to read from it; remove it by hand once its VM is gone",
                 jail_dir.display()
             ),
         ));

@@ -445,7 +445,7 @@ impl Booting {
                                         panic or Firecracker error)"
                 .into(),
             Err(NoGreeting::TimedOut) => format!(
-                "the guest agent was not ready within {} s (raise --boot-timeout-seconds if the \
+                "the guest agent was not ready within {} s (raise ⟨arg:boot_timeout_seconds⟩ if the \
                  host is slow)",
                 timeout.as_secs()
             ),

@@ -12,12 +12,12 @@ impl Workspaces {
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
         check_range(
-            "--timeout-seconds",
+            "⟨arg:timeout_seconds⟩",
             opts.timeout_seconds,
             crate::run::limits::TIMEOUT_RANGE,
         )?;
         check_range(
-            "--max-output-bytes",
+            "⟨arg:max_output_bytes⟩",
             opts.max_output_bytes,
             (1, LOG_CAP_BYTES),
         )?;

@@ -102,15 +102,15 @@ impl Workspaces {
         let path = guest_path(path)?;
         if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
             return Err(CoreError::invalid(format!(
-                "--max-bytes must be between 1 and {FILE_LIMIT_MAX}"
+                "⟨arg:max_bytes⟩ must be between 1 and {FILE_LIMIT_MAX}"
             )));
         }
         let (_, sandbox) = self.started(id, "file read").await?;
         let (data, size, truncated, mode) = sandbox.read_file(&path, max_bytes).await?;
         if truncated {
             return Err(CoreError::TooLarge(format!(
-                "{path} is {size} bytes, above the {max_bytes}-byte read limit; raise it with --max-bytes (up to \
-                 {FILE_LIMIT_MAX}) or copy the file out with `pyro workspace export`"
+                "{path} is {size} bytes, above the {max_bytes}-byte read limit; raise it with ⟨arg:max_bytes⟩ (up to \
+                 {FILE_LIMIT_MAX}) or copy the file out with ⟨op:workspace export⟩"
             )));
         }
         Ok((path, data, mode))
@@ -127,13 +127,13 @@ impl Workspaces {
         let path = guest_path(path)?;
         if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
             return Err(CoreError::invalid(format!(
-                "--max-bytes must be between 1 and {FILE_LIMIT_MAX}"
+                "⟨arg:max_bytes⟩ must be between 1 and {FILE_LIMIT_MAX}"
             )));
         }
         if data.len() as u64 > max_bytes {
             return Err(CoreError::TooLarge(format!(
-                "the content is {} bytes, above the {max_bytes}-byte write limit; raise it with --max-bytes (up to \
-                 {FILE_LIMIT_MAX}) or use `pyro workspace sync push`",
+                "the content is {} bytes, above the {max_bytes}-byte write limit; raise it with ⟨arg:max_bytes⟩ (up to \
+                 {FILE_LIMIT_MAX}) or use ⟨op:workspace sync push⟩",
                 data.len()
             )));
         }
@@ -149,7 +149,7 @@ impl Workspaces {
         }
         if patch.len() > PATCH_LIMIT {
             return Err(CoreError::TooLarge(format!(
-                "the patch is {} bytes, above the {PATCH_LIMIT}-byte limit; split it, or use `pyro workspace sync push`",
+                "the patch is {} bytes, above the {PATCH_LIMIT}-byte limit; split it, or use ⟨op:workspace sync push⟩",
                 patch.len()
             )));
         }

@@ -18,8 +18,8 @@ impl Workspaces {
             labels.insert(k, v);
         }
         crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
-        check_range("--ttl-seconds", req.ttl_seconds, TTL_RANGE)?;
-        check_range("--disk-mib", req.disk_mib, DISK_RANGE)?;
+        check_range("⟨arg:ttl_seconds⟩", req.ttl_seconds, TTL_RANGE)?;
+        check_range("⟨arg:disk_mib⟩", req.disk_mib, DISK_RANGE)?;
         let quota = max_workspaces()?;
         // Pack and check the seed before anything exists.
         let seed = match &req.seed {
@@ -71,7 +71,7 @@ impl Workspaces {
             if count >= quota {
                 return Err(CoreError::Quota(format!(
                     "workspace quota reached: {count} of {quota} (PYRO_MAX_WORKSPACES) exist; delete one with \
-                     `pyro workspace delete ID`, or raise PYRO_MAX_WORKSPACES"
+                     ⟨op:workspace delete ID⟩, or raise PYRO_MAX_WORKSPACES"
                 )));
             }
             std::fs::create_dir_all(self.dir(&id))

@@ -88,7 +88,7 @@ fn view(rec: &Record) -> View {
 
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound(format!(
-        "workspace {id:?} does not exist; `pyro workspace list` shows the ones that do"
+        "workspace {id:?} does not exist; ⟨op:workspace list⟩ shows the ones that do"
     ))
 }
 
@@ -204,7 +204,7 @@ impl Workspaces {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
             let fix = match rec.state {
-                State::Stopped => format!("; run `pyro workspace start {id}` first"),
+                State::Stopped => format!("; ⟨do:workspace start {id}⟩ first"),
                 _ => "; wait for it to finish".into(),
             };
             return Err(CoreError::State(format!(

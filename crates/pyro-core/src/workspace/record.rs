@@ -261,7 +261,7 @@ pub fn valid_id(id: &str) -> bool {
 pub async fn lock(paths: &Paths, id: &str) -> Result<std::fs::File, CoreError> {
     if !valid_id(id) {
         return Err(CoreError::NotFound(format!(
-            "workspace {id:?} does not exist; `pyro workspace list` shows the ones that do"
+            "workspace {id:?} does not exist; ⟨op:workspace list⟩ shows the ones that do"
         )));
     }
     paths

@@ -89,7 +89,7 @@ pub fn prepare(paths: &Paths, source: &Path, mode: SeedMode) -> Result<Prepared,
             .unwrap_or_default();
         if mode == SeedMode::GitTracked {
             return Err(CoreError::invalid(format!(
-                "--seed-mode git-tracked needs a directory (a Git checkout), not {}",
+                "⟨arg:seed_mode=git-tracked⟩ needs a directory (a Git checkout), not {}",
                 source.display()
             )));
         }
@@ -132,12 +132,12 @@ pub fn git_tracked(dir: &Path) -> Result<BTreeSet<PathBuf>, CoreError> {
         .output()
         .map_err(|e| {
             CoreError::invalid(format!(
-                "--seed-mode git-tracked needs git on the host ({e})"
+                "⟨arg:seed_mode=git-tracked⟩ needs git on the host ({e})"
             ))
         })?;
     if !out.status.success() {
         return Err(CoreError::invalid(format!(
-            "{} is not a Git checkout ({}); use --seed-mode all",
+            "{} is not a Git checkout ({}); use ⟨arg:seed_mode=all⟩",
             dir.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         )));

@@ -266,12 +266,12 @@ impl Workspaces {
     ) -> Result<View, CoreError> {
         if name.is_some() && clear_name {
             return Err(CoreError::invalid(
-                "--name and --clear-name cannot be used together",
+                "⟨arg:name⟩ and ⟨arg:clear_name⟩ cannot be used together",
             ));
         }
         if name.is_none() && !clear_name && set_labels.is_empty() && clear_labels.is_empty() {
             return Err(CoreError::invalid(
-                "nothing to update: pass --name, --clear-name, --label or --clear-label",
+                "nothing to update: pass ⟨arg:name⟩, ⟨arg:clear_name⟩, ⟨arg:label⟩ or ⟨arg:clear_label⟩",
             ));
         }
         let name = name.as_deref().map(valid_name).transpose()?;

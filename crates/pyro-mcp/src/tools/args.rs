@@ -1,0 +1,299 @@
+//! Tool arguments: their defaults, bounds and schemas.
+
+use super::*;
+
+/// Default output cap per stream returned to the model.
+pub(super) const OUTPUT_DEFAULT: u64 = 32 << 10;
+/// Largest output cap a model may ask for.
+pub(super) const OUTPUT_MAX: u64 = 1 << 20;
+/// Longest command timeout a tool accepts: a tool call waits for the
+/// command, and chat hosts give up on calls far shorter than a day.
+pub(super) const TIMEOUT_MAX: u64 = 3600;
+
+pub(super) fn default_env() -> String {
+    "debian:12".into()
+}
+pub(super) fn default_timeout() -> u64 {
+    30
+}
+pub(super) fn default_output() -> u64 {
+    OUTPUT_DEFAULT
+}
+pub(super) fn default_ttl() -> u64 {
+    workspace::DEFAULT_TTL_SECONDS
+}
+pub(super) fn default_one() -> u8 {
+    1
+}
+pub(super) fn default_mem() -> u32 {
+    1024
+}
+pub(super) fn default_root() -> String {
+    "/workspace".into()
+}
+pub(super) fn default_read() -> u64 {
+    64 << 10
+}
+pub(super) fn default_tail() -> usize {
+    workspace::cmdlog::LOGS_TAIL_DEFAULT
+}
+pub(super) fn default_log_output() -> u64 {
+    workspace::cmdlog::LOGS_OUTPUT_DEFAULT
+}
+pub(super) fn default_patch_cap() -> u64 {
+    workspace::diff::PATCH_DEFAULT
+}
+pub(super) fn default_list_entries() -> usize {
+    workspace::LIST_ENTRIES_DEFAULT
+}
+pub(super) fn default_diff_entries() -> usize {
+    workspace::diff::ENTRIES_DEFAULT
+}
+pub(super) fn default_baseline() -> String {
+    "baseline".into()
+}
+
+/// A command: a shell string (run by `sh -c`) or an argv array (run
+/// directly, no shell).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CommandArg {
+    /// A shell command line, run by `sh -c`.
+    Shell(String),
+    /// Program and arguments, run directly without a shell.
+    Argv(Vec<String>),
+}
+
+impl CommandArg {
+    pub(super) fn into_command(self) -> Result<Command, String> {
+        match self {
+            Self::Shell(s) if s.trim().is_empty() => {
+                Err("command is empty: give a shell string or an argv array".into())
+            }
+            Self::Shell(script) => Ok(Command::Shell { script }),
+            Self::Argv(argv) if argv.first().is_none_or(String::is_empty) => {
+                Err("command is empty: give a shell string or an argv array".into())
+            }
+            Self::Argv(argv) => Ok(Command::Argv { argv }),
+        }
+    }
+}
+
+pub(super) fn check_range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    pyro_core::check_range(name, v, (lo, hi)).map_err(tool_error)
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmRunArgs {
+    /// Command to run: a shell string (run by `sh -c`) or an argv array.
+    pub command: CommandArg,
+    /// Environment to boot (debian:12 has git; debian:12-build adds gcc, make, cmake, python3).
+    #[serde(default = "default_env")]
+    pub environment: String,
+    /// Kill the command and everything it started after this many seconds (exit code 124).
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: u64,
+    /// Bytes of stdout and of stderr returned (the rest is counted in stdout_bytes/stderr_bytes).
+    #[serde(default = "default_output")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_output_bytes: u64,
+    /// Guest memory in MiB.
+    #[serde(default = "default_mem")]
+    #[schemars(range(min = 128, max = 32768))]
+    pub mem_mib: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArgs {
+    /// Environment (debian:12 has git; debian:12-base is minimal; debian:12-build adds gcc, make, cmake, python3).
+    #[serde(default = "default_env")]
+    pub environment: String,
+    /// Host directory or .tar/.tar.gz/.tgz to copy into /workspace. Without it, a server started in a Git project seeds the project's tracked files.
+    pub seed_path: Option<String>,
+    /// `all` copies every file of a seed directory; `git-tracked` only the files Git tracks.
+    #[serde(default)]
+    pub seed_mode: SeedMode,
+    /// Optional name to recognise the workspace by.
+    pub name: Option<String>,
+    /// Optional labels, e.g. {"issue": "123"}.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The VM stops after this many seconds without any call on the workspace (its disk is kept; workspace_status says so).
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 10, max = 604800))]
+    pub ttl_seconds: u64,
+    /// vCPUs.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 8))]
+    pub vcpu_count: u8,
+    /// Guest memory in MiB.
+    #[serde(default = "default_mem")]
+    #[schemars(range(min = 128, max = 32768))]
+    pub mem_mib: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// New name.
+    pub name: Option<String>,
+    /// Remove the name.
+    #[serde(default)]
+    pub clear_name: bool,
+    /// Labels to set (others are kept).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Label keys to remove.
+    pub clear_labels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Host directory or .tar/.tar.gz/.tgz to copy (it must lie under the server's allowed roots).
+    pub source_path: String,
+    /// Destination in the guest; relative paths are under /workspace.
+    #[serde(default = "default_root")]
+    pub dest: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Command to run: a shell string (run by `sh -c`) or an argv array.
+    pub command: CommandArg,
+    /// Working directory; relative paths are under /workspace (the default).
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Kill the command and everything it started after this many seconds (exit code 124). Keep calls short: use several calls for long work.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: u64,
+    /// Bytes of stdout and of stderr returned (workspace_logs keeps up to 16 MiB).
+    #[serde(default = "default_output")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Only the last this many commands.
+    #[serde(default = "default_tail")]
+    #[schemars(range(min = 1, max = workspace::cmdlog::LOGS_TAIL_MAX))]
+    pub tail: usize,
+    /// Only this command (its sequence number from workspace_exec).
+    #[serde(default)]
+    pub sequence: Option<u64>,
+    /// Bytes of each command's stdout and stderr returned: their ends (stdout_omitted_bytes says how much came before).
+    #[serde(default = "default_log_output")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilesArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Path; relative paths are under /workspace.
+    #[serde(default = "default_root")]
+    pub path: String,
+    /// Descend into directories.
+    #[serde(default)]
+    pub recursive: bool,
+    /// Entries returned (all are counted in total).
+    #[serde(default = "default_list_entries")]
+    #[schemars(range(min = 1, max = workspace::LIST_ENTRIES_MAX))]
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// File path; relative paths are under /workspace.
+    pub path: String,
+    /// Largest file to read; bigger files are an error (use workspace_export for those).
+    #[serde(default = "default_read")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// File path; relative paths are under /workspace. Missing directories are created.
+    pub path: String,
+    /// The complete new content (at most 1 MiB).
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// A unified diff or `git diff` output (paths relative to /workspace, with or without a/ b/ prefixes).
+    pub patch: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Bytes of patch text returned (whole files; the first file is cut if it alone is bigger).
+    #[serde(default = "default_patch_cap")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_patch_bytes: u64,
+    /// Changed paths listed (all are counted in summary).
+    #[serde(default = "default_diff_entries")]
+    #[schemars(range(min = 1, max = workspace::diff::ENTRIES_MAX))]
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// File or directory to export; relative paths are under /workspace.
+    pub path: String,
+    /// A new host path to write (under the server's allowed roots; it must not exist yet).
+    pub output_path: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The snapshot to return to.
+    #[serde(default = "default_baseline")]
+    pub snapshot: String,
+}

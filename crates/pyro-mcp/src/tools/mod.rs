@@ -1,0 +1,226 @@
+//! The tools. Descriptions are written for a model: what the tool does,
+//! which handle it needs, how long the handle lives, and what to call next.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyro_core::workspace::{self, CreateRequest, ExecOptions, SeedMode, SeedSource};
+use pyro_core::{Command, EntryKind, FileEntry, PatchedFile};
+use pyro_core::{CoreError, run};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Context;
+
+mod args;
+mod commands;
+mod environments;
+mod files;
+mod lifecycle;
+mod power;
+mod results;
+mod vm;
+
+pub use args::*;
+pub use results::*;
+
+/// What a `vm-run` server tells the model at the start.
+pub const VM_RUN_INSTRUCTIONS: &str = "\
+pyro runs commands in disposable Linux microVMs. vm_run boots a fresh VM, runs one command (a \
+shell string or an argv array), returns its exit code, stdout and stderr, and deletes the VM: \
+nothing persists between calls. Commands that fail still succeed as calls: read exit_code and \
+stderr.";
+
+/// What a workspace server tells the model at the start.
+pub const INSTRUCTIONS: &str = "\
+pyro gives you disposable Linux workspaces, each a Firecracker microVM with a persistent disk and \
+/workspace as its working directory. The normal loop: workspace_create (seed it with a repo via \
+seed_path; inside a Git project it is seeded with the project's tracked files by default) -> \
+workspace_sync_push to bring more host files -> workspace_exec to run commands and \
+workspace_file_read / workspace_file_write / workspace_patch_apply to edit without shell quoting -> \
+workspace_diff and workspace_export to get results out -> workspace_reset to return to the \
+baseline and retry -> workspace_delete when done. A workspace_id lives until deleted; its VM stops \
+after ttl_seconds without any call (the disk is kept). For a single throwaway command use vm_run. \
+Commands that fail still succeed as calls: read exit_code and stderr.";
+
+/// An engine error as a tool error: the same words, with the CLI commands
+/// it suggests named as the tools a model can call.
+fn tool_error(e: CoreError) -> String {
+    e.message(pyro_core::hint::FrontEnd::Mcp)
+}
+
+/// The server.
+#[derive(Debug, Clone)]
+pub struct PyroServer {
+    tool_router: ToolRouter<Self>,
+    ctx: Arc<Context>,
+}
+
+/// Sends `notifications/progress` every few seconds while `work` runs, when
+/// the client asked for progress.
+async fn with_progress<F: Future>(
+    rc: &RequestContext<RoleServer>,
+    phase: &Arc<Mutex<String>>,
+    work: F,
+) -> F::Output {
+    let Some(token) = rc.meta.get_progress_token() else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut n = 0u32;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                n += 1;
+                let msg = format!("{} ({} s)", phase.lock().map(|p| p.clone()).unwrap_or_default(), started.elapsed().as_secs());
+                let _ = rc.peer.notify_progress(ProgressNotificationParam::new(token.clone(), f64::from(n)).with_message(msg)).await;
+            }
+        }
+    }
+}
+
+/// A profile's tools: one router per domain, composed.
+pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
+    use crate::Profile;
+    let run = PyroServer::run_router();
+    let core = || {
+        PyroServer::lifecycle_router() + PyroServer::commands_router() + PyroServer::files_router()
+    };
+    match profile {
+        Profile::VmRun => run,
+        Profile::WorkspaceCore => run + core(),
+        Profile::WorkspaceFull => {
+            run + core() + PyroServer::power_router() + PyroServer::environments_router()
+        }
+    }
+}
+
+impl PyroServer {
+    /// A server over `ctx` exposing its profile's tools.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            tool_router: router_for(ctx.options.profile),
+            ctx,
+        }
+    }
+
+    fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, String> {
+        pyro_core::environments::resolve(&self.ctx.options.paths, name).map_err(|e| {
+            format!(
+                "{} (the first pull builds the guest kernel and takes a few minutes)",
+                tool_error(e)
+            )
+        })
+    }
+
+    fn confine(&self, what: &str, p: &str) -> Result<PathBuf, String> {
+        let path = self.ctx.options.cwd.join(p);
+        let canon = path
+            .canonicalize()
+            .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        self.check_root(what, &canon)?;
+        Ok(canon)
+    }
+
+    /// A path to create, under the allowed roots. Its existing part is
+    /// resolved (symlinks included) and checked; the part still to be made
+    /// must be plain names, since a `..` there would climb out of the
+    /// checked directory once the names before it are created.
+    fn confine_new(&self, what: &str, p: &str) -> Result<PathBuf, String> {
+        let path = self.ctx.options.cwd.join(p);
+        let mut probe = path.parent().map(PathBuf::from).unwrap_or_default();
+        while !probe.exists() {
+            if !probe.pop() {
+                break;
+            }
+        }
+        let to_make = path.strip_prefix(&probe).unwrap_or(&path);
+        if to_make
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "{what} {p:?} has `..` after a directory that does not exist yet; give a path without it"
+            ));
+        }
+        let canon = probe
+            .canonicalize()
+            .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        self.check_root(what, &canon)?;
+        Ok(path)
+    }
+
+    fn check_root(&self, what: &str, canon: &std::path::Path) -> Result<(), String> {
+        let roots = &self.ctx.options.roots;
+        if roots.iter().any(|r| canon.starts_with(r)) {
+            return Ok(());
+        }
+        let list = roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(format!(
+            "{what} {} is outside the host directories this server may use ({list}); pick a path under them, \
+             or ask the user to restart the server with that directory allowed (the allow-root \
+             option of `pyro mcp serve`)",
+            canon.display()
+        ))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for PyroServer {
+    fn get_info(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let mut info = Implementation::new("pyro", env!("CARGO_PKG_VERSION"));
+        let profile = self.ctx.options.profile;
+        info.title = Some(format!("pyro ({})", profile.as_str()));
+        config.server_info = info;
+        config.instructions = Some(profile.instructions().into());
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_shell_strings_or_argv() {
+        let c: CommandArg = serde_json::from_value(serde_json::json!("echo hi")).unwrap();
+        assert_eq!(
+            c.into_command().unwrap(),
+            Command::Shell {
+                script: "echo hi".into()
+            }
+        );
+        let c: CommandArg =
+            serde_json::from_value(serde_json::json!(["printf", "%s", "a b"])).unwrap();
+        assert!(matches!(c.into_command().unwrap(), Command::Argv { argv } if argv.len() == 3));
+        let c: CommandArg = serde_json::from_value(serde_json::json!([])).unwrap();
+        assert!(c.into_command().is_err());
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        let err =
+            serde_json::from_value::<CreateArgs>(serde_json::json!({"network_policy": "egress"}))
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `network_policy`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! `vm_run`: one command in a disposable microVM.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[tool_router(router = run_router, vis = "pub(super)")]
+impl PyroServer {
+    /// Run one command in a fresh microVM that is deleted right after.
+    #[tool(
+        description = "Run one command in a brand-new disposable microVM and return its exit code, stdout and stderr; the VM is deleted afterwards, so nothing persists. Use it for one-off checks. For iterative work on files, create a workspace instead (workspace_create). A non-zero exit_code is a normal result, not an error. Booting takes seconds on fast hosts and longer on nested ones.",
+        annotations(
+            title = "Run in a disposable VM",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn vm_run(
+        &self,
+        Parameters(a): Parameters<VmRunArgs>,
+        rc: RequestContext<RoleServer>,
+    ) -> Result<Json<run::RunResult>, String> {
+        // The schema's bounds, which serde does not enforce, before any work.
+        check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
+        check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
+        let env = self.env(&a.environment)?;
+        let mut opts = run::RunOptions::new(a.command.into_command()?);
+        opts.timeout_seconds = a.timeout_seconds;
+        opts.max_output_bytes = a.max_output_bytes;
+        opts.mem_mib = a.mem_mib;
+        opts.ttl_seconds = opts.ttl_seconds.max(a.timeout_seconds);
+        opts.backend = self.ctx.options.backend;
+        let phase = Arc::new(Mutex::new("booting the VM".to_owned()));
+        let p2 = phase.clone();
+        let mut events = move |ev: run::RunEvent| {
+            if let (run::RunEvent::Running { .. }, Ok(mut p)) = (ev, p2.lock()) {
+                *p = "running the command".into();
+            }
+        };
+        let mut sink = pyro_core::sandbox::Discard;
+        let paths = self.ctx.options.paths.clone();
+        let work = run::run(&paths, &env, &opts, &mut sink, &mut events);
+        tokio::select! {
+            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(tool_error),
+            () = rc.ct.cancelled() => Err("cancelled; the VM was deleted".into()),
+        }
+    }
+}
