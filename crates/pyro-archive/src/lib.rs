@@ -14,6 +14,9 @@
 //! archive has arrived and nothing conflicts are the entries moved into
 //! place. A transfer that breaks off leaves the destination untouched.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 use std::collections::BTreeSet;
 use std::fs::Metadata;
 use std::io::{Read, Write};

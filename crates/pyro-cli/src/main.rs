@@ -1,6 +1,8 @@
 //! `pyro`: disposable, persistent Linux workspaces in Firecracker microVMs
 //! for chat-based coding agents.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod cmd_demo;
 mod cmd_doctor;

@@ -16,6 +16,9 @@ pub enum FrontEnd {
     Cli,
     /// A model calling MCP tools.
     Mcp,
+    /// Text kept in a record that both read (a fallback reason, a last
+    /// error): arguments by their plain names.
+    Neutral,
 }
 
 const OPEN: char = '⟨';
@@ -67,6 +70,10 @@ fn arg(spec: &str, front: FrontEnd) -> String {
                 None => flag,
             }
         }
+        FrontEnd::Neutral => match value {
+            Some(v) => format!("`{name}` {v}"),
+            None => format!("`{name}`"),
+        },
         FrontEnd::Mcp => match value {
             Some(v) if v.parse::<f64>().is_ok() || v == "true" || v == "false" => {
                 format!("{name}: {v}")
@@ -96,7 +103,7 @@ fn op(spec: &str, front: FrontEnd) -> String {
         (FrontEnd::Mcp, Some(t)) => t,
         // No tool for it: a person runs it on the host.
         (FrontEnd::Mcp, None) => format!("`pyro {spec}` (in a terminal on this host)"),
-        (FrontEnd::Cli, _) => format!("`pyro {spec}`"),
+        (FrontEnd::Cli | FrontEnd::Neutral, _) => format!("`pyro {spec}`"),
     }
 }
 

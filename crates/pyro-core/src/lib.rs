@@ -13,6 +13,8 @@
 //! - [`environments`]: the catalog, install status, resolving and pulling.
 //! - [`hint`]: next steps in messages, worded per front end.
 
+#![warn(missing_docs)]
+
 /// Call first thing in `main`, before any thread starts. If this process
 /// was started as one of pyro's helpers (the console keeper of a VM), runs
 /// it and never returns. Otherwise makes later helpers start from this

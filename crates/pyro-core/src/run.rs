@@ -274,7 +274,7 @@ pub async fn run(
         },
         Err(e) => Cleanup {
             deleted: false,
-            reason: e.to_string(),
+            reason: e.message(crate::hint::FrontEnd::Neutral),
         },
     };
     let outcome = outcome?;
@@ -351,7 +351,7 @@ pub(crate) fn fallback_reason(
 ) -> Result<String, CoreError> {
     match e {
         e if backend == BackendKind::Firecracker && allow_host_compat => {
-            let text = e.to_string();
+            let text = e.message(crate::hint::FrontEnd::Neutral);
             Ok(text.lines().next().unwrap_or(&text).to_owned())
         }
         e @ CoreError::Invalid(_) => Err(e),

@@ -324,7 +324,8 @@ fn rebake(
     manifest.installed_at = now_unix();
     write_atomic(
         &dir.join("environment.json"),
-        &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+        &serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
     )?;
     Ok(manifest)
 }
@@ -382,7 +383,8 @@ fn build_fresh(
     };
     write_atomic(
         &staging.path().join("environment.json"),
-        &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+        &serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
     )?;
     if dir.exists() {
         let trash = envs.join(format!(".trash-{slug}-{}", std::process::id()));

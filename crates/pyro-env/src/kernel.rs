@@ -323,7 +323,8 @@ fn build(
     let _ = std::fs::rename(&log, staging.join("build.log"));
     write_atomic(
         &staging.join("kernel.json"),
-        &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+        &serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
     )?;
     let dir = kernels.join(key);
     if dir.exists() {

@@ -13,6 +13,9 @@
 //! <cache>/locks/*.lock
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod catalog;
 pub mod install;

@@ -13,6 +13,9 @@
 //! non-zero is a successful call carrying its exit code. Calls run
 //! concurrently; host paths are confined to the allowed roots.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod tools;
 
 use std::path::{Path, PathBuf};

@@ -12,6 +12,9 @@
 //! and archive data) travel raw in their own frame kinds, so non-UTF-8 data
 //! never has to be escaped.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 
 use serde::{Serialize, de::DeserializeOwned};

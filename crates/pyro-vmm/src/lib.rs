@@ -13,6 +13,8 @@
 //! - [`host`]: facts about the host (KVM, PVM) that change how guests boot.
 //! - [`jail`]: reading files inside a VM's chroot without following links.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod binaries;
 pub mod cgroup;

@@ -224,7 +224,7 @@ impl<'a> LogSink<'a> {
             }
             Err(e) => {
                 self.entry.state = CommandState::Failed;
-                self.entry.error = Some(e.to_string());
+                self.entry.error = Some(e.message(crate::hint::FrontEnd::Neutral));
             }
         }
         for f in [self.out.as_mut(), self.err.as_mut()].into_iter().flatten() {

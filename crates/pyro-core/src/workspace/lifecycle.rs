@@ -284,7 +284,7 @@ impl Workspaces {
                     "a reset failed; its disk is either the baseline or what it was before; reset again or start it"
                         .into(),
                 );
-                rec.last_error = Some(e.to_string());
+                rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 Err(e)
             }
@@ -396,7 +396,7 @@ impl Workspaces {
         let mut sandbox = match booted {
             Ok(s) => s,
             Err(e) => {
-                rec.last_error = Some(e.to_string());
+                rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 return Err(e);
             }
