@@ -1,4 +1,4 @@
-//! Core is the only door: the front ends (`pyro-cli`, `pyro-mcp`) depend on
+//! How the code is laid out. Core is the only door: the front ends (`pyro-cli`, `pyro-mcp`) depend on
 //! `pyro-core` (the CLI also on `pyro-mcp`), never on the crates below it.
 //! Read from `cargo metadata`, so a dependency added by any means fails it.
 
@@ -68,4 +68,32 @@ fn front_ends_depend_on_nothing_below_core() {
     assert!(deps["pyro-cli"].iter().any(|d| d == "pyro-mcp"));
     // And the check itself sees what it checks: core does depend on them.
     assert!(deps["pyro-core"].iter().any(|d| d == "pyro-env"));
+}
+
+/// Small modules: no source file under `crates/` over 800 lines, unless
+/// its opening comment says why it is one piece.
+#[test]
+fn no_source_file_is_over_800_lines() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut stack = vec![crates];
+    let mut long = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let opening: String = text
+                    .lines()
+                    .take_while(|l| l.starts_with("//"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if text.lines().count() > 800 && !opening.contains("one piece") {
+                    long.push(format!("{} ({} lines)", p.display(), text.lines().count()));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "split these into modules: {long:?}");
 }

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod host_compat;
+
 use assert_cmd::Command;
 
 /// The built binary.

@@ -1,0 +1,424 @@
+//! Talking to a sandbox's agent: one connection per request, every read
+//! and write under a deadline, every size from the agent bounded.
+
+use super::*;
+
+impl Sandbox {
+    /// Opens a connection, checks the greeting and sends `request`.
+    pub(super) async fn open(&self, request: Request) -> Result<UnixStream, CoreError> {
+        let mut stream = match self.mode() {
+            ExecutionMode::GuestVsock => {
+                let fc = self
+                    .record
+                    .firecracker
+                    .as_ref()
+                    .ok_or_else(|| CoreError::Transport("no vsock path".into()))?;
+                pyro_vmm::vsock::connect_within(
+                    &fc.vsock_uds,
+                    AGENT_PORT,
+                    agent_deadline(pyro_vmm::vsock::HANDSHAKE_TIMEOUT),
+                    self.record.jail_uid,
+                )
+                .await?
+            }
+            ExecutionMode::HostCompat => {
+                let sock = self
+                    .record
+                    .agent_socket
+                    .as_ref()
+                    .ok_or_else(|| CoreError::Transport("no socket".into()))?;
+                UnixStream::connect(sock).await.map_err(|e| {
+                    CoreError::Transport(format!("connecting to {}: {e}", sock.display()))
+                })?
+            }
+        };
+        let hello: Hello = tokio::time::timeout(
+            agent_deadline(GREETING_TIMEOUT),
+            read_message(&mut stream, "its greeting"),
+        )
+        .await
+        .map_err(|_| CoreError::Transport("the agent accepted but did not greet".into()))?
+        .map_err(|e| CoreError::Transport(e.to_string()))?;
+        check_protocol(&hello, &self.record.environment)?;
+        let envelope = Envelope {
+            protocol_version: PROTOCOL_VERSION,
+            request,
+        };
+        let send = write_message(&mut stream, &envelope);
+        // An agent that never reads cannot hold a large request forever.
+        tokio::time::timeout(agent_deadline(Duration::from_secs(60)), send)
+            .await
+            .map_err(|_| CoreError::Transport("the agent did not take the request".into()))?
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// Sends a request whose answer is a single message.
+    pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CoreError> {
+        let mut s = self.open(request).await?;
+        let timeout = agent_deadline(timeout);
+        let resp: Response = tokio::time::timeout(timeout, read_message(&mut s, "its answer"))
+            .await
+            .map_err(|_| CoreError::Transport(format!("no answer within {} s", timeout.as_secs())))?
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
+        match resp {
+            Response::Error(e) => Err(e.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Runs one command, streaming its output into `sink`. A dropped
+    /// connection is reported, never retried: the command is not run twice.
+    pub async fn exec(
+        &self,
+        req: ExecRequest,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecOutcome, CoreError> {
+        self.exec_with_stdin(req, None, sink).await
+    }
+
+    /// [`Sandbox::exec`] with `stdin` streamed to the command (then closed).
+    pub async fn exec_with_stdin(
+        &self,
+        mut req: ExecRequest,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecOutcome, CoreError> {
+        req.stdin = stdin.is_some();
+        let limit = agent_deadline(Duration::from_millis(req.timeout_ms) + EXEC_GRACE);
+        // The agent promised at most this much per stream; more is a
+        // misbehaving (or hostile) guest, and is never buffered or logged.
+        let output_cap = req.output_limit_bytes;
+        let (mut rd, mut wr) = self.open(Request::Exec(req)).await?.into_split();
+        // The write half stays open until the command ends: closing it is how
+        // the agent learns the host went away (and kills the command).
+        let pump = AbortOnDrop(tokio::spawn(async move {
+            if let Some(mut input) = stdin {
+                let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut input, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if pyro_protocol::write_frame(&mut wr, FrameKind::Stdin, &buf[..n])
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = pyro_protocol::write_frame(&mut wr, FrameKind::StdinEnd, b"").await;
+            }
+            std::future::pending::<()>().await;
+            drop(wr);
+        }));
+        let read = async {
+            let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
+            let over = |n: u64| {
+                CoreError::Transport(format!(
+                    "the guest agent sent more than the {output_cap} bytes of output per stream \
+                     it was asked for ({n} so far), so the command was abandoned: the guest is \
+                     misbehaving; reset or delete it"
+                ))
+            };
+            loop {
+                let frame = read_frame(&mut rd)
+                    .await
+                    .map_err(|e| CoreError::Transport(e.to_string()))?
+                    .ok_or_else(|| {
+                        CoreError::Transport("the agent closed the connection mid-command".into())
+                    })?;
+                match frame.kind {
+                    FrameKind::Stdout => {
+                        out_bytes += frame.payload.len() as u64;
+                        if out_bytes > output_cap {
+                            return Err(over(out_bytes));
+                        }
+                        sink.stdout(&frame.payload);
+                    }
+                    FrameKind::Stderr => {
+                        err_bytes += frame.payload.len() as u64;
+                        if err_bytes > output_cap {
+                            return Err(over(err_bytes));
+                        }
+                        sink.stderr(&frame.payload);
+                    }
+                    FrameKind::Message => {
+                        return match frame
+                            .message::<Response>()
+                            .map_err(|e| CoreError::Transport(e.to_string()))?
+                        {
+                            Response::Exec(outcome) => Ok(outcome),
+                            Response::Error(e) => Err(e.into()),
+                            other => {
+                                Err(CoreError::Transport(format!("unexpected answer {other:?}")))
+                            }
+                        };
+                    }
+                    other => {
+                        return Err(CoreError::Transport(format!("unexpected {other:?} frame")));
+                    }
+                }
+            }
+        };
+        let result = tokio::time::timeout(limit, read).await.map_err(|_| {
+            CoreError::Transport(format!(
+                "the agent did not finish within {} s",
+                limit.as_secs()
+            ))
+        });
+        drop(pump);
+        result?
+    }
+
+    /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
+    pub async fn put_archive(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
+        within(
+            "extracting an archive",
+            ARCHIVE_TIMEOUT,
+            self.put_archive_inner(dest, tar),
+        )
+        .await
+    }
+
+    pub(super) async fn put_archive_inner(
+        &self,
+        dest: &str,
+        tar: &Path,
+    ) -> Result<(u64, u64), CoreError> {
+        let s = self
+            .open(Request::ExtractArchive {
+                dest: dest.to_owned(),
+            })
+            .await?;
+        let (mut rd, mut wr) = s.into_split();
+        let mut file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| CoreError::io(format!("opening {}", tar.display()), e))?;
+        let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+                .await
+                .map_err(|e| CoreError::io(format!("reading {}", tar.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = pyro_protocol::write_frame(&mut wr, FrameKind::Data, &buf[..n]).await {
+                // The agent may have refused the archive early: its answer
+                // says why.
+                return match read_message::<_, Response>(&mut rd, "its answer").await {
+                    Ok(Response::Error(err)) => Err(err.into()),
+                    _ => Err(CoreError::Transport(e.to_string())),
+                };
+            }
+        }
+        pyro_protocol::write_frame(&mut wr, FrameKind::DataEnd, b"")
+            .await
+            .map_err(|e| CoreError::Transport(e.to_string()))?;
+        match read_message::<_, Response>(&mut rd, "its answer")
+            .await
+            .map_err(|e| CoreError::Transport(e.to_string()))?
+        {
+            Response::Extracted { entries, bytes } => Ok((entries, bytes)),
+            Response::Error(e) => Err(e.into()),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Sends `request` (one that answers with a tar, such as `CreateArchive`
+    /// or `ReadFiles`) and streams the tar into the file `out`, refusing
+    /// more than `max_bytes` of it. Returns the agent's closing answer.
+    pub async fn get_archive(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+    ) -> Result<Response, CoreError> {
+        within(
+            "packing an archive",
+            ARCHIVE_TIMEOUT,
+            self.receive(request, out, max_bytes, "archive"),
+        )
+        .await
+    }
+
+    /// Sends `request` (one that answers with JSON lines, such as
+    /// `Manifest` or `ListFiles`) and spools the lines into the file `out`,
+    /// refusing more than `max_bytes`. Read them with [`crate::jsonl::Lines`].
+    pub async fn get_lines(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+        timeout: Duration,
+    ) -> Result<Response, CoreError> {
+        within(
+            "listing files",
+            timeout,
+            self.receive(request, out, max_bytes, "listing"),
+        )
+        .await
+    }
+
+    pub(super) async fn receive(
+        &self,
+        request: Request,
+        out: &Path,
+        max_bytes: u64,
+        what: &str,
+    ) -> Result<Response, CoreError> {
+        let mut s = self.open(request).await?;
+        let mut received: u64 = 0;
+        let mut file = tokio::fs::File::create(out)
+            .await
+            .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
+        loop {
+            let frame = read_frame(&mut s)
+                .await
+                .map_err(|e| CoreError::Transport(e.to_string()))?
+                .ok_or_else(|| {
+                    CoreError::Transport(format!("the agent closed the connection mid-{what}"))
+                })?;
+            match frame.kind {
+                FrameKind::Data => {
+                    received += frame.payload.len() as u64;
+                    if received > max_bytes {
+                        return Err(CoreError::TooLarge(format!(
+                            "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
+                        )));
+                    }
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)
+                        .await
+                        .map_err(|e| CoreError::io(format!("writing {}", out.display()), e))?
+                }
+                FrameKind::DataEnd => {}
+                FrameKind::Message => {
+                    tokio::io::AsyncWriteExt::flush(&mut file)
+                        .await
+                        .map_err(|e| CoreError::io("flushing", e))?;
+                    return match frame
+                        .message::<Response>()
+                        .map_err(|e| CoreError::Transport(e.to_string()))?
+                    {
+                        Response::Error(e) => Err(e.into()),
+                        other => Ok(other),
+                    };
+                }
+                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+            }
+        }
+    }
+
+    /// Reads up to `max_bytes` of a file.
+    pub async fn read_file(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
+        within(
+            "reading a file",
+            FILE_OP_TIMEOUT,
+            self.read_file_inner(path, max_bytes),
+        )
+        .await
+    }
+
+    pub(super) async fn read_file_inner(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
+        let mut s = self
+            .open(Request::ReadFile {
+                path: path.to_owned(),
+                max_bytes,
+            })
+            .await?;
+        let mut data = Vec::new();
+        loop {
+            let frame = read_frame(&mut s)
+                .await
+                .map_err(|e| CoreError::Transport(e.to_string()))?
+                .ok_or_else(|| {
+                    CoreError::Transport("the agent closed the connection mid-read".into())
+                })?;
+            match frame.kind {
+                FrameKind::Data => {
+                    data.extend_from_slice(&frame.payload);
+                    if data.len() as u64 > max_bytes {
+                        return Err(CoreError::Transport(format!(
+                            "the agent sent more than the {max_bytes} bytes asked for"
+                        )));
+                    }
+                }
+                FrameKind::DataEnd => {}
+                FrameKind::Message => {
+                    return match frame
+                        .message::<Response>()
+                        .map_err(|e| CoreError::Transport(e.to_string()))?
+                    {
+                        Response::FileRead {
+                            size,
+                            truncated,
+                            mode,
+                        } => Ok((data, size, truncated, mode)),
+                        Response::Error(e) => Err(e.into()),
+                        other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+                    };
+                }
+                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+            }
+        }
+    }
+
+    /// Writes a file atomically; returns (size, mode, created).
+    pub async fn write_file(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        data: &[u8],
+    ) -> Result<(u64, u32, bool), CoreError> {
+        within(
+            "writing a file",
+            FILE_OP_TIMEOUT,
+            self.write_file_inner(path, mode, data),
+        )
+        .await
+    }
+
+    pub(super) async fn write_file_inner(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        data: &[u8],
+    ) -> Result<(u64, u32, bool), CoreError> {
+        let mut s = self
+            .open(Request::WriteFile {
+                path: path.to_owned(),
+                mode,
+            })
+            .await?;
+        let t = |e: pyro_protocol::FrameError| CoreError::Transport(e.to_string());
+        for chunk in data.chunks(pyro_protocol::CHUNK_BYTES) {
+            pyro_protocol::write_frame(&mut s, FrameKind::Data, chunk)
+                .await
+                .map_err(t)?;
+        }
+        pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, b"")
+            .await
+            .map_err(t)?;
+        match read_message::<_, Response>(&mut s, "its answer")
+            .await
+            .map_err(t)?
+        {
+            Response::FileWritten {
+                size,
+                mode,
+                created,
+            } => Ok((size, mode, created)),
+            Response::Error(e) => Err(e.into()),
+            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
