@@ -76,6 +76,31 @@ async fn err(client: &Client, tool: &str, args: Value) -> String {
         !flag && !t.contains("`pyro workspace"),
         "{tool}'s error names the CLI: {t}"
     );
+    // Its class, in structured form.
+    let kind = r
+        .meta
+        .as_ref()
+        .and_then(|m| m.0.get("pyro/error_kind"))
+        .and_then(Value::as_str);
+    assert!(
+        kind.is_some_and(|k| !k.is_empty()),
+        "{tool}'s error has no kind: {:?}",
+        r.meta
+    );
+    t
+}
+
+/// Calls a tool that must fail with an error of `kind`; returns its text.
+async fn err_kind(client: &Client, tool: &str, args: Value, kind: &str) -> String {
+    let r = call(client, tool, args.clone()).await;
+    let got = r
+        .meta
+        .as_ref()
+        .and_then(|m| m.0.get("pyro/error_kind"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let t = err(client, tool, args).await;
+    assert_eq!(got.as_deref(), Some(kind), "{tool}: {t}");
     t
 }
 
@@ -278,10 +303,11 @@ async fn errors_are_tool_errors_with_the_rule() {
         "host-compat",
     )
     .await;
-    let e = err(
+    let e = err_kind(
         &client,
         "workspace_status",
         json!({"workspace_id": "0123456789abcdef"}),
+        "not_found",
     )
     .await;
     assert!(
@@ -307,10 +333,11 @@ async fn errors_are_tool_errors_with_the_rule() {
         "{e}"
     );
     // The schema's bounds hold although serde does not check them.
-    let e = err(
+    let e = err_kind(
         &client,
         "vm_run",
         json!({"command": "true", "timeout_seconds": 7200}),
+        "invalid_argument",
     )
     .await;
     assert!(

@@ -79,7 +79,7 @@ impl CommandArg {
     }
 }
 
-pub(super) fn check_range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+pub(super) fn check_range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), ToolError> {
     pyro_core::check_range(name, v, (lo, hi)).map_err(tool_error)
 }
 

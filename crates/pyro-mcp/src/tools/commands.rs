@@ -20,7 +20,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<ExecArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<workspace::ExecView>, String> {
+    ) -> Result<Json<workspace::ExecView>, ToolError> {
         check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
         check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
         let opts = ExecOptions {
@@ -56,7 +56,7 @@ impl PyroServer {
     async fn workspace_logs(
         &self,
         Parameters(a): Parameters<LogsArgs>,
-    ) -> Result<Json<LogsResult>, String> {
+    ) -> Result<Json<LogsResult>, ToolError> {
         let (count, entries) = self
             .ctx
             .workspaces

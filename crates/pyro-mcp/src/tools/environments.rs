@@ -19,7 +19,7 @@ impl PyroServer {
     async fn environment_list(
         &self,
         Parameters(_a): Parameters<NoArgs>,
-    ) -> Result<Json<EnvList>, String> {
+    ) -> Result<Json<EnvList>, ToolError> {
         let catalog = pyro_core::environments::catalog(&self.ctx.options.paths);
         let environments = catalog
             .environments

@@ -19,7 +19,7 @@ impl PyroServer {
     async fn workspace_sync_push(
         &self,
         Parameters(a): Parameters<SyncArgs>,
-    ) -> Result<Json<workspace::SyncView>, String> {
+    ) -> Result<Json<workspace::SyncView>, ToolError> {
         let src = self.confine("source_path", &a.source_path)?;
         self.ctx
             .workspaces
@@ -43,7 +43,7 @@ impl PyroServer {
     async fn workspace_file_list(
         &self,
         Parameters(a): Parameters<ListFilesArgs>,
-    ) -> Result<Json<FileListResult>, String> {
+    ) -> Result<Json<FileListResult>, ToolError> {
         let l = self
             .ctx
             .workspaces
@@ -74,7 +74,7 @@ impl PyroServer {
     async fn workspace_file_read(
         &self,
         Parameters(a): Parameters<ReadArgs>,
-    ) -> Result<Json<FileReadResult>, String> {
+    ) -> Result<Json<FileReadResult>, ToolError> {
         check_range("max_bytes", a.max_bytes, 1, workspace::FILE_LIMIT_DEFAULT)?;
         let (path, data, mode) = self
             .ctx
@@ -83,12 +83,15 @@ impl PyroServer {
             .await
             .map_err(|e| match e {
                 // Core's advice names the CLI's larger limit.
-                CoreError::TooLarge(_) => format!(
-                    "{} is larger than max_bytes ({}); raise max_bytes (up to {}) or copy it out with \
-                     workspace_export",
-                    a.path,
-                    a.max_bytes,
-                    workspace::FILE_LIMIT_DEFAULT
+                CoreError::TooLarge(_) => ToolError::new(
+                    "too_large",
+                    format!(
+                        "{} is larger than max_bytes ({}); raise max_bytes (up to {}) or copy it \
+                         out with workspace_export",
+                        a.path,
+                        a.max_bytes,
+                        workspace::FILE_LIMIT_DEFAULT
+                    ),
                 ),
                 other => tool_error(other),
             })?;
@@ -117,13 +120,16 @@ impl PyroServer {
     async fn workspace_file_write(
         &self,
         Parameters(a): Parameters<WriteArgs>,
-    ) -> Result<Json<FileWriteResult>, String> {
+    ) -> Result<Json<FileWriteResult>, ToolError> {
         if a.text.len() as u64 > workspace::FILE_LIMIT_DEFAULT {
-            return Err(format!(
-                "text is {} bytes, above the {} bytes workspace_file_write takes; push \
-                 the file with workspace_sync_push",
-                a.text.len(),
-                workspace::FILE_LIMIT_DEFAULT
+            return Err(ToolError::new(
+                "too_large",
+                format!(
+                    "text is {} bytes, above the {} bytes workspace_file_write takes; push \
+                     the file with workspace_sync_push",
+                    a.text.len(),
+                    workspace::FILE_LIMIT_DEFAULT
+                ),
             ));
         }
         let (path, size, mode, created) = self
@@ -160,7 +166,7 @@ impl PyroServer {
     async fn workspace_patch_apply(
         &self,
         Parameters(a): Parameters<PatchArgs>,
-    ) -> Result<Json<PatchResult>, String> {
+    ) -> Result<Json<PatchResult>, ToolError> {
         let files = self
             .ctx
             .workspaces
@@ -187,7 +193,7 @@ impl PyroServer {
     async fn workspace_diff(
         &self,
         Parameters(a): Parameters<DiffArgs>,
-    ) -> Result<Json<DiffResult>, String> {
+    ) -> Result<Json<DiffResult>, ToolError> {
         let d = self
             .ctx
             .workspaces
@@ -236,7 +242,7 @@ impl PyroServer {
     async fn workspace_export(
         &self,
         Parameters(a): Parameters<ExportArgs>,
-    ) -> Result<Json<workspace::ExportView>, String> {
+    ) -> Result<Json<workspace::ExportView>, ToolError> {
         let out = self.confine_new("output_path", &a.output_path)?;
         self.ctx
             .workspaces

@@ -20,7 +20,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<CreateArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         let env = self.env(&a.environment)?;
         let mut req = CreateRequest::new(self.ctx.options.backend);
         req.name = a.name;
@@ -75,7 +75,7 @@ impl PyroServer {
     async fn workspace_list(
         &self,
         Parameters(_a): Parameters<NoArgs>,
-    ) -> Result<Json<ListResult>, String> {
+    ) -> Result<Json<ListResult>, ToolError> {
         let workspaces = self.ctx.workspaces.list().await.map_err(tool_error)?;
         Ok(Json(ListResult {
             count: workspaces.len(),
@@ -97,7 +97,7 @@ impl PyroServer {
     async fn workspace_update(
         &self,
         Parameters(a): Parameters<UpdateArgs>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         self.ctx
             .workspaces
             .update(
@@ -126,7 +126,7 @@ impl PyroServer {
     async fn workspace_status(
         &self,
         Parameters(a): Parameters<IdArgs>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         self.ctx
             .workspaces
             .status(&a.workspace_id)
@@ -150,7 +150,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<ResetArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         let name = self
             .ctx
             .workspaces
@@ -184,7 +184,7 @@ impl PyroServer {
     async fn workspace_delete(
         &self,
         Parameters(a): Parameters<IdArgs>,
-    ) -> Result<Json<DeleteResult>, String> {
+    ) -> Result<Json<DeleteResult>, ToolError> {
         self.ctx
             .workspaces
             .delete(&a.workspace_id)

@@ -51,10 +51,62 @@ baseline and retry -> workspace_delete when done. A workspace_id lives until del
 after ttl_seconds without any call (the disk is kept). For a single throwaway command use vm_run. \
 Commands that fail still succeed as calls: read exit_code and stderr.";
 
-/// An engine error as a tool error: the same words, with the CLI commands
-/// it suggests named as the tools a model can call.
-fn tool_error(e: CoreError) -> String {
-    e.message(pyro_core::hint::FrontEnd::Mcp)
+/// A tool error: the message for the model (worded for tools: argument
+/// and tool names), and its class, also in structured form in the result's
+/// `_meta` (`pyro/error_kind`: `not_found`, `invalid_argument`, `busy`...).
+#[derive(Debug)]
+pub struct ToolError {
+    kind: &'static str,
+    message: String,
+}
+
+impl From<String> for ToolError {
+    /// The server's own checks (bounds, host paths, commands) are about the
+    /// arguments.
+    fn from(message: String) -> Self {
+        Self {
+            kind: "invalid_argument",
+            message,
+        }
+    }
+}
+
+impl From<&str> for ToolError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl ToolError {
+    /// An error of a given class.
+    fn new(kind: &'static str, message: String) -> Self {
+        Self { kind, message }
+    }
+}
+
+impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {
+    fn into_call_tool_result(self) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let mut r =
+            rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(self.message)]);
+        r.meta = Some(kind_meta(self.kind));
+        Ok(r.into())
+    }
+}
+
+/// `_meta` naming an error's class.
+fn kind_meta(kind: &str) -> rmcp::model::MetaObject {
+    let mut meta = rmcp::model::MetaObject::new();
+    meta.0
+        .insert("pyro/error_kind".into(), serde_json::Value::from(kind));
+    meta
+}
+
+/// An engine error as a tool error, worded for tools.
+fn tool_error(e: CoreError) -> ToolError {
+    ToolError {
+        kind: e.kind(),
+        message: e.message(pyro_core::hint::FrontEnd::Mcp),
+    }
 }
 
 /// The server.
@@ -115,12 +167,12 @@ impl PyroServer {
         }
     }
 
-    fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, String> {
+    fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, ToolError> {
         pyro_core::environments::resolve(&self.ctx.options.paths, name).map_err(|e| {
-            format!(
-                "{} (the first pull builds the guest kernel and takes a few minutes)",
-                tool_error(e)
-            )
+            let mut t = tool_error(e);
+            t.message
+                .push_str(" (the first pull builds the guest kernel and takes a few minutes)");
+            t
         })
     }
 
@@ -182,6 +234,24 @@ impl PyroServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for PyroServer {
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let mut response = self.tool_router.call(tcc).await?;
+        // Tool errors rmcp raises itself (arguments that do not parse) get
+        // a class too.
+        if let rmcp::model::CallToolResponse::Complete(r) = &mut response
+            && r.is_error == Some(true)
+            && r.meta.is_none()
+        {
+            r.meta = Some(kind_meta("invalid_argument"));
+        }
+        Ok(response)
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         let mut info = Implementation::new("pyro", env!("CARGO_PKG_VERSION"));

@@ -19,7 +19,7 @@ impl PyroServer {
     async fn workspace_stop(
         &self,
         Parameters(a): Parameters<IdArgs>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         self.ctx
             .workspaces
             .stop(&a.workspace_id)
@@ -43,7 +43,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<IdArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<workspace::View>, String> {
+    ) -> Result<Json<workspace::View>, ToolError> {
         let name = self
             .ctx
             .workspaces

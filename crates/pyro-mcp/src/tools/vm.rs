@@ -20,7 +20,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<VmRunArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<run::RunResult>, String> {
+    ) -> Result<Json<run::RunResult>, ToolError> {
         // The schema's bounds, which serde does not enforce, before any work.
         check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
         check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
