@@ -2,115 +2,15 @@
 //! raw JSON-RPC where the wire itself is under test.
 
 mod common;
+mod mcp_support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Home, pyro_bin, require_debian12};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
+use mcp_support::{connect, err, err_kind, ok};
 use serde_json::{Value, json};
-
-type Client = RunningService<RoleClient, ()>;
-
-async fn connect(home: &Home, cwd: &Path, args: &[&str], backend: &str) -> Client {
-    let bin = pyro_bin();
-    let home_path = home.path().to_path_buf();
-    let cwd = cwd.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let backend = backend.to_owned();
-    let t = TokioChildProcess::new(tokio::process::Command::new(bin).configure(move |c| {
-        c.arg("mcp")
-            .arg("serve")
-            .args(&args)
-            .env("PYRO_HOME", &home_path)
-            .env("PYRO_BACKEND", &backend)
-            .current_dir(&cwd);
-    }))
-    .unwrap();
-    ().serve(t).await.unwrap()
-}
-
-async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
-    let mut p = CallToolRequestParams::new(tool.to_owned());
-    if let Value::Object(m) = args {
-        p = p.with_arguments(m);
-    }
-    client.call_tool(p).await.unwrap()
-}
-
-/// Calls a tool that must succeed; returns its structured content.
-async fn ok(client: &Client, tool: &str, args: Value) -> Value {
-    let r = call(client, tool, args).await;
-    assert_ne!(r.is_error, Some(true), "{tool} failed: {}", text(&r));
-    let v = r
-        .structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("{tool}: no structured content"));
-    // The JSON text copy says the same.
-    let copy: Value = serde_json::from_str(&text(&r)).unwrap();
-    assert_eq!(copy, v);
-    v
-}
-
-/// Calls a tool that must fail; returns the error text.
-async fn err(client: &Client, tool: &str, args: Value) -> String {
-    let r = call(client, tool, args).await;
-    assert_eq!(
-        r.is_error,
-        Some(true),
-        "{tool} should have failed: {}",
-        text(&r)
-    );
-    let t = text(&r);
-    // Worded for a model: tool arguments and tool names, never CLI flags
-    // or commands it cannot run.
-    let flag = t
-        .match_indices("--")
-        .any(|(i, _)| t[i + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
-    assert!(
-        !flag && !t.contains("`pyro workspace"),
-        "{tool}'s error names the CLI: {t}"
-    );
-    // Its class, in structured form.
-    let kind = r
-        .meta
-        .as_ref()
-        .and_then(|m| m.0.get("pyro/error_kind"))
-        .and_then(Value::as_str);
-    assert!(
-        kind.is_some_and(|k| !k.is_empty()),
-        "{tool}'s error has no kind: {:?}",
-        r.meta
-    );
-    t
-}
-
-/// Calls a tool that must fail with an error of `kind`; returns its text.
-async fn err_kind(client: &Client, tool: &str, args: Value, kind: &str) -> String {
-    let r = call(client, tool, args.clone()).await;
-    let got = r
-        .meta
-        .as_ref()
-        .and_then(|m| m.0.get("pyro/error_kind"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let t = err(client, tool, args).await;
-    assert_eq!(got.as_deref(), Some(kind), "{tool}: {t}");
-    t
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_list_per_profile() {
@@ -418,9 +318,23 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert!(
-        e.contains("is stopped") && e.contains("workspace_start"),
+        e.contains("is stopped") && e.contains("call workspace_start first"),
         "{e}"
     );
+    // A workspace-core server has no workspace_start: the user starts it.
+    let core = connect(&home, home.path(), &[], "host-compat").await;
+    let e = err_kind(
+        &core,
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "true"}),
+        "wrong_state",
+    )
+    .await;
+    assert!(
+        e.contains(&format!("ask the user to run `pyro workspace start {id}`")),
+        "{e}"
+    );
+    core.cancel().await.unwrap();
     ok(&client, "workspace_start", json!({"workspace_id": id})).await;
     let envs = ok(&client, "environment_list", json!({})).await;
     assert_eq!(envs["environments"][0]["name"], "debian:12");

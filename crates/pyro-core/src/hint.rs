@@ -2,9 +2,9 @@
 //!
 //! Core's messages name arguments and operations in a neutral markup:
 //! `⟨arg:max_bytes⟩` (optionally `⟨arg:seed_mode=all⟩`),
-//! `⟨op:workspace start ID⟩` (the operation) and `⟨do:workspace start ID⟩`
+//! `⟨op:workspace start ID⟩` (the operation), `⟨do:workspace start ID⟩`
 //! (an instruction: "run `pyro workspace start ID`", "call
-//! workspace_start"). [`render`] turns them into the CLI's words
+//! workspace_start") and `⟨say:key⟩` (a whole phrase worded per front end). [`render`] turns them into the CLI's words
 //! (`--max-bytes`, `` `pyro workspace start ID` ``) or the MCP server's
 //! (`max_bytes`, `workspace_start`), so a model is never told to pass a
 //! flag it cannot pass, and a person never a tool argument.
@@ -26,6 +26,12 @@ const CLOSE: char = '⟩';
 
 /// Words `text`'s markup for `front`; text without markup is unchanged.
 pub fn render(text: &str, front: FrontEnd) -> String {
+    render_for(text, front, &|_| true)
+}
+
+/// [`render`] for an MCP server that has only the tools `has_tool` says:
+/// an operation whose tool it lacks is named as a command for the user.
+pub fn render_for(text: &str, front: FrontEnd, has_tool: &dyn Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find(OPEN) {
@@ -38,14 +44,24 @@ pub fn render(text: &str, front: FrontEnd) -> String {
         let token = &after[..end];
         match token.split_once(':') {
             Some(("arg", a)) => out.push_str(&arg(a, front)),
-            Some(("op", o)) => out.push_str(&op(o, front)),
+            Some(("op", o)) => out.push_str(&op(o, front, has_tool)),
             Some(("do", o)) => {
-                let verb = match (front, tool(&o.split_whitespace().collect::<Vec<_>>())) {
-                    (FrontEnd::Mcp, Some(_)) => "call",
-                    _ => "run",
-                };
-                out.push_str(&format!("{verb} {}", op(o, front)));
+                let t = tool(&o.split_whitespace().collect::<Vec<_>>());
+                match (front, t) {
+                    (FrontEnd::Mcp, Some(t)) if has_tool(&t) => out.push_str(&format!("call {t}")),
+                    (FrontEnd::Mcp, _) => out.push_str(&format!(
+                        "ask the user to run `pyro {o}` on this host (this server has no tool \
+                         for it)"
+                    )),
+                    _ => out.push_str(&format!("run {}", op(o, front, has_tool))),
+                }
             }
+            Some(("say", k)) => match phrase(k, front) {
+                Some(p) => out.push_str(p),
+                None => {
+                    out.push_str(&rest[start..start + OPEN.len_utf8() + end + CLOSE.len_utf8()])
+                }
+            },
             _ => out.push_str(&rest[start..start + OPEN.len_utf8() + end + CLOSE.len_utf8()]),
         }
         rest = &after[end + CLOSE.len_utf8()..];
@@ -74,14 +90,50 @@ fn arg(spec: &str, front: FrontEnd) -> String {
             Some(v) => format!("`{name}` {v}"),
             None => format!("`{name}`"),
         },
-        FrontEnd::Mcp => match value {
-            Some(v) if v.parse::<f64>().is_ok() || v == "true" || v == "false" => {
-                format!("{name}: {v}")
+        FrontEnd::Mcp if mcp_name(name).is_none() => {
+            format!("`{name}` (not a tool argument: the user sets it outside the tools)")
+        }
+        FrontEnd::Mcp => {
+            let name = mcp_name(name).unwrap_or(name);
+            match value {
+                Some(v) if v.parse::<f64>().is_ok() || v == "true" || v == "false" => {
+                    format!("{name}: {v}")
+                }
+                Some(v) => format!("{name}: \"{v}\""),
+                None => format!("the {name} argument"),
             }
-            Some(v) => format!("{name}: \"{v}\""),
-            None => format!("the {name} argument"),
-        },
+        }
     }
+}
+
+/// An argument's name in the MCP tools, when the tools have it.
+fn mcp_name(name: &str) -> Option<&str> {
+    match name {
+        "label" => Some("labels"),
+        "clear_label" => Some("clear_labels"),
+        // The CLI's own options: the tools have no such argument.
+        "allow_host_compat" | "boot_timeout_seconds" | "disk_mib" | "backend" => None,
+        other => Some(other),
+    }
+}
+
+/// Whole phrases whose words differ by front end (`⟨say:key⟩`).
+fn phrase(key: &str, front: FrontEnd) -> Option<&'static str> {
+    Some(match (key, front) {
+        ("host_compat_fallback", FrontEnd::Cli) => {
+            "pass --allow-host-compat to run on the host-compat backend instead"
+        }
+        ("host_compat_fallback", FrontEnd::Mcp) => {
+            "ask the user to start this server with the host-compat backend \
+             (PYRO_BACKEND=host-compat) to run there instead"
+        }
+        ("host_compat_fallback", FrontEnd::Neutral) => "the host-compat backend can run it instead",
+        ("slow_boot", FrontEnd::Cli) => "raise --boot-timeout-seconds if the host is slow",
+        ("slow_boot", FrontEnd::Mcp | FrontEnd::Neutral) => {
+            "the host may be slow: tell the user, who can allow a longer boot"
+        }
+        _ => return None,
+    })
 }
 
 /// The MCP tool for an operation, if there is one.
@@ -97,12 +149,12 @@ fn tool(words: &[&str]) -> Option<String> {
     }
 }
 
-fn op(spec: &str, front: FrontEnd) -> String {
+fn op(spec: &str, front: FrontEnd, has_tool: &dyn Fn(&str) -> bool) -> String {
     let words: Vec<&str> = spec.split_whitespace().collect();
     match (front, tool(&words)) {
-        (FrontEnd::Mcp, Some(t)) => t,
-        // No tool for it: a person runs it on the host.
-        (FrontEnd::Mcp, None) => format!("`pyro {spec}` (in a terminal on this host)"),
+        (FrontEnd::Mcp, Some(t)) if has_tool(&t) => t,
+        // No tool for it here: a person runs it on the host.
+        (FrontEnd::Mcp, _) => format!("`pyro {spec}` (in a terminal on this host)"),
         (FrontEnd::Cli | FrontEnd::Neutral, _) => format!("`pyro {spec}`"),
     }
 }
@@ -143,9 +195,36 @@ mod tests {
         );
         assert_eq!(
             render(m, FrontEnd::Mcp),
-            "stopped; call workspace_start first, or run `pyro env pull debian:12` (in a terminal \
-             on this host)"
+            "stopped; call workspace_start first, or ask the user to run `pyro env pull \
+             debian:12` on this host (this server has no tool for it)"
         );
+    }
+
+    #[test]
+    fn a_tool_the_server_lacks_is_a_command_for_the_user() {
+        let m = "stopped; ⟨do:workspace start ab12⟩ first";
+        let core_profile = |t: &str| t != "workspace_start";
+        assert_eq!(
+            render_for(m, FrontEnd::Mcp, &core_profile),
+            "stopped; ask the user to run `pyro workspace start ab12` on this host (this server \
+             has no tool for it) first"
+        );
+    }
+
+    #[test]
+    fn arguments_the_tools_name_otherwise_or_lack() {
+        let m = "pass ⟨arg:label⟩ or ⟨arg:clear_label⟩; ⟨say:host_compat_fallback⟩";
+        assert_eq!(
+            render(m, FrontEnd::Mcp),
+            "pass the labels argument or the clear_labels argument; ask the user to start this \
+             server with the host-compat backend (PYRO_BACKEND=host-compat) to run there instead"
+        );
+        assert_eq!(
+            render(m, FrontEnd::Cli),
+            "pass --label or --clear-label; pass --allow-host-compat to run on the host-compat \
+             backend instead"
+        );
+        assert!(render("⟨arg:disk_mib⟩", FrontEnd::Mcp).contains("not a tool argument"));
     }
 
     #[test]

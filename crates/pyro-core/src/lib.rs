@@ -141,7 +141,7 @@ pub enum CoreError {
     /// have fallen back.
     #[error(
         "the guest could not boot and host-compat fallback is off: {0}\n\
-         (pass ⟨arg:allow_host_compat⟩ to run on the host-compat backend instead)"
+         (⟨say:host_compat_fallback⟩)"
     )]
     GuestUnavailable(Box<CoreError>),
     /// The agent refused or failed a request.
@@ -213,6 +213,12 @@ impl CoreError {
     /// tool arguments for MCP.
     pub fn message(&self, front: hint::FrontEnd) -> String {
         hint::render(&self.to_string(), front)
+    }
+
+    /// The message for an MCP server that has only the tools `has_tool`
+    /// says (see [`hint::render_for`]).
+    pub fn message_for_tools(&self, has_tool: &dyn Fn(&str) -> bool) -> String {
+        hint::render_for(&self.to_string(), hint::FrontEnd::Mcp, has_tool)
     }
 
     /// An invalid-request error.

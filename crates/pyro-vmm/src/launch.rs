@@ -445,8 +445,7 @@ impl Booting {
                                         panic or Firecracker error)"
                 .into(),
             Err(NoGreeting::TimedOut) => format!(
-                "the guest agent was not ready within {} s (raise ⟨arg:boot_timeout_seconds⟩ if the \
-                 host is slow)",
+                "the guest agent was not ready within {} s (⟨say:slow_boot⟩)",
                 timeout.as_secs()
             ),
         };

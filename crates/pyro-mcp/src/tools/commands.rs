@@ -37,8 +37,8 @@ impl PyroServer {
             .workspaces
             .exec(&a.workspace_id, opts, None, &mut sink);
         tokio::select! {
-            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(tool_error),
-            () = rc.ct.cancelled() => Err("cancelled; the command was killed".into()),
+            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(|e| self.fail(e)),
+            () = rc.ct.cancelled() => Err(ToolError::new("cancelled", "cancelled; the command was killed".into())),
         }
     }
 
@@ -69,7 +69,7 @@ impl PyroServer {
                 },
             )
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(LogsResult {
             workspace_id: a.workspace_id,
             count,

@@ -26,7 +26,7 @@ impl PyroServer {
             .sync_push(&a.workspace_id, &src, Some(&a.dest))
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| self.fail(e))
     }
 
     /// List files.
@@ -49,7 +49,7 @@ impl PyroServer {
             .workspaces
             .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(FileListResult {
             workspace_id: a.workspace_id,
             path: l.root.path,
@@ -93,7 +93,7 @@ impl PyroServer {
                         workspace::FILE_LIMIT_DEFAULT
                     ),
                 ),
-                other => tool_error(other),
+                other => self.fail(other),
             })?;
         let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
         Ok(Json(FileReadResult {
@@ -142,7 +142,7 @@ impl PyroServer {
                 workspace::FILE_LIMIT_DEFAULT,
             )
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(FileWriteResult {
             workspace_id: a.workspace_id,
             path,
@@ -172,7 +172,7 @@ impl PyroServer {
             .workspaces
             .patch_apply(&a.workspace_id, &a.patch)
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(PatchResult {
             workspace_id: a.workspace_id,
             files,
@@ -205,7 +205,7 @@ impl PyroServer {
                 },
             )
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(DiffResult {
             workspace_id: d.workspace_id,
             changed: d.changed,
@@ -249,6 +249,6 @@ impl PyroServer {
             .export(&a.workspace_id, &a.path, &out)
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| self.fail(e))
     }
 }

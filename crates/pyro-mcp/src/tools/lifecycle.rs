@@ -58,7 +58,7 @@ impl PyroServer {
         )
         .await
         .map(Json)
-        .map_err(tool_error)
+        .map_err(|e| self.fail(e))
     }
 
     /// List workspaces.
@@ -76,7 +76,7 @@ impl PyroServer {
         &self,
         Parameters(_a): Parameters<NoArgs>,
     ) -> Result<Json<ListResult>, ToolError> {
-        let workspaces = self.ctx.workspaces.list().await.map_err(tool_error)?;
+        let workspaces = self.ctx.workspaces.list().await.map_err(|e| self.fail(e))?;
         Ok(Json(ListResult {
             count: workspaces.len(),
             workspaces,
@@ -109,7 +109,7 @@ impl PyroServer {
             )
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| self.fail(e))
     }
 
     /// A workspace's state.
@@ -132,7 +132,7 @@ impl PyroServer {
             .status(&a.workspace_id)
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| self.fail(e))
     }
 
     /// Reset to the baseline.
@@ -155,7 +155,7 @@ impl PyroServer {
             .ctx
             .workspaces
             .environment_of(&a.workspace_id)
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         let env = self.env(&name)?;
         let phase = Arc::new(Mutex::new("resetting and booting".to_owned()));
         with_progress(
@@ -167,7 +167,7 @@ impl PyroServer {
         )
         .await
         .map(Json)
-        .map_err(tool_error)
+        .map_err(|e| self.fail(e))
     }
 
     /// Delete a workspace.
@@ -189,7 +189,7 @@ impl PyroServer {
             .workspaces
             .delete(&a.workspace_id)
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Json(DeleteResult {
             workspace_id: a.workspace_id,
             deleted: true,

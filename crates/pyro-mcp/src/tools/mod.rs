@@ -101,7 +101,8 @@ fn kind_meta(kind: &str) -> rmcp::model::MetaObject {
     meta
 }
 
-/// An engine error as a tool error, worded for tools.
+/// An engine error as a tool error, worded for tools (for checks made
+/// before a server is at hand; see `PyroServer::fail`).
 fn tool_error(e: CoreError) -> ToolError {
     ToolError {
         kind: e.kind(),
@@ -167,11 +168,22 @@ impl PyroServer {
         }
     }
 
+    /// An engine error as this server's tool error: worded for its tools
+    /// (an operation it has no tool for is a command for the user).
+    fn fail(&self, e: CoreError) -> ToolError {
+        ToolError {
+            kind: e.kind(),
+            message: e.message_for_tools(&|t| self.tool_router.has_route(t)),
+        }
+    }
+
     fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, ToolError> {
         pyro_core::environments::resolve(&self.ctx.options.paths, name).map_err(|e| {
-            let mut t = tool_error(e);
-            t.message
-                .push_str(" (the first pull builds the guest kernel and takes a few minutes)");
+            let mut t = self.fail(e);
+            if t.kind == "not_installed" {
+                t.message
+                    .push_str(" (the first pull builds the guest kernel and takes a few minutes)");
+            }
             t
         })
     }
@@ -225,8 +237,8 @@ impl PyroServer {
             .join(", ");
         Err(format!(
             "{what} {} is outside the host directories this server may use ({list}); pick a path under them, \
-             or ask the user to restart the server with that directory allowed (the allow-root \
-             option of `pyro mcp serve`)",
+             or ask the user to restart this server with that directory allowed (its allow-root \
+             option)",
             canon.display()
         ))
     }

@@ -25,7 +25,7 @@ impl PyroServer {
             .stop(&a.workspace_id)
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| self.fail(e))
     }
 
     /// Start a stopped workspace.
@@ -48,7 +48,7 @@ impl PyroServer {
             .ctx
             .workspaces
             .environment_of(&a.workspace_id)
-            .map_err(tool_error)?;
+            .map_err(|e| self.fail(e))?;
         let env = self.env(&name)?;
         let phase = Arc::new(Mutex::new("booting".to_owned()));
         with_progress(
@@ -58,6 +58,6 @@ impl PyroServer {
         )
         .await
         .map(Json)
-        .map_err(tool_error)
+        .map_err(|e| self.fail(e))
     }
 }

@@ -42,8 +42,8 @@ impl PyroServer {
         let paths = self.ctx.options.paths.clone();
         let work = run::run(&paths, &env, &opts, &mut sink, &mut events);
         tokio::select! {
-            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(tool_error),
-            () = rc.ct.cancelled() => Err("cancelled; the VM was deleted".into()),
+            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(|e| self.fail(e)),
+            () = rc.ct.cancelled() => Err(ToolError::new("cancelled", "cancelled; the VM was deleted".into())),
         }
     }
 }
