@@ -3,6 +3,45 @@
 
 use super::*;
 
+/// The next frame from the agent; a closed connection mid-`what` is an
+/// error.
+async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
+    s: &mut R,
+    what: &str,
+) -> Result<pyro_protocol::Frame, CoreError> {
+    read_frame(s)
+        .await
+        .map_err(|e| CoreError::Transport(e.to_string()))?
+        .ok_or_else(|| CoreError::Transport(format!("the agent closed the connection mid-{what}")))
+}
+
+/// The agent's answer in a `Message` frame; an `Error` answer is an error.
+fn answer(frame: &pyro_protocol::Frame) -> Result<Response, CoreError> {
+    match frame
+        .message::<Response>()
+        .map_err(|e| CoreError::Transport(e.to_string()))?
+    {
+        Response::Error(e) => Err(e.into()),
+        other => Ok(other),
+    }
+}
+
+/// Reads the agent's closing answer; an `Error` answer is an error.
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<Response, CoreError> {
+    match read_message::<_, Response>(s, "its answer")
+        .await
+        .map_err(|e| CoreError::Transport(e.to_string()))?
+    {
+        Response::Error(e) => Err(e.into()),
+        other => Ok(other),
+    }
+}
+
+/// An answer or frame the request does not call for.
+fn unexpected(other: impl std::fmt::Debug) -> CoreError {
+    CoreError::Transport(format!("unexpected answer {other:?}"))
+}
+
 impl Sandbox {
     /// Opens a connection, checks the greeting and sends `request`.
     pub(super) async fn open(&self, request: Request) -> Result<UnixStream, CoreError> {
@@ -57,14 +96,11 @@ impl Sandbox {
     pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CoreError> {
         let mut s = self.open(request).await?;
         let timeout = agent_deadline(timeout);
-        let resp: Response = tokio::time::timeout(timeout, read_message(&mut s, "its answer"))
+        tokio::time::timeout(timeout, read_answer(&mut s))
             .await
-            .map_err(|_| CoreError::Transport(format!("no answer within {} s", timeout.as_secs())))?
-            .map_err(|e| CoreError::Transport(e.to_string()))?;
-        match resp {
-            Response::Error(e) => Err(e.into()),
-            other => Ok(other),
-        }
+            .map_err(|_| {
+                CoreError::Transport(format!("no answer within {} s", timeout.as_secs()))
+            })?
     }
 
     /// Runs one command, streaming its output into `sink`. A dropped
@@ -123,12 +159,7 @@ impl Sandbox {
                 ))
             };
             loop {
-                let frame = read_frame(&mut rd)
-                    .await
-                    .map_err(|e| CoreError::Transport(e.to_string()))?
-                    .ok_or_else(|| {
-                        CoreError::Transport("the agent closed the connection mid-command".into())
-                    })?;
+                let frame = next_frame(&mut rd, "command").await?;
                 match frame.kind {
                     FrameKind::Stdout => {
                         out_bytes += frame.payload.len() as u64;
@@ -145,20 +176,12 @@ impl Sandbox {
                         sink.stderr(&frame.payload);
                     }
                     FrameKind::Message => {
-                        return match frame
-                            .message::<Response>()
-                            .map_err(|e| CoreError::Transport(e.to_string()))?
-                        {
+                        return match answer(&frame)? {
                             Response::Exec(outcome) => Ok(outcome),
-                            Response::Error(e) => Err(e.into()),
-                            other => {
-                                Err(CoreError::Transport(format!("unexpected answer {other:?}")))
-                            }
+                            other => Err(unexpected(other)),
                         };
                     }
-                    other => {
-                        return Err(CoreError::Transport(format!("unexpected {other:?} frame")));
-                    }
+                    other => return Err(unexpected(other)),
                 }
             }
         };
@@ -216,13 +239,9 @@ impl Sandbox {
         pyro_protocol::write_frame(&mut wr, FrameKind::DataEnd, b"")
             .await
             .map_err(|e| CoreError::Transport(e.to_string()))?;
-        match read_message::<_, Response>(&mut rd, "its answer")
-            .await
-            .map_err(|e| CoreError::Transport(e.to_string()))?
-        {
+        match read_answer(&mut rd).await? {
             Response::Extracted { entries, bytes } => Ok((entries, bytes)),
-            Response::Error(e) => Err(e.into()),
-            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -274,12 +293,7 @@ impl Sandbox {
             .await
             .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
         loop {
-            let frame = read_frame(&mut s)
-                .await
-                .map_err(|e| CoreError::Transport(e.to_string()))?
-                .ok_or_else(|| {
-                    CoreError::Transport(format!("the agent closed the connection mid-{what}"))
-                })?;
+            let frame = next_frame(&mut s, what).await?;
             match frame.kind {
                 FrameKind::Data => {
                     received += frame.payload.len() as u64;
@@ -297,15 +311,9 @@ impl Sandbox {
                     tokio::io::AsyncWriteExt::flush(&mut file)
                         .await
                         .map_err(|e| CoreError::io("flushing", e))?;
-                    return match frame
-                        .message::<Response>()
-                        .map_err(|e| CoreError::Transport(e.to_string()))?
-                    {
-                        Response::Error(e) => Err(e.into()),
-                        other => Ok(other),
-                    };
+                    return answer(&frame);
                 }
-                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+                other => return Err(unexpected(other)),
             }
         }
     }
@@ -337,12 +345,7 @@ impl Sandbox {
             .await?;
         let mut data = Vec::new();
         loop {
-            let frame = read_frame(&mut s)
-                .await
-                .map_err(|e| CoreError::Transport(e.to_string()))?
-                .ok_or_else(|| {
-                    CoreError::Transport("the agent closed the connection mid-read".into())
-                })?;
+            let frame = next_frame(&mut s, "read").await?;
             match frame.kind {
                 FrameKind::Data => {
                     data.extend_from_slice(&frame.payload);
@@ -354,20 +357,16 @@ impl Sandbox {
                 }
                 FrameKind::DataEnd => {}
                 FrameKind::Message => {
-                    return match frame
-                        .message::<Response>()
-                        .map_err(|e| CoreError::Transport(e.to_string()))?
-                    {
+                    return match answer(&frame)? {
                         Response::FileRead {
                             size,
                             truncated,
                             mode,
                         } => Ok((data, size, truncated, mode)),
-                        Response::Error(e) => Err(e.into()),
-                        other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+                        other => Err(unexpected(other)),
                     };
                 }
-                other => return Err(CoreError::Transport(format!("unexpected {other:?} frame"))),
+                other => return Err(unexpected(other)),
             }
         }
     }
@@ -408,17 +407,13 @@ impl Sandbox {
         pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, b"")
             .await
             .map_err(t)?;
-        match read_message::<_, Response>(&mut s, "its answer")
-            .await
-            .map_err(t)?
-        {
+        match read_answer(&mut s).await? {
             Response::FileWritten {
                 size,
                 mode,
                 created,
             } => Ok((size, mode, created)),
-            Response::Error(e) => Err(e.into()),
-            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 }
