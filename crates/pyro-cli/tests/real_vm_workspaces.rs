@@ -123,16 +123,7 @@ fn real_vm_workspace_repro_fix_loop() {
     // holding the caller's heap.
     let vm: serde_json::Value =
         serde_json::from_slice(&std::fs::read(vm_dir.join("vm.json")).unwrap()).unwrap();
-    let keeper = vm["console_keeper"]["pid"].as_u64().unwrap();
-    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("__pyro-console-keeper"),
-        "{cmdline:?}"
-    );
-    assert_eq!(
-        std::fs::read_link(format!("/proc/{keeper}/exe")).unwrap(),
-        std::fs::canonicalize(common::pyro_bin()).unwrap()
-    );
+    common::assert_keeper_execs_pyro(&vm);
 
     let o = ws(&home, &["exec", &id, "--", "./check.sh"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -214,14 +214,8 @@ fn a_vm_that_dies_turns_the_workspace_stopped_with_the_reason() {
     )
     .unwrap();
     let pid = vm_rec["process"]["pid"].as_u64().unwrap();
-    // The sandbox's log keeper runs the pyro program in keeper mode, not as
-    // a forked copy of the pyro that started it.
-    let keeper = vm_rec["console_keeper"]["pid"].as_u64().unwrap();
-    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("__pyro-console-keeper"),
-        "{cmdline:?}"
-    );
+    // The sandbox's log keeper runs the pyro program in keeper mode.
+    common::assert_keeper_execs_pyro(&vm_rec);
     assert!(
         std::process::Command::new("kill")
             .arg("-9")
@@ -417,18 +411,10 @@ fn a_sweep_waits_for_a_lock_left_with_a_child_of_a_killed_create() {
         .join("workspace.json");
     let mut rec: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let pid = gone.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ticks: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let process = pyro_vmm::process::ProcessId::of(gone.id()).unwrap();
     gone.wait().unwrap();
     rec["state"] = "creating".into();
-    rec["operation"] =
-        serde_json::json!({"kind": "create", "process": {"pid": pid, "start_ticks": ticks}});
+    rec["operation"] = serde_json::json!({"kind": "create", "process": process});
     std::fs::write(&file, serde_json::to_vec(&rec).unwrap()).unwrap();
     let lock = home.path().join("locks").join(format!("ws-{id}.lock"));
     let mut holder = std::process::Command::new("flock")

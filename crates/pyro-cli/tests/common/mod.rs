@@ -138,6 +138,22 @@ impl Home {
     }
 }
 
+/// Asserts that the sandbox record `vm` (its `vm.json`) names a console
+/// keeper that runs the pyro program in keeper mode, not a forked copy of
+/// the pyro that started it.
+pub fn assert_keeper_execs_pyro(vm: &serde_json::Value) {
+    let keeper = vm["console_keeper"]["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("__pyro-console-keeper"),
+        "{cmdline:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{keeper}/exe")).unwrap(),
+        std::fs::canonicalize(pyro_bin()).unwrap()
+    );
+}
+
 /// Panics with instructions unless debian:12 is installed in the cache the
 /// tests share (`make test` pulls it first).
 pub fn require_debian12() -> pyro_env::Installed {

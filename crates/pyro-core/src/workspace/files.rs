@@ -46,7 +46,7 @@ impl Workspaces {
         let (_, sandbox) = self.started(id, "file list").await?;
         let spool = tempfile::Builder::new()
             .prefix(".pyro-list-")
-            .tempfile_in(seed::temp_dir(&self.paths)?)
+            .tempfile_in(crate::scratch::temp_dir(&self.paths)?)
             .map_err(|e| CoreError::io("creating a temp file", e))?
             .into_temp_path();
         let root = match sandbox
@@ -188,7 +188,7 @@ impl Workspaces {
             &sandbox,
             id,
             &baseline,
-            &seed::temp_dir(&self.paths)?,
+            &crate::scratch::temp_dir(&self.paths)?,
             limits,
         )
         .await

@@ -49,11 +49,6 @@ pub struct Prepared {
     pub bytes: u64,
 }
 
-/// A private temp directory under the state directory (never a shared /tmp).
-pub fn temp_dir(paths: &Paths) -> Result<PathBuf, CoreError> {
-    crate::scratch::temp_dir(paths)
-}
-
 /// Packs `source` (a directory, or a `.tar`/`.tar.gz`/`.tgz` archive).
 pub fn prepare(paths: &Paths, source: &Path, mode: SeedMode) -> Result<Prepared, CoreError> {
     let meta = std::fs::metadata(source).map_err(|e| {
@@ -69,7 +64,7 @@ pub fn prepare(paths: &Paths, source: &Path, mode: SeedMode) -> Result<Prepared,
     let tar = tempfile::Builder::new()
         .prefix("seed-")
         .suffix(".tar")
-        .tempfile_in(temp_dir(paths)?)
+        .tempfile_in(crate::scratch::temp_dir(paths)?)
         .map_err(|e| CoreError::io("creating a temp file for the seed", e))?;
     let invalid = |e: pyro_archive::ArchiveError| CoreError::invalid(e.message);
     let (kind, packed) = if meta.is_dir() {
