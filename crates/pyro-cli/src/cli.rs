@@ -1,7 +1,8 @@
 //! The command tree. Help texts marked "seed" are part of the product spec
 //! and pinned by snapshot tests.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use pyro_core::limits as L;
 
 /// Seed: the top-level description.
 pub const ABOUT: &str = "Validate the host and serve disposable MCP workspaces for chat-based coding agents on supported Linux x86_64 KVM hosts.";
@@ -129,19 +130,19 @@ pub struct RunArgs {
     /// Environment to boot, e.g. debian:12 (see `pyro env list`).
     pub environment: String,
     /// Number of vCPUs.
-    #[arg(long, default_value_t = pyro_core::run::limits::VCPU_DEFAULT)]
+    #[arg(long, default_value_t = L::VCPUS.default)]
     pub vcpu_count: u8,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = pyro_core::run::limits::MEM_DEFAULT)]
+    #[arg(long, default_value_t = L::MEM_MIB.default)]
     pub mem_mib: u32,
     /// Kill the command (and everything it started) after this many seconds.
-    #[arg(long, default_value_t = pyro_core::run::limits::TIMEOUT_DEFAULT)]
+    #[arg(long, default_value_t = L::TIMEOUT_SECONDS.default)]
     pub timeout_seconds: u64,
     /// How long the guest may take to boot, separate from --timeout-seconds [default: 180 on PVM hosts, 30 elsewhere].
     #[arg(long)]
     pub boot_timeout_seconds: Option<u64>,
     /// The guest powers itself off after this many seconds, whatever happens.
-    #[arg(long, default_value_t = pyro_core::run::limits::TTL_DEFAULT)]
+    #[arg(long, default_value_t = L::RUN_TTL_SECONDS.default)]
     pub ttl_seconds: u64,
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
@@ -149,8 +150,8 @@ pub struct RunArgs {
     /// Fall back to the host-compat backend if the guest cannot boot.
     #[arg(long)]
     pub allow_host_compat: bool,
-    /// Cap on the output kept per stream; the rest is counted and dropped.
-    #[arg(long, default_value_t = pyro_core::run::limits::OUTPUT_DEFAULT)]
+    /// With --json, the output returned per stream (all of it is counted); a terminal gets the whole stream, up to the range's maximum.
+    #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout (no streaming).
     #[arg(long)]
@@ -163,7 +164,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Environment to use.
-    #[arg(long = "env", default_value = "debian:12")]
+    #[arg(long = "env", default_value = pyro_core::environments::DEFAULT_ENVIRONMENT)]
     pub environment: String,
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
@@ -211,7 +212,7 @@ pub enum WorkspaceCmd {
     #[command(subcommand)]
     Patch(WsPatchCmd),
     /// Show what changed in /workspace since the baseline, as a git-style patch.
-    Diff(WsIdArgs),
+    Diff(WsDiffArgs),
     /// Copy a file or directory out of /workspace to a new host path.
     Export(WsExportArgs),
     /// Put the workspace back to its baseline (everything since create goes).
@@ -249,16 +250,16 @@ pub struct WsCreateArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Number of vCPUs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = L::VCPUS.default)]
     pub vcpu_count: u8,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = L::MEM_MIB.default)]
     pub mem_mib: u32,
     /// Size of the writable disk in MiB (sparse: only what is written uses space).
-    #[arg(long, default_value_t = pyro_core::workspace::DEFAULT_DISK_MIB)]
+    #[arg(long, default_value_t = L::DISK_MIB.default)]
     pub disk_mib: u64,
     /// Idle deadline: the VM stops after this many seconds without a call (the disk is kept).
-    #[arg(long, default_value_t = pyro_core::workspace::DEFAULT_TTL_SECONDS)]
+    #[arg(long, default_value_t = L::WORKSPACE_TTL_SECONDS.default)]
     pub ttl_seconds: u64,
     /// How long the guest may take to boot [default: 180 on PVM hosts, 30 elsewhere].
     #[arg(long)]
@@ -287,17 +288,32 @@ pub struct WsIdArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WsDiffArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// With --json: most changed paths to list (all are counted).
+    #[arg(long, default_value_t = L::DIFF_ENTRIES.default)]
+    pub max_entries: usize,
+    /// With --json: most bytes of patch text to include (a terminal gets the whole patch).
+    #[arg(long, default_value_t = L::DIFF_PATCH_BYTES.default)]
+    pub max_patch_bytes: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct WsLogsArgs {
     /// The workspace id.
     pub workspace_id: String,
     /// Show the last this many commands.
-    #[arg(long, default_value_t = pyro_core::workspace::cmdlog::LOGS_TAIL_DEFAULT)]
+    #[arg(long, default_value_t = L::LOGS_TAIL.default)]
     pub tail: usize,
     /// Show only this command (its sequence number).
     #[arg(long)]
     pub sequence: Option<u64>,
     /// Bytes of each command's stdout and stderr to show (their ends).
-    #[arg(long, default_value_t = pyro_core::workspace::cmdlog::LOGS_OUTPUT_DEFAULT)]
+    #[arg(long, default_value_t = L::LOGS_OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -338,7 +354,7 @@ pub struct WsSyncPushArgs {
     /// Host directory or .tar/.tar.gz/.tgz archive.
     pub source_path: std::path::PathBuf,
     /// Destination in the guest (relative paths are under /workspace).
-    #[arg(long, default_value = "/workspace")]
+    #[arg(long, default_value = pyro_core::workspace::WORKSPACE_ROOT)]
     pub dest: String,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -350,7 +366,7 @@ pub struct WsExecArgs {
     /// The workspace id.
     pub workspace_id: String,
     /// Kill the command (and everything it started) after this many seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = L::TIMEOUT_SECONDS.default)]
     pub timeout_seconds: u64,
     /// Working directory (relative paths are under /workspace).
     #[arg(long)]
@@ -361,8 +377,8 @@ pub struct WsExecArgs {
     /// Pass standard input to the command.
     #[arg(long)]
     pub stdin: bool,
-    /// Cap on the output returned per stream (the command log keeps up to 16 MiB).
-    #[arg(long, default_value_t = pyro_core::workspace::EXEC_OUTPUT_DEFAULT)]
+    /// With --json, the output returned per stream (a terminal gets it all; the command log keeps up to 16 MiB).
+    #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout (no streaming).
     #[arg(long)]
@@ -387,13 +403,13 @@ pub struct WsFileListArgs {
     /// The workspace id.
     pub workspace_id: String,
     /// Path (relative paths are under /workspace).
-    #[arg(default_value = "/workspace")]
+    #[arg(default_value = pyro_core::workspace::WORKSPACE_ROOT)]
     pub path: String,
     /// Descend into directories.
     #[arg(long)]
     pub recursive: bool,
     /// Most entries to print (all are counted).
-    #[arg(long, default_value_t = pyro_core::workspace::LIST_ENTRIES_DEFAULT)]
+    #[arg(long, default_value_t = L::LIST_ENTRIES.default)]
     pub max_entries: usize,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -406,8 +422,8 @@ pub struct WsFileReadArgs {
     pub workspace_id: String,
     /// Path (relative paths are under /workspace).
     pub path: String,
-    /// Largest file to read.
-    #[arg(long, default_value_t = pyro_core::workspace::FILE_LIMIT_DEFAULT)]
+    /// Largest file to read; bigger files are an error.
+    #[arg(long, default_value_t = L::FILE_READ_BYTES.default)]
     pub max_bytes: u64,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -431,7 +447,7 @@ pub struct WsFileWriteArgs {
     #[arg(long)]
     pub stdin: bool,
     /// Largest content to write.
-    #[arg(long, default_value_t = pyro_core::workspace::FILE_LIMIT_DEFAULT)]
+    #[arg(long, default_value_t = L::FILE_WRITE_BYTES.default)]
     pub max_bytes: u64,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -482,7 +498,7 @@ pub struct WsResetArgs {
     /// The workspace id.
     pub workspace_id: String,
     /// The snapshot to return to.
-    #[arg(long, default_value = "baseline")]
+    #[arg(long, default_value = pyro_core::workspace::BASELINE)]
     pub snapshot: String,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
@@ -545,4 +561,61 @@ pub struct McpServeArgs {
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+}
+
+/// Which flags take a bound from [`pyro_core::limits`]: the command's path
+/// under `pyro` and the bound (whose `arg` names the flag). Their help
+/// gains the range; their default comes from the same bound in the
+/// derive attributes above.
+pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, String)> {
+    fn b<T: std::fmt::Display>(
+        path: &'static [&'static str],
+        bound: L::Bound<T>,
+    ) -> (&'static [&'static str], &'static str, String, String) {
+        (
+            path,
+            bound.arg,
+            bound.min.to_string(),
+            bound.max.to_string(),
+        )
+    }
+    vec![
+        b(&["run"], L::VCPUS),
+        b(&["run"], L::MEM_MIB),
+        b(&["run"], L::TIMEOUT_SECONDS),
+        b(&["run"], L::RUN_TTL_SECONDS),
+        b(&["run"], L::OUTPUT_BYTES),
+        b(&["workspace", "create"], L::VCPUS),
+        b(&["workspace", "create"], L::MEM_MIB),
+        b(&["workspace", "create"], L::DISK_MIB),
+        b(&["workspace", "create"], L::WORKSPACE_TTL_SECONDS),
+        b(&["workspace", "exec"], L::TIMEOUT_SECONDS),
+        b(&["workspace", "exec"], L::OUTPUT_BYTES),
+        b(&["workspace", "logs"], L::LOGS_TAIL),
+        b(&["workspace", "logs"], L::LOGS_OUTPUT_BYTES),
+        b(&["workspace", "file", "list"], L::LIST_ENTRIES),
+        b(&["workspace", "file", "read"], L::FILE_READ_BYTES),
+        b(&["workspace", "file", "write"], L::FILE_WRITE_BYTES),
+        b(&["workspace", "diff"], L::DIFF_ENTRIES),
+        b(&["workspace", "diff"], L::DIFF_PATCH_BYTES),
+    ]
+}
+
+/// The command tree, each bounded flag's help saying its range.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (path, arg, min, max) in bounded_flags() {
+        cmd = with_range(cmd, path, arg, &format!("[range: {min} to {max}]"));
+    }
+    cmd
+}
+
+fn with_range(cmd: clap::Command, path: &[&str], arg: &str, range: &str) -> clap::Command {
+    match path.split_first() {
+        Some((sub, rest)) => cmd.mut_subcommand(*sub, |c| with_range(c, rest, arg, range)),
+        None => cmd.mut_arg(arg, |a| {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            a.help(format!("{} {range}", help.trim_end_matches('.')))
+        }),
+    }
 }

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use pyro_core::Paths;
 use pyro_core::environments::{self, EnvStatus};
-use serde_json::json;
 
 use crate::output::{self, BOLD, DIM, Failure, GREEN, Progress};
 
@@ -92,12 +91,12 @@ pub fn pull(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> 
 }
 
 pub fn prune(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let deleted = environments::prune(paths)?;
+    let pruned = environments::prune(paths)?;
     if json {
-        output::json(&json!({"deleted": deleted, "count": deleted.len()}));
+        output::json(&pruned);
         return Ok(ExitCode::SUCCESS);
     }
-    let n = deleted.len();
+    let (n, deleted) = (pruned.count, pruned.deleted);
     output::out(format!(
         "Deleted {n} cached {}.",
         if n == 1 { "entry" } else { "entries" }

@@ -92,7 +92,7 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
             result.exec_ms,
             result.vm_id
         );
-        if result.truncated {
+        if result.stream_cut {
             summary.push_str(&format!(
                 " truncated=yes stdout_bytes={} stderr_bytes={}",
                 result.stdout_bytes, result.stderr_bytes
@@ -105,10 +105,10 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
                 result.timeout_seconds
             ));
         }
-        if result.truncated {
+        if result.stream_cut {
             output::err(format!(
-                "{YELLOW}truncated:{YELLOW:#} kept the first {} bytes of each stream; raise --max-output-bytes to keep more",
-                result.max_output_bytes
+                "{YELLOW}truncated:{YELLOW:#} a stream passed {} bytes, the most a command may write; the rest was dropped",
+                pyro_core::limits::OUTPUT_BYTES.max
             ));
         }
     }

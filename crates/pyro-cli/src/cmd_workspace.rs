@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use pyro_core::workspace::{CreateRequest, ExecOptions, SeedMode, SeedSource, View, Workspaces};
 use pyro_core::{BackendKind, Paths};
-use serde_json::json;
 
 use crate::cli::{SeedModeArg, WorkspaceCmd, WsFileCmd, WsPatchCmd, WsSyncCmd};
 use crate::output::{self, BOLD, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
@@ -205,7 +204,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         WorkspaceCmd::File(WsFileCmd::Read(a)) => (a.json, file_read(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::Write(a)) => (a.json, file_write(paths, a).await),
         WorkspaceCmd::Patch(WsPatchCmd::Apply(a)) => (a.json, patch(paths, a).await),
-        WorkspaceCmd::Diff(a) => (a.json, diff(paths, &a.workspace_id, a.json).await),
+        WorkspaceCmd::Diff(a) => (a.json, diff(paths, a).await),
         WorkspaceCmd::Export(a) => {
             let r = ws(paths)
                 .export(&a.workspace_id, &a.path, &a.output)
@@ -228,18 +227,10 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             )
         }
         WorkspaceCmd::Reset(a) => {
-            let r = async {
-                let env = env_of(paths, &a.workspace_id)?;
-                let p = Progress::new("reset", a.json);
-                pyro_core::environments::Progress::step(
-                    &p,
-                    "resetting to the baseline and booting",
-                );
-                let v = ws(paths).reset(&env, &a.workspace_id, &a.snapshot).await?;
-                p.finish();
-                Ok::<_, Failure>(v)
-            }
-            .await;
+            let p = Progress::new("reset", a.json);
+            let r = ws(paths).reset(&a.workspace_id, &a.snapshot, &p).await;
+            p.finish();
+            let r = r.map_err(Failure::from);
             (
                 a.json,
                 r.and_then(|v| emit(a.json, &v, || print_view("Reset workspace", &v))),
@@ -253,15 +244,10 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             )
         }
         WorkspaceCmd::Start(a) => {
-            let r = async {
-                let env = env_of(paths, &a.workspace_id)?;
-                let p = Progress::new("start", a.json);
-                pyro_core::environments::Progress::step(&p, "booting");
-                let v = ws(paths).start(&env, &a.workspace_id).await?;
-                p.finish();
-                Ok::<_, Failure>(v)
-            }
-            .await;
+            let p = Progress::new("start", a.json);
+            let r = ws(paths).start(&a.workspace_id, &p).await;
+            p.finish();
+            let r = r.map_err(Failure::from);
             (
                 a.json,
                 r.and_then(|v| emit(a.json, &v, || print_view("Started workspace", &v))),
@@ -274,21 +260,14 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
                 .map_err(Failure::from);
             (
                 a.json,
-                r.and_then(|()| {
-                    emit(
-                        a.json,
-                        &json!({"workspace_id": a.workspace_id, "deleted": true}),
-                        || output::out(format!("Deleted workspace {}", a.workspace_id)),
-                    )
+                r.and_then(|v| {
+                    emit(a.json, &v, || {
+                        output::out(format!("Deleted workspace {}", v.workspace_id))
+                    })
                 }),
             )
         }
     }
-}
-
-fn env_of(paths: &Paths, id: &str) -> Result<pyro_core::environments::Installed, Failure> {
-    let name = ws(paths).environment_of(id)?;
-    crate::ensure_env(paths, &name, true)
 }
 
 async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, Failure> {
@@ -313,9 +292,8 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.allow_host_compat = a.allow_host_compat;
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
-    let say = |m: &str| pyro_core::environments::Progress::step(&progress, m);
     let engine = ws(paths);
-    let work = engine.create(&env, req, &say);
+    let work = engine.create(&env, req, &progress);
     let v = tokio::select! {
         r = work => r?,
         code = crate::cmd_run::interrupted() => {
@@ -333,11 +311,12 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
 }
 
 async fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
-    let all = ws(paths).list().await?;
+    let list = ws(paths).list().await?;
     if json {
-        output::json(&json!({"count": all.len(), "workspaces": all}));
+        output::json(&list);
         return Ok(ExitCode::SUCCESS);
     }
+    let all = list.workspaces;
     if all.is_empty() {
         output::out("No workspaces.");
         return Ok(ExitCode::SUCCESS);
@@ -439,11 +418,12 @@ async fn logs(paths: &Paths, a: crate::cli::WsLogsArgs) -> Result<ExitCode, Fail
         sequence: a.sequence,
         max_output_bytes: a.max_output_bytes,
     };
-    let (count, entries) = ws(paths).logs(id, query).await?;
+    let logs = ws(paths).logs(id, query).await?;
     if json {
-        output::json(&json!({"workspace_id": id, "count": count, "entries": entries}));
+        output::json(&logs);
         return Ok(ExitCode::SUCCESS);
     }
+    let (count, entries) = (logs.count, logs.entries);
     if entries.is_empty() {
         output::out("No commands logged (since creation or the last reset).");
     }
@@ -487,14 +467,11 @@ async fn file_list(paths: &Paths, a: crate::cli::WsFileListArgs) -> Result<ExitC
         .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
         .await?;
     if a.json {
-        output::json(&json!({
-            "workspace_id": a.workspace_id, "path": l.root.path, "recursive": a.recursive,
-            "entries": l.entries, "total": l.total, "truncated": l.truncated,
-        }));
+        output::json(&l);
         return Ok(ExitCode::SUCCESS);
     }
     if l.entries.is_empty() {
-        output::out(format!("{} is empty.", l.root.path));
+        output::out(format!("{} is empty.", l.path));
     }
     if l.truncated {
         output::err(format!(
@@ -518,17 +495,13 @@ async fn file_list(paths: &Paths, a: crate::cli::WsFileListArgs) -> Result<ExitC
 }
 
 async fn file_read(paths: &Paths, a: crate::cli::WsFileReadArgs) -> Result<ExitCode, Failure> {
-    let (path, data, mode) = ws(paths)
+    let read = ws(paths)
         .file_read(&a.workspace_id, &a.path, a.max_bytes)
         .await?;
     if a.json {
-        let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
-        output::json(&json!({
-            "workspace_id": a.workspace_id, "path": path, "size_bytes": data.len(),
-            "mode": format!("{mode:04o}"), "encoding": encoding, "content": content,
-        }));
+        output::json(&read.into_view());
     } else {
-        let _ = std::io::stdout().write_all(&data);
+        let _ = std::io::stdout().write_all(&read.data);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -539,19 +512,18 @@ async fn file_write(paths: &Paths, a: crate::cli::WsFileWriteArgs) -> Result<Exi
         (None, Some(f)) => read_text(f, "--text-file")?,
         (None, None) => read_stdin()?,
     };
-    let (path, size, mode, created) = ws(paths)
+    let v = ws(paths)
         .file_write(&a.workspace_id, &a.path, &data, a.max_bytes)
         .await?;
-    emit(
-        a.json,
-        &json!({"workspace_id": a.workspace_id, "path": path, "bytes_written": size, "mode": format!("{mode:04o}"), "created": created}),
-        || {
-            output::out(format!(
-                "Wrote {size} bytes to {path} (mode {mode:04o}, {})",
-                if created { "created" } else { "replaced" }
-            ))
-        },
-    )
+    emit(a.json, &v, || {
+        output::out(format!(
+            "Wrote {} bytes to {} (mode {}, {})",
+            v.bytes_written,
+            v.path,
+            v.mode,
+            if v.created { "created" } else { "replaced" }
+        ))
+    })
 }
 
 async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Failure> {
@@ -562,12 +534,11 @@ async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Fa
     };
     let text =
         String::from_utf8(data).map_err(|_| Failure::usage("the patch is not UTF-8 text"))?;
-    let files = ws(paths).patch_apply(&a.workspace_id, &text).await?;
-    emit(
-        a.json,
-        &json!({"workspace_id": a.workspace_id, "changed": !files.is_empty(), "files": files}),
-        || {
-            for f in &files {
+    let v = ws(paths).patch_apply(&a.workspace_id, &text).await?;
+    emit(a.json, &v, || {
+        let files = &v.files;
+        {
+            for f in files {
                 let from = f
                     .from
                     .as_ref()
@@ -579,17 +550,18 @@ async fn patch(paths: &Paths, a: crate::cli::WsPatchArgs) -> Result<ExitCode, Fa
                 "Applied the patch: {} file(s) changed.",
                 files.len()
             ));
-        },
-    )
+        }
+    })
 }
 
-async fn diff(paths: &Paths, id: &str, json: bool) -> Result<ExitCode, Failure> {
+async fn diff(paths: &Paths, a: crate::cli::WsDiffArgs) -> Result<ExitCode, Failure> {
+    let (id, json) = (a.workspace_id.as_str(), a.json);
     // JSON carries the patch and entries inline; on a terminal the whole
     // patch streams from the spool file, so keep little in memory.
     let limits = if json {
         pyro_core::workspace::DiffLimits {
-            max_entries: pyro_core::workspace::diff::ENTRIES_MAX,
-            max_patch_bytes: pyro_core::workspace::diff::PATCH_MAX,
+            max_entries: a.max_entries,
+            max_patch_bytes: a.max_patch_bytes,
         }
     } else {
         pyro_core::workspace::DiffLimits {

@@ -14,7 +14,6 @@ mod output;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use pyro_core::Paths;
 
 use crate::cli::{Cli, Cmd, EnvCmd, McpCmd};
@@ -22,7 +21,10 @@ use crate::output::Failure;
 
 fn main() -> ExitCode {
     pyro_core::helper_main();
-    let cli = Cli::parse();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&cli::command().get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     init_logging();
     let paths = Paths::from_env();
     let report = pyro_core::sweep::sweep(&paths);

@@ -135,9 +135,16 @@ fn output_is_capped_and_counted() {
             "head -c 100000 /dev/zero",
         ],
     );
-    assert_eq!(o.stdout.len(), 1000);
+    // The cap is on what a result returns: a terminal gets the whole
+    // stream...
+    assert_eq!(o.stdout.len(), 100_000);
+    assert!(!stderr(&o).contains("truncated"), "{}", stderr(&o));
+    // ...up to the most a command may write per stream.
+    let cap = pyro_core::limits::OUTPUT_BYTES.max;
+    let o = run(&home, &["--", &format!("head -c {} /dev/zero", cap + 5000)]);
+    assert_eq!(o.stdout.len() as u64, cap);
     assert!(
-        stderr(&o).contains("truncated=yes stdout_bytes=100000"),
+        stderr(&o).contains(&format!("truncated=yes stdout_bytes={}", cap + 5000)),
         "{}",
         stderr(&o)
     );

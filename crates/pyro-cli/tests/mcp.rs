@@ -236,12 +236,12 @@ async fn errors_are_tool_errors_with_the_rule() {
     let e = err_kind(
         &client,
         "vm_run",
-        json!({"command": "true", "timeout_seconds": 7200}),
+        json!({"command": "true", "timeout_seconds": 100_000}),
         "invalid_argument",
     )
     .await;
     assert!(
-        e.contains("timeout_seconds must be between 1 and 3600"),
+        e.contains("timeout_seconds argument must be between 1 and 86400"),
         "{e}"
     );
     let ws = ok(&client, "workspace_create", json!({})).await;
@@ -276,7 +276,9 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert!(
-        e.contains("larger than max_bytes (10); raise max_bytes (up to 1048576)"),
+        e.contains(
+            "above the 10-byte read limit; raise it with the max_bytes argument (up to 67108864)"
+        ) && e.contains("workspace_export"),
         "{e}"
     );
     let e = err(
@@ -286,7 +288,8 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert!(
-        e.contains("above the 1048576 bytes workspace_file_write takes") && !e.contains("--"),
+        e.contains("above the 1048576-byte write limit; raise it with the max_bytes argument")
+            && e.contains("workspace_sync_push"),
         "{e}"
     );
     let e = err(

@@ -468,7 +468,7 @@ fn files_read_write_list_and_limits() {
     let o = ws(&home, &["file", "read", &id, "big.bin"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("above the 1048576-byte read limit; raise it with --max-bytes"),
+        stderr(&o).contains("above the 65536-byte read limit; raise it with --max-bytes"),
         "{}",
         stderr(&o)
     );

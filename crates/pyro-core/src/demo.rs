@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::records::Owner;
-use crate::sandbox::{Capture, DEFAULT_DISK_MIB, Sandbox, SandboxSpec, default_boot_timeout};
+use crate::sandbox::{Capture, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths};
 
 /// The command the demo runs.
@@ -67,7 +67,7 @@ pub async fn run(
         backend,
         vcpu_count: 1,
         mem_mib: 256,
-        disk_mib: DEFAULT_DISK_MIB,
+        disk_mib: crate::limits::DISK_MIB.default,
         idle_seconds: 600,
         boot_timeout: boot_timeout.unwrap_or_else(default_boot_timeout),
         owner: Owner::this_process(),

@@ -10,14 +10,18 @@ use serde::Serialize;
 
 use crate::{CoreError, Paths};
 
+/// The environment used when none is named.
+pub const DEFAULT_ENVIRONMENT: &str = "debian:12";
+
 /// The catalog's version.
 pub const CATALOG_VERSION: &str = pyro_env::CATALOG_VERSION;
 
 /// Every environment in the catalog, with its install status.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Catalog {
     /// The catalog's version.
-    pub catalog_version: &'static str,
+    pub catalog_version: String,
     /// Its environments, in catalog order.
     pub environments: Vec<EnvStatus>,
 }
@@ -26,7 +30,7 @@ pub struct Catalog {
 pub fn catalog(paths: &Paths) -> Catalog {
     let agent = pyro_env::agent::locate().ok();
     Catalog {
-        catalog_version: CATALOG_VERSION,
+        catalog_version: CATALOG_VERSION.to_owned(),
         environments: pyro_env::CATALOG
             .iter()
             .map(|s| pyro_env::install::status(paths.cache(), s, agent.as_ref()))
@@ -74,8 +78,20 @@ pub fn ensure(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Inst
     }
 }
 
+/// [`ensure`] from async code: the check (and a pull, when one is needed)
+/// runs without stalling the runtime's other tasks. Both front ends use
+/// it, so a missing environment is pulled the same way from either.
+pub async fn ensure_ready(
+    paths: &Paths,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<Installed, CoreError> {
+    crate::off_workers(|| ensure(paths, name, progress))
+}
+
 /// What a pull did.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Pulled {
     /// The environment's status afterwards.
     #[serde(flatten)]
@@ -102,7 +118,21 @@ pub fn pull(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Pulled
     })
 }
 
+/// What a prune deleted.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Pruned {
+    /// The deleted cache entries.
+    pub deleted: Vec<PathBuf>,
+    /// How many.
+    pub count: usize,
+}
+
 /// Deletes cache entries no current environment uses; what went.
-pub fn prune(paths: &Paths) -> Result<Vec<PathBuf>, CoreError> {
-    Ok(pyro_env::install::prune(paths.cache())?)
+pub fn prune(paths: &Paths) -> Result<Pruned, CoreError> {
+    let deleted = pyro_env::install::prune(paths.cache())?;
+    Ok(Pruned {
+        count: deleted.len(),
+        deleted,
+    })
 }

@@ -12,6 +12,7 @@
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
 //! - [`environments`]: the catalog, install status, resolving and pulling.
 //! - [`hint`]: next steps in messages, worded per front end.
+//! - [`limits`]: every default and bound the front ends show.
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod doctor;
 pub mod environments;
 pub mod hint;
 pub mod jsonl;
+pub mod limits;
 pub mod paths;
 pub mod records;
 pub mod run;

@@ -8,37 +8,10 @@ use pyro_protocol::{Command, ExecRequest};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::limits::{self, OUTPUT_BYTES};
 use crate::records::Owner;
-use crate::sandbox::{
-    Capture, DEFAULT_DISK_MIB, OutputSink, Sandbox, SandboxSpec, default_boot_timeout,
-};
+use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range};
-
-/// Defaults and bounds shared by the front ends.
-pub mod limits {
-    /// Default vCPUs.
-    pub const VCPU_DEFAULT: u8 = 1;
-    /// vCPU bounds.
-    pub const VCPU_RANGE: (u8, u8) = (1, 8);
-    /// Default memory.
-    pub const MEM_DEFAULT: u32 = 1024;
-    /// Memory bounds (MiB).
-    pub const MEM_RANGE: (u32, u32) = (128, 32768);
-    /// Default command timeout (s).
-    pub const TIMEOUT_DEFAULT: u64 = 30;
-    /// Command timeout bounds (s).
-    pub const TIMEOUT_RANGE: (u64, u64) = (1, 86_400);
-    /// Default sandbox lifetime (s).
-    pub const TTL_DEFAULT: u64 = 600;
-    /// Lifetime bounds (s).
-    pub const TTL_RANGE: (u64, u64) = (60, 86_400);
-    /// Boot timeout bounds (s).
-    pub const BOOT_TIMEOUT_RANGE: (u64, u64) = (1, 3_600);
-    /// Default per-stream output cap.
-    pub const OUTPUT_DEFAULT: u64 = 1 << 20;
-    /// Output cap bounds.
-    pub const OUTPUT_RANGE: (u64, u64) = (1, 64 << 20);
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -72,14 +45,14 @@ impl RunOptions {
     pub fn new(command: Command) -> Self {
         Self {
             command,
-            vcpu_count: limits::VCPU_DEFAULT,
-            mem_mib: limits::MEM_DEFAULT,
-            timeout_seconds: limits::TIMEOUT_DEFAULT,
+            vcpu_count: limits::VCPUS.default,
+            mem_mib: limits::MEM_MIB.default,
+            timeout_seconds: limits::TIMEOUT_SECONDS.default,
             boot_timeout_seconds: None,
-            ttl_seconds: limits::TTL_DEFAULT,
+            ttl_seconds: limits::RUN_TTL_SECONDS.default,
             backend: BackendKind::Firecracker,
             allow_host_compat: false,
-            max_output_bytes: limits::OUTPUT_DEFAULT,
+            max_output_bytes: OUTPUT_BYTES.default,
             cwd: None,
             env: BTreeMap::new(),
         }
@@ -99,19 +72,15 @@ impl RunOptions {
             _ => {}
         }
         check_machine(self.backend, self.vcpu_count, self.mem_mib)?;
-        check_range(
-            "⟨arg:timeout_seconds⟩",
-            self.timeout_seconds,
-            limits::TIMEOUT_RANGE,
-        )?;
-        check_range("⟨arg:ttl_seconds⟩", self.ttl_seconds, limits::TTL_RANGE)?;
-        check_range(
-            "⟨arg:max_output_bytes⟩",
-            self.max_output_bytes,
-            limits::OUTPUT_RANGE,
-        )?;
+        limits::TIMEOUT_SECONDS.check(self.timeout_seconds)?;
+        limits::RUN_TTL_SECONDS.check(self.ttl_seconds)?;
+        OUTPUT_BYTES.check(self.max_output_bytes)?;
         if let Some(b) = self.boot_timeout_seconds {
-            check_range("⟨arg:boot_timeout_seconds⟩", b, limits::BOOT_TIMEOUT_RANGE)?;
+            check_range(
+                "⟨arg:boot_timeout_seconds⟩",
+                b,
+                limits::BOOT_TIMEOUT_SECONDS,
+            )?;
         }
         if self.ttl_seconds < self.timeout_seconds {
             return Err(CoreError::invalid(format!(
@@ -173,10 +142,13 @@ pub struct RunResult {
     pub stdout_bytes: u64,
     /// Bytes the command wrote to stderr.
     pub stderr_bytes: u64,
-    /// Whether either stream exceeded the cap.
+    /// Whether either stream is longer than what `stdout`/`stderr` hold.
     pub truncated: bool,
-    /// The per-stream cap.
+    /// What `stdout`/`stderr` hold at most.
     pub max_output_bytes: u64,
+    /// Whether a stream passed the most a command may write (the maximum
+    /// of `max_output_bytes`): the streamed output stops short there too.
+    pub stream_cut: bool,
     /// Boot time.
     pub boot_ms: u64,
     /// Command time (inside the guest).
@@ -201,18 +173,27 @@ pub enum RunEvent {
     },
 }
 
+/// Passes the whole stream on and keeps the first `keep` bytes of each
+/// stream for the result.
 struct Tee<'a> {
     inner: &'a mut dyn OutputSink,
-    capture: Capture,
+    keep: usize,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn keep_start(into: &mut Vec<u8>, data: &[u8], keep: usize) {
+    let room = keep.saturating_sub(into.len());
+    into.extend_from_slice(&data[..data.len().min(room)]);
 }
 
 impl OutputSink for Tee<'_> {
     fn stdout(&mut self, data: &[u8]) {
-        self.capture.stdout(data);
+        keep_start(&mut self.stdout, data, self.keep);
         self.inner.stdout(data);
     }
     fn stderr(&mut self, data: &[u8]) {
-        self.capture.stderr(data);
+        keep_start(&mut self.stderr, data, self.keep);
         self.inner.stderr(data);
     }
 }
@@ -223,7 +204,7 @@ fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> Sand
         backend,
         vcpu_count: opts.vcpu_count,
         mem_mib: opts.mem_mib,
-        disk_mib: DEFAULT_DISK_MIB,
+        disk_mib: limits::DISK_MIB.default,
         idle_seconds: opts.ttl_seconds,
         boot_timeout: opts
             .boot_timeout_seconds
@@ -256,12 +237,15 @@ pub async fn run(
         cwd: opts.cwd.clone(),
         env: opts.env.clone(),
         timeout_ms: opts.timeout_seconds * 1000,
-        output_limit_bytes: opts.max_output_bytes,
+        // The stream may run to the hard cap; the result keeps its start.
+        output_limit_bytes: OUTPUT_BYTES.max,
         stdin: false,
     };
     let mut tee = Tee {
         inner: sink,
-        capture: Capture::default(),
+        keep: usize::try_from(opts.max_output_bytes).unwrap_or(usize::MAX),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
     };
     let outcome = sandbox.exec(req, &mut tee).await;
     let vm_id = sandbox.id().to_owned();
@@ -288,11 +272,13 @@ pub async fn run(
         exit_code: outcome.exit_code,
         timed_out: outcome.timed_out,
         timeout_seconds: opts.timeout_seconds,
-        stdout: String::from_utf8_lossy(&tee.capture.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&tee.capture.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&tee.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&tee.stderr).into_owned(),
         stdout_bytes: outcome.stdout_bytes,
         stderr_bytes: outcome.stderr_bytes,
-        truncated: outcome.stdout_truncated || outcome.stderr_truncated,
+        truncated: outcome.stdout_bytes > opts.max_output_bytes
+            || outcome.stderr_bytes > opts.max_output_bytes,
+        stream_cut: outcome.stdout_truncated || outcome.stderr_truncated,
         max_output_bytes: opts.max_output_bytes,
         boot_ms,
         exec_ms: outcome.duration_ms,
@@ -329,8 +315,8 @@ pub(crate) fn check_machine(
     vcpu_count: u8,
     mem_mib: u32,
 ) -> Result<(), CoreError> {
-    check_range("⟨arg:vcpu_count⟩", vcpu_count, limits::VCPU_RANGE)?;
-    check_range("⟨arg:mem_mib⟩", mem_mib, limits::MEM_RANGE)?;
+    limits::VCPUS.check(vcpu_count)?;
+    limits::MEM_MIB.check(mem_mib)?;
     if backend == BackendKind::Firecracker && vcpu_count > 1 && pyro_vmm::host::is_pvm() {
         return Err(CoreError::invalid(format!(
             "⟨arg:vcpu_count={vcpu_count}⟩ is not possible on this PVM host: secondary vCPUs never start under PVM; \

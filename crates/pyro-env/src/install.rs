@@ -127,6 +127,7 @@ pub fn installed(
 
 /// Catalog entry plus cache state, as `env list` and `env inspect` show it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnvStatus {
     /// Name.
     pub name: String,

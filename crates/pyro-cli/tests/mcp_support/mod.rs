@@ -1,5 +1,6 @@
 //! The rmcp client side of the MCP tests: connecting to `pyro mcp serve`
 //! and calling tools that must succeed or fail.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::Path;
 

@@ -36,9 +36,6 @@ use boot::*;
 /// First uid/gid handed to jailed Firecracker processes (one per VM).
 pub const JAIL_UID_BASE: u32 = 900_000;
 
-/// Default size of a sandbox's sparse writable disk.
-pub const DEFAULT_DISK_MIB: u64 = 4096;
-
 /// How long a file read or write may take before the guest counts as hung.
 const FILE_OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an archive transfer (seed, sync, export, diff) may take.

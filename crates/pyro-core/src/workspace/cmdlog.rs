@@ -18,12 +18,6 @@ use crate::sandbox::OutputSink;
 
 /// Output kept per stream in the command log.
 pub const LOG_CAP_BYTES: u64 = 16 << 20;
-/// Default number of commands `logs` returns.
-pub const LOGS_TAIL_DEFAULT: usize = 20;
-/// The most commands `logs` returns at once.
-pub const LOGS_TAIL_MAX: usize = 1000;
-/// Default bytes of each stream `logs` returns per command (its end).
-pub const LOGS_OUTPUT_DEFAULT: u64 = 8 << 10;
 
 /// How a logged command stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,9 +292,9 @@ pub struct LogsQuery {
 impl Default for LogsQuery {
     fn default() -> Self {
         Self {
-            tail: LOGS_TAIL_DEFAULT,
+            tail: crate::limits::LOGS_TAIL.default,
             sequence: None,
-            max_output_bytes: LOGS_OUTPUT_DEFAULT,
+            max_output_bytes: crate::limits::LOGS_OUTPUT_BYTES.default,
         }
     }
 }
@@ -308,8 +302,8 @@ impl Default for LogsQuery {
 /// Reads the history in `dir`: every command is counted, only the asked-for
 /// ones are read, and of their output only the end (never a whole file).
 pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreError> {
-    crate::check_range("tail", q.tail as u64, (1, LOGS_TAIL_MAX as u64))?;
-    crate::check_range("max_output_bytes", q.max_output_bytes, (1, LOG_CAP_BYTES))?;
+    crate::limits::LOGS_TAIL.check(q.tail)?;
+    crate::limits::LOGS_OUTPUT_BYTES.check(q.max_output_bytes)?;
     let mut seqs: Vec<u64> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()

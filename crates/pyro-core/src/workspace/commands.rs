@@ -11,16 +11,8 @@ impl Workspaces {
         stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
-        check_range(
-            "⟨arg:timeout_seconds⟩",
-            opts.timeout_seconds,
-            crate::run::limits::TIMEOUT_RANGE,
-        )?;
-        check_range(
-            "⟨arg:max_output_bytes⟩",
-            opts.max_output_bytes,
-            (1, LOG_CAP_BYTES),
-        )?;
+        limits::TIMEOUT_SECONDS.check(opts.timeout_seconds)?;
+        limits::OUTPUT_BYTES.check(opts.max_output_bytes)?;
         crate::run::check_env_names(&opts.env)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
@@ -109,17 +101,18 @@ impl Workspaces {
     /// The command history: every command is counted; the asked-for ones
     /// come back with the end of their logged output (see
     /// [`cmdlog::read`]).
-    pub async fn logs(
-        &self,
-        id: &str,
-        query: LogsQuery,
-    ) -> Result<(usize, Vec<LogEntry>), CoreError> {
+    pub async fn logs(&self, id: &str, query: LogsQuery) -> Result<LogsView, CoreError> {
         {
             let _lock = record::lock(&self.paths, id).await?;
             let mut rec = self.load_fresh(id).await?;
             self.touch(&mut rec).await?;
         }
         let dir = self.dir(id).join("commands");
-        crate::blocking(move || cmdlog::read(&dir, &query)).await
+        let (count, entries) = crate::blocking(move || cmdlog::read(&dir, &query)).await?;
+        Ok(LogsView {
+            workspace_id: id.to_owned(),
+            count,
+            entries,
+        })
     }
 }

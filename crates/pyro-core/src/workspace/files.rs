@@ -36,13 +36,9 @@ impl Workspaces {
         path: &str,
         recursive: bool,
         max_entries: usize,
-    ) -> Result<FileListing, CoreError> {
+    ) -> Result<FileListView, CoreError> {
         let path = guest_path(path)?;
-        check_range(
-            "max_entries",
-            max_entries as u64,
-            (1, LIST_ENTRIES_MAX as u64),
-        )?;
+        limits::LIST_ENTRIES.check(max_entries)?;
         let (_, sandbox) = self.started(id, "file list").await?;
         let spool = tempfile::Builder::new()
             .prefix(".pyro-list-")
@@ -61,10 +57,14 @@ impl Workspaces {
             Response::Files { root, .. } => root,
             other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
         };
+        let workspace_id = id.to_owned();
         if root.kind != EntryKind::Directory {
-            return Ok(FileListing {
-                entries: vec![root.clone()],
-                root,
+            return Ok(FileListView {
+                workspace_id,
+                path: root.path.clone(),
+                kind: root.kind,
+                recursive,
+                entries: vec![root],
                 total: 1,
                 truncated: false,
             });
@@ -82,9 +82,12 @@ impl Workspaces {
                     entries.push(e);
                 }
             }
-            Ok(FileListing {
+            Ok(FileListView {
+                workspace_id,
                 truncated: total > entries.len() as u64,
-                root,
+                path: root.path,
+                kind: root.kind,
+                recursive,
                 entries,
                 total,
             })
@@ -98,22 +101,24 @@ impl Workspaces {
         id: &str,
         path: &str,
         max_bytes: u64,
-    ) -> Result<(String, Vec<u8>, u32), CoreError> {
+    ) -> Result<FileRead, CoreError> {
         let path = guest_path(path)?;
-        if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
-            return Err(CoreError::invalid(format!(
-                "⟨arg:max_bytes⟩ must be between 1 and {FILE_LIMIT_MAX}"
-            )));
-        }
+        limits::FILE_READ_BYTES.check(max_bytes)?;
         let (_, sandbox) = self.started(id, "file read").await?;
         let (data, size, truncated, mode) = sandbox.read_file(&path, max_bytes).await?;
         if truncated {
             return Err(CoreError::TooLarge(format!(
                 "{path} is {size} bytes, above the {max_bytes}-byte read limit; raise it with ⟨arg:max_bytes⟩ (up to \
-                 {FILE_LIMIT_MAX}) or copy the file out with ⟨op:workspace export⟩"
+                 {}) or copy the file out with ⟨op:workspace export⟩",
+                limits::FILE_READ_BYTES.max
             )));
         }
-        Ok((path, data, mode))
+        Ok(FileRead {
+            workspace_id: id.to_owned(),
+            path,
+            mode,
+            data,
+        })
     }
 
     /// Writes a file (an existing file keeps its mode).
@@ -123,27 +128,30 @@ impl Workspaces {
         path: &str,
         data: &[u8],
         max_bytes: u64,
-    ) -> Result<(String, u64, u32, bool), CoreError> {
+    ) -> Result<FileWriteView, CoreError> {
         let path = guest_path(path)?;
-        if max_bytes == 0 || max_bytes > FILE_LIMIT_MAX {
-            return Err(CoreError::invalid(format!(
-                "⟨arg:max_bytes⟩ must be between 1 and {FILE_LIMIT_MAX}"
-            )));
-        }
+        limits::FILE_WRITE_BYTES.check(max_bytes)?;
         if data.len() as u64 > max_bytes {
             return Err(CoreError::TooLarge(format!(
                 "the content is {} bytes, above the {max_bytes}-byte write limit; raise it with ⟨arg:max_bytes⟩ (up to \
-                 {FILE_LIMIT_MAX}) or use ⟨op:workspace sync push⟩",
-                data.len()
+                 {}) or use ⟨op:workspace sync push⟩",
+                data.len(),
+                limits::FILE_WRITE_BYTES.max
             )));
         }
         let (_, sandbox) = self.started(id, "file write").await?;
         let (size, mode, created) = sandbox.write_file(&path, None, data).await?;
-        Ok((path, size, mode, created))
+        Ok(FileWriteView {
+            workspace_id: id.to_owned(),
+            path,
+            bytes_written: size,
+            mode: format!("{mode:04o}"),
+            created,
+        })
     }
 
     /// Applies a unified or git diff to `/workspace`, all files or none.
-    pub async fn patch_apply(&self, id: &str, patch: &str) -> Result<Vec<PatchedFile>, CoreError> {
+    pub async fn patch_apply(&self, id: &str, patch: &str) -> Result<PatchView, CoreError> {
         if patch.trim().is_empty() {
             return Err(CoreError::invalid("the patch is empty"));
         }
@@ -164,7 +172,11 @@ impl Workspaces {
             )
             .await?
         {
-            Response::Patched { files } => Ok(files),
+            Response::Patched { files } => Ok(PatchView {
+                workspace_id: id.to_owned(),
+                changed: !files.is_empty(),
+                files,
+            }),
             other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
         }
     }
@@ -172,16 +184,8 @@ impl Workspaces {
     /// What changed in `/workspace` since the baseline (see
     /// [`diff::compute`] for the bounds).
     pub async fn diff(&self, id: &str, limits: DiffLimits) -> Result<DiffView, CoreError> {
-        check_range(
-            "max_entries",
-            limits.max_entries as u64,
-            (1, diff::ENTRIES_MAX as u64),
-        )?;
-        check_range(
-            "max_patch_bytes",
-            limits.max_patch_bytes,
-            (1, diff::PATCH_MAX),
-        )?;
+        crate::limits::DIFF_ENTRIES.check(limits.max_entries)?;
+        crate::limits::DIFF_PATCH_BYTES.check(limits.max_patch_bytes)?;
         let (_, sandbox) = self.started(id, "diff").await?;
         let baseline = self.dir(id).join("baseline");
         diff::compute(

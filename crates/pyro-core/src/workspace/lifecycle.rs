@@ -9,7 +9,7 @@ impl Workspaces {
         &self,
         env: &Installed,
         req: CreateRequest,
-        progress: &(dyn Fn(&str) + Sync),
+        progress: &dyn Progress,
     ) -> Result<View, CoreError> {
         let name = req.name.as_deref().map(valid_name).transpose()?;
         let mut labels = BTreeMap::new();
@@ -18,13 +18,13 @@ impl Workspaces {
             labels.insert(k, v);
         }
         crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
-        check_range("⟨arg:ttl_seconds⟩", req.ttl_seconds, TTL_RANGE)?;
-        check_range("⟨arg:disk_mib⟩", req.disk_mib, DISK_RANGE)?;
+        limits::WORKSPACE_TTL_SECONDS.check(req.ttl_seconds)?;
+        limits::DISK_MIB.check(req.disk_mib)?;
         let quota = max_workspaces()?;
         // Pack and check the seed before anything exists.
         let seed = match &req.seed {
             Some(s) => {
-                progress(&format!("packing {}", s.path.display()));
+                progress.step(&format!("packing {}", s.path.display()));
                 let (paths, path, mode) = (self.paths.clone(), s.path.clone(), s.mode);
                 let prep = crate::blocking(move || seed::prepare(&paths, &path, mode)).await?;
                 Some((prep, s.clone()))
@@ -100,9 +100,9 @@ impl Workspaces {
         req: &CreateRequest,
         rec: &mut Record,
         seed: Option<(seed::Prepared, SeedSource)>,
-        progress: &(dyn Fn(&str) + Sync),
+        progress: &dyn Progress,
     ) -> Result<(), CoreError> {
-        progress(&format!(
+        progress.step(&format!(
             "booting a {} {}",
             env.spec.name,
             if rec.backend == BackendKind::Firecracker {
@@ -115,7 +115,7 @@ impl Workspaces {
             Ok(s) => s,
             Err(e) => {
                 let reason = crate::run::fallback_reason(e, rec.backend, req.allow_host_compat)?;
-                progress(&format!(
+                progress.step(&format!(
                     "the guest could not boot ({reason}); using host-compat"
                 ));
                 let _ = std::fs::remove_file(self.upper(rec));
@@ -131,7 +131,7 @@ impl Workspaces {
         std::fs::create_dir_all(baseline.join("files"))
             .map_err(|e| CoreError::io("creating the baseline directory", e))?;
         if let Some((prep, src)) = &seed {
-            progress(&format!(
+            progress.step(&format!(
                 "seeding /workspace from {}",
                 prep.source.display()
             ));
@@ -158,7 +158,7 @@ impl Workspaces {
                 bytes_written: bytes,
             };
         }
-        progress("taking the baseline");
+        progress.step("taking the baseline");
         self.take_baseline(&sandbox, rec).await?;
         rec.state = State::Started;
         rec.operation = None;
@@ -240,17 +240,20 @@ impl Workspaces {
     /// Puts the workspace back to its baseline: everything done since create
     /// goes (inside and outside `/workspace`), as does the command history;
     /// name, labels and the baseline stay.
+    /// The workspace's environment is pulled first if it is missing.
     pub async fn reset(
         &self,
-        env: &Installed,
         id: &str,
         snapshot: &str,
+        progress: &dyn Progress,
     ) -> Result<View, CoreError> {
-        if snapshot != "baseline" {
+        if snapshot != BASELINE {
             return Err(CoreError::NotFound(format!(
                 "workspace {id} has no snapshot {snapshot:?}; the one it has is: baseline"
             )));
         }
+        let env = &self.environment(id, progress).await?;
+        progress.step("resetting to the baseline and booting");
         let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id).await?;
         if rec.state == State::Creating {
@@ -377,7 +380,10 @@ impl Workspaces {
     }
 
     /// Boots a stopped workspace again from its disk.
-    pub async fn start(&self, env: &Installed, id: &str) -> Result<View, CoreError> {
+    /// The workspace's environment is pulled first if it is missing.
+    pub async fn start(&self, id: &str, progress: &dyn Progress) -> Result<View, CoreError> {
+        let env = &self.environment(id, progress).await?;
+        progress.step("booting");
         let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id).await?;
         if rec.state != State::Stopped {

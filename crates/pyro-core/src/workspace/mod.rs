@@ -22,6 +22,7 @@ mod files;
 mod layer;
 mod lifecycle;
 pub mod record;
+mod results;
 pub mod seed;
 mod types;
 mod upkeep;
@@ -33,17 +34,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pyro_env::Installed;
+use pyro_env::{Installed, Progress};
 use pyro_protocol::{Command, EntryKind, ExecRequest, FileEntry, PatchedFile, Request, Response};
 use serde::Serialize;
 
 use crate::records::Owner;
 use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
-use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range, now_unix, random_hex};
+use crate::{BackendKind, CoreError, ExecutionMode, Paths, limits, now_unix, random_hex};
 pub use cmdlog::{CommandState, LOG_CAP_BYTES, LogEntry, LogsQuery};
 pub use diff::{DiffEntry, DiffLimits, DiffView};
 use layer::*;
 use record::{LastCommand, Operation, Record, SeedInfo, State};
+pub use results::*;
 pub use seed::SeedMode;
 pub use types::*;
 pub use validate::*;
@@ -239,8 +241,21 @@ mod tests {
 
     #[test]
     fn binary_content_goes_base64() {
-        assert_eq!(text_or_base64(b"hi"), ("hi".to_owned(), "utf-8"));
-        assert_eq!(text_or_base64(&[0xff, 0, 1]), ("/wAB".to_owned(), "base64"));
+        let read = |data: &[u8]| {
+            let v = FileRead {
+                workspace_id: "w".into(),
+                path: "/workspace/f".into(),
+                mode: 0o644,
+                data: data.to_vec(),
+            }
+            .into_view();
+            (v.content, v.encoding, v.size_bytes, v.mode)
+        };
+        assert_eq!(read(b"hi"), ("hi".into(), "utf-8".into(), 2, "0644".into()));
+        assert_eq!(
+            read(&[0xff, 0, 1]),
+            ("/wAB".into(), "base64".into(), 3, "0644".into())
+        );
     }
 
     #[test]

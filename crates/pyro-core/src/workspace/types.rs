@@ -1,49 +1,20 @@
-//! The workspace surface's requests, results, defaults and bounds.
+//! The workspace surface's requests and results (defaults and bounds are in
+//! [`crate::limits`]).
 
 use super::*;
 
 /// The workspace directory inside the guest.
 pub const WORKSPACE_ROOT: &str = "/workspace";
-/// Default idle deadline.
-pub const DEFAULT_TTL_SECONDS: u64 = 600;
-/// Idle deadline bounds.
-pub const TTL_RANGE: (u64, u64) = (10, 7 * 86_400);
-/// Default size of a workspace's writable disk.
-pub const DEFAULT_DISK_MIB: u64 = 4096;
-/// Disk size bounds.
-pub const DISK_RANGE: (u64, u64) = (256, 256 * 1024);
+/// The snapshot every workspace has: its disk right after seeding.
+pub const BASELINE: &str = "baseline";
 /// Default workspace quota (`PYRO_MAX_WORKSPACES`).
 pub const DEFAULT_MAX_WORKSPACES: usize = 4;
 /// How long an expired workspace's disk is kept (`PYRO_EXPIRY_GRACE_SECONDS`).
 pub const DEFAULT_EXPIRY_GRACE_SECONDS: u64 = 86_400;
-/// Default limit for file read and write.
-pub const FILE_LIMIT_DEFAULT: u64 = 1 << 20;
-/// The most a limit may be raised to.
-pub const FILE_LIMIT_MAX: u64 = 64 << 20;
 /// Largest patch.
 pub const PATCH_LIMIT: usize = 8 << 20;
-/// Default cap on output returned by `exec` (the log keeps more).
-pub const EXEC_OUTPUT_DEFAULT: u64 = 1 << 20;
-/// Default number of entries a file listing returns (all are counted).
-pub const LIST_ENTRIES_DEFAULT: usize = 1000;
-/// The most entries a file listing returns.
-pub const LIST_ENTRIES_MAX: usize = 100_000;
 /// The most bytes of names a listing or a diff returns in its entries.
 pub const KEPT_BYTES_MAX: usize = 16 << 20;
-
-/// A listing of a path in `/workspace`.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileListing {
-    /// The listed path itself.
-    pub root: FileEntry,
-    /// Its first entries (children, or the whole subtree), in tree order;
-    /// the path itself when it is not a directory.
-    pub entries: Vec<FileEntry>,
-    /// Every entry, listed or not.
-    pub total: u64,
-    /// Whether `entries` stops short of `total`.
-    pub truncated: bool,
-}
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -77,10 +48,10 @@ impl CreateRequest {
             name: None,
             labels: BTreeMap::new(),
             seed: None,
-            vcpu_count: 1,
-            mem_mib: 1024,
-            disk_mib: DEFAULT_DISK_MIB,
-            ttl_seconds: DEFAULT_TTL_SECONDS,
+            vcpu_count: limits::VCPUS.default,
+            mem_mib: limits::MEM_MIB.default,
+            disk_mib: limits::DISK_MIB.default,
+            ttl_seconds: limits::WORKSPACE_TTL_SECONDS.default,
             backend,
             allow_host_compat: false,
             boot_timeout: None,

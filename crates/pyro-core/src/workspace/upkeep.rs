@@ -214,9 +214,13 @@ impl Workspaces {
 
     /// Every workspace, most recently active first. (Bringing records up to
     /// date may tear down dead VMs: that runs off the async workers.)
-    pub async fn list(&self) -> Result<Vec<View>, CoreError> {
+    pub async fn list(&self) -> Result<ListView, CoreError> {
         let this = self.clone();
-        crate::blocking(move || Ok(this.list_blocking())).await
+        let workspaces = crate::blocking(move || Ok(this.list_blocking())).await?;
+        Ok(ListView {
+            count: workspaces.len(),
+            workspaces,
+        })
     }
 
     pub(super) fn list_blocking(&self) -> Vec<View> {
@@ -307,20 +311,29 @@ impl Workspaces {
     }
 
     /// Deletes the workspace: its VM, disks, baseline and history.
-    pub async fn delete(&self, id: &str) -> Result<(), CoreError> {
+    pub async fn delete(&self, id: &str) -> Result<DeleteView, CoreError> {
         if !record::valid_id(id) || !self.dir(id).exists() {
             return Err(not_found(id));
         }
         let _lock = record::lock(&self.paths, id).await?;
         let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
         self.discard(rec).await;
-        Ok(())
+        Ok(DeleteView {
+            workspace_id: id.to_owned(),
+            deleted: true,
+        })
     }
 
-    /// The environment a workspace runs.
-    pub fn environment_of(&self, id: &str) -> Result<String, CoreError> {
-        record::load(&self.paths, id)
+    /// The environment a workspace runs, ready to boot (pulled when
+    /// missing).
+    pub(super) async fn environment(
+        &self,
+        id: &str,
+        progress: &dyn Progress,
+    ) -> Result<Installed, CoreError> {
+        let name = record::load(&self.paths, id)
             .map(|r| r.environment)
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        crate::environments::ensure_ready(&self.paths, &name, progress).await
     }
 }

@@ -80,15 +80,6 @@ pub fn guest_path(p: &str) -> Result<String, CoreError> {
     Ok(full.trim_end_matches('/').to_owned())
 }
 
-/// File content for JSON: the text when it is UTF-8 (`utf-8`), else
-/// standard base64 (`base64`).
-pub fn text_or_base64(data: &[u8]) -> (String, &'static str) {
-    match std::str::from_utf8(data) {
-        Ok(t) => (t.to_owned(), "utf-8"),
-        Err(_) => (base64(data), "base64"),
-    }
-}
-
 /// Standard base64 with padding.
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -3,54 +3,43 @@
 use super::*;
 
 /// Default output cap per stream returned to the model.
-pub(super) const OUTPUT_DEFAULT: u64 = 32 << 10;
-/// Largest output cap a model may ask for.
-pub(super) const OUTPUT_MAX: u64 = 1 << 20;
-/// Longest command timeout a tool accepts: a tool call waits for the
-/// command, and chat hosts give up on calls far shorter than a day.
-pub(super) const TIMEOUT_MAX: u64 = 3600;
+use pyro_core::limits::{self, Bound};
+
+/// `#[serde(default = ...)]` wants a function: one per bound, returning the
+/// bound's default.
+macro_rules! defaults {
+    ($($name:ident: $t:ty = $bound:expr;)*) => {
+        $(pub(super) fn $name() -> $t {
+            let b: Bound<$t> = $bound;
+            b.default
+        })*
+    };
+}
+
+defaults! {
+    default_timeout: u64 = limits::TIMEOUT_SECONDS;
+    default_output: u64 = limits::OUTPUT_BYTES;
+    default_ttl: u64 = limits::WORKSPACE_TTL_SECONDS;
+    default_vcpus: u8 = limits::VCPUS;
+    default_mem: u32 = limits::MEM_MIB;
+    default_disk: u64 = limits::DISK_MIB;
+    default_read: u64 = limits::FILE_READ_BYTES;
+    default_write: u64 = limits::FILE_WRITE_BYTES;
+    default_tail: usize = limits::LOGS_TAIL;
+    default_log_output: u64 = limits::LOGS_OUTPUT_BYTES;
+    default_patch_cap: u64 = limits::DIFF_PATCH_BYTES;
+    default_list_entries: usize = limits::LIST_ENTRIES;
+    default_diff_entries: usize = limits::DIFF_ENTRIES;
+}
 
 pub(super) fn default_env() -> String {
-    "debian:12".into()
-}
-pub(super) fn default_timeout() -> u64 {
-    30
-}
-pub(super) fn default_output() -> u64 {
-    OUTPUT_DEFAULT
-}
-pub(super) fn default_ttl() -> u64 {
-    workspace::DEFAULT_TTL_SECONDS
-}
-pub(super) fn default_one() -> u8 {
-    1
-}
-pub(super) fn default_mem() -> u32 {
-    1024
+    pyro_core::environments::DEFAULT_ENVIRONMENT.into()
 }
 pub(super) fn default_root() -> String {
-    "/workspace".into()
-}
-pub(super) fn default_read() -> u64 {
-    64 << 10
-}
-pub(super) fn default_tail() -> usize {
-    workspace::cmdlog::LOGS_TAIL_DEFAULT
-}
-pub(super) fn default_log_output() -> u64 {
-    workspace::cmdlog::LOGS_OUTPUT_DEFAULT
-}
-pub(super) fn default_patch_cap() -> u64 {
-    workspace::diff::PATCH_DEFAULT
-}
-pub(super) fn default_list_entries() -> usize {
-    workspace::LIST_ENTRIES_DEFAULT
-}
-pub(super) fn default_diff_entries() -> usize {
-    workspace::diff::ENTRIES_DEFAULT
+    workspace::WORKSPACE_ROOT.into()
 }
 pub(super) fn default_baseline() -> String {
-    "baseline".into()
+    workspace::BASELINE.into()
 }
 
 /// A command: a shell string (run by `sh -c`) or an argv array (run
@@ -79,10 +68,6 @@ impl CommandArg {
     }
 }
 
-pub(super) fn check_range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), ToolError> {
-    pyro_core::check_range(name, v, (lo, hi)).map_err(tool_error)
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmRunArgs {
@@ -93,15 +78,15 @@ pub struct VmRunArgs {
     pub environment: String,
     /// Kill the command and everything it started after this many seconds (exit code 124).
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = limits::TIMEOUT_SECONDS.min, max = limits::TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
     /// Bytes of stdout and of stderr returned (the rest is counted in stdout_bytes/stderr_bytes).
     #[serde(default = "default_output")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
     pub max_output_bytes: u64,
     /// Guest memory in MiB.
     #[serde(default = "default_mem")]
-    #[schemars(range(min = 128, max = 32768))]
+    #[schemars(range(min = limits::MEM_MIB.min, max = limits::MEM_MIB.max))]
     pub mem_mib: u32,
 }
 
@@ -122,16 +107,20 @@ pub struct CreateArgs {
     pub labels: Option<BTreeMap<String, String>>,
     /// The VM stops after this many seconds without any call on the workspace (its disk is kept; workspace_status says so).
     #[serde(default = "default_ttl")]
-    #[schemars(range(min = 10, max = 604800))]
+    #[schemars(range(min = limits::WORKSPACE_TTL_SECONDS.min, max = limits::WORKSPACE_TTL_SECONDS.max))]
     pub ttl_seconds: u64,
     /// vCPUs.
-    #[serde(default = "default_one")]
-    #[schemars(range(min = 1, max = 8))]
+    #[serde(default = "default_vcpus")]
+    #[schemars(range(min = limits::VCPUS.min, max = limits::VCPUS.max))]
     pub vcpu_count: u8,
     /// Guest memory in MiB.
     #[serde(default = "default_mem")]
-    #[schemars(range(min = 128, max = 32768))]
+    #[schemars(range(min = limits::MEM_MIB.min, max = limits::MEM_MIB.max))]
     pub mem_mib: u32,
+    /// Size of the writable disk in MiB (sparse: only what is written uses space).
+    #[serde(default = "default_disk")]
+    #[schemars(range(min = limits::DISK_MIB.min, max = limits::DISK_MIB.max))]
+    pub disk_mib: u64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -186,11 +175,11 @@ pub struct ExecArgs {
     pub env: Option<BTreeMap<String, String>>,
     /// Kill the command and everything it started after this many seconds (exit code 124). Keep calls short: use several calls for long work.
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = limits::TIMEOUT_SECONDS.min, max = limits::TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
     /// Bytes of stdout and of stderr returned (workspace_logs keeps up to 16 MiB).
     #[serde(default = "default_output")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
     pub max_output_bytes: u64,
 }
 
@@ -201,14 +190,14 @@ pub struct LogsArgs {
     pub workspace_id: String,
     /// Only the last this many commands.
     #[serde(default = "default_tail")]
-    #[schemars(range(min = 1, max = workspace::cmdlog::LOGS_TAIL_MAX))]
+    #[schemars(range(min = limits::LOGS_TAIL.min, max = limits::LOGS_TAIL.max))]
     pub tail: usize,
     /// Only this command (its sequence number from workspace_exec).
     #[serde(default)]
     pub sequence: Option<u64>,
     /// Bytes of each command's stdout and stderr returned: their ends (stdout_omitted_bytes says how much came before).
     #[serde(default = "default_log_output")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = limits::LOGS_OUTPUT_BYTES.min, max = limits::LOGS_OUTPUT_BYTES.max))]
     pub max_output_bytes: u64,
 }
 
@@ -225,7 +214,7 @@ pub struct ListFilesArgs {
     pub recursive: bool,
     /// Entries returned (all are counted in total).
     #[serde(default = "default_list_entries")]
-    #[schemars(range(min = 1, max = workspace::LIST_ENTRIES_MAX))]
+    #[schemars(range(min = limits::LIST_ENTRIES.min, max = limits::LIST_ENTRIES.max))]
     pub max_entries: usize,
 }
 
@@ -238,7 +227,7 @@ pub struct ReadArgs {
     pub path: String,
     /// Largest file to read; bigger files are an error (use workspace_export for those).
     #[serde(default = "default_read")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = limits::FILE_READ_BYTES.min, max = limits::FILE_READ_BYTES.max))]
     pub max_bytes: u64,
 }
 
@@ -249,8 +238,12 @@ pub struct WriteArgs {
     pub workspace_id: String,
     /// File path; relative paths are under /workspace. Missing directories are created.
     pub path: String,
-    /// The complete new content (at most 1 MiB).
+    /// The complete new content (at most max_bytes).
     pub text: String,
+    /// The most bytes text may hold; a longer text is refused (push big files with workspace_sync_push).
+    #[serde(default = "default_write")]
+    #[schemars(range(min = limits::FILE_WRITE_BYTES.min, max = limits::FILE_WRITE_BYTES.max))]
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -269,11 +262,11 @@ pub struct DiffArgs {
     pub workspace_id: String,
     /// Bytes of patch text returned (whole files; the first file is cut if it alone is bigger).
     #[serde(default = "default_patch_cap")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = limits::DIFF_PATCH_BYTES.min, max = limits::DIFF_PATCH_BYTES.max))]
     pub max_patch_bytes: u64,
     /// Changed paths listed (all are counted in summary).
     #[serde(default = "default_diff_entries")]
-    #[schemars(range(min = 1, max = workspace::diff::ENTRIES_MAX))]
+    #[schemars(range(min = limits::DIFF_ENTRIES.min, max = limits::DIFF_ENTRIES.max))]
     pub max_entries: usize,
 }
 

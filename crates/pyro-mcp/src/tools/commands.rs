@@ -21,8 +21,6 @@ impl PyroServer {
         Parameters(a): Parameters<ExecArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::ExecView>, ToolError> {
-        check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
-        check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
         let opts = ExecOptions {
             command: a.command.into_command()?,
             cwd: a.cwd,
@@ -30,7 +28,7 @@ impl PyroServer {
             timeout_seconds: a.timeout_seconds,
             max_output_bytes: a.max_output_bytes,
         };
-        let phase = Arc::new(Mutex::new("running the command".to_owned()));
+        let phase = Phase::new("running the command");
         let mut sink = pyro_core::sandbox::Discard;
         let work = self
             .ctx
@@ -56,9 +54,8 @@ impl PyroServer {
     async fn workspace_logs(
         &self,
         Parameters(a): Parameters<LogsArgs>,
-    ) -> Result<Json<LogsResult>, ToolError> {
-        let (count, entries) = self
-            .ctx
+    ) -> Result<Json<workspace::LogsView>, ToolError> {
+        self.ctx
             .workspaces
             .logs(
                 &a.workspace_id,
@@ -69,11 +66,7 @@ impl PyroServer {
                 },
             )
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(LogsResult {
-            workspace_id: a.workspace_id,
-            count,
-            entries,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 }

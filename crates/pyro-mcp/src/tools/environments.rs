@@ -19,22 +19,9 @@ impl PyroServer {
     async fn environment_list(
         &self,
         Parameters(_a): Parameters<NoArgs>,
-    ) -> Result<Json<EnvList>, ToolError> {
-        let catalog = pyro_core::environments::catalog(&self.ctx.options.paths);
-        let environments = catalog
-            .environments
-            .into_iter()
-            .map(|st| EnvItem {
-                name: st.name,
-                description: st.description,
-                default_packages: st.default_packages,
-                installed: st.installed,
-                status_reason: st.status_reason,
-            })
-            .collect();
-        Ok(Json(EnvList {
-            catalog_version: catalog.catalog_version.into(),
-            environments,
-        }))
+    ) -> Result<Json<pyro_core::environments::Catalog>, ToolError> {
+        Ok(Json(pyro_core::environments::catalog(
+            &self.ctx.options.paths,
+        )))
     }
 }

@@ -43,21 +43,13 @@ impl PyroServer {
     async fn workspace_file_list(
         &self,
         Parameters(a): Parameters<ListFilesArgs>,
-    ) -> Result<Json<FileListResult>, ToolError> {
-        let l = self
-            .ctx
+    ) -> Result<Json<workspace::FileListView>, ToolError> {
+        self.ctx
             .workspaces
             .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(FileListResult {
-            workspace_id: a.workspace_id,
-            path: l.root.path,
-            kind: l.root.kind,
-            entries: l.entries,
-            total: l.total,
-            truncated: l.truncated,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 
     /// Read a file.
@@ -74,36 +66,14 @@ impl PyroServer {
     async fn workspace_file_read(
         &self,
         Parameters(a): Parameters<ReadArgs>,
-    ) -> Result<Json<FileReadResult>, ToolError> {
-        check_range("max_bytes", a.max_bytes, 1, workspace::FILE_LIMIT_DEFAULT)?;
-        let (path, data, mode) = self
+    ) -> Result<Json<workspace::FileReadView>, ToolError> {
+        let read = self
             .ctx
             .workspaces
             .file_read(&a.workspace_id, &a.path, a.max_bytes)
             .await
-            .map_err(|e| match e {
-                // Core's advice names the CLI's larger limit.
-                CoreError::TooLarge(_) => ToolError::new(
-                    "too_large",
-                    format!(
-                        "{} is larger than max_bytes ({}); raise max_bytes (up to {}) or copy it \
-                         out with workspace_export",
-                        a.path,
-                        a.max_bytes,
-                        workspace::FILE_LIMIT_DEFAULT
-                    ),
-                ),
-                other => self.fail(other),
-            })?;
-        let (content, encoding) = pyro_core::workspace::text_or_base64(&data);
-        Ok(Json(FileReadResult {
-            workspace_id: a.workspace_id,
-            path,
-            size_bytes: data.len() as u64,
-            mode: format!("{mode:04o}"),
-            encoding: encoding.into(),
-            content,
-        }))
+            .map_err(|e| self.fail(e))?;
+        Ok(Json(read.into_view()))
     }
 
     /// Write a file.
@@ -120,36 +90,13 @@ impl PyroServer {
     async fn workspace_file_write(
         &self,
         Parameters(a): Parameters<WriteArgs>,
-    ) -> Result<Json<FileWriteResult>, ToolError> {
-        if a.text.len() as u64 > workspace::FILE_LIMIT_DEFAULT {
-            return Err(ToolError::new(
-                "too_large",
-                format!(
-                    "text is {} bytes, above the {} bytes workspace_file_write takes; push \
-                     the file with workspace_sync_push",
-                    a.text.len(),
-                    workspace::FILE_LIMIT_DEFAULT
-                ),
-            ));
-        }
-        let (path, size, mode, created) = self
-            .ctx
+    ) -> Result<Json<workspace::FileWriteView>, ToolError> {
+        self.ctx
             .workspaces
-            .file_write(
-                &a.workspace_id,
-                &a.path,
-                a.text.as_bytes(),
-                workspace::FILE_LIMIT_DEFAULT,
-            )
+            .file_write(&a.workspace_id, &a.path, a.text.as_bytes(), a.max_bytes)
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(FileWriteResult {
-            workspace_id: a.workspace_id,
-            path,
-            bytes_written: size,
-            mode: format!("{mode:04o}"),
-            created,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 
     /// Apply a patch.
@@ -166,17 +113,13 @@ impl PyroServer {
     async fn workspace_patch_apply(
         &self,
         Parameters(a): Parameters<PatchArgs>,
-    ) -> Result<Json<PatchResult>, ToolError> {
-        let files = self
-            .ctx
+    ) -> Result<Json<workspace::PatchView>, ToolError> {
+        self.ctx
             .workspaces
             .patch_apply(&a.workspace_id, &a.patch)
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(PatchResult {
-            workspace_id: a.workspace_id,
-            files,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 
     /// Diff against the baseline.
@@ -193,9 +136,8 @@ impl PyroServer {
     async fn workspace_diff(
         &self,
         Parameters(a): Parameters<DiffArgs>,
-    ) -> Result<Json<DiffResult>, ToolError> {
-        let d = self
-            .ctx
+    ) -> Result<Json<workspace::DiffView>, ToolError> {
+        self.ctx
             .workspaces
             .diff(
                 &a.workspace_id,
@@ -205,27 +147,8 @@ impl PyroServer {
                 },
             )
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(DiffResult {
-            workspace_id: d.workspace_id,
-            changed: d.changed,
-            summary: d.summary,
-            entries: d
-                .entries
-                .into_iter()
-                .map(|e| DiffItem {
-                    path: e.path,
-                    status: e.status,
-                    kind: e.kind,
-                    binary: e.binary,
-                    omitted: e.omitted,
-                })
-                .collect(),
-            entries_not_listed: d.entries_not_listed,
-            patch_bytes: d.patch_bytes,
-            patch: d.patch,
-            truncated: d.patch_truncated,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 
     /// Export to the host.

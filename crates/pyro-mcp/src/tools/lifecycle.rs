@@ -21,13 +21,13 @@ impl PyroServer {
         Parameters(a): Parameters<CreateArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::View>, ToolError> {
-        let env = self.env(&a.environment)?;
         let mut req = CreateRequest::new(self.ctx.options.backend);
         req.name = a.name;
         req.labels = a.labels.unwrap_or_default();
         req.ttl_seconds = a.ttl_seconds;
         req.vcpu_count = a.vcpu_count;
         req.mem_mib = a.mem_mib;
+        req.disk_mib = a.disk_mib;
         let mode = a.seed_mode;
         req.seed = match (a.seed_path, &self.ctx.options.project) {
             (Some(p), _) => Some(SeedSource {
@@ -42,23 +42,18 @@ impl PyroServer {
             }),
             (None, None) => None,
         };
-        let phase = Arc::new(Mutex::new("creating the workspace".to_owned()));
-        let p2 = phase.clone();
-        let say = move |m: &str| {
-            if let Ok(mut p) = p2.lock() {
-                *p = m.to_owned();
-            }
-        };
+        let phase = Phase::new("creating the workspace");
         // Not cancellable midway: a create either completes or removes
         // everything itself.
-        with_progress(
-            &rc,
-            &phase,
-            Box::pin(self.ctx.workspaces.create(&env, req, &say)),
-        )
-        .await
-        .map(Json)
-        .map_err(|e| self.fail(e))
+        let work = async {
+            let env = self.env(&a.environment, &phase).await?;
+            self.ctx
+                .workspaces
+                .create(&env, req, &phase)
+                .await
+                .map_err(|e| self.fail(e))
+        };
+        with_progress(&rc, &phase, Box::pin(work)).await.map(Json)
     }
 
     /// List workspaces.
@@ -75,12 +70,13 @@ impl PyroServer {
     async fn workspace_list(
         &self,
         Parameters(_a): Parameters<NoArgs>,
-    ) -> Result<Json<ListResult>, ToolError> {
-        let workspaces = self.ctx.workspaces.list().await.map_err(|e| self.fail(e))?;
-        Ok(Json(ListResult {
-            count: workspaces.len(),
-            workspaces,
-        }))
+    ) -> Result<Json<workspace::ListView>, ToolError> {
+        self.ctx
+            .workspaces
+            .list()
+            .await
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 
     /// Rename or relabel a workspace.
@@ -151,19 +147,13 @@ impl PyroServer {
         Parameters(a): Parameters<ResetArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::View>, ToolError> {
-        let name = self
-            .ctx
-            .workspaces
-            .environment_of(&a.workspace_id)
-            .map_err(|e| self.fail(e))?;
-        let env = self.env(&name)?;
-        let phase = Arc::new(Mutex::new("resetting and booting".to_owned()));
+        let phase = Phase::new("resetting and booting");
         with_progress(
             &rc,
             &phase,
             self.ctx
                 .workspaces
-                .reset(&env, &a.workspace_id, &a.snapshot),
+                .reset(&a.workspace_id, &a.snapshot, &phase),
         )
         .await
         .map(Json)
@@ -184,15 +174,12 @@ impl PyroServer {
     async fn workspace_delete(
         &self,
         Parameters(a): Parameters<IdArgs>,
-    ) -> Result<Json<DeleteResult>, ToolError> {
+    ) -> Result<Json<workspace::DeleteView>, ToolError> {
         self.ctx
             .workspaces
             .delete(&a.workspace_id)
             .await
-            .map_err(|e| self.fail(e))?;
-        Ok(Json(DeleteResult {
-            workspace_id: a.workspace_id,
-            deleted: true,
-        }))
+            .map(Json)
+            .map_err(|e| self.fail(e))
     }
 }

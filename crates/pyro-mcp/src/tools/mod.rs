@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pyro_core::Command;
 use pyro_core::workspace::{self, CreateRequest, ExecOptions, SeedMode, SeedSource};
-use pyro_core::{Command, EntryKind, FileEntry, PatchedFile};
 use pyro_core::{CoreError, run};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -16,7 +16,7 @@ use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities,
 use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Context;
 
@@ -26,11 +26,9 @@ mod environments;
 mod files;
 mod lifecycle;
 mod power;
-mod results;
 mod vm;
 
 pub use args::*;
-pub use results::*;
 
 /// What a `vm-run` server tells the model at the start.
 pub const VM_RUN_INSTRUCTIONS: &str = "\
@@ -101,15 +99,6 @@ fn kind_meta(kind: &str) -> rmcp::model::MetaObject {
     meta
 }
 
-/// An engine error as a tool error, worded for tools (for checks made
-/// before a server is at hand; see `PyroServer::fail`).
-fn tool_error(e: CoreError) -> ToolError {
-    ToolError {
-        kind: e.kind(),
-        message: e.message(pyro_core::hint::FrontEnd::Mcp),
-    }
-}
-
 /// The server.
 #[derive(Debug, Clone)]
 pub struct PyroServer {
@@ -117,11 +106,36 @@ pub struct PyroServer {
     ctx: Arc<Context>,
 }
 
+/// What a long call is doing, for its progress notifications.
+#[derive(Debug, Clone)]
+pub(super) struct Phase(Arc<Mutex<String>>);
+
+impl Phase {
+    fn new(what: &str) -> Self {
+        Self(Arc::new(Mutex::new(what.to_owned())))
+    }
+
+    fn set(&self, what: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            what.clone_into(&mut p);
+        }
+    }
+}
+
+impl pyro_core::environments::Progress for Phase {
+    fn step(&self, msg: &str) {
+        self.set(msg);
+    }
+    fn tick(&self, msg: &str) {
+        self.set(msg);
+    }
+}
+
 /// Sends `notifications/progress` every few seconds while `work` runs, when
 /// the client asked for progress.
 async fn with_progress<F: Future>(
     rc: &RequestContext<RoleServer>,
-    phase: &Arc<Mutex<String>>,
+    phase: &Phase,
     work: F,
 ) -> F::Output {
     let Some(token) = rc.meta.get_progress_token() else {
@@ -136,7 +150,7 @@ async fn with_progress<F: Future>(
             out = &mut work => return out,
             _ = tick.tick() => {
                 n += 1;
-                let msg = format!("{} ({} s)", phase.lock().map(|p| p.clone()).unwrap_or_default(), started.elapsed().as_secs());
+                let msg = format!("{} ({} s)", phase.0.lock().map(|p| p.clone()).unwrap_or_default(), started.elapsed().as_secs());
                 let _ = rc.peer.notify_progress(ProgressNotificationParam::new(token.clone(), f64::from(n)).with_message(msg)).await;
             }
         }
@@ -177,15 +191,16 @@ impl PyroServer {
         }
     }
 
-    fn env(&self, name: &str) -> Result<pyro_core::environments::Installed, ToolError> {
-        pyro_core::environments::resolve(&self.ctx.options.paths, name).map_err(|e| {
-            let mut t = self.fail(e);
-            if t.kind == "not_installed" {
-                t.message
-                    .push_str(" (the first pull builds the guest kernel and takes a few minutes)");
-            }
-            t
-        })
+    /// The environment `name`, pulled first when missing (progress goes
+    /// to `phase`).
+    async fn env(
+        &self,
+        name: &str,
+        phase: &Phase,
+    ) -> Result<pyro_core::environments::Installed, ToolError> {
+        pyro_core::environments::ensure_ready(&self.ctx.options.paths, name, phase)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     fn confine(&self, what: &str, p: &str) -> Result<PathBuf, String> {

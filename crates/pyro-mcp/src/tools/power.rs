@@ -44,17 +44,11 @@ impl PyroServer {
         Parameters(a): Parameters<IdArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::View>, ToolError> {
-        let name = self
-            .ctx
-            .workspaces
-            .environment_of(&a.workspace_id)
-            .map_err(|e| self.fail(e))?;
-        let env = self.env(&name)?;
-        let phase = Arc::new(Mutex::new("booting".to_owned()));
+        let phase = Phase::new("booting");
         with_progress(
             &rc,
             &phase,
-            self.ctx.workspaces.start(&env, &a.workspace_id),
+            self.ctx.workspaces.start(&a.workspace_id, &phase),
         )
         .await
         .map(Json)

@@ -21,28 +21,31 @@ impl PyroServer {
         Parameters(a): Parameters<VmRunArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<run::RunResult>, ToolError> {
-        // The schema's bounds, which serde does not enforce, before any work.
-        check_range("timeout_seconds", a.timeout_seconds, 1, TIMEOUT_MAX)?;
-        check_range("max_output_bytes", a.max_output_bytes, 1, OUTPUT_MAX)?;
-        let env = self.env(&a.environment)?;
         let mut opts = run::RunOptions::new(a.command.into_command()?);
         opts.timeout_seconds = a.timeout_seconds;
         opts.max_output_bytes = a.max_output_bytes;
         opts.mem_mib = a.mem_mib;
         opts.ttl_seconds = opts.ttl_seconds.max(a.timeout_seconds);
         opts.backend = self.ctx.options.backend;
-        let phase = Arc::new(Mutex::new("booting the VM".to_owned()));
+        // The schema's bounds, which serde does not enforce, before any work.
+        opts.validate().map_err(|e| self.fail(e))?;
+        let phase = Phase::new("booting the VM");
         let p2 = phase.clone();
         let mut events = move |ev: run::RunEvent| {
-            if let (run::RunEvent::Running { .. }, Ok(mut p)) = (ev, p2.lock()) {
-                *p = "running the command".into();
+            if let run::RunEvent::Running { .. } = ev {
+                p2.set("running the command");
             }
         };
         let mut sink = pyro_core::sandbox::Discard;
         let paths = self.ctx.options.paths.clone();
-        let work = run::run(&paths, &env, &opts, &mut sink, &mut events);
+        let work = async {
+            let env = self.env(&a.environment, &phase).await?;
+            run::run(&paths, &env, &opts, &mut sink, &mut events)
+                .await
+                .map_err(|e| self.fail(e))
+        };
         tokio::select! {
-            r = with_progress(&rc, &phase, work) => r.map(Json).map_err(|e| self.fail(e)),
+            r = with_progress(&rc, &phase, work) => r.map(Json),
             () = rc.ct.cancelled() => Err(ToolError::new("cancelled", "cancelled; the VM was deleted".into())),
         }
     }

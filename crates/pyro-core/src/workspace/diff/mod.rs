@@ -29,15 +29,6 @@ pub const FETCH_LIMIT: u64 = 64 << 20;
 /// Largest manifest (JSON lines) accepted from the guest: about five million
 /// files.
 pub const MANIFEST_LIMIT: u64 = 1 << 30;
-/// Default number of changed paths a diff lists (all are counted).
-pub const ENTRIES_DEFAULT: usize = 1000;
-/// The most changed paths a diff lists.
-pub const ENTRIES_MAX: usize = 100_000;
-/// Default bytes of patch text a diff returns inline.
-pub const PATCH_DEFAULT: u64 = 64 << 10;
-/// The most patch text a diff returns inline; the whole patch is always
-/// available from [`DiffView::write_patch`].
-pub const PATCH_MAX: u64 = 64 << 20;
 
 /// How much of a diff to return.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +42,15 @@ pub struct DiffLimits {
 impl Default for DiffLimits {
     fn default() -> Self {
         Self {
-            max_entries: ENTRIES_DEFAULT,
-            max_patch_bytes: PATCH_DEFAULT,
+            max_entries: crate::limits::DIFF_ENTRIES.default,
+            max_patch_bytes: crate::limits::DIFF_PATCH_BYTES.default,
         }
     }
 }
 
 /// A diff.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffView {
     /// Workspace.
     pub workspace_id: String,
@@ -76,11 +68,13 @@ pub struct DiffView {
     pub patch: String,
     /// Size of the whole patch.
     pub patch_bytes: u64,
-    /// Whether `patch` is only the start of it.
-    pub patch_truncated: bool,
+    /// Whether `patch` is only the start of it (raise the patch size
+    /// limit, or export the files).
+    pub truncated: bool,
     /// Bytes of changed content fetched from the guest.
     pub bytes_fetched: u64,
     #[serde(skip)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     full_patch: Option<Arc<tempfile::TempPath>>,
 }
 
@@ -99,6 +93,7 @@ impl DiffView {
 
 /// One changed path.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffEntry {
     /// Path relative to `/workspace`.
     pub path: String,
@@ -447,7 +442,7 @@ fn render_all(r: Render) -> Result<DiffView, CoreError> {
         entries,
         patch,
         patch_bytes,
-        patch_truncated,
+        truncated: patch_truncated,
         bytes_fetched: r.bytes_fetched,
         full_patch: None,
     })

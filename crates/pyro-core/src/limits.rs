@@ -1,0 +1,208 @@
+//! Every default and bound a front end shows: one constant each, which the
+//! CLI's flags and the MCP server's argument schemas both read, and which
+//! core checks requests against. A test compares the CLI's help with the
+//! MCP schemas, so the two cannot drift apart.
+//!
+//! Output caps are sized for a chat host (Claude Code cuts a tool result at
+//! about 25k tokens): they bound what a result *returns*; the CLI streams a
+//! command's output to the terminal whole (up to [`OUTPUT_BYTES`]'s
+//! maximum), and the command log keeps it.
+
+use std::fmt::Display;
+
+use crate::{CoreError, check_range};
+
+/// A setting's default and its inclusive range, with the name of the
+/// argument that carries it (`--ttl-seconds` on the CLI, `ttl_seconds` in
+/// MCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound<T> {
+    /// The argument's name (snake_case).
+    pub arg: &'static str,
+    /// The value when none is given.
+    pub default: T,
+    /// The smallest value accepted.
+    pub min: T,
+    /// The largest value accepted.
+    pub max: T,
+}
+
+impl<T: PartialOrd + Display + Copy> Bound<T> {
+    /// Checks `v` against the range; the error names the argument and the
+    /// range.
+    pub fn check(&self, v: T) -> Result<(), CoreError> {
+        check_range(&format!("⟨arg:{}⟩", self.arg), v, (self.min, self.max))
+    }
+
+    /// The range as `(min, max)`.
+    pub fn range(&self) -> (T, T) {
+        (self.min, self.max)
+    }
+}
+
+/// vCPUs of a guest.
+pub const VCPUS: Bound<u8> = Bound {
+    arg: "vcpu_count",
+    default: 1,
+    min: 1,
+    max: 8,
+};
+
+/// Guest memory, MiB.
+pub const MEM_MIB: Bound<u32> = Bound {
+    arg: "mem_mib",
+    default: 1024,
+    min: 128,
+    max: 32_768,
+};
+
+/// A command's timeout, seconds (`run` and `exec`).
+pub const TIMEOUT_SECONDS: Bound<u64> = Bound {
+    arg: "timeout_seconds",
+    default: 30,
+    min: 1,
+    max: 86_400,
+};
+
+/// Output a command's result returns per stream, bytes (`run` and `exec`).
+/// The maximum is also the most a command may stream per stream.
+pub const OUTPUT_BYTES: Bound<u64> = Bound {
+    arg: "max_output_bytes",
+    default: 32 << 10,
+    min: 1,
+    max: crate::workspace::LOG_CAP_BYTES,
+};
+
+/// A one-shot run's hard lifetime, seconds: the guest powers off then.
+pub const RUN_TTL_SECONDS: Bound<u64> = Bound {
+    arg: "ttl_seconds",
+    default: 600,
+    min: 60,
+    max: 86_400,
+};
+
+// A run's guest outlives its command's default timeout.
+const _: () = assert!(RUN_TTL_SECONDS.default >= TIMEOUT_SECONDS.default);
+
+/// How long a guest may take to boot, seconds (the default depends on the
+/// host: see `sandbox::default_boot_timeout`).
+pub const BOOT_TIMEOUT_SECONDS: (u64, u64) = (1, 3_600);
+
+/// A workspace's idle deadline, seconds.
+pub const WORKSPACE_TTL_SECONDS: Bound<u64> = Bound {
+    arg: "ttl_seconds",
+    default: 600,
+    min: 10,
+    max: 7 * 86_400,
+};
+
+/// A workspace's writable disk, MiB (sparse: only what is written uses
+/// space).
+pub const DISK_MIB: Bound<u64> = Bound {
+    arg: "disk_mib",
+    default: 4096,
+    min: 256,
+    max: 256 * 1024,
+};
+
+/// Commands `logs` returns.
+pub const LOGS_TAIL: Bound<usize> = Bound {
+    arg: "tail",
+    default: 20,
+    min: 1,
+    max: 1000,
+};
+
+/// Output `logs` returns per stream and command (its end), bytes.
+pub const LOGS_OUTPUT_BYTES: Bound<u64> = Bound {
+    arg: "max_output_bytes",
+    default: 8 << 10,
+    min: 1,
+    max: crate::workspace::LOG_CAP_BYTES,
+};
+
+/// Entries a file listing returns (all are counted).
+pub const LIST_ENTRIES: Bound<usize> = Bound {
+    arg: "max_entries",
+    default: 1000,
+    min: 1,
+    max: 100_000,
+};
+
+/// Changed paths a diff lists (all are counted).
+pub const DIFF_ENTRIES: Bound<usize> = Bound {
+    arg: "max_entries",
+    default: 1000,
+    min: 1,
+    max: 100_000,
+};
+
+/// Patch text a diff returns inline, bytes (the CLI prints the whole patch
+/// on a terminal).
+pub const DIFF_PATCH_BYTES: Bound<u64> = Bound {
+    arg: "max_patch_bytes",
+    default: 64 << 10,
+    min: 1,
+    max: 64 << 20,
+};
+
+/// The largest file a read returns, bytes (bigger files are an error).
+pub const FILE_READ_BYTES: Bound<u64> = Bound {
+    arg: "max_bytes",
+    default: 64 << 10,
+    min: 1,
+    max: 64 << 20,
+};
+
+/// The largest content a file write takes, bytes.
+pub const FILE_WRITE_BYTES: Bound<u64> = Bound {
+    arg: "max_bytes",
+    default: 1 << 20,
+    min: 1,
+    max: 64 << 20,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_name_the_argument_and_the_range() {
+        assert!(VCPUS.check(8).is_ok());
+        let e = VCPUS.check(9).unwrap_err();
+        assert_eq!(e.kind(), "invalid_argument");
+        assert_eq!(
+            e.message(crate::hint::FrontEnd::Cli),
+            "--vcpu-count must be between 1 and 8 (got 9)"
+        );
+        assert_eq!(
+            e.message(crate::hint::FrontEnd::Mcp),
+            "the vcpu_count argument must be between 1 and 8 (got 9)"
+        );
+    }
+
+    #[test]
+    fn defaults_lie_in_their_ranges() {
+        fn ok<T: PartialOrd + Copy>(b: Bound<T>) {
+            assert!(b.min <= b.default && b.default <= b.max, "{}", b.arg);
+        }
+        for b in [
+            TIMEOUT_SECONDS,
+            OUTPUT_BYTES,
+            RUN_TTL_SECONDS,
+            WORKSPACE_TTL_SECONDS,
+            DISK_MIB,
+            LOGS_OUTPUT_BYTES,
+            DIFF_PATCH_BYTES,
+            FILE_READ_BYTES,
+            FILE_WRITE_BYTES,
+        ] {
+            ok(b);
+        }
+        for b in [LOGS_TAIL, LIST_ENTRIES, DIFF_ENTRIES] {
+            ok(b);
+        }
+        ok(VCPUS);
+        ok(MEM_MIB);
+    }
+}
