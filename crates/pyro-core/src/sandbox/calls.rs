@@ -38,6 +38,52 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<Respo
 }
 
 /// An answer or frame the request does not call for.
+/// Why [`read_data`] stopped.
+enum DataError {
+    /// The agent: its frames, its answer, or more data than allowed.
+    Agent(CoreError),
+    /// Writing the data on the host.
+    Write(std::io::Error),
+}
+
+/// Reads the agent's `Data` frames into `out` (at most `max_bytes`; more is
+/// `over(received)`), then its answer. Every download (archives, listings,
+/// manifests, file reads) goes through here.
+async fn read_data<R, W>(
+    s: &mut R,
+    what: &str,
+    out: &mut W,
+    max_bytes: u64,
+    over: impl Fn(u64) -> CoreError,
+) -> Result<Response, DataError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut received: u64 = 0;
+    loop {
+        let frame = next_frame(s, what).await.map_err(DataError::Agent)?;
+        match frame.kind {
+            FrameKind::Data => {
+                received += frame.payload.len() as u64;
+                if received > max_bytes {
+                    return Err(DataError::Agent(over(received)));
+                }
+                out.write_all(&frame.payload)
+                    .await
+                    .map_err(DataError::Write)?;
+            }
+            FrameKind::DataEnd => {}
+            FrameKind::Message => {
+                out.flush().await.map_err(DataError::Write)?;
+                return answer(&frame).map_err(DataError::Agent);
+            }
+            other => return Err(DataError::Agent(unexpected(other))),
+        }
+    }
+}
+
 fn unexpected(other: impl std::fmt::Debug) -> CoreError {
     CoreError::Transport(format!("unexpected answer {other:?}"))
 }
@@ -288,34 +334,20 @@ impl Sandbox {
         what: &str,
     ) -> Result<Response, CoreError> {
         let mut s = self.open(request).await?;
-        let mut received: u64 = 0;
         let mut file = tokio::fs::File::create(out)
             .await
             .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
-        loop {
-            let frame = next_frame(&mut s, what).await?;
-            match frame.kind {
-                FrameKind::Data => {
-                    received += frame.payload.len() as u64;
-                    if received > max_bytes {
-                        return Err(CoreError::TooLarge(format!(
-                            "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
-                        )));
-                    }
-                    tokio::io::AsyncWriteExt::write_all(&mut file, &frame.payload)
-                        .await
-                        .map_err(|e| CoreError::io(format!("writing {}", out.display()), e))?
-                }
-                FrameKind::DataEnd => {}
-                FrameKind::Message => {
-                    tokio::io::AsyncWriteExt::flush(&mut file)
-                        .await
-                        .map_err(|e| CoreError::io("flushing", e))?;
-                    return answer(&frame);
-                }
-                other => return Err(unexpected(other)),
-            }
-        }
+        let answer = read_data(&mut s, what, &mut file, max_bytes, |_| {
+            CoreError::TooLarge(format!(
+                "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
+            ))
+        })
+        .await
+        .map_err(|e| match e {
+            DataError::Agent(e) => e,
+            DataError::Write(e) => CoreError::io(format!("writing {}", out.display()), e),
+        })?;
+        Ok(answer)
     }
 
     /// Reads up to `max_bytes` of a file.
@@ -344,30 +376,23 @@ impl Sandbox {
             })
             .await?;
         let mut data = Vec::new();
-        loop {
-            let frame = next_frame(&mut s, "read").await?;
-            match frame.kind {
-                FrameKind::Data => {
-                    data.extend_from_slice(&frame.payload);
-                    if data.len() as u64 > max_bytes {
-                        return Err(CoreError::Transport(format!(
-                            "the agent sent more than the {max_bytes} bytes asked for"
-                        )));
-                    }
-                }
-                FrameKind::DataEnd => {}
-                FrameKind::Message => {
-                    return match answer(&frame)? {
-                        Response::FileRead {
-                            size,
-                            truncated,
-                            mode,
-                        } => Ok((data, size, truncated, mode)),
-                        other => Err(unexpected(other)),
-                    };
-                }
-                other => return Err(unexpected(other)),
-            }
+        let answer = read_data(&mut s, "read", &mut data, max_bytes, |_| {
+            CoreError::Transport(format!(
+                "the agent sent more than the {max_bytes} bytes asked for"
+            ))
+        })
+        .await
+        .map_err(|e| match e {
+            DataError::Agent(e) => e,
+            DataError::Write(e) => CoreError::io("buffering a file read", e),
+        })?;
+        match answer {
+            Response::FileRead {
+                size,
+                truncated,
+                mode,
+            } => Ok((data, size, truncated, mode)),
+            other => Err(unexpected(other)),
         }
     }
 
