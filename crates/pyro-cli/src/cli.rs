@@ -377,7 +377,7 @@ pub struct WsExecArgs {
     /// Pass standard input to the command.
     #[arg(long)]
     pub stdin: bool,
-    /// With --json, the output returned per stream (a terminal gets it all; the command log keeps up to 16 MiB).
+    /// With --json, the output returned per stream (a terminal gets the whole stream, up to the range's maximum, which the command log keeps too).
     #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout (no streaming).

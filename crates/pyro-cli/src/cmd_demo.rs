@@ -18,7 +18,7 @@ fn human_ms(ms: u64) -> String {
 
 pub async fn demo(paths: &Paths, a: DemoArgs) -> Result<ExitCode, Failure> {
     let backend = BackendKind::resolve(a.backend.map(Into::into))?;
-    let env = crate::ensure_env(paths, &a.environment, a.json)?;
+    let env = crate::ensure_env(paths, &a.environment, a.json).await?;
     let json = a.json;
     let progress = Progress::new("demo", true);
     pyro_core::environments::Progress::step(&progress, "create");

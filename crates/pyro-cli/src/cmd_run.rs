@@ -40,7 +40,7 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         env: Default::default(),
     };
     opts.validate()?;
-    let env = crate::ensure_env(paths, &a.environment, a.json)?;
+    let env = crate::ensure_env(paths, &a.environment, a.json).await?;
     let json = a.json;
     let progress = Progress::new("run", json);
     let mut events = |ev: RunEvent| match ev {

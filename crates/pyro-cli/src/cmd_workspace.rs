@@ -273,7 +273,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
 async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, Failure> {
     let backend = BackendKind::resolve(a.backend.map(Into::into))?;
     let labels = pairs("--label", &a.labels)?;
-    let env = crate::ensure_env(paths, &a.environment, a.json || a.id_only)?;
+    let env = crate::ensure_env(paths, &a.environment, a.json || a.id_only).await?;
     let mut req = CreateRequest::new(backend);
     req.name = a.name;
     req.labels = labels;

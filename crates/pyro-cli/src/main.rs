@@ -94,13 +94,13 @@ fn init_logging() {
 
 /// Resolves an environment for use, pulling it first when it is missing or
 /// stale (with progress on stderr).
-pub fn ensure_env(
+pub async fn ensure_env(
     paths: &Paths,
     name: &str,
     quiet: bool,
 ) -> Result<pyro_core::environments::Installed, Failure> {
     let progress = output::Progress::new("pull", quiet);
-    let env = pyro_core::environments::ensure(paths, name, &progress)?;
+    let env = pyro_core::environments::ensure_ready(paths, name, &progress).await?;
     progress.finish();
     Ok(env)
 }

@@ -239,6 +239,64 @@ async fn cli_json_and_mcp_structured_content_are_one_document() {
     volatile.push("sequence");
     same("exec", e, m, &volatile);
 
+    // A cut result: the same cap through both doors.
+    let o = ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--json",
+            "--max-output-bytes",
+            "3",
+            "--",
+            "echo 12345",
+        ],
+    );
+    let e = json(ok(&o));
+    let m = mcp_support::ok(
+        &client,
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "echo 12345", "max_output_bytes": 3}),
+    )
+    .await;
+    assert_eq!(
+        (e["stdout"].as_str(), e["truncated"].as_bool()),
+        (Some("123"), Some(true))
+    );
+    same("exec, cut", e, m, &volatile);
+
+    // Edits: a file write and a patch, each done once per door on a file
+    // of its own, so the documents differ only in the path.
+    let w = cli_json(
+        &home,
+        &["file", "write", &id, "w.txt", "--text", "hi", "--json"],
+    );
+    let m = mcp_support::ok(
+        &client,
+        "workspace_file_write",
+        json!({"workspace_id": id, "path": "w.txt", "text": "hi"}),
+    )
+    .await;
+    // The second write replaces what the first created.
+    assert_eq!(
+        (w["created"].as_bool(), m["created"].as_bool()),
+        (Some(true), Some(false))
+    );
+    same("file write", w, m, &["created"]);
+    let patch = |name: &str| format!("--- /dev/null\n+++ b/{name}\n@@ -0,0 +1 @@\n+new\n");
+    let p = cli_json(
+        &home,
+        &["patch", "apply", &id, "--patch", &patch("p.txt"), "--json"],
+    );
+    let m = mcp_support::ok(
+        &client,
+        "workspace_patch_apply",
+        json!({"workspace_id": id, "patch": patch("q.txt")}),
+    )
+    .await;
+    assert_eq!(p["changed"], true);
+    same("patch apply", p, m, &["path"]);
+
     // diff, file list and file read of the same changes.
     let d = cli_json(&home, &["diff", &id, "--json"]);
     let m = mcp_support::ok(&client, "workspace_diff", json!({"workspace_id": id})).await;
@@ -260,7 +318,7 @@ async fn cli_json_and_mcp_structured_content_are_one_document() {
     // logs and list.
     let g = cli_json(&home, &["logs", &id, "--json"]);
     let m = mcp_support::ok(&client, "workspace_logs", json!({"workspace_id": id})).await;
-    assert_eq!(g["count"], 2);
+    assert_eq!(g["count"], 4);
     let mut volatile = times.to_vec();
     volatile.extend(["started_at", "finished_at"]);
     same("logs", g, m, &volatile);
@@ -268,6 +326,22 @@ async fn cli_json_and_mcp_structured_content_are_one_document() {
     let m = mcp_support::ok(&client, "workspace_list", json!({})).await;
     assert_eq!(c["count"], 2);
     same("list", c, m, &times);
+
+    // A one-shot run.
+    let script = "echo run; exit 5";
+    let o = home
+        .cmd()
+        .env("PYRO_BACKEND", "host-compat")
+        .args(["run", "debian:12", "--json", "--", script])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", common::stderr(&o));
+    let r = json(&o);
+    let m = mcp_support::ok(&client, "vm_run", json!({"command": script})).await;
+    assert_eq!(r["stdout"], "run\n");
+    let mut volatile = times.to_vec();
+    volatile.extend(["vm_id", "boot_ms", "exec_ms"]);
+    same("run", r, m, &volatile);
 
     // delete: one each.
     let c = cli_json(&home, &["delete", &id, "--json"]);

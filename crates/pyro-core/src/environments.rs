@@ -23,7 +23,31 @@ pub struct Catalog {
     /// The catalog's version.
     pub catalog_version: String,
     /// Its environments, in catalog order.
-    pub environments: Vec<EnvStatus>,
+    pub environments: Vec<EnvSummary>,
+}
+
+/// One catalog entry and whether it is ready: what to choose by. (Its
+/// paths on the host are in [`status`], which the CLI's `env inspect`
+/// shows; a listing for a model leaves them out.)
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EnvSummary {
+    /// Name to pass as the environment.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// Notable packages.
+    pub default_packages: Vec<String>,
+    /// Distribution.
+    pub distribution: String,
+    /// Distribution version.
+    pub distribution_version: String,
+    /// Whether it is ready on this host.
+    pub installed: bool,
+    /// Why not, when it is not.
+    pub status_reason: Option<String>,
 }
 
 /// The catalog and what is installed.
@@ -33,7 +57,19 @@ pub fn catalog(paths: &Paths) -> Catalog {
         catalog_version: CATALOG_VERSION.to_owned(),
         environments: pyro_env::CATALOG
             .iter()
-            .map(|s| pyro_env::install::status(paths.cache(), s, agent.as_ref()))
+            .map(|s| {
+                let st = pyro_env::install::status(paths.cache(), s, agent.as_ref());
+                EnvSummary {
+                    name: st.name,
+                    version: st.version,
+                    description: st.description,
+                    default_packages: st.default_packages,
+                    distribution: st.distribution,
+                    distribution_version: st.distribution_version,
+                    installed: st.installed,
+                    status_reason: st.status_reason,
+                }
+            })
             .collect(),
     }
 }
@@ -78,15 +114,49 @@ pub fn ensure(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Inst
     }
 }
 
-/// [`ensure`] from async code: the check (and a pull, when one is needed)
-/// runs without stalling the runtime's other tasks. Both front ends use
-/// it, so a missing environment is pulled the same way from either.
+/// [`ensure`] from async code: a pull (minutes, for the kernel build) runs
+/// on a blocking thread while its steps are passed to `progress` here, so
+/// the caller's task keeps running (progress notifications, cancellation).
+/// Dropping the future leaves the pull to finish in the background; the
+/// next call finds it installed. Both front ends use this, so a missing
+/// environment is pulled the same way from either.
 pub async fn ensure_ready(
     paths: &Paths,
     name: &str,
     progress: &dyn Progress,
 ) -> Result<Installed, CoreError> {
-    crate::off_workers(|| ensure(paths, name, progress))
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (p, n) = (paths.clone(), name.to_owned());
+    let job = tokio::task::spawn_blocking(move || ensure(&p, &n, &Forward(tx)));
+    tokio::pin!(job);
+    loop {
+        tokio::select! {
+            Some((tick, msg)) = rx.recv() => {
+                if tick { progress.tick(&msg) } else { progress.step(&msg) }
+            }
+            r = &mut job => {
+                // Steps sent just before the end still show.
+                while let Ok((tick, msg)) = rx.try_recv() {
+                    if tick { progress.tick(&msg) } else { progress.step(&msg) }
+                }
+                return r.map_err(|e| {
+                    CoreError::io("pulling an environment", std::io::Error::other(e.to_string()))
+                })?;
+            }
+        }
+    }
+}
+
+/// Progress sent from a blocking thread to the task that waits for it.
+struct Forward(tokio::sync::mpsc::UnboundedSender<(bool, String)>);
+
+impl Progress for Forward {
+    fn step(&self, msg: &str) {
+        let _ = self.0.send((false, msg.to_owned()));
+    }
+    fn tick(&self, msg: &str) {
+        let _ = self.0.send((true, msg.to_owned()));
+    }
 }
 
 /// What a pull did.

@@ -41,6 +41,12 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// For a caller that takes no lifetime: the guest lives at least as
+    /// long as the command may run.
+    pub fn fit_ttl_to_timeout(&mut self) {
+        self.ttl_seconds = self.ttl_seconds.max(self.timeout_seconds);
+    }
+
     /// Options with the documented defaults.
     pub fn new(command: Command) -> Self {
         Self {
@@ -232,13 +238,19 @@ pub async fn run(
     events(RunEvent::Running {
         boot_ms: sandbox.boot_ms(),
     });
+    let streams = sink.streams();
     let req = ExecRequest {
         command: opts.command.clone(),
         cwd: opts.cwd.clone(),
         env: opts.env.clone(),
         timeout_ms: opts.timeout_seconds * 1000,
-        // The stream may run to the hard cap; the result keeps its start.
-        output_limit_bytes: OUTPUT_BYTES.max,
+        // A stream may run to the hard cap, of which the result keeps the
+        // start; with nowhere to stream, only what the result keeps.
+        output_limit_bytes: if streams {
+            OUTPUT_BYTES.max
+        } else {
+            opts.max_output_bytes
+        },
         stdin: false,
     };
     let mut tee = Tee {
@@ -278,7 +290,7 @@ pub async fn run(
         stderr_bytes: outcome.stderr_bytes,
         truncated: outcome.stdout_bytes > opts.max_output_bytes
             || outcome.stderr_bytes > opts.max_output_bytes,
-        stream_cut: outcome.stdout_truncated || outcome.stderr_truncated,
+        stream_cut: streams && (outcome.stdout_truncated || outcome.stderr_truncated),
         max_output_bytes: opts.max_output_bytes,
         boot_ms,
         exec_ms: outcome.duration_ms,

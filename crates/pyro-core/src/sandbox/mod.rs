@@ -131,6 +131,11 @@ pub trait OutputSink: Send {
     fn stdout(&mut self, data: &[u8]);
     /// Bytes of standard error.
     fn stderr(&mut self, data: &[u8]);
+    /// Whether the output goes anywhere (a sink that drops it lets a run
+    /// ask the guest for only what its result keeps).
+    fn streams(&self) -> bool {
+        true
+    }
 }
 
 /// Collects output in memory.
@@ -159,6 +164,9 @@ pub struct Discard;
 impl OutputSink for Discard {
     fn stdout(&mut self, _: &[u8]) {}
     fn stderr(&mut self, _: &[u8]) {}
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 /// A running sandbox. Dropping it tears it down.

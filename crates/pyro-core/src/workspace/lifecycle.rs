@@ -20,6 +20,13 @@ impl Workspaces {
         crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
         limits::WORKSPACE_TTL_SECONDS.check(req.ttl_seconds)?;
         limits::DISK_MIB.check(req.disk_mib)?;
+        if let Some(b) = req.boot_timeout {
+            crate::check_range(
+                "⟨arg:boot_timeout_seconds⟩",
+                b.as_secs(),
+                limits::BOOT_TIMEOUT_SECONDS,
+            )?;
+        }
         let quota = max_workspaces()?;
         // Pack and check the seed before anything exists.
         let seed = match &req.seed {

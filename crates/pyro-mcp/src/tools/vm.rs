@@ -25,7 +25,7 @@ impl PyroServer {
         opts.timeout_seconds = a.timeout_seconds;
         opts.max_output_bytes = a.max_output_bytes;
         opts.mem_mib = a.mem_mib;
-        opts.ttl_seconds = opts.ttl_seconds.max(a.timeout_seconds);
+        opts.fit_ttl_to_timeout();
         opts.backend = self.ctx.options.backend;
         // The schema's bounds, which serde does not enforce, before any work.
         opts.validate().map_err(|e| self.fail(e))?;
