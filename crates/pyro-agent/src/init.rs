@@ -51,6 +51,7 @@ pub fn guest() -> ExitCode {
         ));
         power_off();
     }
+    set_machine_id(&params.hostname);
     if let Err(e) = loopback_up() {
         log::error(&format!("cannot bring up the loopback interface: {e}"));
     }
@@ -135,6 +136,7 @@ fn host_compat_inner(args: HostCompatArgs) -> Result<ExitCode, String> {
             if let Err(e) = sethostname(&args.hostname) {
                 log::error(&format!("sethostname: {e}"));
             }
+            set_machine_id(&args.hostname);
             let config = ServerConfig {
                 transport: Transport::Unix { listener, ready },
                 mode: AgentMode::HostCompat,
@@ -255,6 +257,22 @@ fn assemble_host_compat_root(args: &HostCompatArgs) -> Result<(), String> {
     }
     enter_root(root)?;
     mount_runtime_fs(false)
+}
+
+/// The machine id of a machine called `hostname`: 32 hex digits, the same
+/// at every boot of one workspace and different for each workspace (and
+/// each fork, whose disk starts as a copy of another's).
+fn machine_id(hostname: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("pyro machine-id\0{hostname}"));
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `/etc/machine-id` (in the assembled root) for this machine.
+fn set_machine_id(hostname: &str) {
+    if let Err(e) = fs::write("/etc/machine-id", format!("{}\n", machine_id(hostname))) {
+        log::error(&format!("cannot write /etc/machine-id: {e}"));
+    }
 }
 
 /// Pivots into `newroot` and detaches the old root.
@@ -502,6 +520,15 @@ pub fn power_off() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_ids_differ_per_host_and_stay_per_host() {
+        let a = machine_id("pyro-0123456789abcdef");
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, machine_id("pyro-0123456789abcdef"));
+        assert_ne!(a, machine_id("pyro-fedcba9876543210"));
+    }
 
     #[test]
     fn kernel_params_defaults_and_overrides() {

@@ -215,8 +215,13 @@ pub enum WorkspaceCmd {
     Diff(WsDiffArgs),
     /// Copy a file or directory out of /workspace to a new host path.
     Export(WsExportArgs),
-    /// Put the workspace back to its baseline (everything since create goes).
+    /// Put the workspace's whole disk back to its baseline or a snapshot, and boot it again.
     Reset(WsResetArgs),
+    /// Save, list and delete snapshots of a workspace's whole disk.
+    #[command(subcommand)]
+    Snapshot(WsSnapshotCmd),
+    /// Make new workspaces from a workspace's disk or one of its snapshots.
+    Fork(WsForkArgs),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
     /// Boot a stopped workspace again from its disk.
@@ -497,9 +502,51 @@ pub struct WsExportArgs {
 pub struct WsResetArgs {
     /// The workspace id.
     pub workspace_id: String,
-    /// The snapshot to return to.
+    /// The snapshot to return to: baseline (the disk right after seeding) or a named snapshot.
     #[arg(long, default_value = pyro_core::workspace::BASELINE)]
     pub snapshot: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WsSnapshotCmd {
+    /// Save the workspace's whole disk (packages, /etc, /workspace) under a name; running or stopped.
+    Create(WsSnapshotArgs),
+    /// List the baseline and the named snapshots, newest first.
+    List(WsIdArgs),
+    /// Delete a named snapshot (the baseline stays).
+    Delete(WsSnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WsSnapshotArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The snapshot's name: 1 to 64 letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub snapshot_name: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsForkArgs {
+    /// The workspace to fork (it is not changed).
+    pub workspace_id: String,
+    /// Start from this snapshot instead of the workspace's current disk.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// A name for the fork (-1, -2... are appended when --count is more than 1).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How many forks to make, all or none.
+    #[arg(long, default_value_t = L::FORK_COUNT.default)]
+    pub count: u32,
+    /// Print only the new workspace ids, one per line.
+    #[arg(long)]
+    pub id_only: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -598,6 +645,7 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "file", "write"], L::FILE_WRITE_BYTES),
         b(&["workspace", "diff"], L::DIFF_ENTRIES),
         b(&["workspace", "diff"], L::DIFF_PATCH_BYTES),
+        b(&["workspace", "fork"], L::FORK_COUNT),
     ]
 }
 

@@ -45,11 +45,11 @@ pub fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, F
     Ok(out)
 }
 
-fn ws(paths: &Paths) -> Workspaces {
+pub fn ws(paths: &Paths) -> Workspaces {
     Workspaces::new(paths.clone())
 }
 
-fn print_view(header: &str, v: &View) {
+pub fn print_view(header: &str, v: &View) {
     output::out(format!("{header}: {BOLD}{}{BOLD:#}", v.workspace_id));
     if let Some(n) = &v.name {
         output::out(format!("Name: {n}"));
@@ -77,6 +77,14 @@ fn print_view(header: &str, v: &View) {
         output::out(format!("Fallback reason: {f}"));
     }
     output::out(format!("Workspace: {}", v.workspace_path));
+    if let Some(f) = &v.forked_from {
+        let at = f
+            .snapshot_name
+            .as_deref()
+            .map(|s| format!(" (snapshot {s})"))
+            .unwrap_or_default();
+        output::out(format!("Forked from: {}{at}", f.workspace_id));
+    }
     output::out(format!(
         "Resources: {} vCPU / {} MiB / {} MiB disk",
         v.vcpu_count, v.mem_mib, v.disk_mib
@@ -130,7 +138,7 @@ fn print_view(header: &str, v: &View) {
     }
 }
 
-fn emit<T: serde::Serialize>(
+pub fn emit<T: serde::Serialize>(
     json: bool,
     value: &T,
     human: impl FnOnce(),
@@ -233,9 +241,26 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             let r = r.map_err(Failure::from);
             (
                 a.json,
-                r.and_then(|v| emit(a.json, &v, || print_view("Reset workspace", &v))),
+                r.and_then(|v| {
+                    emit(a.json, &v, || {
+                        print_view("Reset workspace", &v.workspace);
+                        let r = &v.workspace_reset;
+                        output::out(format!(
+                            "Reset to: {} ({}); cleared: {}",
+                            r.snapshot_name,
+                            if r.kind == pyro_core::workspace::SnapshotKind::Baseline {
+                                "baseline"
+                            } else {
+                                "named snapshot"
+                            },
+                            r.cleared.join(", ")
+                        ));
+                    })
+                }),
             )
         }
+        WorkspaceCmd::Snapshot(c) => crate::cmd_snapshot::snapshot(paths, c).await,
+        WorkspaceCmd::Fork(a) => (a.json, crate::cmd_snapshot::fork(paths, a).await),
         WorkspaceCmd::Stop(a) => {
             let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
             (

@@ -8,6 +8,7 @@ mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
 mod cmd_run;
+mod cmd_snapshot;
 mod cmd_workspace;
 mod output;
 

@@ -437,3 +437,79 @@ fn a_sweep_waits_for_a_lock_left_with_a_child_of_a_killed_create() {
     holder.wait().unwrap();
     home.assert_clean();
 }
+
+/// A workspace holding `big_seed`, and its id.
+fn big_workspace(home: &Home) -> String {
+    let seed = big_seed(home.path());
+    let o = run(
+        home,
+        &[
+            "create",
+            "debian:12",
+            "--seed-path",
+            seed.to_str().unwrap(),
+            "--id-only",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_owned()
+}
+
+#[test]
+fn killed_during_snapshot_create_leaves_no_half_snapshot() {
+    require_debian12();
+    let home = Home::new();
+    let id = big_workspace(&home);
+    let snaps = home.path().join("workspaces").join(&id).join("snapshots");
+    let child = spawn(&home, &["snapshot", "create", &id, "cp1"]);
+    // Killed mid-copy: the record names the copy (a paused guest would be
+    // resumed by the next call, which also clears the mark).
+    wait_for("the snapshot copy to start", || {
+        records(&home)
+            .first()
+            .is_some_and(|r| r["operation"]["kind"] == "copy")
+            && std::fs::read_dir(&snaps).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            })
+    });
+    kill(child);
+    let l: Value =
+        serde_json::from_slice(&run(&home, &["snapshot", "list", &id, "--json"]).stdout).unwrap();
+    assert_eq!(l["count"], 1, "only the baseline: {l}");
+    assert_eq!(records(&home)[0]["operation"], Value::Null);
+    // The debris is gone and the name is free; the workspace is whole.
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 0);
+    let o = run(&home, &["snapshot", "create", &id, "cp1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(
+        &home,
+        &["exec", &id, "--", "cat small.txt && wc -c < big.bin"],
+    );
+    assert_eq!(stdout(&o), "small\n268435456\n", "{}", stderr(&o));
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}
+
+#[test]
+fn killed_during_fork_leaves_no_fork_and_the_origin_untouched() {
+    require_debian12();
+    let home = Home::new();
+    let id = big_workspace(&home);
+    let child = spawn(&home, &["fork", &id, "--count", "2"]);
+    wait_for("a fork's record", || {
+        records(&home)
+            .iter()
+            .any(|r| r["state"] == "creating" && r["forked_from"]["workspace_id"] == id.as_str())
+    });
+    kill(child);
+    let l: Value = serde_json::from_slice(&run(&home, &["list", "--json"]).stdout).unwrap();
+    assert_eq!(l["count"], 1, "only the origin: {l}");
+    assert_eq!(l["workspaces"][0]["workspace_id"], id.as_str());
+    assert_eq!(l["workspaces"][0]["state"], "started");
+    let o = run(&home, &["exec", &id, "--", "cat small.txt"]);
+    assert_eq!(stdout(&o), "small\n", "{}", stderr(&o));
+    assert_eq!(home.sandboxes_left().len(), 1, "the origin's sandbox only");
+    assert!(run(&home, &["delete", &id]).status.success());
+    home.assert_clean();
+}

@@ -112,7 +112,7 @@ fn mcp_name(name: &str) -> Option<&str> {
         "label" => Some("labels"),
         "clear_label" => Some("clear_labels"),
         // The CLI's own options: the tools have no such argument.
-        "allow_host_compat" | "boot_timeout_seconds" | "disk_mib" | "backend" => None,
+        "allow_host_compat" | "boot_timeout_seconds" | "backend" => None,
         other => Some(other),
     }
 }
@@ -142,6 +142,8 @@ fn tool(words: &[&str]) -> Option<String> {
         ["workspace", "sync", "push", ..] => Some("workspace_sync_push".into()),
         ["workspace", "file", verb, ..] => Some(format!("workspace_file_{verb}")),
         ["workspace", "patch", "apply", ..] => Some("workspace_patch_apply".into()),
+        ["workspace", "snapshot", verb, ..] => Some(format!("snapshot_{verb}")),
+        ["workspace", "disk", verb, ..] => Some(format!("workspace_disk_{verb}")),
         ["workspace", verb, ..] => Some(format!("workspace_{verb}")),
         ["env", "list", ..] => Some("environment_list".into()),
         ["run", ..] => Some("vm_run".into()),
@@ -224,7 +226,9 @@ mod tests {
             "pass --label or --clear-label; pass --allow-host-compat to run on the host-compat \
              backend instead"
         );
-        assert!(render("⟨arg:disk_mib⟩", FrontEnd::Mcp).contains("not a tool argument"));
+        assert!(
+            render("⟨arg:boot_timeout_seconds⟩", FrontEnd::Mcp).contains("not a tool argument")
+        );
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub enum CoreError {
     /// A quota would be exceeded.
     #[error("{0}")]
     Quota(String),
+    /// What the request would make exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// Another call holds what this one needs; try again later.
     #[error("{0}")]
     Busy(String),
@@ -184,6 +187,7 @@ impl CoreError {
             Self::NotFound(_) => "not_found",
             Self::State(_) => "wrong_state",
             Self::Quota(_) => "quota",
+            Self::Conflict(_) => "conflict",
             Self::Busy(_) => "busy",
             Self::Env(e) => match e {
                 EnvError::Unknown { .. } => "unknown_environment",

@@ -84,6 +84,18 @@ pub const RUN_TTL_SECONDS: Bound<u64> = Bound {
 // A run's guest outlives its command's default timeout.
 const _: () = assert!(RUN_TTL_SECONDS.default >= TIMEOUT_SECONDS.default);
 
+/// Forks one call makes (all or none; each counts against the workspace
+/// quota).
+pub const FORK_COUNT: Bound<u32> = Bound {
+    arg: "count",
+    default: 1,
+    min: 1,
+    max: 8,
+};
+
+/// Named snapshots a workspace keeps (the baseline aside).
+pub const SNAPSHOTS_PER_WORKSPACE: usize = 16;
+
 /// How long a guest may take to boot, seconds (the default depends on the
 /// host: see `sandbox::default_boot_timeout`).
 pub const BOOT_TIMEOUT_SECONDS: (u64, u64) = (1, 3_600);
@@ -203,6 +215,7 @@ mod tests {
             ok(b);
         }
         ok(VCPUS);
+        ok(FORK_COUNT);
         ok(MEM_MIB);
     }
 }

@@ -329,6 +329,21 @@ impl Sandbox {
         Ok(())
     }
 
+    /// [`Self::set_paused`]`(false)` from blocking code (a sweep, a record
+    /// brought up to date off the async workers).
+    pub fn resume_blocking(&self) -> Result<(), CoreError> {
+        let resume = self.set_paused(false);
+        match tokio::runtime::Handle::try_current() {
+            // Blocking threads of a runtime may wait on its futures.
+            Ok(h) => h.block_on(resume),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CoreError::io("starting a runtime", e))?
+                .block_on(resume),
+        }
+    }
+
     /// Asks the agent to flush and power off, and waits (up to `timeout`) for
     /// the process to end; then tears down what is left. The writable layer,
     /// when it lives outside the sandbox, is kept.

@@ -71,6 +71,8 @@ impl Workspaces {
             seed: SeedInfo::empty(),
             reset_count: 0,
             last_reset_at: None,
+            baseline_at: None,
+            forked_from: None,
         };
         {
             let _global = self.paths.lock_async("workspaces").await?;
@@ -167,6 +169,7 @@ impl Workspaces {
         }
         progress.step("taking the baseline");
         self.take_baseline(&sandbox, rec).await?;
+        rec.baseline_at = Some(now_unix());
         rec.state = State::Started;
         rec.operation = None;
         rec.last_activity_at = now_unix();
@@ -253,14 +256,12 @@ impl Workspaces {
         id: &str,
         snapshot: &str,
         progress: &dyn Progress,
-    ) -> Result<View, CoreError> {
-        if snapshot != BASELINE {
-            return Err(CoreError::NotFound(format!(
-                "workspace {id} has no snapshot {snapshot:?}; the one it has is: baseline"
-            )));
-        }
+    ) -> Result<ResetView, CoreError> {
+        // An unknown snapshot is an error before any pull or boot.
+        let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
+        self.snapshot_layer(&rec, snapshot)?;
         let env = &self.environment(id, progress).await?;
-        progress.step("resetting to the baseline and booting");
+        progress.step(&format!("resetting to {snapshot} and booting"));
         let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id).await?;
         if rec.state == State::Creating {
@@ -268,14 +269,26 @@ impl Workspaces {
                 "workspace {id} is still being created"
             )));
         }
+        let source = self.snapshot_layer(&rec, snapshot)?;
         rec.state = State::Resetting;
         rec.operation = Some(Operation {
             kind: "reset".into(),
             process: pyro_vmm::process::ProcessId::current(),
         });
         record::save(&self.paths, &rec)?;
-        match self.reset_inner(env, &mut rec).await {
-            Ok(()) => Ok(view(&rec)),
+        match self.reset_inner(env, &mut rec, &source).await {
+            Ok(()) => Ok(ResetView {
+                workspace: view(&rec),
+                workspace_reset: ResetInfo {
+                    snapshot_name: snapshot.to_owned(),
+                    kind: if snapshot == BASELINE {
+                        SnapshotKind::Baseline
+                    } else {
+                        SnapshotKind::Named
+                    },
+                    cleared: vec!["command history".into()],
+                },
+            }),
             Err(e) => {
                 // Whatever step failed, the VM is gone (or about to be) and
                 // the disk is either the baseline or what it was: a stopped
@@ -290,10 +303,10 @@ impl Workspaces {
                 rec.state = State::Stopped;
                 rec.operation = None;
                 rec.stopped_at = Some(now_unix());
-                rec.state_reason = Some(
-                    "a reset failed; its disk is either the baseline or what it was before; reset again or start it"
-                        .into(),
-                );
+                rec.state_reason = Some(format!(
+                    "a reset to {snapshot} failed; its disk is either that snapshot or what it was \
+                     before; reset again or start it"
+                ));
                 rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 Err(e)
@@ -306,6 +319,7 @@ impl Workspaces {
         &self,
         env: &Installed,
         rec: &mut Record,
+        source: &Path,
     ) -> Result<(), CoreError> {
         if let Some(s) = rec
             .vm_id
@@ -318,13 +332,14 @@ impl Workspaces {
         let dir = self.dir(&rec.workspace_id);
         let upper = self.upper(rec);
         let backend = rec.backend;
+        let source = source.to_owned();
         // Copies and deletions run off the async workers: other calls
         // (status, list) keep answering meanwhile.
         crate::blocking(move || {
             match backend {
                 BackendKind::Firecracker => {
                     let new = dir.join("upper.ext4.new");
-                    pyro_vmm::disk::sparse_copy(&dir.join("baseline/upper.ext4"), &new)?;
+                    pyro_vmm::disk::sparse_copy(&source, &new)?;
                     std::fs::rename(&new, &upper)
                         .map_err(|e| CoreError::io("installing the baseline disk", e))?;
                 }
@@ -333,7 +348,7 @@ impl Workspaces {
                     let _ = std::fs::remove_dir_all(&new);
                     std::fs::create_dir_all(&new)
                         .map_err(|e| CoreError::io("creating the new layer", e))?;
-                    copy_tree(&dir.join("baseline/upper-data"), &new.join("data"))?;
+                    copy_tree(&source, &new.join("data"))?;
                     swap_dir(&new, &upper)?;
                 }
             }

@@ -19,11 +19,13 @@ mod commands;
 pub mod diff;
 pub mod export;
 mod files;
+mod fork;
 mod layer;
 mod lifecycle;
 pub mod record;
 mod results;
 pub mod seed;
+mod snapshots;
 mod types;
 mod upkeep;
 mod validate;
@@ -43,10 +45,12 @@ use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, limits, now_unix, random_hex};
 pub use cmdlog::{CommandState, LOG_CAP_BYTES, LogEntry, LogsQuery};
 pub use diff::{DiffEntry, DiffLimits, DiffView};
+pub use fork::*;
 use layer::*;
 use record::{LastCommand, Operation, Record, SeedInfo, State};
 pub use results::*;
 pub use seed::SeedMode;
+pub use snapshots::*;
 pub use types::*;
 pub use validate::*;
 
@@ -85,6 +89,7 @@ fn view(rec: &Record) -> View {
         reset_count: rec.reset_count,
         last_reset_at: rec.last_reset_at,
         workspace_path: WORKSPACE_ROOT.to_owned(),
+        forked_from: rec.forked_from.clone(),
     }
 }
 

@@ -155,6 +155,13 @@ pub struct Record {
     pub reset_count: u64,
     /// Last reset time.
     pub last_reset_at: Option<f64>,
+    /// When the baseline was taken (records from before this field: the
+    /// creation time).
+    #[serde(default)]
+    pub baseline_at: Option<f64>,
+    /// The workspace this one was forked from.
+    #[serde(default)]
+    pub forked_from: Option<super::ForkedFrom>,
 }
 
 impl Record {

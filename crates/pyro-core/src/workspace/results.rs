@@ -124,6 +124,29 @@ pub struct PatchView {
     pub files: Vec<PatchedFile>,
 }
 
+/// A reset: the workspace, and what the reset did.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ResetView {
+    /// The workspace after the reset.
+    #[serde(flatten)]
+    pub workspace: View,
+    /// What the reset did.
+    pub workspace_reset: ResetInfo,
+}
+
+/// What a reset did.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ResetInfo {
+    /// The snapshot the disk returned to.
+    pub snapshot_name: String,
+    /// `baseline` or `named`.
+    pub kind: SnapshotKind,
+    /// What the reset cleared besides the disk (snapshots are kept).
+    pub cleared: Vec<String>,
+}
+
 /// Command history.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

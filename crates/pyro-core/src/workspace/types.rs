@@ -126,6 +126,8 @@ pub struct View {
     pub last_reset_at: Option<f64>,
     /// The workspace directory in the guest.
     pub workspace_path: String,
+    /// The workspace it was forked from, if it is a fork.
+    pub forked_from: Option<ForkedFrom>,
 }
 
 /// Options of one command.

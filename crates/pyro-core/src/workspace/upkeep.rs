@@ -16,7 +16,17 @@ impl Workspaces {
                     .vm_id
                     .as_deref()
                     .and_then(|v| Sandbox::attach(&self.paths, v).ok());
-                if sandbox.as_ref().is_some_and(Sandbox::is_running) {
+                if let Some(s) = sandbox.as_ref().filter(|s| s.is_running()) {
+                    // A pyro process killed while copying the disk left the
+                    // guest paused: resume it.
+                    if op_dead && rec.operation.as_ref().is_some_and(|o| o.kind == "copy") {
+                        rec.last_error = s
+                            .resume_blocking()
+                            .err()
+                            .map(|e| e.message(crate::hint::FrontEnd::Neutral));
+                        rec.operation = None;
+                        return Fate::Changed;
+                    }
                     return Fate::Keep;
                 }
                 let console = sandbox
@@ -87,7 +97,7 @@ impl Workspaces {
         // then are the spare copies debris.
         recover_swap(&dir.join("upper"));
         let has_layer = dir.join("upper").exists();
-        let mut n = clear_spools(&dir.join("baseline"));
+        let mut n = clear_spools(&dir.join("baseline")) + self.clear_snapshot_debris(id);
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let debris = name == "upper.ext4.new"

@@ -30,6 +30,7 @@ defaults! {
     default_patch_cap: u64 = limits::DIFF_PATCH_BYTES;
     default_list_entries: usize = limits::LIST_ENTRIES;
     default_diff_entries: usize = limits::DIFF_ENTRIES;
+    default_fork_count: u32 = limits::FORK_COUNT;
 }
 
 pub(super) fn default_env() -> String {
@@ -286,7 +287,31 @@ pub struct ExportArgs {
 pub struct ResetArgs {
     /// The workspace_id returned by workspace_create.
     pub workspace_id: String,
-    /// The snapshot to return to.
+    /// The snapshot to return to: `baseline` (the disk right after seeding) or a named snapshot.
     #[serde(default = "default_baseline")]
     pub snapshot: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The snapshot's name: 1 to 64 letters, digits, `.`, `_` and `-`, starting with a letter or digit (`baseline` is the workspace's disk right after seeding).
+    pub snapshot_name: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkArgs {
+    /// The workspace to fork (it is not changed).
+    pub workspace_id: String,
+    /// Start from this snapshot of the workspace (see snapshot_list) instead of its current disk.
+    pub snapshot: Option<String>,
+    /// A name for the fork (with -1, -2... appended when count is more than 1).
+    pub name: Option<String>,
+    /// How many forks to make, all or none.
+    #[serde(default = "default_fork_count")]
+    #[schemars(range(min = limits::FORK_COUNT.min, max = limits::FORK_COUNT.max))]
+    pub count: u32,
 }

@@ -133,7 +133,7 @@ impl PyroServer {
 
     /// Reset to the baseline.
     #[tool(
-        description = "Return the workspace to its baseline (right after seeding): every change since, inside and outside /workspace (installed tools included), and the command history are discarded; name, labels and workspace_id stay. The VM reboots. Prefer it over repairing a broken workspace by hand.",
+        description = "Return the workspace's whole disk to its baseline (right after seeding) or to a named snapshot: every change since, inside and outside /workspace (installed tools included), and the command history are discarded (workspace_reset in the result says so); snapshots, name, labels and workspace_id stay. The VM reboots. Prefer it over repairing a broken workspace by hand.",
         annotations(
             title = "Reset a workspace",
             read_only_hint = false,
@@ -146,14 +146,16 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<ResetArgs>,
         rc: RequestContext<RoleServer>,
-    ) -> Result<Json<workspace::View>, ToolError> {
+    ) -> Result<Json<workspace::ResetView>, ToolError> {
         let phase = Phase::new("resetting and booting");
         with_progress(
             &rc,
             &phase,
-            self.ctx
-                .workspaces
-                .reset(&a.workspace_id, &a.snapshot, &phase),
+            Box::pin(
+                self.ctx
+                    .workspaces
+                    .reset(&a.workspace_id, &a.snapshot, &phase),
+            ),
         )
         .await
         .map(Json)

@@ -26,6 +26,7 @@ mod environments;
 mod files;
 mod lifecycle;
 mod power;
+mod snapshots;
 mod vm;
 
 pub use args::*;
@@ -168,7 +169,10 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
         Profile::VmRun => run,
         Profile::WorkspaceCore => run + core(),
         Profile::WorkspaceFull => {
-            run + core() + PyroServer::power_router() + PyroServer::environments_router()
+            run + core()
+                + PyroServer::power_router()
+                + PyroServer::environments_router()
+                + PyroServer::snapshots_router()
         }
     }
 }

@@ -1,0 +1,246 @@
+//! Forks: new workspaces whose disk starts as a copy of another's (its
+//! current disk, taken consistently, or one of its snapshots). A fork has
+//! its own id, hostname and machine id, and its fork point as its
+//! baseline; it shares nothing writable with its origin.
+
+use super::*;
+
+/// What to fork.
+#[derive(Debug, Clone, Default)]
+pub struct ForkRequest {
+    /// Start from this snapshot of the origin (else its current disk).
+    pub snapshot: Option<String>,
+    /// Name of the fork (with `-1`, `-2`... appended when there are
+    /// several).
+    pub name: Option<String>,
+    /// How many forks (all or none).
+    pub count: u32,
+}
+
+/// Where a fork came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ForkedFrom {
+    /// The origin workspace.
+    pub workspace_id: String,
+    /// The origin's snapshot it started from (none: its disk at the time).
+    pub snapshot_name: Option<String>,
+}
+
+/// The forks one call made.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ForkView {
+    /// The origin workspace (untouched).
+    pub origin_workspace_id: String,
+    /// The origin's snapshot the forks start from (none: its disk at the
+    /// time of the call).
+    pub snapshot_name: Option<String>,
+    /// How many.
+    pub count: usize,
+    /// The new workspaces, started, each with its fork point as baseline.
+    pub workspaces: Vec<View>,
+}
+
+impl Workspaces {
+    /// Makes `req.count` forks of workspace `id`, all or none. The origin's
+    /// environment is pulled first if it is missing.
+    pub async fn fork(
+        &self,
+        id: &str,
+        req: ForkRequest,
+        progress: &dyn Progress,
+    ) -> Result<ForkView, CoreError> {
+        limits::FORK_COUNT.check(req.count)?;
+        let name = req.name.as_deref().map(valid_name).transpose()?;
+        if let Some(s) = req.snapshot.as_deref().filter(|s| *s != BASELINE) {
+            valid_snapshot_name(s)?;
+        }
+        let quota = max_workspaces()?;
+        let env = self.environment(id, progress).await?;
+        // The fork point: a private copy of the origin's layer, taken under
+        // its lock, in this process's scratch directory (swept if killed).
+        let scratch = tempfile::Builder::new()
+            .prefix("fork-")
+            .tempdir_in(crate::scratch::temp_dir(&self.paths)?)
+            .map_err(|e| CoreError::io("creating a temp directory", e))?;
+        let origin = {
+            let _lock = record::lock(&self.paths, id).await?;
+            let mut rec = self.load_fresh(id).await?;
+            if !matches!(rec.state, State::Started | State::Stopped) {
+                return Err(CoreError::State(format!(
+                    "workspace {id} is {}; fork it once that finishes",
+                    rec.state.as_str()
+                )));
+            }
+            let point = scratch.path().join(layer_name(rec.backend));
+            progress.step("copying the fork point");
+            match req.snapshot.as_deref() {
+                Some(s) => {
+                    let (src, dst, backend) = (self.snapshot_layer(&rec, s)?, point, rec.backend);
+                    crate::blocking(move || copy_layer_file(backend, &src, &dst)).await?;
+                }
+                None => self.copy_layer(&mut rec, &point).await?,
+            }
+            self.touch(&mut rec).await?;
+            record::save(&self.paths, &rec)?;
+            rec
+        };
+        let point = scratch.path().join(layer_name(origin.backend));
+        let count = req.count as usize;
+        let now = now_unix();
+        let mut forks: Vec<Record> = (0..count)
+            .map(|i| {
+                let mut rec = origin.clone();
+                rec.workspace_id = random_hex(8);
+                rec.name = match (&name, count) {
+                    (Some(n), 1) => Some(n.clone()),
+                    (Some(n), _) => Some(format!("{n}-{}", i + 1)),
+                    (None, _) => None,
+                };
+                rec.created_at = now;
+                rec.last_activity_at = now;
+                rec.state = State::Creating;
+                rec.state_reason = None;
+                rec.stopped_at = None;
+                rec.delete_after = None;
+                rec.last_error = None;
+                rec.vm_id = None;
+                rec.operation = Some(Operation {
+                    kind: "fork".into(),
+                    process: pyro_vmm::process::ProcessId::current(),
+                });
+                rec.command_count = 0;
+                rec.next_sequence = 1;
+                rec.last_command = None;
+                rec.reset_count = 0;
+                rec.last_reset_at = None;
+                rec.forked_from = Some(ForkedFrom {
+                    workspace_id: id.to_owned(),
+                    snapshot_name: req.snapshot.clone(),
+                });
+                rec
+            })
+            .collect();
+        {
+            let _global = self.paths.lock_async("workspaces").await?;
+            let existing = record::list_ids(&self.paths).len();
+            if existing + count > quota {
+                return Err(CoreError::Quota(format!(
+                    "{count} fork(s) would make {} workspaces, over the quota of {quota} \
+                     (PYRO_MAX_WORKSPACES); delete some with ⟨op:workspace delete ID⟩, fork fewer, \
+                     or raise PYRO_MAX_WORKSPACES",
+                    existing + count
+                )));
+            }
+            for rec in &forks {
+                let dir = self.dir(&rec.workspace_id);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+                record::save(&self.paths, rec)?;
+            }
+        }
+        for i in 0..count {
+            progress.step(&format!("making fork {} of {count}", i + 1));
+            let made = self.make_fork(&env, &mut forks[i], &point).await;
+            if let Err(e) = made {
+                for rec in forks {
+                    self.discard(rec).await;
+                }
+                return Err(e);
+            }
+        }
+        Ok(ForkView {
+            origin_workspace_id: id.to_owned(),
+            snapshot_name: req.snapshot,
+            count,
+            workspaces: forks.iter().map(view).collect(),
+        })
+    }
+
+    /// Gives a reserved fork its disk, boots it and takes its baseline.
+    async fn make_fork(
+        &self,
+        env: &Installed,
+        rec: &mut Record,
+        point: &Path,
+    ) -> Result<(), CoreError> {
+        let _lock = record::lock(&self.paths, &rec.workspace_id).await?;
+        let (backend, src, upper) = (rec.backend, point.to_owned(), self.upper(rec));
+        crate::blocking(move || match backend {
+            BackendKind::Firecracker => copy_layer_file(backend, &src, &upper),
+            BackendKind::HostCompat => {
+                std::fs::create_dir_all(&upper)
+                    .map_err(|e| CoreError::io(format!("creating {}", upper.display()), e))?;
+                copy_tree(&src, &upper.join("data"))
+            }
+        })
+        .await?;
+        let mut sandbox = self.boot(env, rec, None).await?;
+        rec.vm_id = Some(sandbox.id().to_owned());
+        record::save(&self.paths, rec)?;
+        let baseline = self.dir(&rec.workspace_id).join("baseline");
+        let files = baseline.join("files");
+        std::fs::create_dir_all(&files)
+            .map_err(|e| CoreError::io("creating the baseline directory", e))?;
+        // The old side of the fork's diffs: /workspace as it starts.
+        let tar = baseline.join(".tmp-files.tar");
+        let answer = sandbox
+            .get_archive(
+                Request::CreateArchive {
+                    path: WORKSPACE_ROOT.into(),
+                },
+                &tar,
+                EXPORT_MAX_BYTES,
+            )
+            .await?;
+        let (entries, bytes) = match answer {
+            Response::Archived { entries, bytes, .. } => (entries, bytes),
+            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        };
+        let t = tar.clone();
+        crate::blocking(move || {
+            let f =
+                std::fs::File::open(&t).map_err(|e| CoreError::io("reopening the archive", e))?;
+            let r = pyro_archive::extract(std::io::BufReader::new(f), &files).map_err(|e| {
+                CoreError::io(
+                    "keeping the baseline files",
+                    std::io::Error::other(e.message),
+                )
+            });
+            let _ = std::fs::remove_file(&t);
+            r
+        })
+        .await?;
+        rec.seed = SeedInfo {
+            mode: "fork".into(),
+            origin: "fork".into(),
+            source_path: None,
+            seed_mode: "all".into(),
+            destination: WORKSPACE_ROOT.to_owned(),
+            entry_count: entries,
+            bytes_written: bytes,
+        };
+        self.take_baseline(&sandbox, rec).await?;
+        rec.baseline_at = Some(now_unix());
+        rec.mark_started(sandbox.id(), now_unix());
+        record::save(&self.paths, rec)?;
+        sandbox.keep();
+        Ok(())
+    }
+}
+
+/// Copies a layer (a disk image, or a host-compat layer directory) to a
+/// new path.
+pub(super) fn copy_layer_file(
+    backend: BackendKind,
+    src: &Path,
+    dst: &Path,
+) -> Result<(), CoreError> {
+    match backend {
+        BackendKind::Firecracker => pyro_vmm::disk::sparse_copy(src, dst)
+            .map(|_| ())
+            .map_err(CoreError::from),
+        BackendKind::HostCompat => copy_tree(src, dst),
+    }
+}
