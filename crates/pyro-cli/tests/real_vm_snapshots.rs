@@ -1,0 +1,85 @@
+//! Snapshots, reset to a snapshot and forks on real Firecracker guests (the
+//! `real-vm` group runs these one at a time, at 256 MiB): everything in one
+//! workspace's life, to keep the boots few.
+
+mod common;
+
+use std::process::Output;
+
+use common::{Home, json, ok, require_debian12, stdout};
+
+fn ws(home: &Home, args: &[&str]) -> Output {
+    home.cmd().arg("workspace").args(args).output().unwrap()
+}
+
+fn sh(home: &Home, id: &str, script: &str) -> String {
+    stdout(ok(&ws(home, &["exec", id, "--", script])))
+}
+
+#[test]
+fn real_vm_snapshot_reset_and_fork() {
+    require_debian12();
+    let home = Home::new();
+    let o = ws(
+        &home,
+        &["create", "debian:12", "--mem-mib", "256", "--id-only"],
+    );
+    let id = stdout(ok(&o)).trim().to_owned();
+
+    // A tool outside /workspace, saved in cp1, then removed.
+    sh(
+        &home,
+        &id,
+        "printf '#!/bin/sh\\necho tool1\\n' > /usr/local/bin/tool1 && chmod +x /usr/local/bin/tool1",
+    );
+    let s = json(ok(&ws(
+        &home,
+        &["snapshot", "create", &id, "cp1", "--json"],
+    )));
+    let size = s["size_bytes"].as_u64().unwrap();
+    // The copy follows what was written, never the 4 GiB disk.
+    assert!(size > 0 && size < 512 << 20, "{s}");
+    sh(&home, &id, "rm /usr/local/bin/tool1 && sync");
+    assert_eq!(sh(&home, &id, "command -v tool1 || echo none"), "none\n");
+
+    // Back to cp1: the tool is there again; back to the baseline: gone.
+    let r = json(ok(&ws(
+        &home,
+        &["reset", &id, "--snapshot", "cp1", "--json"],
+    )));
+    assert_eq!(r["workspace_reset"]["snapshot_name"], "cp1");
+    assert_eq!(r["execution_mode"], "guest_vsock");
+    assert_eq!(sh(&home, &id, "tool1"), "tool1\n");
+    ok(&ws(&home, &["reset", &id]));
+    assert_eq!(sh(&home, &id, "command -v tool1 || echo none"), "none\n");
+
+    // A fork of the stopped workspace: its own machine, its own writes.
+    sh(&home, &id, "echo origin > a.txt && sync");
+    let origin_host = sh(&home, &id, "hostname; cat /etc/machine-id");
+    ok(&ws(&home, &["stop", &id]));
+    let o = ws(&home, &["fork", &id, "--id-only"]);
+    let fork = stdout(ok(&o)).trim().to_owned();
+    assert_eq!(sh(&home, &fork, "cat a.txt"), "origin\n");
+    let d = json(ok(&ws(&home, &["diff", &fork, "--json"])));
+    assert_eq!(d["changed"], false, "the fork point is its baseline: {d}");
+    sh(
+        &home,
+        &fork,
+        "echo fork > a.txt && echo new > b.txt && sync",
+    );
+    let fork_host = sh(&home, &fork, "hostname; cat /etc/machine-id");
+    ok(&ws(&home, &["delete", &fork]));
+    ok(&ws(&home, &["start", &id]));
+    assert_eq!(
+        sh(&home, &id, "cat a.txt; ls b.txt 2>/dev/null || echo no-b"),
+        "origin\nno-b\n"
+    );
+    assert_eq!(sh(&home, &id, "hostname; cat /etc/machine-id"), origin_host);
+    let (o_lines, f_lines): (Vec<&str>, Vec<&str>) =
+        (origin_host.lines().collect(), fork_host.lines().collect());
+    assert_eq!((o_lines.len(), f_lines.len()), (2, 2));
+    assert_ne!(o_lines[0], f_lines[0], "hostnames differ");
+    assert_ne!(o_lines[1], f_lines[1], "machine ids differ");
+    ok(&ws(&home, &["delete", &id]));
+    home.assert_clean();
+}
