@@ -56,3 +56,4 @@ bench: build
 	$(CARGO) bench -p pyro-cli --bench mcp
 	$(CARGO) bench -p pyro-cli --bench tree
 	$(CARGO) bench -p pyro-core --bench guest
+	$(CARGO) bench -p pyro-core --bench snapshots

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 
 use pyro_protocol::{CHUNK_BYTES, FrameKind, read_frame, write_frame};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -107,14 +108,22 @@ impl Drop for ChunkWriter {
 /// is read and dropped so the connection stays in step.
 pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>) -> bool {
     let mut consumer_alive = true;
+    let mut hash = Sha256::new();
     loop {
         match read_frame(rd).await {
             Ok(Some(f)) if f.kind == FrameKind::Data => {
+                hash.update(&f.payload);
                 if consumer_alive && !f.payload.is_empty() && tx.send(f.payload).await.is_err() {
                     consumer_alive = false;
                 }
             }
             Ok(Some(f)) if f.kind == FrameKind::DataEnd => {
+                // The host's digest of what it sent: data damaged on the
+                // way never counts as ended, so nothing of it is kept.
+                if !f.payload.is_empty() && f.payload != hex(&hash.finalize()).as_bytes() {
+                    crate::log::error("an upload from the host arrived damaged; refusing it");
+                    return false;
+                }
                 if consumer_alive {
                     let _ = tx.send(Vec::new()).await;
                 }
@@ -127,16 +136,28 @@ pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>
     }
 }
 
-/// Sends chunks from `rx` as `Data` frames, then `DataEnd`.
+/// Sends chunks from `rx` as `Data` frames, then `DataEnd` carrying the
+/// SHA-256 (hex) of everything sent, so the host can tell data damaged on
+/// the way (a nested host's guest was seen to damage the first transfer
+/// after boot) from the real thing.
 pub async fn pump_out<W: AsyncWrite + Unpin>(
     wr: &mut W,
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     let io = |e: pyro_protocol::FrameError| std::io::Error::other(e.to_string());
+    let mut hash = Sha256::new();
     while let Some(chunk) = rx.recv().await {
+        hash.update(&chunk);
         write_frame(wr, FrameKind::Data, &chunk).await.map_err(io)?;
     }
-    write_frame(wr, FrameKind::DataEnd, b"").await.map_err(io)
+    write_frame(wr, FrameKind::DataEnd, hex(&hash.finalize()).as_bytes())
+        .await
+        .map_err(io)
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -40,15 +40,19 @@ enum Mode {
     WrongLength,
     /// Answers with a message that is not JSON.
     Garbage,
+    /// Sends data whose digest (at its end) does not match it, then a
+    /// well-formed answer: damaged data is never used, however it ends.
+    Damaged,
 }
 
-const MODES: [Mode; 6] = [
+const MODES: [Mode; 7] = [
     Mode::Silent,
     Mode::NeverGreets,
     Mode::Oversized,
     Mode::Endless,
     Mode::WrongLength,
     Mode::Garbage,
+    Mode::Damaged,
 ];
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -121,6 +125,13 @@ fn serve(mut s: UnixStream, mode: Mode) {
         }
         Mode::Garbage => {
             let _ = s.write_all(&frame(0, b"\xff\xfenot json at all"));
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        Mode::Damaged => {
+            let answer = serde_json::json!({"result": "file_read", "size": 1, "truncated": false, "mode": 420});
+            let _ = s.write_all(&frame(5, b"x"));
+            let _ = s.write_all(&frame(6, "0".repeat(64).as_bytes()));
+            let _ = s.write_all(&frame(0, answer.to_string().as_bytes()));
             std::thread::sleep(Duration::from_secs(3600));
         }
         Mode::NeverGreets => {}
@@ -255,6 +266,9 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
                 "{m:?} {c:?} gave no typed error: {text}\n{}",
                 report.join("\n")
             );
+            if *m == Mode::Damaged && c[..2] == ["file", "read"] {
+                assert!(text.contains("arrived damaged 3 times"), "{text}");
+            }
             assert!(
                 took < Duration::from_secs(DEADLINE_S) + SLACK,
                 "{m:?} {c:?} took {took:?}\n{}",

@@ -42,6 +42,9 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<Respo
 enum DataError {
     /// The agent: its frames, its answer, or more data than allowed.
     Agent(CoreError),
+    /// The data does not match the digest the agent sent after it: damaged
+    /// on the way (worth asking again).
+    Damaged,
     /// Writing the data on the host.
     Write(std::io::Error),
 }
@@ -60,12 +63,15 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    use sha2::Digest;
     use tokio::io::AsyncWriteExt;
     let mut received: u64 = 0;
+    let mut hash = sha2::Sha256::new();
     loop {
         let frame = next_frame(s, what).await.map_err(DataError::Agent)?;
         match frame.kind {
             FrameKind::Data => {
+                hash.update(&frame.payload);
                 received += frame.payload.len() as u64;
                 if received > max_bytes {
                     return Err(DataError::Agent(over(received)));
@@ -74,7 +80,14 @@ where
                     .await
                     .map_err(DataError::Write)?;
             }
-            FrameKind::DataEnd => {}
+            FrameKind::DataEnd => {
+                // The agent's digest of what it sent (older agents send
+                // none).
+                let digest = hex::encode(std::mem::take(&mut hash).finalize());
+                if !frame.payload.is_empty() && frame.payload != digest.as_bytes() {
+                    return Err(DataError::Damaged);
+                }
+            }
             FrameKind::Message => {
                 out.flush().await.map_err(DataError::Write)?;
                 return answer(&frame).map_err(DataError::Agent);
@@ -82,6 +95,17 @@ where
             other => return Err(DataError::Agent(unexpected(other))),
         }
     }
+}
+
+/// Transfers tried before data that keeps arriving damaged is an error.
+const DAMAGED_ATTEMPTS: usize = 3;
+
+fn damaged(what: &str) -> CoreError {
+    CoreError::Transport(format!(
+        "the {what} from the guest arrived damaged {DAMAGED_ATTEMPTS} times (it does not match \
+         the digest the guest sent with it); nothing of it was used; try again, and if it \
+         persists, reset the workspace"
+    ))
 }
 
 fn unexpected(other: impl std::fmt::Debug) -> CoreError {
@@ -266,6 +290,7 @@ impl Sandbox {
             .await
             .map_err(|e| CoreError::io(format!("opening {}", tar.display()), e))?;
         let mut buf = vec![0u8; pyro_protocol::CHUNK_BYTES];
+        let mut hash = <sha2::Sha256 as sha2::Digest>::new();
         loop {
             let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
                 .await
@@ -273,6 +298,7 @@ impl Sandbox {
             if n == 0 {
                 break;
             }
+            sha2::Digest::update(&mut hash, &buf[..n]);
             if let Err(e) = pyro_protocol::write_frame(&mut wr, FrameKind::Data, &buf[..n]).await {
                 // The agent may have refused the archive early: its answer
                 // says why.
@@ -282,7 +308,9 @@ impl Sandbox {
                 };
             }
         }
-        pyro_protocol::write_frame(&mut wr, FrameKind::DataEnd, b"")
+        // The digest lets the agent refuse an upload damaged on the way.
+        let digest = hex::encode(sha2::Digest::finalize(hash));
+        pyro_protocol::write_frame(&mut wr, FrameKind::DataEnd, digest.as_bytes())
             .await
             .map_err(|e| CoreError::Transport(e.to_string()))?;
         match read_answer(&mut rd).await? {
@@ -333,21 +361,32 @@ impl Sandbox {
         max_bytes: u64,
         what: &str,
     ) -> Result<Response, CoreError> {
-        let mut s = self.open(request).await?;
-        let mut file = tokio::fs::File::create(out)
-            .await
-            .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
-        let answer = read_data(&mut s, what, &mut file, max_bytes, |_| {
-            CoreError::TooLarge(format!(
-                "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
-            ))
-        })
-        .await
-        .map_err(|e| match e {
-            DataError::Agent(e) => e,
-            DataError::Write(e) => CoreError::io(format!("writing {}", out.display()), e),
-        })?;
-        Ok(answer)
+        for _ in 0..DAMAGED_ATTEMPTS {
+            let mut s = self.open(request.clone()).await?;
+            let mut file = tokio::fs::File::create(out)
+                .await
+                .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
+            let got = read_data(&mut s, what, &mut file, max_bytes, |_| {
+                CoreError::TooLarge(format!(
+                    "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
+                ))
+            })
+            .await;
+            match got {
+                Ok(answer) => return Ok(answer),
+                Err(DataError::Damaged) => {
+                    tracing::warn!(
+                        "data from the guest arrived damaged (its digest does not match); asking again"
+                    );
+                    continue;
+                }
+                Err(DataError::Agent(e)) => return Err(e),
+                Err(DataError::Write(e)) => {
+                    return Err(CoreError::io(format!("writing {}", out.display()), e));
+                }
+            }
+        }
+        Err(damaged(what))
     }
 
     /// Reads up to `max_bytes` of a file.
@@ -369,24 +408,40 @@ impl Sandbox {
         path: &str,
         max_bytes: u64,
     ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
-        let mut s = self
-            .open(Request::ReadFile {
-                path: path.to_owned(),
-                max_bytes,
-            })
-            .await?;
+        let mut answer = None;
         let mut data = Vec::new();
-        let answer = read_data(&mut s, "read", &mut data, max_bytes, |_| {
-            CoreError::Transport(format!(
-                "the agent sent more than the {max_bytes} bytes asked for"
-            ))
-        })
-        .await
-        .map_err(|e| match e {
-            DataError::Agent(e) => e,
-            DataError::Write(e) => CoreError::io("buffering a file read", e),
-        })?;
-        match answer {
+        for _ in 0..DAMAGED_ATTEMPTS {
+            let mut s = self
+                .open(Request::ReadFile {
+                    path: path.to_owned(),
+                    max_bytes,
+                })
+                .await?;
+            data.clear();
+            let got = read_data(&mut s, "read", &mut data, max_bytes, |_| {
+                CoreError::Transport(format!(
+                    "the agent sent more than the {max_bytes} bytes asked for"
+                ))
+            })
+            .await;
+            match got {
+                Ok(a) => {
+                    answer = Some(a);
+                    break;
+                }
+                Err(DataError::Damaged) => {
+                    tracing::warn!(
+                        "data from the guest arrived damaged (its digest does not match); asking again"
+                    );
+                    continue;
+                }
+                Err(DataError::Agent(e)) => return Err(e),
+                Err(DataError::Write(e)) => {
+                    return Err(CoreError::io("buffering a file read", e));
+                }
+            }
+        }
+        match answer.ok_or_else(|| damaged("file"))? {
             Response::FileRead {
                 size,
                 truncated,
@@ -429,7 +484,8 @@ impl Sandbox {
                 .await
                 .map_err(t)?;
         }
-        pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, b"")
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, digest.as_bytes())
             .await
             .map_err(t)?;
         match read_answer(&mut s).await? {

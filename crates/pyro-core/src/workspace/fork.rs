@@ -180,38 +180,12 @@ impl Workspaces {
         rec.vm_id = Some(sandbox.id().to_owned());
         record::save(&self.paths, rec)?;
         let baseline = self.dir(&rec.workspace_id).join("baseline");
-        let files = baseline.join("files");
-        std::fs::create_dir_all(&files)
+        std::fs::create_dir_all(&baseline)
             .map_err(|e| CoreError::io("creating the baseline directory", e))?;
-        // The old side of the fork's diffs: /workspace as it starts.
-        let tar = baseline.join(".tmp-files.tar");
-        let answer = sandbox
-            .get_archive(
-                Request::CreateArchive {
-                    path: WORKSPACE_ROOT.into(),
-                },
-                &tar,
-                EXPORT_MAX_BYTES,
-            )
-            .await?;
-        let (entries, bytes) = match answer {
-            Response::Archived { entries, bytes, .. } => (entries, bytes),
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
-        };
-        let t = tar.clone();
-        crate::blocking(move || {
-            let f =
-                std::fs::File::open(&t).map_err(|e| CoreError::io("reopening the archive", e))?;
-            let r = pyro_archive::extract(std::io::BufReader::new(f), &files).map_err(|e| {
-                CoreError::io(
-                    "keeping the baseline files",
-                    std::io::Error::other(e.message),
-                )
-            });
-            let _ = std::fs::remove_file(&t);
-            r
-        })
-        .await?;
+        // The manifest and the disk copy first; then /workspace's files,
+        // the old side of the fork's diffs, checked against that manifest.
+        self.take_baseline(&sandbox, rec).await?;
+        let (entries, bytes) = self.fork_files(&sandbox, &baseline).await?;
         rec.seed = SeedInfo {
             mode: "fork".into(),
             origin: "fork".into(),
@@ -221,12 +195,64 @@ impl Workspaces {
             entry_count: entries,
             bytes_written: bytes,
         };
-        self.take_baseline(&sandbox, rec).await?;
         rec.baseline_at = Some(now_unix());
         rec.mark_started(sandbox.id(), now_unix());
         record::save(&self.paths, rec)?;
         sandbox.keep();
         Ok(())
+    }
+}
+
+/// Attempts at a fork's baseline files before giving up.
+const FILES_ATTEMPTS: usize = 3;
+
+impl Workspaces {
+    /// Takes `/workspace` from the fork's guest as its baseline files and
+    /// checks every file and link against the baseline manifest; a copy
+    /// that does not match (a guest on a nested host has been seen to send
+    /// a damaged first archive after boot) is taken again. Entries and
+    /// bytes.
+    async fn fork_files(
+        &self,
+        sandbox: &Sandbox,
+        baseline: &Path,
+    ) -> Result<(u64, u64), CoreError> {
+        let mut last = String::new();
+        for _ in 0..FILES_ATTEMPTS {
+            let files = baseline.join("files");
+            let tar = baseline.join(".tmp-files.tar");
+            let answer = sandbox
+                .get_archive(
+                    Request::CreateArchive {
+                        path: WORKSPACE_ROOT.into(),
+                    },
+                    &tar,
+                    EXPORT_MAX_BYTES,
+                )
+                .await?;
+            let (entries, bytes) = match answer {
+                Response::Archived { entries, bytes, .. } => (entries, bytes),
+                other => {
+                    return Err(CoreError::Transport(format!("unexpected answer {other:?}")));
+                }
+            };
+            let manifest = baseline.join("manifest.jsonl");
+            let checked = crate::blocking(move || {
+                let _ = std::fs::remove_dir_all(&files);
+                let r = materialize::write_baseline_files(&manifest, &tar, &files);
+                let _ = std::fs::remove_file(&tar);
+                r
+            })
+            .await?;
+            match checked {
+                None => return Ok((entries, bytes)),
+                Some(why) => last = why,
+            }
+        }
+        Err(CoreError::Transport(format!(
+            "the fork's guest sent /workspace {FILES_ATTEMPTS} times in a form that does not \
+             match its own listing ({last}); the fork was not kept; try again"
+        )))
     }
 }
 

@@ -169,6 +169,22 @@ impl Workspaces {
         }
         progress.step("taking the baseline");
         self.take_baseline(&sandbox, rec).await?;
+        if seed.is_some() {
+            let baseline = self.dir(&rec.workspace_id).join("baseline");
+            let differs = crate::blocking(move || {
+                materialize::check_baseline_files(
+                    &baseline.join("manifest.jsonl"),
+                    &baseline.join("files"),
+                )
+            })
+            .await?;
+            if let Some(why) = differs {
+                return Err(CoreError::Transport(format!(
+                    "the guest stored the seed differently from what it was sent ({why}); \
+                     nothing was kept; create the workspace again"
+                )));
+            }
+        }
         rec.baseline_at = Some(now_unix());
         rec.state = State::Started;
         rec.operation = None;

@@ -22,6 +22,7 @@ mod files;
 mod fork;
 mod layer;
 mod lifecycle;
+mod materialize;
 pub mod record;
 mod results;
 pub mod seed;

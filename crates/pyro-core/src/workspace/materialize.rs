@@ -1,0 +1,282 @@
+//! Writes a baseline's files (the old side of diffs) from its manifest and
+//! the guest's tar of `/workspace`, for a workspace that was not seeded
+//! from the host (a fork). Only what the manifest lists is written, every file
+//! is checked against the manifest's hash as it is written, and every
+//! write resolves beneath the files directory without following a link
+//! (the manifest's symlinks are stored as links, whatever their target, and
+//! never traversed).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use sha2::Digest;
+
+use super::*;
+
+fn beneath(dir: &File, path: &Path, flags: OFlag, mode: u32) -> std::io::Result<File> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(Mode::from_bits_truncate(mode))
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    nix::fcntl::openat2(dir.as_fd(), path, how)
+        .map(File::from)
+        .map_err(std::io::Error::from)
+}
+
+/// The parent directory of `rel` (beneath `root`) and its last name.
+fn parent_of<'a>(root: &File, rel: &'a Path) -> std::io::Result<(File, &'a std::ffi::OsStr)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("an empty path"))?;
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((
+        beneath(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?,
+        name,
+    ))
+}
+
+/// Writes the manifest's directories and links under `files`, then the
+/// regular files from the tar at `tar` (as `CreateArchive` sends them),
+/// each checked against the manifest. `Some(reason)` when the files do not
+/// match the manifest (nothing is then to be trusted).
+pub(super) fn write_baseline_files(
+    manifest: &Path,
+    tar: &Path,
+    files: &Path,
+) -> Result<Option<String>, CoreError> {
+    let io = |what: &str, e: std::io::Error| CoreError::io(format!("{what} the baseline files"), e);
+    std::fs::create_dir_all(files).map_err(|e| io("creating", e))?;
+    let root = File::open(files).map_err(|e| io("opening", e))?;
+    let mut wanted: HashMap<String, String> = HashMap::new();
+    for e in crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(manifest)? {
+        let e = e?;
+        let rel = Path::new(&e.path);
+        match e.kind {
+            EntryKind::Directory => {
+                let (parent, name) = parent_of(&root, rel).map_err(|e| io("writing", e))?;
+                nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755))
+                    .map_err(|e| io("writing", e.into()))?;
+            }
+            EntryKind::Symlink => {
+                let target = e.link_target.clone().unwrap_or_default();
+                let (parent, name) = parent_of(&root, rel).map_err(|e| io("writing", e))?;
+                nix::unistd::symlinkat(target.as_str(), parent.as_fd(), name)
+                    .map_err(|e| io("writing", e.into()))?;
+            }
+            EntryKind::File => {
+                wanted.insert(e.path.clone(), e.sha256.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    // A damaged archive is a mismatch like a damaged file: worth another
+    // copy, never a baseline.
+    let f = File::open(tar).map_err(|e| io("reading", e))?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let entries = match ar.entries() {
+        Ok(e) => e,
+        Err(e) => return Ok(Some(format!("the archive cannot be read: {e}"))),
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => return Ok(Some(format!("the archive cannot be read: {e}"))),
+        };
+        // Directories and links come from the manifest.
+        if matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Directory | tar::EntryType::Symlink
+        ) {
+            continue;
+        }
+        let Ok(path) = entry.path().map(|p| p.to_string_lossy().into_owned()) else {
+            return Ok(Some("the archive has an unreadable name".into()));
+        };
+        let Some(sha) = wanted.remove(&path) else {
+            return Ok(Some(format!("{path} is not a file of the listing")));
+        };
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Ok(Some(format!("{path} is not a regular file")));
+        }
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let (parent, name) = parent_of(&root, Path::new(&path)).map_err(|e| io("writing", e))?;
+        let mut out = beneath(
+            &parent,
+            Path::new(name),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            mode,
+        )
+        .map_err(|e| io("writing", e))?;
+        let mut hash = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => return Ok(Some(format!("{path} cannot be read from the archive: {e}"))),
+            };
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| io("writing", e))?;
+        }
+        if hex::encode(hash.finalize()) != sha {
+            return Ok(Some(format!("{path} differs from the listing")));
+        }
+    }
+    Ok(wanted.keys().next().map(|p| {
+        format!(
+            "{} is missing",
+            std::ffi::OsStr::from_bytes(p.as_bytes()).to_string_lossy()
+        )
+    }))
+}
+
+/// Whether the baseline files under `files` (written by the host from its
+/// own seed) are what the guest's manifest lists: a seed the guest stored
+/// differently from what it was sent shows here. `Some(reason)` for the
+/// first difference.
+pub(super) fn check_baseline_files(
+    manifest: &Path,
+    files: &Path,
+) -> Result<Option<String>, CoreError> {
+    for e in crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(manifest)? {
+        let e = e?;
+        let at = files.join(&e.path);
+        let same = match e.kind {
+            EntryKind::File => {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(&at)
+                    .ok()
+                    .and_then(|mut f| {
+                        let mut hash = sha2::Sha256::new();
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            match f.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => hash.update(&buf[..n]),
+                                Err(_) => return None,
+                            }
+                        }
+                        Some(hex::encode(hash.finalize()))
+                    })
+                    == e.sha256
+            }
+            EntryKind::Symlink => {
+                std::fs::read_link(&at)
+                    .ok()
+                    .map(|t| t.to_string_lossy().into_owned())
+                    == e.link_target
+            }
+            _ => true,
+        };
+        if !same {
+            return Ok(Some(format!("{} differs", e.path)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(dir: &Path, lines: &[serde_json::Value]) -> PathBuf {
+        let p = dir.join("manifest.jsonl");
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn tar_of(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+        let p = dir.join("files.tar");
+        let mut b = tar::Builder::new(File::create(&p).unwrap());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.finish().unwrap();
+        p
+    }
+
+    fn sha(d: &[u8]) -> String {
+        pyro_env::sha256_bytes(d)
+    }
+
+    #[test]
+    fn writes_what_the_manifest_lists_and_checks_it() {
+        let t = tempfile::tempdir().unwrap();
+        let m = manifest(
+            t.path(),
+            &[
+                serde_json::json!({"path": "d", "kind": "directory", "mode": 493, "size": 0, "sha256": null, "link_target": null}),
+                serde_json::json!({"path": "d/a", "kind": "file", "mode": 420, "size": 2, "sha256": sha(b"hi"), "link_target": null}),
+                serde_json::json!({"path": "out", "kind": "symlink", "mode": 511, "size": 4, "sha256": null, "link_target": "/etc"}),
+            ],
+        );
+        let tar = tar_of(t.path(), &[("d/a", b"hi")]);
+        let files = t.path().join("files");
+        assert_eq!(write_baseline_files(&m, &tar, &files).unwrap(), None);
+        assert_eq!(std::fs::read(files.join("d/a")).unwrap(), b"hi");
+        assert_eq!(
+            std::fs::read_link(files.join("out")).unwrap(),
+            Path::new("/etc")
+        );
+    }
+
+    #[test]
+    fn damaged_missing_or_unlisted_files_and_paths_through_links_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let entry = |p: &str, d: &[u8]| serde_json::json!({"path": p, "kind": "file", "mode": 420, "size": d.len(), "sha256": sha(d), "link_target": null});
+        let link = serde_json::json!({"path": "l", "kind": "symlink", "mode": 511, "size": 4, "sha256": null, "link_target": "/tmp"});
+        for (i, (lines, tarred, says)) in [
+            (vec![entry("a", b"hi")], vec![("a", &b"ho"[..])], "differs"),
+            (vec![entry("a", b"hi")], vec![], "missing"),
+            (
+                vec![entry("a", b"hi")],
+                vec![("a", &b"hi"[..]), ("b", &b"x"[..])],
+                "not a file of the listing",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = t.path().join(format!("case{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let m = manifest(&d, &lines);
+            let tar = tar_of(&d, &tarred);
+            let got = write_baseline_files(&m, &tar, &d.join("files")).unwrap();
+            assert!(
+                got.as_deref().is_some_and(|g| g.contains(says)),
+                "{i}: {got:?}"
+            );
+        }
+        // A listing that puts a file below one of its own links: the write
+        // never goes through the link.
+        let d = t.path().join("link");
+        std::fs::create_dir_all(&d).unwrap();
+        let m = manifest(&d, &[link, entry("l/escaped", b"x")]);
+        let tar = tar_of(&d, &[("l/escaped", b"x")]);
+        assert!(write_baseline_files(&m, &tar, &d.join("files")).is_err());
+        assert!(!Path::new("/tmp/escaped").exists());
+    }
+}
