@@ -222,6 +222,9 @@ pub enum WorkspaceCmd {
     Snapshot(WsSnapshotCmd),
     /// Make new workspaces from a workspace's disk or one of its snapshots.
     Fork(WsForkArgs),
+    /// Read a stopped workspace's disk without booting it: list, read, export.
+    #[command(subcommand)]
+    Disk(WsDiskCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
     /// Boot a stopped workspace again from its disk.
@@ -531,6 +534,74 @@ pub struct WsSnapshotArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum WsDiskCmd {
+    /// List a path of a stopped workspace's disk (the guest's view: packages, /etc, /workspace).
+    List(WsDiskListArgs),
+    /// Print a file of a stopped workspace's disk.
+    Read(WsDiskReadArgs),
+    /// Write a tree of a stopped workspace's disk to a new host path, as a tar or an ext4 image.
+    Export(WsDiskExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WsDiskListArgs {
+    /// The workspace id (stopped).
+    pub workspace_id: String,
+    /// Path in the guest (relative paths are under /workspace).
+    #[arg(default_value = pyro_core::workspace::WORKSPACE_ROOT)]
+    pub path: String,
+    /// Descend into directories.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Most entries to print (all are counted).
+    #[arg(long, default_value_t = L::LIST_ENTRIES.default)]
+    pub max_entries: usize,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsDiskReadArgs {
+    /// The workspace id (stopped).
+    pub workspace_id: String,
+    /// Path in the guest (relative paths are under /workspace).
+    pub path: String,
+    /// Largest file to read; bigger files are an error.
+    #[arg(long, default_value_t = L::FILE_READ_BYTES.default)]
+    pub max_bytes: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DiskFormatArg {
+    /// A tar of the tree.
+    Tar,
+    /// A standalone ext4 image holding the tree.
+    Ext4,
+}
+
+#[derive(Debug, Args)]
+pub struct WsDiskExportArgs {
+    /// The workspace id (stopped).
+    pub workspace_id: String,
+    /// The new host file to write.
+    #[arg(long)]
+    pub output: std::path::PathBuf,
+    /// The tree to export, in the guest (the whole disk by default).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "tar")]
+    pub format: DiskFormatArg,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct WsForkArgs {
     /// The workspace to fork (it is not changed).
@@ -646,6 +717,8 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "diff"], L::DIFF_ENTRIES),
         b(&["workspace", "diff"], L::DIFF_PATCH_BYTES),
         b(&["workspace", "fork"], L::FORK_COUNT),
+        b(&["workspace", "disk", "list"], L::LIST_ENTRIES),
+        b(&["workspace", "disk", "read"], L::FILE_READ_BYTES),
     ]
 }
 

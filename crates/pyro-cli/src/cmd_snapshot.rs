@@ -1,12 +1,13 @@
-//! `pyro workspace snapshot ...` and `pyro workspace fork`.
+//! `pyro workspace snapshot ...`, `pyro workspace fork` and `pyro
+//! workspace disk ...`: the workspace's disk as a whole.
 
 use std::process::ExitCode;
 
 use pyro_core::Paths;
 use pyro_core::workspace::{ForkRequest, SnapshotKind};
 
-use crate::cli::{WsForkArgs, WsSnapshotCmd};
-use crate::cmd_workspace::{emit, print_view, utc, ws};
+use crate::cli::{DiskFormatArg, WsDiskCmd, WsForkArgs, WsSnapshotCmd};
+use crate::cmd_workspace::{emit, print_view, render_listing, render_read, utc, ws};
 use crate::output::{self, BOLD, Failure, Progress};
 
 /// `1.5 MiB` from bytes.
@@ -129,4 +130,56 @@ pub async fn fork(paths: &Paths, a: WsForkArgs) -> Result<ExitCode, Failure> {
             print_view("Forked workspace", w);
         }
     })
+}
+
+/// Runs one `pyro workspace disk` command; returns the `--json` flag with
+/// the outcome.
+pub async fn disk(paths: &Paths, cmd: WsDiskCmd) -> (bool, Result<ExitCode, Failure>) {
+    match cmd {
+        WsDiskCmd::List(a) => {
+            let r = ws(paths)
+                .disk_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
+                .await
+                .map_err(Failure::from);
+            (a.json, r.and_then(|l| render_listing(l, a.json)))
+        }
+        WsDiskCmd::Read(a) => {
+            let r = ws(paths)
+                .disk_read(&a.workspace_id, &a.path, a.max_bytes)
+                .await
+                .map_err(Failure::from);
+            (a.json, r.and_then(|d| render_read(d, a.json)))
+        }
+        WsDiskCmd::Export(a) => {
+            let format = match a.format {
+                DiskFormatArg::Tar => pyro_core::workspace::DiskFormat::Tar,
+                DiskFormatArg::Ext4 => pyro_core::workspace::DiskFormat::Ext4,
+            };
+            let r = ws(paths)
+                .disk_export(&a.workspace_id, &a.path, &a.output, format)
+                .await
+                .map_err(Failure::from);
+            (
+                a.json,
+                r.and_then(|v| {
+                    emit(a.json, &v, || {
+                        output::out(format!(
+                            "Exported {} of workspace {} to {} ({}, {} entries, {} bytes{})",
+                            v.path,
+                            v.workspace_id,
+                            v.output_path.display(),
+                            v.disk_format.as_str(),
+                            v.entry_count,
+                            v.bytes_written,
+                            if v.skipped > 0 {
+                                format!("; {} devices, FIFOs or sockets left out", v.skipped)
+                            } else {
+                                String::new()
+                            }
+                        ))
+                    })
+                }),
+            )
+        }
+    }
 }

@@ -261,6 +261,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         }
         WorkspaceCmd::Snapshot(c) => crate::cmd_snapshot::snapshot(paths, c).await,
         WorkspaceCmd::Fork(a) => (a.json, crate::cmd_snapshot::fork(paths, a).await),
+        WorkspaceCmd::Disk(c) => crate::cmd_snapshot::disk(paths, c).await,
         WorkspaceCmd::Stop(a) => {
             let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
             (
@@ -491,7 +492,15 @@ async fn file_list(paths: &Paths, a: crate::cli::WsFileListArgs) -> Result<ExitC
     let l = ws(paths)
         .file_list(&a.workspace_id, &a.path, a.recursive, a.max_entries)
         .await?;
-    if a.json {
+    render_listing(l, a.json)
+}
+
+/// Prints a listing (`file list`, `disk list`).
+pub fn render_listing(
+    l: pyro_core::workspace::FileListView,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    if json {
         output::json(&l);
         return Ok(ExitCode::SUCCESS);
     }
@@ -523,7 +532,13 @@ async fn file_read(paths: &Paths, a: crate::cli::WsFileReadArgs) -> Result<ExitC
     let read = ws(paths)
         .file_read(&a.workspace_id, &a.path, a.max_bytes)
         .await?;
-    if a.json {
+    render_read(read, a.json)
+}
+
+/// Prints a file read (`file read`, `disk read`): the bytes, or the JSON
+/// document.
+pub fn render_read(read: pyro_core::workspace::FileRead, json: bool) -> Result<ExitCode, Failure> {
+    if json {
         output::json(&read.into_view());
     } else {
         let _ = std::io::stdout().write_all(&read.data);

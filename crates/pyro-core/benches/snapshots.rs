@@ -1,6 +1,6 @@
 //! Snapshot, reset-to-snapshot and fork on real Firecracker guests, printed
 //! (run with `make bench`; needs debian:12 in the cache and a host that can
-//! boot guests). For 1 MB and 200 MB of data written in the guest: the
+//! boot guests). For 1 MB and 200 MB of changed data in a workspace's disk: the
 //! wall time of `snapshot create` (running guest: flush, pause, copy,
 //! resume), of `reset --snapshot` and of `fork` (both include a boot), the
 //! space the snapshot and the fork's disk take, and, measured in the same
@@ -59,16 +59,57 @@ async fn main() {
             .await
             .unwrap()
             .workspace_id;
-        let script = format!("dd if=/dev/urandom of=/workspace/data.bin bs=1M count={mb} && sync");
-        let run = ExecOptions {
-            command: Command::Shell { script },
+        ws.stop(&id).await.unwrap();
+        let dir = state.path().join("workspaces").join(&id);
+        let data = state.path().join("data.bin");
+        let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
+        let mut out = std::fs::File::create(&data).unwrap();
+        std::io::copy(&mut std::io::Read::take(&mut rnd, mb * 1_000_000), &mut out).unwrap();
+        // The guest powers off without unmounting: replay its journal first,
+        // or the next mount's replay would undo debugfs's write.
+        let st = std::process::Command::new("e2fsck")
+            .args(["-fy", "-E", "journal_only"])
+            .arg(dir.join("upper.ext4"))
+            .output()
+            .unwrap();
+        assert!(st.status.code().is_some_and(|c| c <= 1), "{st:?}");
+        // debugfs writes into its current directory.
+        let script = state.path().join("debugfs.cmds");
+        std::fs::write(
+            &script,
+            format!("cd /data\nwrite {} data.bin\n", data.display()),
+        )
+        .unwrap();
+        let st = std::process::Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&script)
+            .arg(dir.join("upper.ext4"))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        std::fs::remove_file(&data).unwrap();
+        ws.start(&id, &NoProgress).await.unwrap();
+        let check = ExecOptions {
+            command: Command::Shell {
+                script: "stat -c %s /data.bin".into(),
+            },
             cwd: None,
             env: Default::default(),
-            timeout_seconds: 1800,
+            timeout_seconds: 120,
             max_output_bytes: 4096,
         };
-        let r = ws.exec(&id, run, None, &mut Discard).await.unwrap();
-        assert_eq!(r.exit_code, 0, "{}", r.stderr);
+        let r = ws.exec(&id, check, None, &mut Discard).await.unwrap();
+        assert_eq!(
+            r.stdout.trim(),
+            (mb * 1_000_000).to_string(),
+            "{}",
+            r.stderr
+        );
 
         let t = Instant::now();
         let snap = ws.snapshot_create(&id, "bench").await.unwrap();
@@ -76,7 +117,6 @@ async fn main() {
 
         // The same disk, copied by cp while the guest is stopped.
         ws.stop(&id).await.unwrap();
-        let dir = state.path().join("workspaces").join(&id);
         let copy = state.path().join("cp-copy.ext4");
         let t = Instant::now();
         let st = std::process::Command::new("cp")

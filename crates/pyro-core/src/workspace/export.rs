@@ -25,7 +25,7 @@ pub const EXPORT_RESERVE_BYTES: u64 = 256 << 20;
 /// How many bytes of archive an export into `dir` may take: the archive and
 /// the extracted copy both land on `dir`'s filesystem, so half of its free
 /// space less a reserve, and never more than [`EXPORT_MAX_BYTES`].
-fn export_budget(dir: &Path) -> Result<u64, CoreError> {
+pub(super) fn export_budget(dir: &Path) -> Result<u64, CoreError> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
         CoreError::io(
             format!("checking free space in {}", dir.display()),

@@ -18,7 +18,7 @@ use sha2::Digest;
 
 use super::*;
 
-fn beneath(dir: &File, path: &Path, flags: OFlag, mode: u32) -> std::io::Result<File> {
+pub(super) fn beneath(dir: &File, path: &Path, flags: OFlag, mode: u32) -> std::io::Result<File> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
         .mode(Mode::from_bits_truncate(mode))
@@ -34,7 +34,10 @@ fn beneath(dir: &File, path: &Path, flags: OFlag, mode: u32) -> std::io::Result<
 }
 
 /// The parent directory of `rel` (beneath `root`) and its last name.
-fn parent_of<'a>(root: &File, rel: &'a Path) -> std::io::Result<(File, &'a std::ffi::OsStr)> {
+pub(super) fn parent_of<'a>(
+    root: &File,
+    rel: &'a Path,
+) -> std::io::Result<(File, &'a std::ffi::OsStr)> {
     let name = rel
         .file_name()
         .ok_or_else(|| std::io::Error::other("an empty path"))?;

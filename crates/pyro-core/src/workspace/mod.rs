@@ -17,6 +17,7 @@
 pub mod cmdlog;
 mod commands;
 pub mod diff;
+mod disk;
 pub mod export;
 mod files;
 mod fork;
@@ -46,6 +47,7 @@ use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, limits, now_unix, random_hex};
 pub use cmdlog::{CommandState, LOG_CAP_BYTES, LogEntry, LogsQuery};
 pub use diff::{DiffEntry, DiffLimits, DiffView};
+pub use disk::{DiskExportView, DiskFormat};
 pub use fork::*;
 use layer::*;
 use record::{LastCommand, Operation, Record, SeedInfo, State};

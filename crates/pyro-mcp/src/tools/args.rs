@@ -315,3 +315,22 @@ pub struct ForkArgs {
     #[schemars(range(min = limits::FORK_COUNT.min, max = limits::FORK_COUNT.max))]
     pub count: u32,
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskExportArgs {
+    /// The workspace_id of a stopped workspace.
+    pub workspace_id: String,
+    /// The tree to export, in the guest (`/`, the whole disk, by default).
+    #[serde(default = "default_disk_root")]
+    pub path: String,
+    /// A new host path (under the server's allowed roots); it must not exist.
+    pub output_path: String,
+    /// `tar` or `ext4` (a standalone ext4 image).
+    #[serde(default)]
+    pub format: workspace::DiskFormat,
+}
+
+pub(super) fn default_disk_root() -> String {
+    "/".into()
+}

@@ -22,6 +22,7 @@ use crate::Context;
 
 mod args;
 mod commands;
+mod disk;
 mod environments;
 mod files;
 mod lifecycle;
@@ -173,6 +174,7 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
                 + PyroServer::power_router()
                 + PyroServer::environments_router()
                 + PyroServer::snapshots_router()
+                + PyroServer::disk_router()
         }
     }
 }
