@@ -54,9 +54,59 @@ fn real_vm_snapshot_reset_and_fork() {
     assert_eq!(sh(&home, &id, "command -v tool1 || echo none"), "none\n");
 
     // A fork of the stopped workspace: its own machine, its own writes.
-    sh(&home, &id, "echo origin > a.txt && sync");
+    sh(
+        &home,
+        &id,
+        "echo origin > a.txt && rm /etc/debian_version && ln -s /etc/passwd pw && sync",
+    );
     let origin_host = sh(&home, &id, "hostname; cat /etc/machine-id");
     ok(&ws(&home, &["stop", &id]));
+
+    // The stopped disk, read on the host without booting it.
+    assert_eq!(
+        stdout(ok(&ws(&home, &["disk", "read", &id, "a.txt"]))),
+        "origin\n"
+    );
+    let gone = ws(&home, &["disk", "read", &id, "/etc/debian_version"]);
+    assert_eq!(gone.status.code(), Some(1), "a whiteout hides the file");
+    let l = json(ok(&ws(&home, &["disk", "list", &id, "--json"])));
+    let pw = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/workspace/pw")
+        .unwrap();
+    assert_eq!(pw["link_target"], "/etc/passwd");
+    let img = home.path().join("ws.ext4");
+    ok(&ws(
+        &home,
+        &[
+            "disk",
+            "export",
+            &id,
+            "--path",
+            "/workspace",
+            "--format",
+            "ext4",
+            "--output",
+            img.to_str().unwrap(),
+        ],
+    ));
+    // The image mounts read-only on the host and holds the same files.
+    let mnt = home.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = std::process::Command::new("mount")
+        .args(["-o", "loop,ro"])
+        .arg(&img)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let content = std::fs::read_to_string(mnt.join("a.txt"));
+    let link = std::fs::read_link(mnt.join("pw"));
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(content.unwrap(), "origin\n");
+    assert_eq!(link.unwrap(), std::path::Path::new("/etc/passwd"));
     let o = ws(&home, &["fork", &id, "--id-only"]);
     let fork = stdout(ok(&o)).trim().to_owned();
     assert_eq!(sh(&home, &fork, "cat a.txt"), "origin\n");

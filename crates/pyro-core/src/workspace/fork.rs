@@ -53,6 +53,10 @@ impl Workspaces {
     ) -> Result<ForkView, CoreError> {
         limits::FORK_COUNT.check(req.count)?;
         let name = req.name.as_deref().map(valid_name).transpose()?;
+        if let (Some(n), true) = (&name, req.count > 1) {
+            // The longest name the forks will get must be a valid one.
+            valid_name(&format!("{n}-{}", req.count))?;
+        }
         if let Some(s) = req.snapshot.as_deref().filter(|s| *s != BASELINE) {
             valid_snapshot_name(s)?;
         }
@@ -88,6 +92,28 @@ impl Workspaces {
         };
         let point = scratch.path().join(layer_name(origin.backend));
         let count = req.count as usize;
+        // Each fork holds a copy of the point and its baseline another:
+        // refuse up front what the state directory cannot hold.
+        {
+            let (p, root) = (point.clone(), record::root(&self.paths));
+            crate::blocking(move || {
+                let need = disk_usage(&p) * 2 * count as u64 + (256 << 20);
+                let st = nix::sys::statvfs::statvfs(&root)
+                    .map_err(|e| CoreError::io("checking free space", e.into()))?;
+                let free = st.blocks_available().saturating_mul(st.fragment_size());
+                if need > free {
+                    return Err(CoreError::TooLarge(format!(
+                        "{count} fork(s) need about {} MiB and {} has {} MiB free; fork fewer or \
+                         free space",
+                        need >> 20,
+                        root.display(),
+                        free >> 20
+                    )));
+                }
+                Ok(())
+            })
+            .await?;
+        }
         let now = now_unix();
         let mut forks: Vec<Record> = (0..count)
             .map(|i| {
@@ -140,16 +166,34 @@ impl Workspaces {
                 record::save(&self.paths, rec)?;
             }
         }
-        for i in 0..count {
+        let mut made = Ok(());
+        for (i, rec) in forks.iter_mut().enumerate() {
             progress.step(&format!("making fork {} of {count}", i + 1));
-            let made = self.make_fork(&env, &mut forks[i], &point).await;
-            if let Err(e) = made {
-                for rec in forks {
-                    self.discard(rec).await;
-                }
-                return Err(e);
+            made = self.make_fork(&env, rec, &point).await;
+            if made.is_err() {
+                break;
             }
         }
+        // All or none: the forks stay `creating` (deleted if this process
+        // dies) until every one is made.
+        if let Err(e) = made {
+            for rec in forks {
+                self.discard(rec).await;
+            }
+            return Err(e);
+        }
+        for rec in &mut forks {
+            let _lock = record::lock(&self.paths, &rec.workspace_id).await?;
+            let vm = rec.vm_id.clone().unwrap_or_default();
+            rec.mark_started(&vm, now_unix());
+            record::save(&self.paths, rec)?;
+        }
+        // The fork point can be big: removed off the workers.
+        let _ = crate::blocking(move || {
+            drop(scratch);
+            Ok(())
+        })
+        .await;
         Ok(ForkView {
             origin_workspace_id: id.to_owned(),
             snapshot_name: req.snapshot,
@@ -196,7 +240,6 @@ impl Workspaces {
             bytes_written: bytes,
         };
         rec.baseline_at = Some(now_unix());
-        rec.mark_started(sandbox.id(), now_unix());
         record::save(&self.paths, rec)?;
         sandbox.keep();
         Ok(())

@@ -51,6 +51,34 @@ pub(super) fn parent_of<'a>(
     ))
 }
 
+/// Opens the regular file `rel` beneath `root` for reading: no link
+/// anywhere on the way, and nothing but a regular file (through an
+/// `O_PATH` handle first, so a device or FIFO is never opened).
+pub(super) fn open_regular_beneath(root: &Path, rel: &str) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = File::open(root).ok()?;
+    let h = beneath(&dir, Path::new(rel), OFlag::O_PATH, 0).ok()?;
+    if !h.metadata().ok()?.is_file() {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", h.as_raw_fd()))
+        .ok()
+}
+
+/// The target of the symlink `rel` beneath `root` (no link on the way to
+/// it).
+pub(super) fn read_link_beneath(root: &Path, rel: &str) -> Option<PathBuf> {
+    let dir = File::open(root).ok()?;
+    let (parent, name) = parent_of(&dir, Path::new(rel)).ok()?;
+    nix::fcntl::readlinkat(parent.as_fd(), name)
+        .ok()
+        .map(PathBuf::from)
+}
+
 /// Writes the manifest's directories and links under `files`, then the
 /// regular files from the tar at `tar` (as `CreateArchive` sends them),
 /// each checked against the manifest. `Some(reason)` when the files do not
@@ -158,15 +186,10 @@ pub(super) fn check_baseline_files(
 ) -> Result<Option<String>, CoreError> {
     for e in crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(manifest)? {
         let e = e?;
-        let at = files.join(&e.path);
         let same = match e.kind {
             EntryKind::File => {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                    .open(&at)
-                    .ok()
+                open_regular_beneath(files, &e.path)
+                    .map(|f| f.take(e.size + 1))
                     .and_then(|mut f| {
                         let mut hash = sha2::Sha256::new();
                         let mut buf = vec![0u8; 64 << 10];
@@ -182,9 +205,7 @@ pub(super) fn check_baseline_files(
                     == e.sha256
             }
             EntryKind::Symlink => {
-                std::fs::read_link(&at)
-                    .ok()
-                    .map(|t| t.to_string_lossy().into_owned())
+                read_link_beneath(files, &e.path).map(|t| t.to_string_lossy().into_owned())
                     == e.link_target
             }
             _ => true,
@@ -250,7 +271,6 @@ mod tests {
     fn damaged_missing_or_unlisted_files_and_paths_through_links_are_refused() {
         let t = tempfile::tempdir().unwrap();
         let entry = |p: &str, d: &[u8]| serde_json::json!({"path": p, "kind": "file", "mode": 420, "size": d.len(), "sha256": sha(d), "link_target": null});
-        let link = serde_json::json!({"path": "l", "kind": "symlink", "mode": 511, "size": 4, "sha256": null, "link_target": "/tmp"});
         for (i, (lines, tarred, says)) in [
             (vec![entry("a", b"hi")], vec![("a", &b"ho"[..])], "differs"),
             (vec![entry("a", b"hi")], vec![], "missing"),
@@ -277,9 +297,15 @@ mod tests {
         // never goes through the link.
         let d = t.path().join("link");
         std::fs::create_dir_all(&d).unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let link = serde_json::json!({"path": "l", "kind": "symlink", "mode": 511, "size": 4, "sha256": null, "link_target": outside.display().to_string()});
         let m = manifest(&d, &[link, entry("l/escaped", b"x")]);
         let tar = tar_of(&d, &[("l/escaped", b"x")]);
-        assert!(write_baseline_files(&m, &tar, &d.join("files")).is_err());
-        assert!(!Path::new("/tmp/escaped").exists());
+        let e = write_baseline_files(&m, &tar, &d.join("files")).unwrap_err();
+        assert!(e.to_string().contains("writing the baseline files"), "{e}");
+        assert!(!outside.join("escaped").exists());
+        // Nor do the readers go through a link.
+        assert!(open_regular_beneath(&d.join("files"), "l/escaped").is_none());
     }
 }

@@ -212,13 +212,29 @@ impl Workspaces {
             process: pyro_vmm::process::ProcessId::current(),
         });
         record::save(&self.paths, rec)?;
-        sandbox.set_paused(true).await?;
-        let copied = crate::blocking(copy).await;
-        let resumed = sandbox.set_paused(false).await;
+        let paused = sandbox.set_paused(true).await;
+        let copied = match paused {
+            Ok(()) => crate::blocking(copy).await,
+            Err(e) => Err(e),
+        };
+        // Resumed whatever happened (a pause that failed may still have
+        // taken effect); a guest that cannot be resumed is stopped rather
+        // than left paused: its disk is kept.
+        if let Err(e) = sandbox.set_paused(false).await {
+            let _ = crate::blocking(move || sandbox.destroy()).await;
+            rec.state = State::Stopped;
+            rec.vm_id = None;
+            rec.stopped_at = Some(now_unix());
+            rec.state_reason = Some(
+                "its guest could not be resumed after a disk copy, so it was stopped; the disk is \
+                 kept, and starting the workspace boots it again"
+                    .into(),
+            );
+            rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
+        }
         rec.operation = None;
         record::save(&self.paths, rec)?;
-        copied?;
-        resumed
+        copied
     }
 
     /// Snapshots the workspace's whole writable disk as `name` (running or
@@ -233,6 +249,7 @@ impl Workspaces {
         valid_snapshot_name(name)?;
         let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id).await?;
+        self.clear_snapshot_debris(id);
         if !matches!(rec.state, State::Started | State::Stopped) {
             return Err(CoreError::State(format!(
                 "workspace {id} is {}; snapshot it once that finishes",
@@ -260,7 +277,15 @@ impl Workspaces {
             .tempdir_in(&dir)
             .map_err(|e| CoreError::io("creating a snapshot directory", e))?;
         let layer = tmp.path().join(layer_name(rec.backend));
-        self.copy_layer(&mut rec, &layer).await?;
+        if let Err(e) = self.copy_layer(&mut rec, &layer).await {
+            // A part-made copy is as big as what was copied: off the workers.
+            let _ = crate::blocking(move || {
+                drop(tmp);
+                Ok(())
+            })
+            .await;
+            return Err(e);
+        }
         let meta = Meta {
             layout_version: SNAPSHOT_LAYOUT_VERSION,
             snapshot_name: name.to_owned(),
@@ -278,12 +303,14 @@ impl Workspaces {
         })?;
         self.touch(&mut rec).await?;
         record::save(&self.paths, &rec)?;
+        let at = dir.join(name);
+        let size_bytes = crate::blocking(move || Ok(disk_usage(&at))).await?;
         Ok(SnapshotView {
             workspace_id: id.to_owned(),
             snapshot_name: name.to_owned(),
             kind: SnapshotKind::Named,
             created_at: meta.created_at,
-            size_bytes: disk_usage(&dir.join(name)),
+            size_bytes,
             deletable: true,
         })
     }
@@ -292,7 +319,9 @@ impl Workspaces {
     pub async fn snapshot_list(&self, id: &str) -> Result<SnapshotListView, CoreError> {
         let rec = {
             let _lock = record::lock(&self.paths, id).await?;
-            self.load_fresh(id).await?
+            let rec = self.load_fresh(id).await?;
+            self.clear_snapshot_debris(id);
+            rec
         };
         let this = self.clone();
         crate::blocking(move || {
@@ -340,6 +369,7 @@ impl Workspaces {
         valid_snapshot_name(name)?;
         let _lock = record::lock(&self.paths, id).await?;
         let mut rec = self.load_fresh(id).await?;
+        self.clear_snapshot_debris(id);
         let dir = self.snapshots_dir(id);
         if !dir.join(name).join("snapshot.json").is_file() {
             return Err(CoreError::NotFound(format!(

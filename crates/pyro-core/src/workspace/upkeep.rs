@@ -16,15 +16,27 @@ impl Workspaces {
                     .vm_id
                     .as_deref()
                     .and_then(|v| Sandbox::attach(&self.paths, v).ok());
-                if let Some(s) = sandbox.as_ref().filter(|s| s.is_running()) {
+                if sandbox.as_ref().is_some_and(Sandbox::is_running) {
                     // A pyro process killed while copying the disk left the
                     // guest paused: resume it.
                     if op_dead && rec.operation.as_ref().is_some_and(|o| o.kind == "copy") {
-                        rec.last_error = s
-                            .resume_blocking()
-                            .err()
-                            .map(|e| e.message(crate::hint::FrontEnd::Neutral));
                         rec.operation = None;
+                        let failed = sandbox.as_ref().and_then(|s| s.resume_blocking().err());
+                        if let Some(e) = failed {
+                            // Never left paused: stopped, its disk kept.
+                            rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
+                            if let Some(s) = sandbox {
+                                let _ = s.destroy();
+                            }
+                            rec.state = State::Stopped;
+                            rec.vm_id = None;
+                            rec.stopped_at = Some(now);
+                            rec.state_reason = Some(
+                                "its guest could not be resumed after a disk copy was \
+                                 interrupted, so it was stopped; the disk is kept"
+                                    .into(),
+                            );
+                        }
                         return Fate::Changed;
                     }
                     return Fate::Keep;
@@ -38,6 +50,7 @@ impl Workspaces {
                 }
                 let expired = now + 5.0 >= rec.last_activity_at + rec.ttl_seconds as f64;
                 rec.state = State::Stopped;
+                rec.operation = None;
                 rec.vm_id = None;
                 rec.stopped_at = Some(now);
                 if expired {
@@ -73,8 +86,8 @@ impl Workspaces {
                 rec.operation = None;
                 rec.stopped_at = Some(now);
                 rec.state_reason = Some(
-                    "a reset was interrupted (the pyro process doing it was killed); its disk is either the baseline \
-                     or what it was before; reset again or start it"
+                    "a reset was interrupted (the pyro process doing it was killed); its disk is either the snapshot \
+                     it was reset to or what it was before; reset again or start it"
                         .into(),
                 );
                 Fate::Changed

@@ -253,21 +253,11 @@ fn read_fetched(tar: &Path) -> Result<(Fetched, u64), CoreError> {
 /// Reads a baseline file or link target (never following a link at the
 /// end, never more than `room` bytes). `None` when it cannot be read.
 fn read_old(files: &Path, e: &ManifestEntry, room: u64) -> Option<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = files.join(&e.path);
     if e.kind == EntryKind::Symlink {
-        return std::fs::read_link(&p)
-            .ok()
+        return super::materialize::read_link_beneath(files, &e.path)
             .map(|t| t.as_os_str().as_encoded_bytes().to_vec());
     }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&p)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
+    let f = super::materialize::open_regular_beneath(files, &e.path)?;
     let mut data = Vec::new();
     f.take(room + 1).read_to_end(&mut data).ok()?;
     (data.len() as u64 <= room).then_some(data)
