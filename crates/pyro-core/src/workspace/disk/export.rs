@@ -58,7 +58,8 @@ fn write_tar<W: Write>(
             CoreError::io(format!("writing {} to the archive", overlay::display(p)), e)
         };
         let mut h = tar::Header::new_gnu();
-        h.set_mode(f.node.mode);
+        // Ownership is not carried, so neither are setuid and setgid.
+        h.set_mode(f.node.mode & 0o1777);
         h.set_mtime(0);
         match f.node.kind {
             NodeKind::Dir => {
@@ -129,7 +130,7 @@ fn write_tree(
                 nix::sys::stat::mkdirat(
                     std::os::fd::AsFd::as_fd(&parent),
                     name,
-                    nix::sys::stat::Mode::from_bits_truncate(f.node.mode | 0o700),
+                    nix::sys::stat::Mode::from_bits_truncate((f.node.mode & 0o1777) | 0o700),
                 )
                 .map_err(|e| io(e.into()))?;
             }
@@ -145,7 +146,7 @@ fn write_tree(
                     &dir,
                     &rel,
                     OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-                    f.node.mode & 0o7777,
+                    f.node.mode & 0o1777,
                 )
                 .map_err(io)?;
                 let n = m.copy(p, f, &mut out, f.node.size)?;
@@ -177,7 +178,9 @@ fn make_image(tree: &Path, image: &Path, bytes: u64, entries: u64) -> Result<(),
         .and_then(|f| f.set_len(size))
         .map_err(|e| CoreError::io("sizing the image", e))?;
     let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "pyro-export", "-d"])
+        .args(["-q", "-F", "-L", "pyro-export", "-N"])
+        .arg((entries + 1024).to_string())
+        .arg("-d")
         .arg(tree)
         .arg(image)
         .output()

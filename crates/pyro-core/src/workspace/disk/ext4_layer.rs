@@ -24,6 +24,18 @@ const DEBUGFS_DEADLINE: Duration = Duration::from_secs(120);
 /// Most output read from one `debugfs` run.
 const DEBUGFS_OUTPUT_MAX: u64 = 64 << 20;
 
+/// Longest command line put in a debugfs command file (it reads lines in
+/// pieces of 8 KiB).
+const BATCH_LINE_MAX: usize = 2048;
+
+fn markers_unknown(image: &Path, path: &[u8]) -> CoreError {
+    ext4_err(
+        image,
+        path,
+        "debugfs did not describe it, so whether it hides files of the environment is unknown",
+    )
+}
+
 /// The upper directory inside the image.
 const UPPER_DIR: &[u8] = b"/data";
 
@@ -68,6 +80,51 @@ fn quoted(path: &[u8]) -> Vec<u8> {
     q
 }
 
+/// A private copy of `image` (sparse: it costs the blocks written) with
+/// its journal replayed: a guest powers off without unmounting, and
+/// debugfs, unlike ext4-view, reads the disk as it is, not as the journal
+/// says it is. `e2fsck -E journal_only` replays it in user space, on the
+/// copy, within a deadline.
+pub(super) fn replayed_copy(image: &Path, dir: &Path) -> Result<tempfile::TempPath, CoreError> {
+    let copy = tempfile::Builder::new()
+        .prefix("disk-")
+        .suffix(".ext4")
+        .tempfile_in(dir)
+        .map_err(|e| CoreError::io("creating a temp file", e))?
+        .into_temp_path();
+    pyro_vmm::disk::sparse_copy(image, &copy)?;
+    let mut child = Command::new("e2fsck")
+        .args(["-fy", "-E", "journal_only"])
+        .arg(copy.as_os_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CoreError::io("running e2fsck (from e2fsprogs; install it)", e))?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if started.elapsed() > DEBUGFS_DEADLINE => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ext4_err(image, b"/", "replaying its journal took too long"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(CoreError::io("waiting for e2fsck", e)),
+        }
+    };
+    // 0: clean, 1: errors corrected (the journal replayed).
+    if status.code().is_none_or(|c| c > 1) {
+        return Err(ext4_err(
+            image,
+            b"/",
+            format!("its journal could not be replayed (e2fsck: {status})"),
+        ));
+    }
+    Ok(copy)
+}
+
 impl Ext4Layer {
     /// The image at `image` (which must exist and be a regular file).
     pub fn open(image: &Path) -> Result<Self, CoreError> {
@@ -101,15 +158,23 @@ impl Ext4Layer {
         if todo.is_empty() {
             return Ok(());
         }
-        // A name with a line break cannot go in a command file: ask
-        // for it alone, on the command line.
-        let (batch, alone): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = todo
-            .into_iter()
-            .partition(|p| !p.iter().any(|b| matches!(b, b'\n' | b'\r')));
+        // A command file is read line by line in pieces of 8 KiB, each run
+        // as a command (and one starting with `!` by the shell): only short
+        // lines without a line break go in it. Any other path is asked
+        // alone, as one command-line argument, which is never split.
+        let (batch, alone): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = todo.into_iter().partition(|p| {
+            !p.iter().any(|b| matches!(b, b'\n' | b'\r')) && quoted(p).len() < BATCH_LINE_MAX
+        });
         for p in alone {
             let mut cmd = b"stat ".to_vec();
             cmd.extend(quoted(p));
             let out = self.debugfs(&[OsStr::from_bytes(b"-R"), OsStr::from_bytes(&cmd)], None)?;
+            if !String::from_utf8_lossy(&out)
+                .lines()
+                .any(|l| l.starts_with("Inode: "))
+            {
+                return Err(markers_unknown(&self.image, p));
+            }
             self.markers
                 .borrow_mut()
                 .insert(p.clone(), parse_stat(&out));
@@ -145,7 +210,12 @@ impl Ext4Layer {
         }
         let mut markers = self.markers.borrow_mut();
         for (i, p) in batch.into_iter().enumerate() {
+            // No answer is never taken as "no marker": that would show
+            // deleted files again.
             let section = sections.remove(&i).unwrap_or_default();
+            if !section.lines().any(|l| l.starts_with("Inode: ")) {
+                return Err(markers_unknown(&self.image, p));
+            }
             markers.insert(p.clone(), parse_stat(section.as_bytes()));
         }
         Ok(())
@@ -183,9 +253,9 @@ impl Ext4Layer {
             let _ = (&mut so).take(DEBUGFS_OUTPUT_MAX).read_to_end(&mut out);
             out
         });
-        loop {
+        let status = loop {
             match child.try_wait() {
-                Ok(Some(_)) => break,
+                Ok(Some(st)) => break st,
                 Ok(None) if started.elapsed() > DEBUGFS_DEADLINE => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -200,10 +270,20 @@ impl Ext4Layer {
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
                 Err(e) => return Err(CoreError::io("waiting for debugfs", e)),
             }
+        };
+        let out = reader.join().map_err(|_| {
+            CoreError::io("reading debugfs", std::io::Error::other("reader failed"))
+        })?;
+        if !status.success() || out.len() as u64 >= DEBUGFS_OUTPUT_MAX {
+            return Err(CoreError::io(
+                "reading the disk image's overlay markers",
+                std::io::Error::other(format!(
+                    "debugfs failed ({status}) or said more than {} MiB",
+                    DEBUGFS_OUTPUT_MAX >> 20
+                )),
+            ));
         }
-        reader
-            .join()
-            .map_err(|_| CoreError::io("reading debugfs", std::io::Error::other("reader failed")))
+        Ok(out)
     }
 
     fn node(&self, path: &[Vec<u8>], meta: &ext4_view::Metadata) -> Result<Node, CoreError> {
@@ -350,6 +430,64 @@ impl Layer for Ext4Layer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An image made by mkfs.ext4 from `root`.
+    fn image_of(root: &Path, img: &Path) {
+        std::fs::File::create(img)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(root)
+            .arg(img)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn markers_of_hostile_names_are_read_and_never_run() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        // Under /data: a path of `"`-named directories whose quoted form is
+        // too long for a command file (debugfs reads it in 8 KiB pieces and
+        // runs a piece starting with `!` by the shell), with names that
+        // would be shell commands or break lines.
+        let mut deep = root.join("data");
+        let mut rel: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..12 {
+            let n = "\"".repeat(250);
+            deep.push(&n);
+            rel.push(n.into_bytes());
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        // debugfs would run it in this process's working directory.
+        let marker = std::env::current_dir().unwrap().join("pyro-evil-ran");
+        let evil = "  !touch pyro-evil-ran;#".to_owned();
+        std::fs::create_dir(deep.join(&evil)).unwrap();
+        nix::sys::stat::mknod(
+            &deep.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(deep.join("line\nbreak")).unwrap();
+        let img = t.path().join("img");
+        image_of(&root, &img);
+        let layer = Ext4Layer::open(&img).unwrap();
+        let kinds: BTreeMap<String, NodeKind> = layer
+            .list(&rel)
+            .unwrap()
+            .into_iter()
+            .map(|(n, node)| (String::from_utf8_lossy(&n).into_owned(), node.kind))
+            .collect();
+        assert_eq!(kinds["gone"], NodeKind::Whiteout, "{kinds:?}");
+        assert_eq!(kinds[&evil], NodeKind::Dir);
+        assert_eq!(kinds["line\nbreak"], NodeKind::Dir);
+        assert!(!marker.exists(), "a name ran as a command");
+    }
 
     #[test]
     fn stat_output_gives_whiteouts_and_opaque_directories_only() {

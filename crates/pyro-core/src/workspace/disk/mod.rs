@@ -164,7 +164,7 @@ impl Workspaces {
         op: &'static str,
         f: impl FnOnce(&Merged<'_>, &Record) -> Result<T, CoreError> + Send + 'static,
     ) -> Result<T, CoreError> {
-        let _lock = record::lock(&self.paths, id).await?;
+        let lock = record::lock(&self.paths, id).await?;
         let rec = self.load_fresh(id).await?;
         if rec.state != State::Stopped {
             return Err(CoreError::State(format!(
@@ -175,7 +175,18 @@ impl Workspaces {
         }
         let env = crate::environments::resolve(&self.paths, &rec.environment)?;
         let upper = self.upper(&rec);
+        let scratch = crate::scratch::temp_dir(&self.paths)?;
         crate::blocking(move || {
+            // The lock goes with the work: a caller that gives up does not
+            // free the disk while it is still being read.
+            let _lock = lock;
+            // Read from a copy whose journal is replayed (dropped at the end).
+            let replayed = match rec.backend {
+                BackendKind::Firecracker if upper.is_file() => {
+                    Some(ext4_layer::replayed_copy(&upper, &scratch)?)
+                }
+                _ => None,
+            };
             let lower = dir_layer::DirLayer::open(&env.rootfs_tree(), "environment's root")?
                 .ok_or_else(|| {
                     CoreError::NotFound(format!(
@@ -183,12 +194,12 @@ impl Workspaces {
                         rec.environment
                     ))
                 })?;
-            let upper: Box<dyn Layer> = match rec.backend {
-                BackendKind::Firecracker if upper.is_file() => {
-                    Box::new(ext4_layer::Ext4Layer::open(&upper)?)
+            let upper: Box<dyn Layer> = match (rec.backend, &replayed) {
+                (BackendKind::Firecracker, Some(copy)) => {
+                    Box::new(ext4_layer::Ext4Layer::open(copy)?)
                 }
-                BackendKind::Firecracker => Box::new(Empty),
-                BackendKind::HostCompat => {
+                (BackendKind::Firecracker, None) => Box::new(Empty),
+                (BackendKind::HostCompat, _) => {
                     match dir_layer::DirLayer::open(&upper.join("data"), "workspace's layer")? {
                         Some(l) => Box::new(l),
                         None => Box::new(Empty),
