@@ -37,6 +37,44 @@ struct Counts {
     skipped: u64,
 }
 
+/// Writes one entry (its guest path, its path in the export, the entry);
+/// the bytes of content written.
+type Write1<'a> = dyn FnMut(&[Vec<u8>], &Path, &Found) -> Result<u64, CoreError> + 'a;
+
+/// Visits the tree at `path` (its entries, for a directory; itself,
+/// otherwise) with each entry's path relative to the export's root, and
+/// counts what `write` wrote (the bytes of content it returns); devices,
+/// FIFOs and sockets are skipped and counted, never handed to `write`.
+fn each_entry(
+    m: &Merged<'_>,
+    path: &[Vec<u8>],
+    found: &Found,
+    write: &mut Write1<'_>,
+) -> Result<Counts, CoreError> {
+    let mut counts = Counts::default();
+    let base = if found.node.kind == NodeKind::Dir {
+        path.len()
+    } else {
+        path.len().saturating_sub(1)
+    };
+    let mut one = |p: &[Vec<u8>], f: &Found| -> Result<(), CoreError> {
+        if matches!(f.node.kind, NodeKind::Whiteout | NodeKind::Special) {
+            counts.skipped += 1;
+            return Ok(());
+        }
+        let rel: std::path::PathBuf = p[base..].iter().map(|n| OsStr::from_bytes(n)).collect();
+        counts.bytes += write(p, &rel, f)?;
+        counts.entries += 1;
+        Ok(())
+    };
+    if found.node.kind == NodeKind::Dir {
+        walk(m, path, found, true, &mut one)?;
+    } else {
+        one(path, found)?;
+    }
+    Ok(counts)
+}
+
 /// Writes the tree at `path` (its entries, for a directory; itself,
 /// otherwise) into `tar`.
 fn write_tar<W: Write>(
@@ -46,14 +84,7 @@ fn write_tar<W: Write>(
     tar: &mut tar::Builder<W>,
     budget: &mut Budget,
 ) -> Result<Counts, CoreError> {
-    let mut counts = Counts::default();
-    let base = if found.node.kind == NodeKind::Dir {
-        path.len()
-    } else {
-        path.len().saturating_sub(1)
-    };
-    let mut one = |p: &[Vec<u8>], f: &Found| -> Result<(), CoreError> {
-        let rel: std::path::PathBuf = p[base..].iter().map(|n| OsStr::from_bytes(n)).collect();
+    let counts = each_entry(m, path, found, &mut |p, rel, f| {
         let io = |e: std::io::Error| {
             CoreError::io(format!("writing {} to the archive", overlay::display(p)), e)
         };
@@ -65,37 +96,27 @@ fn write_tar<W: Write>(
             NodeKind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
-                tar.append_data(&mut h, &rel, std::io::empty())
-                    .map_err(io)?;
+                tar.append_data(&mut h, rel, std::io::empty()).map_err(io)?;
             }
             NodeKind::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 let target = OsStr::from_bytes(f.node.link.as_deref().unwrap_or_default());
-                tar.append_link(&mut h, &rel, target).map_err(io)?;
+                tar.append_link(&mut h, rel, target).map_err(io)?;
             }
             NodeKind::File => {
                 budget.take(f.node.size, &overlay::display(path))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(f.node.size);
                 let r = m.open(p, f)?;
-                tar.append_data(&mut h, &rel, r.take(f.node.size))
+                tar.append_data(&mut h, rel, r.take(f.node.size))
                     .map_err(io)?;
-                counts.bytes += f.node.size;
+                return Ok(f.node.size);
             }
-            NodeKind::Whiteout | NodeKind::Special => {
-                counts.skipped += 1;
-                return Ok(());
-            }
+            NodeKind::Whiteout | NodeKind::Special => {}
         }
-        counts.entries += 1;
-        Ok(())
-    };
-    if found.node.kind == NodeKind::Dir {
-        walk(m, path, found, true, &mut one)?;
-    } else {
-        one(path, found)?;
-    }
+        Ok(0)
+    })?;
     tar.finish()
         .map_err(|e| CoreError::io("finishing the archive", e))?;
     Ok(counts)
@@ -113,20 +134,13 @@ fn write_tree(
     use super::super::materialize::{beneath, parent_of};
     use nix::fcntl::OFlag;
     let dir = std::fs::File::open(root).map_err(|e| CoreError::io("opening the staging", e))?;
-    let mut counts = Counts::default();
-    let base = if found.node.kind == NodeKind::Dir {
-        path.len()
-    } else {
-        path.len().saturating_sub(1)
-    };
-    let mut one = |p: &[Vec<u8>], f: &Found| -> Result<(), CoreError> {
-        let rel: std::path::PathBuf = p[base..].iter().map(|n| OsStr::from_bytes(n)).collect();
+    each_entry(m, path, found, &mut |p, rel, f| {
         let io = |e: std::io::Error| CoreError::io(format!("copying {}", overlay::display(p)), e);
         // Names and a little metadata count against the budget too.
         budget.take(4096, &overlay::display(path))?;
         match f.node.kind {
             NodeKind::Dir => {
-                let (parent, name) = parent_of(&dir, &rel).map_err(io)?;
+                let (parent, name) = parent_of(&dir, rel).map_err(io)?;
                 nix::sys::stat::mkdirat(
                     std::os::fd::AsFd::as_fd(&parent),
                     name,
@@ -135,7 +149,7 @@ fn write_tree(
                 .map_err(|e| io(e.into()))?;
             }
             NodeKind::Symlink => {
-                let (parent, name) = parent_of(&dir, &rel).map_err(io)?;
+                let (parent, name) = parent_of(&dir, rel).map_err(io)?;
                 let target = OsStr::from_bytes(f.node.link.as_deref().unwrap_or_default());
                 nix::unistd::symlinkat(target, std::os::fd::AsFd::as_fd(&parent), name)
                     .map_err(|e| io(e.into()))?;
@@ -144,28 +158,17 @@ fn write_tree(
                 budget.take(f.node.size, &overlay::display(path))?;
                 let mut out = beneath(
                     &dir,
-                    &rel,
+                    rel,
                     OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                     f.node.mode & 0o1777,
                 )
                 .map_err(io)?;
-                let n = m.copy(p, f, &mut out, f.node.size)?;
-                counts.bytes += n;
+                return m.copy(p, f, &mut out, f.node.size);
             }
-            NodeKind::Whiteout | NodeKind::Special => {
-                counts.skipped += 1;
-                return Ok(());
-            }
+            NodeKind::Whiteout | NodeKind::Special => {}
         }
-        counts.entries += 1;
-        Ok(())
-    };
-    if found.node.kind == NodeKind::Dir {
-        walk(m, path, found, true, &mut one)?;
-    } else {
-        one(path, found)?;
-    }
-    Ok(counts)
+        Ok(0)
+    })
 }
 
 /// Makes an ext4 image at `image` holding the tree in `tree`.
