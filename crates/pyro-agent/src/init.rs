@@ -199,7 +199,10 @@ fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
     .map_err(|e| format!("{e} (the per-VM writable disk {upper_dev} is missing or not ext4)"))?;
     mkdir(&format!("{upper}/data"))?;
     mkdir(&format!("{upper}/work"))?;
-    let opts = format!("lowerdir=/,upperdir={upper}/data,workdir={upper}/work");
+    let opts = format!(
+        "lowerdir=/,upperdir={upper}/data,workdir={upper}/work,{}",
+        OVERLAY_PINNED
+    );
     mount_fs(
         "overlay",
         &newroot,
@@ -211,6 +214,13 @@ fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
     mount_runtime_fs(true)
 }
 
+/// Overlay features pinned off whatever the kernel's defaults: the host reads
+/// a stopped workspace's upper layer itself (`pyro workspace disk`) and knows
+/// whiteouts and opaque directories only. With these off, a renamed directory
+/// is copied up whole and a chmod copies the data, so the upper layer alone
+/// plus the image is the whole truth.
+const OVERLAY_PINNED: &str = "redirect_dir=off,metacopy=off,index=off,xino=off";
+
 /// Host-compat: lower layer = the environment's root tree, upper layer = a
 /// host directory; pivot into the overlay inside the private namespaces.
 fn assemble_host_compat_root(args: &HostCompatArgs) -> Result<(), String> {
@@ -220,10 +230,11 @@ fn assemble_host_compat_root(args: &HostCompatArgs) -> Result<(), String> {
         fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
     }
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},{}",
         args.lower.display(),
         data.display(),
-        work.display()
+        work.display(),
+        OVERLAY_PINNED
     );
     let root = &args.mountpoint;
     mount_fs(

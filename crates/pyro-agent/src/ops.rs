@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::files::{self, HashCache};
 use crate::paths::{WORKSPACE, no_symlink_ancestors, workspace_path};
-use crate::stream::{ChunkReader, ChunkWriter, pump_in, pump_out};
+use crate::stream::{ChunkReader, ChunkWriter, Inbound, pump_in, pump_out};
 
 type Reply = Result<Response, AgentError>;
 
@@ -66,11 +66,12 @@ pub async fn extract<S: AsyncRead + AsyncWrite + Unpin>(
     let job = tokio::task::spawn_blocking(move || {
         pyro_archive::extract(ChunkReader::new(rx), &dir).map_err(AgentError::from)
     });
-    let complete = pump_in(&mut rd, tx).await;
+    let ended = pump_in(&mut rd, tx).await;
     let result = joined(job.await);
-    if !complete {
+    if ended == Inbound::Broken {
         return Err("the host went away mid-transfer; nothing was extracted".into());
     }
+    let result = ended.failure("nothing was extracted").and(result);
     finish(
         &mut wr,
         result.map(|(entries, bytes)| Response::Extracted { entries, bytes }),
@@ -175,11 +176,12 @@ pub async fn write_file<S: AsyncRead + AsyncWrite + Unpin>(
     let (tx, rx) = mpsc::channel(16);
     let job =
         tokio::task::spawn_blocking(move || files::write(&path, mode, &mut ChunkReader::new(rx)));
-    let complete = pump_in(&mut rd, tx).await;
+    let ended = pump_in(&mut rd, tx).await;
     let result = joined(job.await);
-    if !complete {
+    if ended == Inbound::Broken {
         return Err("the host went away mid-transfer; the file was not written".into());
     }
+    let result = ended.failure("the file was not written").and(result);
     finish(
         &mut wr,
         result.map(|(size, mode, created)| Response::FileWritten {

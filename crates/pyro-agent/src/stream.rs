@@ -103,10 +103,42 @@ impl Drop for ChunkWriter {
     }
 }
 
-/// Feeds the host's `Data` frames (until `DataEnd`) into `tx`. Returns
-/// whether the stream ended properly; when the consumer stops early the rest
-/// is read and dropped so the connection stays in step.
-pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>) -> bool {
+/// How an upload from the host ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// `DataEnd` with a matching digest.
+    Ended,
+    /// `DataEnd` whose digest does not match what arrived.
+    Damaged,
+    /// The connection broke or carried something else.
+    Broken,
+}
+
+impl Inbound {
+    /// The agent's answer for an upload that did not end properly, saying
+    /// what was left undone (`undone`: "nothing was extracted").
+    pub fn failure(self, undone: &str) -> Result<(), pyro_protocol::AgentError> {
+        match self {
+            Self::Ended => Ok(()),
+            Self::Damaged => Err(pyro_protocol::AgentError::new(
+                pyro_protocol::ErrorKind::Damaged,
+                format!(
+                    "the upload arrived damaged (its digest does not match what the host sent); \
+                     {undone}; send it again"
+                ),
+            )),
+            Self::Broken => Err(pyro_protocol::AgentError::new(
+                pyro_protocol::ErrorKind::Io,
+                format!("the host went away mid-transfer; {undone}"),
+            )),
+        }
+    }
+}
+
+/// Feeds the host's `Data` frames (until `DataEnd`) into `tx` and says how
+/// the upload ended; when the consumer stops early the rest is read and
+/// dropped so the connection stays in step.
+pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>) -> Inbound {
     let mut consumer_alive = true;
     let mut hash = Sha256::new();
     loop {
@@ -122,16 +154,16 @@ pub async fn pump_in<R: AsyncRead + Unpin>(rd: &mut R, tx: mpsc::Sender<Vec<u8>>
                 // way never counts as ended, so nothing of it is kept.
                 if !f.payload.is_empty() && f.payload != hex(&hash.finalize()).as_bytes() {
                     crate::log::error("an upload from the host arrived damaged; refusing it");
-                    return false;
+                    return Inbound::Damaged;
                 }
                 if consumer_alive {
                     let _ = tx.send(Vec::new()).await;
                 }
-                return true;
+                return Inbound::Ended;
             }
             // Anything else, or a broken connection: drop `tx` without the
             // end marker, which the reader reports as an interrupted transfer.
-            _ => return false,
+            _ => return Inbound::Broken,
         }
     }
 }
@@ -204,7 +236,7 @@ mod tests {
             let mut v = Vec::new();
             ChunkReader::new(rx).read_to_end(&mut v).map(|_| v.len())
         });
-        assert!(pump_in(&mut wire.as_slice(), tx).await);
+        assert_eq!(pump_in(&mut wire.as_slice(), tx).await, Inbound::Ended);
         assert_eq!(reader.await.unwrap().unwrap(), CHUNK_BYTES * 2 + 5);
     }
 }

@@ -113,7 +113,10 @@ pub async fn fork(paths: &Paths, a: WsForkArgs) -> Result<ExitCode, Failure> {
         r = work => r,
         code = crate::cmd_run::interrupted() => {
             progress.finish();
-            output::err("interrupted: no fork was kept");
+            output::err(
+                "interrupted: the forks are kept only if every one was made before the \
+                 interrupt, else none is (see `pyro workspace list`)",
+            );
             return Ok(ExitCode::from(code));
         }
     };

@@ -517,12 +517,15 @@ pub fn render_listing(
     for e in l.entries {
         let link = e
             .link_target
-            .map(|t| format!(" -> {t}"))
+            .map(|t| format!(" -> {}", output::shown(&t, false)))
             .unwrap_or_default();
         let kind = format!("{:?}", e.kind).to_lowercase();
         output::out(format!(
             "{:04o} {:>9} {:<9} {}{link}",
-            e.mode, e.size, kind, e.path
+            e.mode,
+            e.size,
+            kind,
+            output::shown(&e.path, false)
         ));
     }
     Ok(ExitCode::SUCCESS)

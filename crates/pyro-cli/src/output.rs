@@ -34,6 +34,26 @@ pub fn err(line: impl std::fmt::Display) {
     let _ = writeln!(anstream::stderr(), "{line}");
 }
 
+/// `text` for a terminal: control characters (which a guest can put in a
+/// file name, a link target or a message, to move the cursor or fake a
+/// line) shown escaped, `\n` and `\t` kept when `keep_lines`.
+pub fn shown(text: &str, keep_lines: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && !(keep_lines && (c == '\n' || c == '\t'));
+    if !text.chars().any(bad) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if bad(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) {
     let text =
@@ -92,7 +112,7 @@ impl From<CoreError> for Failure {
 pub fn report(f: &Failure, json_mode: bool) {
     // (Messages from anywhere below are worded for the CLI here.)
     let message = pyro_core::hint::render(&f.message, pyro_core::hint::FrontEnd::Cli);
-    err(format!("{RED}error:{RED:#} {message}"));
+    err(format!("{RED}error:{RED:#} {}", shown(&message, true)));
     if json_mode {
         json(&serde_json::json!({"ok": false, "error": {"kind": f.kind, "message": message}}));
     }
@@ -179,5 +199,18 @@ impl pyro_core::sandbox::OutputSink for StdStreams {
         let mut e = std::io::stderr().lock();
         let _ = e.write_all(data);
         let _ = e.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(super::shown("plain/name", false), "plain/name");
+        assert_eq!(super::shown("a\x1b[2Jb\nc", false), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(
+            super::shown("a\x1b]0;t\x07\n\tb", true),
+            "a\\u{1b}]0;t\\u{7}\n\tb"
+        );
     }
 }

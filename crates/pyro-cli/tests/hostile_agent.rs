@@ -42,6 +42,7 @@ enum Mode {
     Garbage,
     /// Sends data whose digest (at its end) does not match it, then a
     /// well-formed answer: damaged data is never used, however it ends.
+    /// Uploads it refuses as damaged, every time.
     Damaged,
 }
 
@@ -54,6 +55,9 @@ const MODES: [Mode; 7] = [
     Mode::Garbage,
     Mode::Damaged,
 ];
+
+/// Uploads refused as damaged so far (each one the host sent).
+static UPLOADS_REFUSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
@@ -125,6 +129,13 @@ fn serve(mut s: UnixStream, mode: Mode) {
         }
         Mode::Garbage => {
             let _ = s.write_all(&frame(0, b"\xff\xfenot json at all"));
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        Mode::Damaged if ["write_file", "extract_archive"].contains(&op.as_str()) => {
+            UPLOADS_REFUSED.fetch_add(1, Ordering::SeqCst);
+            let answer = serde_json::json!({"result": "error", "kind": "damaged",
+                "message": "the upload arrived damaged; send it again"});
+            let _ = s.write_all(&frame(0, answer.to_string().as_bytes()));
             std::thread::sleep(Duration::from_secs(3600));
         }
         Mode::Damaged => {
@@ -238,6 +249,7 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
                 None => c.push("--json".into()),
             }
             let out = home.path().join("stdout");
+            let refused_before = UPLOADS_REFUSED.load(Ordering::SeqCst);
             let (success, took, peak) = measure(
                 Command::new(pyro_bin())
                     .env("PYRO_HOME", home.path())
@@ -261,11 +273,24 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
                 took.as_secs_f64()
             ));
             assert!(!success, "{m:?} {c:?} succeeded:\n{}", report.join("\n"));
-            assert!(
-                ["agent_transport", "too_large"].contains(&kind.as_str()),
-                "{m:?} {c:?} gave no typed error: {text}\n{}",
-                report.join("\n")
-            );
+            let upload = ["file write", "sync push"].contains(&c[..2].join(" ").as_str());
+            if *m == Mode::Damaged && upload {
+                // A refused upload is sent again, twice, then reported as
+                // damaged (not as a lost connection).
+                assert_eq!(
+                    UPLOADS_REFUSED.load(Ordering::SeqCst) - refused_before,
+                    3,
+                    "{c:?}"
+                );
+                assert_eq!(kind, "agent", "{text}");
+                assert!(text.contains("arrived damaged"), "{text}");
+            } else {
+                assert!(
+                    ["agent_transport", "too_large"].contains(&kind.as_str()),
+                    "{m:?} {c:?} gave no typed error: {text}\n{}",
+                    report.join("\n")
+                );
+            }
             if *m == Mode::Damaged && c[..2] == ["file", "read"] {
                 assert!(text.contains("arrived damaged 3 times"), "{text}");
             }

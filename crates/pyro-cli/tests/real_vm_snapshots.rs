@@ -67,8 +67,20 @@ fn real_vm_snapshot_reset_and_fork() {
         stdout(ok(&ws(&home, &["disk", "read", &id, "a.txt"]))),
         "origin\n"
     );
-    let gone = ws(&home, &["disk", "read", &id, "/etc/debian_version"]);
+    let gone = ws(
+        &home,
+        &["disk", "read", &id, "/etc/debian_version", "--json"],
+    );
     assert_eq!(gone.status.code(), Some(1), "a whiteout hides the file");
+    let err = serde_json::from_slice::<serde_json::Value>(&gone.stdout).unwrap();
+    assert_eq!(err["error"]["kind"], "not_found", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pyro workspace disk list"),
+        "the error says how to see what is there: {err}"
+    );
     let l = json(ok(&ws(&home, &["disk", "list", &id, "--json"])));
     let pw = l["entries"]
         .as_array()

@@ -513,3 +513,70 @@ fn killed_during_fork_leaves_no_fork_and_the_origin_untouched() {
     assert!(run(&home, &["delete", &id]).status.success());
     home.assert_clean();
 }
+
+/// Rewrites fork `id`'s record as a fork still `creating` in group
+/// `group`, made by a process that is gone (as a fork whose pyro was
+/// killed while marking the group's forks started).
+fn as_unfinished_fork(home: &Home, id: &str, group: &str) {
+    let path = home
+        .path()
+        .join("workspaces")
+        .join(id)
+        .join("workspace.json");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    rec["state"] = "creating".into();
+    rec["operation"] = serde_json::json!({
+        "kind": "fork",
+        "process": {"pid": pid, "start_ticks": 1},
+        "group": group,
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+}
+
+#[test]
+fn a_fork_group_is_kept_whole_once_committed_and_dropped_whole_before() {
+    require_debian12();
+    let home = Home::new();
+    let o = run(&home, &["create", "debian:12", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let origin = stdout(&o).trim().to_owned();
+    let o = run(&home, &["fork", &origin, "--count", "2", "--id-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let forks: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(forks.len(), 2);
+    // The first fork was marked started, the second not yet, and the
+    // group's commit is on disk: the second is finished, not removed.
+    let commits = home.path().join("fork-commits");
+    std::fs::create_dir_all(&commits).unwrap();
+    let group = "0123456789abcdef";
+    std::fs::write(commits.join(group), serde_json::to_vec(&forks).unwrap()).unwrap();
+    as_unfinished_fork(&home, &forks[1], group);
+    let l: Value = serde_json::from_slice(&run(&home, &["list", "--json"]).stdout).unwrap();
+    assert_eq!(l["count"], 3, "{l}");
+    let states: Vec<&str> = l["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["started"; 3], "{l}");
+    let o = run(&home, &["exec", &forks[1], "--", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The commit is gone once none of its forks is unfinished.
+    assert!(!commits.join(group).exists());
+    // Without a commit, an unfinished fork of a dead process is removed.
+    as_unfinished_fork(&home, &forks[1], "fedcba9876543210");
+    let l: Value = serde_json::from_slice(&run(&home, &["list", "--json"]).stdout).unwrap();
+    assert_eq!(l["count"], 2, "{l}");
+    assert!(
+        !l.to_string().contains(forks[1].as_str()),
+        "the unfinished fork is gone: {l}"
+    );
+    for id in [&origin, &forks[0]] {
+        assert!(run(&home, &["delete", id]).status.success());
+    }
+    home.assert_clean();
+}

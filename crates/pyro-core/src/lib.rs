@@ -136,6 +136,9 @@ pub enum CoreError {
     /// Something is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// Work ran past its deadline and was stopped.
+    #[error("{0}")]
+    Timeout(String),
     /// Environments.
     #[error(transparent)]
     Env(#[from] pyro_env::EnvError),
@@ -189,6 +192,7 @@ impl CoreError {
             Self::Quota(_) => "quota",
             Self::Conflict(_) => "conflict",
             Self::Busy(_) => "busy",
+            Self::Timeout(_) => "timeout",
             Self::Env(e) => match e {
                 EnvError::Unknown { .. } => "unknown_environment",
                 EnvError::NotInstalled { .. } => "not_installed",
@@ -302,6 +306,39 @@ pub fn off_workers<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// A value whose drop blocks (a big temp directory or disk copy): dropped
+/// through [`off_workers`], so an early `?` on an async worker never
+/// stalls the runtime.
+#[derive(Debug)]
+pub struct DropOffWorkers<T>(Option<T>);
+
+impl<T> DropOffWorkers<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        Self(Some(value))
+    }
+
+    /// The value, no longer dropped off the workers.
+    pub fn into_inner(mut self) -> T {
+        self.0.take().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::Deref for DropOffWorkers<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for DropOffWorkers<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            off_workers(move || drop(v));
+        }
     }
 }
 

@@ -375,6 +375,9 @@ pub enum ErrorKind {
     TooLarge,
     /// A patch does not apply to the current files.
     PatchRejected,
+    /// Data from the host arrived damaged (its digest did not match);
+    /// nothing of it was used, and sending it again may succeed.
+    Damaged,
 }
 
 #[cfg(test)]

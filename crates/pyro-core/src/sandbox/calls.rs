@@ -100,6 +100,12 @@ where
 /// Transfers tried before data that keeps arriving damaged is an error.
 const DAMAGED_ATTEMPTS: usize = 3;
 
+/// Whether the agent refused an upload because it arrived damaged (nothing
+/// of it was used; sending it again may succeed).
+fn is_damaged_upload(e: &CoreError) -> bool {
+    matches!(e, CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::Damaged)
+}
+
 fn damaged(what: &str) -> CoreError {
     CoreError::Transport(format!(
         "the {what} from the guest arrived damaged {DAMAGED_ATTEMPTS} times (it does not match \
@@ -267,11 +273,19 @@ impl Sandbox {
 
     /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
     pub async fn put_archive(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
-        within(
-            "extracting an archive",
-            ARCHIVE_TIMEOUT,
-            self.put_archive_inner(dest, tar),
-        )
+        within("extracting an archive", ARCHIVE_TIMEOUT, async {
+            let mut last = None;
+            for _ in 0..DAMAGED_ATTEMPTS {
+                match self.put_archive_inner(dest, tar).await {
+                    Err(e) if is_damaged_upload(&e) => {
+                        tracing::warn!("an upload to the guest arrived damaged; sending it again");
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            Err(last.expect("at least one attempt"))
+        })
         .await
     }
 
@@ -458,11 +472,19 @@ impl Sandbox {
         mode: Option<u32>,
         data: &[u8],
     ) -> Result<(u64, u32, bool), CoreError> {
-        within(
-            "writing a file",
-            FILE_OP_TIMEOUT,
-            self.write_file_inner(path, mode, data),
-        )
+        within("writing a file", FILE_OP_TIMEOUT, async {
+            let mut last = None;
+            for _ in 0..DAMAGED_ATTEMPTS {
+                match self.write_file_inner(path, mode, data).await {
+                    Err(e) if is_damaged_upload(&e) => {
+                        tracing::warn!("an upload to the guest arrived damaged; sending it again");
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            Err(last.expect("at least one attempt"))
+        })
         .await
     }
 

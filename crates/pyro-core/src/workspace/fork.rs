@@ -64,10 +64,12 @@ impl Workspaces {
         let env = self.environment(id, progress).await?;
         // The fork point: a private copy of the origin's layer, taken under
         // its lock, in this process's scratch directory (swept if killed).
-        let scratch = tempfile::Builder::new()
-            .prefix("fork-")
-            .tempdir_in(crate::scratch::temp_dir(&self.paths)?)
-            .map_err(|e| CoreError::io("creating a temp directory", e))?;
+        let scratch = crate::DropOffWorkers::new(
+            tempfile::Builder::new()
+                .prefix("fork-")
+                .tempdir_in(crate::scratch::temp_dir(&self.paths)?)
+                .map_err(|e| CoreError::io("creating a temp directory", e))?,
+        );
         let origin = {
             let _lock = record::lock(&self.paths, id).await?;
             let mut rec = self.load_fresh(id).await?;
@@ -96,25 +98,18 @@ impl Workspaces {
         // refuse up front what the state directory cannot hold.
         {
             let (p, root) = (point.clone(), record::root(&self.paths));
+            let what = format!("{count} fork(s)");
             crate::blocking(move || {
-                let need = disk_usage(&p) * 2 * count as u64 + (256 << 20);
-                let st = nix::sys::statvfs::statvfs(&root)
-                    .map_err(|e| CoreError::io("checking free space", e.into()))?;
-                let free = st.blocks_available().saturating_mul(st.fragment_size());
-                if need > free {
-                    return Err(CoreError::TooLarge(format!(
-                        "{count} fork(s) need about {} MiB and {} has {} MiB free; fork fewer or \
-                         free space",
-                        need >> 20,
-                        root.display(),
-                        free >> 20
-                    )));
-                }
-                Ok(())
+                ensure_room(
+                    disk_usage(&p).saturating_mul(2 * count as u64),
+                    &root,
+                    &what,
+                )
             })
             .await?;
         }
         let now = now_unix();
+        let group = random_hex(8);
         let mut forks: Vec<Record> = (0..count)
             .map(|i| {
                 let mut rec = origin.clone();
@@ -135,6 +130,7 @@ impl Workspaces {
                 rec.operation = Some(Operation {
                     kind: "fork".into(),
                     process: pyro_vmm::process::ProcessId::current(),
+                    group: Some(group.clone()),
                 });
                 rec.command_count = 0;
                 rec.next_sequence = 1;
@@ -148,6 +144,12 @@ impl Workspaces {
                 rec
             })
             .collect();
+        // Until the commit, any way out of here (an error, a dropped call)
+        // removes every fork made so far.
+        let mut unmade = Unmade {
+            engine: self.clone(),
+            ids: forks.iter().map(|r| r.workspace_id.clone()).collect(),
+        };
         {
             let _global = self.paths.lock_async("workspaces").await?;
             let existing = record::list_ids(&self.paths).len();
@@ -176,18 +178,55 @@ impl Workspaces {
         }
         // All or none: the forks stay `creating` (deleted if this process
         // dies) until every one is made.
+        // Forks boot one after another: one whose guest stopped meanwhile
+        // (its TTL ran out) would be committed as a dead VM.
+        if made.is_ok() {
+            let (paths, vms) = (
+                self.paths.clone(),
+                forks.iter().map(|r| r.vm_id.clone()).collect::<Vec<_>>(),
+            );
+            let ttl = origin.ttl_seconds;
+            made = crate::blocking(move || {
+                let gone = vms.iter().position(|vm| {
+                    !vm.as_deref()
+                        .and_then(|v| Sandbox::attach(&paths, v).ok())
+                        .is_some_and(|s| s.is_running())
+                });
+                match gone {
+                    None => Ok(()),
+                    Some(i) => Err(CoreError::State(format!(
+                        "fork {} of {} stopped before the others were made (its TTL of {ttl} s \
+                         may have run out: forks keep the origin's TTL); no fork was kept: fork \
+                         fewer at a time",
+                        i + 1,
+                        vms.len()
+                    ))),
+                }
+            })
+            .await;
+        }
         if let Err(e) = made {
-            for rec in forks {
-                self.discard(rec).await;
-            }
+            unmade.discard().await;
             return Err(e);
         }
+        // The commit, in one step: once the group's marker exists, every
+        // fork of it is kept (a `creating` fork of a dead process whose
+        // group is committed is finished by the next command, not removed).
+        if let Err(e) = commit_marker::write(&self.paths, &group, &unmade.ids) {
+            unmade.discard().await;
+            return Err(e);
+        }
+        unmade.ids.clear();
         for rec in &mut forks {
-            let _lock = record::lock(&self.paths, &rec.workspace_id).await?;
             let vm = rec.vm_id.clone().unwrap_or_default();
             rec.mark_started(&vm, now_unix());
-            record::save(&self.paths, rec)?;
+            // A fork that cannot be marked now is marked by the next
+            // command's refresh (its group is committed).
+            if let Ok(_lock) = record::lock(&self.paths, &rec.workspace_id).await {
+                let _ = record::save(&self.paths, rec);
+            }
         }
+        commit_marker::remove(&self.paths, &group);
         // The fork point can be big: removed off the workers.
         let _ = crate::blocking(move || {
             drop(scratch);
@@ -270,7 +309,8 @@ impl Workspaces {
                         path: WORKSPACE_ROOT.into(),
                     },
                     &tar,
-                    EXPORT_MAX_BYTES,
+                    // Never more than the state directory can hold.
+                    super::export::export_budget(baseline)?,
                 )
                 .await?;
             let (entries, bytes) = match answer {
@@ -311,5 +351,121 @@ pub(super) fn copy_layer_file(
             .map(|_| ())
             .map_err(CoreError::from),
         BackendKind::HostCompat => copy_tree(src, dst),
+    }
+}
+
+/// Forks reserved but not committed: removed (VM and directory) when this
+/// is dropped, on a thread of its own so a dropped call never blocks an
+/// async worker.
+struct Unmade {
+    engine: Workspaces,
+    ids: Vec<String>,
+}
+
+impl Unmade {
+    /// Removes the forks now, off the async workers, before returning.
+    async fn discard(mut self) {
+        let work = self.work();
+        let _ = crate::blocking(move || {
+            work();
+            Ok(())
+        })
+        .await;
+    }
+
+    fn work(&mut self) -> impl FnOnce() + Send + 'static {
+        let (engine, ids) = (self.engine.clone(), std::mem::take(&mut self.ids));
+        move || {
+            for id in ids {
+                match record::load(&engine.paths, &id) {
+                    Some(rec) => engine.remove(&rec),
+                    None => {
+                        let _ = std::fs::remove_dir_all(engine.dir(&id));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Unmade {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let work = self.work();
+        // In a runtime, off its workers and awaited by nobody; else here.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(work);
+            }
+            Err(_) => work(),
+        }
+    }
+}
+
+/// The commit of a group of forks: a file naming the group's workspaces,
+/// written atomically once every fork is made.
+pub(super) mod commit_marker {
+    use super::*;
+
+    fn dir(paths: &Paths) -> PathBuf {
+        paths.state().join("fork-commits")
+    }
+
+    fn path(paths: &Paths, group: &str) -> Option<PathBuf> {
+        (group.len() == 16 && group.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| dir(paths).join(group))
+    }
+
+    /// Commits `group` (its workspaces `ids`).
+    pub fn write(paths: &Paths, group: &str, ids: &[String]) -> Result<(), CoreError> {
+        let p = path(paths, group).ok_or_else(|| CoreError::invalid("bad fork group"))?;
+        std::fs::create_dir_all(dir(paths))
+            .map_err(|e| CoreError::io("creating the fork commit directory", e))?;
+        crate::save_json(&p, &ids, "committing the forks")
+    }
+
+    /// Whether `group` is committed with workspace `id` in it.
+    pub fn holds(paths: &Paths, group: &str, id: &str) -> bool {
+        path(paths, group)
+            .and_then(|p| std::fs::read(p).ok())
+            .filter(|b| b.len() <= 64 << 10)
+            .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+            .is_some_and(|ids| ids.iter().any(|i| i == id))
+    }
+
+    /// Removes `group`'s commit (its forks are all marked started).
+    pub fn remove(paths: &Paths, group: &str) {
+        if let Some(p) = path(paths, group) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Removes every commit none of whose workspaces is still `creating`
+    /// (what a process killed between commit and cleanup leaves).
+    pub fn sweep(paths: &Paths) -> usize {
+        let Ok(rd) = std::fs::read_dir(dir(paths)) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(p) = path(paths, &name) else {
+                continue;
+            };
+            let ids = std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+                .unwrap_or_default();
+            let pending = ids.iter().any(|id| {
+                record::valid_id(id)
+                    && record::load(paths, id).is_some_and(|r| r.state == State::Creating)
+            });
+            if !pending && std::fs::remove_file(&p).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 }

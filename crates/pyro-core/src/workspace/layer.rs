@@ -5,12 +5,24 @@ use super::*;
 /// Copies a directory tree exactly (modes, symlinks, xattrs, overlay
 /// whiteouts), reflinking where the filesystem can.
 pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), CoreError> {
-    let out = std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(src)
-        .arg(dst)
-        .output()
-        .map_err(|e| CoreError::io("running cp", e))?;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("cp");
+    cmd.args(["-a", "--reflink=auto"]).arg(src).arg(dst);
+    let parent = std::process::id();
+    // SAFETY: between fork and exec the closure only makes two
+    // async-signal-safe calls (prctl, getppid) and touches no heap.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A killed pyro takes its copy with it, so the next command's
+            // sweep never races a copy still writing.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                return Err(std::io::Error::other("pyro exited before the copy began"));
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| CoreError::io("running cp", e))?;
     if !out.status.success() {
         return Err(CoreError::io(
             format!("copying {} to {}", src.display(), dst.display()),

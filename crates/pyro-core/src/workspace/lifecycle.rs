@@ -64,6 +64,7 @@ impl Workspaces {
             operation: Some(Operation {
                 kind: "create".into(),
                 process: pyro_vmm::process::ProcessId::current(),
+                group: None,
             }),
             command_count: 0,
             next_sequence: 1,
@@ -290,6 +291,7 @@ impl Workspaces {
         rec.operation = Some(Operation {
             kind: "reset".into(),
             process: pyro_vmm::process::ProcessId::current(),
+            group: None,
         });
         record::save(&self.paths, &rec)?;
         match self.reset_inner(env, &mut rec, &source).await {
@@ -433,6 +435,7 @@ impl Workspaces {
         rec.operation = Some(Operation {
             kind: "start".into(),
             process: pyro_vmm::process::ProcessId::current(),
+            group: None,
         });
         record::save(&self.paths, &rec)?;
         let booted = self.boot(env, &rec, None).await;

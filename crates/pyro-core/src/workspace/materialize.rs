@@ -91,7 +91,8 @@ pub(super) fn write_baseline_files(
     let io = |what: &str, e: std::io::Error| CoreError::io(format!("{what} the baseline files"), e);
     std::fs::create_dir_all(files).map_err(|e| io("creating", e))?;
     let root = File::open(files).map_err(|e| io("opening", e))?;
-    let mut wanted: HashMap<String, String> = HashMap::new();
+    // Path -> (digest, size) of each file the manifest lists.
+    let mut wanted: HashMap<String, (String, u64)> = HashMap::new();
     for e in crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(manifest)? {
         let e = e?;
         let rel = Path::new(&e.path);
@@ -108,7 +109,10 @@ pub(super) fn write_baseline_files(
                     .map_err(|e| io("writing", e.into()))?;
             }
             EntryKind::File => {
-                wanted.insert(e.path.clone(), e.sha256.clone().unwrap_or_default());
+                wanted.insert(
+                    e.path.clone(),
+                    (e.sha256.clone().unwrap_or_default(), e.size),
+                );
             }
             _ => {}
         }
@@ -136,11 +140,18 @@ pub(super) fn write_baseline_files(
         let Ok(path) = entry.path().map(|p| p.to_string_lossy().into_owned()) else {
             return Ok(Some("the archive has an unreadable name".into()));
         };
-        let Some(sha) = wanted.remove(&path) else {
+        let Some((sha, size)) = wanted.remove(&path) else {
             return Ok(Some(format!("{path} is not a file of the listing")));
         };
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Ok(Some(format!("{path} is not a regular file")));
+        }
+        // Refused before a byte is written: never more than the listing said.
+        if entry.size() != size {
+            return Ok(Some(format!(
+                "{path} is {} bytes in the archive and {size} in the listing",
+                entry.size()
+            )));
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let (parent, name) = parent_of(&root, Path::new(&path)).map_err(|e| io("writing", e))?;
@@ -189,7 +200,7 @@ pub(super) fn check_baseline_files(
         let same = match e.kind {
             EntryKind::File => {
                 open_regular_beneath(files, &e.path)
-                    .map(|f| f.take(e.size + 1))
+                    .map(|f| f.take(e.size.saturating_add(1)))
                     .and_then(|mut f| {
                         let mut hash = sha2::Sha256::new();
                         let mut buf = vec![0u8; 64 << 10];

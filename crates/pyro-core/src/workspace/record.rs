@@ -46,6 +46,10 @@ pub struct Operation {
     pub kind: String,
     /// The pyro process running it.
     pub process: ProcessId,
+    /// For a fork: the group of forks made in one call, committed together
+    /// (see `fork::commit_marker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// What seeded the workspace.

@@ -210,6 +210,7 @@ impl Workspaces {
         rec.operation = Some(Operation {
             kind: "copy".into(),
             process: pyro_vmm::process::ProcessId::current(),
+            group: None,
         });
         record::save(&self.paths, rec)?;
         let paused = sandbox.set_paused(true).await;
@@ -231,6 +232,15 @@ impl Workspaces {
                     .into(),
             );
             rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
+            rec.operation = None;
+            record::save(&self.paths, rec)?;
+            // The copy is not kept: the origin changed under the caller.
+            return Err(CoreError::State(format!(
+                "workspace {} could not be resumed after its disk was copied, so it was stopped \
+                 (its disk is kept; nothing was made from the copy): ⟨do:workspace start {}⟩ \
+                 and try again",
+                rec.workspace_id, rec.workspace_id
+            )));
         }
         rec.operation = None;
         record::save(&self.paths, rec)?;
@@ -272,20 +282,20 @@ impl Workspaces {
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-snapshot-")
-            .tempdir_in(&dir)
-            .map_err(|e| CoreError::io("creating a snapshot directory", e))?;
+        // Refused up front: a copy that fills the state directory would
+        // stop every workspace from saving its record.
+        let (upper, room) = (self.upper(&rec), dir.clone());
+        crate::blocking(move || ensure_room(disk_usage(&upper), &room, "the snapshot")).await?;
+        // A part-made copy is as big as what was copied: dropped off the
+        // workers on every way out.
+        let tmp = crate::DropOffWorkers::new(
+            tempfile::Builder::new()
+                .prefix(".tmp-snapshot-")
+                .tempdir_in(&dir)
+                .map_err(|e| CoreError::io("creating a snapshot directory", e))?,
+        );
         let layer = tmp.path().join(layer_name(rec.backend));
-        if let Err(e) = self.copy_layer(&mut rec, &layer).await {
-            // A part-made copy is as big as what was copied: off the workers.
-            let _ = crate::blocking(move || {
-                drop(tmp);
-                Ok(())
-            })
-            .await;
-            return Err(e);
-        }
+        self.copy_layer(&mut rec, &layer).await?;
         let meta = Meta {
             layout_version: SNAPSHOT_LAYOUT_VERSION,
             snapshot_name: name.to_owned(),
@@ -296,11 +306,9 @@ impl Workspaces {
             &meta,
             "saving the snapshot",
         )?;
-        let tmp = tmp.keep();
-        std::fs::rename(&tmp, dir.join(name)).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&tmp);
-            CoreError::io("putting the snapshot in place", e)
-        })?;
+        std::fs::rename(tmp.path(), dir.join(name))
+            .map_err(|e| CoreError::io("putting the snapshot in place", e))?;
+        let _ = tmp.into_inner().keep();
         self.touch(&mut rec).await?;
         record::save(&self.paths, &rec)?;
         let at = dir.join(name);
@@ -401,11 +409,35 @@ impl Workspaces {
         let Ok(rd) = std::fs::read_dir(self.snapshots_dir(id)) else {
             return 0;
         };
-        rd.flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-            .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
-            .count()
+        // A killed snapshot's debris can be a whole disk copy.
+        crate::off_workers(|| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+                .count()
+        })
     }
+}
+
+/// Refuses work that needs `need` bytes in `dir`'s filesystem beyond a
+/// reserve kept free for records and logs.
+pub(super) fn ensure_room(need: u64, dir: &Path, what: &str) -> Result<(), CoreError> {
+    const RESERVE: u64 = 256 << 20;
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| CoreError::io("checking free space", e.into()))?;
+    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    let need = need.saturating_add(RESERVE);
+    if need > free {
+        return Err(CoreError::TooLarge(format!(
+            "{what} needs about {} MiB and {} has {} MiB free (pyro keeps {} MiB of it free); \
+             free some space, or delete snapshots or workspaces",
+            need >> 20,
+            dir.display(),
+            free >> 20,
+            RESERVE >> 20
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -69,7 +69,23 @@ impl Workspaces {
                 }
                 Fate::Changed
             }
-            State::Creating if op_dead => Fate::Delete,
+            State::Creating if op_dead => {
+                // A fork whose group was committed is kept: it was made.
+                let committed = rec
+                    .operation
+                    .as_ref()
+                    .and_then(|o| o.group.as_deref())
+                    .is_some_and(|g| {
+                        super::fork::commit_marker::holds(&self.paths, g, &rec.workspace_id)
+                    });
+                match rec.vm_id.clone() {
+                    Some(vm) if committed => {
+                        rec.mark_started(&vm, now);
+                        Fate::Changed
+                    }
+                    _ => Fate::Delete,
+                }
+            }
             State::Resetting if op_dead => {
                 if let Some(s) = rec
                     .vm_id
@@ -232,6 +248,7 @@ impl Workspaces {
                 }
             }
         }
+        super::fork::commit_marker::sweep(&self.paths);
         (updated, done)
     }
 

@@ -7,7 +7,7 @@ use super::*;
 impl PyroServer {
     /// Snapshot a workspace's disk.
     #[tool(
-        description = "Save the workspace's whole disk (installed packages, /etc and /workspace) as a named snapshot, running or stopped; workspace_reset with snapshot returns to it and workspace_fork starts new workspaces from it. Cheap: it costs the data written since the environment's image. Names: letters, digits, `.`, `_`, `-`; `baseline` is taken.",
+        description = "Save the workspace's whole disk (installed packages, /etc and /workspace) as a named snapshot, running or stopped; workspace_reset with snapshot returns to it and workspace_fork starts new workspaces from it. Cheap: it costs the data written since the environment's image. Names: letters, digits, `.`, `_`, `-`; `baseline` is taken. (On the host-compat backend a running workspace is synced, not paused: stop it first if processes are still writing.)",
         annotations(
             title = "Snapshot a workspace",
             read_only_hint = false,

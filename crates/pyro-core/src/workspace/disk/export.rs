@@ -7,6 +7,9 @@
 use super::*;
 use crate::scratch::NoteKind;
 
+/// Longest `mkfs.ext4` may take to build an export's image.
+const MKFS_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Bytes and entries an export may write, checked as it goes.
 struct Budget {
     bytes: u64,
@@ -15,7 +18,7 @@ struct Budget {
 
 impl Budget {
     fn take(&mut self, n: u64, what: &str) -> Result<(), CoreError> {
-        self.bytes += n;
+        self.bytes = self.bytes.saturating_add(n);
         if self.bytes > self.max {
             return Err(CoreError::TooLarge(format!(
                 "{what} is larger than this export may be here ({} bytes: at most {} GiB, and \
@@ -75,6 +78,32 @@ fn each_entry(
     Ok(counts)
 }
 
+/// A file's content, exactly `left` bytes: a layer that yields fewer than
+/// the size it stated is an error (the tar header already says the size, so
+/// a short entry would shift every later one).
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended {} bytes short of its stated size; the disk may be damaged \
+                     (export again, or check it with e2fsck)",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes the tree at `path` (its entries, for a directory; itself,
 /// otherwise) into `tar`.
 fn write_tar<W: Write>(
@@ -88,6 +117,20 @@ fn write_tar<W: Write>(
         let io = |e: std::io::Error| {
             CoreError::io(format!("writing {} to the archive", overlay::display(p)), e)
         };
+        // Headers count too: a header, and for a long name or link target a
+        // GNU record of it (each rounded up to 512-byte blocks).
+        let long = |n: usize| {
+            if n > 99 {
+                512 + n.div_ceil(512) * 512
+            } else {
+                0
+            }
+        };
+        let link_len = f.node.link.as_ref().map_or(0, Vec::len);
+        budget.take(
+            (512 + long(rel.as_os_str().len()) + long(link_len)) as u64,
+            &overlay::display(path),
+        )?;
         let mut h = tar::Header::new_gnu();
         // Ownership is not carried, so neither are setuid and setgid.
         h.set_mode(f.node.mode & 0o1777);
@@ -108,9 +151,11 @@ fn write_tar<W: Write>(
                 budget.take(f.node.size, &overlay::display(path))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(f.node.size);
-                let r = m.open(p, f)?;
-                tar.append_data(&mut h, rel, r.take(f.node.size))
-                    .map_err(io)?;
+                let r = Exact {
+                    inner: m.open(p, f)?.take(f.node.size),
+                    left: f.node.size,
+                };
+                tar.append_data(&mut h, rel, r).map_err(io)?;
                 return Ok(f.node.size);
             }
             NodeKind::Whiteout | NodeKind::Special => {}
@@ -180,21 +225,37 @@ fn make_image(tree: &Path, image: &Path, bytes: u64, entries: u64) -> Result<(),
         .open(image)
         .and_then(|f| f.set_len(size))
         .map_err(|e| CoreError::io("sizing the image", e))?;
-    let out = std::process::Command::new("mkfs.ext4")
+    let mut child = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "pyro-export", "-N"])
         .arg((entries + 1024).to_string())
         .arg("-d")
         .arg(tree)
         .arg(image)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| CoreError::io("running mkfs.ext4 (from e2fsprogs; install it)", e))?;
-    if !out.status.success() {
-        return Err(CoreError::io(
+    let mut err = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut err).take(64 << 10).read_to_end(&mut text);
+        text
+    });
+    let status = wait_within(&mut child, MKFS_TIME_MAX)
+        .map_err(|e| CoreError::io("waiting for mkfs.ext4", e))?;
+    let text = reader.join().unwrap_or_default();
+    match status {
+        Some(st) if st.success() => Ok(()),
+        Some(_) => Err(CoreError::io(
             "making the ext4 image",
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        ));
+            std::io::Error::other(String::from_utf8_lossy(&text).trim().to_owned()),
+        )),
+        None => Err(CoreError::Timeout(format!(
+            "making the ext4 image took more than {} s; export a smaller part, or as a tar",
+            MKFS_TIME_MAX.as_secs()
+        ))),
     }
-    Ok(())
 }
 
 impl Workspaces {
@@ -228,7 +289,9 @@ impl Workspaces {
         let max = super::super::export::export_budget(&parent)?;
         let (workspace_id, output, paths) = (id.to_owned(), output.to_owned(), self.paths.clone());
         self.with_disk(id, "disk export", move |m, _| {
-            let found = m.lookup(&guest)?.map_err(|e| missing(&guest, e))?;
+            let found = m
+                .lookup(&guest)?
+                .map_err(|e| missing(&workspace_id, &guest, e))?;
             let mut budget = Budget { bytes: 0, max };
             let in_parent =
                 |e| CoreError::io(format!("creating a temp file in {}", parent.display()), e);
@@ -276,11 +339,16 @@ impl Workspaces {
                 &output,
                 nix::fcntl::RenameFlags::RENAME_NOREPLACE,
             )
-            .map_err(|e| {
-                CoreError::io(
+            .map_err(|e| match e {
+                nix::errno::Errno::EEXIST => CoreError::Conflict(format!(
+                    "{} appeared while the export ran; nothing was written there: move it \
+                     away or choose another output path",
+                    output.display()
+                )),
+                e => CoreError::io(
                     format!("putting the export at {}", output.display()),
                     e.into(),
-                )
+                ),
             })?;
             let _ = tmp_path.keep();
             drop(note);

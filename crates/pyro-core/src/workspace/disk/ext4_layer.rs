@@ -9,13 +9,16 @@
 //! opaque directory has `trusted.overlay.opaque` = `y`). Those two facts
 //! are read with `debugfs` (e2fsprogs, which also makes the images), in
 //! one batch per listing, each query behind a random delimiter so nothing
-//! in the image can pose as an answer.
+//! in the image can pose as an answer. Both it and `e2fsck` (which replays
+//! the journal of a private copy first) run confined ([`confine`]): never
+//! as the host's root, with the copy as their only way to the disk.
 
 use std::cell::RefCell;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::confine;
 use super::overlay::{LINK_MAX, Layer, Node, NodeKind};
 use super::*;
 
@@ -23,6 +26,9 @@ use super::*;
 const DEBUGFS_DEADLINE: Duration = Duration::from_secs(120);
 /// Most output read from one `debugfs` run.
 const DEBUGFS_OUTPUT_MAX: u64 = 64 << 20;
+
+/// Most paths asked of one debugfs run.
+const BATCH_PATHS_MAX: usize = 2000;
 
 /// Longest command line put in a debugfs command file (it reads lines in
 /// pieces of 8 KiB).
@@ -93,26 +99,21 @@ pub(super) fn replayed_copy(image: &Path, dir: &Path) -> Result<tempfile::TempPa
         .map_err(|e| CoreError::io("creating a temp file", e))?
         .into_temp_path();
     pyro_vmm::disk::sparse_copy(image, &copy)?;
-    let mut child = Command::new("e2fsck")
+    let file = confine::open_copy(&copy, true)?;
+    let mut cmd = Command::new("e2fsck");
+    let confined = confine::confine(&mut cmd, &file);
+    let mut child = cmd
         .args(["-fy", "-E", "journal_only"])
-        .arg(copy.as_os_str())
+        .arg(confined)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| CoreError::io("running e2fsck (from e2fsprogs; install it)", e))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if started.elapsed() > DEBUGFS_DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ext4_err(image, b"/", "replaying its journal took too long"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(CoreError::io("waiting for e2fsck", e)),
-        }
+    let Some(status) = wait_within(&mut child, DEBUGFS_DEADLINE)
+        .map_err(|e| CoreError::io("waiting for e2fsck", e))?
+    else {
+        return Err(ext4_err(image, b"/", "replaying its journal took too long"));
     };
     // 0: clean, 1: errors corrected (the journal replayed).
     if status.code().is_none_or(|c| c > 1) {
@@ -179,9 +180,17 @@ impl Ext4Layer {
                 .borrow_mut()
                 .insert(p.clone(), parse_stat(&out));
         }
-        if batch.is_empty() {
-            return Ok(());
+        // Batches of a bounded size: the output of one stays well under the
+        // cap whatever the directory holds.
+        for chunk in batch.chunks(BATCH_PATHS_MAX) {
+            self.load_batch(chunk)?;
         }
+        Ok(())
+    }
+
+    /// Reads the markers of `batch` (short, single-line paths) in one
+    /// debugfs run.
+    fn load_batch(&self, batch: &[&Vec<u8>]) -> Result<(), CoreError> {
         let nonce = crate::random_hex(16);
         let mut script = Vec::new();
         for (i, p) in batch.iter().enumerate() {
@@ -209,14 +218,14 @@ impl Ext4Layer {
             }
         }
         let mut markers = self.markers.borrow_mut();
-        for (i, p) in batch.into_iter().enumerate() {
+        for (i, p) in batch.iter().enumerate() {
             // No answer is never taken as "no marker": that would show
             // deleted files again.
             let section = sections.remove(&i).unwrap_or_default();
             if !section.lines().any(|l| l.starts_with("Inode: ")) {
                 return Err(markers_unknown(&self.image, p));
             }
-            markers.insert(p.clone(), parse_stat(section.as_bytes()));
+            markers.insert((*p).clone(), parse_stat(section.as_bytes()));
         }
         Ok(())
     }
@@ -224,9 +233,12 @@ impl Ext4Layer {
     /// Runs debugfs read-only on the image, with a deadline and a bound on
     /// its output.
     fn debugfs(&self, args: &[&OsStr], stdin: Option<Vec<u8>>) -> Result<Vec<u8>, CoreError> {
-        let mut child = Command::new("debugfs")
+        let file = confine::open_copy(&self.image, false)?;
+        let mut cmd = Command::new("debugfs");
+        let confined = confine::confine(&mut cmd, &file);
+        let mut child = cmd
             .args(args)
-            .arg(&self.image)
+            .arg(confined)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -248,28 +260,18 @@ impl Ext4Layer {
         }
         let mut out = Vec::new();
         let mut so = child.stdout.take().expect("piped");
-        let started = Instant::now();
         let reader = std::thread::spawn(move || {
             let _ = (&mut so).take(DEBUGFS_OUTPUT_MAX).read_to_end(&mut out);
             out
         });
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(st)) => break st,
-                Ok(None) if started.elapsed() > DEBUGFS_DEADLINE => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(CoreError::io(
-                        "reading the disk image's overlay markers",
-                        std::io::Error::other(format!(
-                            "debugfs took longer than {} s",
-                            DEBUGFS_DEADLINE.as_secs()
-                        )),
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(CoreError::io("waiting for debugfs", e)),
-            }
+        let Some(status) = wait_within(&mut child, DEBUGFS_DEADLINE)
+            .map_err(|e| CoreError::io("waiting for debugfs", e))?
+        else {
+            return Err(CoreError::Timeout(format!(
+                "reading the disk image's overlay markers took longer than {} s (debugfs); \
+                 ask for a smaller part of the disk",
+                DEBUGFS_DEADLINE.as_secs()
+            )));
         };
         let out = reader.join().map_err(|_| {
             CoreError::io("reading debugfs", std::io::Error::other("reader failed"))
@@ -278,7 +280,8 @@ impl Ext4Layer {
             return Err(CoreError::io(
                 "reading the disk image's overlay markers",
                 std::io::Error::other(format!(
-                    "debugfs failed ({status}) or said more than {} MiB",
+                    "debugfs failed ({status}) or said more than {} MiB; the disk may be \
+                     damaged: check it with `e2fsck -n` on a copy, or read a smaller part",
                     DEBUGFS_OUTPUT_MAX >> 20
                 )),
             ));

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::*;
 
+mod confine;
 mod dir_layer;
 mod export;
 mod ext4_layer;
@@ -24,6 +25,28 @@ use overlay::{Found, Layer, Merged, Miss, Node, NodeKind};
 const ENTRIES_PER_DIR_MAX: usize = 1_000_000;
 /// Most entries one walk (a recursive listing, an export) visits.
 const WALK_ENTRIES_MAX: u64 = 5_000_000;
+/// Longest one walk may take.
+const WALK_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Waits for `child` at most `limit`; past it the child is killed and
+/// reaped, and the answer is `None`.
+fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
 
 /// What `disk export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -136,21 +159,34 @@ fn entry(path: &[Vec<u8>], node: &Node) -> FileEntry {
     }
 }
 
-fn missing(path: &[Vec<u8>], miss: Miss) -> CoreError {
+fn missing(id: &str, path: &[Vec<u8>], miss: Miss) -> CoreError {
+    let parent = overlay::display(&path[..path.len().saturating_sub(1)]);
     match miss {
         Miss::Absent => CoreError::NotFound(format!(
-            "{} does not exist on the workspace's disk",
+            "{} does not exist on the workspace's disk; see what is there with \
+             ⟨do:workspace disk list {id} {parent}⟩",
             overlay::display(path)
         )),
-        Miss::Through(at, kind) => CoreError::invalid(format!(
-            "{} goes through {at}, which is {} on the workspace's disk, not a directory; the disk \
-             tools never follow a link",
-            overlay::display(path),
-            if kind == NodeKind::Symlink {
-                "a symlink"
+        Miss::Through(at, NodeKind::Symlink, target) => {
+            let target =
+                String::from_utf8_lossy(target.as_deref().unwrap_or_default()).into_owned();
+            // The usual case: /bin, /lib, /sbin are links into /usr.
+            let instead = if target.starts_with('/') {
+                target.clone()
             } else {
-                "a file"
-            }
+                let dir = at.rsplit_once('/').map_or("", |(d, _)| d);
+                format!("{dir}/{target}")
+            };
+            CoreError::invalid(format!(
+                "{} goes through {at}, a symlink to {target}, and the disk tools never follow a \
+                 link; give the path under {instead} instead",
+                overlay::display(path),
+            ))
+        }
+        Miss::Through(at, _, _) => CoreError::invalid(format!(
+            "{} goes through {at}, which is a file on the workspace's disk, not a directory; see \
+             what is there with ⟨do:workspace disk list {id} {parent}⟩",
+            overlay::display(path),
         )),
     }
 }
@@ -190,8 +226,8 @@ impl Workspaces {
             let lower = dir_layer::DirLayer::open(&env.rootfs_tree(), "environment's root")?
                 .ok_or_else(|| {
                     CoreError::NotFound(format!(
-                        "the environment {} has no root tree on this host; pull it again",
-                        rec.environment
+                        "the environment {} has no root tree on this host; ⟨do:env pull {}⟩ again",
+                        rec.environment, rec.environment
                     ))
                 })?;
             let upper: Box<dyn Layer> = match (rec.backend, &replayed) {
@@ -228,7 +264,9 @@ impl Workspaces {
         let path = disk_path(path)?;
         let workspace_id = id.to_owned();
         self.with_disk(id, "disk list", move |m, _| {
-            let found = m.lookup(&path)?.map_err(|e| missing(&path, e))?;
+            let found = m
+                .lookup(&path)?
+                .map_err(|e| missing(&workspace_id, &path, e))?;
             let mut view = FileListView {
                 workspace_id,
                 path: overlay::display(&path),
@@ -273,7 +311,9 @@ impl Workspaces {
         let path = disk_path(path)?;
         let workspace_id = id.to_owned();
         self.with_disk(id, "disk read", move |m, _| {
-            let found = m.lookup(&path)?.map_err(|e| missing(&path, e))?;
+            let found = m
+                .lookup(&path)?
+                .map_err(|e| missing(&workspace_id, &path, e))?;
             let shown = overlay::display(&path);
             match found.node.kind {
                 NodeKind::File => {}
@@ -316,7 +356,11 @@ type Visit<'a> = dyn FnMut(&[Vec<u8>], &Found) -> Result<(), CoreError> + 'a;
 
 /// Visits the entries under directory `found` at `path` in tree order (the
 /// whole subtree with `recursive`), never through a link, at most
-/// [`WALK_ENTRIES_MAX`] of them.
+/// [`WALK_ENTRIES_MAX`] of them and for at most [`WALK_TIME_MAX`].
+///
+/// Memory follows the tree's depth and the directories on the current path
+/// (each at most [`ENTRIES_PER_DIR_MAX`]), not its size: one path is kept and
+/// grown or cut as the walk goes.
 fn walk(
     m: &Merged<'_>,
     path: &[Vec<u8>],
@@ -324,34 +368,109 @@ fn walk(
     recursive: bool,
     visit: &mut Visit<'_>,
 ) -> Result<(), CoreError> {
+    walk_until(
+        m,
+        path,
+        found,
+        recursive,
+        std::time::Instant::now() + WALK_TIME_MAX,
+        visit,
+    )
+}
+
+fn walk_until(
+    m: &Merged<'_>,
+    path: &[Vec<u8>],
+    found: &Found,
+    recursive: bool,
+    deadline: std::time::Instant,
+    visit: &mut Visit<'_>,
+) -> Result<(), CoreError> {
+    if found.node.kind != NodeKind::Dir {
+        return Ok(());
+    }
     let mut seen = 0u64;
-    let mut stack: Vec<(Vec<Vec<u8>>, Found)> = vec![(path.to_vec(), found.clone())];
-    // Depth first, children in name order: pop from the back, so push
-    // each directory's children reversed.
-    let mut first = true;
-    while let Some((p, f)) = stack.pop() {
-        if !first {
-            seen += 1;
-            if seen > WALK_ENTRIES_MAX {
-                return Err(CoreError::TooLarge(format!(
-                    "{} holds more than {WALK_ENTRIES_MAX} entries",
-                    overlay::display(path)
-                )));
+    let mut current = path.to_vec();
+    // One iterator of children per directory being walked, deepest last.
+    let mut levels = vec![m.list(path, found)?.into_iter()];
+    while let Some(level) = levels.last_mut() {
+        let Some((name, child)) = level.next() else {
+            levels.pop();
+            if levels.is_empty() {
+                break;
             }
-            visit(&p, &f)?;
-            if !recursive || f.node.kind != NodeKind::Dir {
-                continue;
-            }
+            current.pop();
+            continue;
+        };
+        seen += 1;
+        if seen > WALK_ENTRIES_MAX {
+            return Err(CoreError::TooLarge(format!(
+                "{} holds more than {WALK_ENTRIES_MAX} entries; give a subdirectory",
+                overlay::display(path)
+            )));
         }
-        first = false;
-        if f.node.kind == NodeKind::Dir {
-            let children = m.list(&p, &f)?;
-            for (name, child) in children.into_iter().rev() {
-                let mut cp = p.clone();
-                cp.push(name);
-                stack.push((cp, child));
-            }
+        if seen.is_multiple_of(1024) && std::time::Instant::now() > deadline {
+            return Err(CoreError::Timeout(format!(
+                "walking {} took more than {} s ({seen} entries so far); give a subdirectory",
+                overlay::display(path),
+                WALK_TIME_MAX.as_secs()
+            )));
+        }
+        current.push(name);
+        visit(&current, &child)?;
+        if recursive && child.node.kind == NodeKind::Dir {
+            let children = m.list(&current, &child)?;
+            levels.push(children.into_iter());
+        } else {
+            current.pop();
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlay::tests::MemLayer;
+    use super::*;
+
+    fn merged_walk(
+        upper: &MemLayer,
+        lower: &MemLayer,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<String>, CoreError> {
+        let m = Merged { upper, lower };
+        let root = m.lookup(&[]).unwrap().unwrap();
+        let mut seen = Vec::new();
+        walk_until(&m, &[], &root, true, deadline, &mut |p, _| {
+            seen.push(overlay::display(p));
+            Ok(())
+        })?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn a_walk_goes_in_tree_order_and_stops_at_its_deadline() {
+        let mut lower = MemLayer::default();
+        lower.add("", NodeKind::Dir).add("a", NodeKind::Dir);
+        lower
+            .file("a/x", "1")
+            .add("a/y", NodeKind::Dir)
+            .file("a/y/z", "2");
+        lower.file("b", "3");
+        let upper = MemLayer::default();
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(
+            merged_walk(&upper, &lower, later).unwrap(),
+            ["/a", "/a/x", "/a/y", "/a/y/z", "/b"]
+        );
+        for i in 0..3000 {
+            lower.file(&format!("many/f{i}"), "");
+        }
+        lower.add("many", NodeKind::Dir);
+        assert_eq!(merged_walk(&upper, &lower, later).unwrap().len(), 3006);
+        let past = std::time::Instant::now();
+        let err = merged_walk(&upper, &lower, past).unwrap_err();
+        assert_eq!(err.kind(), "timeout", "{err}");
+        assert!(err.to_string().contains("give a subdirectory"), "{err}");
+    }
 }

@@ -65,9 +65,9 @@ pub(crate) struct Found {
 pub(crate) enum Miss {
     /// Nothing at that path.
     Absent,
-    /// A component on the way is a symlink (`0` names it) or not a
-    /// directory.
-    Through(String, NodeKind),
+    /// A component on the way is a symlink (`0` names it, `2` is its
+    /// target) or not a directory.
+    Through(String, NodeKind, Option<Vec<u8>>),
 }
 
 /// The upper layer over the lower one.
@@ -93,7 +93,11 @@ impl Merged<'_> {
         for i in 0..path.len() {
             if found.node.kind != NodeKind::Dir {
                 let at = display(&path[..i]);
-                return Ok(Err(Miss::Through(at, found.node.kind)));
+                return Ok(Err(Miss::Through(
+                    at,
+                    found.node.kind,
+                    found.node.link.clone(),
+                )));
             }
             let prefix = &path[..=i];
             let upper = if found.in_upper {
@@ -351,11 +355,11 @@ pub(crate) mod tests {
         };
         assert!(matches!(
             m.lookup(&p("d/inner")).unwrap(),
-            Err(Miss::Through(_, NodeKind::File))
+            Err(Miss::Through(_, NodeKind::File, _))
         ));
         assert!(matches!(
             m.lookup(&p("l/f")).unwrap(),
-            Err(Miss::Through(at, NodeKind::Symlink)) if at == "/l"
+            Err(Miss::Through(at, NodeKind::Symlink, _)) if at == "/l"
         ));
         assert_eq!(read(&m, "d").as_deref(), Some("now a file"));
     }

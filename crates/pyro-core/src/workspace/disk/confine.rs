@@ -1,0 +1,128 @@
+//! e2fsprogs tools (`e2fsck`, `debugfs`) run on a guest-written image with
+//! no more power than reading that one file needs.
+//!
+//! The image is the guest's: root in the guest can craft its superblock,
+//! journal and extent trees to attack the C code that parses them. So the
+//! tool never runs as the host's root: it gets the image as one inherited
+//! descriptor (`/proc/self/fd/N`, the file made over to the unprivileged
+//! uid), runs as that uid with no supplementary groups and no way to gain
+//! privileges, in its own network and IPC namespaces, with bounds on its
+//! memory, CPU time, open files and on how large it may make any file.
+//! Its wall time is bounded by the caller.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Command;
+
+use super::*;
+
+/// The uid and gid the tools run as (the conventional `nobody`).
+const UNPRIVILEGED: u32 = 65534;
+/// Address space a tool may use.
+const MEMORY_MAX: u64 = 1 << 30;
+/// CPU seconds a tool may use.
+const CPU_SECONDS_MAX: u64 = 120;
+/// Descriptors a tool may hold.
+const FILES_MAX: u64 = 64;
+
+/// Opens the image at `path` for a confined tool (`writable` for e2fsck's
+/// journal replay) and hands the file to [`UNPRIVILEGED`]: `path` must be
+/// pyro's own private copy, never the workspace's disk itself.
+pub(super) fn open_copy(path: &Path, writable: bool) -> Result<std::fs::File, CoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::fchown(&file, Some(UNPRIVILEGED), Some(UNPRIVILEGED))
+            .map_err(|e| CoreError::io(format!("handing over {}", path.display()), e))?;
+    }
+    Ok(file)
+}
+
+/// Sets `cmd` up to run confined with `image` (from [`open_copy`]) as its
+/// only way to the disk; returns the path that names the image inside it.
+pub(super) fn confine(cmd: &mut Command, image: &std::fs::File) -> std::ffi::OsString {
+    use std::os::unix::process::CommandExt;
+    let fd: RawFd = image.as_raw_fd();
+    let size = image.metadata().map(|m| m.len()).unwrap_or(0);
+    // SAFETY: between fork and exec the closure makes only system calls
+    // (fcntl, unshare, setrlimit, setgroups, setresgid, setresuid, prctl)
+    // on values computed before the fork, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The image stays open across exec (all else is close-on-exec).
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let limit = |resource, value: u64| {
+                let l = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            limit(libc::RLIMIT_AS, MEMORY_MAX)?;
+            limit(libc::RLIMIT_CPU, CPU_SECONDS_MAX)?;
+            limit(libc::RLIMIT_NOFILE, FILES_MAX)?;
+            limit(libc::RLIMIT_CORE, 0)?;
+            // No file may grow past the image (e2fsck writes only within it).
+            limit(libc::RLIMIT_FSIZE, size.max(1))?;
+            if libc::geteuid() == 0 {
+                if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
+                    || libc::setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    format!("/proc/self/fd/{fd}").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a confined process is: its ids, groups, limits and network.
+    #[test]
+    fn a_confined_tool_runs_unprivileged_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = open_copy(&path, true).unwrap();
+        let mut cmd = Command::new("sh");
+        let arg = confine(&mut cmd, &file);
+        let script = "id -u; id -G; ulimit -v; ulimit -f; cat \"$1\"; echo; \
+                      tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' \\n'; echo; \
+                      head -c 20 /dev/zero > \"$1\" 2>/dev/null; echo wrote=$?";
+        let out = cmd.args(["-c", script, "sh"]).arg(&arg).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(lines[0], "65534", "{text}");
+            assert_eq!(lines[1], "65534", "{text}");
+            // Only loopback in its own network namespace.
+            assert_eq!(lines[5].trim(), "lo", "{text}");
+        }
+        assert_eq!(lines[2], (MEMORY_MAX / 1024).to_string(), "{text}");
+        // ulimit -f counts 512-byte blocks: the 10-byte image rounds to 0.
+        assert_eq!(lines[3], "0", "{text}");
+        assert_eq!(lines[4], "0123456789", "{text}");
+        // Growing the image past its size is refused.
+        assert_ne!(lines[6], "wrote=0", "{text}");
+    }
+}
