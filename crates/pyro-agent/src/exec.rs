@@ -169,7 +169,7 @@ where
 }
 
 /// Checks a request and turns it into what to spawn.
-fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError> {
+pub(crate) fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError> {
     let bad = |m: String| AgentError::new(ErrorKind::BadRequest, m);
     let (program, args) = match &req.command {
         Command::Argv { argv } => {
@@ -231,7 +231,7 @@ fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError> {
 
 /// Exit code and message for a command that could not start, as a shell
 /// would report it.
-fn spawn_failure(e: &spawn::SpawnError) -> (i32, String) {
+pub(crate) fn spawn_failure(e: &spawn::SpawnError) -> (i32, String) {
     match e {
         spawn::SpawnError::NotFound(prog) => (127, format!("pyro: {prog}: command not found\n")),
         spawn::SpawnError::NotExecutable(prog, e) if e.kind() == IoErrorKind::PermissionDenied => {

@@ -13,6 +13,7 @@
 mod exec;
 mod files;
 mod init;
+mod jobs;
 mod log;
 mod ops;
 mod patch;

@@ -268,6 +268,26 @@ where
             uptime_ms: shared.uptime_ms(),
         },
         Request::Exec(req) => return crate::exec::run(stream, req).await,
+        Request::JobStart(req) => crate::jobs::start(&req).unwrap_or_else(Response::Error),
+        Request::JobRead {
+            job_id,
+            stdout_from,
+            stderr_from,
+            wait_ms,
+            max_bytes,
+        } => {
+            return crate::jobs::read(
+                &mut stream,
+                &job_id,
+                (stdout_from, stderr_from),
+                wait_ms,
+                max_bytes,
+            )
+            .await;
+        }
+        Request::JobCancel { job_id } => {
+            crate::jobs::cancel(&job_id).unwrap_or_else(Response::Error)
+        }
         Request::SetDeadline { idle_seconds } => {
             *shared
                 .idle_seconds

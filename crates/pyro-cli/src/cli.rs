@@ -203,6 +203,13 @@ pub enum WorkspaceCmd {
         after_help = "Words after `--` run as an argv; a single string runs through `sh -c`.\n\nExit status: the command's own, 124 on timeout, 2 for invalid arguments, 125 when pyro failed."
     )]
     Exec(WsExecArgs),
+    /// Wait for a command running in the background (from `exec --detach` or `--wait-seconds`).
+    #[command(
+        after_help = "Prints what the command wrote since the last wait. Exit status: the command's own once it ended, 0 while it still runs (the `[exec]` line says `state=running`), 125 when pyro failed."
+    )]
+    ExecWait(WsExecWaitArgs),
+    /// Stop a command running in the background (its whole process group).
+    ExecCancel(WsExecCancelArgs),
     /// Show the command history with its output.
     Logs(WsLogsArgs),
     /// List, read and write files without shell quoting.
@@ -388,12 +395,49 @@ pub struct WsExecArgs {
     /// With --json, the output returned per stream (a terminal gets the whole stream, up to the range's maximum, which the command log keeps too).
     #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
+    /// Return after this many seconds if the command still runs; it keeps running in the background (see `exec-wait`).
+    #[arg(long, conflicts_with_all = ["detach", "stdin"])]
+    pub wait_seconds: Option<u64>,
+    /// Start the command in the background and return at once (same as --wait-seconds 0).
+    #[arg(long, conflicts_with = "stdin")]
+    pub detach: bool,
     /// Print machine-readable JSON on stdout (no streaming).
     #[arg(long)]
     pub json: bool,
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WsExecWaitArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The command's sequence number (printed by `exec`).
+    pub sequence: u64,
+    /// Wait at most this many seconds (the command runs on after).
+    #[arg(long, default_value_t = L::WAIT_SECONDS.default)]
+    pub wait_seconds: u64,
+    /// With --json, the new output returned per stream.
+    #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
+    pub max_output_bytes: u64,
+    /// Print machine-readable JSON on stdout (no streaming).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsExecCancelArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The command's sequence number.
+    pub sequence: u64,
+    /// With --json, the last output returned per stream.
+    #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
+    pub max_output_bytes: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -708,6 +752,10 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "create"], L::DISK_MIB),
         b(&["workspace", "create"], L::WORKSPACE_TTL_SECONDS),
         b(&["workspace", "exec"], L::TIMEOUT_SECONDS),
+        b(&["workspace", "exec"], L::WAIT_SECONDS),
+        b(&["workspace", "exec-wait"], L::WAIT_SECONDS),
+        b(&["workspace", "exec-wait"], L::OUTPUT_BYTES),
+        b(&["workspace", "exec-cancel"], L::OUTPUT_BYTES),
         b(&["workspace", "exec"], L::OUTPUT_BYTES),
         b(&["workspace", "logs"], L::LOGS_TAIL),
         b(&["workspace", "logs"], L::LOGS_OUTPUT_BYTES),

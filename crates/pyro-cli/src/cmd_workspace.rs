@@ -207,6 +207,8 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
             )
         }
         WorkspaceCmd::Exec(a) => (a.json, exec(paths, a).await),
+        WorkspaceCmd::ExecWait(a) => (a.json, exec_wait(paths, a).await),
+        WorkspaceCmd::ExecCancel(a) => (a.json, exec_cancel(paths, a).await),
         WorkspaceCmd::Logs(a) => (a.json, logs(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::List(a)) => (a.json, file_list(paths, a).await),
         WorkspaceCmd::File(WsFileCmd::Read(a)) => (a.json, file_read(paths, a).await),
@@ -391,7 +393,9 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
         env,
         timeout_seconds: a.timeout_seconds,
         max_output_bytes: a.max_output_bytes,
+        wait_seconds: if a.detach { Some(0) } else { a.wait_seconds },
     };
+    let background = opts.wait_seconds.is_some();
     let stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = if a.stdin {
         Some(Box::new(tokio::io::stdin()))
     } else {
@@ -412,18 +416,42 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
             f
         })?,
         code = crate::cmd_run::interrupted() => {
-            output::err("interrupted: the command was killed");
+            output::err(if background {
+                "interrupted: a command already started in the background may still run; \
+                 `pyro workspace logs` shows it and `pyro workspace exec-cancel` stops it"
+            } else {
+                "interrupted: the command was killed"
+            });
             return Ok(ExitCode::from(code));
         }
     };
-    if a.json {
-        output::json(&v);
+    render_exec(&v, a.json)
+}
+
+/// Prints an exec result (the output itself was streamed, or is in the
+/// JSON) and gives the command's exit status (0 while it still runs).
+fn render_exec(v: &pyro_core::workspace::ExecView, json: bool) -> Result<ExitCode, Failure> {
+    use pyro_core::workspace::ExecState;
+    if json {
+        output::json(v);
+    } else if v.state == ExecState::Running {
+        output::err(format!(
+            "{DIM}[exec] workspace={} sequence={} state=running execution_mode={}{DIM:#}",
+            v.workspace_id,
+            v.sequence,
+            v.execution_mode.as_str()
+        ));
+        output::err(format!(
+            "It runs on in the background: `pyro workspace exec-wait {} {}` waits for it, \
+             `pyro workspace exec-cancel {} {}` stops it.",
+            v.workspace_id, v.sequence, v.workspace_id, v.sequence
+        ));
     } else {
         output::err(format!(
             "{DIM}[exec] workspace={} sequence={} exit_code={} duration_ms={} execution_mode={}{DIM:#}",
             v.workspace_id,
             v.sequence,
-            v.exit_code,
+            v.exit_code.unwrap_or_default(),
             v.duration_ms,
             v.execution_mode.as_str()
         ));
@@ -434,7 +462,52 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
             ));
         }
     }
-    Ok(ExitCode::from(u8::try_from(v.exit_code).unwrap_or(1)))
+    if let Some(e) = &v.log_error {
+        output::err(format!("{YELLOW}note:{YELLOW:#} {e}"));
+    }
+    Ok(match v.exit_code {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+async fn exec_wait(paths: &Paths, a: crate::cli::WsExecWaitArgs) -> Result<ExitCode, Failure> {
+    let mut stream = output::StdStreams;
+    let sink: &mut dyn pyro_core::sandbox::OutputSink = if a.json {
+        &mut pyro_core::sandbox::Discard
+    } else {
+        &mut stream
+    };
+    let v = ws(paths)
+        .exec_wait(
+            &a.workspace_id,
+            a.sequence,
+            a.wait_seconds,
+            a.max_output_bytes,
+            sink,
+        )
+        .await
+        .map_err(run_failure)?;
+    render_exec(&v, a.json)
+}
+
+async fn exec_cancel(paths: &Paths, a: crate::cli::WsExecCancelArgs) -> Result<ExitCode, Failure> {
+    let v = ws(paths)
+        .exec_cancel(&a.workspace_id, a.sequence, a.max_output_bytes)
+        .await
+        .map_err(run_failure)?;
+    if !a.json {
+        output::out(&v.stdout);
+    }
+    render_exec(&v, a.json)
+}
+
+fn run_failure(e: pyro_core::CoreError) -> Failure {
+    let mut f = Failure::from(e);
+    if f.code != EXIT_USAGE {
+        f.code = EXIT_RUN_FAILURE;
+    }
+    f
 }
 
 async fn logs(paths: &Paths, a: crate::cli::WsLogsArgs) -> Result<ExitCode, Failure> {

@@ -220,6 +220,7 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
     let patch = "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+b\n";
     let commands: Vec<Vec<String>> = [
         vec!["exec", &id, "--", "true"],
+        vec!["exec", &id, "--wait-seconds", "1", "--", "true"],
         vec!["file", "list", &id, "--recursive"],
         vec!["file", "read", &id, "a.txt"],
         vec!["file", "write", &id, "b.txt", "--text", "b"],
@@ -309,7 +310,7 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
     // Nothing was half-written on the host, and the workspace still says
     // what it is.
     for i in 0..MODES.len() {
-        let out = home.path().join(format!("out-{i}-7"));
+        let out = home.path().join(format!("out-{i}-8"));
         assert!(!out.exists(), "a failed export left {}", out.display());
     }
     let status = json(ok(&ws(&["status", &id, "--json"])));

@@ -102,6 +102,7 @@ async fn main() {
             env: Default::default(),
             timeout_seconds: 120,
             max_output_bytes: 4096,
+            wait_seconds: None,
         };
         let r = ws.exec(&id, check, None, &mut Discard).await.unwrap();
         assert_eq!(

@@ -144,7 +144,7 @@ fn tool(words: &[&str]) -> Option<String> {
         ["workspace", "patch", "apply", ..] => Some("workspace_patch_apply".into()),
         ["workspace", "snapshot", verb, ..] => Some(format!("snapshot_{verb}")),
         ["workspace", "disk", verb, ..] => Some(format!("workspace_disk_{verb}")),
-        ["workspace", verb, ..] => Some(format!("workspace_{verb}")),
+        ["workspace", verb, ..] => Some(format!("workspace_{}", verb.replace('-', "_"))),
         ["env", "list", ..] => Some("environment_list".into()),
         ["run", ..] => Some("vm_run".into()),
         _ => None,

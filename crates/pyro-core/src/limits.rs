@@ -64,6 +64,17 @@ pub const TIMEOUT_SECONDS: Bound<u64> = Bound {
     max: 86_400,
 };
 
+/// How long a call waits for a command before returning with it still
+/// running in the background, seconds (`exec`'s `wait_seconds` and
+/// `exec_wait`). The default stays under chat hosts' tool-call limits
+/// (Codex: 60 s).
+pub const WAIT_SECONDS: Bound<u64> = Bound {
+    arg: "wait_seconds",
+    default: 40,
+    min: 0,
+    max: 600,
+};
+
 /// Output a command's result returns per stream, bytes (`run` and `exec`).
 /// The maximum is also the most a command may stream per stream.
 pub const OUTPUT_BYTES: Bound<u64> = Bound {
@@ -200,6 +211,7 @@ mod tests {
         }
         for b in [
             TIMEOUT_SECONDS,
+            WAIT_SECONDS,
             OUTPUT_BYTES,
             RUN_TTL_SECONDS,
             WORKSPACE_TTL_SECONDS,

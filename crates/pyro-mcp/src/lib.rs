@@ -195,7 +195,7 @@ mod tests {
     fn profiles() {
         assert_eq!(Profile::WorkspaceCore.as_str(), "workspace-core");
         assert!(!Profile::VmRun.instructions().contains("workspace_"));
-        assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
+        assert_eq!(Profile::WorkspaceCore.tools().len(), 18);
         assert!(Profile::WorkspaceFull.tools().len() < 40);
         assert_eq!(Profile::VmRun.tools(), ["vm_run"]);
         for t in Profile::WorkspaceCore.tools() {

@@ -119,6 +119,31 @@ pub enum Request {
         /// The patch text.
         patch: String,
     },
+    /// Start a command that outlives this connection (a job): its output
+    /// is kept in bounded buffers in the agent; answered at once with
+    /// [`Response::JobStarted`]. The request's `stdin` must be false.
+    JobStart(ExecRequest),
+    /// Wait up to `wait_ms` for job `job_id` to end, then send its output
+    /// from the given offsets (at most `max_bytes` per stream) as `Stdout`
+    /// and `Stderr` frames, then [`Response::Job`].
+    JobRead {
+        /// The job.
+        job_id: String,
+        /// Offset in the job's stdout to send from.
+        stdout_from: u64,
+        /// Offset in the job's stderr to send from.
+        stderr_from: u64,
+        /// Longest wait for the job to end.
+        wait_ms: u64,
+        /// Most bytes of each stream sent by this read.
+        max_bytes: u64,
+    },
+    /// Kill job `job_id`'s process group; answered with [`Response::Job`]
+    /// (no output is sent).
+    JobCancel {
+        /// The job.
+        job_id: String,
+    },
 }
 
 /// What an entry is.
@@ -252,6 +277,13 @@ pub enum Response {
     },
     /// How a command ended.
     Exec(ExecOutcome),
+    /// A job was started.
+    JobStarted {
+        /// Its id in this agent.
+        job_id: String,
+    },
+    /// Where a job is (after a [`Request::JobRead`]'s output frames).
+    Job(JobState),
     /// The request succeeded and has nothing to report.
     Done,
     /// An archive was unpacked.
@@ -329,6 +361,27 @@ pub struct ExecOutcome {
     pub stdout_truncated: bool,
     /// Whether stderr went over the output limit.
     pub stderr_truncated: bool,
+}
+
+/// A job's state as one read left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// How it ended; `None` while it runs.
+    pub outcome: Option<ExecOutcome>,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// Offset after the stdout this read sent (the next read's
+    /// `stdout_from`).
+    pub stdout_next: u64,
+    /// Offset after the stderr this read sent.
+    pub stderr_next: u64,
+    /// Bytes of stdout before the read's offset that the agent no longer
+    /// held (its buffer is bounded) and so never sent.
+    pub stdout_dropped: u64,
+    /// The same for stderr.
+    pub stderr_dropped: u64,
+    /// Whether output beyond what this read sent is already waiting.
+    pub more: bool,
 }
 
 /// Why a request failed.

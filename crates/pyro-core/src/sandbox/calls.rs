@@ -271,6 +271,106 @@ impl Sandbox {
         result?
     }
 
+    /// Starts `req` as a job that outlives this call; its id in the agent.
+    pub async fn job_start(&self, mut req: ExecRequest) -> Result<String, CoreError> {
+        req.stdin = false;
+        match self.call(Request::JobStart(req), FILE_OP_TIMEOUT).await? {
+            Response::JobStarted { job_id } if job_id.len() <= 64 => Ok(job_id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits up to `wait` for job `job_id` to end, streaming its output past
+    /// `from` (at most `max_bytes` per stream) into `sink`.
+    pub async fn job_read(
+        &self,
+        job_id: &str,
+        from: (u64, u64),
+        wait: Duration,
+        max_bytes: u64,
+        sink: &mut dyn OutputSink,
+    ) -> Result<pyro_protocol::JobState, CoreError> {
+        let request = Request::JobRead {
+            job_id: job_id.to_owned(),
+            stdout_from: from.0,
+            stderr_from: from.1,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            max_bytes,
+        };
+        let mut s = self.open(request).await?;
+        let read = async {
+            let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
+            loop {
+                let frame = next_frame(&mut s, "command output").await?;
+                let n = frame.payload.len() as u64;
+                match frame.kind {
+                    FrameKind::Stdout | FrameKind::Stderr => {
+                        let total = if frame.kind == FrameKind::Stdout {
+                            &mut out_bytes
+                        } else {
+                            &mut err_bytes
+                        };
+                        *total += n;
+                        // More than was asked for: a misbehaving guest.
+                        if *total > max_bytes {
+                            return Err(CoreError::Transport(format!(
+                                "the guest agent sent more than the {max_bytes} bytes of output                                  asked for; the guest is misbehaving: reset or delete it"
+                            )));
+                        }
+                        if frame.kind == FrameKind::Stdout {
+                            sink.stdout(&frame.payload);
+                        } else {
+                            sink.stderr(&frame.payload);
+                        }
+                    }
+                    FrameKind::Message => {
+                        return match answer(&frame)? {
+                            Response::Job(state) => {
+                                // Offsets move by what was sent, never back.
+                                if state.stdout_next < from.0.saturating_add(state.stdout_dropped)
+                                    || state.stderr_next
+                                        < from.1.saturating_add(state.stderr_dropped)
+                                {
+                                    return Err(CoreError::Transport(
+                                        "the guest agent reported output offsets that go back; \
+                                         the guest is misbehaving: reset or delete it"
+                                            .into(),
+                                    ));
+                                }
+                                Ok(state)
+                            }
+                            other => Err(unexpected(other)),
+                        };
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+        };
+        let limit = agent_deadline(wait + FILE_OP_TIMEOUT);
+        tokio::time::timeout(limit, read).await.map_err(|_| {
+            CoreError::Transport(format!(
+                "the agent did not answer within {} s",
+                limit.as_secs()
+            ))
+        })?
+    }
+
+    /// Kills job `job_id`'s process group.
+    pub async fn job_cancel(&self, job_id: &str) -> Result<pyro_protocol::JobState, CoreError> {
+        match self
+            .call(
+                Request::JobCancel {
+                    job_id: job_id.to_owned(),
+                },
+                FILE_OP_TIMEOUT,
+            )
+            .await?
+        {
+            Response::Job(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Streams the tar at `tar` into `dest` (all or nothing, in the agent).
     pub async fn put_archive(&self, dest: &str, tar: &Path) -> Result<(u64, u64), CoreError> {
         within("extracting an archive", ARCHIVE_TIMEOUT, async {

@@ -76,6 +76,11 @@ pub struct LogEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub runner: Option<ProcessId>,
+    /// For a command still running in the guest after its call returned:
+    /// where to pick it up (kept on disk, never part of an answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub job: Option<JobRef>,
     /// The end of its stdout (see `stdout_omitted_bytes`).
     #[serde(default)]
     pub stdout: String,
@@ -88,6 +93,48 @@ pub struct LogEntry {
     /// Logged stderr bytes not returned (from its start).
     #[serde(default)]
     pub stderr_omitted_bytes: u64,
+}
+
+/// A command running in the guest as a job (see `Workspaces::exec_wait`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    /// Its id in the agent.
+    pub job_id: String,
+    /// The VM it runs in (another VM means it ended with a stop).
+    pub vm_id: String,
+    /// Offsets of the output logged so far.
+    pub stdout_next: u64,
+    /// The same for stderr.
+    pub stderr_next: u64,
+    /// Its timeout.
+    #[serde(default)]
+    pub timeout_seconds: u64,
+}
+
+impl CommandState {
+    /// Its name in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Loads entry `seq` of the history in `dir`.
+pub fn load(dir: &Path, seq: u64) -> Option<LogEntry> {
+    std::fs::read(path(dir, seq, "json"))
+        .ok()
+        .filter(|b| b.len() <= 1 << 20)
+        .and_then(|b| serde_json::from_slice::<LogEntry>(&b).ok())
+}
+
+/// The lock file that one waiter on command `seq` holds.
+pub fn wait_lock_path(dir: &Path, seq: u64) -> PathBuf {
+    path(dir, seq, "lock")
 }
 
 fn path(dir: &Path, seq: u64, ext: &str) -> PathBuf {
@@ -133,6 +180,8 @@ pub struct LogSink<'a> {
     kept_out: Vec<u8>,
     kept_err: Vec<u8>,
     limit: usize,
+    /// Whether output past `limit` was left out of the kept part.
+    cut: bool,
     done: bool,
 }
 
@@ -173,6 +222,7 @@ impl<'a> LogSink<'a> {
             log_error: None,
             error: None,
             runner: Some(ProcessId::current()),
+            job: None,
             stdout: String::new(),
             stderr: String::new(),
             stdout_omitted_bytes: 0,
@@ -188,10 +238,107 @@ impl<'a> LogSink<'a> {
             kept_out: Vec::new(),
             kept_err: Vec::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            cut: false,
             done: false,
         };
         save(&sink.dir, &sink.entry)?;
         Ok(sink)
+    }
+
+    /// Picks up logging a command that runs on as a job (`entry` as
+    /// [`LogSink::detach`] saved it): its log files are appended to, and the
+    /// first `limit` bytes of what comes now are kept for the result.
+    pub fn resume(
+        dir: &Path,
+        mut entry: LogEntry,
+        limit: u64,
+        inner: &'a mut dyn OutputSink,
+    ) -> Result<Self, CoreError> {
+        let open = |ext: &str| {
+            let p = path(dir, entry.sequence, ext);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&p)
+                .map_err(|e| CoreError::io(format!("opening {}", p.display()), e))
+        };
+        let (out, err) = (open("stdout")?, open("stderr")?);
+        entry.runner = Some(ProcessId::current());
+        let sink = Self {
+            out: Some(out),
+            err: Some(err),
+            inner,
+            dir: dir.to_owned(),
+            dir_id: dir_id(dir),
+            entry,
+            kept_out: Vec::new(),
+            kept_err: Vec::new(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            cut: false,
+            done: false,
+        };
+        save_in(&sink.dir, sink.dir_id, &sink.entry)?;
+        Ok(sink)
+    }
+
+    /// Records that the guest dropped output before it was read (its
+    /// buffer is bounded): the log has a gap there, and says so.
+    pub fn note_dropped(&mut self, stdout: u64, stderr: u64) {
+        if stdout == 0 && stderr == 0 {
+            return;
+        }
+        self.entry.log_truncated = true;
+        let note = format!(
+            "the guest dropped {stdout} bytes of stdout and {stderr} of stderr before they were \
+             read (it holds 4 MiB per stream for a command in the background): the log has a gap; \
+             wait for the command more often"
+        );
+        self.entry.log_error = Some(match self.entry.log_error.take() {
+            Some(e) => format!("{e}; {note}"),
+            None => note,
+        });
+    }
+
+    /// Records that the command runs as `job` in the guest: from now on a
+    /// sink dropped early leaves it `running`, for `exec_wait` to pick up.
+    pub fn attach(&mut self, job: JobRef) {
+        self.entry.job = Some(job);
+        let _ = save_in(&self.dir, self.dir_id, &self.entry);
+    }
+
+    /// Moves a resumed job's offsets past the output just logged.
+    pub fn advance(&mut self, stdout_next: u64, stderr_next: u64) {
+        if let Some(j) = self.entry.job.as_mut() {
+            j.stdout_next = stdout_next;
+            j.stderr_next = stderr_next;
+        }
+    }
+
+    /// Records the command as still running in the guest as `job` (its
+    /// call returns now); returns the entry and the output kept.
+    pub fn detach(mut self, job: JobRef) -> (LogEntry, String, String) {
+        self.done = true;
+        self.entry.state = CommandState::Running;
+        self.entry.runner = None;
+        self.entry.job = Some(job);
+        for f in [self.out.as_mut(), self.err.as_mut()].into_iter().flatten() {
+            if let Err(e) = f.flush() {
+                self.entry.log_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if let Err(e) = save_in(&self.dir, self.dir_id, &self.entry) {
+            self.entry.log_error.get_or_insert_with(|| e.to_string());
+        }
+        (
+            self.entry.clone(),
+            String::from_utf8_lossy(&self.kept_out).into_owned(),
+            String::from_utf8_lossy(&self.kept_err).into_owned(),
+        )
+    }
+
+    /// Whether output was left out of what is kept for the result.
+    pub fn was_cut(&self) -> bool {
+        self.cut
     }
 
     /// Why the log on the host is incomplete, if it is.
@@ -206,6 +353,7 @@ impl<'a> LogSink<'a> {
         outcome: Result<&pyro_protocol::ExecOutcome, &CoreError>,
     ) -> Result<(LogEntry, String, String), CoreError> {
         self.done = true;
+        self.entry.job = None;
         match outcome {
             Ok(o) => {
                 self.entry.state = CommandState::Finished;
@@ -254,6 +402,7 @@ impl<'a> LogSink<'a> {
             let _ = save_in(&self.dir, self.dir_id, &self.entry);
         }
         let room = self.limit.saturating_sub(kept.len());
+        self.cut |= room < data.len();
         kept.extend_from_slice(&data[..room.min(data.len())]);
     }
 }
@@ -272,7 +421,13 @@ impl OutputSink for LogSink<'_> {
 impl Drop for LogSink<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.entry.state = CommandState::Cancelled;
+            if self.entry.job.is_some() {
+                // A job runs on in the guest: a wait that gave up leaves it
+                // to the next one, from where this one got to.
+                self.entry.runner = None;
+            } else {
+                self.entry.state = CommandState::Cancelled;
+            }
             let _ = save_in(&self.dir, self.dir_id, &self.entry);
         }
     }
@@ -338,7 +493,12 @@ pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreErr
         };
         // The runner is only for this check, never part of the answer.
         let runner = e.runner.take();
-        if e.state == CommandState::Running && !runner.is_some_and(|r| r.is_alive()) {
+        // A job runs on in the guest without a runner on the host.
+        let job = e.job.take();
+        if e.state == CommandState::Running
+            && job.is_none()
+            && !runner.is_some_and(|r| r.is_alive())
+        {
             e.state = CommandState::Interrupted;
         }
         for (ext, text, omitted) in [

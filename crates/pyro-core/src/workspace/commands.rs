@@ -3,7 +3,10 @@
 use super::*;
 
 impl Workspaces {
-    /// Runs a command, streaming into `sink`, logging the full output.
+    /// Runs a command, streaming into `sink`, logging the full output. With
+    /// `wait_seconds`, a command still running then is left running in the
+    /// background and the result says `running` ([`Self::exec_wait`]
+    /// continues it).
     pub async fn exec(
         &self,
         id: &str,
@@ -13,6 +16,15 @@ impl Workspaces {
     ) -> Result<ExecView, CoreError> {
         limits::TIMEOUT_SECONDS.check(opts.timeout_seconds)?;
         limits::OUTPUT_BYTES.check(opts.max_output_bytes)?;
+        if let Some(w) = opts.wait_seconds {
+            limits::WAIT_SECONDS.check(w)?;
+            if stdin.is_some() {
+                return Err(CoreError::invalid(
+                    "a command given stdin is waited for to its end: leave out \
+                     ⟨arg:wait_seconds⟩ (or ⟨arg:detach⟩), or the stdin",
+                ));
+            }
+        }
         crate::run::check_env_names(&opts.env)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
@@ -26,7 +38,6 @@ impl Workspaces {
                 rec.next_sequence += 1;
             })
             .await?;
-        let mode = mode_of(rec.backend);
         let logs = self.dir(id).join("commands");
         let mut tee = cmdlog::LogSink::start(
             &logs,
@@ -44,7 +55,193 @@ impl Workspaces {
             output_limit_bytes: LOG_CAP_BYTES,
             stdin: false,
         };
-        let outcome = sandbox.exec_with_stdin(req, stdin, &mut tee).await;
+        let (tee, outcome) = match opts.wait_seconds {
+            None => {
+                let o = sandbox.exec_with_stdin(req, stdin, &mut tee).await;
+                (tee, o)
+            }
+            Some(wait) => {
+                let job_id = match sandbox.job_start(req).await {
+                    Ok(j) => j,
+                    Err(e) => {
+                        let _ = tee.finish(Err(&e));
+                        return Err(e);
+                    }
+                };
+                // A call dropped while following the job (a cancelled tool
+                // call) kills it: nobody would know it runs.
+                let mut guard = CancelOnDrop {
+                    paths: self.paths.clone(),
+                    vm_id: sandbox.id().to_owned(),
+                    job_id: Some(job_id.clone()),
+                };
+                let job = cmdlog::JobRef {
+                    job_id,
+                    vm_id: sandbox.id().to_owned(),
+                    stdout_next: 0,
+                    stderr_next: 0,
+                    timeout_seconds: opts.timeout_seconds,
+                };
+                tee.attach(job.clone());
+                let (tee, job, ended) = follow(&sandbox, tee, job, wait).await;
+                guard.job_id = None;
+                match ended {
+                    Followed::Running => {
+                        let cut = tee.was_cut();
+                        let (entry, stdout, stderr) = tee.detach(job);
+                        return Ok(running_view(
+                            id,
+                            rec.backend,
+                            entry,
+                            opts.timeout_seconds,
+                            opts.max_output_bytes,
+                            (stdout, stderr, cut),
+                        ));
+                    }
+                    Followed::Ended(o) => (tee, Ok(o)),
+                    Followed::Failed(e) => (tee, Err(e)),
+                }
+            }
+        };
+        self.record_end(
+            id,
+            &rec,
+            opts.timeout_seconds,
+            opts.max_output_bytes,
+            tee,
+            outcome,
+        )
+        .await
+    }
+
+    /// Waits up to `wait_seconds` more for command `sequence` (one an
+    /// `exec` left running in the background), returning what it wrote
+    /// since the last wait; `running` again if it still runs then.
+    pub async fn exec_wait(
+        &self,
+        id: &str,
+        sequence: u64,
+        wait_seconds: u64,
+        max_output_bytes: u64,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecView, CoreError> {
+        limits::WAIT_SECONDS.check(wait_seconds)?;
+        limits::OUTPUT_BYTES.check(max_output_bytes)?;
+        self.continue_job(id, sequence, wait_seconds, max_output_bytes, false, sink)
+            .await
+    }
+
+    /// Kills command `sequence` (one running in the background) with its
+    /// process group, and returns how it ended.
+    pub async fn exec_cancel(
+        &self,
+        id: &str,
+        sequence: u64,
+        max_output_bytes: u64,
+    ) -> Result<ExecView, CoreError> {
+        limits::OUTPUT_BYTES.check(max_output_bytes)?;
+        let mut sink = crate::sandbox::Discard;
+        self.continue_job(id, sequence, 10, max_output_bytes, true, &mut sink)
+            .await
+    }
+
+    async fn continue_job(
+        &self,
+        id: &str,
+        sequence: u64,
+        wait_seconds: u64,
+        max_output_bytes: u64,
+        cancel: bool,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecView, CoreError> {
+        let logs = self.dir(id).join("commands");
+        let (rec, sandbox) =
+            self.started_with(id, "exec_wait", |_| {})
+                .await
+                .map_err(|e| match e {
+                    CoreError::State(m) => CoreError::State(format!(
+                        "{m} (a command left running in the background ended with the workspace's \
+                     VM; ⟨op:workspace logs {id}⟩ shows what it wrote)"
+                    )),
+                    e => e,
+                })?;
+        // One waiter per command: two would log its output twice.
+        let lock_path = cmdlog::wait_lock_path(&logs, sequence);
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::io("opening the command's lock", e))?;
+        let _held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| {
+                CoreError::Busy(format!(
+                    "another call is already waiting for command {sequence}; try again when it \
+                     returns"
+                ))
+            })?;
+        let entry = cmdlog::load(&logs, sequence).ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "no command {sequence} in workspace {id}'s history; ⟨op:workspace logs {id}⟩ \
+                 lists them"
+            ))
+        })?;
+        let Some(job) = entry.job.clone() else {
+            return Err(CoreError::State(format!(
+                "command {sequence} is not running in the background (it is {}); \
+                 ⟨op:workspace logs {id}⟩ shows how it ended",
+                entry.state.as_str()
+            )));
+        };
+        let tee = cmdlog::LogSink::resume(&logs, entry, max_output_bytes, sink)?;
+        if job.vm_id != sandbox.id() {
+            let e = CoreError::State(format!(
+                "command {sequence} ended when workspace {id} stopped (its output up to then is \
+                 in ⟨op:workspace logs {id}⟩)"
+            ));
+            let _ = tee.finish(Err(&e));
+            return Err(e);
+        }
+        if cancel && let Err(e) = sandbox.job_cancel(&job.job_id).await {
+            // The agent no longer knows it: it ended with an earlier boot.
+            let _ = tee.finish(Err(&e));
+            return Err(e);
+        }
+        let timeout = job.timeout_seconds;
+        let (tee, job, ended) = follow(&sandbox, tee, job, wait_seconds).await;
+        let outcome = match ended {
+            Followed::Running => {
+                let timeout = job.timeout_seconds;
+                let cut = tee.was_cut();
+                let (entry, stdout, stderr) = tee.detach(job);
+                return Ok(running_view(
+                    id,
+                    rec.backend,
+                    entry,
+                    timeout,
+                    max_output_bytes,
+                    (stdout, stderr, cut),
+                ));
+            }
+            Followed::Ended(o) => Ok(o),
+            Followed::Failed(e) => Err(e),
+        };
+        self.record_end(id, &rec, timeout, max_output_bytes, tee, outcome)
+            .await
+    }
+
+    /// Records how a command ended (its log entry, the workspace's last
+    /// command) and makes its result.
+    async fn record_end(
+        &self,
+        id: &str,
+        rec: &Record,
+        timeout_seconds: u64,
+        max_output_bytes: u64,
+        tee: cmdlog::LogSink<'_>,
+        outcome: Result<pyro_protocol::ExecOutcome, CoreError>,
+    ) -> Result<ExecView, CoreError> {
+        let cut = tee.was_cut();
         let (entry, stdout, stderr) = tee.finish(outcome.as_ref())?;
         let outcome = match outcome {
             Ok(o) => o,
@@ -57,24 +254,25 @@ impl Workspaces {
                 return Err(e);
             }
         };
+        let seq = entry.sequence;
         // The command ran: its result is returned whatever happens to this
         // bookkeeping (a busy workspace must not turn it into an error that
         // invites running it again).
         if let Ok(_lock) = record::lock(&self.paths, id).await {
             // A reset in the meantime cleared the history this command
             // belonged to: leave the new history alone.
-            if let Some(mut rec) =
+            if let Some(mut now) =
                 record::load(&self.paths, id).filter(|r| r.reset_count == rec.reset_count)
             {
-                rec.command_count += 1;
-                rec.last_activity_at = now_unix();
-                rec.last_command = Some(LastCommand {
+                now.command_count += 1;
+                now.last_activity_at = now_unix();
+                now.last_command = Some(LastCommand {
                     sequence: seq,
                     command: entry.command.clone(),
                     exit_code: outcome.exit_code,
                     duration_ms: outcome.duration_ms,
                 });
-                let _ = record::save(&self.paths, &rec);
+                let _ = record::save(&self.paths, &now);
             }
         }
         Ok(ExecView {
@@ -82,19 +280,19 @@ impl Workspaces {
             workspace_id: id.to_owned(),
             sequence: seq,
             command: entry.command,
-            cwd,
-            exit_code: outcome.exit_code,
+            cwd: entry.cwd,
+            state: ExecState::Finished,
+            exit_code: Some(outcome.exit_code),
             timed_out: outcome.timed_out,
-            timeout_seconds: opts.timeout_seconds,
+            timeout_seconds,
+            truncated: cut,
             stdout,
             stderr,
             stdout_bytes: outcome.stdout_bytes,
             stderr_bytes: outcome.stderr_bytes,
-            truncated: outcome.stdout_bytes > opts.max_output_bytes
-                || outcome.stderr_bytes > opts.max_output_bytes,
-            max_output_bytes: opts.max_output_bytes,
+            max_output_bytes,
             duration_ms: outcome.duration_ms,
-            execution_mode: mode,
+            execution_mode: mode_of(rec.backend),
         })
     }
 
@@ -114,5 +312,118 @@ impl Workspaces {
             count,
             entries,
         })
+    }
+}
+
+/// Kills a job when dropped while armed (off the dropping task).
+struct CancelOnDrop {
+    paths: Paths,
+    vm_id: String,
+    job_id: Option<String>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(job) = self.job_id.take() else {
+            return;
+        };
+        let (paths, vm) = (self.paths.clone(), self.vm_id.clone());
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                if let Ok(s) = Sandbox::attach(&paths, &vm) {
+                    let _ = s.job_cancel(&job).await;
+                }
+            });
+        }
+    }
+}
+
+/// Longest a wait goes on draining output the guest already holds.
+const JOB_DRAIN_MAX: Duration = Duration::from_secs(30);
+
+/// Bytes of each stream asked for per job read.
+const JOB_READ_BYTES: u64 = 1 << 20;
+
+/// How following a job ended.
+enum Followed {
+    /// It still runs (the wait is over).
+    Running,
+    /// It ended.
+    Ended(pyro_protocol::ExecOutcome),
+    /// Talking to the guest failed.
+    Failed(CoreError),
+}
+
+/// Logs job `job`'s output into `tee` until it ends or `wait_seconds`
+/// pass, draining what the guest holds either way.
+async fn follow<'a>(
+    sandbox: &Sandbox,
+    mut tee: cmdlog::LogSink<'a>,
+    mut job: cmdlog::JobRef,
+    wait_seconds: u64,
+) -> (cmdlog::LogSink<'a>, cmdlog::JobRef, Followed) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(wait_seconds);
+    // Output already waiting is drained past the wait, but not forever (a
+    // guest that always says `more` is misbehaving).
+    let drain_until = until + JOB_DRAIN_MAX;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let read = sandbox
+            .job_read(
+                &job.job_id,
+                (job.stdout_next, job.stderr_next),
+                left,
+                JOB_READ_BYTES,
+                &mut tee,
+            )
+            .await;
+        let st = match read {
+            Ok(st) => st,
+            Err(e) => return (tee, job, Followed::Failed(e)),
+        };
+        tee.note_dropped(st.stdout_dropped, st.stderr_dropped);
+        let moved = (st.stdout_next, st.stderr_next) != (job.stdout_next, job.stderr_next);
+        job.stdout_next = st.stdout_next;
+        job.stderr_next = st.stderr_next;
+        tee.advance(job.stdout_next, job.stderr_next);
+        if st.more && moved && tokio::time::Instant::now() < drain_until {
+            continue;
+        }
+        if let Some(o) = st.outcome {
+            return (tee, job, Followed::Ended(o));
+        }
+        if tokio::time::Instant::now() >= until {
+            return (tee, job, Followed::Running);
+        }
+    }
+}
+
+/// The result for a command left running in the background.
+fn running_view(
+    id: &str,
+    backend: BackendKind,
+    entry: LogEntry,
+    timeout_seconds: u64,
+    max_output_bytes: u64,
+    (stdout, stderr, cut): (String, String, bool),
+) -> ExecView {
+    ExecView {
+        workspace_id: id.to_owned(),
+        sequence: entry.sequence,
+        command: entry.command,
+        cwd: entry.cwd,
+        state: ExecState::Running,
+        exit_code: None,
+        timed_out: false,
+        timeout_seconds,
+        truncated: cut,
+        stdout,
+        stderr,
+        stdout_bytes: entry.job.as_ref().map_or(0, |j| j.stdout_next),
+        stderr_bytes: entry.job.as_ref().map_or(0, |j| j.stderr_next),
+        max_output_bytes,
+        duration_ms: 0,
+        execution_mode: mode_of(backend),
+        log_error: entry.log_error,
     }
 }

@@ -143,6 +143,20 @@ pub struct ExecOptions {
     pub timeout_seconds: u64,
     /// Cap on returned output per stream (the log keeps up to 16 MiB).
     pub max_output_bytes: u64,
+    /// Return after this many seconds with the command still running in
+    /// the background (continued by `exec_wait`); `None` waits for its end.
+    pub wait_seconds: Option<u64>,
+}
+
+/// Whether a command has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ExecState {
+    /// It ended: `exit_code` says how.
+    Finished,
+    /// It runs on in the background: `exec_wait` continues it.
+    Running,
 }
 
 /// The result of a command.
@@ -157,13 +171,17 @@ pub struct ExecView {
     pub command: String,
     /// Working directory.
     pub cwd: String,
-    /// Exit code (124 on timeout).
-    pub exit_code: i32,
+    /// `finished`, or `running` in the background (continue with
+    /// `exec_wait` and this `sequence`, or stop it with `exec_cancel`).
+    pub state: ExecState,
+    /// Exit code (124 on timeout); null while running.
+    pub exit_code: Option<i32>,
     /// Whether the timeout fired.
     pub timed_out: bool,
     /// Effective timeout.
     pub timeout_seconds: u64,
-    /// Standard output (first `max_output_bytes`, lossy UTF-8).
+    /// Standard output (first `max_output_bytes`, lossy UTF-8; for a
+    /// command waited for again, what came since the last wait).
     pub stdout: String,
     /// Standard error (same).
     pub stderr: String,

@@ -182,6 +182,44 @@ pub struct ExecArgs {
     #[serde(default = "default_output")]
     #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
     pub max_output_bytes: u64,
+    /// Return after this many seconds even if the command still runs: it keeps running in the background (state: running) and workspace_exec_wait continues it.
+    #[serde(default = "default_wait")]
+    #[schemars(range(min = limits::WAIT_SECONDS.min, max = limits::WAIT_SECONDS.max))]
+    pub wait_seconds: u64,
+}
+
+fn default_wait() -> u64 {
+    limits::WAIT_SECONDS.default
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecWaitArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The sequence of a command workspace_exec returned with state: running.
+    pub sequence: u64,
+    /// Wait at most this many seconds for it to end (it keeps running after).
+    #[serde(default = "default_wait")]
+    #[schemars(range(min = limits::WAIT_SECONDS.min, max = limits::WAIT_SECONDS.max))]
+    pub wait_seconds: u64,
+    /// Bytes of the new stdout and of the new stderr returned (workspace_logs keeps up to 16 MiB).
+    #[serde(default = "default_output")]
+    #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCancelArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The sequence of a command running in the background.
+    pub sequence: u64,
+    /// Bytes of the last stdout and stderr returned.
+    #[serde(default = "default_output")]
+    #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
+    pub max_output_bytes: u64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

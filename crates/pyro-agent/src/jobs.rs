@@ -1,0 +1,445 @@
+//! Jobs: commands that outlive the connection that started them, so a
+//! build that takes minutes can be waited for across several short calls.
+//!
+//! A job's output goes into a bounded buffer per stream, addressed by
+//! offsets from the start of the stream: a read sends what lies past the
+//! caller's offset, and says how much before it the buffer no longer held.
+//! At most [`JOBS_MAX`] jobs are kept; a finished one goes to make room
+//! for a new one, a running one never does.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pyro_protocol::{
+    AgentError, CHUNK_BYTES, ErrorKind, ExecOutcome, ExecRequest, FrameKind, JobState, Response,
+    write_frame, write_message,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::exec::{TIMEOUT_EXIT_CODE, prepare, spawn_failure};
+use crate::spawn;
+
+/// Jobs kept at once.
+pub const JOBS_MAX: usize = 32;
+/// Bytes of each stream a job's buffer holds.
+pub const BUFFER_BYTES: usize = 4 << 20;
+/// Longest one read may wait.
+const WAIT_MAX: Duration = Duration::from_secs(600);
+/// How long to keep reading output after the command exited.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// One stream's bounded buffer.
+#[derive(Debug, Default)]
+struct Ring {
+    buf: VecDeque<u8>,
+    /// Offset of `buf[0]` in the stream.
+    start: u64,
+}
+
+impl Ring {
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend(data);
+        let over = self.buf.len().saturating_sub(BUFFER_BYTES);
+        if over > 0 {
+            self.buf.drain(..over);
+            self.start += over as u64;
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
+
+    /// Up to `max` bytes from `from`: (data, the offset it starts at, bytes
+    /// before it no longer held).
+    fn read(&self, from: u64, max: usize) -> (Vec<u8>, u64, u64) {
+        let at = from.clamp(self.start, self.end());
+        let dropped = self.start.saturating_sub(from);
+        let skip = usize::try_from(at - self.start).unwrap_or(usize::MAX);
+        let data: Vec<u8> = self.buf.iter().skip(skip).take(max).copied().collect();
+        (data, at, dropped)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    out: Ring,
+    err: Ring,
+    outcome: Option<ExecOutcome>,
+    cancelled: bool,
+}
+
+#[derive(Debug, Default)]
+struct Job {
+    inner: Mutex<Inner>,
+    /// Woken on exit and on cancel (readers wait on it).
+    changed: Notify,
+    /// Tells the running job to kill its group (a permit is kept, so a
+    /// cancel is never missed).
+    kill: Notify,
+    /// Sequence of creation (for eviction).
+    order: u64,
+}
+
+impl Job {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    jobs: HashMap<String, Arc<Job>>,
+    next: u64,
+}
+
+fn table() -> &'static Mutex<Table> {
+    static T: OnceLock<Mutex<Table>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+fn lookup(id: &str) -> Result<Arc<Job>, AgentError> {
+    table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .jobs
+        .get(id)
+        .cloned()
+        .ok_or_else(|| {
+            AgentError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no job {id} in this guest (it ended with an earlier boot, or was made room \
+                     for)"
+                ),
+            )
+        })
+}
+
+/// `JobStart`: spawns the command and answers with its id.
+pub fn start(req: &ExecRequest) -> Result<Response, AgentError> {
+    if req.stdin {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "a job cannot take stdin",
+        ));
+    }
+    let spec = prepare(req)?;
+    let (id, job) = {
+        let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
+        if t.jobs.len() >= JOBS_MAX {
+            let oldest_done = t
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.lock().outcome.is_some())
+                .min_by_key(|(_, j)| j.order)
+                .map(|(k, _)| k.clone());
+            match oldest_done {
+                Some(k) => {
+                    t.jobs.remove(&k);
+                }
+                None => {
+                    return Err(AgentError::new(
+                        ErrorKind::TooLarge,
+                        format!(
+                            "{JOBS_MAX} commands are already running in the background here; \
+                             wait for or cancel one first"
+                        ),
+                    ));
+                }
+            }
+        }
+        t.next += 1;
+        let id = format!("j{}", t.next);
+        let job = Arc::new(Job {
+            order: t.next,
+            ..Job::default()
+        });
+        t.jobs.insert(id.clone(), job.clone());
+        (id, job)
+    };
+    let timeout = Duration::from_millis(req.timeout_ms);
+    tokio::spawn(run(job, spec, timeout));
+    Ok(Response::JobStarted { job_id: id })
+}
+
+/// Runs a job's command to its end, filling its buffers.
+async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
+    let started = Instant::now();
+    let mut child = match spawn::spawn(&spec) {
+        Ok(c) => c,
+        Err(e) => {
+            let (code, msg) = spawn_failure(&e);
+            let mut g = job.lock();
+            g.err.push(msg.as_bytes());
+            g.outcome = Some(ExecOutcome {
+                exit_code: code,
+                signal: None,
+                timed_out: false,
+                duration_ms: 0,
+                stdout_bytes: 0,
+                stderr_bytes: msg.len() as u64,
+                stdout_truncated: false,
+                stderr_truncated: false,
+            });
+            drop(g);
+            job.changed.notify_waiters();
+            return;
+        }
+    };
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut obuf = vec![0u8; CHUNK_BYTES.min(64 << 10)];
+    let mut ebuf = vec![0u8; CHUNK_BYTES.min(64 << 10)];
+    let (mut out_total, mut err_total) = (0u64, 0u64);
+    let timeout_at = started + timeout;
+    let mut status = None;
+    let mut timed_out = false;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            r = read_some(&mut stdout, &mut obuf) => match r {
+                Some(n) => {
+                    out_total += n as u64;
+                    job.lock().out.push(&obuf[..n]);
+                }
+                None => stdout = None,
+            },
+            r = read_some(&mut stderr, &mut ebuf) => match r {
+                Some(n) => {
+                    err_total += n as u64;
+                    job.lock().err.push(&ebuf[..n]);
+                }
+                None => stderr = None,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = s.ok();
+                if status.is_none() {
+                    break;
+                }
+                drain_until = Some(Instant::now() + DRAIN_GRACE);
+            }
+            () = tokio::time::sleep_until(timeout_at), if status.is_none() && !timed_out => {
+                if let Ok(Some(s)) = child.try_status() {
+                    status = Some(s);
+                    drain_until = Some(Instant::now() + DRAIN_GRACE);
+                } else {
+                    timed_out = true;
+                    child.kill_group();
+                }
+            }
+            () = job.kill.notified() => child.kill_group(),
+            () = sleep_until_opt(drain_until) => break,
+        }
+    }
+    // Nothing of the job outlives it.
+    child.kill_group();
+    child.reap();
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+    let exit_code = if timed_out {
+        TIMEOUT_EXIT_CODE
+    } else {
+        status
+            .and_then(|s| s.code())
+            .unwrap_or_else(|| 128 + signal.unwrap_or(9))
+    };
+    let mut g = job.lock();
+    g.outcome = Some(ExecOutcome {
+        exit_code,
+        signal,
+        timed_out,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        stdout_bytes: out_total,
+        stderr_bytes: err_total,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    });
+    drop(g);
+    job.changed.notify_waiters();
+}
+
+async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+    match r {
+        Some(r) => match r.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `JobRead`: waits, sends the output past the offsets, then the state.
+pub async fn read<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    job_id: &str,
+    from: (u64, u64),
+    wait_ms: u64,
+    max_bytes: u64,
+) -> Result<(), String> {
+    let job = match lookup(job_id) {
+        Ok(j) => j,
+        Err(e) => {
+            return write_message(wr, &Response::Error(e))
+                .await
+                .map_err(|e| e.to_string());
+        }
+    };
+    let until = Instant::now() + Duration::from_millis(wait_ms).min(WAIT_MAX);
+    loop {
+        let notified = job.changed.notified();
+        if job.lock().outcome.is_some() {
+            break;
+        }
+        if tokio::time::timeout_at(until, notified).await.is_err() {
+            break;
+        }
+    }
+    let max = usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(BUFFER_BYTES);
+    let (out, err, state) = {
+        let g = job.lock();
+        let (out, out_at, out_dropped) = g.out.read(from.0, max);
+        let (err, err_at, err_dropped) = g.err.read(from.1, max);
+        let more =
+            out_at + (out.len() as u64) < g.out.end() || err_at + (err.len() as u64) < g.err.end();
+        let state = JobState {
+            outcome: g.outcome.clone(),
+            cancelled: g.cancelled,
+            stdout_next: out_at + out.len() as u64,
+            stderr_next: err_at + err.len() as u64,
+            stdout_dropped: out_dropped,
+            stderr_dropped: err_dropped,
+            more,
+        };
+        (out, err, state)
+    };
+    for chunk in out.chunks(CHUNK_BYTES) {
+        write_frame(wr, FrameKind::Stdout, chunk)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for chunk in err.chunks(CHUNK_BYTES) {
+        write_frame(wr, FrameKind::Stderr, chunk)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    write_message(wr, &Response::Job(state))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `JobCancel`: kills the job's process group.
+pub fn cancel(job_id: &str) -> Result<Response, AgentError> {
+    let job = lookup(job_id)?;
+    let state = {
+        let mut g = job.lock();
+        if g.outcome.is_none() {
+            g.cancelled = true;
+            job.kill.notify_one();
+        }
+        JobState {
+            outcome: g.outcome.clone(),
+            cancelled: g.cancelled,
+            stdout_next: g.out.end(),
+            stderr_next: g.err.end(),
+            stdout_dropped: 0,
+            stderr_dropped: 0,
+            more: false,
+        }
+    };
+    job.changed.notify_waiters();
+    Ok(Response::Job(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_keeps_the_end_and_counts_what_it_dropped() {
+        let mut r = Ring::default();
+        r.push(b"hello");
+        assert_eq!(r.read(0, 100), (b"hello".to_vec(), 0, 0));
+        assert_eq!(r.read(3, 1), (b"l".to_vec(), 3, 0));
+        r.push(&vec![b'x'; BUFFER_BYTES]);
+        let (data, at, dropped) = r.read(0, 10);
+        assert_eq!((at, dropped), (5, 5));
+        assert_eq!(data, vec![b'x'; 10]);
+        // Past the end: nothing, from the end.
+        assert_eq!(r.read(u64::MAX, 10).0, Vec::<u8>::new());
+    }
+
+    async fn read_all(id: &str, from: (u64, u64), wait_ms: u64) -> (Vec<u8>, JobState) {
+        let mut wire = Vec::new();
+        read(&mut wire, id, from, wait_ms, 1 << 20).await.unwrap();
+        let mut rd = wire.as_slice();
+        let mut out = Vec::new();
+        loop {
+            let f = pyro_protocol::read_frame(&mut rd).await.unwrap().unwrap();
+            match f.kind {
+                FrameKind::Stdout => out.extend(f.payload),
+                FrameKind::Stderr => {}
+                _ => {
+                    let r: Response = serde_json::from_slice(&f.payload).unwrap();
+                    let Response::Job(s) = r else { panic!("{r:?}") };
+                    return (out, s);
+                }
+            }
+        }
+    }
+
+    fn sh(script: &str) -> ExecRequest {
+        ExecRequest {
+            command: pyro_protocol::Command::Shell {
+                script: script.into(),
+            },
+            cwd: Some("/".into()),
+            env: Default::default(),
+            timeout_ms: 60_000,
+            output_limit_bytes: 1 << 20,
+            stdin: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_on_after_a_read_and_ends_with_its_status() {
+        let Response::JobStarted { job_id } =
+            start(&sh("echo one; sleep 1; echo two; exit 3")).unwrap()
+        else {
+            panic!()
+        };
+        let (out, s) = read_all(&job_id, (0, 0), 200).await;
+        assert_eq!(out, b"one\n");
+        assert!(s.outcome.is_none());
+        let (out, s) = read_all(&job_id, (s.stdout_next, s.stderr_next), 10_000).await;
+        assert_eq!(out, b"two\n");
+        assert_eq!(s.outcome.unwrap().exit_code, 3);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_is_killed_with_its_group() {
+        let Response::JobStarted { job_id } = start(&sh("sleep 30 & sleep 30")).unwrap() else {
+            panic!()
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel(&job_id).unwrap();
+        let (_, s) = read_all(&job_id, (0, 0), 10_000).await;
+        assert!(s.cancelled);
+        assert_eq!(s.outcome.unwrap().exit_code, 137);
+        assert!(cancel("j999999").is_err());
+    }
+}
