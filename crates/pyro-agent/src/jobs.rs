@@ -7,7 +7,7 @@
 //! At most [`JOBS_MAX`] jobs are kept; a finished one goes to make room
 //! for a new one, a running one never does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,56 +20,27 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::exec::{TIMEOUT_EXIT_CODE, prepare, spawn_failure};
+use crate::ring::Ring;
 use crate::spawn;
 
 /// Jobs kept at once.
-pub const JOBS_MAX: usize = 32;
+pub const JOBS_MAX: usize = 16;
 /// Bytes of each stream a job's buffer holds.
-pub const BUFFER_BYTES: usize = 4 << 20;
+pub const BUFFER_BYTES: usize = 2 << 20;
 /// Longest one read may wait.
 const WAIT_MAX: Duration = Duration::from_secs(600);
 /// How long to keep reading output after the command exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// One stream's bounded buffer.
-#[derive(Debug, Default)]
-struct Ring {
-    buf: VecDeque<u8>,
-    /// Offset of `buf[0]` in the stream.
-    start: u64,
-}
-
-impl Ring {
-    fn push(&mut self, data: &[u8]) {
-        self.buf.extend(data);
-        let over = self.buf.len().saturating_sub(BUFFER_BYTES);
-        if over > 0 {
-            self.buf.drain(..over);
-            self.start += over as u64;
-        }
-    }
-
-    fn end(&self) -> u64 {
-        self.start + self.buf.len() as u64
-    }
-
-    /// Up to `max` bytes from `from`: (data, the offset it starts at, bytes
-    /// before it no longer held).
-    fn read(&self, from: u64, max: usize) -> (Vec<u8>, u64, u64) {
-        let at = from.clamp(self.start, self.end());
-        let dropped = self.start.saturating_sub(from);
-        let skip = usize::try_from(at - self.start).unwrap_or(usize::MAX);
-        let data: Vec<u8> = self.buf.iter().skip(skip).take(max).copied().collect();
-        (data, at, dropped)
-    }
-}
-
 #[derive(Debug, Default)]
 struct Inner {
-    out: Ring,
-    err: Ring,
+    out: Ring<BUFFER_BYTES>,
+    err: Ring<BUFFER_BYTES>,
     outcome: Option<ExecOutcome>,
     cancelled: bool,
+    /// A read has sent everything, the end included (it is the first to
+    /// make room).
+    collected: bool,
 }
 
 #[derive(Debug, Default)]
@@ -112,15 +83,26 @@ fn lookup(id: &str) -> Result<Arc<Job>, AgentError> {
             AgentError::new(
                 ErrorKind::NotFound,
                 format!(
-                    "no job {id} in this guest (it ended with an earlier boot, or was made room \
-                     for)"
+                    "no job {id} in this guest (its agent restarted, or it was made room for); \
+                     the command's log on the host has what was read of it"
                 ),
             )
         })
 }
 
-/// `JobStart`: spawns the command and answers with its id.
-pub fn start(req: &ExecRequest) -> Result<Response, AgentError> {
+/// `JobStart`: spawns the command as job `job_id` and answers with its id.
+pub fn start(job_id: &str, req: &ExecRequest) -> Result<Response, AgentError> {
+    if job_id.is_empty()
+        || job_id.len() > 64
+        || !job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "a job id is 1 to 64 letters, digits or `-`",
+        ));
+    }
     if req.stdin {
         return Err(AgentError::new(
             ErrorKind::BadRequest,
@@ -130,12 +112,19 @@ pub fn start(req: &ExecRequest) -> Result<Response, AgentError> {
     let spec = prepare(req)?;
     let (id, job) = {
         let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
+        if t.jobs.contains_key(job_id) {
+            return Err(AgentError::new(
+                ErrorKind::Conflict,
+                format!("job {job_id} exists already; start it under a new id"),
+            ));
+        }
         if t.jobs.len() >= JOBS_MAX {
+            // Collected jobs go first; then the oldest finished one.
             let oldest_done = t
                 .jobs
                 .iter()
                 .filter(|(_, j)| j.lock().outcome.is_some())
-                .min_by_key(|(_, j)| j.order)
+                .min_by_key(|(_, j)| (!j.lock().collected, j.order))
                 .map(|(k, _)| k.clone());
             match oldest_done {
                 Some(k) => {
@@ -153,7 +142,7 @@ pub fn start(req: &ExecRequest) -> Result<Response, AgentError> {
             }
         }
         t.next += 1;
-        let id = format!("j{}", t.next);
+        let id = job_id.to_owned();
         let job = Arc::new(Job {
             order: t.next,
             ..Job::default()
@@ -208,6 +197,7 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
                 Some(n) => {
                     out_total += n as u64;
                     job.lock().out.push(&obuf[..n]);
+                    job.changed.notify_waiters();
                 }
                 None => stdout = None,
             },
@@ -215,6 +205,7 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
                 Some(n) => {
                     err_total += n as u64;
                     job.lock().err.push(&ebuf[..n]);
+                    job.changed.notify_waiters();
                 }
                 None => stderr = None,
             },
@@ -297,21 +288,31 @@ pub async fn read<W: AsyncWrite + Unpin>(
                 .map_err(|e| e.to_string());
         }
     };
+    let max = usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(BUFFER_BYTES);
+    // Until it ends, or a read's worth of output is waiting (so a reader
+    // that keeps waiting never loses output to the bounded buffers).
     let until = Instant::now() + Duration::from_millis(wait_ms).min(WAIT_MAX);
     loop {
         let notified = job.changed.notified();
-        if job.lock().outcome.is_some() {
-            break;
+        {
+            let g = job.lock();
+            let waiting = g
+                .out
+                .end()
+                .saturating_sub(from.0)
+                .max(g.err.end().saturating_sub(from.1));
+            if g.outcome.is_some() || waiting >= max as u64 {
+                break;
+            }
         }
         if tokio::time::timeout_at(until, notified).await.is_err() {
             break;
         }
     }
-    let max = usize::try_from(max_bytes)
-        .unwrap_or(usize::MAX)
-        .min(BUFFER_BYTES);
     let (out, err, state) = {
-        let g = job.lock();
+        let mut g = job.lock();
         let (out, out_at, out_dropped) = g.out.read(from.0, max);
         let (err, err_at, err_dropped) = g.err.read(from.1, max);
         let more =
@@ -325,6 +326,11 @@ pub async fn read<W: AsyncWrite + Unpin>(
             stderr_dropped: err_dropped,
             more,
         };
+        if state.outcome.is_some() && !state.more {
+            // Everything, the end included, is on its way (its buffers stay
+            // until it is made room for: this answer may never arrive).
+            g.collected = true;
+        }
         (out, err, state)
     };
     for chunk in out.chunks(CHUNK_BYTES) {
@@ -369,20 +375,6 @@ pub fn cancel(job_id: &str) -> Result<Response, AgentError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_ring_keeps_the_end_and_counts_what_it_dropped() {
-        let mut r = Ring::default();
-        r.push(b"hello");
-        assert_eq!(r.read(0, 100), (b"hello".to_vec(), 0, 0));
-        assert_eq!(r.read(3, 1), (b"l".to_vec(), 3, 0));
-        r.push(&vec![b'x'; BUFFER_BYTES]);
-        let (data, at, dropped) = r.read(0, 10);
-        assert_eq!((at, dropped), (5, 5));
-        assert_eq!(data, vec![b'x'; 10]);
-        // Past the end: nothing, from the end.
-        assert_eq!(r.read(u64::MAX, 10).0, Vec::<u8>::new());
-    }
-
     async fn read_all(id: &str, from: (u64, u64), wait_ms: u64) -> (Vec<u8>, JobState) {
         let mut wire = Vec::new();
         read(&mut wire, id, from, wait_ms, 1 << 20).await.unwrap();
@@ -418,7 +410,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_runs_on_after_a_read_and_ends_with_its_status() {
         let Response::JobStarted { job_id } =
-            start(&sh("echo one; sleep 1; echo two; exit 3")).unwrap()
+            start("t-one", &sh("echo one; sleep 1; echo two; exit 3")).unwrap()
         else {
             panic!()
         };
@@ -432,7 +424,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_job_is_killed_with_its_group() {
-        let Response::JobStarted { job_id } = start(&sh("sleep 30 & sleep 30")).unwrap() else {
+        assert!(start("bad id", &sh("true")).is_err());
+        let Response::JobStarted { job_id } = start("t-two", &sh("sleep 30 & sleep 30")).unwrap()
+        else {
             panic!()
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -441,5 +435,6 @@ mod tests {
         assert!(s.cancelled);
         assert_eq!(s.outcome.unwrap().exit_code, 137);
         assert!(cancel("j999999").is_err());
+        assert!(start("t-two", &sh("true")).is_err(), "ids are never reused");
     }
 }

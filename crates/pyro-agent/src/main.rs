@@ -18,7 +18,9 @@ mod log;
 mod ops;
 mod patch;
 mod paths;
+mod ring;
 mod server;
+mod shells;
 mod spawn;
 mod stream;
 

@@ -268,7 +268,9 @@ where
             uptime_ms: shared.uptime_ms(),
         },
         Request::Exec(req) => return crate::exec::run(stream, req).await,
-        Request::JobStart(req) => crate::jobs::start(&req).unwrap_or_else(Response::Error),
+        Request::JobStart { job_id, exec } => {
+            crate::jobs::start(&job_id, &exec).unwrap_or_else(Response::Error)
+        }
         Request::JobRead {
             job_id,
             stdout_from,
@@ -288,6 +290,31 @@ where
         Request::JobCancel { job_id } => {
             crate::jobs::cancel(&job_id).unwrap_or_else(Response::Error)
         }
+        Request::ShellOpen {
+            cwd,
+            cols,
+            rows,
+            env,
+        } => crate::shells::open(&cwd, cols, rows, &env).unwrap_or_else(Response::Error),
+        Request::ShellRead {
+            shell_id,
+            cursor,
+            max_bytes,
+            wait_idle_ms,
+        } => {
+            return crate::shells::read(&mut stream, &shell_id, cursor, max_bytes, wait_idle_ms)
+                .await;
+        }
+        Request::ShellWrite { shell_id, input } => crate::shells::write(&shell_id, &input)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ShellSignal { shell_id, signal } => {
+            crate::shells::signal(&shell_id, &signal).unwrap_or_else(Response::Error)
+        }
+        Request::ShellClose { shell_id } => crate::shells::close(&shell_id)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ShellList => crate::shells::list(),
         Request::SetDeadline { idle_seconds } => {
             *shared
                 .idle_seconds

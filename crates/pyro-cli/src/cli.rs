@@ -1,6 +1,7 @@
 //! The command tree. Help texts marked "seed" are part of the product spec
 //! and pinned by snapshot tests.
 
+pub use crate::cli_shell::WsShellCmd;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pyro_core::limits as L;
 
@@ -232,6 +233,9 @@ pub enum WorkspaceCmd {
     /// Read a stopped workspace's disk without booting it: list, read, export.
     #[command(subcommand)]
     Disk(WsDiskCmd),
+    /// Interactive shells that keep their directory, variables and programs between calls.
+    #[command(subcommand)]
+    Shell(WsShellCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
     /// Boot a stopped workspace again from its disk.
@@ -432,7 +436,7 @@ pub struct WsExecCancelArgs {
     pub workspace_id: String,
     /// The command's sequence number.
     pub sequence: u64,
-    /// With --json, the last output returned per stream.
+    /// With --json, the output since the last wait returned per stream.
     #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
     /// Print machine-readable JSON on stdout.
@@ -756,6 +760,9 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "exec-wait"], L::WAIT_SECONDS),
         b(&["workspace", "exec-wait"], L::OUTPUT_BYTES),
         b(&["workspace", "exec-cancel"], L::OUTPUT_BYTES),
+        b(&["workspace", "shell", "open"], L::SHELL_COLS),
+        b(&["workspace", "shell", "open"], L::SHELL_ROWS),
+        b(&["workspace", "shell", "read"], L::SHELL_READ_CHARS),
         b(&["workspace", "exec"], L::OUTPUT_BYTES),
         b(&["workspace", "logs"], L::LOGS_TAIL),
         b(&["workspace", "logs"], L::LOGS_OUTPUT_BYTES),

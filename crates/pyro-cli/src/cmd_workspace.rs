@@ -264,6 +264,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         WorkspaceCmd::Snapshot(c) => crate::cmd_snapshot::snapshot(paths, c).await,
         WorkspaceCmd::Fork(a) => (a.json, crate::cmd_snapshot::fork(paths, a).await),
         WorkspaceCmd::Disk(c) => crate::cmd_snapshot::disk(paths, c).await,
+        WorkspaceCmd::Shell(c) => crate::cmd_shell::shell(paths, c).await,
         WorkspaceCmd::Stop(a) => {
             let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
             (
@@ -497,7 +498,9 @@ async fn exec_cancel(paths: &Paths, a: crate::cli::WsExecCancelArgs) -> Result<E
         .await
         .map_err(run_failure)?;
     if !a.json {
-        output::out(&v.stdout);
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(v.stdout.as_bytes());
+        let _ = std::io::stderr().write_all(v.stderr.as_bytes());
     }
     render_exec(&v, a.json)
 }

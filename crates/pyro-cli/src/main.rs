@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cli_shell;
 mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
 mod cmd_run;
+mod cmd_shell;
 mod cmd_snapshot;
 mod cmd_workspace;
 mod output;

@@ -70,7 +70,7 @@ async fn tools_list_per_profile() {
         sizes.push(names.len());
         client.cancel().await.unwrap();
     }
-    assert_eq!(sizes, [1, 18, 28]);
+    assert_eq!(sizes, [1, 18, 34]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +589,7 @@ fn stdout_is_only_json_rpc_and_the_protocol_versions_work() {
     raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
     let (tools, _) = raw.until(2);
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 28);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 34);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "slow start: {:?}",
@@ -731,7 +731,7 @@ fn both_legacy_handshakes_are_answered() {
         raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
         let (tools, _) = raw.until(2);
-        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 28);
+        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 34);
         drop(raw.stdin);
         assert!(raw.child.wait().unwrap().success());
     }

@@ -172,6 +172,66 @@ fn real_vm_workspace_repro_fix_loop() {
         ],
     ));
 
+    // A shell keeps its directory and variables; plain output is the
+    // screen; a command outlives its call and is waited for.
+    let sh = stdout(ok(&ws(&home, &["shell", "open", &id, "--id-only"])))
+        .trim()
+        .to_owned();
+    for input in [
+        "cd /tmp && export X=42",
+        "echo \"[$PWD:$X]\"",
+        "printf 'a\\rb\\n'",
+    ] {
+        ok(&ws(&home, &["shell", "write", &id, &sh, "--input", input]));
+    }
+    let mut seen = String::new();
+    let mut cursor = 0u64;
+    for _ in 0..60 {
+        let c = cursor.to_string();
+        let v = json(ok(&ws(
+            &home,
+            &[
+                "shell",
+                "read",
+                &id,
+                &sh,
+                "--cursor",
+                &c,
+                "--plain",
+                "--wait-for-idle-ms",
+                "1000",
+                "--json",
+            ],
+        )));
+        seen.push_str(v["output"].as_str().unwrap());
+        seen.push('\n');
+        cursor = v["next_cursor"].as_u64().unwrap();
+        if seen.contains("[/tmp:42]") && seen.contains("\nb\n") {
+            break;
+        }
+    }
+    assert!(seen.contains("[/tmp:42]"), "{seen:?}");
+    assert!(
+        seen.contains("\nb\n") && !seen.contains("\na\n"),
+        "{seen:?}"
+    );
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--detach",
+            "--json",
+            "--",
+            "sleep 3; echo background-done",
+        ],
+    )));
+    assert_eq!(v["state"], "running", "{v}");
+    let seq = v["sequence"].to_string();
+    let o = ws(&home, &["exec-wait", &id, &seq, "--wait-seconds", "120"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("background-done"), "{}", stdout(&o));
+
     let r = json(ok(&ws(&home, &["reset", &id, "--json"])));
     assert_eq!(
         (
@@ -180,6 +240,12 @@ fn real_vm_workspace_repro_fix_loop() {
             r["name"].as_str()
         ),
         (Some("started"), Some(1), Some("repro"))
+    );
+    assert!(
+        r["workspace_reset"]["cleared"]
+            .to_string()
+            .contains("1 shell(s)"),
+        "the reset says it ended the shell: {r}"
     );
     let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
     assert_eq!(d["changed"], false, "{d}");

@@ -81,6 +81,38 @@ fn a_detached_command_is_waited_for_and_a_running_one_cancelled() {
     let v = json(&o);
     assert_eq!(v["state"], "finished", "{v}");
     assert_eq!(v["exit_code"], 137, "{v}");
+    // A waiter killed mid-wait loses and repeats nothing: the next wait
+    // picks up where the saved offsets say.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--detach",
+            "--json",
+            "--",
+            "for i in 1 2 3 4 5 6; do echo line$i; sleep 0.4; done",
+        ],
+    )));
+    let seq = v["sequence"].to_string();
+    let mut waiter = std::process::Command::new(common::pyro_bin())
+        .env("PYRO_HOME", home.path())
+        .env("PYRO_BACKEND", "host-compat")
+        .args(["workspace", "exec-wait", &id, &seq, "--wait-seconds", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    let o = ws(&home, &["exec-wait", &id, &seq, "--wait-seconds", "30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let l = json(ok(&ws(&home, &["logs", &id, "--sequence", &seq, "--json"])));
+    assert_eq!(
+        l["entries"][0]["stdout"], "line1\nline2\nline3\nline4\nline5\nline6\n",
+        "{l}"
+    );
     // Unknown commands and bad flags are clear errors.
     let o = ws(&home, &["exec-wait", &id, "99", "--json"]);
     assert_eq!(json(&o)["error"]["kind"], "not_found");

@@ -143,6 +143,7 @@ fn tool(words: &[&str]) -> Option<String> {
         ["workspace", "file", verb, ..] => Some(format!("workspace_file_{verb}")),
         ["workspace", "patch", "apply", ..] => Some("workspace_patch_apply".into()),
         ["workspace", "snapshot", verb, ..] => Some(format!("snapshot_{verb}")),
+        ["workspace", "shell", verb, ..] => Some(format!("shell_{verb}")),
         ["workspace", "disk", verb, ..] => Some(format!("workspace_disk_{verb}")),
         ["workspace", verb, ..] => Some(format!("workspace_{}", verb.replace('-', "_"))),
         ["env", "list", ..] => Some("environment_list".into()),

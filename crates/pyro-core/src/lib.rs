@@ -38,6 +38,7 @@ pub mod run;
 pub mod sandbox;
 pub mod scratch;
 pub mod sweep;
+pub mod terminal;
 pub mod workspace;
 
 use serde::{Deserialize, Serialize};

@@ -128,6 +128,41 @@ pub const DISK_MIB: Bound<u64> = Bound {
     max: 256 * 1024,
 };
 
+/// A shell's terminal width, columns.
+pub const SHELL_COLS: Bound<u16> = Bound {
+    arg: "cols",
+    default: 120,
+    min: 20,
+    max: 500,
+};
+
+/// A shell's terminal height, rows.
+pub const SHELL_ROWS: Bound<u16> = Bound {
+    arg: "rows",
+    default: 30,
+    min: 5,
+    max: 200,
+};
+
+/// Output one shell read returns, bytes (so at most as many characters).
+pub const SHELL_READ_CHARS: Bound<u64> = Bound {
+    arg: "max_chars",
+    default: 65_536,
+    min: 1,
+    max: 1 << 20,
+};
+
+/// Quiet time a shell read waits for, milliseconds (no wait when absent).
+pub const SHELL_IDLE_MS: Bound<u64> = Bound {
+    arg: "wait_for_idle_ms",
+    default: 500,
+    min: 1,
+    max: 30_000,
+};
+
+/// Shells open at once in one workspace (the agent's own limit).
+pub const SHELLS_PER_WORKSPACE: usize = 8;
+
 /// Commands `logs` returns.
 pub const LOGS_TAIL: Bound<usize> = Bound {
     arg: "tail",

@@ -122,7 +122,14 @@ pub enum Request {
     /// Start a command that outlives this connection (a job): its output
     /// is kept in bounded buffers in the agent; answered at once with
     /// [`Response::JobStarted`]. The request's `stdin` must be false.
-    JobStart(ExecRequest),
+    JobStart {
+        /// The id the host chose for it (letters, digits and `-`, at most
+        /// 64): unique, so an id saved before the job starts never names
+        /// another command.
+        job_id: String,
+        /// The command.
+        exec: ExecRequest,
+    },
     /// Wait up to `wait_ms` for job `job_id` to end, then send its output
     /// from the given offsets (at most `max_bytes` per stream) as `Stdout`
     /// and `Stderr` frames, then [`Response::Job`].
@@ -144,6 +151,55 @@ pub enum Request {
         /// The job.
         job_id: String,
     },
+    /// Open an interactive shell on a new PTY; answered with
+    /// [`Response::Shell`].
+    ShellOpen {
+        /// Absolute working directory.
+        cwd: String,
+        /// Terminal width.
+        cols: u16,
+        /// Terminal height.
+        rows: u16,
+        /// Extra environment variables.
+        env: BTreeMap<String, String>,
+    },
+    /// Send shell `shell_id`'s output from `cursor` (at most `max_bytes`)
+    /// as `Stdout` frames, then [`Response::ShellOutput`]. With
+    /// `wait_idle_ms`, first wait until the output has been quiet that long
+    /// (or the shell ended, or `max_bytes` are waiting).
+    ShellRead {
+        /// The shell.
+        shell_id: String,
+        /// Offset in its output to send from.
+        cursor: u64,
+        /// Most bytes sent.
+        max_bytes: u64,
+        /// Quiet time to wait for first (bounded by the agent).
+        wait_idle_ms: Option<u64>,
+    },
+    /// Type `input` into shell `shell_id`; answered with [`Response::Shell`].
+    ShellWrite {
+        /// The shell.
+        shell_id: String,
+        /// The bytes to type.
+        input: String,
+    },
+    /// Send `signal` (`HUP`, `INT`, `TERM` or `KILL`) to the shell's
+    /// foreground process group; answered with [`Response::Shell`].
+    ShellSignal {
+        /// The shell.
+        shell_id: String,
+        /// The signal's name.
+        signal: String,
+    },
+    /// End shell `shell_id` and its processes; answered with
+    /// [`Response::Shell`].
+    ShellClose {
+        /// The shell.
+        shell_id: String,
+    },
+    /// Every shell; answered with [`Response::Shells`].
+    ShellList,
 }
 
 /// What an entry is.
@@ -284,6 +340,24 @@ pub enum Response {
     },
     /// Where a job is (after a [`Request::JobRead`]'s output frames).
     Job(JobState),
+    /// A shell.
+    Shell(ShellInfo),
+    /// What a [`Request::ShellRead`] sent.
+    ShellOutput {
+        /// The shell.
+        shell: ShellInfo,
+        /// Offset after the output sent (the next read's cursor).
+        next_cursor: u64,
+        /// Bytes before the read's cursor the agent no longer held.
+        dropped: u64,
+        /// Whether more output than was sent is waiting.
+        more: bool,
+    },
+    /// Every shell.
+    Shells {
+        /// The shells, oldest first.
+        shells: Vec<ShellInfo>,
+    },
     /// The request succeeded and has nothing to report.
     Done,
     /// An archive was unpacked.
@@ -361,6 +435,25 @@ pub struct ExecOutcome {
     pub stdout_truncated: bool,
     /// Whether stderr went over the output limit.
     pub stderr_truncated: bool,
+}
+
+/// A shell as the agent knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellInfo {
+    /// Its id in this agent.
+    pub shell_id: String,
+    /// Working directory it started in.
+    pub cwd: String,
+    /// Terminal width.
+    pub cols: u16,
+    /// Terminal height.
+    pub rows: u16,
+    /// `running`, `exited` (its process ended) or `closed`.
+    pub state: String,
+    /// How its process ended, once it did.
+    pub exit_code: Option<i32>,
+    /// Offset just past its latest output.
+    pub output_end: u64,
 }
 
 /// A job's state as one read left it.

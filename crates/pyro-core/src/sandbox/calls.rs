@@ -271,11 +271,15 @@ impl Sandbox {
         result?
     }
 
-    /// Starts `req` as a job that outlives this call; its id in the agent.
-    pub async fn job_start(&self, mut req: ExecRequest) -> Result<String, CoreError> {
+    /// Starts `req` as job `job_id`, which outlives this call.
+    pub async fn job_start(&self, job_id: &str, mut req: ExecRequest) -> Result<(), CoreError> {
         req.stdin = false;
-        match self.call(Request::JobStart(req), FILE_OP_TIMEOUT).await? {
-            Response::JobStarted { job_id } if job_id.len() <= 64 => Ok(job_id),
+        let request = Request::JobStart {
+            job_id: job_id.to_owned(),
+            exec: req,
+        };
+        match self.call(request, FILE_OP_TIMEOUT).await? {
+            Response::JobStarted { job_id: j } if j == job_id => Ok(()),
             other => Err(unexpected(other)),
         }
     }
@@ -314,7 +318,8 @@ impl Sandbox {
                         // More than was asked for: a misbehaving guest.
                         if *total > max_bytes {
                             return Err(CoreError::Transport(format!(
-                                "the guest agent sent more than the {max_bytes} bytes of output                                  asked for; the guest is misbehaving: reset or delete it"
+                                "the guest agent sent more than the {max_bytes} bytes of output asked for; the \
+                                 guest is misbehaving: reset or delete it"
                             )));
                         }
                         if frame.kind == FrameKind::Stdout {
@@ -326,14 +331,27 @@ impl Sandbox {
                     FrameKind::Message => {
                         return match answer(&frame)? {
                             Response::Job(state) => {
-                                // Offsets move by what was sent, never back.
-                                if state.stdout_next < from.0.saturating_add(state.stdout_dropped)
-                                    || state.stderr_next
-                                        < from.1.saturating_add(state.stderr_dropped)
-                                {
+                                // Offsets move by exactly what was sent and
+                                // what was dropped.
+                                let exact = |from: u64, dropped: u64, sent: u64, next: u64| {
+                                    from.checked_add(dropped).and_then(|v| v.checked_add(sent))
+                                        == Some(next)
+                                };
+                                if !exact(
+                                    from.0,
+                                    state.stdout_dropped,
+                                    out_bytes,
+                                    state.stdout_next,
+                                ) || !exact(
+                                    from.1,
+                                    state.stderr_dropped,
+                                    err_bytes,
+                                    state.stderr_next,
+                                ) {
                                     return Err(CoreError::Transport(
-                                        "the guest agent reported output offsets that go back; \
-                                         the guest is misbehaving: reset or delete it"
+                                        "the guest agent reported output offsets that do not \
+                                         match what it sent; the guest is misbehaving: reset or \
+                                         delete it"
                                             .into(),
                                     ));
                                 }
@@ -347,6 +365,57 @@ impl Sandbox {
             }
         };
         let limit = agent_deadline(wait + FILE_OP_TIMEOUT);
+        tokio::time::timeout(limit, read).await.map_err(|_| {
+            CoreError::Transport(format!(
+                "the agent did not answer within {} s",
+                limit.as_secs()
+            ))
+        })?
+    }
+
+    /// Reads shell `shell_id`'s output from `cursor` (at most `max_bytes`,
+    /// after waiting for `wait_idle_ms` of quiet if asked): (output, the
+    /// agent's answer: shell, next cursor, dropped, more).
+    pub async fn shell_read(
+        &self,
+        shell_id: &str,
+        cursor: u64,
+        max_bytes: u64,
+        wait_idle_ms: Option<u64>,
+    ) -> Result<(Vec<u8>, Response), CoreError> {
+        let request = Request::ShellRead {
+            shell_id: shell_id.to_owned(),
+            cursor,
+            max_bytes,
+            wait_idle_ms,
+        };
+        let mut s = self.open(request).await?;
+        let read = async {
+            let mut out = Vec::new();
+            loop {
+                let frame = next_frame(&mut s, "shell output").await?;
+                match frame.kind {
+                    FrameKind::Stdout => {
+                        if (out.len() + frame.payload.len()) as u64 > max_bytes {
+                            return Err(CoreError::Transport(format!(
+                                "the guest agent sent more than the {max_bytes} bytes of shell \
+                                 output asked for; the guest is misbehaving: reset or delete it"
+                            )));
+                        }
+                        out.extend_from_slice(&frame.payload);
+                    }
+                    FrameKind::Message => {
+                        return match answer(&frame)? {
+                            r @ Response::ShellOutput { .. } => Ok((out, r)),
+                            other => Err(unexpected(other)),
+                        };
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+        };
+        // The agent waits at most 60 s for quiet output.
+        let limit = agent_deadline(Duration::from_secs(60) + FILE_OP_TIMEOUT);
         tokio::time::timeout(limit, read).await.map_err(|_| {
             CoreError::Transport(format!(
                 "the agent did not answer within {} s",

@@ -109,6 +109,14 @@ pub struct JobRef {
     /// Its timeout.
     #[serde(default)]
     pub timeout_seconds: u64,
+    /// Bytes in the stdout log file when the offsets were saved (a waiter
+    /// killed after writing more cuts the file back, so nothing is logged
+    /// twice).
+    #[serde(default)]
+    pub stdout_logged: u64,
+    /// The same for the stderr log file.
+    #[serde(default)]
+    pub stderr_logged: u64,
 }
 
 impl CommandState {
@@ -182,6 +190,10 @@ pub struct LogSink<'a> {
     limit: usize,
     /// Whether output past `limit` was left out of the kept part.
     cut: bool,
+    /// Bytes in each log file (stdout, stderr).
+    logged: (u64, u64),
+    /// Whether the command was cancelled (recorded so when it ends).
+    cancelled: bool,
     done: bool,
 }
 
@@ -239,6 +251,8 @@ impl<'a> LogSink<'a> {
             kept_err: Vec::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             cut: false,
+            logged: (0, 0),
+            cancelled: false,
             done: false,
         };
         save(&sink.dir, &sink.entry)?;
@@ -263,6 +277,24 @@ impl<'a> LogSink<'a> {
                 .map_err(|e| CoreError::io(format!("opening {}", p.display()), e))
         };
         let (out, err) = (open("stdout")?, open("stderr")?);
+        // Output logged after the offsets were last saved is logged again
+        // from those offsets: cut it off first.
+        let job = entry.job.clone().unwrap_or(JobRef {
+            job_id: String::new(),
+            vm_id: String::new(),
+            stdout_next: 0,
+            stderr_next: 0,
+            timeout_seconds: 0,
+            stdout_logged: 0,
+            stderr_logged: 0,
+        });
+        for (f, len) in [(&out, job.stdout_logged), (&err, job.stderr_logged)] {
+            let now = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if now > len {
+                f.set_len(len)
+                    .map_err(|e| CoreError::io("trimming the command log", e))?;
+            }
+        }
         entry.runner = Some(ProcessId::current());
         let sink = Self {
             out: Some(out),
@@ -275,6 +307,8 @@ impl<'a> LogSink<'a> {
             kept_err: Vec::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             cut: false,
+            logged: (0, 0),
+            cancelled: false,
             done: false,
         };
         save_in(&sink.dir, sink.dir_id, &sink.entry)?;
@@ -290,7 +324,7 @@ impl<'a> LogSink<'a> {
         self.entry.log_truncated = true;
         let note = format!(
             "the guest dropped {stdout} bytes of stdout and {stderr} of stderr before they were \
-             read (it holds 4 MiB per stream for a command in the background): the log has a gap; \
+             read (it holds 2 MiB per stream for a command in the background): the log has a gap; \
              wait for the command more often"
         );
         self.entry.log_error = Some(match self.entry.log_error.take() {
@@ -306,18 +340,29 @@ impl<'a> LogSink<'a> {
         let _ = save_in(&self.dir, self.dir_id, &self.entry);
     }
 
-    /// Moves a resumed job's offsets past the output just logged.
+    /// Moves the job's offsets past the output just logged, and saves
+    /// them with the log files' lengths (after flushing), so a waiter
+    /// killed at any point resumes without losing or repeating output.
     pub fn advance(&mut self, stdout_next: u64, stderr_next: u64) {
+        for f in [self.out.as_mut(), self.err.as_mut()].into_iter().flatten() {
+            let _ = f.flush();
+        }
+        let logged = self.logged;
         if let Some(j) = self.entry.job.as_mut() {
             j.stdout_next = stdout_next;
             j.stderr_next = stderr_next;
+            j.stdout_logged = logged.0;
+            j.stderr_logged = logged.1;
         }
+        let _ = save_in(&self.dir, self.dir_id, &self.entry);
     }
 
     /// Records the command as still running in the guest as `job` (its
     /// call returns now); returns the entry and the output kept.
-    pub fn detach(mut self, job: JobRef) -> (LogEntry, String, String) {
+    pub fn detach(mut self, mut job: JobRef) -> (LogEntry, String, String) {
         self.done = true;
+        job.stdout_logged = self.logged.0;
+        job.stderr_logged = self.logged.1;
         self.entry.state = CommandState::Running;
         self.entry.runner = None;
         self.entry.job = Some(job);
@@ -334,6 +379,11 @@ impl<'a> LogSink<'a> {
             String::from_utf8_lossy(&self.kept_out).into_owned(),
             String::from_utf8_lossy(&self.kept_err).into_owned(),
         )
+    }
+
+    /// Records the command as cancelled when it ends (a cancelled job).
+    pub fn mark_cancelled(&mut self) {
+        self.cancelled = true;
     }
 
     /// Whether output was left out of what is kept for the result.
@@ -356,13 +406,17 @@ impl<'a> LogSink<'a> {
         self.entry.job = None;
         match outcome {
             Ok(o) => {
-                self.entry.state = CommandState::Finished;
+                self.entry.state = if self.cancelled {
+                    CommandState::Cancelled
+                } else {
+                    CommandState::Finished
+                };
                 self.entry.exit_code = Some(o.exit_code);
                 self.entry.timed_out = o.timed_out;
                 self.entry.duration_ms = o.duration_ms;
                 self.entry.stdout_bytes = o.stdout_bytes;
                 self.entry.stderr_bytes = o.stderr_bytes;
-                self.entry.log_truncated = o.stdout_truncated || o.stderr_truncated;
+                self.entry.log_truncated |= o.stdout_truncated || o.stderr_truncated;
             }
             Err(e) => {
                 self.entry.state = CommandState::Failed;
@@ -390,8 +444,21 @@ impl<'a> LogSink<'a> {
         } else {
             (&mut self.err, &mut self.kept_err)
         };
+        let logged = if stdout {
+            &mut self.logged.0
+        } else {
+            &mut self.logged.1
+        };
+        // The log keeps at most LOG_CAP_BYTES a stream.
+        let room = usize::try_from(LOG_CAP_BYTES.saturating_sub(*logged)).unwrap_or(usize::MAX);
+        let to_log = &data[..room.min(data.len())];
+        if to_log.len() < data.len() {
+            self.entry.log_truncated = true;
+        }
+        *logged += to_log.len() as u64;
         if let Some(f) = file
-            && let Err(e) = f.write_all(data)
+            && !to_log.is_empty()
+            && let Err(e) = f.write_all(to_log)
         {
             // Stop logging this stream, and say so.
             *file = None;

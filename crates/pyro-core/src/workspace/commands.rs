@@ -61,45 +61,38 @@ impl Workspaces {
                 (tee, o)
             }
             Some(wait) => {
-                let job_id = match sandbox.job_start(req).await {
-                    Ok(j) => j,
-                    Err(e) => {
-                        let _ = tee.finish(Err(&e));
-                        return Err(e);
-                    }
+                // The id is chosen and saved before the job starts, and the
+                // command's wait lock taken: a killed call leaves a job that
+                // can still be waited for or cancelled, and no second
+                // waiter logs its output twice.
+                let _held = wait_lock(&logs, seq)?;
+                let job = cmdlog::JobRef {
+                    job_id: format!("x{}", random_hex(8)),
+                    vm_id: sandbox.id().to_owned(),
+                    stdout_next: 0,
+                    stderr_next: 0,
+                    timeout_seconds: opts.timeout_seconds,
+                    stdout_logged: 0,
+                    stderr_logged: 0,
                 };
+                tee.attach(job.clone());
                 // A call dropped while following the job (a cancelled tool
                 // call) kills it: nobody would know it runs.
                 let mut guard = CancelOnDrop {
                     paths: self.paths.clone(),
                     vm_id: sandbox.id().to_owned(),
-                    job_id: Some(job_id.clone()),
+                    job_id: Some(job.job_id.clone()),
                 };
-                let job = cmdlog::JobRef {
-                    job_id,
-                    vm_id: sandbox.id().to_owned(),
-                    stdout_next: 0,
-                    stderr_next: 0,
-                    timeout_seconds: opts.timeout_seconds,
-                };
-                tee.attach(job.clone());
+                if let Err(e) = sandbox.job_start(&job.job_id, req).await {
+                    guard.job_id = None;
+                    let _ = tee.finish(Err(&e));
+                    return Err(e);
+                }
                 let (tee, job, ended) = follow(&sandbox, tee, job, wait).await;
                 guard.job_id = None;
-                match ended {
-                    Followed::Running => {
-                        let cut = tee.was_cut();
-                        let (entry, stdout, stderr) = tee.detach(job);
-                        return Ok(running_view(
-                            id,
-                            rec.backend,
-                            entry,
-                            opts.timeout_seconds,
-                            opts.max_output_bytes,
-                            (stdout, stderr, cut),
-                        ));
-                    }
-                    Followed::Ended(o) => (tee, Ok(o)),
-                    Followed::Failed(e) => (tee, Err(e)),
+                match self.settle(id, &rec, tee, job, ended, opts.max_output_bytes) {
+                    Settled::View(v) => return v,
+                    Settled::End(tee, o) => (*tee, o),
                 }
             }
         };
@@ -159,27 +152,28 @@ impl Workspaces {
             self.started_with(id, "exec_wait", |_| {})
                 .await
                 .map_err(|e| match e {
-                    CoreError::State(m) => CoreError::State(format!(
+                    CoreError::State(m) if m.contains(" is stopped") => CoreError::State(format!(
                         "{m} (a command left running in the background ended with the workspace's \
                      VM; ⟨op:workspace logs {id}⟩ shows what it wrote)"
                     )),
                     e => e,
                 })?;
         // One waiter per command: two would log its output twice.
-        let lock_path = cmdlog::wait_lock_path(&logs, sequence);
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| CoreError::io("opening the command's lock", e))?;
-        let _held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| {
-                CoreError::Busy(format!(
-                    "another call is already waiting for command {sequence}; try again when it \
-                     returns"
-                ))
-            })?;
+        let held = wait_lock(&logs, sequence);
+        if cancel
+            && held.is_err()
+            && let Some(job) = cmdlog::load(&logs, sequence).and_then(|e| e.job)
+            && job.vm_id == sandbox.id()
+        {
+            // Another call is waiting for it: cancel it, and that call
+            // reports the end.
+            sandbox.job_cancel(&job.job_id).await?;
+            return Err(CoreError::Busy(format!(
+                "command {sequence} was cancelled; the call already waiting for it reports how it \
+                 ended (or ⟨op:workspace logs {id}⟩ shows it)"
+            )));
+        }
+        let _held = held?;
         let entry = cmdlog::load(&logs, sequence).ok_or_else(|| {
             CoreError::NotFound(format!(
                 "no command {sequence} in workspace {id}'s history; ⟨op:workspace logs {id}⟩ \
@@ -203,31 +197,72 @@ impl Workspaces {
             return Err(e);
         }
         if cancel && let Err(e) = sandbox.job_cancel(&job.job_id).await {
-            // The agent no longer knows it: it ended with an earlier boot.
-            let _ = tee.finish(Err(&e));
+            if matches!(&e, CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::NotFound) {
+                // The agent no longer knows it: it ended with its agent.
+                let _ = tee.finish(Err(&e));
+            }
             return Err(e);
         }
         let timeout = job.timeout_seconds;
         let (tee, job, ended) = follow(&sandbox, tee, job, wait_seconds).await;
-        let outcome = match ended {
+        match self.settle(id, &rec, tee, job, ended, max_output_bytes) {
+            Settled::View(v) => v,
+            Settled::End(tee, outcome) => {
+                self.record_end(id, &rec, timeout, max_output_bytes, *tee, outcome)
+                    .await
+            }
+        }
+    }
+
+    /// What a followed job leaves: still running (the entry keeps it, the
+    /// result says `running`), a failure that leaves it running (reported,
+    /// the entry keeps it for the next wait), or its end.
+    fn settle<'a>(
+        &self,
+        id: &str,
+        rec: &Record,
+        mut tee: cmdlog::LogSink<'a>,
+        job: cmdlog::JobRef,
+        ended: Followed,
+        max_output_bytes: u64,
+    ) -> Settled<'a> {
+        match ended {
             Followed::Running => {
                 let timeout = job.timeout_seconds;
                 let cut = tee.was_cut();
                 let (entry, stdout, stderr) = tee.detach(job);
-                return Ok(running_view(
+                Settled::View(Ok(running_view(
                     id,
                     rec.backend,
                     entry,
                     timeout,
                     max_output_bytes,
                     (stdout, stderr, cut),
-                ));
+                )))
             }
-            Followed::Ended(o) => Ok(o),
-            Followed::Failed(e) => Err(e),
-        };
-        self.record_end(id, &rec, timeout, max_output_bytes, tee, outcome)
-            .await
+            Followed::Ended(o, cancelled) => {
+                if cancelled {
+                    tee.mark_cancelled();
+                }
+                Settled::End(Box::new(tee), Ok(o))
+            }
+            // The agent no longer knows the job (it ended with its agent):
+            // the command is over, its end unknown.
+            Followed::Failed(e @ CoreError::Agent(_)) => Settled::End(Box::new(tee), Err(e)),
+            // Talking to the guest failed; the job may well run on.
+            Followed::Failed(e) => {
+                let (entry, _, _) = tee.detach(job);
+                let why = match e {
+                    CoreError::Transport(m) => m,
+                    e => e.to_string(),
+                };
+                Settled::View(Err(CoreError::Transport(format!(
+                    "{why}; command {} may still run in the background: \
+                     ⟨do:workspace exec-wait {id} {}⟩ again",
+                    entry.sequence, entry.sequence
+                ))))
+            }
+        }
     }
 
     /// Records how a command ended (its log entry, the workspace's last
@@ -344,12 +379,39 @@ const JOB_DRAIN_MAX: Duration = Duration::from_secs(30);
 /// Bytes of each stream asked for per job read.
 const JOB_READ_BYTES: u64 = 1 << 20;
 
+/// Takes command `seq`'s wait lock (held while following it).
+fn wait_lock(logs: &Path, seq: u64) -> Result<nix::fcntl::Flock<std::fs::File>, CoreError> {
+    std::fs::create_dir_all(logs).map_err(|e| CoreError::io("creating the command log", e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cmdlog::wait_lock_path(logs, seq))
+        .map_err(|e| CoreError::io("opening the command's lock", e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        CoreError::Busy(format!(
+            "another call is already waiting for command {seq}; try again when it returns"
+        ))
+    })
+}
+
+/// What [`Workspaces::settle`] decided.
+enum Settled<'a> {
+    /// The call's result.
+    View(Result<ExecView, CoreError>),
+    /// The command ended: record it.
+    End(
+        Box<cmdlog::LogSink<'a>>,
+        Result<pyro_protocol::ExecOutcome, CoreError>,
+    ),
+}
+
 /// How following a job ended.
 enum Followed {
     /// It still runs (the wait is over).
     Running,
-    /// It ended.
-    Ended(pyro_protocol::ExecOutcome),
+    /// It ended (and whether it was cancelled).
+    Ended(pyro_protocol::ExecOutcome, bool),
     /// Talking to the guest failed.
     Failed(CoreError),
 }
@@ -390,7 +452,7 @@ async fn follow<'a>(
             continue;
         }
         if let Some(o) = st.outcome {
-            return (tee, job, Followed::Ended(o));
+            return (tee, job, Followed::Ended(o, st.cancelled));
         }
         if tokio::time::Instant::now() >= until {
             return (tee, job, Followed::Running);

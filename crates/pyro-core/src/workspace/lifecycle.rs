@@ -295,18 +295,25 @@ impl Workspaces {
         });
         record::save(&self.paths, &rec)?;
         match self.reset_inner(env, &mut rec, &source).await {
-            Ok(()) => Ok(ResetView {
-                workspace: view(&rec),
-                workspace_reset: ResetInfo {
-                    snapshot_name: snapshot.to_owned(),
-                    kind: if snapshot == BASELINE {
-                        SnapshotKind::Baseline
-                    } else {
-                        SnapshotKind::Named
+            Ok(()) => {
+                let mut cleared = vec!["command history".to_owned()];
+                let shells = super::shells::clear_marks(self, id);
+                if shells > 0 {
+                    cleared.push(format!("{shells} shell(s)"));
+                }
+                Ok(ResetView {
+                    workspace: view(&rec),
+                    workspace_reset: ResetInfo {
+                        snapshot_name: snapshot.to_owned(),
+                        kind: if snapshot == BASELINE {
+                            SnapshotKind::Baseline
+                        } else {
+                            SnapshotKind::Named
+                        },
+                        cleared,
                     },
-                    cleared: vec!["command history".into()],
-                },
-            }),
+                })
+            }
             Err(e) => {
                 // Whatever step failed, the VM is gone (or about to be) and
                 // the disk is either the baseline or what it was: a stopped

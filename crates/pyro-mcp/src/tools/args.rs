@@ -216,7 +216,7 @@ pub struct ExecCancelArgs {
     pub workspace_id: String,
     /// The sequence of a command running in the background.
     pub sequence: u64,
-    /// Bytes of the last stdout and stderr returned.
+    /// Bytes of the output it wrote since the last wait returned (stdout and stderr each).
     #[serde(default = "default_output")]
     #[schemars(range(min = limits::OUTPUT_BYTES.min, max = limits::OUTPUT_BYTES.max))]
     pub max_output_bytes: u64,
@@ -371,4 +371,100 @@ pub struct DiskExportArgs {
 
 pub(super) fn default_disk_root() -> String {
     "/".into()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellOpenArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// Working directory; relative paths are under /workspace (the default).
+    pub cwd: Option<String>,
+    /// Terminal width.
+    #[serde(default = "default_cols")]
+    #[schemars(range(min = limits::SHELL_COLS.min, max = limits::SHELL_COLS.max))]
+    pub cols: u16,
+    /// Terminal height.
+    #[serde(default = "default_rows")]
+    #[schemars(range(min = limits::SHELL_ROWS.min, max = limits::SHELL_ROWS.max))]
+    pub rows: u16,
+    /// Extra environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+fn default_cols() -> u16 {
+    limits::SHELL_COLS.default
+}
+
+fn default_rows() -> u16 {
+    limits::SHELL_ROWS.default
+}
+
+fn default_read_chars() -> u64 {
+    limits::SHELL_READ_CHARS.default
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellReadArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The shell_id returned by shell_open.
+    pub shell_id: String,
+    /// Where to read from: 0, then the previous read's next_cursor.
+    #[serde(default)]
+    pub cursor: u64,
+    /// Most output returned, bytes (so at most this many characters).
+    #[serde(default = "default_read_chars")]
+    #[schemars(range(min = limits::SHELL_READ_CHARS.min, max = limits::SHELL_READ_CHARS.max))]
+    pub max_chars: u64,
+    /// Render the output as a person would see the terminal (control sequences applied, colours dropped).
+    #[serde(default)]
+    pub plain: bool,
+    /// First wait until the output has been quiet this many milliseconds (or the shell ended): use it after shell_write.
+    #[schemars(range(min = limits::SHELL_IDLE_MS.min, max = limits::SHELL_IDLE_MS.max))]
+    pub wait_for_idle_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellWriteArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The shell_id returned by shell_open.
+    pub shell_id: String,
+    /// The text to type.
+    pub input: String,
+    /// Press Enter after it.
+    #[serde(default = "yes")]
+    pub append_newline: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSignalArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The shell_id returned by shell_open.
+    pub shell_id: String,
+    /// HUP, INT, TERM or KILL (to what runs in the shell's foreground).
+    #[serde(default = "default_signal")]
+    pub signal: String,
+}
+
+fn default_signal() -> String {
+    "INT".into()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellIdArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// The shell_id returned by shell_open.
+    pub shell_id: String,
 }

@@ -37,7 +37,7 @@ impl PyroServer {
             .exec(&a.workspace_id, opts, None, &mut sink);
         tokio::select! {
             r = with_progress(&rc, &phase, work) => r.map(Json).map_err(|e| self.fail(e)),
-            () = rc.ct.cancelled() => Err(ToolError::new("cancelled", "cancelled; the command was killed".into())),
+            () = rc.ct.cancelled() => Err(ToolError::new("cancelled", "cancelled; the command is being killed (workspace_exec_wait with its sequence reports its end)".into())),
         }
     }
 

@@ -27,6 +27,7 @@ mod environments;
 mod files;
 mod lifecycle;
 mod power;
+mod shells;
 mod snapshots;
 mod vm;
 
@@ -175,6 +176,7 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
                 + PyroServer::environments_router()
                 + PyroServer::snapshots_router()
                 + PyroServer::disk_router()
+                + PyroServer::shells_router()
         }
     }
 }

@@ -1,0 +1,199 @@
+//! Interactive shells end to end on host-compat: the CLI in human and JSON
+//! form, and the MCP tools.
+
+mod common;
+mod mcp_support;
+
+use common::host_compat::{create, ws};
+use common::{Home, json, ok, stderr, stdout};
+use mcp_support::{connect, err_kind};
+use serde_json::{Value, json};
+
+/// Reads shell `sh` from `cursor` until its output holds `want` (plain);
+/// returns everything read and the next cursor.
+fn read_until(home: &Home, id: &str, sh: &str, cursor: u64, want: &str) -> (String, u64) {
+    let (mut seen, mut cursor) = (String::new(), cursor);
+    for _ in 0..40 {
+        let c = cursor.to_string();
+        let v = json(ok(&ws(
+            home,
+            &[
+                "shell",
+                "read",
+                id,
+                sh,
+                "--cursor",
+                &c,
+                "--plain",
+                "--wait-for-idle-ms",
+                "300",
+                "--json",
+            ],
+        )));
+        seen.push_str(v["output"].as_str().unwrap());
+        seen.push('\n');
+        cursor = v["next_cursor"].as_u64().unwrap();
+        if seen.contains(want) {
+            return (seen, cursor);
+        }
+    }
+    panic!("never saw {want:?} in {seen:?}");
+}
+
+fn write(home: &Home, id: &str, sh: &str, input: &str) {
+    ok(&ws(home, &["shell", "write", id, sh, "--input", input]));
+}
+
+#[test]
+fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    let a = stdout(ok(&ws(&home, &["shell", "open", &id, "--id-only"])))
+        .trim()
+        .to_owned();
+    let b = stdout(ok(&ws(
+        &home,
+        &["shell", "open", &id, "--cwd", "/tmp", "--id-only"],
+    )))
+    .trim()
+    .to_owned();
+    assert_ne!(a, b);
+    // State stays between writes; two shells are apart.
+    write(&home, &id, &a, "cd /tmp && export X=42");
+    write(&home, &id, &a, "echo \"[$PWD:$X]\"");
+    let (_, ca) = read_until(&home, &id, &a, 0, "[/tmp:42]");
+    write(&home, &id, &b, "echo \"[$PWD:${X:-unset}]\"");
+    read_until(&home, &id, &b, 0, "[/tmp:unset]");
+    // Plain output is the screen: a redrawn line reads as its last state.
+    write(&home, &id, &a, "printf 'a\\rb\\n'");
+    let (seen, ca) = read_until(&home, &id, &a, ca, "\nb\n");
+    assert!(!seen.contains("\na\n"), "{seen:?}");
+    // A program is interrupted, and the shell goes on.
+    write(&home, &id, &a, "sleep 100");
+    ok(&ws(&home, &["shell", "signal", &id, &a, "--signal", "INT"]));
+    write(&home, &id, &a, "echo alive-after-int");
+    let (_, ca) = read_until(&home, &id, &a, ca, "alive-after-int");
+    // More output than the guest keeps: a read from the start says how
+    // much it dropped.
+    write(
+        &home,
+        &id,
+        &a,
+        "head -c 1500000 /dev/zero | tr '\\0' a; echo; echo END-OF-FLOOD",
+    );
+    read_until(&home, &id, &a, ca, "END-OF-FLOOD");
+    let v = json(ok(&ws(
+        &home,
+        &["shell", "read", &id, &a, "--max-chars", "16", "--json"],
+    )));
+    assert!(v["dropped_bytes"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["truncated"], true, "{v}");
+    let o = ws(&home, &["shell", "read", &id, &a, "--max-chars", "16"]);
+    assert!(stderr(&o).contains("were dropped"), "{}", stderr(&o));
+    // A shell whose process exits says how.
+    write(&home, &id, &b, "exit 3");
+    let mut state = Value::Null;
+    for _ in 0..50 {
+        state = json(ok(&ws(&home, &["shell", "read", &id, &b, "--json"])));
+        if state["state"] == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(state["exit_code"], 3, "{state}");
+    let o = ws(
+        &home,
+        &["shell", "write", &id, &b, "--input", "true", "--json"],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("not running"), "{}", stdout(&o));
+    // Bad input is refused with the rule.
+    let o = ws(
+        &home,
+        &["shell", "signal", &id, &a, "--signal", "QUIT", "--json"],
+    );
+    assert_eq!(json(&o)["error"]["kind"], "invalid_argument");
+    let o = ws(&home, &["shell", "open", &id, "--cols", "5", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Listing, closing, and what a stop does to shells.
+    let l = json(ok(&ws(&home, &["shell", "list", &id, "--json"])));
+    assert_eq!(l["count"], 2, "{l}");
+    let v = json(ok(&ws(&home, &["shell", "close", &id, &b, "--json"])));
+    assert_eq!(v["closed"], true, "{v}");
+    let o = ws(&home, &["shell", "read", &id, &b, "--json"]);
+    assert_eq!(json(&o)["error"]["kind"], "not_found");
+    ok(&ws(&home, &["stop", &id]));
+    ok(&ws(&home, &["start", &id]));
+    let l = json(ok(&ws(&home, &["shell", "list", &id, "--json"])));
+    assert_eq!(l["shells"][0]["state"], "ended", "{l}");
+    assert!(
+        l["shells"][0]["ended_reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped"),
+        "{l}"
+    );
+    let o = ws(
+        &home,
+        &["shell", "write", &id, &a, "--input", "true", "--json"],
+    );
+    assert_eq!(json(&o)["error"]["kind"], "wrong_state", "{}", stdout(&o));
+    ok(&ws(&home, &["delete", &id]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shells_over_mcp() {
+    let home = Home::new();
+    let client = connect(
+        &home,
+        home.path(),
+        &["--profile", "workspace-full"],
+        "host-compat",
+    )
+    .await;
+    let w = mcp_support::ok(&client, "workspace_create", json!({})).await;
+    let id = w["workspace_id"].as_str().unwrap().to_owned();
+    let s = mcp_support::ok(&client, "shell_open", json!({"workspace_id": id})).await;
+    let sh = s["shell_id"].as_str().unwrap().to_owned();
+    assert_eq!(s["state"], "running");
+    mcp_support::ok(
+        &client,
+        "shell_write",
+        json!({"workspace_id": id, "shell_id": sh, "input": "echo $((6*7))"}),
+    )
+    .await;
+    let mut seen = String::new();
+    let mut cursor = 0;
+    for _ in 0..40 {
+        let r = mcp_support::ok(
+            &client,
+            "shell_read",
+            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "plain": true, "wait_for_idle_ms": 300}),
+        )
+        .await;
+        seen.push_str(r["output"].as_str().unwrap());
+        cursor = r["next_cursor"].as_u64().unwrap();
+        if seen.contains("\n42") {
+            break;
+        }
+    }
+    assert!(seen.contains("\n42"), "{seen:?}");
+    let l = mcp_support::ok(&client, "shell_list", json!({"workspace_id": id})).await;
+    assert_eq!(l["count"], 1);
+    let e = err_kind(
+        &client,
+        "shell_read",
+        json!({"workspace_id": id, "shell_id": "nope"}),
+        "not_found",
+    )
+    .await;
+    assert!(e.contains("shell_list"), "{e}");
+    let c = mcp_support::ok(
+        &client,
+        "shell_close",
+        json!({"workspace_id": id, "shell_id": sh}),
+    )
+    .await;
+    assert_eq!(c["closed"], true);
+    mcp_support::ok(&client, "workspace_delete", json!({"workspace_id": id})).await;
+}

@@ -1,0 +1,437 @@
+//! Interactive shells: PTYs run by the guest agent, several per workspace.
+//!
+//! The host keeps a mark per shell it opened (`shells.json`: its id here,
+//! the VM and the agent's id for it), so a shell that ended with a stop or
+//! a reset is reported as ended, with the reason, never silently gone.
+
+use super::*;
+
+/// A shell as the host knows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct Mark {
+    shell_id: String,
+    vm_id: String,
+    agent_id: String,
+    cwd: String,
+    cols: u16,
+    rows: u16,
+    opened_at: f64,
+}
+
+/// What to open.
+#[derive(Debug, Clone, Default)]
+pub struct ShellOptions {
+    /// Working directory: relative to `/workspace`, or absolute.
+    pub cwd: Option<String>,
+    /// Terminal width.
+    pub cols: u16,
+    /// Terminal height.
+    pub rows: u16,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A shell.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ShellView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// The shell's id (give it to the other shell calls).
+    pub shell_id: String,
+    /// Working directory it started in.
+    pub cwd: String,
+    /// Terminal width.
+    pub cols: u16,
+    /// Terminal height.
+    pub rows: u16,
+    /// `running`; `exited` (its process ended: `exit_code`); `closed`; or
+    /// `ended` (its workspace stopped or was reset: `ended_reason`).
+    pub state: String,
+    /// How its process ended, once it did.
+    pub exit_code: Option<i32>,
+    /// Why an `ended` shell ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_reason: Option<String>,
+    /// When it was opened (Unix seconds).
+    pub opened_at: f64,
+}
+
+/// What a shell read returns.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ShellReadView {
+    /// The shell.
+    #[serde(flatten)]
+    pub shell: ShellView,
+    /// Where this read started in the shell's output.
+    pub cursor: u64,
+    /// Where the next read should start.
+    pub next_cursor: u64,
+    /// The output (as written, or rendered as a screen with `plain`).
+    pub output: String,
+    /// Whether the output was rendered as a person would see it.
+    pub plain: bool,
+    /// Whether more output is already waiting past `next_cursor`.
+    pub truncated: bool,
+    /// Bytes before `cursor` the guest no longer held (it keeps the last
+    /// 1 MiB per shell): they are lost, and this says so.
+    pub dropped_bytes: u64,
+}
+
+/// Every shell of a workspace.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ShellListView {
+    /// Workspace.
+    pub workspace_id: String,
+    /// How many.
+    pub count: usize,
+    /// The shells, oldest first.
+    pub shells: Vec<ShellView>,
+}
+
+/// A closed shell.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ShellCloseView {
+    /// The shell as it was.
+    #[serde(flatten)]
+    pub shell: ShellView,
+    /// Always true: it and its processes are gone.
+    pub closed: bool,
+}
+
+const MARKS_MAX: usize = 64;
+
+fn marks_path(ws: &Workspaces, id: &str) -> PathBuf {
+    ws.dir(id).join("shells.json")
+}
+
+fn load_marks(ws: &Workspaces, id: &str) -> Vec<Mark> {
+    std::fs::read(marks_path(ws, id))
+        .ok()
+        .filter(|b| b.len() <= 1 << 20)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError> {
+    crate::save_json(&marks_path(ws, id), &marks, "saving the workspace's shells")
+}
+
+/// Forgets every shell of workspace `id` (after a reset, which ends them
+/// and says so in its result); how many there were.
+pub(super) fn clear_marks(ws: &Workspaces, id: &str) -> usize {
+    let n = load_marks(ws, id).len();
+    let _ = std::fs::remove_file(marks_path(ws, id));
+    n
+}
+
+fn view(
+    id: &str,
+    m: &Mark,
+    info: Option<&pyro_protocol::ShellInfo>,
+    ended: Option<&str>,
+) -> ShellView {
+    ShellView {
+        workspace_id: id.to_owned(),
+        shell_id: m.shell_id.clone(),
+        cwd: m.cwd.clone(),
+        cols: m.cols,
+        rows: m.rows,
+        state: match (info, ended) {
+            (Some(i), _) => i.state.clone(),
+            (None, _) => "ended".into(),
+        },
+        exit_code: info.and_then(|i| i.exit_code),
+        ended_reason: match info {
+            Some(_) => None,
+            None => Some(ended.unwrap_or("its workspace stopped").to_owned()),
+        },
+        opened_at: m.opened_at,
+    }
+}
+
+fn shell_info(r: Response) -> Result<pyro_protocol::ShellInfo, CoreError> {
+    match r {
+        Response::Shell(i) => Ok(i),
+        other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+    }
+}
+
+impl Workspaces {
+    /// The started workspace `id`, its sandbox, and shell `shell_id`'s mark;
+    /// a shell of an earlier boot is an error that says it ended.
+    async fn shell_of(
+        &self,
+        id: &str,
+        shell_id: &str,
+        op: &str,
+    ) -> Result<(Sandbox, Mark), CoreError> {
+        let marks = load_marks(self, id);
+        let mark = marks
+            .iter()
+            .find(|m| m.shell_id == shell_id)
+            .cloned()
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "workspace {id} has no shell {shell_id:?} (a closed shell is gone); \
+                     ⟨op:workspace shell list {id}⟩ shows its shells"
+                ))
+            })?;
+        let (_, sandbox) = self
+            .started_with(id, op, |_| {})
+            .await
+            .map_err(|e| match e {
+                CoreError::State(m) => CoreError::State(format!(
+                    "{m}; shell {shell_id} ended when the workspace stopped"
+                )),
+                e => e,
+            })?;
+        if mark.vm_id != sandbox.id() {
+            return Err(CoreError::State(format!(
+                "shell {shell_id} ended when workspace {id} stopped (or was reset); open another \
+                 with ⟨op:workspace shell open {id}⟩"
+            )));
+        }
+        Ok((sandbox, mark))
+    }
+
+    /// Opens an interactive shell in started workspace `id`.
+    pub async fn shell_open(&self, id: &str, opts: ShellOptions) -> Result<ShellView, CoreError> {
+        limits::SHELL_COLS.check(opts.cols)?;
+        limits::SHELL_ROWS.check(opts.rows)?;
+        crate::run::check_env_names(&opts.env)?;
+        let cwd = match opts.cwd.as_deref().map(str::trim) {
+            None | Some("") => WORKSPACE_ROOT.to_owned(),
+            Some(c) if c.starts_with('/') => c.to_owned(),
+            Some(c) => guest_path(c)?,
+        };
+        let (_, sandbox) = self.started_with(id, "shell open", |_| {}).await?;
+        let info = shell_info(
+            sandbox
+                .call(
+                    Request::ShellOpen {
+                        cwd: cwd.clone(),
+                        cols: opts.cols,
+                        rows: opts.rows,
+                        env: opts.env,
+                    },
+                    Duration::from_secs(30),
+                )
+                .await?,
+        )?;
+        let mark = Mark {
+            shell_id: random_hex(6),
+            vm_id: sandbox.id().to_owned(),
+            agent_id: info.shell_id.chars().take(64).collect(),
+            cwd,
+            cols: opts.cols,
+            rows: opts.rows,
+            opened_at: now_unix(),
+        };
+        {
+            let _lock = record::lock(&self.paths, id).await?;
+            let mut marks = load_marks(self, id);
+            // Shells of earlier boots make room first (they are ended).
+            let vm = mark.vm_id.clone();
+            while marks.len() >= MARKS_MAX {
+                match marks.iter().position(|m| m.vm_id != vm) {
+                    Some(i) => {
+                        marks.remove(i);
+                    }
+                    None => {
+                        marks.remove(0);
+                    }
+                }
+            }
+            marks.push(mark.clone());
+            save_marks(self, id, &marks)?;
+        }
+        Ok(view(id, &mark, Some(&info), None))
+    }
+
+    /// Reads shell output from `cursor`: at most `max_chars` bytes, after
+    /// waiting for `wait_for_idle_ms` of quiet if given; with `plain`,
+    /// rendered as a screen.
+    pub async fn shell_read(
+        &self,
+        id: &str,
+        shell_id: &str,
+        cursor: u64,
+        max_chars: u64,
+        plain: bool,
+        wait_for_idle_ms: Option<u64>,
+    ) -> Result<ShellReadView, CoreError> {
+        limits::SHELL_READ_CHARS.check(max_chars)?;
+        if let Some(ms) = wait_for_idle_ms {
+            limits::SHELL_IDLE_MS.check(ms)?;
+        }
+        let (sandbox, mark) = self.shell_of(id, shell_id, "shell read").await?;
+        let (data, answer) = sandbox
+            .shell_read(&mark.agent_id, cursor, max_chars, wait_for_idle_ms)
+            .await?;
+        let Response::ShellOutput {
+            shell,
+            next_cursor,
+            dropped,
+            more,
+        } = answer
+        else {
+            return Err(CoreError::Transport(
+                "unexpected answer to a shell read".into(),
+            ));
+        };
+        let output = if plain {
+            crate::terminal::render(&data, mark.cols)
+        } else {
+            String::from_utf8_lossy(&data).into_owned()
+        };
+        Ok(ShellReadView {
+            shell: view(id, &mark, Some(&shell), None),
+            cursor: cursor.max(next_cursor.saturating_sub(data.len() as u64)),
+            next_cursor,
+            output,
+            plain,
+            truncated: more,
+            dropped_bytes: dropped,
+        })
+    }
+
+    /// Types `input` (and a newline unless `no_newline`) into a shell.
+    pub async fn shell_write(
+        &self,
+        id: &str,
+        shell_id: &str,
+        input: &str,
+        newline: bool,
+    ) -> Result<ShellView, CoreError> {
+        let (sandbox, mark) = self.shell_of(id, shell_id, "shell write").await?;
+        let mut text = input.to_owned();
+        if newline {
+            text.push('\n');
+        }
+        let info = shell_info(
+            sandbox
+                .call(
+                    Request::ShellWrite {
+                        shell_id: mark.agent_id.clone(),
+                        input: text,
+                    },
+                    Duration::from_secs(30),
+                )
+                .await?,
+        )?;
+        Ok(view(id, &mark, Some(&info), None))
+    }
+
+    /// Sends `signal` (HUP, INT, TERM or KILL) to what runs in a shell.
+    pub async fn shell_signal(
+        &self,
+        id: &str,
+        shell_id: &str,
+        signal: &str,
+    ) -> Result<ShellView, CoreError> {
+        if !["HUP", "INT", "TERM", "KILL"].contains(&signal.to_ascii_uppercase().as_str()) {
+            return Err(CoreError::invalid(format!(
+                "unknown signal {signal:?}; ⟨arg:signal⟩ takes HUP, INT, TERM or KILL"
+            )));
+        }
+        let (sandbox, mark) = self.shell_of(id, shell_id, "shell signal").await?;
+        let info = shell_info(
+            sandbox
+                .call(
+                    Request::ShellSignal {
+                        shell_id: mark.agent_id.clone(),
+                        signal: signal.to_ascii_uppercase(),
+                    },
+                    Duration::from_secs(30),
+                )
+                .await?,
+        )?;
+        Ok(view(id, &mark, Some(&info), None))
+    }
+
+    /// Ends a shell and every process it started. A shell that already
+    /// ended with a stop is forgotten.
+    pub async fn shell_close(&self, id: &str, shell_id: &str) -> Result<ShellCloseView, CoreError> {
+        let marks = load_marks(self, id);
+        let Some(mark) = marks.iter().find(|m| m.shell_id == shell_id).cloned() else {
+            return Err(CoreError::NotFound(format!(
+                "workspace {id} has no shell {shell_id:?}; ⟨op:workspace shell list {id}⟩ shows \
+                 its shells"
+            )));
+        };
+        let shell = match self.shell_of(id, shell_id, "shell close").await {
+            Ok((sandbox, mark)) => {
+                let info = shell_info(
+                    sandbox
+                        .call(
+                            Request::ShellClose {
+                                shell_id: mark.agent_id.clone(),
+                            },
+                            Duration::from_secs(30),
+                        )
+                        .await?,
+                )?;
+                view(id, &mark, Some(&info), None)
+            }
+            // Already ended with its VM: nothing runs; just forget it.
+            Err(CoreError::State(_)) => view(id, &mark, None, None),
+            Err(e) => return Err(e),
+        };
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut marks = load_marks(self, id);
+        marks.retain(|m| m.shell_id != shell_id);
+        save_marks(self, id, &marks)?;
+        Ok(ShellCloseView {
+            shell,
+            closed: true,
+        })
+    }
+
+    /// Every shell of workspace `id`: those of its running VM as the agent
+    /// reports them, those of earlier boots as ended.
+    pub async fn shell_list(&self, id: &str) -> Result<ShellListView, CoreError> {
+        let rec = {
+            let _lock = record::lock(&self.paths, id).await?;
+            self.load_fresh(id).await?
+        };
+        let marks = load_marks(self, id);
+        let live: Vec<pyro_protocol::ShellInfo> = match (&rec.state, &rec.vm_id) {
+            (State::Started, Some(vm)) if marks.iter().any(|m| &m.vm_id == vm) => {
+                let sandbox = Sandbox::attach(&self.paths, vm)?;
+                match sandbox
+                    .call(Request::ShellList, Duration::from_secs(30))
+                    .await?
+                {
+                    Response::Shells { shells } => shells,
+                    other => {
+                        return Err(CoreError::Transport(format!("unexpected answer {other:?}")));
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let shells: Vec<ShellView> = marks
+            .iter()
+            .map(|m| {
+                let info = (Some(&m.vm_id) == rec.vm_id.as_ref())
+                    .then(|| live.iter().find(|i| i.shell_id == m.agent_id))
+                    .flatten();
+                let reason = if Some(&m.vm_id) == rec.vm_id.as_ref() {
+                    "the guest no longer knows it"
+                } else {
+                    "its workspace stopped (or was reset), which ends every shell"
+                };
+                view(id, m, info, Some(reason))
+            })
+            .collect();
+        Ok(ShellListView {
+            workspace_id: id.to_owned(),
+            count: shells.len(),
+            shells,
+        })
+    }
+}
