@@ -57,3 +57,4 @@ bench: build
 	$(CARGO) bench -p pyro-cli --bench tree
 	$(CARGO) bench -p pyro-core --bench guest
 	$(CARGO) bench -p pyro-core --bench snapshots
+	$(CARGO) bench -p pyro-core --bench shells

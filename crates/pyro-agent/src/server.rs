@@ -291,11 +291,12 @@ where
             crate::jobs::cancel(&job_id).unwrap_or_else(Response::Error)
         }
         Request::ShellOpen {
+            shell_id,
             cwd,
             cols,
             rows,
             env,
-        } => crate::shells::open(&cwd, cols, rows, &env).unwrap_or_else(Response::Error),
+        } => crate::shells::open(&shell_id, &cwd, cols, rows, &env).unwrap_or_else(Response::Error),
         Request::ShellRead {
             shell_id,
             cursor,

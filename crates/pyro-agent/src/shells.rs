@@ -30,8 +30,11 @@ const KEPT_MAX: usize = 32;
 pub const BUFFER_BYTES: usize = 1 << 20;
 /// Longest quiet time a read may wait for.
 pub const IDLE_WAIT_MAX: Duration = Duration::from_secs(30);
-/// Longest one read may take while output keeps coming.
-const READ_WAIT_MAX: Duration = Duration::from_secs(60);
+/// How much longer than its quiet time a read may wait while output keeps
+/// coming (a spinner is never quiet), and the most any read waits: well
+/// under chat hosts' tool-call limits.
+const READ_WAIT_EXTRA: Duration = Duration::from_secs(10);
+const READ_WAIT_MAX: Duration = Duration::from_secs(40);
 /// Most bytes one write may type.
 pub const INPUT_MAX: usize = 64 << 10;
 
@@ -54,6 +57,8 @@ struct Shell {
     /// The shell's process id (its session and first process group).
     pid: i32,
     order: u64,
+    /// The task copying the PTY's output (ended on close).
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Shell {
@@ -110,13 +115,18 @@ fn bad(m: impl Into<String>) -> AgentError {
     AgentError::new(ErrorKind::BadRequest, m)
 }
 
-/// `ShellOpen`.
+/// `ShellOpen`: shell `id` (chosen by the host).
 pub fn open(
+    id: &str,
     cwd: &str,
     cols: u16,
     rows: u16,
     env: &BTreeMap<String, String>,
 ) -> Result<Response, AgentError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(bad("a shell id is 1 to 64 letters, digits or `-`"));
+    }
     if cols == 0 || rows == 0 {
         return Err(bad("a shell needs at least one column and one row"));
     }
@@ -135,6 +145,12 @@ pub fn open(
         }
     }
     let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
+    if t.shells.contains_key(id) {
+        return Err(AgentError::new(
+            ErrorKind::Conflict,
+            format!("shell {id} exists already; open it under a new id"),
+        ));
+    }
     let running = t
         .shells
         .values()
@@ -191,7 +207,7 @@ pub fn open(
     let pty_fd = pty.as_raw_fd();
     let (mut reader, writer) = pty.into_split();
     t.next += 1;
-    let id = format!("s{}", t.next);
+    let id = id.to_owned();
     let shell = Arc::new(Shell {
         info: ShellInfo {
             shell_id: id.clone(),
@@ -208,11 +224,12 @@ pub fn open(
         pty_fd,
         pid,
         order: t.next,
+        reader: Mutex::new(None),
     });
     t.shells.insert(id, shell.clone());
     drop(t);
     let s = shell.clone();
-    tokio::spawn(async move {
+    let reader_task = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 << 10];
         // Output until the PTY closes (EIO once the shell and everything
         // holding the terminal are gone).
@@ -226,6 +243,13 @@ pub fn open(
             }
         }
     });
+    *shell.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader_task.abort_handle());
+    let done = Arc::new(Notify::new());
+    let reader_done = done.clone();
+    tokio::spawn(async move {
+        let _ = reader_task.await;
+        reader_done.notify_one();
+    });
     let s = shell.clone();
     tokio::spawn(async move {
         let status = child.wait().await;
@@ -235,6 +259,12 @@ pub fn open(
             }),
             Err(_) => 255,
         };
+        // What the shell left running in its session ends with it (now,
+        // while its session id cannot yet belong to anyone else); then the
+        // last output is read before the exit is told, so a read that sees
+        // `exited` has everything.
+        kill_session(pid);
+        let _ = tokio::time::timeout(Duration::from_secs(2), done.notified()).await;
         s.lock().exit_code = Some(code);
         s.changed.notify_waiters();
     });
@@ -263,7 +293,7 @@ pub async fn read<W: tokio::io::AsyncWrite + Unpin>(
         .min(BUFFER_BYTES);
     if let Some(ms) = wait_idle_ms {
         let idle = Duration::from_millis(ms).min(IDLE_WAIT_MAX);
-        let give_up = Instant::now() + READ_WAIT_MAX;
+        let give_up = Instant::now() + (idle + READ_WAIT_EXTRA).min(READ_WAIT_MAX);
         loop {
             let notified = shell.changed.notified();
             {
@@ -384,8 +414,19 @@ pub async fn close(shell_id: &str) -> Result<Response, AgentError> {
         unsafe { libc::kill(-shell.pid, libc::SIGKILL) };
     }
     // Programs the shell started in their own process groups share its
-    // session: end every process whose session is the shell's.
-    kill_session(shell.pid);
+    // session: end every process whose session is the shell's (an exited
+    // shell's session was ended when it exited).
+    if shell.lock().exit_code.is_none() {
+        kill_session(shell.pid);
+    }
+    if let Some(r) = shell
+        .reader
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        r.abort();
+    }
     shell.lock().closed = true;
     table()
         .lock()
@@ -461,7 +502,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_shell_keeps_its_state_and_reports_its_exit() {
-        let Response::Shell(info) = open("/", 80, 24, &BTreeMap::new()).unwrap() else {
+        assert!(open("bad id", "/", 80, 24, &BTreeMap::new()).is_err());
+        let Response::Shell(info) = open("t-1", "/", 80, 24, &BTreeMap::new()).unwrap() else {
             panic!()
         };
         let id = info.shell_id;
@@ -498,5 +540,61 @@ mod tests {
         };
         assert_eq!(closed.state, "closed");
         assert!(lookup(&id).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_exit_is_told_after_the_last_output_and_ends_the_session() {
+        let Response::Shell(info) = open("t-2", "/", 80, 24, &BTreeMap::new()).unwrap() else {
+            panic!()
+        };
+        let id = info.shell_id;
+        write(&id, "sleep 300 & seq 1 2000; exit 5\n")
+            .await
+            .unwrap();
+        let mut info = read_all(&id, 0, Some(100)).await.3;
+        for _ in 0..200 {
+            if info.exit_code.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            info = read_all(&id, 0, None).await.3;
+        }
+        assert_eq!(info.exit_code, Some(5));
+        // Everything it wrote is there once the exit is.
+        let mut all = String::new();
+        let mut cursor = 0;
+        loop {
+            let (out, next, _, _) = read_all(&id, cursor, None).await;
+            if out.is_empty() {
+                break;
+            }
+            all.push_str(&out);
+            cursor = next;
+        }
+        assert!(all.contains("\n2000\r\n"), "{all:?}");
+        // Nothing of its session is left (the background sleep included;
+        // a killed process may take a moment to go).
+        let pid = lookup(&id).unwrap().pid;
+        let left = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                // SAFETY: getsid(2) only reads.
+                .filter(|p| unsafe { libc::getsid(*p) } == pid)
+                .filter(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| !r.starts_with('Z')))
+                })
+                .count()
+        };
+        for _ in 0..100 {
+            if left() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(left(), 0);
+        close(&id).await.unwrap();
     }
 }

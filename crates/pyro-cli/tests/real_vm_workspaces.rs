@@ -85,21 +85,20 @@ fn real_vm_workspace_repro_fix_loop() {
     // keeps at most the cap of it. (Serial output is emulated byte by byte,
     // a few KiB/s on a nested host, so the flood is short here; the keeper
     // itself is tested with 200 MiB in pyro-vmm.)
-    ok(&ws(
+    // The flood runs in a session of its own; its process group is killed
+    // by id (the image has no pkill).
+    let flood = stdout(ok(&ws(
         &home,
         &[
             "exec",
             &id,
             "--",
-            "setsid sh -c 'yes pyro-console-flood > /dev/ttyS0' > /dev/null 2>&1 < /dev/null &",
+            "setsid sh -c 'yes pyro-console-flood > /dev/ttyS0' > /dev/null 2>&1 < /dev/null & \
+             echo $!",
         ],
-    ));
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        stdout(ok(&ws(&home, &["exec", &id, "--", "echo alive"]))),
-        "alive\n"
-    );
-    ok(&ws(&home, &["exec", &id, "--", "pkill yes; true"]));
+    )))
+    .trim()
+    .to_owned();
     let rec: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             home.path()
@@ -111,8 +110,29 @@ fn real_vm_workspace_repro_fix_loop() {
     )
     .unwrap();
     let vm_dir = home.path().join("vms").join(rec["vm_id"].as_str().unwrap());
+    // Serial output reaches the keeper slowly here: wait for it.
+    let seen = |f: &str| {
+        std::fs::read_to_string(vm_dir.join(f))
+            .unwrap_or_default()
+            .contains("pyro-console-flood")
+    };
+    let until = Instant::now() + Duration::from_secs(180);
+    while !(seen("console.log") || seen("console.log.1")) && Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(
+        stdout(ok(&ws(&home, &["exec", &id, "--", "echo alive"]))),
+        "alive\n"
+    );
+    ok(&ws(
+        &home,
+        &["exec", &id, "--", &format!("kill -9 -- -{flood}; true")],
+    ));
     let console = std::fs::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
-    assert!(console.contains("pyro-console-flood"), "{console}");
+    assert!(
+        seen("console.log") || seen("console.log.1"),
+        "the flood never reached the console log:\n{console}"
+    );
     let kept: u64 = ["console.log", "console.log.1"]
         .iter()
         .filter_map(|f| std::fs::metadata(vm_dir.join(f)).ok())

@@ -115,6 +115,28 @@ fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
     assert_eq!(json(&o)["error"]["kind"], "invalid_argument");
     let o = ws(&home, &["shell", "open", &id, "--cols", "5", "--json"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A relative --cwd and --env; closing ends what the shell left running.
+    ok(&ws(&home, &["exec", &id, "--", "mkdir -p sub"]));
+    let c = stdout(ok(&ws(
+        &home,
+        &[
+            "shell",
+            "open",
+            &id,
+            "--cwd",
+            "sub",
+            "--env",
+            "FOO=bar",
+            "--id-only",
+        ],
+    )))
+    .trim()
+    .to_owned();
+    write(&home, &id, &c, "sleep 1000 & echo \"[$PWD:$FOO]\"");
+    read_until(&home, &id, &c, 0, "[/workspace/sub:bar]");
+    ok(&ws(&home, &["shell", "close", &id, &c]));
+    let count = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 1000' || true";
+    assert_eq!(stdout(ok(&ws(&home, &["exec", &id, "--", count]))), "0\n");
     // Listing, closing, and what a stop does to shells.
     let l = json(ok(&ws(&home, &["shell", "list", &id, "--json"])));
     assert_eq!(l["count"], 2, "{l}");
@@ -180,6 +202,42 @@ async fn shells_over_mcp() {
     assert!(seen.contains("\n42"), "{seen:?}");
     let l = mcp_support::ok(&client, "shell_list", json!({"workspace_id": id})).await;
     assert_eq!(l["count"], 1);
+    // A read from a cursor the guest no longer holds says what was dropped.
+    mcp_support::ok(
+        &client,
+        "shell_write",
+        json!({"workspace_id": id, "shell_id": sh, "input": "head -c 1200000 /dev/zero | tr '\\0' b; echo; echo FLOOD-DONE"}),
+    )
+    .await;
+    let mut flood = String::new();
+    for _ in 0..60 {
+        let r = mcp_support::ok(
+            &client,
+            "shell_read",
+            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "wait_for_idle_ms": 300, "max_chars": 1048576}),
+        )
+        .await;
+        flood.push_str(r["output"].as_str().unwrap());
+        cursor = r["next_cursor"].as_u64().unwrap();
+        if flood.contains("FLOOD-DONE\r\n") {
+            break;
+        }
+    }
+    let r = mcp_support::ok(
+        &client,
+        "shell_read",
+        json!({"workspace_id": id, "shell_id": sh, "cursor": 0, "max_chars": 10}),
+    )
+    .await;
+    assert!(r["dropped_bytes"].as_u64().unwrap() > 0, "{r}");
+    let e = err_kind(
+        &client,
+        "shell_read",
+        json!({"workspace_id": id, "shell_id": sh, "cursor": cursor + 1000}),
+        "invalid_argument",
+    )
+    .await;
+    assert!(e.contains("cursor: "), "{e}");
     let e = err_kind(
         &client,
         "shell_read",

@@ -1,8 +1,15 @@
 //! What a person would see: terminal output with its control sequences
 //! interpreted (carriage returns, backspaces, erases, cursor moves), so a
 //! progress bar that redraws its line reads as its last state and colour
-//! codes vanish. Lines are kept whole (no scrolling off), one per line
-//! the output reached; trailing blanks are trimmed.
+//! codes vanish. One line per line the output reached (at most the last
+//! [`LINES_MAX`]); trailing blanks are trimmed. Cursor moves are relative
+//! (up, down, left, right, to a column) and never go below the last line,
+//! as on a terminal's screen; absolute positioning and alternate screens
+//! (full-screen programs such as `top`) are not drawn.
+
+/// Lines kept (older ones scroll off): memory stays bounded whatever the
+/// output.
+pub const LINES_MAX: usize = 5_000;
 
 /// Renders `bytes` written to a terminal `cols` columns wide.
 pub fn render(bytes: &[u8], cols: u16) -> String {
@@ -14,8 +21,8 @@ pub fn render(bytes: &[u8], cols: u16) -> String {
     };
     let mut parser = vte::Parser::new();
     parser.advance(&mut screen, bytes);
-    let mut out: Vec<String> = screen
-        .lines
+    let first = screen.lines.len().saturating_sub(LINES_MAX);
+    let mut out: Vec<String> = screen.lines[first..]
         .iter()
         .map(|l| l.iter().collect::<String>().trim_end().to_owned())
         .collect();
@@ -44,6 +51,12 @@ impl Screen {
         self.row += 1;
         self.col = 0;
         self.line();
+        // Scroll off in batches, so each line moves at most once or twice.
+        if self.lines.len() > LINES_MAX + LINES_MAX / 4 {
+            let off = self.lines.len() - LINES_MAX;
+            self.lines.drain(..off);
+            self.row -= off;
+        }
     }
 }
 
@@ -114,10 +127,8 @@ impl vte::Perform for Screen {
             'D' => self.col = self.col.saturating_sub(n),
             'G' => self.col = (n - 1).min(self.cols.saturating_sub(1)),
             'A' => self.row = self.row.saturating_sub(n),
-            'B' => {
-                self.row += n;
-                self.line();
-            }
+            // Down, never past the last line (no scrolling, as on a screen).
+            'B' => self.row = (self.row + n).min(self.lines.len().saturating_sub(1)),
             _ => {}
         }
     }
@@ -147,5 +158,16 @@ mod tests {
         assert_eq!(render(b"\x1b[?2004h\x1b]0;title\x07pyro$ ", 80), "pyro$");
         // Long lines wrap at the width.
         assert_eq!(render(b"abcdef", 4), "abcd\nef");
+        // Moves down stop at the last line; huge moves cost nothing.
+        assert_eq!(render(b"a\x1b[65535Bb", 80), "ab");
+        let flood = b"\x1b[65535B\x1b[65535G".repeat(100_000);
+        assert_eq!(render(&flood, 80), "");
+        // At most the last LINES_MAX lines are kept.
+        let many = "x\n".repeat(super::LINES_MAX * 3);
+        // (The last of them is the empty line after the final newline.)
+        assert_eq!(
+            render(many.as_bytes(), 80).lines().count(),
+            super::LINES_MAX - 1
+        );
     }
 }

@@ -154,6 +154,9 @@ pub enum Request {
     /// Open an interactive shell on a new PTY; answered with
     /// [`Response::Shell`].
     ShellOpen {
+        /// The id the host chose for it (letters, digits and `-`, at most
+        /// 64; never reused).
+        shell_id: String,
         /// Absolute working directory.
         cwd: String,
         /// Terminal width.

@@ -108,12 +108,22 @@ fn marks_path(ws: &Workspaces, id: &str) -> PathBuf {
     ws.dir(id).join("shells.json")
 }
 
-fn load_marks(ws: &Workspaces, id: &str) -> Vec<Mark> {
-    std::fs::read(marks_path(ws, id))
-        .ok()
-        .filter(|b| b.len() <= 1 << 20)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+fn load_marks(ws: &Workspaces, id: &str) -> Result<Vec<Mark>, CoreError> {
+    let path = marks_path(ws, id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CoreError::io(
+            format!(
+                "reading {} (remove it to forget the workspace's shells)",
+                path.display()
+            ),
+            std::io::Error::other(e),
+        )
+    })
 }
 
 fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError> {
@@ -123,7 +133,7 @@ fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError
 /// Forgets every shell of workspace `id` (after a reset, which ends them
 /// and says so in its result); how many there were.
 pub(super) fn clear_marks(ws: &Workspaces, id: &str) -> usize {
-    let n = load_marks(ws, id).len();
+    let n = load_marks(ws, id).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(marks_path(ws, id));
     n
 }
@@ -153,11 +163,35 @@ fn view(
     }
 }
 
+/// A shell as the guest describes it, checked: its state is one of the
+/// three it may be.
+fn checked(i: pyro_protocol::ShellInfo) -> Result<pyro_protocol::ShellInfo, CoreError> {
+    if !["running", "exited", "closed"].contains(&i.state.as_str()) {
+        return Err(CoreError::Transport(
+            "the guest agent described a shell in an unknown state; the guest is misbehaving: \
+             reset or delete it"
+                .into(),
+        ));
+    }
+    Ok(i)
+}
+
 fn shell_info(r: Response) -> Result<pyro_protocol::ShellInfo, CoreError> {
     match r {
-        Response::Shell(i) => Ok(i),
-        other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+        Response::Shell(i) => checked(i),
+        other => Err(CoreError::Transport(format!(
+            "unexpected answer {}",
+            serde_json::to_string(&other)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))),
     }
+}
+
+fn agent_gone(e: &CoreError) -> bool {
+    matches!(e, CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::NotFound)
 }
 
 impl Workspaces {
@@ -169,7 +203,7 @@ impl Workspaces {
         shell_id: &str,
         op: &str,
     ) -> Result<(Sandbox, Mark), CoreError> {
-        let marks = load_marks(self, id);
+        let marks = load_marks(self, id)?;
         let mark = marks
             .iter()
             .find(|m| m.shell_id == shell_id)
@@ -209,46 +243,61 @@ impl Workspaces {
             Some(c) => guest_path(c)?,
         };
         let (_, sandbox) = self.started_with(id, "shell open", |_| {}).await?;
-        let info = shell_info(
-            sandbox
-                .call(
-                    Request::ShellOpen {
-                        cwd: cwd.clone(),
-                        cols: opts.cols,
-                        rows: opts.rows,
-                        env: opts.env,
-                    },
-                    Duration::from_secs(30),
-                )
-                .await?,
-        )?;
+        // The mark is saved before the guest opens the shell: a call killed
+        // in between leaves a shell that `list` shows and `close` ends.
+        let shell_id = random_hex(6);
         let mark = Mark {
-            shell_id: random_hex(6),
+            shell_id: shell_id.clone(),
             vm_id: sandbox.id().to_owned(),
-            agent_id: info.shell_id.chars().take(64).collect(),
-            cwd,
+            agent_id: format!("h{shell_id}"),
+            cwd: cwd.clone(),
             cols: opts.cols,
             rows: opts.rows,
             opened_at: now_unix(),
         };
         {
             let _lock = record::lock(&self.paths, id).await?;
-            let mut marks = load_marks(self, id);
-            // Shells of earlier boots make room first (they are ended).
-            let vm = mark.vm_id.clone();
-            while marks.len() >= MARKS_MAX {
-                match marks.iter().position(|m| m.vm_id != vm) {
-                    Some(i) => {
-                        marks.remove(i);
-                    }
-                    None => {
-                        marks.remove(0);
-                    }
+            let mut marks = load_marks(self, id)?;
+            // Shells of earlier boots make room first (they ended); those
+            // of this boot are never forgotten unasked.
+            if marks.len() >= MARKS_MAX {
+                let vm = mark.vm_id.clone();
+                marks.retain(|m| m.vm_id == vm);
+                if marks.len() >= MARKS_MAX {
+                    return Err(CoreError::Quota(format!(
+                        "workspace {id} has {MARKS_MAX} shells; close some with \
+                         ⟨op:workspace shell close⟩"
+                    )));
                 }
             }
             marks.push(mark.clone());
             save_marks(self, id, &marks)?;
         }
+        let opened = sandbox
+            .call(
+                Request::ShellOpen {
+                    shell_id: mark.agent_id.clone(),
+                    cwd,
+                    cols: opts.cols,
+                    rows: opts.rows,
+                    env: opts.env,
+                },
+                Duration::from_secs(30),
+            )
+            .await
+            .and_then(shell_info);
+        let info = match opened {
+            Ok(i) => i,
+            Err(e) => {
+                if let Ok(_lock) = record::lock(&self.paths, id).await
+                    && let Ok(mut marks) = load_marks(self, id)
+                {
+                    marks.retain(|m| m.shell_id != shell_id);
+                    let _ = save_marks(self, id, &marks);
+                }
+                return Err(e);
+            }
+        };
         Ok(view(id, &mark, Some(&info), None))
     }
 
@@ -283,18 +332,49 @@ impl Workspaces {
                 "unexpected answer to a shell read".into(),
             ));
         };
-        let output = if plain {
-            crate::terminal::render(&data, mark.cols)
-        } else {
-            String::from_utf8_lossy(&data).into_owned()
-        };
+        let shell = checked(shell)?;
+        let sent = data.len() as u64;
+        if data.is_empty() && dropped == 0 && next_cursor < cursor {
+            return Err(CoreError::invalid(format!(
+                "cursor {cursor} is past the end of shell {shell_id}'s output ({next_cursor}); \
+                 read with ⟨arg:cursor={next_cursor}⟩"
+            )));
+        }
+        if cursor
+            .checked_add(dropped)
+            .and_then(|c| c.checked_add(sent))
+            != Some(next_cursor)
+        {
+            return Err(CoreError::Transport(
+                "the guest agent reported a shell cursor that does not match what it sent; the \
+                 guest is misbehaving: reset or delete it"
+                    .into(),
+            ));
+        }
+        let cols = mark.cols;
+        let limit = usize::try_from(max_chars).unwrap_or(usize::MAX);
+        let (output, cut) = crate::blocking(move || {
+            Ok(if plain {
+                // The screen's end matters most: keep the last characters.
+                let text = crate::terminal::render(&data, cols);
+                let n = text.chars().count();
+                if n > limit {
+                    (text.chars().skip(n - limit).collect::<String>(), true)
+                } else {
+                    (text, false)
+                }
+            } else {
+                (String::from_utf8_lossy(&data).into_owned(), false)
+            })
+        })
+        .await?;
         Ok(ShellReadView {
             shell: view(id, &mark, Some(&shell), None),
-            cursor: cursor.max(next_cursor.saturating_sub(data.len() as u64)),
+            cursor: cursor + dropped,
             next_cursor,
             output,
             plain,
-            truncated: more,
+            truncated: more || cut,
             dropped_bytes: dropped,
         })
     }
@@ -356,7 +436,7 @@ impl Workspaces {
     /// Ends a shell and every process it started. A shell that already
     /// ended with a stop is forgotten.
     pub async fn shell_close(&self, id: &str, shell_id: &str) -> Result<ShellCloseView, CoreError> {
-        let marks = load_marks(self, id);
+        let marks = load_marks(self, id)?;
         let Some(mark) = marks.iter().find(|m| m.shell_id == shell_id).cloned() else {
             return Err(CoreError::NotFound(format!(
                 "workspace {id} has no shell {shell_id:?}; ⟨op:workspace shell list {id}⟩ shows \
@@ -365,24 +445,29 @@ impl Workspaces {
         };
         let shell = match self.shell_of(id, shell_id, "shell close").await {
             Ok((sandbox, mark)) => {
-                let info = shell_info(
-                    sandbox
-                        .call(
-                            Request::ShellClose {
-                                shell_id: mark.agent_id.clone(),
-                            },
-                            Duration::from_secs(30),
-                        )
-                        .await?,
-                )?;
-                view(id, &mark, Some(&info), None)
+                let closed = sandbox
+                    .call(
+                        Request::ShellClose {
+                            shell_id: mark.agent_id.clone(),
+                        },
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                match closed {
+                    Ok(r) => view(id, &mark, Some(&shell_info(r)?), None),
+                    // The guest no longer has it: nothing runs; forget it.
+                    Err(e) if agent_gone(&e) => {
+                        view(id, &mark, None, Some("the guest no longer knew it"))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             // Already ended with its VM: nothing runs; just forget it.
             Err(CoreError::State(_)) => view(id, &mark, None, None),
             Err(e) => return Err(e),
         };
         let _lock = record::lock(&self.paths, id).await?;
-        let mut marks = load_marks(self, id);
+        let mut marks = load_marks(self, id)?;
         marks.retain(|m| m.shell_id != shell_id);
         save_marks(self, id, &marks)?;
         Ok(ShellCloseView {
@@ -398,7 +483,7 @@ impl Workspaces {
             let _lock = record::lock(&self.paths, id).await?;
             self.load_fresh(id).await?
         };
-        let marks = load_marks(self, id);
+        let marks = load_marks(self, id)?;
         let live: Vec<pyro_protocol::ShellInfo> = match (&rec.state, &rec.vm_id) {
             (State::Started, Some(vm)) if marks.iter().any(|m| &m.vm_id == vm) => {
                 let sandbox = Sandbox::attach(&self.paths, vm)?;
@@ -406,7 +491,11 @@ impl Workspaces {
                     .call(Request::ShellList, Duration::from_secs(30))
                     .await?
                 {
-                    Response::Shells { shells } => shells,
+                    Response::Shells { shells } => shells
+                        .into_iter()
+                        .take(256)
+                        .map(checked)
+                        .collect::<Result<_, _>>()?,
                     other => {
                         return Err(CoreError::Transport(format!("unexpected answer {other:?}")));
                     }
