@@ -113,6 +113,39 @@ fn a_detached_command_is_waited_for_and_a_running_one_cancelled() {
         l["entries"][0]["stdout"], "line1\nline2\nline3\nline4\nline5\nline6\n",
         "{l}"
     );
+    // A stop ends what runs in the background, and the history says so.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--detach",
+            "--json",
+            "--timeout-seconds",
+            "600",
+            "--",
+            "sleep 300",
+        ],
+    )));
+    let seq = v["sequence"].to_string();
+    ok(&ws(&home, &["stop", &id]));
+    ok(&ws(&home, &["start", &id]));
+    let l = json(ok(&ws(&home, &["logs", &id, "--sequence", &seq, "--json"])));
+    assert_eq!(l["entries"][0]["state"], "interrupted", "{l}");
+    assert!(
+        l["entries"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ended with"),
+        "{l}"
+    );
+    let o = ws(&home, &["exec-wait", &id, &seq, "--json"]);
+    assert_eq!(json(&o)["error"]["kind"], "wrong_state", "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("ended when workspace"),
+        "{}",
+        stdout(&o)
+    );
     // Unknown commands and bad flags are clear errors.
     let o = ws(&home, &["exec-wait", &id, "99", "--json"]);
     assert_eq!(json(&o)["error"]["kind"], "not_found");

@@ -523,7 +523,15 @@ impl Default for LogsQuery {
 
 /// Reads the history in `dir`: every command is counted, only the asked-for
 /// ones are read, and of their output only the end (never a whole file).
-pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreError> {
+///
+/// `live_vm` is the workspace's running VM, if any: a command left running
+/// in the background of another VM ended with it, and reads as
+/// `interrupted`, saying so.
+pub fn read(
+    dir: &Path,
+    q: &LogsQuery,
+    live_vm: Option<&str>,
+) -> Result<(usize, Vec<LogEntry>), CoreError> {
     crate::limits::LOGS_TAIL.check(q.tail)?;
     crate::limits::LOGS_OUTPUT_BYTES.check(q.max_output_bytes)?;
     let mut seqs: Vec<u64> = std::fs::read_dir(dir)
@@ -567,6 +575,17 @@ pub fn read(dir: &Path, q: &LogsQuery) -> Result<(usize, Vec<LogEntry>), CoreErr
             && !runner.is_some_and(|r| r.is_alive())
         {
             e.state = CommandState::Interrupted;
+        }
+        if e.state == CommandState::Running
+            && let Some(j) = &job
+            && Some(j.vm_id.as_str()) != live_vm
+        {
+            e.state = CommandState::Interrupted;
+            e.error = Some(
+                "it ran in the background and ended with the workspace's VM (a stop, reset or \
+                 expiry); its output up to the last wait is logged"
+                    .into(),
+            );
         }
         for (ext, text, omitted) in [
             ("stdout", &mut e.stdout, &mut e.stdout_omitted_bytes),
@@ -638,6 +657,7 @@ mod tests {
                 sequence: None,
                 max_output_bytes: 4,
             },
+            None,
         )
         .unwrap();
         assert_eq!(count, 3);
@@ -661,6 +681,7 @@ mod tests {
                 sequence: Some(1),
                 max_output_bytes: 100,
             },
+            None,
         )
         .unwrap();
         assert_eq!(one.1[0].stdout, "hello\n");
@@ -670,10 +691,38 @@ mod tests {
                 &LogsQuery {
                     sequence: Some(9),
                     ..LogsQuery::default()
-                }
+                },
+                None,
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_background_command_of_an_ended_vm_reads_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut null = Null;
+        let mut s =
+            LogSink::start(dir.path(), 1, "make".into(), "/w".into(), 3, &mut null).unwrap();
+        let job = |vm: &str| JobRef {
+            job_id: "x1".into(),
+            vm_id: vm.into(),
+            stdout_next: 0,
+            stderr_next: 0,
+            timeout_seconds: 30,
+            stdout_logged: 0,
+            stderr_logged: 0,
+        };
+        s.attach(job("vm-a"));
+        s.detach(job("vm-a"));
+        let q = LogsQuery::default();
+        let on_a = read(dir.path(), &q, Some("vm-a")).unwrap().1;
+        assert_eq!(on_a[0].state, CommandState::Running);
+        for live in [Some("vm-b"), None] {
+            let e = read(dir.path(), &q, live).unwrap().1;
+            assert_eq!(e[0].state, CommandState::Interrupted, "{live:?}");
+            assert!(e[0].error.as_deref().unwrap().contains("ended with"));
+        }
     }
 
     #[test]

@@ -335,13 +335,15 @@ impl Workspaces {
     /// come back with the end of their logged output (see
     /// [`cmdlog::read`]).
     pub async fn logs(&self, id: &str, query: LogsQuery) -> Result<LogsView, CoreError> {
-        {
+        let live_vm = {
             let _lock = record::lock(&self.paths, id).await?;
             let mut rec = self.load_fresh(id).await?;
             self.touch(&mut rec).await?;
-        }
+            rec.vm_id.filter(|_| rec.state == State::Started)
+        };
         let dir = self.dir(id).join("commands");
-        let (count, entries) = crate::blocking(move || cmdlog::read(&dir, &query)).await?;
+        let (count, entries) =
+            crate::blocking(move || cmdlog::read(&dir, &query, live_vm.as_deref())).await?;
         Ok(LogsView {
             workspace_id: id.to_owned(),
             count,
