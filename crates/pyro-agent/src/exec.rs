@@ -229,6 +229,12 @@ pub(crate) fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError>
     })
 }
 
+/// Whether `id` is a valid host-chosen id for a job or a shell: 1 to 64
+/// letters, digits or `-`.
+pub(crate) fn valid_host_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// Exit code and message for a command that could not start, as a shell
 /// would report it.
 pub(crate) fn spawn_failure(e: &spawn::SpawnError) -> (i32, String) {
@@ -262,7 +268,12 @@ impl StreamCount {
     }
 }
 
-async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+/// Reads what `r` has (`None` at its end or on an error); pending forever
+/// once `r` is gone, so a `select!` arm for a closed stream never fires.
+pub(crate) async fn read_some<R: AsyncRead + Unpin>(
+    r: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
     match r {
         Some(r) => match r.read(buf).await {
             Ok(0) | Err(_) => None,
@@ -272,7 +283,8 @@ async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> O
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
+/// Sleeps until `at`, or forever without one.
+pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

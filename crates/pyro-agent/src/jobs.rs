@@ -15,11 +15,13 @@ use pyro_protocol::{
     AgentError, CHUNK_BYTES, ErrorKind, ExecOutcome, ExecRequest, FrameKind, JobState, Response,
     write_frame, write_message,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::exec::{TIMEOUT_EXIT_CODE, prepare, spawn_failure};
+use crate::exec::{
+    TIMEOUT_EXIT_CODE, prepare, read_some, sleep_until_opt, spawn_failure, valid_host_id,
+};
 use crate::ring::Ring;
 use crate::spawn;
 
@@ -92,12 +94,7 @@ fn lookup(id: &str) -> Result<Arc<Job>, AgentError> {
 
 /// `JobStart`: spawns the command as job `job_id` and answers with its id.
 pub fn start(job_id: &str, req: &ExecRequest) -> Result<Response, AgentError> {
-    if job_id.is_empty()
-        || job_id.len() > 64
-        || !job_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !valid_host_id(job_id) {
         return Err(AgentError::new(
             ErrorKind::BadRequest,
             "a job id is 1 to 64 letters, digits or `-`",
@@ -253,23 +250,6 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
     });
     drop(g);
     job.changed.notify_waiters();
-}
-
-async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
-    match r {
-        Some(r) => match r.read(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// `JobRead`: waits, sends the output past the offsets, then the state.

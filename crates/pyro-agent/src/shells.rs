@@ -123,8 +123,7 @@ pub fn open(
     rows: u16,
     env: &BTreeMap<String, String>,
 ) -> Result<Response, AgentError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !crate::exec::valid_host_id(id) {
         return Err(bad("a shell id is 1 to 64 letters, digits or `-`"));
     }
     if cols == 0 || rows == 0 {
