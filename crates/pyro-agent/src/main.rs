@@ -18,11 +18,14 @@ mod log;
 mod ops;
 mod patch;
 mod paths;
+mod readiness;
 mod ring;
 mod server;
+mod services;
 mod shells;
 mod spawn;
 mod stream;
+mod svclog;
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;

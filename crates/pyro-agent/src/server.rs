@@ -36,14 +36,14 @@ pub struct Shared {
 
 /// Counts a request as in flight until dropped, then restarts the idle
 /// clock.
-struct InFlight(Arc<Shared>);
+struct InFlight(Arc<Shared>, bool);
 
 impl InFlight {
     fn new(shared: Arc<Shared>) -> Self {
         shared
             .active
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(shared)
+        Self(shared, false)
     }
 }
 
@@ -52,7 +52,10 @@ impl Drop for InFlight {
         self.0
             .active
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.touch();
+        // A passive request leaves the idle clock as it was.
+        if !self.1 {
+            self.0.touch();
+        }
     }
 }
 
@@ -83,6 +86,9 @@ impl Shared {
                 "files",
                 "manifest",
                 "patch",
+                "jobs",
+                "shells",
+                "services",
             ]
             .map(String::from)
             .to_vec(),
@@ -234,7 +240,7 @@ where
 {
     // In flight from the moment it is accepted: the idle deadline cannot
     // power the guest off between accepting a request and reading it.
-    let _in_flight = InFlight::new(shared.clone());
+    let mut in_flight = InFlight::new(shared.clone());
     write_message(&mut stream, &shared.hello())
         .await
         .map_err(|e| e.to_string())?;
@@ -262,7 +268,12 @@ where
             .await
             .map_err(|e| e.to_string());
     }
-    shared.touch();
+    // Asking which services run is not use of the guest: `status` and
+    // `list` ask it of every VM they show.
+    in_flight.1 = matches!(envelope.request, Request::ServiceList);
+    if !in_flight.1 {
+        shared.touch();
+    }
     let response = match envelope.request {
         Request::Ping => Response::Pong {
             uptime_ms: shared.uptime_ms(),
@@ -296,7 +307,9 @@ where
             cols,
             rows,
             env,
-        } => crate::shells::open(&shell_id, &cwd, cols, rows, &env).unwrap_or_else(Response::Error),
+            keep_alive,
+        } => crate::shells::open(&shell_id, &cwd, (cols, rows), &env, keep_alive)
+            .unwrap_or_else(Response::Error),
         Request::ShellRead {
             shell_id,
             cursor,
@@ -316,6 +329,29 @@ where
             .await
             .unwrap_or_else(Response::Error),
         Request::ShellList => crate::shells::list(),
+        Request::ShellResize {
+            shell_id,
+            cols,
+            rows,
+        } => crate::shells::resize(&shell_id, cols, rows)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ServiceStart(spec) => crate::services::start(spec).unwrap_or_else(Response::Error),
+        Request::ServiceWait { name, wait_ms } => crate::services::wait(&name, wait_ms)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ServiceStop { name, grace_ms } => crate::services::stop(&name, grace_ms)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::ServiceList => crate::services::list(),
+        Request::ServiceLogs {
+            name,
+            from,
+            tail_lines,
+            max_bytes,
+        } => {
+            return crate::services::logs(&mut stream, &name, from, tail_lines, max_bytes).await;
+        }
         Request::SetDeadline { idle_seconds } => {
             *shared
                 .idle_seconds
@@ -371,8 +407,11 @@ async fn deadline_watcher(shared: Arc<Shared>) {
             Some(at) => {
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => {
-                        if shared.active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                            // A request is still running: not idle.
+                        if shared.active.load(std::sync::atomic::Ordering::SeqCst) > 0
+                            || crate::services::KEEP_ALIVE.load(std::sync::atomic::Ordering::SeqCst) > 0
+                        {
+                            // A request is still running, or a service or
+                            // shell started with keep-alive: not idle.
                             shared.touch();
                             continue;
                         }

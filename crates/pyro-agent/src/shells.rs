@@ -43,6 +43,8 @@ struct Inner {
     out: Ring<BUFFER_BYTES>,
     exit_code: Option<i32>,
     closed: bool,
+    /// Terminal width and height.
+    size: (u16, u16),
 }
 
 struct Shell {
@@ -79,6 +81,7 @@ impl Shell {
         .into();
         info.exit_code = g.exit_code;
         info.output_end = g.out.end();
+        (info.cols, info.rows) = g.size;
         info
     }
 }
@@ -119,9 +122,9 @@ fn bad(m: impl Into<String>) -> AgentError {
 pub fn open(
     id: &str,
     cwd: &str,
-    cols: u16,
-    rows: u16,
+    (cols, rows): (u16, u16),
     env: &BTreeMap<String, String>,
+    keep_alive: bool,
 ) -> Result<Response, AgentError> {
     if !crate::exec::valid_host_id(id) {
         return Err(bad("a shell id is 1 to 64 letters, digits or `-`"));
@@ -217,7 +220,10 @@ pub fn open(
             exit_code: None,
             output_end: 0,
         },
-        inner: Mutex::new(Inner::default()),
+        inner: Mutex::new(Inner {
+            size: (cols, rows),
+            ..Inner::default()
+        }),
         changed: Notify::new(),
         writer: tokio::sync::Mutex::new(writer),
         pty_fd,
@@ -251,6 +257,8 @@ pub fn open(
     });
     let s = shell.clone();
     tokio::spawn(async move {
+        // A keep-alive shell holds the guest up until it ends.
+        let _hold = crate::services::KeepAlive::new(keep_alive);
         let status = child.wait().await;
         let code = match status {
             Ok(st) => st.code().unwrap_or_else(|| {
@@ -366,6 +374,29 @@ pub async fn write(shell_id: &str, input: &str) -> Result<Response, AgentError> 
              or send it a signal",
         )),
     }
+}
+
+/// `ShellResize`: a new terminal size (the foreground program gets
+/// `SIGWINCH`).
+pub async fn resize(shell_id: &str, cols: u16, rows: u16) -> Result<Response, AgentError> {
+    if cols == 0 || rows == 0 {
+        return Err(bad("a shell needs at least one column and one row"));
+    }
+    let shell = lookup(shell_id)?;
+    if shell.lock().exit_code.is_some() {
+        return Err(AgentError::new(
+            ErrorKind::Conflict,
+            format!("shell {shell_id} is not running (its process ended)"),
+        ));
+    }
+    shell
+        .writer
+        .lock()
+        .await
+        .resize(pty_process::Size::new(rows, cols))
+        .map_err(|e| AgentError::new(ErrorKind::Io, format!("sizing the PTY: {e}")))?;
+    shell.lock().size = (cols, rows);
+    Ok(Response::Shell(shell.info()))
 }
 
 /// `ShellSignal`: to the terminal's foreground process group (the program
@@ -501,13 +532,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_shell_keeps_its_state_and_reports_its_exit() {
-        assert!(open("bad id", "/", 80, 24, &BTreeMap::new()).is_err());
-        let Response::Shell(info) = open("t-1", "/", 80, 24, &BTreeMap::new()).unwrap() else {
+        assert!(open("bad id", "/", (80, 24), &BTreeMap::new(), false).is_err());
+        let Response::Shell(info) = open("t-1", "/", (80, 24), &BTreeMap::new(), false).unwrap()
+        else {
             panic!()
         };
         let id = info.shell_id;
+        let Response::Shell(sized) = resize(&id, 100, 30).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!((sized.cols, sized.rows), (100, 30));
+        assert!(resize(&id, 0, 30).await.is_err());
         write(&id, "cd /tmp && export X=42\n").await.unwrap();
-        write(&id, "echo \"[$PWD:$X]\"\n").await.unwrap();
+        write(&id, "echo \"[$PWD:$X]\" \"[$(stty size)]\"\n")
+            .await
+            .unwrap();
         let mut seen = String::new();
         let mut cursor = 0;
         for _ in 0..50 {
@@ -515,11 +554,11 @@ mod tests {
             assert_eq!(dropped, 0);
             seen.push_str(&out);
             cursor = next;
-            if seen.contains("[/tmp:42]") {
+            if seen.contains("[30 100]") {
                 break;
             }
         }
-        assert!(seen.contains("[/tmp:42]"), "{seen:?}");
+        assert!(seen.contains("[/tmp:42] [30 100]"), "{seen:?}");
         assert!(signal(&id, "QUIT").is_err());
         write(&id, "exit 7\n").await.unwrap();
         let (_, _, _, info) = read_all(&id, cursor, Some(5_000)).await;
@@ -543,7 +582,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_exit_is_told_after_the_last_output_and_ends_the_session() {
-        let Response::Shell(info) = open("t-2", "/", 80, 24, &BTreeMap::new()).unwrap() else {
+        let Response::Shell(info) = open("t-2", "/", (80, 24), &BTreeMap::new(), false).unwrap()
+        else {
             panic!()
         };
         let id = info.shell_id;

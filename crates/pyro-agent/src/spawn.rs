@@ -176,7 +176,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
 
 impl Child {
     /// The process id, which is also its process group and session id.
-    #[cfg(test)]
     pub fn pid(&self) -> libc::pid_t {
         self.pid
     }
@@ -227,6 +226,15 @@ impl Child {
             // SAFETY: plain kill(2) of our own process group, whose id is
             // pinned by the unreaped leader.
             unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Sends `sig` to the whole process group (while its leader is
+    /// unreaped, so the group id cannot name another group).
+    pub fn signal_group(&self, sig: libc::c_int) {
+        if !self.reaped {
+            // SAFETY: plain kill(2) of our own process group, pinned as above.
+            unsafe { libc::kill(-self.pid, sig) };
         }
     }
 

@@ -1,8 +1,10 @@
 //! The command tree. Help texts marked "seed" are part of the product spec
 //! and pinned by snapshot tests.
 
+pub use crate::cli_bounds::command;
+pub use crate::cli_service::WsServiceCmd;
 pub use crate::cli_shell::WsShellCmd;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use pyro_core::limits as L;
 
 /// Seed: the top-level description.
@@ -178,7 +180,8 @@ pub struct DemoArgs {
 const WORKSPACE_EPILOG: &str = "\
 A workspace is a microVM with a persistent disk: seed it, run commands, edit files, diff and export
 the results, reset it to its baseline, delete it. Its VM stops after --ttl-seconds without any call
-(the disk is kept; `pyro workspace start` boots it again).
+(the disk is kept; `pyro workspace start` boots it again); an open shell or a running service does
+not keep it up unless started with --keep-alive.
 
 Example:
   ID=$(pyro workspace create debian:12 --seed-path ./repo --id-only)
@@ -236,6 +239,9 @@ pub enum WorkspaceCmd {
     /// Interactive shells that keep their directory, variables and programs between calls.
     #[command(subcommand)]
     Shell(WsShellCmd),
+    /// Long-running processes (dev servers, databases) with readiness checks and logs.
+    #[command(subcommand)]
+    Service(WsServiceCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
     /// Boot a stopped workspace again from its disk.
@@ -277,7 +283,7 @@ pub struct WsCreateArgs {
     /// Size of the writable disk in MiB (sparse: only what is written uses space).
     #[arg(long, default_value_t = L::DISK_MIB.default)]
     pub disk_mib: u64,
-    /// Idle deadline: the VM stops after this many seconds without a call (the disk is kept).
+    /// Idle deadline: the VM stops after this many seconds without a call (the disk is kept); open shells and running services do not count as calls unless started with --keep-alive.
     #[arg(long, default_value_t = L::WORKSPACE_TTL_SECONDS.default)]
     pub ttl_seconds: u64,
     /// How long the guest may take to boot [default: 180 on PVM hosts, 30 elsewhere].
@@ -727,71 +733,4 @@ pub struct McpServeArgs {
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
-}
-
-/// Which flags take a bound from [`pyro_core::limits`]: the command's path
-/// under `pyro` and the bound (whose `arg` names the flag). Their help
-/// gains the range; their default comes from the same bound in the
-/// derive attributes above.
-pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, String)> {
-    fn b<T: std::fmt::Display>(
-        path: &'static [&'static str],
-        bound: L::Bound<T>,
-    ) -> (&'static [&'static str], &'static str, String, String) {
-        (
-            path,
-            bound.arg,
-            bound.min.to_string(),
-            bound.max.to_string(),
-        )
-    }
-    vec![
-        b(&["run"], L::VCPUS),
-        b(&["run"], L::MEM_MIB),
-        b(&["run"], L::TIMEOUT_SECONDS),
-        b(&["run"], L::RUN_TTL_SECONDS),
-        b(&["run"], L::OUTPUT_BYTES),
-        b(&["workspace", "create"], L::VCPUS),
-        b(&["workspace", "create"], L::MEM_MIB),
-        b(&["workspace", "create"], L::DISK_MIB),
-        b(&["workspace", "create"], L::WORKSPACE_TTL_SECONDS),
-        b(&["workspace", "exec"], L::TIMEOUT_SECONDS),
-        b(&["workspace", "exec"], L::WAIT_SECONDS),
-        b(&["workspace", "exec-wait"], L::WAIT_SECONDS),
-        b(&["workspace", "exec-wait"], L::OUTPUT_BYTES),
-        b(&["workspace", "exec-cancel"], L::OUTPUT_BYTES),
-        b(&["workspace", "shell", "open"], L::SHELL_COLS),
-        b(&["workspace", "shell", "open"], L::SHELL_ROWS),
-        b(&["workspace", "shell", "read"], L::SHELL_READ_CHARS),
-        b(&["workspace", "exec"], L::OUTPUT_BYTES),
-        b(&["workspace", "logs"], L::LOGS_TAIL),
-        b(&["workspace", "logs"], L::LOGS_OUTPUT_BYTES),
-        b(&["workspace", "file", "list"], L::LIST_ENTRIES),
-        b(&["workspace", "file", "read"], L::FILE_READ_BYTES),
-        b(&["workspace", "file", "write"], L::FILE_WRITE_BYTES),
-        b(&["workspace", "diff"], L::DIFF_ENTRIES),
-        b(&["workspace", "diff"], L::DIFF_PATCH_BYTES),
-        b(&["workspace", "fork"], L::FORK_COUNT),
-        b(&["workspace", "disk", "list"], L::LIST_ENTRIES),
-        b(&["workspace", "disk", "read"], L::FILE_READ_BYTES),
-    ]
-}
-
-/// The command tree, each bounded flag's help saying its range.
-pub fn command() -> clap::Command {
-    let mut cmd = Cli::command();
-    for (path, arg, min, max) in bounded_flags() {
-        cmd = with_range(cmd, path, arg, &format!("[range: {min} to {max}]"));
-    }
-    cmd
-}
-
-fn with_range(cmd: clap::Command, path: &[&str], arg: &str, range: &str) -> clap::Command {
-    match path.split_first() {
-        Some((sub, rest)) => cmd.mut_subcommand(*sub, |c| with_range(c, rest, arg, range)),
-        None => cmd.mut_arg(arg, |a| {
-            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-            a.help(format!("{} {range}", help.trim_end_matches('.')))
-        }),
-    }
 }

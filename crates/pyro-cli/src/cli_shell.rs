@@ -15,6 +15,8 @@ pub enum WsShellCmd {
     Write(WsShellWriteArgs),
     /// Send a signal to what runs in a shell (its foreground process group).
     Signal(WsShellSignalArgs),
+    /// Change a shell's terminal size (what runs in it is told).
+    Resize(WsShellResizeArgs),
     /// End a shell and every process it started.
     Close(WsShellIdArgs),
     /// List a workspace's shells (those a stop or reset ended too, with why).
@@ -37,6 +39,9 @@ pub struct WsShellOpenArgs {
     /// An environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Keep the VM from its idle power-off while this shell is open (by default an open shell does not).
+    #[arg(long)]
+    pub keep_alive: bool,
     /// Print only the shell id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,
@@ -103,8 +108,25 @@ pub struct WsShellSignalArgs {
     /// The shell id (from `shell open`).
     pub shell_id: String,
     /// HUP, INT, TERM or KILL.
-    #[arg(long, default_value = "INT")]
+    #[arg(long, default_value = L::SHELL_SIGNAL)]
     pub signal: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsShellResizeArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The shell id (from `shell open`).
+    pub shell_id: String,
+    /// Terminal width.
+    #[arg(long)]
+    pub cols: u16,
+    /// Terminal height.
+    #[arg(long)]
+    pub rows: u16,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -36,6 +36,7 @@ pub async fn shell(paths: &Paths, cmd: WsShellCmd) -> (bool, Result<ExitCode, Fa
                     cols: a.cols,
                     rows: a.rows,
                     env: pairs("--env", &a.env)?,
+                    keep_alive: a.keep_alive,
                 };
                 let v = engine.shell_open(&a.workspace_id, opts).await?;
                 if a.id_only {
@@ -101,6 +102,14 @@ pub async fn shell(paths: &Paths, cmd: WsShellCmd) -> (bool, Result<ExitCode, Fa
                 .await
                 .map_err(Failure::from)
                 .and_then(|v| emit(a.json, &v, || output::err(line("signal", &v))));
+            (a.json, r)
+        }
+        WsShellCmd::Resize(a) => {
+            let r = engine
+                .shell_resize(&a.workspace_id, &a.shell_id, a.cols, a.rows)
+                .await
+                .map_err(Failure::from)
+                .and_then(|v| emit(a.json, &v, || output::err(line("resize", &v))));
             (a.json, r)
         }
         WsShellCmd::Close(a) => {

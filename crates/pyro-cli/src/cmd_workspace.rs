@@ -129,6 +129,27 @@ pub fn print_view(header: &str, v: &View) {
             v.last_reset_at.map(utc).unwrap_or_default()
         ));
     }
+    if let Some(n) = v.shell_count {
+        output::out(format!("Shells: {n} open"));
+    }
+    if let Some(n) = v.service_count {
+        let running = v
+            .running_service_count
+            .map_or_else(|| "?".to_owned(), |r| r.to_string());
+        output::out(format!("Services: {running}/{n} running"));
+    }
+    for s in &v.services_restarted {
+        let line = format!(
+            "Service restarted: {} {}{}",
+            s.service_name,
+            s.state,
+            s.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        output::out(output::shown(&line, false));
+    }
     output::out(format!("Last activity: {}", utc(v.last_activity_at)));
     if let Some(e) = &v.last_error {
         output::out(format!(
@@ -265,6 +286,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         WorkspaceCmd::Fork(a) => (a.json, crate::cmd_snapshot::fork(paths, a).await),
         WorkspaceCmd::Disk(c) => crate::cmd_snapshot::disk(paths, c).await,
         WorkspaceCmd::Shell(c) => crate::cmd_shell::shell(paths, c).await,
+        WorkspaceCmd::Service(c) => crate::cmd_service::service(paths, c).await,
         WorkspaceCmd::Stop(a) => {
             let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
             (
@@ -351,20 +373,28 @@ async fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     output::out(format!(
-        "{BOLD}{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  NAME / LABELS{BOLD:#}",
-        "ID", "STATE", "ENVIRONMENT", "LAST ACTIVITY", "STOPS AT"
+        "{BOLD}{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  {:<6}  {:<8}  NAME / LABELS{BOLD:#}",
+        "ID", "STATE", "ENVIRONMENT", "LAST ACTIVITY", "STOPS AT", "SHELLS", "SERVICES"
     ));
     for v in &all {
         let mut tags: Vec<String> = v.name.iter().cloned().collect();
         tags.extend(v.labels.iter().map(|(k, v)| format!("{k}={v}")));
         let stops = v.expires_at.map(utc).unwrap_or_else(|| "-".into());
+        let shells = v.shell_count.map_or_else(|| "-".into(), |n| n.to_string());
+        let services = match (v.running_service_count, v.service_count) {
+            (Some(r), Some(n)) => format!("{r}/{n}"),
+            (None, Some(n)) => format!("?/{n}"),
+            _ => "-".into(),
+        };
         output::out(format!(
-            "{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  {}",
+            "{:<16}  {:<9}  {:<15}  {:<20}  {:<20}  {:<6}  {:<8}  {}",
             v.workspace_id,
             v.state,
             v.environment,
             utc(v.last_activity_at),
             stops,
+            shells,
+            services,
             tags.join(" ")
         ));
     }

@@ -4,11 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cli_bounds;
+mod cli_service;
 mod cli_shell;
 mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
 mod cmd_run;
+mod cmd_service;
 mod cmd_shell;
 mod cmd_snapshot;
 mod cmd_workspace;

@@ -70,7 +70,7 @@ async fn tools_list_per_profile() {
         sizes.push(names.len());
         client.cancel().await.unwrap();
     }
-    assert_eq!(sizes, [1, 18, 34]);
+    assert_eq!(sizes, [1, 18, 39]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +589,7 @@ fn stdout_is_only_json_rpc_and_the_protocol_versions_work() {
     raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
     let (tools, _) = raw.until(2);
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 34);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 39);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "slow start: {:?}",
@@ -625,6 +625,30 @@ fn stdout_is_only_json_rpc_and_the_protocol_versions_work() {
         "expected progress notifications, got {before:?}"
     );
     assert_eq!(progress[0]["params"]["progressToken"], "p5");
+    // And while a service's readiness is awaited, saying what it waits for.
+    raw.send(
+        json!({"jsonrpc": "2.0", "id": 55, "method": "tools/call", "params": {
+        "name": "service_start", "arguments": {"workspace_id": id, "service_name": "slow",
+            "command": "sleep 5; touch up; sleep 300", "ready_file": "up"},
+        "_meta": {"progressToken": "p55"}}}),
+    );
+    let (r, before) = raw.until(55);
+    assert_eq!(r["result"]["structuredContent"]["state"], "ready", "{r}");
+    let progress: Vec<&Value> = before
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "expected progress notifications, got {before:?}"
+    );
+    let msg = progress[progress.len() - 1]["params"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        msg.contains("waiting for service slow to be ready"),
+        "{msg}"
+    );
 
     // Cancelling a call kills the command in the guest.
     raw.send(json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
@@ -731,7 +755,7 @@ fn both_legacy_handshakes_are_answered() {
         raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
         let (tools, _) = raw.until(2);
-        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 34);
+        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 39);
         drop(raw.stdin);
         assert!(raw.child.wait().unwrap().success());
     }

@@ -252,6 +252,8 @@ fn real_vm_workspace_repro_fix_loop() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("background-done"), "{}", stdout(&o));
 
+    real_vm_services(&home, &id);
+
     let r = json(ok(&ws(&home, &["reset", &id, "--json"])));
     assert_eq!(
         (
@@ -266,6 +268,10 @@ fn real_vm_workspace_repro_fix_loop() {
             .to_string()
             .contains("1 shell(s)"),
         "the reset says it ended the shell: {r}"
+    );
+    assert_eq!(
+        r["services_restarted"][0]["state"], "ready",
+        "the reset starts the on-start service again: {r}"
     );
     let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
     assert_eq!(d["changed"], false, "{d}");
@@ -282,6 +288,137 @@ fn real_vm_workspace_repro_fix_loop() {
     assert_eq!(stdout(&o), "gone\nbroken\n");
     ok(&ws(&home, &["delete", &id]));
     home.assert_clean();
+}
+
+/// Services in a real guest: the cold-start validation recipe (validate,
+/// a service with a ready file, check it, read its logs, export the
+/// report, stop it), readiness by TCP on a port opened after 5 s, and a
+/// restart on-start service across stop and start.
+fn real_vm_services(home: &Home, id: &str) {
+    let setup = "printf '# cold start\\n' > README.md; \
+        printf 'echo validation=pass > validation-report.txt\\necho validated\\n' > validate.sh; \
+        printf 'echo \"service started\"\\necho service=ready > service-state.txt\\ntouch .app-ready\\nwhile true; do sleep 60; done\\n' > serve.sh";
+    // Spawning a process can take seconds in a nested guest: generous
+    // timeouts, and no login shells.
+    let exec = |cmd: &str| ws(home, &["exec", id, "--timeout-seconds", "120", "--", cmd]);
+    ok(&exec(setup));
+    let o = exec("sh validate.sh");
+    assert_eq!(stdout(ok(&o)), "validated\n");
+    let v = json(ok(&ws(
+        home,
+        &[
+            "service",
+            "start",
+            id,
+            "app",
+            "--ready-file",
+            ".app-ready",
+            "--json",
+            "--",
+            "sh",
+            "serve.sh",
+        ],
+    )));
+    assert_eq!(v["state"], "ready", "{v}");
+    let o = exec("test -f .app-ready && cat service-state.txt");
+    assert_eq!(stdout(ok(&o)), "service=ready\n");
+    let o = ws(home, &["service", "logs", id, "app", "--tail-lines", "20"]);
+    assert!(stdout(ok(&o)).contains("service started"), "{}", stdout(&o));
+    let report = home.path().join("validation-report.txt");
+    ok(&ws(
+        home,
+        &[
+            "export",
+            id,
+            "validation-report.txt",
+            "--output",
+            report.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "validation=pass\n"
+    );
+    let v = json(ok(&ws(home, &["service", "stop", id, "app", "--json"])));
+    assert_eq!(v["state"], "stopped", "{v}");
+    // Two processes, not one per process: spawning is slow in some guests.
+    // (The brackets keep grep from matching its own command line.)
+    let count =
+        "grep -a -l -e 'serv[e].sh' -e '^slee[p].60' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
+    assert_eq!(stdout(ok(&exec(count))), "0\n");
+
+    // Ready by TCP on a port the service opens after 5 s. Perl takes tens
+    // of seconds to load in a nested guest with a cold page cache: it is
+    // loaded once first, and the readiness time is generous (the exact
+    // 5 s is checked on host-compat).
+    ok(&ws(
+        home,
+        &[
+            "exec",
+            id,
+            "--timeout-seconds",
+            "300",
+            "--",
+            "perl -MIO::Socket::INET -e 1",
+        ],
+    ));
+    let listen = "sleep 5; $s=IO::Socket::INET->new(LocalPort=>8080,Listen=>5,ReuseAddr=>1) or die \"listen: $!\"; while (my $c=$s->accept) { close $c }";
+    let v = json(ok(&ws(
+        home,
+        &[
+            "service",
+            "start",
+            id,
+            "tcp",
+            "--ready-tcp",
+            "127.0.0.1:8080",
+            "--ready-timeout-seconds",
+            "300",
+            "--json",
+            "--",
+            "perl",
+            "-MIO::Socket::INET",
+            "-e",
+            listen,
+        ],
+    )));
+    assert_eq!(v["state"], "ready", "{v}");
+    let after = v["ready_at"].as_f64().unwrap() - v["started_at"].as_f64().unwrap();
+    assert!((4.5..300.0).contains(&after), "ready after {after} s: {v}");
+    eprintln!("--ready-tcp: ready {after:.1} s after the start (the port opens after 5 s)");
+
+    // A restart on-start service is ready again after stop and start; the
+    // others are reported ended.
+    ok(&ws(
+        home,
+        &[
+            "service",
+            "start",
+            id,
+            "db",
+            "--restart",
+            "on-start",
+            "--ready-file",
+            "/tmp/db.up",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; touch /tmp/db.up; exec sleep 1000",
+        ],
+    ));
+    ok(&ws(home, &["stop", id]));
+    let v = json(ok(&ws(home, &["start", id, "--json"])));
+    assert_eq!(v["services_restarted"][0]["service_name"], "db", "{v}");
+    assert_eq!(v["services_restarted"][0]["state"], "ready", "{v}");
+    let l = json(ok(&ws(home, &["service", "list", id, "--json"])));
+    assert_eq!(l["running_count"], 1, "{l}");
+    let tcp = l["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_name"] == "tcp")
+        .unwrap();
+    assert_eq!(tcp["state"], "ended", "{l}");
 }
 
 #[test]

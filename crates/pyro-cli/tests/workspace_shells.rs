@@ -73,6 +73,25 @@ fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
     ok(&ws(&home, &["shell", "signal", &id, &a, "--signal", "INT"]));
     write(&home, &id, &a, "echo alive-after-int");
     let (_, ca) = read_until(&home, &id, &a, ca, "alive-after-int");
+    // A resize reaches what runs in the shell, and bad sizes are refused.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "shell", "resize", &id, &a, "--cols", "100", "--rows", "40", "--json",
+        ],
+    )));
+    assert_eq!(
+        (v["cols"].as_u64(), v["rows"].as_u64()),
+        (Some(100), Some(40)),
+        "{v}"
+    );
+    let o = ws(
+        &home,
+        &["shell", "resize", &id, &a, "--cols", "5", "--rows", "40"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    write(&home, &id, &a, "echo \"[$(stty size)]\"");
+    let (_, ca) = read_until(&home, &id, &a, ca, "[40 100]");
     // More output than the guest keeps: a read from the start says how
     // much it dropped.
     write(

@@ -64,6 +64,7 @@ async fn main() {
         cols: 120,
         rows: 30,
         env: Default::default(),
+        keep_alive: false,
     };
     let sh = ws.shell_open(&id, opts).await.unwrap().shell_id;
     // Past the prompt's first drawing.

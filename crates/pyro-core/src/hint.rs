@@ -79,6 +79,7 @@ fn arg(spec: &str, front: FrontEnd) -> String {
         FrontEnd::Cli if name == "command" => {
             "the command after `--` (e.g. `pyro run debian:12 -- git --version`)".into()
         }
+        FrontEnd::Cli if name == "service_name" => "the SERVICE_NAME argument".into(),
         FrontEnd::Cli => {
             let flag = format!("--{}", name.replace('_', "-"));
             match value {
@@ -144,6 +145,7 @@ fn tool(words: &[&str]) -> Option<String> {
         ["workspace", "patch", "apply", ..] => Some("workspace_patch_apply".into()),
         ["workspace", "snapshot", verb, ..] => Some(format!("snapshot_{verb}")),
         ["workspace", "shell", verb, ..] => Some(format!("shell_{verb}")),
+        ["workspace", "service", verb, ..] => Some(format!("service_{verb}")),
         ["workspace", "disk", verb, ..] => Some(format!("workspace_disk_{verb}")),
         ["workspace", verb, ..] => Some(format!("workspace_{}", verb.replace('-', "_"))),
         ["env", "list", ..] => Some("environment_list".into()),

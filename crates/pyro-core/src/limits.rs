@@ -160,6 +160,50 @@ pub const SHELL_IDLE_MS: Bound<u64> = Bound {
     max: 30_000,
 };
 
+/// How long a service may take to become ready, seconds. The caller's
+/// choice: the host waits as long (with progress over MCP), no less.
+pub const READY_TIMEOUT_SECONDS: Bound<u64> = Bound {
+    arg: "ready_timeout_seconds",
+    default: 30,
+    min: 1,
+    max: 3_600,
+};
+
+/// Time between a service's readiness checks, milliseconds.
+pub const READY_INTERVAL_MS: Bound<u64> = Bound {
+    arg: "ready_interval_ms",
+    default: 500,
+    min: 50,
+    max: 60_000,
+};
+
+/// Time between `TERM` and `KILL` when a service stops, seconds.
+pub const STOP_GRACE_SECONDS: Bound<u64> = Bound {
+    arg: "grace_seconds",
+    default: 5,
+    min: 0,
+    max: 60,
+};
+
+/// Lines of each stream a service's logs return from their end.
+pub const TAIL_LINES: Bound<u64> = Bound {
+    arg: "tail_lines",
+    default: 200,
+    min: 1,
+    max: 100_000,
+};
+
+/// Bytes of each stream one read of a service's logs returns.
+pub const LOG_BYTES: Bound<u64> = Bound {
+    arg: "max_bytes",
+    default: 32_768,
+    min: 1,
+    max: 1 << 20,
+};
+
+/// The signal `shell signal` sends when none is named.
+pub const SHELL_SIGNAL: &str = "INT";
+
 /// Shells open at once in one workspace (the agent's own limit).
 pub const SHELLS_PER_WORKSPACE: usize = 8;
 

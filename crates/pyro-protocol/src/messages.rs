@@ -165,6 +165,9 @@ pub enum Request {
         rows: u16,
         /// Extra environment variables.
         env: BTreeMap<String, String>,
+        /// Whether it keeps the guest from its idle power-off while open.
+        #[serde(default)]
+        keep_alive: bool,
     },
     /// Send shell `shell_id`'s output from `cursor` (at most `max_bytes`)
     /// as `Stdout` frames, then [`Response::ShellOutput`]. With
@@ -203,6 +206,99 @@ pub enum Request {
     },
     /// Every shell; answered with [`Response::Shells`].
     ShellList,
+    /// Change shell `shell_id`'s terminal size; answered with
+    /// [`Response::Shell`].
+    ShellResize {
+        /// The shell.
+        shell_id: String,
+        /// Terminal width.
+        cols: u16,
+        /// Terminal height.
+        rows: u16,
+    },
+    /// Start a supervised service; answered at once with
+    /// [`Response::Service`] (`starting` while its readiness check runs).
+    ServiceStart(ServiceSpec),
+    /// Wait up to `wait_ms` while service `name` is `starting`; answered
+    /// with [`Response::Service`].
+    ServiceWait {
+        /// The service.
+        name: String,
+        /// Longest wait (bounded by the agent).
+        wait_ms: u64,
+    },
+    /// Stop service `name`: `TERM` to its process group, `KILL` after
+    /// `grace_ms`; answered with [`Response::Service`] once nothing of it
+    /// runs.
+    ServiceStop {
+        /// The service.
+        name: String,
+        /// Time between `TERM` and `KILL`.
+        grace_ms: u64,
+    },
+    /// Every service; answered with [`Response::Services`].
+    ServiceList,
+    /// Send service `name`'s logs as `Stdout` and `Stderr` frames, then
+    /// [`Response::ServiceLogs`]: from the given offsets, or the last
+    /// `tail_lines` lines, at most `max_bytes` per stream.
+    ServiceLogs {
+        /// The service (its logs are read from the guest's disk, so a
+        /// service of an earlier boot has them too).
+        name: String,
+        /// Offsets to read from (`None`: the tail).
+        from: Option<(u64, u64)>,
+        /// Lines of the tail, when no offsets are given.
+        tail_lines: u64,
+        /// Most bytes per stream.
+        max_bytes: u64,
+    },
+}
+
+/// How a service tells it is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Readiness {
+    /// A file exists (absolute, or relative to the service's cwd).
+    File {
+        /// The file.
+        path: String,
+    },
+    /// A TCP connection to `host:port` succeeds.
+    Tcp {
+        /// `host:port`.
+        address: String,
+    },
+    /// An HTTP GET of `url` answers 2xx or 3xx.
+    Http {
+        /// `http://host[:port]/path`.
+        url: String,
+    },
+    /// A shell command exits 0.
+    Command {
+        /// The command (`sh -c`, in the service's cwd).
+        command: String,
+    },
+}
+
+/// A service to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Its name (letters, digits, `.`, `_`, `-`; at most 64).
+    pub name: String,
+    /// What to run.
+    pub command: Command,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Its readiness check; ready at once when `None`.
+    pub readiness: Option<Readiness>,
+    /// How long it may take to become ready; its group is killed then.
+    pub ready_timeout_ms: u64,
+    /// Time between readiness checks.
+    pub ready_interval_ms: u64,
+    /// Whether it keeps the guest from its idle power-off while it runs.
+    pub keep_alive: bool,
 }
 
 /// What an entry is.
@@ -361,6 +457,22 @@ pub enum Response {
         /// The shells, oldest first.
         shells: Vec<ShellInfo>,
     },
+    /// A service.
+    Service(ServiceInfo),
+    /// Every service.
+    Services {
+        /// The services, oldest first.
+        services: Vec<ServiceInfo>,
+    },
+    /// What a [`Request::ServiceLogs`] sent.
+    ServiceLogs {
+        /// The service, when this boot's agent runs it.
+        service: Option<ServiceInfo>,
+        /// Its stdout.
+        stdout: LogSpan,
+        /// Its stderr.
+        stderr: LogSpan,
+    },
     /// The request succeeded and has nothing to report.
     Done,
     /// An archive was unpacked.
@@ -457,6 +569,45 @@ pub struct ShellInfo {
     pub exit_code: Option<i32>,
     /// Offset just past its latest output.
     pub output_end: u64,
+}
+
+/// A service as the agent knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Its name.
+    pub name: String,
+    /// `starting`, `ready`, `exited`, `failed` or `stopped`.
+    pub state: String,
+    /// Its process id (and process group) in the guest.
+    pub pid: Option<i32>,
+    /// How its process ended, once it did.
+    pub exit_code: Option<i32>,
+    /// Why it failed or stopped: `exited_before_ready`,
+    /// `readiness_timeout`, `start_failed`, `sigterm` or `sigkill`.
+    pub reason: Option<String>,
+    /// Milliseconds from its start to its readiness.
+    pub ready_after_ms: Option<u64>,
+    /// Milliseconds from its start to its end.
+    pub ended_after_ms: Option<u64>,
+    /// What its last failed readiness check said.
+    pub last_probe_error: Option<String>,
+}
+
+/// One stream's part of a [`Response::ServiceLogs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSpan {
+    /// Offset of the first byte sent.
+    pub from: u64,
+    /// Offset after the last byte sent (the next read's offset).
+    pub next: u64,
+    /// The oldest offset still kept (older output was rotated away).
+    pub start: u64,
+    /// Offset after the newest output.
+    pub end: u64,
+    /// Bytes between the asked offset and `from` that were rotated away.
+    pub dropped: u64,
+    /// Bytes the service wrote that could not be saved (its disk was full).
+    pub unsaved: u64,
 }
 
 /// A job's state as one read left it.

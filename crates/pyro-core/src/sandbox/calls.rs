@@ -424,6 +424,55 @@ impl Sandbox {
         })?
     }
 
+    /// Reads service `name`'s logs: each stream's bytes (at most
+    /// `max_bytes` each), and the agent's closing answer.
+    pub async fn service_logs(
+        &self,
+        name: &str,
+        from: Option<(u64, u64)>,
+        tail_lines: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>, Response), CoreError> {
+        let request = Request::ServiceLogs {
+            name: name.to_owned(),
+            from,
+            tail_lines,
+            max_bytes,
+        };
+        let mut s = self.open(request).await?;
+        let read = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            loop {
+                let frame = next_frame(&mut s, "service logs").await?;
+                let buf = match frame.kind {
+                    FrameKind::Stdout => &mut out,
+                    FrameKind::Stderr => &mut err,
+                    FrameKind::Message => {
+                        return match answer(&frame)? {
+                            r @ Response::ServiceLogs { .. } => Ok((out, err, r)),
+                            other => Err(unexpected(other)),
+                        };
+                    }
+                    other => return Err(unexpected(other)),
+                };
+                if (buf.len() + frame.payload.len()) as u64 > max_bytes {
+                    return Err(CoreError::Transport(format!(
+                        "the guest agent sent more than the {max_bytes} bytes of service logs \
+                         asked for; the guest is misbehaving: reset or delete it"
+                    )));
+                }
+                buf.extend_from_slice(&frame.payload);
+            }
+        };
+        let limit = agent_deadline(FILE_OP_TIMEOUT);
+        tokio::time::timeout(limit, read).await.map_err(|_| {
+            CoreError::Transport(format!(
+                "the agent did not answer within {} s",
+                limit.as_secs()
+            ))
+        })?
+    }
+
     /// Kills job `job_id`'s process group.
     pub async fn job_cancel(&self, job_id: &str) -> Result<pyro_protocol::JobState, CoreError> {
         match self

@@ -301,8 +301,15 @@ impl Workspaces {
                 if shells > 0 {
                     cleared.push(format!("{shells} shell(s)"));
                 }
+                let services = self.clear_services(id);
+                if services > 0 {
+                    cleared.push(format!("{services} service(s)"));
+                }
+                drop(_lock);
+                let mut workspace = view(&rec);
+                workspace.services_restarted = self.restart_services(id, progress).await;
                 Ok(ResetView {
-                    workspace: view(&rec),
+                    workspace,
                     workspace_reset: ResetInfo {
                         snapshot_name: snapshot.to_owned(),
                         kind: if snapshot == BASELINE {
@@ -458,6 +465,9 @@ impl Workspaces {
         rec.mark_started(sandbox.id(), now_unix());
         record::save(&self.paths, &rec)?;
         sandbox.keep();
-        Ok(view(&rec))
+        drop(_lock);
+        let mut v = view(&rec);
+        v.services_restarted = self.restart_services(id, progress).await;
+        Ok(v)
     }
 }

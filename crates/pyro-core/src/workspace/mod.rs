@@ -27,6 +27,8 @@ mod materialize;
 pub mod record;
 mod results;
 pub mod seed;
+mod service_types;
+mod services;
 mod shells;
 mod snapshots;
 mod types;
@@ -54,6 +56,10 @@ use layer::*;
 use record::{LastCommand, Operation, Record, SeedInfo, State};
 pub use results::*;
 pub use seed::SeedMode;
+pub use services::{
+    LogPosition, LogsRange, ReadinessChoice, ReadinessView, Restart, ServiceListView,
+    ServiceLogsView, ServiceOptions, ServiceView, valid_service_name,
+};
 pub use shells::{ShellCloseView, ShellListView, ShellOptions, ShellReadView, ShellView};
 pub use snapshots::*;
 pub use types::*;
@@ -95,6 +101,10 @@ fn view(rec: &Record) -> View {
         last_reset_at: rec.last_reset_at,
         workspace_path: WORKSPACE_ROOT.to_owned(),
         forked_from: rec.forked_from.clone(),
+        shell_count: None,
+        service_count: None,
+        running_service_count: None,
+        services_restarted: Vec::new(),
     }
 }
 

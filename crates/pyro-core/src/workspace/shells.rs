@@ -16,6 +16,8 @@ struct Mark {
     cols: u16,
     rows: u16,
     opened_at: f64,
+    #[serde(default)]
+    keep_alive: bool,
 }
 
 /// What to open.
@@ -29,6 +31,8 @@ pub struct ShellOptions {
     pub rows: u16,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
+    /// Whether it keeps the VM from its idle power-off while open.
+    pub keep_alive: bool,
 }
 
 /// A shell.
@@ -55,6 +59,8 @@ pub struct ShellView {
     pub ended_reason: Option<String>,
     /// When it was opened (Unix seconds).
     pub opened_at: f64,
+    /// Whether it keeps the VM from its idle power-off while open.
+    pub keep_alive: bool,
 }
 
 /// What a shell read returns.
@@ -138,6 +144,31 @@ pub(super) fn clear_marks(ws: &Workspaces, id: &str) -> usize {
     n
 }
 
+/// How many bytes at the end of `data` begin a UTF-8 character that is not
+/// complete (0 to 3).
+pub(super) fn incomplete_tail(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(4) {
+        let b = data[data.len() - back];
+        // The last byte that is not a continuation byte starts the last
+        // character: is all of it there?
+        if b & 0xC0 != 0x80 {
+            let need = match b {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                0xC0.. => 2,
+                _ => 1,
+            };
+            return if need > back { back } else { 0 };
+        }
+    }
+    0
+}
+
+/// Shells of workspace `id` opened in VM `vm` and not closed.
+pub(super) fn count_for(ws: &Workspaces, id: &str, vm: &str) -> usize {
+    load_marks(ws, id).map_or(0, |m| m.iter().filter(|m| m.vm_id == vm).count())
+}
+
 fn view(
     id: &str,
     m: &Mark,
@@ -160,6 +191,7 @@ fn view(
             None => Some(ended.unwrap_or("its workspace stopped").to_owned()),
         },
         opened_at: m.opened_at,
+        keep_alive: m.keep_alive,
     }
 }
 
@@ -254,6 +286,7 @@ impl Workspaces {
             cols: opts.cols,
             rows: opts.rows,
             opened_at: now_unix(),
+            keep_alive: opts.keep_alive,
         };
         {
             let _lock = record::lock(&self.paths, id).await?;
@@ -281,6 +314,7 @@ impl Workspaces {
                     cols: opts.cols,
                     rows: opts.rows,
                     env: opts.env,
+                    keep_alive: opts.keep_alive,
                 },
                 Duration::from_secs(30),
             )
@@ -351,6 +385,20 @@ impl Workspaces {
                     .into(),
             ));
         }
+        // A character cut by the read's end is left for the next read
+        // (raw reads only: a plain read renders a screen).
+        let mut data = data;
+        let mut next_cursor = next_cursor;
+        let mut held = 0;
+        if !plain {
+            held = incomplete_tail(&data);
+            if held > 0 && held < data.len() {
+                data.truncate(data.len() - held);
+                next_cursor -= held as u64;
+            } else {
+                held = 0;
+            }
+        }
         let cols = mark.cols;
         let limit = usize::try_from(max_chars).unwrap_or(usize::MAX);
         let (output, cut) = crate::blocking(move || {
@@ -374,7 +422,7 @@ impl Workspaces {
             next_cursor,
             output,
             plain,
-            truncated: more || cut,
+            truncated: more || cut || held > 0,
             dropped_bytes: dropped,
         })
     }
@@ -403,6 +451,41 @@ impl Workspaces {
                 )
                 .await?,
         )?;
+        Ok(view(id, &mark, Some(&info), None))
+    }
+
+    /// Changes a shell's terminal size (what runs in it is told, as a
+    /// terminal tells it).
+    pub async fn shell_resize(
+        &self,
+        id: &str,
+        shell_id: &str,
+        cols: u16,
+        rows: u16,
+    ) -> Result<ShellView, CoreError> {
+        limits::SHELL_COLS.check(cols)?;
+        limits::SHELL_ROWS.check(rows)?;
+        let (sandbox, mut mark) = self.shell_of(id, shell_id, "shell resize").await?;
+        let info = shell_info(
+            sandbox
+                .call(
+                    Request::ShellResize {
+                        shell_id: mark.agent_id.clone(),
+                        cols,
+                        rows,
+                    },
+                    Duration::from_secs(30),
+                )
+                .await?,
+        )?;
+        // The size plain reads render at.
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut marks = load_marks(self, id)?;
+        if let Some(m) = marks.iter_mut().find(|m| m.shell_id == shell_id) {
+            (m.cols, m.rows) = (cols, rows);
+            mark = m.clone();
+        }
+        save_marks(self, id, &marks)?;
         Ok(view(id, &mark, Some(&info), None))
     }
 
@@ -522,5 +605,22 @@ impl Workspaces {
             count: shells.len(),
             shells,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_cut_at_the_end_is_held_back() {
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_tail(&"aé".as_bytes()[..2]), 1);
+        assert_eq!(incomplete_tail(&"a€".as_bytes()[..3]), 2);
+        assert_eq!(incomplete_tail(&"€€".as_bytes()[..5]), 2);
+        assert_eq!(incomplete_tail(&"a😀".as_bytes()[..4]), 3);
+        assert_eq!(incomplete_tail("😀".as_bytes()), 0);
+        assert_eq!(incomplete_tail(b""), 0);
     }
 }

@@ -128,6 +128,18 @@ pub struct View {
     pub workspace_path: String,
     /// The workspace it was forked from, if it is a fork.
     pub forked_from: Option<ForkedFrom>,
+    /// Shells open in its running VM (`status` and `list`; unknown while
+    /// it is not started).
+    pub shell_count: Option<usize>,
+    /// Services of its running VM (`status` and `list`).
+    pub service_count: Option<usize>,
+    /// Of those, how many run (starting or ready); unknown when the guest
+    /// did not answer in time.
+    pub running_service_count: Option<usize>,
+    /// Services started again with the workspace (`start` and `reset`):
+    /// those started with restart on-start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services_restarted: Vec<super::ServiceView>,
 }
 
 /// Options of one command.

@@ -60,8 +60,11 @@ impl Workspaces {
                          deleted {} s after stopping unless started again",
                         rec.ttl_seconds, grace
                     ));
-                    rec.delete_after =
-                        Some(rec.last_activity_at + rec.ttl_seconds as f64 + grace as f64);
+                    // From when the stop was seen at the earliest: a guest
+                    // held up past the host's deadline (a keep-alive
+                    // service) still gets its whole grace period.
+                    let stopped = (rec.last_activity_at + rec.ttl_seconds as f64).max(now);
+                    rec.delete_after = Some(stopped + grace as f64);
                 } else {
                     rec.state_reason = Some("its VM stopped unexpectedly (the guest console is in last_error); the disk is kept, \
                          and starting the workspace boots it again".into());
@@ -256,7 +259,23 @@ impl Workspaces {
     /// date may tear down dead VMs: that runs off the async workers.)
     pub async fn list(&self) -> Result<ListView, CoreError> {
         let this = self.clone();
-        let workspaces = crate::blocking(move || Ok(this.list_blocking())).await?;
+        let mut workspaces = crate::blocking(move || Ok(this.list_blocking())).await?;
+        // Each started VM is asked at once, all within one deadline: a guest
+        // that does not answer leaves its counts unknown, not the list slow.
+        let mut asks = tokio::task::JoinSet::new();
+        for (i, v) in workspaces.iter().enumerate() {
+            if v.state == "started" {
+                let (this, mut v) = (self.clone(), v.clone());
+                asks.spawn(async move {
+                    this.fill_counts(&mut v).await;
+                    (i, v)
+                });
+            }
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(Ok((i, v)))) = tokio::time::timeout_at(until, asks.join_next()).await {
+            workspaces[i] = v;
+        }
         Ok(ListView {
             count: workspaces.len(),
             workspaces,
@@ -296,7 +315,10 @@ impl Workspaces {
         };
         let mut rec = self.load_fresh(id).await?;
         self.touch(&mut rec).await?;
-        Ok(view(&rec))
+        drop(_lock);
+        let mut v = view(&rec);
+        self.fill_counts(&mut v).await;
+        Ok(v)
     }
 
     /// Changes name and labels.

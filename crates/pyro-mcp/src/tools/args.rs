@@ -106,7 +106,7 @@ pub struct CreateArgs {
     pub name: Option<String>,
     /// Optional labels, e.g. {"issue": "123"}.
     pub labels: Option<BTreeMap<String, String>>,
-    /// The VM stops after this many seconds without any call on the workspace (its disk is kept; workspace_status says so).
+    /// The VM stops after this many seconds without any call on the workspace (its disk is kept; workspace_status says so). Open shells and running services do not count as calls unless started with keep_alive.
     #[serde(default = "default_ttl")]
     #[schemars(range(min = limits::WORKSPACE_TTL_SECONDS.min, max = limits::WORKSPACE_TTL_SECONDS.max))]
     pub ttl_seconds: u64,
@@ -390,6 +390,9 @@ pub struct ShellOpenArgs {
     pub rows: u16,
     /// Extra environment variables.
     pub env: Option<BTreeMap<String, String>>,
+    /// Keep the VM from its idle power-off while this shell is open (by default an open shell does not).
+    #[serde(default)]
+    pub keep_alive: bool,
 }
 
 fn default_cols() -> u16 {
@@ -457,7 +460,7 @@ pub struct ShellSignalArgs {
 }
 
 fn default_signal() -> String {
-    "INT".into()
+    limits::SHELL_SIGNAL.into()
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -27,6 +27,7 @@ mod environments;
 mod files;
 mod lifecycle;
 mod power;
+mod services;
 mod shells;
 mod snapshots;
 mod vm;
@@ -177,6 +178,7 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
                 + PyroServer::snapshots_router()
                 + PyroServer::disk_router()
                 + PyroServer::shells_router()
+                + PyroServer::services_router()
         }
     }
 }

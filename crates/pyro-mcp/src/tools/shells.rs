@@ -25,6 +25,7 @@ impl PyroServer {
             cols: a.cols,
             rows: a.rows,
             env: a.env.unwrap_or_default(),
+            keep_alive: a.keep_alive,
         };
         self.ctx
             .workspaces

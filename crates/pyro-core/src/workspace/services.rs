@@ -1,0 +1,813 @@
+//! Services: named long-running processes the guest agent supervises, with
+//! a readiness check, logs on the guest's disk, and a restart policy.
+//!
+//! The host keeps a mark per service (`services.json`: what it runs, how it
+//! becomes ready, the VM it was started in, whether it restarts when the
+//! workspace starts), so a service that ended with a stop or a reset is
+//! reported as ended, with the reason, and an `on-start` one comes back.
+
+use pyro_protocol::{LogSpan, Readiness, ServiceInfo, ServiceSpec};
+
+pub use super::service_types::*;
+use super::*;
+use crate::environments::Progress;
+
+/// A service as the host knows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(super) struct Mark {
+    name: String,
+    vm_id: String,
+    command: pyro_protocol::Command,
+    cwd: String,
+    env: BTreeMap<String, String>,
+    readiness: Option<Readiness>,
+    ready_timeout_seconds: u64,
+    ready_interval_ms: u64,
+    restart: Restart,
+    keep_alive: bool,
+    started_at: f64,
+    /// Stopped by request: it is not started again.
+    #[serde(default)]
+    stopped: Option<ServiceInfo>,
+}
+
+const MARKS_MAX: usize = 32;
+
+fn marks_path(ws: &Workspaces, id: &str) -> PathBuf {
+    ws.dir(id).join("services.json")
+}
+
+pub(super) fn load_marks(ws: &Workspaces, id: &str) -> Result<Vec<Mark>, CoreError> {
+    let path = marks_path(ws, id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CoreError::io(
+            format!(
+                "reading {} (remove it to forget the workspace's services)",
+                path.display()
+            ),
+            std::io::Error::other(e),
+        )
+    })
+}
+
+fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError> {
+    crate::save_json(
+        &marks_path(ws, id),
+        &marks,
+        "saving the workspace's services",
+    )
+}
+
+/// Whether `name` is a valid service name.
+pub fn valid_service_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn check_name(name: &str) -> Result<(), CoreError> {
+    if valid_service_name(name) {
+        return Ok(());
+    }
+    Err(CoreError::invalid(format!(
+        "invalid service name {name:?}: ⟨arg:service_name⟩ is a letter or digit, then up to 63 \
+         letters, digits, `.`, `_` or `-`"
+    )))
+}
+
+fn readiness_view(r: &Readiness) -> ReadinessView {
+    let (kind, target) = match r {
+        Readiness::File { path } => ("file", path),
+        Readiness::Tcp { address } => ("tcp", address),
+        Readiness::Http { url } => ("http", url),
+        Readiness::Command { command } => ("command", command),
+    };
+    ReadinessView {
+        kind: kind.into(),
+        target: target.clone(),
+    }
+}
+
+/// How a service that the guest no longer reports ended, by the host.
+fn ended_info(name: &str, reason: &str) -> ServiceInfo {
+    ServiceInfo {
+        name: name.to_owned(),
+        state: "stopped".into(),
+        pid: None,
+        exit_code: None,
+        reason: Some(reason.to_owned()),
+        ready_after_ms: None,
+        ended_after_ms: None,
+        last_probe_error: None,
+    }
+}
+
+/// A service as the guest describes it, checked.
+fn checked(i: ServiceInfo) -> Result<ServiceInfo, CoreError> {
+    const STATES: [&str; 5] = ["starting", "ready", "exited", "failed", "stopped"];
+    const REASONS: [&str; 5] = [
+        "exited_before_ready",
+        "readiness_timeout",
+        "start_failed",
+        "sigterm",
+        "sigkill",
+    ];
+    // A year, in milliseconds: no service of a workspace runs longer.
+    const MS_MAX: u64 = 366 * 86_400_000;
+    if !STATES.contains(&i.state.as_str())
+        || !valid_service_name(&i.name)
+        || i.reason.as_deref().is_some_and(|r| !REASONS.contains(&r))
+        || i.last_probe_error.as_ref().is_some_and(|r| r.len() > 4096)
+        || i.ready_after_ms.is_some_and(|m| m > MS_MAX)
+        || i.ended_after_ms.is_some_and(|m| m > MS_MAX)
+    {
+        return Err(CoreError::Transport(
+            "the guest agent described a service it cannot have; the guest is misbehaving: \
+             reset or delete it"
+                .into(),
+        ));
+    }
+    Ok(i)
+}
+
+fn service_info(r: Response, name: &str) -> Result<ServiceInfo, CoreError> {
+    match r {
+        Response::Service(i) if i.name == name => checked(i),
+        Response::Service(_) => Err(CoreError::Transport(
+            "the guest agent answered about another service; the guest is misbehaving: reset or \
+             delete it"
+                .into(),
+        )),
+        other => Err(CoreError::Transport(format!(
+            "unexpected answer {}",
+            serde_json::to_string(&other)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))),
+    }
+}
+
+fn view(id: &str, m: &Mark, info: Option<&ServiceInfo>, ended: Option<&str>) -> ServiceView {
+    let info = info.or(m.stopped.as_ref());
+    let at = |ms: Option<u64>| ms.map(|ms| m.started_at + ms as f64 / 1000.0);
+    ServiceView {
+        workspace_id: id.to_owned(),
+        service_name: m.name.clone(),
+        state: info.map_or_else(|| "ended".into(), |i| i.state.clone()),
+        reason: match info {
+            Some(i) => i.reason.clone(),
+            None => Some(ended.unwrap_or("its workspace stopped").to_owned()),
+        },
+        command: m.command.display(),
+        cwd: m.cwd.clone(),
+        readiness: m.readiness.as_ref().map(readiness_view),
+        restart: m.restart,
+        keep_alive: m.keep_alive,
+        pid: info.and_then(|i| i.pid),
+        exit_code: info.and_then(|i| i.exit_code),
+        started_at: m.started_at,
+        ready_at: at(info.and_then(|i| i.ready_after_ms)),
+        ended_at: at(info.and_then(|i| i.ended_after_ms)),
+        last_probe_error: info.and_then(|i| i.last_probe_error.clone()),
+    }
+}
+
+fn position(s: &LogSpan, asked: Option<u64>, sent: usize) -> Result<LogPosition, CoreError> {
+    let consistent = s.start <= s.from
+        && s.from <= s.next
+        && s.next <= s.end
+        && s.next - s.from == sent as u64
+        && asked.is_none_or(|a| {
+            a.checked_add(s.dropped) == Some(s.from) || (a > s.end && s.from == s.end)
+        });
+    if !consistent {
+        return Err(CoreError::Transport(
+            "the guest agent reported log offsets that do not match what it sent; the guest is \
+             misbehaving: reset or delete it"
+                .into(),
+        ));
+    }
+    Ok(LogPosition {
+        from: s.from,
+        next: s.next,
+        start: s.start,
+        end: s.end,
+        dropped_bytes: s.dropped,
+        unsaved_bytes: s.unsaved,
+    })
+}
+
+impl Workspaces {
+    /// Starts service `name` in started workspace `id` and waits for its
+    /// readiness (as long as its readiness timeout: the caller's choice).
+    pub async fn service_start(
+        &self,
+        id: &str,
+        name: &str,
+        opts: ServiceOptions,
+        progress: &dyn Progress,
+    ) -> Result<ServiceView, CoreError> {
+        check_name(name)?;
+        match &opts.command {
+            pyro_protocol::Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
+                return Err(CoreError::invalid(
+                    "no command given: give the service's command as ⟨arg:command⟩",
+                ));
+            }
+            pyro_protocol::Command::Shell { script } if script.trim().is_empty() => {
+                return Err(CoreError::invalid("the service's ⟨arg:command⟩ is empty"));
+            }
+            _ => {}
+        }
+        limits::READY_TIMEOUT_SECONDS.check(opts.ready_timeout_seconds)?;
+        limits::READY_INTERVAL_MS.check(opts.ready_interval_ms)?;
+        crate::run::check_env_names(&opts.env)?;
+        let readiness = opts.readiness.pick()?;
+        let cwd = match opts.cwd.as_deref().map(str::trim) {
+            None | Some("") => WORKSPACE_ROOT.to_owned(),
+            Some(c) if c.starts_with('/') => c.to_owned(),
+            Some(c) => guest_path(c)?,
+        };
+        let (_, sandbox) = self.started_with(id, "service start", |_| {}).await?;
+        // One that runs is refused before its mark is touched.
+        if let Ok(Response::Services { services }) = sandbox
+            .call(Request::ServiceList, Duration::from_secs(30))
+            .await
+            && services
+                .iter()
+                .any(|s| s.name == name && matches!(s.state.as_str(), "starting" | "ready"))
+        {
+            return Err(CoreError::State(format!(
+                "service {name} is already running in workspace {id}; stop it first with \
+                 ⟨op:workspace service stop {id} {name}⟩"
+            )));
+        }
+        let mark = Mark {
+            name: name.to_owned(),
+            vm_id: sandbox.id().to_owned(),
+            command: opts.command,
+            cwd,
+            env: opts.env,
+            readiness,
+            ready_timeout_seconds: opts.ready_timeout_seconds,
+            ready_interval_ms: opts.ready_interval_ms,
+            restart: opts.restart,
+            keep_alive: opts.keep_alive,
+            started_at: now_unix(),
+            stopped: None,
+        };
+        self.start_marked(id, &sandbox, mark, progress).await
+    }
+
+    /// Saves `mark`, starts it in the guest and waits for its readiness.
+    async fn start_marked(
+        &self,
+        id: &str,
+        sandbox: &Sandbox,
+        mark: Mark,
+        progress: &dyn Progress,
+    ) -> Result<ServiceView, CoreError> {
+        let name = mark.name.clone();
+        // The mark is saved before the guest starts it: a call killed in
+        // between leaves a service that `list` shows and `stop` ends.
+        let previous = {
+            let _lock = record::lock(&self.paths, id).await?;
+            let mut marks = load_marks(self, id)?;
+            let previous = marks
+                .iter()
+                .position(|m| m.name == name)
+                .map(|i| marks.remove(i));
+            if marks.len() >= MARKS_MAX {
+                // Services of earlier boots, then stopped ones, make room.
+                let vm = mark.vm_id.clone();
+                if let Some(i) = marks
+                    .iter()
+                    .position(|m| m.vm_id != vm && m.restart == Restart::No)
+                    .or_else(|| marks.iter().position(|m| m.stopped.is_some()))
+                {
+                    marks.remove(i);
+                } else {
+                    return Err(CoreError::Quota(format!(
+                        "workspace {id} has {MARKS_MAX} services; stop some with \
+                         ⟨op:workspace service stop⟩"
+                    )));
+                }
+            }
+            marks.push(mark.clone());
+            save_marks(self, id, &marks)?;
+            previous
+        };
+        let spec = ServiceSpec {
+            name: name.clone(),
+            command: mark.command.clone(),
+            cwd: mark.cwd.clone(),
+            env: mark.env.clone(),
+            readiness: mark.readiness.clone(),
+            ready_timeout_ms: mark.ready_timeout_seconds * 1000,
+            ready_interval_ms: mark.ready_interval_ms,
+            keep_alive: mark.keep_alive,
+        };
+        let started = sandbox
+            .call(Request::ServiceStart(spec), Duration::from_secs(30))
+            .await
+            .and_then(|r| service_info(r, &name));
+        let mut info = match started {
+            Ok(i) => i,
+            Err(e) => {
+                // Only a refusal means the guest started nothing: after any
+                // other failure it may run, and its mark stays so `stop`
+                // can end it. The previous mark comes back only if the
+                // mark is still this call's.
+                if let CoreError::Agent(_) = e
+                    && let Ok(_lock) = record::lock(&self.paths, id).await
+                    && let Ok(mut marks) = load_marks(self, id)
+                    && marks
+                        .iter()
+                        .any(|m| m.name == name && m.started_at == mark.started_at)
+                {
+                    marks.retain(|m| m.name != name);
+                    marks.extend(previous);
+                    let _ = save_marks(self, id, &marks);
+                }
+                return Err(match e {
+                    CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::Conflict => {
+                        CoreError::State(format!(
+                            "service {name} is already running in workspace {id}; stop it \
+                             first with ⟨op:workspace service stop {id} {name}⟩"
+                        ))
+                    }
+                    CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::TooLarge => {
+                        CoreError::Quota(format!(
+                            "{} (see ⟨op:workspace service list {id}⟩; end one with \
+                             ⟨op:workspace service stop⟩)",
+                            a.message
+                        ))
+                    }
+                    e => e,
+                });
+            }
+        };
+        // The agent fails it when its readiness time is up; the host waits
+        // that long and a little more, never less.
+        let until = tokio::time::Instant::now()
+            + Duration::from_secs(mark.ready_timeout_seconds)
+            + Duration::from_secs(15);
+        while info.state == "starting" {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            progress.tick(&format!(
+                "waiting for service {name} to be ready{}",
+                info.last_probe_error
+                    .as_deref()
+                    .map(|e| format!(" (last check: {})", e.chars().take(200).collect::<String>()))
+                    .unwrap_or_default()
+            ));
+            let wait = left.min(Duration::from_secs(5));
+            info = service_info(
+                sandbox
+                    .call(
+                        Request::ServiceWait {
+                            name: name.clone(),
+                            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(5000),
+                        },
+                        wait + Duration::from_secs(30),
+                    )
+                    .await?,
+                &name,
+            )?;
+        }
+        Ok(view(id, &mark, Some(&info), None))
+    }
+
+    /// The mark of service `name`, or an error listing how to see them.
+    fn service_mark(&self, id: &str, name: &str) -> Result<Mark, CoreError> {
+        check_name(name)?;
+        load_marks(self, id)?
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "workspace {id} has no service {name:?}; ⟨op:workspace service list {id}⟩ \
+                     shows its services"
+                ))
+            })
+    }
+
+    /// What the running VM's agent says of every service (none when the
+    /// workspace is not started, or none of its services is of this boot).
+    async fn live_services(
+        &self,
+        id: &str,
+        marks: &[Mark],
+    ) -> Result<(Option<String>, Vec<ServiceInfo>), CoreError> {
+        let rec = {
+            let _lock = record::lock(&self.paths, id).await?;
+            self.load_fresh(id).await?
+        };
+        let live = match (&rec.state, &rec.vm_id) {
+            (State::Started, Some(vm)) if marks.iter().any(|m| &m.vm_id == vm) => {
+                let sandbox = Sandbox::attach(&self.paths, vm)?;
+                match sandbox
+                    .call(Request::ServiceList, Duration::from_secs(30))
+                    .await?
+                {
+                    Response::Services { services } if services.len() <= 64 => services
+                        .into_iter()
+                        .map(checked)
+                        .collect::<Result<_, _>>()?,
+                    _ => {
+                        return Err(CoreError::Transport(
+                            "the guest agent answered a service listing with something else; \
+                             the guest is misbehaving: reset or delete it"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let vm = (rec.state == State::Started).then_some(rec.vm_id).flatten();
+        Ok((vm, live))
+    }
+
+    fn views(
+        id: &str,
+        marks: &[Mark],
+        vm: Option<&String>,
+        live: &[ServiceInfo],
+    ) -> Vec<ServiceView> {
+        marks
+            .iter()
+            .map(|m| {
+                let this_boot = Some(&m.vm_id) == vm;
+                let info = this_boot
+                    .then(|| live.iter().find(|i| i.name == m.name))
+                    .flatten();
+                let reason = if this_boot {
+                    "the guest no longer knows it"
+                } else if m.restart == Restart::OnStart && vm.is_some() {
+                    "its workspace started again without it (that start was interrupted); start \
+                     it again with service start"
+                } else if m.restart == Restart::OnStart {
+                    "its workspace stopped (or was reset); it starts again with the workspace"
+                } else {
+                    "its workspace stopped (or was reset), which ends every service not started \
+                     with restart on-start"
+                };
+                view(id, m, info, Some(reason))
+            })
+            .collect()
+    }
+
+    /// Every service of workspace `id`.
+    pub async fn service_list(&self, id: &str) -> Result<ServiceListView, CoreError> {
+        let marks = load_marks(self, id)?;
+        let (vm, live) = self.live_services(id, &marks).await?;
+        let services = Self::views(id, &marks, vm.as_ref(), &live);
+        Ok(ServiceListView {
+            workspace_id: id.to_owned(),
+            count: services.len(),
+            running_count: services.iter().filter(|s| s.running()).count(),
+            services,
+        })
+    }
+
+    /// One service of workspace `id`.
+    pub async fn service_status(&self, id: &str, name: &str) -> Result<ServiceView, CoreError> {
+        let mark = self.service_mark(id, name)?;
+        let (vm, live) = self.live_services(id, std::slice::from_ref(&mark)).await?;
+        Ok(Self::views(id, &[mark], vm.as_ref(), &live).remove(0))
+    }
+
+    /// Stops service `name`: `TERM` to its process group, `KILL` after
+    /// `grace_seconds`; it is not started again with the workspace. A
+    /// service that already ended (its workspace stopped) is only marked.
+    pub async fn service_stop(
+        &self,
+        id: &str,
+        name: &str,
+        grace_seconds: u64,
+    ) -> Result<ServiceView, CoreError> {
+        limits::STOP_GRACE_SECONDS.check(grace_seconds)?;
+        let mark = self.service_mark(id, name)?;
+        // The intent is saved first: a call killed once the guest stopped
+        // it leaves a service that does not start again with the workspace.
+        self.mark_stopped(id, name, ended_info(name, "stop requested"))
+            .await?;
+        let (vm, _) = self.live_services(id, &[]).await?;
+        let this_boot = vm.as_ref() == Some(&mark.vm_id);
+        let info = if this_boot {
+            let sandbox = Sandbox::attach(&self.paths, &mark.vm_id)?;
+            let stopped = sandbox
+                .call(
+                    Request::ServiceStop {
+                        name: name.to_owned(),
+                        grace_ms: grace_seconds * 1000,
+                    },
+                    Duration::from_secs(grace_seconds + 60),
+                )
+                .await;
+            match stopped {
+                Ok(r) => Some(service_info(r, name)?),
+                Err(CoreError::Agent(a)) if a.kind == pyro_protocol::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        if let Some(i) = &info
+            && matches!(i.state.as_str(), "starting" | "ready")
+        {
+            return Err(CoreError::State(format!(
+                "service {name} still runs after TERM, its grace period and KILL (a process \
+                 stuck in the kernel does not die); try ⟨op:workspace service stop {id} {name}⟩ \
+                 again, or stop the workspace"
+            )));
+        }
+        let last = info.clone().unwrap_or_else(|| {
+            ended_info(
+                name,
+                if this_boot {
+                    "the guest no longer knew it, so nothing of it ran"
+                } else {
+                    "its workspace had stopped, which ended it; it will not start again"
+                },
+            )
+        });
+        let m = self.mark_stopped(id, name, last).await?;
+        Ok(view(id, &m, info.as_ref(), None))
+    }
+
+    /// Records how service `name` ended by request; its mark as saved.
+    async fn mark_stopped(
+        &self,
+        id: &str,
+        name: &str,
+        last: ServiceInfo,
+    ) -> Result<Mark, CoreError> {
+        let _lock = record::lock(&self.paths, id).await?;
+        let mut marks = load_marks(self, id)?;
+        let Some(m) = marks.iter_mut().find(|m| m.name == name) else {
+            return Err(CoreError::NotFound(format!(
+                "service {name} of workspace {id} was removed meanwhile; \
+                 ⟨op:workspace service list {id}⟩ shows its services"
+            )));
+        };
+        m.stopped = Some(last);
+        let m = m.clone();
+        save_marks(self, id, &marks)?;
+        Ok(m)
+    }
+
+    /// Reads service `name`'s logs (from the guest's disk: also those of a
+    /// service of an earlier boot, until the name is started again).
+    pub async fn service_logs(
+        &self,
+        id: &str,
+        name: &str,
+        range: LogsRange,
+        max_bytes: u64,
+    ) -> Result<ServiceLogsView, CoreError> {
+        limits::LOG_BYTES.check(max_bytes)?;
+        let (from, tail) = match range {
+            LogsRange::Tail(n) => {
+                limits::TAIL_LINES.check(n)?;
+                (None, n)
+            }
+            LogsRange::From { stdout, stderr } => (
+                Some((stdout.unwrap_or(u64::MAX), stderr.unwrap_or(u64::MAX))),
+                0,
+            ),
+        };
+        let mark = self.service_mark(id, name)?;
+        let (rec, sandbox) = self.started_with(id, "service logs", |_| {}).await?;
+        let (out, err, answer) = sandbox.service_logs(name, from, tail, max_bytes).await?;
+        let Response::ServiceLogs {
+            service,
+            stdout,
+            stderr,
+        } = answer
+        else {
+            return Err(CoreError::Transport(
+                "unexpected answer to a logs read".into(),
+            ));
+        };
+        let service = service.map(checked).transpose()?;
+        let asked = |i: usize| match range {
+            LogsRange::Tail(_) => None,
+            LogsRange::From { stdout, stderr } => Some([stdout, stderr][i].unwrap_or(u64::MAX)),
+        };
+        for (i, (span, n)) in [(&stdout, out.len()), (&stderr, err.len())]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(a) = asked(i)
+                && a != u64::MAX
+                && a > span.end
+            {
+                return Err(CoreError::invalid(format!(
+                    "offset {a} is past the end of the service's {} ({}); read from ⟨arg:{}_from={}⟩",
+                    ["stdout", "stderr"][i],
+                    span.end,
+                    ["stdout", "stderr"][i],
+                    span.end
+                )));
+            }
+            let _ = n;
+        }
+        let mut stdout_position = position(&stdout, asked(0), out.len())?;
+        let mut stderr_position = position(&stderr, asked(1), err.len())?;
+        // A character cut by a range's end is left for the next read.
+        let (mut out, mut err) = (out, err);
+        if let LogsRange::From { .. } = range {
+            for (data, p) in [
+                (&mut out, &mut stdout_position),
+                (&mut err, &mut stderr_position),
+            ] {
+                let held = super::shells::incomplete_tail(data);
+                if held > 0 && held < data.len() {
+                    data.truncate(data.len() - held);
+                    p.next -= held as u64;
+                }
+            }
+        }
+        let truncated = match range {
+            LogsRange::Tail(_) => [&stdout_position, &stderr_position].iter().any(|p| {
+                p.from > p.start && out.len() + err.len() > 0 && p.next - p.from >= max_bytes
+            }),
+            LogsRange::From { .. } => [&stdout_position, &stderr_position]
+                .iter()
+                .any(|p| p.next < p.end),
+        };
+        let info = if rec.vm_id.as_deref() == Some(mark.vm_id.as_str()) {
+            service
+        } else {
+            None
+        };
+        let ended = (info.is_none()).then_some(
+            "its workspace stopped (or was reset); these are the logs it left on the disk",
+        );
+        Ok(ServiceLogsView {
+            service: view(id, &mark, info.as_ref(), ended),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+            stdout_position,
+            stderr_position,
+            truncated,
+        })
+    }
+
+    /// Starts again, in the freshly booted VM of workspace `id`, every
+    /// service marked `on-start` (and not stopped by request); the rest
+    /// stay ended. Failures are in the results, never lost.
+    pub(super) async fn restart_services(
+        &self,
+        id: &str,
+        progress: &dyn Progress,
+    ) -> Vec<ServiceView> {
+        let Ok(marks) = load_marks(self, id) else {
+            return Vec::new();
+        };
+        let Some(rec) = record::load(&self.paths, id) else {
+            return Vec::new();
+        };
+        let (Some(vm), State::Started) = (rec.vm_id.clone(), rec.state) else {
+            return Vec::new();
+        };
+        let Ok(sandbox) = Sandbox::attach(&self.paths, &vm) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in marks
+            .into_iter()
+            .filter(|m| m.restart == Restart::OnStart && m.stopped.is_none() && m.vm_id != vm)
+        {
+            progress.step(&format!("starting service {}", m.name));
+            let mark = Mark {
+                vm_id: vm.clone(),
+                started_at: now_unix(),
+                ..m
+            };
+            let name = mark.name.clone();
+            match self
+                .start_marked(id, &sandbox, mark.clone(), progress)
+                .await
+            {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    let mut v = view(id, &mark, None, None);
+                    v.state = "failed".into();
+                    v.reason = Some(format!(
+                        "starting it again failed: {}",
+                        e.message(crate::hint::FrontEnd::Neutral)
+                    ));
+                    let _ = name;
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// After a reset: forgets every service not started again with the
+    /// workspace; how many were forgotten.
+    pub(super) fn clear_services(&self, id: &str) -> usize {
+        let Ok(mut marks) = load_marks(self, id) else {
+            return 0;
+        };
+        let before = marks.len();
+        marks.retain(|m| m.restart == Restart::OnStart && m.stopped.is_none());
+        let _ = save_marks(self, id, &marks);
+        before - marks.len()
+    }
+
+    /// Shells open and services running in started workspace `view`'s VM,
+    /// asked of its agent briefly (a guest that does not answer leaves the
+    /// counts unknown, never the listing broken).
+    pub(super) async fn fill_counts(&self, v: &mut View) {
+        if v.state != "started" {
+            return;
+        }
+        let id = v.workspace_id.clone();
+        let Some(rec) = record::load(&self.paths, &id) else {
+            return;
+        };
+        let Some(vm) = rec.vm_id else { return };
+        v.shell_count = Some(super::shells::count_for(self, &id, &vm));
+        let marks = load_marks(self, &id).unwrap_or_default();
+        let ours: Vec<&Mark> = marks.iter().filter(|m| m.vm_id == vm).collect();
+        if ours.is_empty() {
+            v.service_count = Some(0);
+            v.running_service_count = Some(0);
+            return;
+        }
+        let Ok(sandbox) = Sandbox::attach(&self.paths, &vm) else {
+            return;
+        };
+        if let Ok(Ok(Response::Services { services })) = tokio::time::timeout(
+            Duration::from_secs(3),
+            sandbox.call(Request::ServiceList, Duration::from_secs(3)),
+        )
+        .await
+        {
+            let running = services
+                .iter()
+                .filter(|s| {
+                    matches!(s.state.as_str(), "starting" | "ready")
+                        && ours.iter().any(|m| m.name == s.name)
+                })
+                .count();
+            v.service_count = Some(ours.len());
+            v.running_service_count = Some(running);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_readiness_check_at_most_and_each_is_checked() {
+        let two = ReadinessChoice {
+            ready_file: Some(".ready".into()),
+            ready_tcp: Some(":80".into()),
+            ..Default::default()
+        };
+        let e = two.pick().unwrap_err().message(crate::hint::FrontEnd::Cli);
+        assert!(e.contains("--ready-file and --ready-tcp"), "{e}");
+        assert!(ReadinessChoice::default().pick().unwrap().is_none());
+        for bad in [
+            ReadinessChoice {
+                ready_tcp: Some("localhost".into()),
+                ..Default::default()
+            },
+            ReadinessChoice {
+                ready_http: Some("https://x".into()),
+                ..Default::default()
+            },
+            ReadinessChoice {
+                ready_command: Some(" ".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.pick().is_err());
+        }
+        assert!(valid_service_name("web.1"));
+        assert!(!valid_service_name("-web"));
+        assert_eq!("on-start".parse::<Restart>().unwrap(), Restart::OnStart);
+        assert!("always".parse::<Restart>().is_err());
+    }
+}
