@@ -595,7 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_by_file_then_stop_ends_the_group() {
-        let _dir = svclog::test_dir();
+        svclog::test_dir();
         let ready = std::env::temp_dir().join(format!("pyro-ready-{}", std::process::id()));
         let _ = std::fs::remove_file(&ready);
         let script = format!(
@@ -628,7 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_that_ignores_term_is_killed_and_one_that_exits_early_failed() {
-        let _dir = svclog::test_dir();
+        svclog::test_dir();
         start(spec("t-stubborn", "trap '' TERM; sleep 60", None)).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let i = info(stop("t-stubborn", 300).await.unwrap());
@@ -645,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_by_tcp_and_http_and_a_timeout() {
-        let _dir = svclog::test_dir();
+        svclog::test_dir();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
