@@ -385,7 +385,6 @@ fn real_vm_services(home: &Home, id: &str) {
     assert_eq!(v["state"], "ready", "{v}");
     let after = v["ready_at"].as_f64().unwrap() - v["started_at"].as_f64().unwrap();
     assert!((4.5..300.0).contains(&after), "ready after {after} s: {v}");
-    eprintln!("--ready-tcp: ready {after:.1} s after the start (the port opens after 5 s)");
 
     // A restart on-start service is ready again after stop and start; the
     // others are reported ended.
