@@ -27,6 +27,7 @@ mod materialize;
 pub mod record;
 mod results;
 pub mod seed;
+mod service_logs;
 mod service_types;
 mod services;
 mod shells;

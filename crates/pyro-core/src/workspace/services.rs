@@ -6,7 +6,7 @@
 //! workspace starts), so a service that ended with a stop or a reset is
 //! reported as ended, with the reason, and an `on-start` one comes back.
 
-use pyro_protocol::{LogSpan, Readiness, ServiceInfo, ServiceSpec};
+use pyro_protocol::{Readiness, ServiceInfo, ServiceSpec};
 
 pub use super::service_types::*;
 use super::*;
@@ -16,7 +16,7 @@ use crate::environments::Progress;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(super) struct Mark {
     name: String,
-    vm_id: String,
+    pub(super) vm_id: String,
     command: pyro_protocol::Command,
     cwd: String,
     env: BTreeMap<String, String>,
@@ -111,7 +111,7 @@ fn ended_info(name: &str, reason: &str) -> ServiceInfo {
 }
 
 /// A service as the guest describes it, checked.
-fn checked(i: ServiceInfo) -> Result<ServiceInfo, CoreError> {
+pub(super) fn checked(i: ServiceInfo) -> Result<ServiceInfo, CoreError> {
     const STATES: [&str; 5] = ["starting", "ready", "exited", "failed", "stopped"];
     const REASONS: [&str; 5] = [
         "exited_before_ready",
@@ -157,7 +157,12 @@ fn service_info(r: Response, name: &str) -> Result<ServiceInfo, CoreError> {
     }
 }
 
-fn view(id: &str, m: &Mark, info: Option<&ServiceInfo>, ended: Option<&str>) -> ServiceView {
+pub(super) fn view(
+    id: &str,
+    m: &Mark,
+    info: Option<&ServiceInfo>,
+    ended: Option<&str>,
+) -> ServiceView {
     let info = info.or(m.stopped.as_ref());
     let at = |ms: Option<u64>| ms.map(|ms| m.started_at + ms as f64 / 1000.0);
     ServiceView {
@@ -180,31 +185,6 @@ fn view(id: &str, m: &Mark, info: Option<&ServiceInfo>, ended: Option<&str>) -> 
         ended_at: at(info.and_then(|i| i.ended_after_ms)),
         last_probe_error: info.and_then(|i| i.last_probe_error.clone()),
     }
-}
-
-fn position(s: &LogSpan, asked: Option<u64>, sent: usize) -> Result<LogPosition, CoreError> {
-    let consistent = s.start <= s.from
-        && s.from <= s.next
-        && s.next <= s.end
-        && s.next - s.from == sent as u64
-        && asked.is_none_or(|a| {
-            a.checked_add(s.dropped) == Some(s.from) || (a > s.end && s.from == s.end)
-        });
-    if !consistent {
-        return Err(CoreError::Transport(
-            "the guest agent reported log offsets that do not match what it sent; the guest is \
-             misbehaving: reset or delete it"
-                .into(),
-        ));
-    }
-    Ok(LogPosition {
-        from: s.from,
-        next: s.next,
-        start: s.start,
-        end: s.end,
-        dropped_bytes: s.dropped,
-        unsaved_bytes: s.unsaved,
-    })
 }
 
 impl Workspaces {
@@ -392,7 +372,7 @@ impl Workspaces {
     }
 
     /// The mark of service `name`, or an error listing how to see them.
-    fn service_mark(&self, id: &str, name: &str) -> Result<Mark, CoreError> {
+    pub(super) fn service_mark(&self, id: &str, name: &str) -> Result<Mark, CoreError> {
         check_name(name)?;
         load_marks(self, id)?
             .into_iter()
@@ -569,104 +549,6 @@ impl Workspaces {
         let m = m.clone();
         save_marks(self, id, &marks)?;
         Ok(m)
-    }
-
-    /// Reads service `name`'s logs (from the guest's disk: also those of a
-    /// service of an earlier boot, until the name is started again).
-    pub async fn service_logs(
-        &self,
-        id: &str,
-        name: &str,
-        range: LogsRange,
-        max_bytes: u64,
-    ) -> Result<ServiceLogsView, CoreError> {
-        limits::LOG_BYTES.check(max_bytes)?;
-        let (from, tail) = match range {
-            LogsRange::Tail(n) => {
-                limits::TAIL_LINES.check(n)?;
-                (None, n)
-            }
-            LogsRange::From { stdout, stderr } => (
-                Some((stdout.unwrap_or(u64::MAX), stderr.unwrap_or(u64::MAX))),
-                0,
-            ),
-        };
-        let mark = self.service_mark(id, name)?;
-        let (rec, sandbox) = self.started_with(id, "service logs", |_| {}).await?;
-        let (out, err, answer) = sandbox.service_logs(name, from, tail, max_bytes).await?;
-        let Response::ServiceLogs {
-            service,
-            stdout,
-            stderr,
-        } = answer
-        else {
-            return Err(CoreError::Transport(
-                "unexpected answer to a logs read".into(),
-            ));
-        };
-        let service = service.map(checked).transpose()?;
-        let asked = |i: usize| match range {
-            LogsRange::Tail(_) => None,
-            LogsRange::From { stdout, stderr } => Some([stdout, stderr][i].unwrap_or(u64::MAX)),
-        };
-        for (i, (span, n)) in [(&stdout, out.len()), (&stderr, err.len())]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(a) = asked(i)
-                && a != u64::MAX
-                && a > span.end
-            {
-                return Err(CoreError::invalid(format!(
-                    "offset {a} is past the end of the service's {} ({}); read from ⟨arg:{}_from={}⟩",
-                    ["stdout", "stderr"][i],
-                    span.end,
-                    ["stdout", "stderr"][i],
-                    span.end
-                )));
-            }
-            let _ = n;
-        }
-        let mut stdout_position = position(&stdout, asked(0), out.len())?;
-        let mut stderr_position = position(&stderr, asked(1), err.len())?;
-        // A character cut by a range's end is left for the next read.
-        let (mut out, mut err) = (out, err);
-        if let LogsRange::From { .. } = range {
-            for (data, p) in [
-                (&mut out, &mut stdout_position),
-                (&mut err, &mut stderr_position),
-            ] {
-                let held = super::shells::incomplete_tail(data);
-                if held > 0 && held < data.len() {
-                    data.truncate(data.len() - held);
-                    p.next -= held as u64;
-                }
-            }
-        }
-        let truncated = match range {
-            LogsRange::Tail(_) => [&stdout_position, &stderr_position].iter().any(|p| {
-                p.from > p.start && out.len() + err.len() > 0 && p.next - p.from >= max_bytes
-            }),
-            LogsRange::From { .. } => [&stdout_position, &stderr_position]
-                .iter()
-                .any(|p| p.next < p.end),
-        };
-        let info = if rec.vm_id.as_deref() == Some(mark.vm_id.as_str()) {
-            service
-        } else {
-            None
-        };
-        let ended = (info.is_none()).then_some(
-            "its workspace stopped (or was reset); these are the logs it left on the disk",
-        );
-        Ok(ServiceLogsView {
-            service: view(id, &mark, info.as_ref(), ended),
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-            stdout_position,
-            stderr_position,
-            truncated,
-        })
     }
 
     /// Starts again, in the freshly booted VM of workspace `id`, every
