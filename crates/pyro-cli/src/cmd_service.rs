@@ -114,14 +114,7 @@ pub async fn service(paths: &Paths, cmd: WsServiceCmd) -> (bool, Result<ExitCode
             (a.json, r)
         }
         WsServiceCmd::Logs(a) => {
-            let range = if a.stdout_from.is_some() || a.stderr_from.is_some() {
-                LogsRange::From {
-                    stdout: a.stdout_from,
-                    stderr: a.stderr_from,
-                }
-            } else {
-                LogsRange::Tail(a.tail_lines)
-            };
+            let range = LogsRange::new(a.tail_lines, a.stdout_from, a.stderr_from);
             let r = engine
                 .service_logs(&a.workspace_id, &a.service_name, range, a.max_bytes)
                 .await

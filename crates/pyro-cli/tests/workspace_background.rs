@@ -6,7 +6,7 @@ mod mcp_support;
 
 use std::time::{Duration, Instant};
 
-use common::host_compat::{create, ws};
+use common::host_compat::{count_script, create, ws};
 use common::{Home, json, ok, require_debian12, stderr, stdout};
 use mcp_support::{connect, err_kind};
 use serde_json::{Value, json};
@@ -234,7 +234,7 @@ async fn a_long_command_outlives_its_call_and_is_waited_for_or_cancelled() {
     let r = mcp_support::ok(
         &client,
         "workspace_exec",
-        json!({"workspace_id": id, "command": "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 300' || true"}),
+        json!({"workspace_id": id, "command": count_script("sleep 300")}),
     )
     .await;
     assert_eq!(r["stdout"], "0\n", "no process of it is left: {r}");

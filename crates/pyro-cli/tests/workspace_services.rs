@@ -4,19 +4,10 @@
 mod common;
 mod mcp_support;
 
-use common::host_compat::{create, ws};
+use common::host_compat::{create, running, ws};
 use common::{Home, json, ok, stderr, stdout};
 use mcp_support::{connect, err_kind};
 use serde_json::json;
-
-/// How many processes in the workspace run a command line starting with
-/// `prefix`.
-fn running(home: &Home, id: &str, prefix: &str) -> String {
-    let count = format!(
-        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^{prefix}' || true"
-    );
-    stdout(ok(&ws(home, &["exec", id, "--", &count])))
-}
 
 #[test]
 fn services_become_ready_log_fail_stop_and_come_back_on_start() {

@@ -259,6 +259,25 @@ pub(crate) fn save_json<T: Serialize>(
         .map_err(|e| CoreError::io(context, std::io::Error::other(e.to_string())))
 }
 
+/// Reads JSON saved by [`save_json`]; a missing file is the default value.
+/// A damaged one is an error that says `forget` (what removing it loses).
+pub(crate) fn load_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: &std::path::Path,
+    forget: &str,
+) -> Result<T, CoreError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CoreError::io(
+            format!("reading {} (remove it to {forget})", path.display()),
+            std::io::Error::other(e),
+        )
+    })
+}
+
 /// Checks that `v` lies in `lo..=hi`; the error names the flag and the rule.
 pub fn check_range<T: PartialOrd + std::fmt::Display>(
     flag: &str,

@@ -38,6 +38,20 @@ pub fn ws(home: &Home, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A shell line that prints how many processes run a command line starting
+/// with `prefix` (arguments joined by spaces).
+pub fn count_script(prefix: &str) -> String {
+    format!(
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^{prefix}' || true"
+    )
+}
+
+/// How many processes in workspace `id` run a command line starting with
+/// `prefix`, as printed (`"0\n"` for none).
+pub fn running(home: &Home, id: &str, prefix: &str) -> String {
+    stdout(ok(&ws(home, &["exec", id, "--", &count_script(prefix)])))
+}
+
 pub fn create(home: &Home, extra: &[&str]) -> String {
     require_debian12();
     let mut args = vec!["create", "debian:12", "--id-only"];

@@ -66,14 +66,9 @@ impl Workspaces {
             ));
         };
         let service = service.map(checked).transpose()?;
-        let asked = |i: usize| match range {
-            LogsRange::Tail(_) => None,
-            LogsRange::From { stdout, stderr } => Some([stdout, stderr][i].unwrap_or(u64::MAX)),
-        };
-        for (i, (span, n)) in [(&stdout, out.len()), (&stderr, err.len())]
-            .into_iter()
-            .enumerate()
-        {
+        // The offset asked of each stream (`u64::MAX`: none of it).
+        let asked = |i: usize| from.map(|f| [f.0, f.1][i]);
+        for (i, span) in [&stdout, &stderr].into_iter().enumerate() {
             if let Some(a) = asked(i)
                 && a != u64::MAX
                 && a > span.end
@@ -86,7 +81,6 @@ impl Workspaces {
                     span.end
                 )));
             }
-            let _ = n;
         }
         let mut stdout_position = position(&stdout, asked(0), out.len())?;
         let mut stderr_position = position(&stderr, asked(1), err.len())?;

@@ -160,6 +160,21 @@ pub enum LogsRange {
     },
 }
 
+impl LogsRange {
+    /// What a caller's arguments ask for: the offsets when either is
+    /// given, else the tail.
+    pub fn new(tail_lines: u64, stdout_from: Option<u64>, stderr_from: Option<u64>) -> Self {
+        if stdout_from.is_some() || stderr_from.is_some() {
+            LogsRange::From {
+                stdout: stdout_from,
+                stderr: stderr_from,
+            }
+        } else {
+            LogsRange::Tail(tail_lines)
+        }
+    }
+}
+
 /// A readiness check, described.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -38,21 +38,7 @@ fn marks_path(ws: &Workspaces, id: &str) -> PathBuf {
 }
 
 pub(super) fn load_marks(ws: &Workspaces, id: &str) -> Result<Vec<Mark>, CoreError> {
-    let path = marks_path(ws, id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
-    };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        CoreError::io(
-            format!(
-                "reading {} (remove it to forget the workspace's services)",
-                path.display()
-            ),
-            std::io::Error::other(e),
-        )
-    })
+    crate::load_json_or_default(&marks_path(ws, id), "forget the workspace's services")
 }
 
 fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError> {
@@ -582,7 +568,6 @@ impl Workspaces {
                 started_at: now_unix(),
                 ..m
             };
-            let name = mark.name.clone();
             match self
                 .start_marked(id, &sandbox, mark.clone(), progress)
                 .await
@@ -595,7 +580,6 @@ impl Workspaces {
                         "starting it again failed: {}",
                         e.message(crate::hint::FrontEnd::Neutral)
                     ));
-                    let _ = name;
                     out.push(v);
                 }
             }

@@ -115,21 +115,7 @@ fn marks_path(ws: &Workspaces, id: &str) -> PathBuf {
 }
 
 fn load_marks(ws: &Workspaces, id: &str) -> Result<Vec<Mark>, CoreError> {
-    let path = marks_path(ws, id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
-    };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        CoreError::io(
-            format!(
-                "reading {} (remove it to forget the workspace's shells)",
-                path.display()
-            ),
-            std::io::Error::other(e),
-        )
-    })
+    crate::load_json_or_default(&marks_path(ws, id), "forget the workspace's shells")
 }
 
 fn save_marks(ws: &Workspaces, id: &str, marks: &[Mark]) -> Result<(), CoreError> {

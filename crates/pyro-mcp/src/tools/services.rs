@@ -213,14 +213,7 @@ impl PyroServer {
         &self,
         Parameters(a): Parameters<ServiceLogsArgs>,
     ) -> Result<Json<workspace::ServiceLogsView>, ToolError> {
-        let range = if a.stdout_from.is_some() || a.stderr_from.is_some() {
-            workspace::LogsRange::From {
-                stdout: a.stdout_from,
-                stderr: a.stderr_from,
-            }
-        } else {
-            workspace::LogsRange::Tail(a.tail_lines)
-        };
+        let range = workspace::LogsRange::new(a.tail_lines, a.stdout_from, a.stderr_from);
         self.ctx
             .workspaces
             .service_logs(&a.workspace_id, &a.service_name, range, a.max_bytes)
