@@ -50,7 +50,8 @@ test: setup agent lint
 
 # Figures: MCP dispatch overhead (p50/p95 against a ping floor) and server
 # start time to the first tools/list answer; real guests: host CPU of 1 and 4
-# idle guests, and agent ping vs exec round trips (docs/performance.md).
+# idle guests, and agent ping vs exec round trips; fast start from templates
+# against the raw Firecracker restore floor and cold boots (docs/performance.md).
 bench: build
 	$(PYRO_RELEASE) env pull $(ENV)
 	$(CARGO) bench -p pyro-cli --bench mcp
@@ -58,3 +59,4 @@ bench: build
 	$(CARGO) bench -p pyro-core --bench guest
 	$(CARGO) bench -p pyro-core --bench snapshots
 	$(CARGO) bench -p pyro-core --bench shells
+	$(CARGO) bench -p pyro-core --bench templates

@@ -280,7 +280,7 @@ fn machine_id(hostname: &str) -> String {
 }
 
 /// Writes `/etc/machine-id` (in the assembled root) for this machine.
-fn set_machine_id(hostname: &str) {
+pub(crate) fn set_machine_id(hostname: &str) {
     if let Err(e) = fs::write("/etc/machine-id", format!("{}\n", machine_id(hostname))) {
         log::error(&format!("cannot write /etc/machine-id: {e}"));
     }

@@ -19,6 +19,7 @@ mod ops;
 mod patch;
 mod paths;
 mod readiness;
+mod refresh;
 mod ring;
 mod server;
 mod services;

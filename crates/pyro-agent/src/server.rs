@@ -89,6 +89,7 @@ impl Shared {
                 "jobs",
                 "shells",
                 "services",
+                "refresh",
             ]
             .map(String::from)
             .to_vec(),
@@ -359,6 +360,27 @@ where
                 .unwrap_or_else(|e| e.into_inner()) = idle_seconds.unwrap_or(0);
             shared.touch();
             Response::Done
+        }
+        Request::Refresh {
+            entropy,
+            unix_time_ns,
+            hostname,
+            idle_seconds,
+        } => {
+            if shared.mode != AgentMode::Guest {
+                Response::Error(pyro_protocol::AgentError::new(
+                    pyro_protocol::ErrorKind::Unsupported,
+                    "only a guest restored from a snapshot is refreshed",
+                ))
+            } else {
+                crate::refresh::apply(&entropy, unix_time_ns, &hostname, || {
+                    *shared
+                        .idle_seconds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = idle_seconds;
+                    shared.touch();
+                })
+            }
         }
         Request::Sync => {
             tokio::task::spawn_blocking(nix::unistd::sync)

@@ -2,6 +2,7 @@
 //! and pinned by snapshot tests.
 
 pub use crate::cli_bounds::command;
+pub use crate::cli_env::{EnvPullArgs, TemplateCmd};
 pub use crate::cli_service::WsServiceCmd;
 pub use crate::cli_shell::WsShellCmd;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -86,13 +87,16 @@ pub enum EnvCmd {
     List(JsonArg),
     /// Make an environment available (builds it locally on first use).
     #[command(
-        after_help = "The first pull builds the guest kernel (a few minutes) and the environment's root filesystem; later pulls are no-ops.\n\nExample:\n  pyro env pull debian:12"
+        after_help = "The first pull builds the guest kernel (a few minutes) and the environment's root filesystem, then the template for the default machine shape (a guest booted once, warmed up and snapshotted, so later guests start in a fraction of a second); later pulls are no-ops.\n\nExample:\n  pyro env pull debian:12"
     )]
-    Pull(EnvArgs),
+    Pull(EnvPullArgs),
     /// Show an environment's catalog entry and cache state.
     Inspect(EnvArgs),
-    /// Delete cached files no installed environment uses.
+    /// Delete cached files no installed environment uses, and stale templates.
     Prune(JsonArg),
+    /// Snapshots of a warmed-up guest that new guests of one environment and shape resume from.
+    #[command(subcommand)]
+    Template(TemplateCmd),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +157,9 @@ pub struct RunArgs {
     /// Fall back to the host-compat backend if the guest cannot boot.
     #[arg(long)]
     pub allow_host_compat: bool,
+    /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
+    #[arg(long)]
+    pub cold_boot: bool,
     /// With --json, the output returned per stream (all of it is counted); a terminal gets the whole stream, up to the range's maximum.
     #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
@@ -244,8 +251,8 @@ pub enum WorkspaceCmd {
     Service(WsServiceCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
-    /// Boot a stopped workspace again from its disk.
-    Start(WsIdArgs),
+    /// Boot a stopped workspace again from its disk (restored from the template when nothing has reached it since its baseline).
+    Start(WsStartArgs),
     /// Delete a workspace: its VM, disk, baseline and history.
     Delete(WsIdArgs),
 }
@@ -295,6 +302,9 @@ pub struct WsCreateArgs {
     /// Fall back to the host-compat backend if the guest cannot boot.
     #[arg(long)]
     pub allow_host_compat: bool,
+    /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
+    #[arg(long)]
+    pub cold_boot: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long, conflicts_with = "id_only")]
     pub json: bool,
@@ -307,6 +317,18 @@ pub struct WsCreateArgs {
 pub struct WsIdArgs {
     /// The workspace id.
     pub workspace_id: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsStartArgs {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
+    #[arg(long)]
+    pub cold_boot: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -562,6 +584,9 @@ pub struct WsResetArgs {
     /// The snapshot to return to: baseline (the disk right after seeding) or a named snapshot.
     #[arg(long, default_value = pyro_core::workspace::BASELINE)]
     pub snapshot: String,
+    /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
+    #[arg(long)]
+    pub cold_boot: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use pyro_core::Paths;
 use pyro_core::environments::{self, EnvStatus};
 
+use crate::cli::{EnvPullArgs, TemplateCmd};
 use crate::output::{self, BOLD, DIM, Failure, GREEN, Progress};
 
 pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
@@ -70,10 +71,12 @@ pub fn inspect(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failur
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pull(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> {
+pub async fn pull(paths: &Paths, a: EnvPullArgs) -> Result<ExitCode, Failure> {
+    let (name, json) = (a.environment.as_str(), a.json);
     let progress = Progress::new("pull", json);
-    let pulled = environments::pull(paths, name, &progress)?;
+    let pulled = environments::pull_with_template(paths, name, a.no_template, &progress).await;
     progress.finish();
+    let pulled = pulled?;
     if json {
         output::json(&pulled);
         return Ok(ExitCode::SUCCESS);
@@ -87,7 +90,88 @@ pub fn pull(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failure> 
         }
     }
     print_status(&pulled.status);
+    if let Some(t) = &pulled.template {
+        let what = t.name.as_deref().unwrap_or(name);
+        match &t.reason {
+            None => output::out(format!("Template: {what} ({})", t.outcome)),
+            Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn template(paths: &Paths, c: TemplateCmd) -> (bool, Result<ExitCode, Failure>) {
+    match c {
+        TemplateCmd::Build(a) => {
+            let progress = Progress::new("template", a.json);
+            let shape = pyro_core::template::Shape {
+                vcpu_count: a.vcpu_count,
+                mem_mib: a.mem_mib,
+                disk_mib: a.disk_mib,
+            };
+            let r = environments::build_template(paths, &a.environment, shape, a.force, &progress)
+                .await;
+            progress.finish();
+            let r = r.map_err(Failure::from).map(|t| {
+                if a.json {
+                    output::json(&t);
+                } else {
+                    let took = if t.outcome == "built" {
+                        format!(" in {:.1} s", t.build_ms as f64 / 1000.0)
+                    } else {
+                        " (already current)".into()
+                    };
+                    output::out(format!("Template: {BOLD}{}{BOLD:#}{took}", t.name));
+                    output::out(format!("Memory: {} MiB", t.mem_bytes >> 20));
+                }
+                ExitCode::SUCCESS
+            });
+            (a.json, r)
+        }
+        TemplateCmd::List(a) => {
+            let r = environments::list_templates(paths)
+                .map_err(Failure::from)
+                .map(|list| {
+                    if a.json {
+                        output::json(&list);
+                    } else if list.is_empty() {
+                        output::out("No templates yet (`pyro env pull` builds one).");
+                    } else {
+                        for t in &list {
+                            let why = t
+                                .status_reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default();
+                            output::out(format!(
+                                "{}  {}{why}  {} MiB on disk",
+                                t.name,
+                                t.status,
+                                t.disk_usage_bytes >> 20
+                            ));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                });
+            (a.json, r)
+        }
+        TemplateCmd::Prune(a) => {
+            let r = environments::prune_templates(paths, a.all)
+                .map_err(Failure::from)
+                .map(|gone| {
+                    if a.json {
+                        output::json(&serde_json::json!({"deleted": gone, "count": gone.len()}));
+                    } else {
+                        output::out(format!("Deleted {} template(s).", gone.len()));
+                        for g in gone {
+                            output::out(format!("- {g}"));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                });
+            (a.json, r)
+        }
+    }
 }
 
 pub fn prune(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
@@ -96,13 +180,16 @@ pub fn prune(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
         output::json(&pruned);
         return Ok(ExitCode::SUCCESS);
     }
-    let (n, deleted) = (pruned.count, pruned.deleted);
+    let (n, deleted, templates) = (pruned.count, pruned.deleted, pruned.templates);
     output::out(format!(
         "Deleted {n} cached {}.",
         if n == 1 { "entry" } else { "entries" }
     ));
     for d in deleted {
         output::out(format!("- {}", d.display()));
+    }
+    for t in templates {
+        output::out(format!("- template {t}"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,7 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         max_output_bytes: a.max_output_bytes,
         cwd: None,
         env: Default::default(),
+        cold_boot: a.cold_boot,
     };
     opts.validate()?;
     let env = crate::ensure_env(paths, &a.environment, a.json).await?;
@@ -46,8 +47,9 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
     let mut events = |ev: RunEvent| match ev {
         RunEvent::Booting(BackendKind::Firecracker) => pyro_core::environments::Progress::step(
             &progress,
-            &format!("booting a {} guest ({} MiB)", env.spec.name, opts.mem_mib),
+            &format!("starting a {} guest ({} MiB)", env.spec.name, opts.mem_mib),
         ),
+        RunEvent::Step(msg) => pyro_core::environments::Progress::step(&progress, &msg),
         RunEvent::Booting(BackendKind::HostCompat) => pyro_core::environments::Progress::step(
             &progress,
             &format!("starting a {} host-compat sandbox", env.spec.name),
@@ -84,10 +86,11 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         output::json(&result);
     } else {
         let mut summary = format!(
-            "[run] environment={} execution_mode={} exit_code={} boot_ms={} exec_ms={} vm_id={}",
+            "[run] environment={} execution_mode={} exit_code={} boot_mode={} boot_ms={} exec_ms={} vm_id={}",
             result.environment,
             result.execution_mode.as_str(),
             result.exit_code,
+            result.boot_mode.as_str(),
             result.boot_ms,
             result.exec_ms,
             result.vm_id
@@ -99,6 +102,12 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
             ));
         }
         output::err(format!("{DIM}{summary}{DIM:#}"));
+        if result.boot_mode == pyro_core::sandbox::BootMode::Cold {
+            output::err(format!(
+                "{DIM}[run] booted cold: {}{DIM:#}",
+                result.boot_reason
+            ));
+        }
         if result.timed_out {
             output::err(format!(
                 "{YELLOW}timed out:{YELLOW:#} the command ran longer than {} s; its process group was killed",

@@ -76,6 +76,9 @@ pub fn print_view(header: &str, v: &View) {
     if let Some(f) = &v.fallback_reason {
         output::out(format!("Fallback reason: {f}"));
     }
+    if let (Some(mode), Some(reason)) = (v.boot_mode, &v.boot_reason) {
+        output::out(format!("Boot: {} ({reason})", mode.as_str()));
+    }
     output::out(format!("Workspace: {}", v.workspace_path));
     if let Some(f) = &v.forked_from {
         let at = f
@@ -259,7 +262,9 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         }
         WorkspaceCmd::Reset(a) => {
             let p = Progress::new("reset", a.json);
-            let r = ws(paths).reset(&a.workspace_id, &a.snapshot, &p).await;
+            let r = ws(paths)
+                .reset(&a.workspace_id, &a.snapshot, a.cold_boot, &p)
+                .await;
             p.finish();
             let r = r.map_err(Failure::from);
             (
@@ -296,7 +301,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         }
         WorkspaceCmd::Start(a) => {
             let p = Progress::new("start", a.json);
-            let r = ws(paths).start(&a.workspace_id, &p).await;
+            let r = ws(paths).start(&a.workspace_id, a.cold_boot, &p).await;
             p.finish();
             let r = r.map_err(Failure::from);
             (
@@ -341,6 +346,7 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.disk_mib = a.disk_mib;
     req.ttl_seconds = a.ttl_seconds;
     req.allow_host_compat = a.allow_host_compat;
+    req.cold_boot = a.cold_boot;
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
     let engine = ws(paths);

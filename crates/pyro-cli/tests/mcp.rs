@@ -699,12 +699,7 @@ async fn real_vm_repro_fix_over_mcp() {
     std::fs::create_dir_all(home.path().join("repo")).unwrap();
     std::fs::write(home.path().join("repo/message.txt"), "broken\n").unwrap();
     let client = connect(&home, home.path(), &[], "firecracker").await;
-    let ws = ok(
-        &client,
-        "workspace_create",
-        json!({"seed_path": "repo", "mem_mib": 256}),
-    )
-    .await;
+    let ws = ok(&client, "workspace_create", json!({"seed_path": "repo"})).await;
     assert_eq!(ws["execution_mode"], "guest_vsock");
     let id = ws["workspace_id"].as_str().unwrap().to_owned();
     let r = ok(

@@ -15,15 +15,7 @@ fn real_vm_pyro_run_end_to_end() {
     let home = Home::new();
     let o = home
         .cmd()
-        .args([
-            "run",
-            "debian:12",
-            "--mem-mib",
-            "256",
-            "--",
-            "git",
-            "--version",
-        ])
+        .args(["run", "debian:12", "--", "git", "--version"])
         .output()
         .unwrap();
     let err = stderr(&o);
@@ -47,8 +39,6 @@ fn real_vm_sigkill_mid_command_is_swept_by_the_next_invocation() {
         .args([
             "run",
             "debian:12",
-            "--mem-mib",
-            "256",
             "--timeout-seconds",
             "600",
             "--",

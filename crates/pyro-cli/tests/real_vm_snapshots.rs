@@ -1,5 +1,5 @@
 //! Snapshots, reset to a snapshot and forks on real Firecracker guests (the
-//! `real-vm` group runs these one at a time, at 256 MiB): everything in one
+//! `real-vm` group runs these one at a time, in the default shape): everything in one
 //! workspace's life, to keep the boots few.
 
 mod common;
@@ -20,10 +20,7 @@ fn sh(home: &Home, id: &str, script: &str) -> String {
 fn real_vm_snapshot_reset_and_fork() {
     require_debian12();
     let home = Home::new();
-    let o = ws(
-        &home,
-        &["create", "debian:12", "--mem-mib", "256", "--id-only"],
-    );
+    let o = ws(&home, &["create", "debian:12", "--id-only"]);
     let id = stdout(ok(&o)).trim().to_owned();
 
     // A tool outside /workspace, saved in cp1, then removed.

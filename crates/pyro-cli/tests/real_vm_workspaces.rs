@@ -1,5 +1,6 @@
 //! Persistent workspaces on real Firecracker guests (the `real-vm` group runs
-//! these one at a time, at 256 MiB).
+//! these one at a time, in the default shape, so they restore the template
+//! `env pull` built).
 
 mod common;
 
@@ -13,7 +14,7 @@ fn ws(home: &Home, args: &[&str]) -> Output {
 }
 
 fn create(home: &Home, extra: &[&str]) -> String {
-    let mut args = vec!["create", "debian:12", "--mem-mib", "256", "--id-only"];
+    let mut args = vec!["create", "debian:12", "--id-only"];
     args.extend(extra);
     stdout(ok(&ws(home, &args))).trim().to_owned()
 }
@@ -505,7 +506,7 @@ fn real_vm_workspace_killed_during_create_is_gone() {
     let mut child = std::process::Command::new(pyro_bin())
         .env("PYRO_HOME", home.path())
         .env_remove("PYRO_BACKEND")
-        .args(["workspace", "create", "debian:12", "--mem-mib", "256"])
+        .args(["workspace", "create", "debian:12"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -530,8 +531,8 @@ fn real_vm_workspace_killed_during_create_is_gone() {
     home.assert_clean();
 }
 
-/// The idle deadline in a real guest: the agent reads `pyro.idle=` (and
-/// `pyro.hostname=`) from the kernel command line, and the guest powers
+/// The idle deadline in a real guest: a restored agent gets it (and the
+/// hostname) from the host's refresh, and the guest powers
 /// itself off when the deadline passes with no pyro process alive, even
 /// after the pyro process holding a command in it was SIGKILLed. Nothing
 /// here may call pyro while waiting: every call counts as activity.
@@ -540,14 +541,13 @@ fn real_vm_workspace_idle_deadline_and_hostname() {
     require_debian12();
     let home = Home::new();
     let id = create(&home, &["--ttl-seconds", "20"]);
-    let o = ws(&home, &["exec", &id, "--", "hostname; cat /proc/cmdline"]);
+    // Restored from the template: hostname and idle deadline came with the
+    // refresh after the restore, not from the kernel command line.
+    let st = json(ok(&ws(&home, &["status", &id, "--json"])));
+    assert_eq!(st["boot_mode"], "restored", "{st}");
+    let o = ws(&home, &["exec", &id, "--", "hostname"]);
     let out = stdout(ok(&o));
-    assert_eq!(
-        out.lines().next(),
-        Some(format!("pyro-{id}").as_str()),
-        "{out}"
-    );
-    assert!(out.contains(" pyro.idle=20 "), "{out}");
+    assert_eq!(out.trim(), format!("pyro-{id}"), "{out}");
     ok(&ws(
         &home,
         &["file", "write", &id, "kept.txt", "--text", "still here"],

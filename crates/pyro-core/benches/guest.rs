@@ -148,6 +148,8 @@ async fn main() {
         owner: Owner::this_process(),
         hostname: pyro_core::sandbox::hostname_for(None),
         upper: None,
+        boot: pyro_core::sandbox::BootPref::Cold("these figures are of a cold-booted guest".into()),
+        progress: Default::default(),
     };
     println!(
         "guest figures (1 vCPU, 256 MiB; PVM host: {})",

@@ -93,7 +93,7 @@ async fn main() {
             String::from_utf8_lossy(&st.stderr)
         );
         std::fs::remove_file(&data).unwrap();
-        ws.start(&id, &NoProgress).await.unwrap();
+        ws.start(&id, false, &NoProgress).await.unwrap();
         let check = ExecOptions {
             command: Command::Shell {
                 script: "stat -c %s /data.bin".into(),
@@ -132,7 +132,7 @@ async fn main() {
         std::fs::remove_file(&copy).unwrap();
 
         let t = Instant::now();
-        ws.reset(&id, "bench", &NoProgress).await.unwrap();
+        ws.reset(&id, "bench", false, &NoProgress).await.unwrap();
         let reset_s = t.elapsed().as_secs_f64();
         ws.stop(&id).await.unwrap();
 

@@ -65,14 +65,16 @@ pub async fn run(
     let spec = SandboxSpec {
         env,
         backend,
-        vcpu_count: 1,
-        mem_mib: 256,
+        vcpu_count: crate::limits::VCPUS.default,
+        mem_mib: crate::limits::MEM_MIB.default,
         disk_mib: crate::limits::DISK_MIB.default,
         idle_seconds: 600,
         boot_timeout: boot_timeout.unwrap_or_else(default_boot_timeout),
         owner: Owner::this_process(),
         hostname: crate::sandbox::hostname_for(None),
         upper: None,
+        boot: crate::sandbox::BootPref::Template,
+        progress: crate::sandbox::ProgressRef::default(),
     };
     let mut steps = Vec::new();
     let mut push = |steps: &mut Vec<Step>, name: &str, t: Instant, detail: String| {
@@ -101,7 +103,14 @@ pub async fn run(
         &mut steps,
         "start",
         t,
-        format!("agent ready ({})", sandbox.mode().as_str()),
+        format!(
+            "agent ready ({}; {})",
+            sandbox.mode().as_str(),
+            sandbox
+                .boot_info()
+                .map(|b| b.boot_reason.as_str())
+                .unwrap_or("")
+        ),
     );
 
     let t = Instant::now();

@@ -125,9 +125,18 @@ pub async fn ensure_ready(
     name: &str,
     progress: &dyn Progress,
 ) -> Result<Installed, CoreError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (p, n) = (paths.clone(), name.to_owned());
-    let job = tokio::task::spawn_blocking(move || ensure(&p, &n, &Forward(tx)));
+    forwarding(progress, move |fwd| ensure(&p, &n, fwd)).await
+}
+
+/// Runs `work` (which blocks: a pull) on a blocking thread, passing its
+/// progress steps to `progress` here as they come.
+async fn forwarding<T: Send + 'static>(
+    progress: &dyn Progress,
+    work: impl FnOnce(&dyn Progress) -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, CoreError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let job = tokio::task::spawn_blocking(move || work(&Forward(tx)));
     tokio::pin!(job);
     loop {
         tokio::select! {
@@ -172,6 +181,60 @@ pub struct Pulled {
     pub changed: bool,
     /// Wall time, to a tenth of a second.
     pub seconds: f64,
+    /// The default shape's template (`env pull`; absent from a pull made
+    /// on first use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateStep>,
+}
+
+/// What a pull did about the default shape's template.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TemplateStep {
+    /// `built`, `ready` (already current), `skipped` or `failed`.
+    pub outcome: String,
+    /// The template's name (built or ready).
+    pub name: Option<String>,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+}
+
+/// [`pull`], then the default shape's template where this host can make
+/// one (`no_template`: not now; it is built on first use). A failed
+/// template build fails nothing: the environment is installed, guests boot
+/// cold until a template exists, and the result says why.
+pub async fn pull_with_template(
+    paths: &Paths,
+    name: &str,
+    no_template: bool,
+    progress: &dyn Progress,
+) -> Result<Pulled, CoreError> {
+    let (p, n) = (paths.clone(), name.to_owned());
+    let mut pulled = forwarding(progress, move |fwd| pull(&p, &n, fwd)).await?;
+    let step = match template_skip_reason(no_template) {
+        Some(why) => TemplateStep {
+            outcome: "skipped".into(),
+            name: None,
+            reason: Some(why),
+        },
+        None => {
+            let shape = crate::template::Shape::default_shape();
+            match build_template(paths, name, shape, false, progress).await {
+                Ok(t) => TemplateStep {
+                    outcome: t.outcome,
+                    name: Some(t.name),
+                    reason: None,
+                },
+                Err(e) => TemplateStep {
+                    outcome: "failed".into(),
+                    name: None,
+                    reason: Some(e.message(crate::hint::FrontEnd::Neutral)),
+                },
+            }
+        }
+    };
+    pulled.template = Some(step);
+    Ok(pulled)
 }
 
 /// Makes `name` available (Firecracker, the kernel, the base image with
@@ -185,6 +248,7 @@ pub fn pull(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Pulled
         changed: !report.actions.is_empty(),
         actions: report.actions,
         seconds: (report.seconds * 10.0).round() / 10.0,
+        template: None,
     })
 }
 
@@ -196,13 +260,138 @@ pub struct Pruned {
     pub deleted: Vec<PathBuf>,
     /// How many.
     pub count: usize,
+    /// Templates deleted because they were stale or damaged.
+    pub templates: Vec<String>,
 }
 
-/// Deletes cache entries no current environment uses; what went.
+/// Deletes cache entries no current environment uses, and stale or
+/// damaged templates; what went.
 pub fn prune(paths: &Paths) -> Result<Pruned, CoreError> {
     let deleted = pyro_env::install::prune(paths.cache())?;
     Ok(Pruned {
         count: deleted.len(),
         deleted,
+        templates: prune_templates(paths, false)?,
     })
+}
+
+/// What `env template build` (or the template step of `env pull`) did.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TemplateBuilt {
+    /// The template's name.
+    pub name: String,
+    /// Machine shape.
+    pub shape: crate::template::Shape,
+    /// `built`, or `ready` (it was already current).
+    pub outcome: String,
+    /// Build time (0 when it was already current).
+    pub build_ms: u64,
+    /// Bytes of guest memory it holds.
+    pub mem_bytes: u64,
+}
+
+/// Builds the template of `name` for `shape` unless a current one exists
+/// (`force`: rebuild anyway). The environment must be installed.
+pub async fn build_template(
+    paths: &Paths,
+    name: &str,
+    shape: crate::template::Shape,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<TemplateBuilt, CoreError> {
+    crate::run::check_machine(
+        crate::BackendKind::Firecracker,
+        shape.vcpu_count,
+        shape.mem_mib,
+    )?;
+    crate::limits::DISK_MIB.check(shape.disk_mib)?;
+    let env = resolve(paths, name)?;
+    let wanted = crate::template::sources(paths, &env)?;
+    let current = crate::template::lookup(paths, &env, shape, &wanted).ok();
+    if let (Some(t), false) = (&current, force) {
+        return Ok(TemplateBuilt {
+            name: t.name.clone(),
+            shape,
+            outcome: "ready".into(),
+            build_ms: 0,
+            mem_bytes: t.meta.mem_bytes,
+        });
+    }
+    let t = crate::template::build(
+        paths,
+        &env,
+        shape,
+        crate::sandbox::default_boot_timeout(),
+        force,
+        progress,
+    )
+    .await?;
+    Ok(TemplateBuilt {
+        name: t.name,
+        shape,
+        outcome: "built".into(),
+        build_ms: t.meta.build_ms,
+        mem_bytes: t.meta.mem_bytes,
+    })
+}
+
+/// Every template in the cache and whether it is current.
+pub fn list_templates(paths: &Paths) -> Result<Vec<crate::template::TemplateView>, CoreError> {
+    crate::template::list(paths, &|name| resolve(paths, name).ok())
+}
+
+/// Deletes templates that are stale or damaged (`all`: every template),
+/// and what interrupted builds left; the names of what went.
+pub fn prune_templates(paths: &Paths, all: bool) -> Result<Vec<String>, CoreError> {
+    let mut gone = Vec::new();
+    for t in list_templates(paths)? {
+        // One being used or rebuilt right now is left for later.
+        if (all || t.status != "ready") && crate::template::remove(paths, &t.name)? {
+            gone.push(t.name);
+        }
+    }
+    // What interrupted builds left: staging and old directories in the
+    // cache, disks in this state directory.
+    let leftovers = [
+        crate::template::root(paths),
+        paths.state().join("template-build"),
+    ];
+    for dir in leftovers {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let name = match n
+                .strip_prefix(".build-")
+                .or_else(|| n.strip_prefix(".old-"))
+            {
+                Some(name) => name,
+                None if dir.ends_with("template-build") => n.as_str(),
+                None => continue,
+            };
+            let lock = crate::template::build_lock(name);
+            if let Ok(Some(_building)) = paths.cache().try_lock(&lock) {
+                let _ = std::fs::remove_dir_all(e.path());
+                gone.push(n);
+            }
+        }
+    }
+    Ok(gone)
+}
+
+/// Why `env pull` does not build the default template here (`None`: it
+/// does): `--no-template`, no root (no jailer), or no usable `/dev/kvm`.
+pub fn template_skip_reason(no_template: bool) -> Option<String> {
+    if no_template {
+        return Some("--no-template was given; it is built on first use".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Some("templates need the jailer, which needs root; guests boot cold".into());
+    }
+    if !pyro_vmm::host::kvm_access().read_write {
+        return Some("/dev/kvm is not usable here; `pyro doctor` says why".into());
+    }
+    None
 }

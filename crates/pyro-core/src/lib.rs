@@ -9,6 +9,8 @@
 //! - [`sweep`]: finding and removing what crashed or killed pyro processes
 //!   left behind.
 //! - [`run`]: one-shot `pyro run`.
+//! - [`template`]: snapshots of a warmed-up guest that new guests resume
+//!   from (fast start).
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
 //! - [`environments`]: the catalog, install status, resolving and pulling.
 //! - [`hint`]: next steps in messages, worded per front end.
@@ -38,6 +40,7 @@ pub mod run;
 pub mod sandbox;
 pub mod scratch;
 pub mod sweep;
+pub mod template;
 pub mod terminal;
 pub mod workspace;
 
@@ -297,6 +300,12 @@ pub use pyro_env::now_unix;
 /// `n` random bytes as lowercase hex (from the kernel's CSPRNG). Panics if
 /// that source fails other than by an interrupted call.
 pub fn random_hex(n: usize) -> String {
+    hex::encode(random_bytes(n))
+}
+
+/// `n` random bytes from the kernel's CSPRNG. Panics if that source fails
+/// other than by an interrupted call.
+pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     let mut filled = 0;
     while filled < n {
@@ -315,7 +324,7 @@ pub fn random_hex(n: usize) -> String {
             );
         }
     }
-    hex::encode(buf)
+    buf
 }
 
 /// Runs `f`, which blocks (waits for processes, deletes big files), without

@@ -3,14 +3,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pyro_env::Installed;
+use pyro_env::{Installed, Progress};
 use pyro_protocol::{Command, ExecRequest};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::limits::{self, OUTPUT_BYTES};
 use crate::records::Owner;
-use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
+use crate::sandbox::{
+    BootInfo, BootMode, BootPref, COLD_BOOT_ASKED, OutputSink, ProgressRef, Sandbox, SandboxSpec,
+    default_boot_timeout,
+};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, check_range};
 
 /// What to run.
@@ -38,6 +41,8 @@ pub struct RunOptions {
     pub cwd: Option<String>,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
+    /// Boot cold even where a template could be restored.
+    pub cold_boot: bool,
 }
 
 impl RunOptions {
@@ -61,6 +66,7 @@ impl RunOptions {
             max_output_bytes: OUTPUT_BYTES.default,
             cwd: None,
             env: BTreeMap::new(),
+            cold_boot: false,
         }
     }
 
@@ -155,6 +161,10 @@ pub struct RunResult {
     /// Whether a stream passed the most a command may write (the maximum
     /// of `max_output_bytes`): the streamed output stops short there too.
     pub stream_cut: bool,
+    /// How the guest started: `restored` from a template or `cold`.
+    pub boot_mode: BootMode,
+    /// Which template it was restored from, or why it booted cold.
+    pub boot_reason: String,
     /// Boot time.
     pub boot_ms: u64,
     /// Command time (inside the guest).
@@ -168,6 +178,8 @@ pub struct RunResult {
 /// Progress events of a run.
 #[derive(Debug, Clone)]
 pub enum RunEvent {
+    /// A step of a long boot (building the template first).
+    Step(String),
     /// Booting on a backend.
     Booting(BackendKind),
     /// The guest could not boot; falling back to host-compat.
@@ -204,7 +216,12 @@ impl OutputSink for Tee<'_> {
     }
 }
 
-fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> SandboxSpec<'a> {
+fn spec<'a>(
+    env: &'a Installed,
+    opts: &RunOptions,
+    backend: BackendKind,
+    progress: &'a dyn Progress,
+) -> SandboxSpec<'a> {
     SandboxSpec {
         env,
         backend,
@@ -219,6 +236,12 @@ fn spec<'a>(env: &'a Installed, opts: &RunOptions, backend: BackendKind) -> Sand
         owner: Owner::this_process(),
         hostname: crate::sandbox::hostname_for(None),
         upper: None,
+        boot: if opts.cold_boot {
+            BootPref::Cold(COLD_BOOT_ASKED.into())
+        } else {
+            BootPref::Template
+        },
+        progress: ProgressRef(progress),
     }
 }
 
@@ -263,6 +286,10 @@ pub async fn run(
     let vm_id = sandbox.id().to_owned();
     let mode = sandbox.mode();
     let boot_ms = sandbox.boot_ms();
+    let boot = sandbox.boot_info().cloned().unwrap_or(BootInfo {
+        boot_mode: BootMode::Cold,
+        boot_reason: String::new(),
+    });
     let cleanup = match sandbox.close().await {
         Ok(()) => Cleanup {
             deleted: true,
@@ -292,11 +319,25 @@ pub async fn run(
             || outcome.stderr_bytes > opts.max_output_bytes,
         stream_cut: streams && (outcome.stdout_truncated || outcome.stderr_truncated),
         max_output_bytes: opts.max_output_bytes,
+        boot_mode: boot.boot_mode,
+        boot_reason: boot.boot_reason,
         boot_ms,
         exec_ms: outcome.duration_ms,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         cleanup,
     })
+}
+
+/// Boot steps as run events.
+struct RunProgress<'a>(std::sync::Mutex<&'a mut (dyn FnMut(RunEvent) + Send)>);
+
+impl Progress for RunProgress<'_> {
+    fn step(&self, msg: &str) {
+        if let Ok(mut f) = self.0.lock() {
+            f(RunEvent::Step(msg.to_owned()));
+        }
+    }
+    fn tick(&self, _: &str) {}
 }
 
 /// Starts a sandbox on the chosen backend; when a Firecracker guest cannot
@@ -309,12 +350,19 @@ async fn start_with_fallback(
     events: &mut (dyn FnMut(RunEvent) + Send),
 ) -> Result<(Sandbox, Option<String>), CoreError> {
     events(RunEvent::Booting(opts.backend));
-    match Sandbox::start(paths, &spec(env, opts, opts.backend)).await {
+    let progress = RunProgress(std::sync::Mutex::new(events));
+    let started = Sandbox::start(paths, &spec(env, opts, opts.backend, &progress)).await;
+    let events = progress.0.into_inner().unwrap_or_else(|e| e.into_inner());
+    match started {
         Ok(s) => Ok((s, None)),
         Err(e) => {
             let reason = fallback_reason(e, opts.backend, opts.allow_host_compat)?;
             events(RunEvent::Fallback(reason.clone()));
-            let s = Sandbox::start(paths, &spec(env, opts, BackendKind::HostCompat)).await?;
+            let s = Sandbox::start(
+                paths,
+                &spec(env, opts, BackendKind::HostCompat, &pyro_env::NoProgress),
+            )
+            .await?;
             Ok((s, Some(reason)))
         }
     }

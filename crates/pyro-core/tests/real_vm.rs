@@ -68,6 +68,10 @@ async fn real_vm_one_guest_many_checks() {
         owner: Owner::this_process(),
         hostname: pyro_core::sandbox::hostname_for(None),
         upper: None,
+        boot: pyro_core::sandbox::BootPref::Cold(
+            "this test checks a cold boot, console included".into(),
+        ),
+        progress: Default::default(),
     };
     let sb = Sandbox::start(&paths, &spec)
         .await

@@ -202,6 +202,21 @@ impl Cache {
         let path = self.lock_path(name);
         try_lock_file(&path).map_err(|e| EnvError::io(format!("locking {}", path.display()), e))
     }
+
+    /// Takes the named lock shared (many readers, no exclusive holder) if
+    /// it can now (`None` while another process holds it exclusively).
+    pub fn try_lock_shared(&self, name: &str) -> Result<Option<std::fs::File>, EnvError> {
+        let path = self.lock_path(name);
+        let f = open_lock_file(&path)
+            .map_err(|e| EnvError::io(format!("locking {}", path.display()), e))?;
+        match f.try_lock_shared() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(EnvError::io(format!("locking {}", path.display()), e))
+            }
+        }
+    }
 }
 
 fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {

@@ -39,6 +39,9 @@ pub struct Envelope {
     pub request: Request,
 }
 
+/// How many bytes of host entropy a [`Request::Refresh`] carries.
+pub const REFRESH_ENTROPY_BYTES: usize = 64;
+
 /// A request to the agent. One per connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -56,6 +59,21 @@ pub enum Request {
     },
     /// Flush every filesystem to its disk.
     Sync,
+    /// Sent first after a snapshot restore, before any other request: make
+    /// this guest a machine of its own. The agent mixes `entropy` into the
+    /// kernel's pool and forces a reseed, steps the clock to `unix_time_ns`,
+    /// and sets the hostname (and the machine id derived from it) and the
+    /// idle deadline. Answered with [`Response::Refreshed`].
+    Refresh {
+        /// Random bytes from the host ([`REFRESH_ENTROPY_BYTES`] of them).
+        entropy: Vec<u8>,
+        /// The host's wall-clock time, nanoseconds since the Unix epoch.
+        unix_time_ns: u64,
+        /// The guest's hostname (an RFC 1123 label).
+        hostname: String,
+        /// Power off after this many idle seconds (0: never).
+        idle_seconds: u64,
+    },
     /// Flush filesystems and power the guest off.
     Shutdown,
     /// Unpack the tar stream that follows (`Data` frames, then `DataEnd`)
@@ -475,6 +493,15 @@ pub enum Response {
     },
     /// The request succeeded and has nothing to report.
     Done,
+    /// Answer to [`Request::Refresh`].
+    Refreshed {
+        /// The kernel's random generator was reseeded from the new entropy.
+        reseeded: bool,
+        /// How far the clock was stepped, milliseconds (positive: forward).
+        clock_step_ms: i64,
+        /// Time the agent spent on the refresh, microseconds.
+        refresh_us: u64,
+    },
     /// An archive was unpacked.
     Extracted {
         /// Entries written.

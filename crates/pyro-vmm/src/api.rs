@@ -23,6 +23,7 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct ApiClient {
     sock: PathBuf,
     peer_uid: Option<u32>,
+    timeout: Duration,
 }
 
 impl ApiClient {
@@ -31,7 +32,15 @@ impl ApiClient {
         Self {
             sock: sock.into(),
             peer_uid: None,
+            timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// Gives each call `timeout` instead of the default 30 s (a snapshot
+    /// writes all of guest memory).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Talks only to a server running as `uid` (the jailed Firecracker), so a
@@ -63,13 +72,13 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, VmmError> {
-        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method.clone(), path, body))
+        tokio::time::timeout(self.timeout, self.call_inner(method.clone(), path, body))
             .await
             .map_err(|_| VmmError::ApiTransport {
                 sock: self.sock.clone(),
                 reason: format!(
                     "{method} {path} took longer than {}s",
-                    CALL_TIMEOUT.as_secs()
+                    self.timeout.as_secs()
                 ),
             })?
     }

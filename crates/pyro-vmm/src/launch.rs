@@ -75,7 +75,26 @@ pub struct LaunchSpec {
     pub run_dir: PathBuf,
     /// Jailer settings; `None` runs Firecracker directly.
     pub jail: Option<JailSpec>,
+    /// Resume this snapshot instead of booting the kernel (jailed only:
+    /// the snapshot names the in-jail paths of its disks and sockets).
+    pub restore: Option<RestoreSpec>,
 }
+
+/// A full snapshot to resume: its VM state and memory files. Both are
+/// linked into the jail read-only; the memory is mapped privately, so
+/// every VM restored from them shares its pages until it writes them.
+#[derive(Debug, Clone)]
+pub struct RestoreSpec {
+    /// Firecracker's VM state file.
+    pub vmstate: PathBuf,
+    /// The guest memory file.
+    pub mem: PathBuf,
+}
+
+/// In-jail name of a snapshot's VM state file.
+pub const SNAPSHOT_STATE: &str = "snap.vmstate";
+/// In-jail name of a snapshot's memory file.
+pub const SNAPSHOT_MEM: &str = "snap.mem";
 
 /// Host-side paths of a VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,14 +171,17 @@ impl VmPaths {
     }
 }
 
-/// A VM that has been started and is booting.
+/// A VM that has been started and is booting (or, restored from a
+/// snapshot, already running).
 #[derive(Debug)]
 pub struct Booting {
     /// The Firecracker process.
     pub process: ProcessId,
     /// Its paths.
     pub paths: VmPaths,
-    ready: UnixListener,
+    /// The readiness listener (a cold boot's agent greets on it; a
+    /// restored agent greeted long ago).
+    ready: Option<UnixListener>,
 }
 
 /// Starts the VM. `on_spawn` learns the process identity as soon as it
@@ -171,6 +193,14 @@ pub async fn launch(
     on_spawn: &mut (dyn FnMut(ProcessId, Option<ProcessId>) + Send),
 ) -> Result<Booting, VmmError> {
     let paths = VmPaths::for_spec(spec);
+    if spec.restore.is_some() && spec.jail.is_none() {
+        return Err(VmmError::io(
+            "restoring a snapshot",
+            std::io::Error::other(
+                "a snapshot can only be restored in a jail (it names in-jail paths); run as root",
+            ),
+        ));
+    }
     let ready_path = listener_path(&paths.vsock_uds, READY_PORT);
     for p in [&paths.api_sock, &ready_path] {
         check_socket_path(p)?;
@@ -198,11 +228,17 @@ pub async fn launch(
         let _ = std::fs::remove_file(stale);
     }
     touch(&paths.firecracker_log, spec.jail.as_ref())?;
-    let ready = UnixListener::bind(&ready_path)
-        .map_err(|e| VmmError::io(format!("listening on {}", ready_path.display()), e))?;
-    if let Some(j) = &spec.jail {
-        chown(&ready_path, j)?;
-    }
+    let ready = match spec.restore {
+        Some(_) => None,
+        None => {
+            let ready = UnixListener::bind(&ready_path)
+                .map_err(|e| VmmError::io(format!("listening on {}", ready_path.display()), e))?;
+            if let Some(j) = &spec.jail {
+                chown(&ready_path, j)?;
+            }
+            Some(ready)
+        }
+    };
 
     // The console goes through a keeper that caps what is kept on the host.
     let (pipe, keeper) =
@@ -306,6 +342,22 @@ fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<Gues
         .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
     link_or_copy(&spec.kernel, &root.join("vmlinux"))?;
     link_or_copy(&spec.base_image, &root.join("rootfs.ext4"))?;
+    if let Some(r) = &spec.restore {
+        // Links only: a copy of guest memory per VM would cost its size in
+        // disk and time, and share no pages with its siblings.
+        for (src, name) in [(&r.vmstate, SNAPSHOT_STATE), (&r.mem, SNAPSHOT_MEM)] {
+            std::fs::hard_link(src, root.join(name)).map_err(|e| {
+                let why = if e.raw_os_error() == Some(libc::EXDEV) {
+                    "the template (in the cache) and the jails (in the state directory) are on \
+                     different filesystems; put PYRO_CACHE_DIR and PYRO_HOME on one"
+                        .to_owned()
+                } else {
+                    format!("linking {} into the jail", src.display())
+                };
+                VmmError::io(why, e)
+            })?;
+        }
+    }
     // The writable disk must be the workspace's own file: a copy in the jail
     // would take the guest's writes with it when the jail is removed.
     let upper = root.join("upper.ext4");
@@ -399,6 +451,20 @@ async fn configure_and_start(
         &json!({"log_path": view.log, "level": "Warning", "show_level": true}),
     )
     .await?;
+    if spec.restore.is_some() {
+        // The snapshot brings the machine, its drives (at the same in-jail
+        // paths) and its vsock; the memory file is mapped, not copied.
+        api.put(
+            "/snapshot/load",
+            &json!({
+                "snapshot_path": format!("/{SNAPSHOT_STATE}"),
+                "mem_backend": {"backend_type": "File", "backend_path": format!("/{SNAPSHOT_MEM}")},
+                "resume_vm": true,
+            }),
+        )
+        .await?;
+        return Ok(());
+    }
     api.put(
         "/boot-source",
         &json!({"kernel_image_path": view.kernel, "boot_args": spec.boot_args}),
@@ -434,7 +500,13 @@ impl Booting {
     /// Waits for the agent's readiness push. On failure the process is
     /// killed and the error carries the reason and the console tail.
     pub async fn wait_ready(self, timeout: Duration) -> Result<Hello, VmmError> {
-        let reason = match await_greeting(&self.ready, Some(self.process), timeout, POLL_VM).await {
+        let Some(ready) = &self.ready else {
+            return Err(VmmError::io(
+                "waiting for the agent's greeting",
+                std::io::Error::other("a restored VM's agent does not greet again"),
+            ));
+        };
+        let reason = match await_greeting(ready, Some(self.process), timeout, POLL_VM).await {
             Ok(hello) => {
                 let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
                 return Ok(hello);
@@ -565,6 +637,7 @@ mod tests {
             mem_mib: 128,
             boot_args: String::new(),
             run_dir: dir.join("run"),
+            restore: None,
             jail: jail.then(|| JailSpec {
                 jailer: "/jailer".into(),
                 chroot_base: dir.join("jail"),

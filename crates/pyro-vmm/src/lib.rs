@@ -12,6 +12,7 @@
 //! - [`disk`]: sparse per-VM disks and sparse copies.
 //! - [`host`]: facts about the host (KVM, PVM) that change how guests boot.
 //! - [`jail`]: reading files inside a VM's chroot without following links.
+//! - [`snapshot`]: full snapshots of a running VM, taken out of its jail.
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod host;
 pub mod jail;
 pub mod launch;
 pub mod process;
+pub mod snapshot;
 pub mod vsock;
 
 mod error;

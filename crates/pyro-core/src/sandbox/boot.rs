@@ -8,6 +8,17 @@ impl Sandbox {
         &mut self,
         spec: &SandboxSpec<'_>,
     ) -> Result<Hello, CoreError> {
+        let booting = self.launch_firecracker(spec, None).await?;
+        Ok(booting.wait_ready(spec.boot_timeout).await?)
+    }
+
+    /// Starts Firecracker (jailed when root) and configures it: a kernel to
+    /// boot, or a snapshot to resume.
+    pub(super) async fn launch_firecracker(
+        &mut self,
+        spec: &SandboxSpec<'_>,
+        restore: Option<pyro_vmm::launch::RestoreSpec>,
+    ) -> Result<pyro_vmm::launch::Booting, CoreError> {
         use pyro_vmm::binaries::{FIRECRACKER, JAILER, locate_one};
         let cache = self.paths.cache().clone();
         let firecracker = locate_one(cache.root(), FIRECRACKER)?;
@@ -47,6 +58,7 @@ impl Sandbox {
             boot_args: pyro_vmm::host::boot_args(pyro_vmm::host::is_pvm(), &extra),
             run_dir: dir,
             jail,
+            restore,
         };
         self.record.firecracker = Some(VmPaths::for_spec(&launch));
         self.record.save(&self.paths)?;
@@ -62,7 +74,7 @@ impl Sandbox {
         // The callback could not report a failed save; a record without
         // its process would leave the VM unreachable for teardown.
         self.record.save(&self.paths)?;
-        Ok(booting?.wait_ready(spec.boot_timeout).await?)
+        Ok(booting?)
     }
 
     pub(super) async fn boot_host_compat(

@@ -121,6 +121,14 @@ fn unexpected(other: impl std::fmt::Debug) -> CoreError {
 impl Sandbox {
     /// Opens a connection, checks the greeting and sends `request`.
     pub(super) async fn open(&self, request: Request) -> Result<UnixStream, CoreError> {
+        Ok(self.open_greeted(request).await?.1)
+    }
+
+    /// [`Self::open`], also returning the agent's greeting.
+    pub(super) async fn open_greeted(
+        &self,
+        request: Request,
+    ) -> Result<(Hello, UnixStream), CoreError> {
         let mut stream = match self.mode() {
             ExecutionMode::GuestVsock => {
                 let fc = self
@@ -165,18 +173,51 @@ impl Sandbox {
             .await
             .map_err(|_| CoreError::Transport("the agent did not take the request".into()))?
             .map_err(|e| CoreError::Transport(e.to_string()))?;
-        Ok(stream)
+        Ok((hello, stream))
     }
 
     /// Sends a request whose answer is a single message.
     pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CoreError> {
-        let mut s = self.open(request).await?;
+        Ok(self.call_greeted(request, timeout).await?.1)
+    }
+
+    /// [`Self::call_greeted`] with separate deadlines: `greet_within` for
+    /// the connection, greeting and request, `answer_within` for the answer.
+    /// `Ok(None)` when the greeting did not come in time (worth another
+    /// connection: see the restore path).
+    pub(super) async fn call_greeted_within(
+        &self,
+        request: Request,
+        greet_within: Duration,
+        answer_within: Duration,
+    ) -> Result<Option<(Hello, Response)>, CoreError> {
+        let Ok(opened) = tokio::time::timeout(greet_within, self.open_greeted(request)).await
+        else {
+            return Ok(None);
+        };
+        let (hello, mut s) = opened?;
+        let answer = tokio::time::timeout(answer_within, read_answer(&mut s))
+            .await
+            .map_err(|_| {
+                CoreError::Transport(format!("no answer within {} s", answer_within.as_secs()))
+            })??;
+        Ok(Some((hello, answer)))
+    }
+
+    /// [`Self::call`], also returning the agent's greeting.
+    pub async fn call_greeted(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<(Hello, Response), CoreError> {
+        let (hello, mut s) = self.open_greeted(request).await?;
         let timeout = agent_deadline(timeout);
-        tokio::time::timeout(timeout, read_answer(&mut s))
+        let answer = tokio::time::timeout(timeout, read_answer(&mut s))
             .await
             .map_err(|_| {
                 CoreError::Transport(format!("no answer within {} s", timeout.as_secs()))
-            })?
+            })??;
+        Ok((hello, answer))
     }
 
     /// Runs one command, streaming its output into `sink`. A dropped

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use pyro_env::Installed;
+use pyro_env::{Installed, Progress};
 use pyro_protocol::{
     AGENT_PORT, Envelope, ExecOutcome, ExecRequest, FrameKind, Hello, PROTOCOL_VERSION, Request,
     Response, read_frame, read_message, write_message,
@@ -30,8 +30,11 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+mod restore;
 
 use boot::*;
+pub(crate) use restore::refresh_request;
+pub use restore::{BootInfo, BootMode, BootPref, COLD_BOOT_ASKED, ProgressRef};
 
 /// First uid/gid handed to jailed Firecracker processes (one per VM).
 pub const JAIL_UID_BASE: u32 = 900_000;
@@ -123,6 +126,10 @@ pub struct SandboxSpec<'a> {
     /// ext4 disk for Firecracker, its directory for host-compat); `None`
     /// makes a fresh one that goes with the sandbox.
     pub upper: Option<PathBuf>,
+    /// Restored from a template or booted cold (Firecracker).
+    pub boot: BootPref,
+    /// Where a long boot (a template build) reports its steps.
+    pub progress: ProgressRef<'a>,
 }
 
 /// Receives command output as it arrives.
@@ -176,6 +183,8 @@ pub struct Sandbox {
     record: VmRecord,
     hello: Option<Hello>,
     boot_ms: u64,
+    boot_info: Option<BootInfo>,
+    refresh_us: Option<u64>,
     torn_down: bool,
     /// Outlives this handle (a workspace's VM): never torn down on drop.
     keep: bool,
@@ -224,10 +233,17 @@ impl Sandbox {
             record,
             hello: None,
             boot_ms: 0,
+            boot_info: None,
+            refresh_us: None,
             torn_down: false,
             keep: false,
         };
-        if spec.backend == BackendKind::Firecracker && spec.upper.is_none() {
+        // A restore brings its own disk; a cold boot makes one (see
+        // `ensure_upper`) when there is none.
+        if spec.backend == BackendKind::Firecracker
+            && spec.upper.is_none()
+            && spec.boot != BootPref::Template
+        {
             let (upper, mib) = (sandbox.paths.vm_dir(&id).join("upper.ext4"), spec.disk_mib);
             // mkfs runs off the async workers.
             crate::blocking(move || {
@@ -241,12 +257,21 @@ impl Sandbox {
     /// Boots the created sandbox and waits for its agent's greeting.
     pub async fn boot(&mut self, spec: &SandboxSpec<'_>) -> Result<(), CoreError> {
         let started = Instant::now();
-        let hello = match spec.backend {
-            BackendKind::Firecracker => self.boot_firecracker(spec).await?,
-            BackendKind::HostCompat => self.boot_host_compat(spec).await?,
+        let (hello, info) = match spec.backend {
+            BackendKind::Firecracker => self.boot_guest(spec).await?,
+            BackendKind::HostCompat => (
+                self.boot_host_compat(spec).await?,
+                BootInfo {
+                    boot_mode: BootMode::Cold,
+                    boot_reason: "host-compat starts a process, not a VM: there is no snapshot \
+                                  to restore"
+                        .into(),
+                },
+            ),
         };
         check_protocol(&hello, spec.env.spec.name)?;
         self.hello = Some(hello);
+        self.boot_info = Some(info);
         self.boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(())
     }
@@ -274,6 +299,17 @@ impl Sandbox {
         self.boot_ms
     }
 
+    /// How it booted (once booted).
+    pub fn boot_info(&self) -> Option<&BootInfo> {
+        self.boot_info.as_ref()
+    }
+
+    /// Time the restored guest's agent spent making itself a machine of its
+    /// own (microseconds; `None` for a cold boot).
+    pub fn refresh_us(&self) -> Option<u64> {
+        self.refresh_us
+    }
+
     /// The record.
     pub fn record(&self) -> &VmRecord {
         &self.record
@@ -290,6 +326,8 @@ impl Sandbox {
             record,
             hello: None,
             boot_ms: 0,
+            boot_info: None,
+            refresh_us: None,
             torn_down: false,
             keep: true,
         })

@@ -137,6 +137,8 @@ impl Workspaces {
                 rec.last_command = None;
                 rec.reset_count = 0;
                 rec.last_reset_at = None;
+                rec.pristine = false;
+                rec.boot = None;
                 rec.forked_from = Some(ForkedFrom {
                     workspace_id: id.to_owned(),
                     snapshot_name: req.snapshot.clone(),
@@ -259,7 +261,13 @@ impl Workspaces {
             }
         })
         .await?;
-        let mut sandbox = self.boot(env, rec, None).await?;
+        let mut sandbox = self
+            .boot(
+                env,
+                rec,
+                &Boot::cold("a fork boots a copy of its parent's disk"),
+            )
+            .await?;
         rec.vm_id = Some(sandbox.id().to_owned());
         record::save(&self.paths, rec)?;
         let baseline = self.dir(&rec.workspace_id).join("baseline");

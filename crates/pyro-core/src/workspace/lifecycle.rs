@@ -74,6 +74,8 @@ impl Workspaces {
             last_reset_at: None,
             baseline_at: None,
             forked_from: None,
+            boot: None,
+            pristine: false,
         };
         {
             let _global = self.paths.lock_async("workspaces").await?;
@@ -121,7 +123,9 @@ impl Workspaces {
                 "host-compat sandbox"
             }
         ));
-        let mut sandbox = match self.boot(env, rec, req.boot_timeout).await {
+        let mut boot = Boot::template(req.cold_boot, progress);
+        boot.timeout = req.boot_timeout;
+        let mut sandbox = match self.boot(env, rec, &boot).await {
             Ok(s) => s,
             Err(e) => {
                 let reason = crate::run::fallback_reason(e, rec.backend, req.allow_host_compat)?;
@@ -131,7 +135,7 @@ impl Workspaces {
                 let _ = std::fs::remove_file(self.upper(rec));
                 rec.backend = BackendKind::HostCompat;
                 rec.fallback_reason = Some(reason);
-                self.boot(env, rec, req.boot_timeout).await?
+                self.boot(env, rec, &boot).await?
             }
         };
         rec.vm_id = Some(sandbox.id().to_owned());
@@ -147,7 +151,10 @@ impl Workspaces {
             ));
             let (entries, bytes) = sandbox.put_archive(WORKSPACE_ROOT, prep.tar.path()).await?;
             let (tar, files) = (prep.tar.path().to_owned(), baseline.join("files"));
+            let kept = baseline.join(SEED_TAR);
             crate::blocking(move || {
+                // Kept to replay onto a restored template (reset, start).
+                std::fs::copy(&tar, &kept).map_err(|e| CoreError::io("keeping the seed", e))?;
                 let f = std::fs::File::open(&tar)
                     .map_err(|e| CoreError::io("reopening the seed", e))?;
                 pyro_archive::extract(std::io::BufReader::new(f), &files).map_err(|e| {
@@ -187,6 +194,7 @@ impl Workspaces {
             }
         }
         rec.baseline_at = Some(now_unix());
+        rec.pristine = true;
         rec.state = State::Started;
         rec.operation = None;
         rec.last_activity_at = now_unix();
@@ -195,34 +203,78 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Boots the workspace's sandbox (creating its writable layer first if
-    /// needed).
+    /// Boots the workspace's sandbox. A Firecracker guest restored from a
+    /// template gets the template's disk in place of its own; a cold one
+    /// boots its disk (made first if there is none). How it booted goes
+    /// into the record.
     pub(super) async fn boot(
         &self,
         env: &Installed,
-        rec: &Record,
-        boot_timeout: Option<Duration>,
+        rec: &mut Record,
+        boot: &Boot<'_>,
     ) -> Result<Sandbox, CoreError> {
         let upper = self.upper(rec);
-        match rec.backend {
-            BackendKind::Firecracker if !upper.exists() => {
-                // mkfs runs off the async workers.
-                let (upper, mib) = (upper.clone(), rec.disk_mib);
-                crate::blocking(move || {
-                    pyro_vmm::disk::create_upper_disk(&upper, mib).map_err(CoreError::from)
-                })
-                .await?
-            }
-            BackendKind::HostCompat => {
-                recover_swap(&upper);
-                std::fs::create_dir_all(&upper)
-                    .map_err(|e| CoreError::io(format!("creating {}", upper.display()), e))?;
-            }
-            BackendKind::Firecracker => {}
+        if rec.backend == BackendKind::HostCompat {
+            recover_swap(&upper);
+            std::fs::create_dir_all(&upper)
+                .map_err(|e| CoreError::io(format!("creating {}", upper.display()), e))?;
         }
-        let spec = self.spec(env, rec, boot_timeout);
+        let spec = self.spec(env, rec, boot);
         let mut sandbox = Sandbox::create(&self.paths, &spec).await?;
         sandbox.boot(&spec).await?;
+        rec.boot = sandbox.boot_info().cloned();
+        Ok(sandbox)
+    }
+
+    /// Why the baseline cannot be rebuilt as a template restore plus the
+    /// seed (`None`: it can).
+    pub(super) fn why_not_replay(&self, rec: &Record) -> Option<String> {
+        if rec.backend != BackendKind::Firecracker {
+            return Some("host-compat has no templates".into());
+        }
+        if rec.forked_from.is_some() {
+            return Some("a fork's baseline is a copy of its parent's disk".into());
+        }
+        let kept = self.dir(&rec.workspace_id).join("baseline").join(SEED_TAR);
+        if rec.seed.entry_count > 0 && !kept.is_file() {
+            return Some("its seed was not kept (made by an older pyro)".into());
+        }
+        None
+    }
+
+    /// Boots a template restore (or, failing that, a new cold disk) in
+    /// place of the workspace's disk and replays the seed: the baseline,
+    /// made again.
+    async fn boot_baseline(
+        &self,
+        env: &Installed,
+        rec: &mut Record,
+        cold_boot: bool,
+        progress: &dyn Progress,
+    ) -> Result<Sandbox, CoreError> {
+        // Recorded before the disk goes: whatever happens from here (a
+        // failure, a kill), the next start makes the baseline again rather
+        // than booting a missing or half-made disk.
+        rec.pristine = true;
+        record::save(&self.paths, rec)?;
+        let upper = self.upper(rec);
+        crate::blocking(move || match std::fs::remove_file(&upper) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CoreError::io("removing the old disk", e)),
+        })
+        .await?;
+        let sandbox = self
+            .boot(env, rec, &Boot::template(cold_boot, progress))
+            .await?;
+        let kept = self.dir(&rec.workspace_id).join("baseline").join(SEED_TAR);
+        if kept.is_file() {
+            progress.step("replaying the seed");
+            if let Err(e) = sandbox.put_archive(WORKSPACE_ROOT, &kept).await {
+                let _ = sandbox.close().await;
+                return Err(e);
+            }
+        }
         Ok(sandbox)
     }
 
@@ -272,6 +324,7 @@ impl Workspaces {
         &self,
         id: &str,
         snapshot: &str,
+        cold_boot: bool,
         progress: &dyn Progress,
     ) -> Result<ResetView, CoreError> {
         // An unknown snapshot is an error before any pull or boot.
@@ -294,7 +347,10 @@ impl Workspaces {
             group: None,
         });
         record::save(&self.paths, &rec)?;
-        match self.reset_inner(env, &mut rec, &source).await {
+        match self
+            .reset_inner(env, &mut rec, snapshot, &source, cold_boot, progress)
+            .await
+        {
             Ok(()) => {
                 let mut cleared = vec!["command history".to_owned()];
                 let shells = super::shells::clear_marks(self, id);
@@ -335,10 +391,17 @@ impl Workspaces {
                 rec.state = State::Stopped;
                 rec.operation = None;
                 rec.stopped_at = Some(now_unix());
-                rec.state_reason = Some(format!(
-                    "a reset to {snapshot} failed; its disk is either that snapshot or what it was \
-                     before; reset again or start it"
-                ));
+                rec.state_reason = Some(if rec.pristine {
+                    format!(
+                        "a reset to {snapshot} failed; the next start makes its baseline again; \
+                         reset again or start it"
+                    )
+                } else {
+                    format!(
+                        "a reset to {snapshot} failed; its disk is either that snapshot or what it \
+                         was before; reset again or start it"
+                    )
+                });
                 rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 Err(e)
@@ -351,7 +414,10 @@ impl Workspaces {
         &self,
         env: &Installed,
         rec: &mut Record,
+        snapshot: &str,
         source: &Path,
+        cold_boot: bool,
+        progress: &dyn Progress,
     ) -> Result<(), CoreError> {
         if let Some(s) = rec
             .vm_id
@@ -361,14 +427,33 @@ impl Workspaces {
             s.close().await?;
         }
         rec.vm_id = None;
+        // The baseline made again from the template and the seed, where it
+        // can be; otherwise the snapshot's disk, booted cold.
+        let replay = match (snapshot == BASELINE, self.why_not_replay(rec)) {
+            _ if cold_boot => Err(crate::sandbox::COLD_BOOT_ASKED.to_owned()),
+            (true, None) => Ok(()),
+            (true, Some(why)) => Err(format!("the baseline is booted from its disk: {why}")),
+            (false, _) => Err(format!(
+                "a reset to the snapshot {snapshot} boots that snapshot's disk, which no \
+                 template's memory matches"
+            )),
+        };
         let dir = self.dir(&rec.workspace_id);
         let upper = self.upper(rec);
         let backend = rec.backend;
         let source = source.to_owned();
+        let copy_disk = replay.is_err();
+        if copy_disk {
+            // The disk becomes the snapshot's copy: only the baseline's copy
+            // is the baseline.
+            rec.pristine = snapshot == BASELINE && rec.pristine;
+            record::save(&self.paths, rec)?;
+        }
         // Copies and deletions run off the async workers: other calls
         // (status, list) keep answering meanwhile.
         crate::blocking(move || {
             match backend {
+                _ if !copy_disk => {}
                 BackendKind::Firecracker => {
                     let new = dir.join("upper.ext4.new");
                     pyro_vmm::disk::sparse_copy(&source, &new)?;
@@ -397,7 +482,11 @@ impl Workspaces {
         rec.command_count = 0;
         rec.last_command = None;
         rec.next_sequence = 1;
-        let mut sandbox = self.boot(env, rec, None).await?;
+        let mut sandbox = match replay {
+            Ok(()) => self.boot_baseline(env, rec, false, progress).await?,
+            Err(reason) => self.boot(env, rec, &Boot::cold(reason)).await?,
+        };
+        rec.pristine = snapshot == BASELINE;
         let now = now_unix();
         rec.mark_started(sandbox.id(), now);
         rec.reset_count += 1;
@@ -433,9 +522,16 @@ impl Workspaces {
         Ok(view(&rec))
     }
 
-    /// Boots a stopped workspace again from its disk.
+    /// Boots a stopped workspace again from its disk; one that nothing has
+    /// reached since its baseline was made is made again from the template
+    /// and its seed instead (a restore, not a cold boot).
     /// The workspace's environment is pulled first if it is missing.
-    pub async fn start(&self, id: &str, progress: &dyn Progress) -> Result<View, CoreError> {
+    pub async fn start(
+        &self,
+        id: &str,
+        cold_boot: bool,
+        progress: &dyn Progress,
+    ) -> Result<View, CoreError> {
         let env = &self.environment(id, progress).await?;
         progress.step("booting");
         let _lock = record::lock(&self.paths, id).await?;
@@ -452,7 +548,26 @@ impl Workspaces {
             group: None,
         });
         record::save(&self.paths, &rec)?;
-        let booted = self.boot(env, &rec, None).await;
+        // A workspace nothing has reached since its baseline gets the
+        // baseline made again (restored, or cold with --cold-boot); any other
+        // boots its own disk, cold.
+        let why_cold = if !rec.pristine {
+            Some(
+                "its disk has changed since its baseline, and a template's memory only resumes \
+                 with the disk it was taken with"
+                    .to_owned(),
+            )
+        } else {
+            self.why_not_replay(&rec)
+        };
+        let booted = match why_cold {
+            None => self.boot_baseline(env, &mut rec, cold_boot, progress).await,
+            Some(_) if cold_boot => {
+                let cold = Boot::cold(crate::sandbox::COLD_BOOT_ASKED);
+                self.boot(env, &mut rec, &cold).await
+            }
+            Some(reason) => self.boot(env, &mut rec, &Boot::cold(reason)).await,
+        };
         rec.operation = None;
         let mut sandbox = match booted {
             Ok(s) => s,

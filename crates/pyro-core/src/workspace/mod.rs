@@ -7,6 +7,7 @@
 //!   baseline/upper.ext4 | baseline/upper-data/   the layer right after seeding
 //!   baseline/manifest.jsonl   what /workspace held after seeding (JSON lines)
 //!   baseline/files/           the seeded files (old side of diffs)
+//!   baseline/seed.tar         the seed as sent (replayed onto a template restore)
 //!   commands/<seq>.{json,stdout,stderr}          command history with full output
 //! ```
 //!
@@ -47,7 +48,9 @@ use pyro_protocol::{Command, EntryKind, ExecRequest, FileEntry, PatchedFile, Req
 use serde::Serialize;
 
 use crate::records::Owner;
-use crate::sandbox::{OutputSink, Sandbox, SandboxSpec, default_boot_timeout};
+use crate::sandbox::{
+    BootPref, OutputSink, ProgressRef, Sandbox, SandboxSpec, default_boot_timeout,
+};
 use crate::{BackendKind, CoreError, ExecutionMode, Paths, limits, now_unix, random_hex};
 pub use cmdlog::{CommandState, LOG_CAP_BYTES, LogEntry, LogsQuery};
 pub use diff::{DiffEntry, DiffLimits, DiffView};
@@ -65,6 +68,9 @@ pub use shells::{ShellCloseView, ShellListView, ShellOptions, ShellReadView, She
 pub use snapshots::*;
 pub use types::*;
 pub use validate::*;
+
+/// The kept seed archive, in the baseline directory.
+const SEED_TAR: &str = "seed.tar";
 
 fn mode_of(backend: BackendKind) -> ExecutionMode {
     match backend {
@@ -102,6 +108,8 @@ fn view(rec: &Record) -> View {
         last_reset_at: rec.last_reset_at,
         workspace_path: WORKSPACE_ROOT.to_owned(),
         forked_from: rec.forked_from.clone(),
+        boot_mode: rec.boot.as_ref().map(|b| b.boot_mode),
+        boot_reason: rec.boot.as_ref().map(|b| b.boot_reason.clone()),
         shell_count: None,
         service_count: None,
         running_service_count: None,
@@ -113,6 +121,39 @@ fn not_found(id: &str) -> CoreError {
     CoreError::NotFound(format!(
         "workspace {id:?} does not exist; ⟨op:workspace list⟩ shows the ones that do"
     ))
+}
+
+/// How to boot a workspace's VM.
+#[derive(Clone)]
+struct Boot<'a> {
+    /// Boot deadline (default: generous on PVM hosts).
+    timeout: Option<Duration>,
+    /// Template or cold.
+    pref: BootPref,
+    /// Where a template build reports.
+    progress: ProgressRef<'a>,
+}
+
+impl<'a> Boot<'a> {
+    fn cold(reason: impl Into<String>) -> Self {
+        Self {
+            timeout: None,
+            pref: BootPref::Cold(reason.into()),
+            progress: ProgressRef::default(),
+        }
+    }
+
+    fn template(cold_boot: bool, progress: &'a dyn Progress) -> Self {
+        Self {
+            timeout: None,
+            pref: if cold_boot {
+                BootPref::Cold(crate::sandbox::COLD_BOOT_ASKED.into())
+            } else {
+                BootPref::Template
+            },
+            progress: ProgressRef(progress),
+        }
+    }
 }
 
 /// What `refresh` decided.
@@ -145,12 +186,7 @@ impl Workspaces {
         }
     }
 
-    fn spec<'a>(
-        &self,
-        env: &'a Installed,
-        rec: &Record,
-        boot_timeout: Option<Duration>,
-    ) -> SandboxSpec<'a> {
+    fn spec<'a>(&self, env: &'a Installed, rec: &Record, boot: &Boot<'a>) -> SandboxSpec<'a> {
         SandboxSpec {
             env,
             backend: rec.backend,
@@ -158,12 +194,14 @@ impl Workspaces {
             mem_mib: rec.mem_mib,
             disk_mib: rec.disk_mib,
             idle_seconds: rec.ttl_seconds,
-            boot_timeout: boot_timeout.unwrap_or_else(default_boot_timeout),
+            boot_timeout: boot.timeout.unwrap_or_else(default_boot_timeout),
             owner: Owner::Workspace {
                 workspace_id: rec.workspace_id.clone(),
             },
             hostname: crate::sandbox::hostname_for(Some(&rec.workspace_id)),
             upper: Some(self.upper(rec)),
+            boot: boot.pref.clone(),
+            progress: boot.progress,
         }
     }
 
@@ -236,6 +274,8 @@ impl Workspaces {
             )));
         }
         rec.last_activity_at = now_unix();
+        // Anything may change the disk from here on.
+        rec.pristine = false;
         change(&mut rec);
         record::save(&self.paths, &rec)?;
         let vm = rec

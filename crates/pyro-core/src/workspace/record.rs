@@ -166,6 +166,14 @@ pub struct Record {
     /// The workspace this one was forked from.
     #[serde(default)]
     pub forked_from: Option<super::ForkedFrom>,
+    /// How its VM last booted.
+    #[serde(default)]
+    pub boot: Option<crate::sandbox::BootInfo>,
+    /// Nothing has reached its guest since it was made from its baseline
+    /// (create, or a reset to the baseline): a start may restore the
+    /// template and replay the seed instead of booting its disk cold.
+    #[serde(default)]
+    pub pristine: bool,
 }
 
 impl Record {

@@ -39,6 +39,8 @@ pub struct CreateRequest {
     pub allow_host_compat: bool,
     /// Boot deadline (default: generous on PVM hosts).
     pub boot_timeout: Option<Duration>,
+    /// Boot cold even where a template could be restored.
+    pub cold_boot: bool,
 }
 
 impl CreateRequest {
@@ -55,6 +57,7 @@ impl CreateRequest {
             backend,
             allow_host_compat: false,
             boot_timeout: None,
+            cold_boot: false,
         }
     }
 }
@@ -128,6 +131,10 @@ pub struct View {
     pub workspace_path: String,
     /// The workspace it was forked from, if it is a fork.
     pub forked_from: Option<ForkedFrom>,
+    /// How its VM last started: `restored` from a template or `cold`.
+    pub boot_mode: Option<crate::sandbox::BootMode>,
+    /// Which template it was restored from, or why it booted cold.
+    pub boot_reason: Option<String>,
     /// Shells open in its running VM (`status` and `list`; unknown while
     /// it is not started).
     pub shell_count: Option<usize>,

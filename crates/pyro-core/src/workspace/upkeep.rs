@@ -104,11 +104,15 @@ impl Workspaces {
                 rec.vm_id = None;
                 rec.operation = None;
                 rec.stopped_at = Some(now);
-                rec.state_reason = Some(
+                rec.state_reason = Some(if rec.pristine {
+                    "a reset was interrupted (the pyro process doing it was killed); the next start \
+                     makes its baseline again; reset again or start it"
+                        .into()
+                } else {
                     "a reset was interrupted (the pyro process doing it was killed); its disk is either the snapshot \
                      it was reset to or what it was before; reset again or start it"
-                        .into(),
-                );
+                        .into()
+                });
                 Fate::Changed
             }
             State::Stopped if rec.delete_after.is_some_and(|t| now >= t) => Fate::Delete,
@@ -133,6 +137,7 @@ impl Workspaces {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let debris = name == "upper.ext4.new"
+                || name == "upper.restoring"
                 || (has_layer && (name == "upper.new" || name == "upper.old"))
                 || name.starts_with(".commands-")
                 || name.starts_with(".tmp");

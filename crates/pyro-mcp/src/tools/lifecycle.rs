@@ -154,7 +154,7 @@ impl PyroServer {
             Box::pin(
                 self.ctx
                     .workspaces
-                    .reset(&a.workspace_id, &a.snapshot, &phase),
+                    .reset(&a.workspace_id, &a.snapshot, false, &phase),
             ),
         )
         .await

@@ -48,7 +48,7 @@ impl PyroServer {
         with_progress(
             &rc,
             &phase,
-            Box::pin(self.ctx.workspaces.start(&a.workspace_id, &phase)),
+            Box::pin(self.ctx.workspaces.start(&a.workspace_id, false, &phase)),
         )
         .await
         .map(Json)

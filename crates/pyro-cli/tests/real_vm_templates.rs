@@ -1,0 +1,198 @@
+//! Fast start on real Firecracker guests: workspaces restored from the
+//! environment's template are machines of their own (hostname, machine id,
+//! random numbers), keep their files, and a stale or damaged template is
+//! never used. Everything in one test, to keep the boots few; the template
+//! is left current at the end for the tests after this one.
+
+mod common;
+
+use std::process::Output;
+
+use common::{Home, json, ok, require_debian12, stdout};
+
+fn ws(home: &Home, args: &[&str]) -> Output {
+    home.cmd().arg("workspace").args(args).output().unwrap()
+}
+
+fn create(home: &Home) -> serde_json::Value {
+    json(ok(&ws(home, &["create", "debian:12", "--json"])))
+}
+
+fn sh(home: &Home, id: &str, script: &str) -> String {
+    stdout(ok(&ws(home, &["exec", id, "--", script])))
+        .trim()
+        .to_owned()
+}
+
+/// The directory of the default shape's template of debian:12.
+fn template_dir(home: &Home) -> std::path::PathBuf {
+    let list = json(ok(&home
+        .cmd()
+        .args(["env", "template", "list", "--json"])
+        .output()
+        .unwrap()));
+    let name = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["name"].as_str().unwrap().starts_with("debian_12-") && t["shape"]["mem_mib"] == 1024
+        })
+        .unwrap_or_else(|| panic!("no default template: {list}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    pyro_env::Cache::from_env()
+        .root()
+        .join("templates")
+        .join(name)
+}
+
+#[test]
+fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
+    require_debian12();
+    let home = Home::new();
+    // Two siblings from one template: restored, and each its own machine.
+    let a = create(&home);
+    let b = create(&home);
+    for v in [&a, &b] {
+        assert_eq!(v["boot_mode"], "restored", "{v}");
+        assert!(
+            v["boot_reason"]
+                .as_str()
+                .unwrap()
+                .contains("template debian_12-"),
+            "{v}"
+        );
+    }
+    let (a, b) = (
+        a["workspace_id"].as_str().unwrap().to_owned(),
+        b["workspace_id"].as_str().unwrap().to_owned(),
+    );
+    let probe = "hostname; cat /etc/machine-id; head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s";
+    let (pa, pb) = (sh(&home, &a, probe), sh(&home, &b, probe));
+    let (la, lb): (Vec<&str>, Vec<&str>) = (pa.lines().collect(), pb.lines().collect());
+    assert_eq!(la.len(), 4, "{pa}");
+    assert_eq!(la[0], format!("pyro-{a}"));
+    assert_eq!(lb[0], format!("pyro-{b}"));
+    assert_ne!(la[1], lb[1], "siblings share a machine id");
+    assert_eq!(la[2].len(), 32, "{pa}");
+    assert_ne!(la[2], lb[2], "siblings share random numbers");
+    // The clock was stepped to the host's, not left at the snapshot's.
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let guest_now: u64 = la[3].parse().unwrap();
+    assert!(
+        host_now.abs_diff(guest_now) < 120,
+        "guest clock {guest_now}, host {host_now}"
+    );
+
+    // A restored workspace keeps its files across stop and start (its disk
+    // changed, so the start is a cold boot of that disk, and says why).
+    ok(&ws(
+        &home,
+        &["file", "write", &a, "kept.txt", "--text", "kept"],
+    ));
+    ok(&ws(&home, &["stop", &a]));
+    let started = json(ok(&ws(&home, &["start", &a, "--json"])));
+    assert_eq!(started["boot_mode"], "cold", "{started}");
+    assert!(
+        started["boot_reason"]
+            .as_str()
+            .unwrap()
+            .contains("disk has changed"),
+        "{started}"
+    );
+    assert_eq!(sh(&home, &a, "cat /workspace/kept.txt"), "kept");
+    // Reset to the baseline: the template again, the file gone.
+    let reset = json(ok(&ws(&home, &["reset", &a, "--json"])));
+    assert_eq!(reset["boot_mode"], "restored", "{reset}");
+    assert_eq!(
+        sh(
+            &home,
+            &a,
+            "test -e /workspace/kept.txt && echo there || echo gone"
+        ),
+        "gone"
+    );
+    ok(&ws(&home, &["delete", &a]));
+    // A workspace nothing has reached since its baseline starts restored.
+    let c = create(&home)["workspace_id"].as_str().unwrap().to_owned();
+    ok(&ws(&home, &["stop", &c]));
+    let started = json(ok(&ws(&home, &["start", &c, "--json"])));
+    assert_eq!(started["boot_mode"], "restored", "{started}");
+    assert_eq!(sh(&home, &c, "hostname"), format!("pyro-{c}"));
+    // --cold-boot is honoured and says so.
+    let cold = json(ok(&ws(&home, &["reset", &c, "--cold-boot", "--json"])));
+    assert_eq!(cold["boot_mode"], "cold", "{cold}");
+    assert!(
+        cold["boot_reason"]
+            .as_str()
+            .unwrap()
+            .contains("a cold boot was asked for"),
+        "{cold}"
+    );
+    for id in [&b, &c] {
+        ok(&ws(&home, &["delete", id]));
+    }
+
+    // A template made by another agent is stale: rebuilt, never used.
+    let dir = template_dir(&home);
+    let meta_path = dir.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["sources"]["agent_sha256"] = "0".repeat(64).into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let rebuilt = create(&home);
+    assert_eq!(rebuilt["boot_mode"], "restored", "{rebuilt}");
+    assert!(
+        rebuilt["boot_reason"]
+            .as_str()
+            .unwrap()
+            .contains("built just now"),
+        "{rebuilt}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_ne!(meta["sources"]["agent_sha256"], "0".repeat(64));
+    ok(&ws(
+        &home,
+        &["delete", rebuilt["workspace_id"].as_str().unwrap()],
+    ));
+
+    // A damaged template file: a cold boot that says why, and the template
+    // is gone (rebuilt on next use).
+    let state = dir.join("snap.vmstate");
+    let mut bytes = std::fs::read(&state).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::write(&state, &bytes).unwrap();
+    let fallback = create(&home);
+    assert_eq!(fallback["boot_mode"], "cold", "{fallback}");
+    assert!(
+        fallback["boot_reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match its checksum"),
+        "{fallback}"
+    );
+    assert!(!dir.exists(), "the damaged template was kept");
+    let id = fallback["workspace_id"].as_str().unwrap();
+    assert_eq!(sh(&home, id, "hostname"), format!("pyro-{id}"));
+    ok(&ws(&home, &["delete", id]));
+
+    // Leave the template current for the tests after this one.
+    let built = json(ok(&home
+        .cmd()
+        .args(["env", "template", "build", "debian:12", "--json"])
+        .output()
+        .unwrap()));
+    assert_eq!(built["outcome"], "built", "{built}");
+    home.assert_clean();
+}

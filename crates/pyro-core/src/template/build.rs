@@ -1,0 +1,299 @@
+//! Building a template: boot a guest cold, warm it up with the work agents
+//! do first, pause it, snapshot it, and keep the snapshot with its disk.
+
+use std::time::Duration;
+
+use pyro_env::{Installed, Progress};
+use pyro_protocol::{Command, ExecRequest, Request};
+use tokio::time::Instant;
+
+use super::{FORMAT_VERSION, Meta, Shape, Template, lookup, name, root, sources};
+use crate::records::Owner;
+use crate::sandbox::{BootPref, Discard, ProgressRef, Sandbox, SandboxSpec};
+use crate::{BackendKind, CoreError, Paths, now_unix};
+
+/// Commands run in a template guest before the snapshot, so restored
+/// guests start with their code and data in the page cache: the exec path,
+/// a login shell, git, and a look at the workspace.
+const WARM_UP: &[&str] = &[
+    "true",
+    "bash -lc 'echo warm' >/dev/null",
+    "git --version >/dev/null 2>&1 || true",
+    "ls -la /workspace >/dev/null; cat /etc/os-release >/dev/null",
+    "command -v python3 >/dev/null && python3 -c 'import json, os, subprocess' || true",
+];
+
+/// How long one warm-up command may take.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a build may take beyond its boot (warm-up, refresh, flush,
+/// snapshot); also how long a second builder waits for the first.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Largest VM state file accepted from a template guest's jail.
+const MAX_VMSTATE_BYTES: u64 = 16 << 20;
+
+/// Returns the usable template for `env` and `shape`, building it when
+/// there is none or it is stale. Builds of one template are serialized
+/// across processes; a second caller waits and then uses the first's.
+pub async fn build(
+    paths: &Paths,
+    env: &Installed,
+    shape: Shape,
+    boot_timeout: Duration,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<Template, CoreError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(CoreError::invalid(
+            "templates need the jailer, which needs root; run pyro as root (or boot cold)",
+        ));
+    }
+    let (p, e) = (paths.clone(), env.clone());
+    let wanted = crate::blocking(move || sources(&p, &e)).await?;
+    let name = name(env, shape);
+    let _building = super::lock(
+        paths,
+        &super::build_lock(&name),
+        false,
+        boot_timeout + BUILD_TIMEOUT,
+    )
+    .await?;
+    if !force {
+        let (p, e, w) = (paths.clone(), env.clone(), wanted.clone());
+        if let Ok(t) = crate::blocking(move || Ok(lookup(&p, &e, shape, &w))).await? {
+            return Ok(t);
+        }
+    }
+    let started = Instant::now();
+    let root = root(paths);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| CoreError::io(format!("creating {}", root.display()), e))?;
+    // Leftovers of a build that was killed (this lock was free, so no
+    // build of this template runs).
+    let staging = root.join(format!(".build-{name}"));
+    let work = paths.state().join("template-build").join(&name);
+    let (s2, w2) = (staging.clone(), work.clone());
+    crate::blocking(move || {
+        let _ = std::fs::remove_dir_all(&s2);
+        let _ = std::fs::remove_dir_all(&w2);
+        std::fs::create_dir_all(&s2)
+            .and_then(|()| std::fs::create_dir_all(&w2))
+            .map_err(|e| CoreError::io(format!("creating {}", s2.display()), e))
+    })
+    .await?;
+    let built = build_in(paths, env, shape, boot_timeout, &staging, &work, progress).await;
+    let (s2, w2) = (staging.clone(), work.clone());
+    let clean = move |all: bool| {
+        if all {
+            let _ = std::fs::remove_dir_all(&s2);
+        }
+        let _ = std::fs::remove_dir_all(&w2);
+    };
+    let (vmstate_bytes, mem_bytes, upper_bytes, vmstate_sha256) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            crate::blocking(move || {
+                clean(true);
+                Ok(())
+            })
+            .await?;
+            return Err(e);
+        }
+    };
+    let meta = Meta {
+        format_version: FORMAT_VERSION,
+        environment: env.spec.name.to_owned(),
+        environment_version: env.spec.version.to_owned(),
+        shape,
+        sources: wanted,
+        vmstate_sha256,
+        vmstate_bytes,
+        mem_bytes,
+        upper_bytes,
+        built_at: now_unix(),
+        build_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| CoreError::io("encoding", e.into()))?;
+    pyro_env::write_atomic(&staging.join("meta.json"), &json)?;
+    // Replace the old one (stale or damaged) in two renames, with no
+    // restore between its lookup and its links (the use lock): a reader
+    // sees the old template, none, or the new one, never a mix.
+    let _using = super::lock(
+        paths,
+        &super::use_lock(&name),
+        false,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let dir = root.join(&name);
+    let (d2, n2) = (dir.clone(), name.clone());
+    crate::blocking(move || {
+        let old = root.join(format!(".old-{n2}"));
+        let _ = std::fs::remove_dir_all(&old);
+        if d2.exists() {
+            std::fs::rename(&d2, &old)
+                .map_err(|e| CoreError::io(format!("moving the old {n2} aside"), e))?;
+        }
+        std::fs::rename(&staging, &d2)
+            .map_err(|e| CoreError::io(format!("installing the template {n2}"), e))?;
+        if let Some(parent) = d2.parent() {
+            let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        clean(false);
+        Ok(())
+    })
+    .await?;
+    Ok(Template { dir, name, meta })
+}
+
+/// Boots, warms up and snapshots a template guest into `staging`; returns
+/// the sizes of the VM state, memory and disk files.
+async fn build_in(
+    paths: &Paths,
+    env: &Installed,
+    shape: Shape,
+    boot_timeout: Duration,
+    staging: &std::path::Path,
+    work: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<(u64, u64, u64, String), CoreError> {
+    // The disk is made beside the jails (it is hard-linked into one) and
+    // moved into the cache at the end.
+    let upper = work.join("upper.ext4");
+    let (u, mib) = (upper.clone(), shape.disk_mib);
+    crate::blocking(move || pyro_vmm::disk::create_upper_disk(&u, mib).map_err(CoreError::from))
+        .await?;
+    let spec = SandboxSpec {
+        env,
+        backend: BackendKind::Firecracker,
+        vcpu_count: shape.vcpu_count,
+        mem_mib: shape.mem_mib,
+        disk_mib: shape.disk_mib,
+        idle_seconds: 0,
+        boot_timeout,
+        owner: Owner::this_process(),
+        hostname: "pyro-template".into(),
+        upper: Some(upper.clone()),
+        boot: BootPref::Cold("building a template".into()),
+        progress: ProgressRef(progress),
+    };
+    progress.step(&format!(
+        "building the {} template ({} vCPU, {} MiB): a cold boot",
+        env.spec.name, shape.vcpu_count, shape.mem_mib
+    ));
+    let sandbox = Sandbox::start(paths, &spec).await?;
+    progress.step("warming the template up");
+    for script in WARM_UP {
+        let req = ExecRequest {
+            command: Command::Shell {
+                script: (*script).into(),
+            },
+            cwd: None,
+            env: Default::default(),
+            timeout_ms: 120_000,
+            output_limit_bytes: 4096,
+            stdin: false,
+        };
+        let out = tokio::time::timeout(WARM_UP_TIMEOUT, sandbox.exec(req, &mut Discard))
+            .await
+            .map_err(|_| CoreError::Transport("the template guest's warm-up hung".into()))??;
+        if out.exit_code != 0 {
+            return Err(CoreError::Transport(format!(
+                "warming up the template guest failed: `{script}` exited with {}",
+                out.exit_code
+            )));
+        }
+    }
+    // A refresh as every restore will make (its code paths resident, and
+    // /etc/machine-id already copied up into the disk), then a flush.
+    sandbox
+        .call(
+            crate::sandbox::refresh_request("pyro-template", 0),
+            Duration::from_secs(60),
+        )
+        .await?;
+    sandbox
+        .call(Request::Sync, Duration::from_secs(120))
+        .await?;
+    progress.step("taking the template snapshot");
+    let rec = sandbox.record().clone();
+    let (Some(fc), Some(uid)) = (rec.firecracker.clone(), rec.jail_uid) else {
+        return Err(CoreError::invalid(
+            "the template guest did not run in a jail; templates need root",
+        ));
+    };
+    // Writing guest memory out: 30 s, and 30 s more per GiB.
+    let api = pyro_vmm::api::ApiClient::new(&fc.api_sock)
+        .expecting_peer(Some(uid))
+        .with_timeout(Duration::from_secs(
+            30 + 30 * u64::from(shape.mem_mib).div_ceil(1024),
+        ));
+    pyro_vmm::snapshot::create_full(&api).await?;
+    let jail = fc
+        .jail_dir
+        .clone()
+        .ok_or_else(|| CoreError::invalid("the template guest has no jail"))?;
+    // Firecracker goes before its files are taken (a process still alive
+    // could keep writing them through a handle it holds); the paused
+    // guest's disk is already as the memory expects it.
+    if let Some(p) = rec.process {
+        crate::blocking(move || {
+            p.kill_and_wait(Duration::from_secs(10));
+            Ok(())
+        })
+        .await?;
+    }
+    let staged = staging.to_owned();
+    let want_mem = u64::from(shape.mem_mib) << 20;
+    let sizes = crate::blocking(move || {
+        use pyro_vmm::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
+        let state =
+            pyro_vmm::snapshot::collect(&jail, SNAPSHOT_STATE, uid, &staged.join(SNAPSHOT_STATE))?;
+        if state > MAX_VMSTATE_BYTES {
+            return Err(CoreError::TooLarge(format!(
+                "the template guest's VM state is {state} bytes, over {MAX_VMSTATE_BYTES}"
+            )));
+        }
+        let mem =
+            pyro_vmm::snapshot::collect(&jail, SNAPSHOT_MEM, uid, &staged.join(SNAPSHOT_MEM))?;
+        if mem != want_mem {
+            return Err(CoreError::Transport(format!(
+                "the template guest's memory file is {mem} bytes, not the {want_mem} of its shape"
+            )));
+        }
+        // On disk before the template is installed.
+        for f in [SNAPSHOT_STATE, SNAPSHOT_MEM] {
+            std::fs::File::open(staged.join(f))
+                .and_then(|h| h.sync_all())
+                .map_err(|e| CoreError::io(format!("flushing {f}"), e))?;
+        }
+        let hash = pyro_vmm::sha256_file(&staged.join(SNAPSHOT_STATE))
+            .map_err(|e| CoreError::io("hashing the VM state", e))?;
+        Ok::<_, CoreError>((state, mem, hash))
+    })
+    .await;
+    sandbox.close().await?;
+    let (state, mem, hash) = sizes?;
+    let (u, dest) = (upper.clone(), staging.join("upper.ext4"));
+    let upper_bytes = crate::blocking(move || {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::rename(&u, &dest) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                pyro_vmm::disk::sparse_copy(&u, &dest)?;
+            }
+            Err(e) => return Err(CoreError::io("moving the template disk", e)),
+        }
+        let u = dest;
+        std::os::unix::fs::chown(&u, Some(0), Some(0))
+            .and_then(|()| std::fs::set_permissions(&u, std::fs::Permissions::from_mode(0o444)))
+            .and_then(|()| std::fs::File::open(&u).and_then(|f| f.sync_all()))
+            .and_then(|()| std::fs::symlink_metadata(&u))
+            .map(|m| m.len())
+            .map_err(|e| CoreError::io("making the template disk read-only", e))
+    })
+    .await?;
+    Ok((state, mem, upper_bytes, hash))
+}

@@ -1,0 +1,127 @@
+//! Full snapshots of a running VM (for templates), and taking their files
+//! out of the jail.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::VmmError;
+use crate::api::ApiClient;
+use crate::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
+
+/// Pauses the VM and writes a full snapshot (VM state and all of guest
+/// memory) into its jail as [`SNAPSHOT_STATE`] and [`SNAPSHOT_MEM`]. The VM
+/// stays paused: its disk is exactly what the memory expects until it is
+/// resumed or killed.
+pub async fn create_full(api: &ApiClient) -> Result<(), VmmError> {
+    api.patch("/vm", &json!({"state": "Paused"})).await?;
+    api.put(
+        "/snapshot/create",
+        &json!({
+            "snapshot_type": "Full",
+            "snapshot_path": format!("/{SNAPSHOT_STATE}"),
+            "mem_file_path": format!("/{SNAPSHOT_MEM}"),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves `name`, a file the jailed Firecracker (running as `uid`) wrote in
+/// its jail, to `dest`, and makes it root's and read-only. The jail is the
+/// VM's to change, so the file is checked through a handle that followed
+/// no link (a regular file, one link, owned by `uid`), and after the move
+/// `dest` must be that same inode. Returns its size.
+pub fn collect(jail_dir: &Path, name: &str, uid: u32, dest: &Path) -> Result<u64, VmmError> {
+    let ctx = |what: &str| format!("{what} {name} from the jail {}", jail_dir.display());
+    let handle =
+        crate::jail::open_file(jail_dir, name).map_err(|e| VmmError::io(ctx("opening"), e))?;
+    let meta = handle
+        .metadata()
+        .map_err(|e| VmmError::io(ctx("inspecting"), e))?;
+    if meta.nlink() != 1 || meta.uid() != uid {
+        return Err(VmmError::io(
+            ctx("taking"),
+            std::io::Error::other(format!(
+                "it has {} links and belongs to uid {}, not one link of uid {uid}",
+                meta.nlink(),
+                meta.uid()
+            )),
+        ));
+    }
+    let src = jail_dir.join("root").join(name);
+    match std::fs::rename(&src, dest) {
+        Ok(()) => {
+            let moved = std::fs::symlink_metadata(dest)
+                .map_err(|e| VmmError::io(ctx("inspecting the moved"), e))?;
+            if (moved.dev(), moved.ino()) != (meta.dev(), meta.ino()) {
+                let _ = std::fs::remove_file(dest);
+                return Err(VmmError::io(
+                    ctx("taking"),
+                    std::io::Error::other("the file changed while it was moved"),
+                ));
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            // Another filesystem: copy from the checked handle.
+            let mut out = std::fs::File::create(dest)
+                .map_err(|e| VmmError::io(format!("creating {}", dest.display()), e))?;
+            let mut input = handle
+                .try_clone()
+                .map_err(|e| VmmError::io(ctx("reading"), e))?;
+            std::io::copy(&mut input, &mut out).map_err(|e| VmmError::io(ctx("copying"), e))?;
+        }
+        Err(e) => return Err(VmmError::io(ctx("moving"), e)),
+    }
+    std::os::unix::fs::chown(dest, Some(0), Some(0))
+        .and_then(|()| std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o444)))
+        .map_err(|e| VmmError::io(format!("making {} read-only", dest.display()), e))?;
+    Ok(meta.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jail() -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let jail = t.path().join("firecracker").join("vm");
+        std::fs::create_dir_all(jail.join("root")).unwrap();
+        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (t, jail)
+    }
+
+    #[test]
+    fn a_snapshot_file_leaves_the_jail_read_only() {
+        let (t, jail) = jail();
+        std::fs::write(jail.join("root").join(SNAPSHOT_STATE), "state").unwrap();
+        let dest = t.path().join("out");
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(collect(&jail, SNAPSHOT_STATE, me, &dest).unwrap(), 5);
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "state");
+        assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o444);
+        assert!(!jail.join("root").join(SNAPSHOT_STATE).exists());
+    }
+
+    #[test]
+    fn links_and_foreign_files_are_refused() {
+        let (t, jail) = jail();
+        let host = t.path().join("host-file");
+        std::fs::write(&host, "host").unwrap();
+        std::os::unix::fs::symlink(&host, jail.join("root").join(SNAPSHOT_MEM)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert!(collect(&jail, SNAPSHOT_MEM, me, &t.path().join("a")).is_err());
+        // A hard link to a host file (two links).
+        std::fs::remove_file(jail.join("root").join(SNAPSHOT_MEM)).unwrap();
+        std::fs::hard_link(&host, jail.join("root").join(SNAPSHOT_MEM)).unwrap();
+        let e = collect(&jail, SNAPSHOT_MEM, me, &t.path().join("b")).unwrap_err();
+        assert!(e.to_string().contains("2 links"), "{e}");
+        // Another uid's file.
+        let e = collect(&jail, SNAPSHOT_MEM, me + 1, &t.path().join("c")).unwrap_err();
+        assert!(e.to_string().contains("belongs to uid"), "{e}");
+        assert_eq!(std::fs::read_to_string(&host).unwrap(), "host");
+    }
+}
