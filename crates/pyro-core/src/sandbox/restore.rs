@@ -90,6 +90,10 @@ pub(crate) fn refresh_request(hostname: &str, idle_seconds: u64) -> Request {
     }
 }
 
+/// How long one greeted refresh attempt waits for its answer (the agent
+/// takes about 0.2 s on a PVM host).
+const REFRESH_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a restored agent may take to answer its refresh.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -261,10 +265,11 @@ impl Sandbox {
         let req = refresh_request(&spec.hostname, spec.idle_seconds);
         // Firecracker resets the guest's vsock transport as it resumes. A
         // connection the guest accepts before it has processed that reset
-        // is dropped on its side while the host side stays open, silent; on
-        // a PVM host that window is 0.1 to 0.3 s. So: connections with a
-        // short deadline for the greeting (a live agent greets at once),
-        // doubling, until one is greeted, within the overall deadline.
+        // is dropped on its side while the host side stays open, silent (or
+        // closed later); on a PVM host that window is 0.1 to 0.3 s. So:
+        // connections with a short deadline for the greeting (a live agent
+        // greets at once), doubling, until one is answered, within the
+        // overall deadline.
         // (Many quick attempts were measured slower: every dropped
         // connection costs the just-resumed guest time.)
         // A refresh is idempotent, so one that is lost may be sent again.
@@ -278,13 +283,22 @@ impl Sandbox {
                     REFRESH_TIMEOUT.as_secs()
                 )));
             }
+            // The reset can also drop a connection that was greeted: its
+            // answer never comes, or the connection closes. Only the agent
+            // refusing the refresh is final.
+            let answer_within = left.min(REFRESH_ANSWER_TIMEOUT);
             match self
-                .call_greeted_within(req.clone(), greet_within.min(left), left)
-                .await?
+                .call_greeted_within(req.clone(), greet_within.min(left), answer_within)
+                .await
             {
-                Some(done) => break done,
-                None => {
-                    tracing::debug!("no greeting within {greet_within:?}; connecting again");
+                Ok(Some(done)) => break done,
+                Err(e @ CoreError::Agent(_)) => return Err(e),
+                Err(e) if Instant::now() >= until => return Err(e),
+                other => {
+                    tracing::debug!(
+                        "refresh attempt failed ({:?}); connecting again",
+                        other.err()
+                    );
                     greet_within = (greet_within * 2).min(Duration::from_secs(2));
                 }
             }

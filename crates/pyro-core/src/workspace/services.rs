@@ -299,7 +299,9 @@ impl Workspaces {
                     && let Ok(mut marks) = load_marks(self, id)
                     && marks
                         .iter()
-                        .any(|m| m.name == name && m.started_at == mark.started_at)
+                        // Within a microsecond: a time read back from JSON
+                        // may differ from the one written in its last bit.
+                        .any(|m| m.name == name && (m.started_at - mark.started_at).abs() < 1e-6)
                 {
                     marks.retain(|m| m.name != name);
                     marks.extend(previous);
