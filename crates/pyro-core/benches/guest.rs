@@ -11,6 +11,8 @@
 //!
 //! Guests run at 1 vCPU and 256 MiB, as the real-VM tests do.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -128,15 +130,7 @@ async fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let part = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-    let cache = pyro_env::Cache::from_env();
-    let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
-        .unwrap_or_else(|e| panic!("{e}\n(run `make bench`: it pulls debian:12 first)"));
-    let state = tempfile::Builder::new()
-        .prefix("pyro-bench-")
-        .tempdir()
-        .unwrap();
-    let paths = Paths::new(state.path(), cache.clone());
+    let (env, paths, _state) = support::debian12();
     let spec = SandboxSpec {
         env: &env,
         backend: BackendKind::Firecracker,

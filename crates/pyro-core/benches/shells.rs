@@ -4,13 +4,15 @@
 //! as a model would), p50 and p95 over many round trips, against a plain
 //! `exec` of `true` measured in the same run.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
 use pyro_core::environments::NoProgress;
 use pyro_core::sandbox::Discard;
 use pyro_core::workspace::{CreateRequest, ExecOptions, ShellOptions, Workspaces};
-use pyro_core::{BackendKind, Command, Paths};
+use pyro_core::{BackendKind, Command};
 
 const ROUNDS: usize = 60;
 
@@ -25,15 +27,8 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cache = pyro_env::Cache::from_env();
-    let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
-        .unwrap_or_else(|e| panic!("{e}\n(run `make bench`: it pulls debian:12 first)"));
-    let state = tempfile::Builder::new()
-        .prefix("pyro-bench-")
-        .tempdir()
-        .unwrap();
-    let ws = Workspaces::new(Paths::new(state.path(), cache.clone()));
+    let (env, paths, _state) = support::debian12();
+    let ws = Workspaces::new(paths);
     let id = ws
         .create(
             &env,

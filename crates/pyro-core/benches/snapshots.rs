@@ -9,6 +9,8 @@
 //!
 //! Guests run at 1 vCPU and 256 MiB, as the real-VM tests do.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -17,7 +19,7 @@ use std::time::Instant;
 use pyro_core::environments::NoProgress;
 use pyro_core::sandbox::Discard;
 use pyro_core::workspace::{CreateRequest, ExecOptions, ForkRequest, Workspaces};
-use pyro_core::{BackendKind, Command, Paths};
+use pyro_core::{BackendKind, Command};
 
 /// Blocks a file or tree takes on disk.
 fn usage(p: &Path) -> u64 {
@@ -37,15 +39,7 @@ fn mib(b: u64) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cache = pyro_env::Cache::from_env();
-    let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
-        .unwrap_or_else(|e| panic!("{e}\n(run `make bench`: it pulls debian:12 first)"));
-    let state = tempfile::Builder::new()
-        .prefix("pyro-bench-")
-        .tempdir()
-        .unwrap();
-    let paths = Paths::new(state.path(), cache.clone());
+    let (env, paths, state) = support::debian12();
     let ws = Workspaces::new(paths);
     println!(
         "{:>8}  {:>10}  {:>10}  {:>10}  {:>10}  {:>12}  {:>10}  {:>12}",

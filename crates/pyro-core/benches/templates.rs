@@ -20,6 +20,8 @@
 //! `PYRO_BENCH_COLD_RUNS` those of the cold ones (default 2: a cold boot
 //! takes most of a minute on a PVM host).
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -31,7 +33,7 @@ use pyro_core::records::Owner;
 use pyro_core::sandbox::{BootPref, Discard, Sandbox, SandboxSpec};
 use pyro_core::template::Shape;
 use pyro_core::workspace::{CreateRequest, Workspaces};
-use pyro_core::{BackendKind, Command, Paths};
+use pyro_core::{BackendKind, Command};
 use pyro_protocol::{ExecRequest, Request};
 
 fn env_runs(var: &str, default: usize) -> usize {
@@ -81,7 +83,13 @@ fn http(sock: &Path, method: &str, path: &str, body: &str) {
 /// The raw floor: jailer + Firecracker on the template's files, snapshot
 /// load with resume, and the agent's greeting over vsock. Returns the time
 /// from spawning the jailer to the greeting's first byte.
-fn raw_floor(t: &pyro_core::template::Template, cache: &Path, work: &Path, i: usize) -> Duration {
+fn raw_floor(
+    t: &pyro_core::template::Template,
+    env: &pyro_env::Installed,
+    cache: &Path,
+    work: &Path,
+    i: usize,
+) -> Duration {
     let bins = pyro_vmm::binaries::locate(cache).unwrap();
     let base = work.join(format!("floor{i}"));
     let id = format!("floor{i}");
@@ -91,12 +99,6 @@ fn raw_floor(t: &pyro_core::template::Template, cache: &Path, work: &Path, i: us
     for (src, name) in [(t.vmstate(), "snap.vmstate"), (t.mem(), "snap.mem")] {
         std::fs::hard_link(&src, root.join(name)).unwrap();
     }
-    let env = pyro_env::install::installed(
-        &pyro_env::Cache::new(cache),
-        pyro_env::catalog::lookup("debian:12").unwrap(),
-        None,
-    )
-    .unwrap();
     std::fs::hard_link(env.rootfs_image(), root.join("rootfs.ext4")).unwrap();
     pyro_vmm::disk::sparse_copy(&t.upper(), &root.join("upper.ext4")).unwrap();
     std::os::unix::fs::chown(root.join("upper.ext4"), Some(uid), Some(uid)).unwrap();
@@ -206,15 +208,7 @@ fn shell(script: &str) -> ExecRequest {
 async fn main() {
     let runs = env_runs("PYRO_BENCH_RUNS", 10);
     let cold_runs = env_runs("PYRO_BENCH_COLD_RUNS", 2);
-    let cache = pyro_env::Cache::from_env();
-    let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
-        .unwrap_or_else(|e| panic!("{e}\n(run `make bench`: it pulls debian:12 first)"));
-    let state = tempfile::Builder::new()
-        .prefix("pyro-bench-")
-        .tempdir()
-        .unwrap();
-    let paths = Paths::new(state.path(), cache.clone());
+    let (env, paths, state) = support::debian12();
     let shape = Shape::default_shape();
     let sources = pyro_core::template::sources(&paths, &env).unwrap();
     let t = pyro_core::template::lookup(&paths, &env, shape, &sources)
@@ -234,7 +228,7 @@ async fn main() {
 
     // The raw floor.
     let floor: Vec<f64> = (0..runs)
-        .map(|i| ms(raw_floor(&t, cache.root(), state.path(), i)))
+        .map(|i| ms(raw_floor(&t, &env, paths.cache().root(), state.path(), i)))
         .collect();
     let (floor50, _) = line("raw floor (jailer+FC, load+resume, greeting)", &floor);
 

@@ -183,6 +183,13 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// The first line of the message (worded for no front end in
+    /// particular): a reason to carry inside another result.
+    pub fn first_line(&self) -> String {
+        let text = self.message(crate::hint::FrontEnd::Neutral);
+        text.lines().next().unwrap_or(&text).to_owned()
+    }
+
     /// A machine-readable class of the error (stable; front ends report
     /// it: the CLI's `--json` error `kind`, and its exit status through
     /// [`Self::is_usage`]).

@@ -396,10 +396,7 @@ pub(crate) fn fallback_reason(
     allow_host_compat: bool,
 ) -> Result<String, CoreError> {
     match e {
-        e if backend == BackendKind::Firecracker && allow_host_compat => {
-            let text = e.message(crate::hint::FrontEnd::Neutral);
-            Ok(text.lines().next().unwrap_or(&text).to_owned())
-        }
+        e if backend == BackendKind::Firecracker && allow_host_compat => Ok(e.first_line()),
         e @ CoreError::Invalid(_) => Err(e),
         e if backend == BackendKind::Firecracker => Err(CoreError::GuestUnavailable(Box::new(e))),
         e => Err(e),

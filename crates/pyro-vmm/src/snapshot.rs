@@ -83,14 +83,7 @@ pub fn collect(jail_dir: &Path, name: &str, uid: u32, dest: &Path) -> Result<u64
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn jail() -> (tempfile::TempDir, std::path::PathBuf) {
-        let t = tempfile::tempdir().unwrap();
-        let jail = t.path().join("firecracker").join("vm");
-        std::fs::create_dir_all(jail.join("root")).unwrap();
-        std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
-        (t, jail)
-    }
+    use crate::jail::test_jail as jail;
 
     #[test]
     fn a_snapshot_file_leaves_the_jail_read_only() {

@@ -444,6 +444,21 @@ impl Drop for AbortOnDrop {
 /// Removes everything a record points at: the process, its jail, sockets,
 /// cgroups and the sandbox directory.
 pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
+    let mut problems = match stop_vm(paths, record) {
+        Ok(()) => Vec::new(),
+        Err(p) => vec![p],
+    };
+    remove_dir(&paths.vm_dir(&record.id), &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// The process and what runs and lives beside it (console keeper, jail,
+/// sockets, cgroups); the sandbox directory and its record stay.
+pub(super) fn stop_vm(paths: &Paths, record: &VmRecord) -> Result<(), String> {
     let mut problems = Vec::new();
     if let Some(p) = record.process
         && !p.kill_and_wait(Duration::from_secs(10))
@@ -473,7 +488,6 @@ pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
     {
         problems.push(e);
     }
-    remove_dir(&paths.vm_dir(&record.id), &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {

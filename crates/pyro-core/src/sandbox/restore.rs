@@ -149,10 +149,7 @@ impl Sandbox {
             mem_mib: spec.mem_mib,
             disk_mib: spec.disk_mib,
         };
-        let first_line = |e: CoreError| {
-            let text = e.message(crate::hint::FrontEnd::Neutral);
-            text.lines().next().unwrap_or(&text).to_owned()
-        };
+        let first_line = |e: CoreError| e.first_line();
         let t0 = Instant::now();
         let phase = |what: &str| tracing::debug!("restore: {what} at {:?}", t0.elapsed());
         let (p, e) = (self.paths.clone(), spec.env.clone());
@@ -344,19 +341,9 @@ impl Sandbox {
             self.upper_path(spec),
         );
         crate::blocking(move || {
-            if let Some(p) = record.process {
-                p.kill_and_wait(Duration::from_secs(10));
-            }
-            if let Some(fc) = &record.firecracker {
-                let _ = pyro_vmm::launch::remove_vm_files(
-                    &record.id,
-                    fc,
-                    record
-                        .cgroup_parent
-                        .as_deref()
-                        .map(|p| (paths.cgroup_root(), p)),
-                );
-            }
+            // What went wrong is already in the reason; leftovers that will
+            // not go are the next teardown's to report.
+            let _ = stop_vm(&paths, &record);
             match std::fs::remove_file(&upper) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
