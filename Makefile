@@ -56,6 +56,7 @@ bench: build
 	$(PYRO_RELEASE) env pull $(ENV)
 	$(CARGO) bench -p pyro-cli --bench mcp
 	$(CARGO) bench -p pyro-cli --bench tree
+	$(CARGO) bench -p pyro-cli --bench network
 	$(CARGO) bench -p pyro-core --bench guest
 	$(CARGO) bench -p pyro-core --bench snapshots
 	$(CARGO) bench -p pyro-core --bench shells

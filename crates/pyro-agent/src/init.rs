@@ -52,6 +52,7 @@ pub fn guest() -> ExitCode {
         power_off();
     }
     set_machine_id(&params.hostname);
+    write_resolver(params.dns);
     if let Err(e) = loopback_up() {
         log::error(&format!("cannot bring up the loopback interface: {e}"));
     }
@@ -279,11 +280,29 @@ fn machine_id(hostname: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `/etc/machine-id` (in the assembled root) for this machine.
+/// Writes `/etc/machine-id` (in the assembled root) for this machine, and
+/// its name into `/etc/hosts`, so looking it up never asks a DNS server.
 pub(crate) fn set_machine_id(hostname: &str) {
     if let Err(e) = fs::write("/etc/machine-id", format!("{}\n", machine_id(hostname))) {
         log::error(&format!("cannot write /etc/machine-id: {e}"));
     }
+    let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if let Err(e) = fs::write("/etc/hosts", hosts_with_name(&hosts, hostname)) {
+        log::error(&format!("cannot write /etc/hosts: {e}"));
+    }
+}
+
+/// `/etc/hosts` with pyro's line for `hostname` in place of an earlier one
+/// (every other line is kept as it was).
+fn hosts_with_name(hosts: &str, hostname: &str) -> String {
+    const MARK: &str = "# pyro: this machine's name";
+    let mut out: String = hosts
+        .lines()
+        .filter(|l| !l.ends_with(MARK))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    out.push_str(&format!("127.0.1.1\t{hostname}\t{MARK}\n"));
+    out
 }
 
 /// Pivots into `newroot` and detaches the old root.
@@ -380,6 +399,8 @@ struct KernelParams {
     hostname: String,
     idle_seconds: u64,
     upper_device: String,
+    /// The guest's only DNS server (a networked guest).
+    dns: Option<std::net::Ipv4Addr>,
 }
 
 impl KernelParams {
@@ -390,6 +411,7 @@ impl KernelParams {
             hostname: "pyro".into(),
             idle_seconds: 0,
             upper_device: "/dev/vdb".into(),
+            dns: None,
         };
         let mut seen = std::collections::BTreeSet::new();
         for word in cmdline.split_whitespace() {
@@ -421,6 +443,11 @@ impl KernelParams {
                         format!("the kernel parameter pyro.idle={value} is not a number of seconds")
                     })?;
                 }
+                "pyro.dns" => {
+                    p.dns = Some(value.parse().map_err(|_| {
+                        format!("the kernel parameter pyro.dns={value} is not an IPv4 address")
+                    })?);
+                }
                 "pyro.upper" => {
                     if !value.starts_with("/dev/") || value.len() <= "/dev/".len() {
                         return Err(format!(
@@ -438,6 +465,27 @@ impl KernelParams {
             }
         }
         Ok(p)
+    }
+}
+
+/// Points the guest's resolver at `dns`, pyro's policy resolver (a guest
+/// without a network gets an empty resolver file, so nothing waits on a
+/// server left from another boot).
+fn write_resolver(dns: Option<std::net::Ipv4Addr>) {
+    let text = match dns {
+        Some(ip) => format!(
+            "# Written by pyro at boot: the only DNS server is pyro's policy resolver.\n\
+             nameserver {ip}\noptions timeout:2 attempts:2\n"
+        ),
+        None => "# Written by pyro at boot: this guest has no network.
+"
+        .to_owned(),
+    };
+    // /etc/resolv.conf may be a link into the image (systemd-resolved's
+    // stub): replace it with a file of our own.
+    let _ = fs::remove_file("/etc/resolv.conf");
+    if let Err(e) = fs::write("/etc/resolv.conf", text) {
+        log::error(&format!("cannot write /etc/resolv.conf: {e}"));
     }
 }
 
@@ -542,6 +590,16 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_file_keeps_its_lines_and_names_this_machine_once() {
+        let once = hosts_with_name("127.0.0.1 localhost\n10.0.0.9 db\n", "pyro-a");
+        let twice = hosts_with_name(&once, "pyro-b");
+        assert_eq!(
+            twice,
+            "127.0.0.1 localhost\n10.0.0.9 db\n127.0.1.1\tpyro-b\t# pyro: this machine's name\n"
+        );
+    }
+
+    #[test]
     fn kernel_params_defaults_and_overrides() {
         let p = KernelParams::parse("console=ttyS0 quiet init=/usr/sbin/pyro-agent").unwrap();
         assert_eq!(
@@ -549,12 +607,17 @@ mod tests {
             KernelParams {
                 hostname: "pyro".into(),
                 idle_seconds: 0,
-                upper_device: "/dev/vdb".into()
+                upper_device: "/dev/vdb".into(),
+                dns: None,
             }
         );
-        let p = KernelParams::parse("pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc").unwrap();
+        let p = KernelParams::parse(
+            "pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc pyro.dns=198.18.0.1",
+        )
+        .unwrap();
         assert_eq!((p.hostname.as_str(), p.idle_seconds), ("ws1", 600));
         assert_eq!(p.upper_device, "/dev/vdc");
+        assert_eq!(p.dns, Some(std::net::Ipv4Addr::new(198, 18, 0, 1)));
     }
 
     #[test]
@@ -567,6 +630,7 @@ mod tests {
             ("pyro.hostname=-x", "not a valid hostname"),
             ("pyro.hostname=", "not a valid hostname"),
             ("pyro.upper=vdb", "not a /dev path"),
+            ("pyro.dns=example.com", "not an IPv4 address"),
             ("pyro.idel=5", "unknown kernel parameter pyro.idel=5"),
             ("pyro.idle", "pyro.idle has no value"),
             ("pyro.idle=5 pyro.idle=6", "pyro.idle is given twice"),

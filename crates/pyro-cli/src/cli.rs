@@ -160,6 +160,11 @@ pub struct RunArgs {
     /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
     #[arg(long)]
     pub cold_boot: bool,
+    /// Give the guest a network interface with egress (the policy `egress`; without it the guest has none).
+    #[arg(long)]
+    pub network: bool,
+    #[command(flatten)]
+    pub allow: crate::cli_network::AllowArgs,
     /// With --json, the output returned per stream (all of it is counted); a terminal gets the whole stream, up to the range's maximum.
     #[arg(long, default_value_t = L::OUTPUT_BYTES.default)]
     pub max_output_bytes: u64,
@@ -179,6 +184,9 @@ pub struct DemoArgs {
     /// Runtime backend [default: $PYRO_BACKEND, else firecracker].
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Also show guest networking: egress to a server the demo runs on the host side of the guest's link, and a refused connection to the cloud metadata address.
+    #[arg(long)]
+    pub network: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -249,6 +257,9 @@ pub enum WorkspaceCmd {
     /// Long-running processes (dev servers, databases) with readiness checks and logs.
     #[command(subcommand)]
     Service(WsServiceCmd),
+    /// What the guest may reach: change the policy, read what it refused.
+    #[command(subcommand)]
+    Network(crate::cli_network::WsNetworkCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
     /// Boot a stopped workspace again from its disk (restored from the template when nothing has reached it since its baseline).
@@ -305,6 +316,11 @@ pub struct WsCreateArgs {
     /// Boot the kernel from scratch instead of restoring the environment's template snapshot (for measurement and debugging).
     #[arg(long)]
     pub cold_boot: bool,
+    /// off (no interface), egress, or egress+published-ports [default: egress with an allowlist, else off].
+    #[arg(long, value_name = "POLICY", value_parser = crate::cli_network::POLICIES)]
+    pub network_policy: Option<String>,
+    #[command(flatten)]
+    pub allow: crate::cli_network::AllowArgs,
     /// Print machine-readable JSON on stdout.
     #[arg(long, conflicts_with = "id_only")]
     pub json: bool,

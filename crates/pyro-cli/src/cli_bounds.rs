@@ -56,6 +56,7 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "diff"], L::DIFF_ENTRIES),
         b(&["workspace", "diff"], L::DIFF_PATCH_BYTES),
         b(&["workspace", "fork"], L::FORK_COUNT),
+        b(&["workspace", "network", "log"], L::NETWORK_LOG_ENTRIES),
         b(&["workspace", "disk", "list"], L::LIST_ENTRIES),
         b(&["workspace", "disk", "read"], L::FILE_READ_BYTES),
     ]

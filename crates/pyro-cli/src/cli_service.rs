@@ -56,6 +56,9 @@ pub struct WsServiceStartArgs {
     /// Keep the VM from its idle power-off while the service runs (by default a service does not).
     #[arg(long)]
     pub keep_alive: bool,
+    /// Publish the guest's GUEST_PORT on the host's 127.0.0.1 (on HOST_PORT, or any free port) while the service runs; repeatable; needs the network policy egress+published-ports.
+    #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
+    pub publish: Vec<String>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

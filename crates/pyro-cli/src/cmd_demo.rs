@@ -34,13 +34,15 @@ pub async fn demo(paths: &Paths, a: DemoArgs) -> Result<ExitCode, Failure> {
         let next = match s.step.as_str() {
             "create" => "start: booting the guest",
             "start" => "exec: git --version",
-            "exec" => "delete",
+            "exec" if a.network => "egress: the guest connects to the demo's server",
+            "egress" => "denial: the guest connects to the metadata address",
+            "exec" | "denial" => "delete",
             _ => "done",
         };
         pyro_core::environments::Progress::step(&progress, next);
     };
     let result = tokio::select! {
-        r = pyro_core::demo::run(paths, &env, backend, None, &mut on_step) => r?,
+        r = pyro_core::demo::run(paths, &env, backend, None, a.network, &mut on_step) => r?,
         code = crate::cmd_run::interrupted() => {
             output::err("interrupted: the sandbox was torn down");
             return Ok(ExitCode::from(code));

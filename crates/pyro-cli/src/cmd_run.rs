@@ -39,6 +39,11 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
         cwd: None,
         env: Default::default(),
         cold_boot: a.cold_boot,
+        network: pyro_core::network::policy_from(
+            a.network.then_some("egress"),
+            &a.allow.allow_hosts,
+            &a.allow.allow_cidrs,
+        )?,
     };
     opts.validate()?;
     let env = crate::ensure_env(paths, &a.environment, a.json).await?;

@@ -24,6 +24,12 @@ fn line(what: &str, v: &ServiceView) -> String {
     if let Some(r) = &v.reason {
         s.push_str(&format!(" reason={}", output::shown(r, false)));
     }
+    for p in &v.published_ports {
+        s.push_str(&format!(
+            " published={}:{}->{}",
+            p.host_address, p.host_port, p.guest_port
+        ));
+    }
     if let (Some(r), "starting" | "failed") = (&v.last_probe_error, v.state.as_str()) {
         s.push_str(&format!(" last_check={}", output::shown(r, false)));
     }
@@ -61,6 +67,11 @@ pub async fn service(paths: &Paths, cmd: WsServiceCmd) -> (bool, Result<ExitCode
                     ready_interval_ms: a.ready_interval_ms,
                     restart: a.restart,
                     keep_alive: a.keep_alive,
+                    publish: a
+                        .publish
+                        .iter()
+                        .map(|p| p.parse())
+                        .collect::<Result<_, _>>()?,
                 };
                 let p = Progress::new("service-start", a.json);
                 let v = engine

@@ -79,6 +79,17 @@ pub fn print_view(header: &str, v: &View) {
     if let (Some(mode), Some(reason)) = (v.boot_mode, &v.boot_reason) {
         output::out(format!("Boot: {} ({reason})", mode.as_str()));
     }
+    output::out(format!(
+        "Network: {}{}",
+        crate::cmd_network::describe(&v.network),
+        match v.network_denials {
+            0 => String::new(),
+            n => format!(
+                " ({n} refused; see `pyro workspace network log {}`)",
+                v.workspace_id
+            ),
+        }
+    ));
     output::out(format!("Workspace: {}", v.workspace_path));
     if let Some(f) = &v.forked_from {
         let at = f
@@ -292,6 +303,7 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
         WorkspaceCmd::Disk(c) => crate::cmd_snapshot::disk(paths, c).await,
         WorkspaceCmd::Shell(c) => crate::cmd_shell::shell(paths, c).await,
         WorkspaceCmd::Service(c) => crate::cmd_service::service(paths, c).await,
+        WorkspaceCmd::Network(c) => crate::cmd_network::network(paths, c).await,
         WorkspaceCmd::Stop(a) => {
             let r = ws(paths).stop(&a.workspace_id).await.map_err(Failure::from);
             (
@@ -347,6 +359,11 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.ttl_seconds = a.ttl_seconds;
     req.allow_host_compat = a.allow_host_compat;
     req.cold_boot = a.cold_boot;
+    req.network = pyro_core::network::policy_from(
+        a.network_policy.as_deref(),
+        &a.allow.allow_hosts,
+        &a.allow.allow_cidrs,
+    )?;
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
     let engine = ws(paths);

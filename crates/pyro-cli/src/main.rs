@@ -6,11 +6,13 @@
 mod cli;
 mod cli_bounds;
 mod cli_env;
+mod cli_network;
 mod cli_service;
 mod cli_shell;
 mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
+mod cmd_network;
 mod cmd_run;
 mod cmd_service;
 mod cmd_shell;

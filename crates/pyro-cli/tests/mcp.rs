@@ -70,7 +70,7 @@ async fn tools_list_per_profile() {
         sizes.push(names.len());
         client.cancel().await.unwrap();
     }
-    assert_eq!(sizes, [1, 18, 39]);
+    assert_eq!(sizes, [1, 18, 41]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,10 +217,10 @@ async fn errors_are_tool_errors_with_the_rule() {
     let e = err(
         &client,
         "workspace_create",
-        json!({"network_policy": "egress"}),
+        json!({"no_such_option": "egress"}),
     )
     .await;
-    assert!(e.contains("unknown field `network_policy`"), "{e}");
+    assert!(e.contains("unknown field `no_such_option`"), "{e}");
     let e = err(
         &client,
         "workspace_create",
@@ -589,7 +589,7 @@ fn stdout_is_only_json_rpc_and_the_protocol_versions_work() {
     raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
     let (tools, _) = raw.until(2);
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 39);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 41);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "slow start: {:?}",
@@ -750,7 +750,7 @@ fn both_legacy_handshakes_are_answered() {
         raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
         let (tools, _) = raw.until(2);
-        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 39);
+        assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 41);
         drop(raw.stdin);
         assert!(raw.child.wait().unwrap().success());
     }

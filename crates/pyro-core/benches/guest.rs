@@ -144,6 +144,7 @@ async fn main() {
         upper: None,
         boot: pyro_core::sandbox::BootPref::Cold("these figures are of a cold-booted guest".into()),
         progress: Default::default(),
+        network: None,
     };
     println!(
         "guest figures (1 vCPU, 256 MiB; PVM host: {})",

@@ -246,6 +246,7 @@ async fn main() {
         upper: None,
         boot,
         progress: Default::default(),
+        network: None,
     };
     let (mut start, mut refresh, mut first, mut later, mut ping) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

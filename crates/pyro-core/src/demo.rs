@@ -47,6 +47,9 @@ pub struct DemoResult {
     pub steps: Vec<Step>,
     /// Total wall time.
     pub total_ms: u64,
+    /// The network part (`--network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::demo_network::NetworkDemo>,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -59,9 +62,14 @@ pub async fn run(
     env: &Installed,
     backend: BackendKind,
     boot_timeout: Option<Duration>,
+    network: bool,
     on_step: &mut (dyn FnMut(&Step) + Send),
 ) -> Result<DemoResult, CoreError> {
     let total = Instant::now();
+    let net_spec = network.then(crate::demo_network::spec);
+    if let Some(n) = &net_spec {
+        crate::network::check_backend(&n.policy, backend, false)?;
+    }
     let spec = SandboxSpec {
         env,
         backend,
@@ -75,6 +83,7 @@ pub async fn run(
         upper: None,
         boot: crate::sandbox::BootPref::Template,
         progress: crate::sandbox::ProgressRef::default(),
+        network: net_spec,
     };
     let mut steps = Vec::new();
     let mut push = |steps: &mut Vec<Step>, name: &str, t: Instant, detail: String| {
@@ -140,6 +149,49 @@ pub async fn run(
         ),
     );
 
+    let mut net = None;
+    if network {
+        let t = Instant::now();
+        let n = crate::demo_network::run(&mut sandbox).await?;
+        push(
+            &mut steps,
+            "egress",
+            t,
+            format!(
+                "guest -> {} (the demo's server on the host side of the guest's link, the one \
+                 address the policy allows): {} in {:.0} ms",
+                n.server,
+                if n.egress_answer.is_empty() {
+                    "no answer".to_owned()
+                } else {
+                    format!("answered {:?}", n.egress_answer)
+                },
+                n.egress_ms
+            ),
+        );
+        let t = Instant::now();
+        push(
+            &mut steps,
+            "denial",
+            t,
+            format!(
+                "guest -> {} (the cloud metadata address): {} in {:.0} ms{}",
+                n.denied,
+                if n.denied_refused {
+                    "refused"
+                } else {
+                    "NOT refused"
+                },
+                n.denied_ms,
+                n.denied_rule
+                    .as_deref()
+                    .map(|r| format!(", logged under rule {r}"))
+                    .unwrap_or_else(|| ", but not logged".into())
+            ),
+        );
+        net = Some(n);
+    }
+
     let t = Instant::now();
     let mode = sandbox.mode();
     sandbox.close().await?;
@@ -147,7 +199,11 @@ pub async fn run(
         &mut steps,
         "delete",
         t,
-        "VM, jail, cgroups and disk removed".into(),
+        if network {
+            "VM, jail, cgroups, disk, namespace and rules removed".into()
+        } else {
+            "VM, jail, cgroups and disk removed".into()
+        },
     );
 
     Ok(DemoResult {
@@ -160,5 +216,6 @@ pub async fn run(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         steps,
         total_ms: ms(total),
+        network: net,
     })
 }

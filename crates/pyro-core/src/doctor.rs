@@ -103,7 +103,7 @@ pub fn run(paths: &Paths) -> Report {
             "network: ip",
             Box::new(|| tool_warn("network: ip", "ip", "iproute2", "guest networking")),
         ),
-        ("network: nft/iptables", Box::new(firewall)),
+        ("network: nft", Box::new(firewall)),
         ("network: ip_forward", Box::new(ip_forward)),
         (
             "disk: cache",
@@ -380,17 +380,13 @@ fn tool_warn(name: &str, tool: &str, package: &str, purpose: &str) -> Check {
 }
 
 fn firewall() -> Check {
-    match which("nft").or_else(|| which("iptables")) {
-        Some(p) => check(
-            "network: nft/iptables",
-            Status::Pass,
-            p.display().to_string(),
-            None,
-        ),
+    match which("nft") {
+        Some(p) => check("network: nft", Status::Pass, p.display().to_string(), None),
         None => check(
-            "network: nft/iptables",
+            "network: nft",
             Status::Warn,
-            "neither nft nor iptables found: needed for guest network policy",
+            "`nft` not found: guests with a network policy other than off need it (each \
+             networked guest's rules are an nftables table in its own namespace)",
             Some("apt-get install nftables".into()),
         ),
     }
@@ -405,7 +401,8 @@ fn ip_forward() -> Check {
         check(
             "network: ip_forward",
             Status::Warn,
-            "IPv4 forwarding is off: guests with egress networking would have no route out",
+            "IPv4 forwarding is off: guests with egress networking would have no route out \
+             (pyro turns it on only inside each guest's own namespace, never on the host)",
             Some("sysctl -w net.ipv4.ip_forward=1".into()),
         )
     }

@@ -80,6 +80,7 @@ fn arg(spec: &str, front: FrontEnd) -> String {
             "the command after `--` (e.g. `pyro run debian:12 -- git --version`)".into()
         }
         FrontEnd::Cli if name == "service_name" => "the SERVICE_NAME argument".into(),
+        FrontEnd::Cli if name == "published_ports" => "--publish".into(),
         FrontEnd::Cli => {
             let flag = format!("--{}", name.replace('_', "-"));
             match value {
@@ -112,6 +113,8 @@ fn mcp_name(name: &str) -> Option<&str> {
     match name {
         "label" => Some("labels"),
         "clear_label" => Some("clear_labels"),
+        "allow_host" => Some("allow_hosts"),
+        "allow_cidr" => Some("allow_cidrs"),
         // The CLI's own options: the tools have no such argument.
         "allow_host_compat" | "boot_timeout_seconds" | "backend" => None,
         other => Some(other),

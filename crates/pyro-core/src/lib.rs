@@ -19,21 +19,25 @@
 #![warn(missing_docs)]
 
 /// Call first thing in `main`, before any thread starts. If this process
-/// was started as one of pyro's helpers (the console keeper of a VM), runs
+/// was started as one of pyro's helpers (the console keeper of a VM, its
+/// network daemon, a published port's relay), runs
 /// it and never returns. Otherwise makes later helpers start from this
 /// program (`/proc/self/exe`) rather than as forked copies of this process,
 /// so each holds only its own few pages, not this process's heap.
 pub fn helper_main() {
     pyro_vmm::console::run_keeper_if_asked();
+    pyro_net::run_helper_if_asked();
     pyro_vmm::console::use_keeper_program("/proc/self/exe");
 }
 
 pub mod demo;
+pub mod demo_network;
 pub mod doctor;
 pub mod environments;
 pub mod hint;
 pub mod jsonl;
 pub mod limits;
+pub mod network;
 pub mod paths;
 pub mod records;
 pub mod run;
@@ -172,6 +176,9 @@ pub enum CoreError {
         /// The end of the sandbox's log.
         log_tail: String,
     },
+    /// This host cannot give guests the network asked for.
+    #[error("{0}")]
+    NetworkUnavailable(String),
     /// A state operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -217,6 +224,7 @@ impl CoreError {
             Self::Agent(_) => "agent",
             Self::Transport(_) => "agent_transport",
             Self::HostCompat { .. } => "host_compat",
+            Self::NetworkUnavailable(_) => "network_unavailable",
             Self::Io { .. } => "io",
         }
     }

@@ -264,6 +264,14 @@ pub const FILE_WRITE_BYTES: Bound<u64> = Bound {
     max: 64 << 20,
 };
 
+/// Denials a network log read returns.
+pub const NETWORK_LOG_ENTRIES: Bound<usize> = Bound {
+    arg: "limit",
+    default: 50,
+    min: 1,
+    max: 1_000,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

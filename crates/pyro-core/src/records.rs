@@ -99,6 +99,9 @@ pub struct VmRecord {
     /// The process keeping the console log (see `pyro_vmm::console`).
     #[serde(default)]
     pub console_keeper: Option<ProcessId>,
+    /// Its network, when it has one.
+    #[serde(default)]
+    pub network: Option<crate::sandbox::NetRecord>,
 }
 
 impl VmRecord {
@@ -162,6 +165,7 @@ mod tests {
             console_keeper: None,
             cgroup_parent: None,
             agent_socket: Some("/x/agent.sock".into()),
+            network: None,
         };
         std::fs::create_dir_all(paths.vm_dir("abc")).unwrap();
         rec.save(&paths).unwrap();

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub env: BTreeMap<String, String>,
     /// Boot cold even where a template could be restored.
     pub cold_boot: bool,
+    /// What the guest may reach.
+    pub network: pyro_net::Policy,
 }
 
 impl RunOptions {
@@ -67,6 +69,7 @@ impl RunOptions {
             cwd: None,
             env: BTreeMap::new(),
             cold_boot: false,
+            network: pyro_net::Policy::off(),
         }
     }
 
@@ -84,6 +87,10 @@ impl RunOptions {
             _ => {}
         }
         check_machine(self.backend, self.vcpu_count, self.mem_mib)?;
+        self.network
+            .check()
+            .map_err(|e| CoreError::invalid(e.to_string()))?;
+        crate::network::check_backend(&self.network, self.backend, self.allow_host_compat)?;
         limits::TIMEOUT_SECONDS.check(self.timeout_seconds)?;
         limits::RUN_TTL_SECONDS.check(self.ttl_seconds)?;
         OUTPUT_BYTES.check(self.max_output_bytes)?;
@@ -171,9 +178,20 @@ pub struct RunResult {
     pub exec_ms: u64,
     /// Total wall time.
     pub duration_ms: u64,
+    /// The network policy the guest ran under.
+    pub network: pyro_net::Policy,
+    /// Connections and DNS queries the policy refused (the newest
+    /// [`RUN_DENIALS_SHOWN`]; `network_denial_count` says how many in all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denials: Vec<crate::network::Denial>,
+    /// How many the policy refused in all.
+    pub network_denial_count: u64,
     /// Cleanup.
     pub cleanup: Cleanup,
 }
+
+/// Denials a run's result lists at most.
+pub const RUN_DENIALS_SHOWN: usize = 20;
 
 /// Progress events of a run.
 #[derive(Debug, Clone)]
@@ -242,6 +260,15 @@ fn spec<'a>(
             BootPref::Template
         },
         progress: ProgressRef(progress),
+        network: opts
+            .network
+            .mode
+            .has_network()
+            .then(|| crate::sandbox::NetworkSpec {
+                policy: opts.network.clone(),
+                log_dir: None,
+                local_only: false,
+            }),
     }
 }
 
@@ -283,6 +310,8 @@ pub async fn run(
         stderr: Vec::new(),
     };
     let outcome = sandbox.exec(req, &mut tee).await;
+    // Read before the teardown takes the log with the sandbox.
+    let (network_denials, network_denial_count) = sandbox.denials(RUN_DENIALS_SHOWN);
     let vm_id = sandbox.id().to_owned();
     let mode = sandbox.mode();
     let boot_ms = sandbox.boot_ms();
@@ -324,6 +353,9 @@ pub async fn run(
         boot_ms,
         exec_ms: outcome.duration_ms,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        network: opts.network.clone(),
+        network_denials,
+        network_denial_count,
         cleanup,
     })
 }

@@ -139,6 +139,9 @@ pub fn sweep(paths: &Paths) -> SweepReport {
             }
         }
     }
+    let (removed, problems) = crate::sandbox::sweep_networks(paths, &live);
+    report.removed.extend(removed);
+    report.problems.extend(problems);
     let (root, parent) = (paths.cgroup_root(), paths.cgroup_parent());
     for id in cgroup::list_ids(root, &parent) {
         if !live.contains(&id) {
@@ -203,7 +206,7 @@ fn our_processes(paths: &Paths) -> Vec<(u32, String)> {
 fn served_socket_id(cmdline: &[u8], vms: &Path) -> Option<String> {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     args.windows(2).find_map(|w| {
-        matches!(w[0], b"--api-sock" | b"--socket")
+        matches!(w[0], b"--api-sock" | b"--socket" | b"--network-dir")
             .then(|| PathBuf::from(String::from_utf8_lossy(w[1]).into_owned()))
             .and_then(|p| id_under(&p, vms))
     })
@@ -247,6 +250,7 @@ mod tests {
             console_keeper: None,
             cgroup_parent: None,
             agent_socket: None,
+            network: None,
         }
     }
 

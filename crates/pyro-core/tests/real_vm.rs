@@ -72,6 +72,7 @@ async fn real_vm_one_guest_many_checks() {
             "this test checks a cold boot, console included".into(),
         ),
         progress: Default::default(),
+        network: None,
     };
     let sb = Sandbox::start(&paths, &spec)
         .await

@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(Profile::WorkspaceCore.as_str(), "workspace-core");
         assert!(!Profile::VmRun.instructions().contains("workspace_"));
         assert_eq!(Profile::WorkspaceCore.tools().len(), 18);
-        assert!(Profile::WorkspaceFull.tools().len() < 40);
+        assert!(Profile::WorkspaceFull.tools().len() <= 41);
         assert_eq!(Profile::VmRun.tools(), ["vm_run"]);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(&t));

@@ -12,7 +12,6 @@
 //! process is detached (own process group, stdio to files) so that a
 //! persistent workspace outlives the command that started it.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::api::ApiClient;
 use crate::cgroup::{self, CgroupVersion};
+use crate::jail_prep::{GuestView, chown, prepare_jail, touch};
 use crate::process::ProcessId;
 use crate::vsock::{check_socket_path, listener_path};
 use crate::{VmmError, file_tail};
@@ -78,6 +78,21 @@ pub struct LaunchSpec {
     /// Resume this snapshot instead of booting the kernel (jailed only:
     /// the snapshot names the in-jail paths of its disks and sockets).
     pub restore: Option<RestoreSpec>,
+    /// A network interface on a TAP in a namespace (jailed only: the
+    /// jailer moves Firecracker into the namespace).
+    pub network: Option<NetAttach>,
+}
+
+/// The guest's network interface: a TAP that already exists in a network
+/// namespace.
+#[derive(Debug, Clone)]
+pub struct NetAttach {
+    /// The namespace (`/run/netns/NAME`).
+    pub netns: PathBuf,
+    /// The TAP's name in it.
+    pub tap: String,
+    /// The guest's MAC address.
+    pub mac: String,
 }
 
 /// A full snapshot to resume: its VM state and memory files. Both are
@@ -193,6 +208,14 @@ pub async fn launch(
     on_spawn: &mut (dyn FnMut(ProcessId, Option<ProcessId>) + Send),
 ) -> Result<Booting, VmmError> {
     let paths = VmPaths::for_spec(spec);
+    if spec.network.is_some() && spec.jail.is_none() {
+        return Err(VmmError::io(
+            "attaching a network interface",
+            std::io::Error::other(
+                "a networked VM runs in its own namespace, which only the jailer can enter; run as root",
+            ),
+        ));
+    }
     if spec.restore.is_some() && spec.jail.is_none() {
         return Err(VmmError::io(
             "restoring a snapshot",
@@ -264,6 +287,9 @@ pub async fn launch(
             for s in &j.cgroup_settings {
                 c.arg("--cgroup").arg(s);
             }
+            if let Some(n) = &spec.network {
+                c.arg("--netns").arg(&n.netns);
+            }
             c.args(["--", "--api-sock", "/api.sock"]);
             c
         }
@@ -306,118 +332,6 @@ pub async fn launch(
         });
     }
     Ok(booting)
-}
-
-/// Paths as Firecracker sees them.
-#[derive(Debug)]
-struct GuestView {
-    kernel: PathBuf,
-    base: PathBuf,
-    upper: PathBuf,
-    vsock: PathBuf,
-    log: PathBuf,
-}
-
-fn prepare_jail(spec: &LaunchSpec, j: &JailSpec, paths: &VmPaths) -> Result<GuestView, VmmError> {
-    let dir = paths.jail_dir.clone().unwrap_or_default();
-    // A jail left by an earlier boot of this sandbox was the VM's to change:
-    // anything in it may be a link. Start from nothing (removal never
-    // follows links).
-    match std::fs::symlink_metadata(&dir) {
-        Ok(_) => std::fs::remove_dir_all(&dir)
-            .map_err(|e| VmmError::io(format!("removing the old jail {}", dir.display()), e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(VmmError::io(format!("inspecting {}", dir.display()), e)),
-    }
-    // The jail directory is root's and writable by nobody else whatever
-    // the umask: host reads into the jail start from it (`crate::jail`).
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&dir)
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|e| VmmError::io(format!("creating {}", dir.display()), e))?;
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root)
-        .map_err(|e| VmmError::io(format!("creating {}", root.display()), e))?;
-    link_or_copy(&spec.kernel, &root.join("vmlinux"))?;
-    link_or_copy(&spec.base_image, &root.join("rootfs.ext4"))?;
-    if let Some(r) = &spec.restore {
-        // Links only: a copy of guest memory per VM would cost its size in
-        // disk and time, and share no pages with its siblings.
-        for (src, name) in [(&r.vmstate, SNAPSHOT_STATE), (&r.mem, SNAPSHOT_MEM)] {
-            std::fs::hard_link(src, root.join(name)).map_err(|e| {
-                let why = if e.raw_os_error() == Some(libc::EXDEV) {
-                    "the template (in the cache) and the jails (in the state directory) are on \
-                     different filesystems; put PYRO_CACHE_DIR and PYRO_HOME on one"
-                        .to_owned()
-                } else {
-                    format!("linking {} into the jail", src.display())
-                };
-                VmmError::io(why, e)
-            })?;
-        }
-    }
-    // The writable disk must be the workspace's own file: a copy in the jail
-    // would take the guest's writes with it when the jail is removed.
-    let upper = root.join("upper.ext4");
-    let _ = std::fs::remove_file(&upper);
-    std::fs::hard_link(&spec.upper_disk, &upper).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EXDEV) {
-            VmmError::io(
-                format!(
-                    "the writable disk {} and the jail {} are on different filesystems, so the \
-                     disk cannot be linked into the jail (a copy would lose the guest's writes); \
-                     put PYRO_HOME and the jail base on one filesystem",
-                    spec.upper_disk.display(),
-                    root.display()
-                ),
-                e,
-            )
-        } else {
-            VmmError::io(
-                format!("linking {} into the jail", spec.upper_disk.display()),
-                e,
-            )
-        }
-    })?;
-    chown(&root.join("upper.ext4"), j)?;
-    Ok(GuestView {
-        kernel: "/vmlinux".into(),
-        base: "/rootfs.ext4".into(),
-        upper: "/upper.ext4".into(),
-        vsock: "/v.sock".into(),
-        log: "/firecracker.log".into(),
-    })
-}
-
-fn link_or_copy(src: &Path, dst: &Path) -> Result<(), VmmError> {
-    let _ = std::fs::remove_file(dst);
-    match std::fs::hard_link(src, dst) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            crate::disk::sparse_copy(src, dst).map(|_| ())
-        }
-        Err(e) => Err(VmmError::io(
-            format!("linking {} into the jail", src.display()),
-            e,
-        )),
-    }
-}
-
-fn chown(path: &Path, j: &JailSpec) -> Result<(), VmmError> {
-    std::os::unix::fs::chown(path, Some(j.uid), Some(j.gid))
-        .map_err(|e| VmmError::io(format!("chown {}", path.display()), e))
-}
-
-fn touch(path: &Path, jail: Option<&JailSpec>) -> Result<(), VmmError> {
-    std::fs::File::create(path)
-        .map_err(|e| VmmError::io(format!("creating {}", path.display()), e))?;
-    match jail {
-        Some(j) => chown(path, j),
-        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| VmmError::io(format!("chmod {}", path.display()), e)),
-    }
 }
 
 async fn configure_and_start(
@@ -490,6 +404,13 @@ async fn configure_and_start(
         &json!({"guest_cid": GUEST_CID, "uds_path": view.vsock}),
     )
     .await?;
+    if let Some(n) = &spec.network {
+        api.put(
+            "/network-interfaces/eth0",
+            &json!({"iface_id": "eth0", "host_dev_name": n.tap, "guest_mac": n.mac}),
+        )
+        .await?;
+    }
     api.put("/entropy", &json!({})).await?;
     api.put("/actions", &json!({"action_type": "InstanceStart"}))
         .await?;
@@ -625,6 +546,7 @@ pub fn remove_vm_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn spec(dir: &Path, jail: bool) -> LaunchSpec {
         LaunchSpec {
@@ -638,6 +560,7 @@ mod tests {
             boot_args: String::new(),
             run_dir: dir.join("run"),
             restore: None,
+            network: None,
             jail: jail.then(|| JailSpec {
                 jailer: "/jailer".into(),
                 chroot_base: dir.join("jail"),

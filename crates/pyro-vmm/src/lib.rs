@@ -23,6 +23,7 @@ pub mod console;
 pub mod disk;
 pub mod host;
 pub mod jail;
+mod jail_prep;
 pub mod launch;
 pub mod process;
 pub mod snapshot;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod host_compat;
+pub mod netlab;
 
 use assert_cmd::Command;
 

@@ -9,6 +9,9 @@ impl Sandbox {
         spec: &SandboxSpec<'_>,
     ) -> Result<Hello, CoreError> {
         let booting = self.launch_firecracker(spec, None).await?;
+        if let Some(net) = &spec.network {
+            self.start_network_daemon(&net.policy).await?;
+        }
         Ok(booting.wait_ready(spec.boot_timeout).await?)
     }
 
@@ -43,10 +46,21 @@ impl Sandbox {
             }
             None => None,
         };
-        let extra = vec![
+        let mut extra = vec![
             format!("pyro.idle={}", spec.idle_seconds),
             format!("pyro.hostname={}", spec.hostname),
         ];
+        let network = match spec
+            .network
+            .as_ref()
+            .filter(|n| n.policy.mode.has_network())
+        {
+            Some(net) => {
+                extra.extend(pyro_net::guest_boot_args());
+                Some(self.setup_network(net).await?)
+            }
+            None => None,
+        };
         let launch = LaunchSpec {
             id: self.record.id.clone(),
             firecracker: firecracker.path,
@@ -59,6 +73,7 @@ impl Sandbox {
             run_dir: dir,
             jail,
             restore,
+            network,
         };
         self.record.firecracker = Some(VmPaths::for_spec(&launch));
         self.record.save(&self.paths)?;

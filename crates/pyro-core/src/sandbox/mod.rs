@@ -30,9 +30,12 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+mod network;
 mod restore;
 
 use boot::*;
+pub(crate) use network::sweep_networks;
+pub use network::{NetRecord, NetworkSpec, RelayRecord};
 pub(crate) use restore::refresh_request;
 pub use restore::{BootInfo, BootMode, BootPref, COLD_BOOT_ASKED, ProgressRef};
 
@@ -130,6 +133,8 @@ pub struct SandboxSpec<'a> {
     pub boot: BootPref,
     /// Where a long boot (a template build) reports its steps.
     pub progress: ProgressRef<'a>,
+    /// Its network (`None`: no interface).
+    pub network: Option<NetworkSpec>,
 }
 
 /// Receives command output as it arrives.
@@ -217,6 +222,7 @@ impl Sandbox {
             console_keeper: None,
             cgroup_parent: None,
             agent_socket: None,
+            network: None,
         };
         {
             let _lock = paths.lock_async("vms").await?;
@@ -476,6 +482,7 @@ pub(super) fn stop_vm(paths: &Paths, record: &VmRecord) -> Result<(), String> {
             problems.push(format!("console keeper {} did not exit", k.pid));
         }
     }
+    network::stop_network(paths, record, &mut problems);
     if let Some(fc) = &record.firecracker
         && let Err(e) = pyro_vmm::launch::remove_vm_files(
             &record.id,
@@ -529,6 +536,7 @@ mod tests {
             console_keeper: None,
             cgroup_parent: None,
             agent_socket: Some(sock),
+            network: None,
         };
         rec.save(&paths).unwrap();
         (Sandbox::attach(&paths, &id).unwrap(), listener)

@@ -94,6 +94,10 @@ pub(crate) fn refresh_request(hostname: &str, idle_seconds: u64) -> Request {
 /// takes about 0.2 s on a PVM host).
 const REFRESH_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a networked guest boots cold.
+pub const NETWORKED_BOOTS_COLD: &str =
+    "a guest with a network interface boots cold (templates are built without one)";
+
 /// How long a restored agent may take to answer its refresh.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -104,8 +108,13 @@ impl Sandbox {
         &mut self,
         spec: &SandboxSpec<'_>,
     ) -> Result<(Hello, BootInfo), CoreError> {
+        let networked = spec
+            .network
+            .as_ref()
+            .is_some_and(|n| n.policy.mode.has_network());
         let reason = match &spec.boot {
             BootPref::Cold(reason) => reason.clone(),
+            BootPref::Template if networked => NETWORKED_BOOTS_COLD.into(),
             BootPref::Template => match self.restore(spec).await {
                 Ok(booted) => return Ok(booted),
                 Err(reason) => {

@@ -178,6 +178,7 @@ async fn build_in(
         upper: Some(upper.clone()),
         boot: BootPref::Cold("building a template".into()),
         progress: ProgressRef(progress),
+        network: None,
     };
     progress.step(&format!(
         "building the {} template ({} vCPU, {} MiB): a cold boot",

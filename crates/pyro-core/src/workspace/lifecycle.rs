@@ -18,6 +18,10 @@ impl Workspaces {
             labels.insert(k, v);
         }
         crate::run::check_machine(req.backend, req.vcpu_count, req.mem_mib)?;
+        req.network
+            .check()
+            .map_err(|e| CoreError::invalid(e.to_string()))?;
+        crate::network::check_backend(&req.network, req.backend, req.allow_host_compat)?;
         limits::WORKSPACE_TTL_SECONDS.check(req.ttl_seconds)?;
         limits::DISK_MIB.check(req.disk_mib)?;
         if let Some(b) = req.boot_timeout {
@@ -76,6 +80,7 @@ impl Workspaces {
             forked_from: None,
             boot: None,
             pristine: false,
+            network: req.network.clone(),
         };
         {
             let _global = self.paths.lock_async("workspaces").await?;

@@ -25,6 +25,8 @@ mod fork;
 mod layer;
 mod lifecycle;
 mod materialize;
+mod network;
+mod publish;
 pub mod record;
 mod results;
 pub mod seed;
@@ -57,6 +59,8 @@ pub use diff::{DiffEntry, DiffLimits, DiffView};
 pub use disk::{DiskExportView, DiskFormat};
 pub use fork::*;
 use layer::*;
+pub use network::{NetworkLogView, NetworkView};
+pub use publish::{PortMapping, PublishedPort};
 use record::{LastCommand, Operation, Record, SeedInfo, State};
 pub use results::*;
 pub use seed::SeedMode;
@@ -110,6 +114,8 @@ fn view(rec: &Record) -> View {
         forked_from: rec.forked_from.clone(),
         boot_mode: rec.boot.as_ref().map(|b| b.boot_mode),
         boot_reason: rec.boot.as_ref().map(|b| b.boot_reason.clone()),
+        network: rec.network.clone(),
+        network_denials: 0,
         shell_count: None,
         service_count: None,
         running_service_count: None,
@@ -202,6 +208,15 @@ impl Workspaces {
             upper: Some(self.upper(rec)),
             boot: boot.pref.clone(),
             progress: boot.progress,
+            network: rec
+                .network
+                .mode
+                .has_network()
+                .then(|| crate::sandbox::NetworkSpec {
+                    policy: rec.network.clone(),
+                    log_dir: Some(self.dir(&rec.workspace_id).join("network")),
+                    local_only: false,
+                }),
         }
     }
 

@@ -174,6 +174,9 @@ pub struct Record {
     /// template and replay the seed instead of booting its disk cold.
     #[serde(default)]
     pub pristine: bool,
+    /// What its guest may reach.
+    #[serde(default)]
+    pub network: pyro_net::Policy,
 }
 
 impl Record {

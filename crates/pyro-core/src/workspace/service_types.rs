@@ -144,6 +144,8 @@ pub struct ServiceOptions {
     pub restart: Restart,
     /// Whether it keeps the VM from its idle power-off while it runs.
     pub keep_alive: bool,
+    /// Guest ports to publish on the host's 127.0.0.1.
+    pub publish: Vec<super::PortMapping>,
 }
 
 /// Which part of a service's logs to read.
@@ -223,6 +225,9 @@ pub struct ServiceView {
     pub ended_at: Option<f64>,
     /// What the last failed readiness check said.
     pub last_probe_error: Option<String>,
+    /// Its ports published on the host (while it runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published_ports: Vec<super::PublishedPort>,
 }
 
 impl ServiceView {

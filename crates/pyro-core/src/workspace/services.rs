@@ -29,6 +29,9 @@ pub(super) struct Mark {
     /// Stopped by request: it is not started again.
     #[serde(default)]
     stopped: Option<ServiceInfo>,
+    /// Ports it publishes (again with each start).
+    #[serde(default)]
+    publish: Vec<super::PortMapping>,
 }
 
 const MARKS_MAX: usize = 32;
@@ -170,6 +173,7 @@ pub(super) fn view(
         ready_at: at(info.and_then(|i| i.ready_after_ms)),
         ended_at: at(info.and_then(|i| i.ended_after_ms)),
         last_probe_error: info.and_then(|i| i.last_probe_error.clone()),
+        published_ports: Vec::new(),
     }
 }
 
@@ -204,7 +208,8 @@ impl Workspaces {
             Some(c) if c.starts_with('/') => c.to_owned(),
             Some(c) => guest_path(c)?,
         };
-        let (_, sandbox) = self.started_with(id, "service start", |_| {}).await?;
+        let (rec, sandbox) = self.started_with(id, "service start", |_| {}).await?;
+        super::publish::check_publish(id, &rec, &opts.publish)?;
         // One that runs is refused before its mark is touched.
         if let Ok(Response::Services { services }) = sandbox
             .call(Request::ServiceList, Duration::from_secs(30))
@@ -231,6 +236,7 @@ impl Workspaces {
             keep_alive: opts.keep_alive,
             started_at: now_unix(),
             stopped: None,
+            publish: opts.publish,
         };
         self.start_marked(id, &sandbox, mark, progress).await
     }
@@ -244,6 +250,10 @@ impl Workspaces {
         progress: &dyn Progress,
     ) -> Result<ServiceView, CoreError> {
         let name = mark.name.clone();
+        // The host ports are taken first: a port in use fails the start
+        // before anything is saved or runs.
+        sandbox.unpublish(Some(&name));
+        let published = super::publish::publish(sandbox, id, &name, &mark.publish)?;
         // The mark is saved before the guest starts it: a call killed in
         // between leaves a service that `list` shows and `stop` ends.
         let previous = {
@@ -263,6 +273,7 @@ impl Workspaces {
                 {
                     marks.remove(i);
                 } else {
+                    sandbox.unpublish(Some(&name));
                     return Err(CoreError::Quota(format!(
                         "workspace {id} has {MARKS_MAX} services; stop some with \
                          ⟨op:workspace service stop⟩"
@@ -287,6 +298,9 @@ impl Workspaces {
             .call(Request::ServiceStart(spec), Duration::from_secs(30))
             .await
             .and_then(|r| service_info(r, &name));
+        if started.is_err() {
+            sandbox.unpublish(Some(&name));
+        }
         let mut info = match started {
             Ok(i) => i,
             Err(e) => {
@@ -356,7 +370,13 @@ impl Workspaces {
                 &name,
             )?;
         }
-        Ok(view(id, &mark, Some(&info), None))
+        let mut v = view(id, &mark, Some(&info), None);
+        if v.running() {
+            v.published_ports = published;
+        } else {
+            sandbox.unpublish(Some(&name));
+        }
+        Ok(v)
     }
 
     /// The mark of service `name`, or an error listing how to see them.
@@ -443,7 +463,8 @@ impl Workspaces {
     pub async fn service_list(&self, id: &str) -> Result<ServiceListView, CoreError> {
         let marks = load_marks(self, id)?;
         let (vm, live) = self.live_services(id, &marks).await?;
-        let services = Self::views(id, &marks, vm.as_ref(), &live);
+        let mut services = Self::views(id, &marks, vm.as_ref(), &live);
+        self.fill_published(vm.as_ref(), &mut services);
         Ok(ServiceListView {
             workspace_id: id.to_owned(),
             count: services.len(),
@@ -456,7 +477,9 @@ impl Workspaces {
     pub async fn service_status(&self, id: &str, name: &str) -> Result<ServiceView, CoreError> {
         let mark = self.service_mark(id, name)?;
         let (vm, live) = self.live_services(id, std::slice::from_ref(&mark)).await?;
-        Ok(Self::views(id, &[mark], vm.as_ref(), &live).remove(0))
+        let mut v = Self::views(id, &[mark], vm.as_ref(), &live);
+        self.fill_published(vm.as_ref(), &mut v);
+        Ok(v.remove(0))
     }
 
     /// Stops service `name`: `TERM` to its process group, `KILL` after
@@ -478,6 +501,7 @@ impl Workspaces {
         let this_boot = vm.as_ref() == Some(&mark.vm_id);
         let info = if this_boot {
             let sandbox = Sandbox::attach(&self.paths, &mark.vm_id)?;
+            sandbox.unpublish(Some(name));
             let stopped = sandbox
                 .call(
                     Request::ServiceStop {
@@ -605,6 +629,12 @@ impl Workspaces {
     /// asked of its agent briefly (a guest that does not answer leaves the
     /// counts unknown, never the listing broken).
     pub(super) async fn fill_counts(&self, v: &mut View) {
+        if v.network.mode.has_network() || v.network_denials > 0 {
+            let (this, id) = (self.clone(), v.workspace_id.clone());
+            v.network_denials = crate::blocking(move || Ok(this.denial_count(&id)))
+                .await
+                .unwrap_or(0);
+        }
         if v.state != "started" {
             return;
         }

@@ -41,6 +41,8 @@ pub struct CreateRequest {
     pub boot_timeout: Option<Duration>,
     /// Boot cold even where a template could be restored.
     pub cold_boot: bool,
+    /// What the guest may reach.
+    pub network: pyro_net::Policy,
 }
 
 impl CreateRequest {
@@ -58,6 +60,7 @@ impl CreateRequest {
             allow_host_compat: false,
             boot_timeout: None,
             cold_boot: false,
+            network: pyro_net::Policy::off(),
         }
     }
 }
@@ -135,6 +138,11 @@ pub struct View {
     pub boot_mode: Option<crate::sandbox::BootMode>,
     /// Which template it was restored from, or why it booted cold.
     pub boot_reason: Option<String>,
+    /// What its guest may reach.
+    pub network: pyro_net::Policy,
+    /// Connections and DNS queries its network policy refused (on record
+    /// in the denial log; see `workspace network log`).
+    pub network_denials: u64,
     /// Shells open in its running VM (`status` and `list`; unknown while
     /// it is not started).
     pub shell_count: Option<usize>,

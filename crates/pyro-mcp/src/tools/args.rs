@@ -89,6 +89,15 @@ pub struct VmRunArgs {
     #[serde(default = "default_mem")]
     #[schemars(range(min = limits::MEM_MIB.min, max = limits::MEM_MIB.max))]
     pub mem_mib: u32,
+    /// Give the guest egress to the internet under the network policy (without it the guest has no network interface). Private, link-local and host addresses stay refused unless allow_cidrs names them.
+    #[serde(default)]
+    pub network: bool,
+    /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -122,6 +131,14 @@ pub struct CreateArgs {
     #[serde(default = "default_disk")]
     #[schemars(range(min = limits::DISK_MIB.min, max = limits::DISK_MIB.max))]
     pub disk_mib: u64,
+    /// What the guest may reach: off (no network interface), egress, or egress+published-ports (services may publish ports on the host's 127.0.0.1). Default: egress when allow_hosts or allow_cidrs is given, else off.
+    pub network_policy: Option<String>,
+    /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -470,4 +487,34 @@ pub struct ShellIdArgs {
     pub workspace_id: String,
     /// The shell_id returned by shell_open.
     pub shell_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSetArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// off, egress or egress+published-ports. Default: egress when allow_hosts or allow_cidrs is given, else off.
+    pub network_policy: Option<String>,
+    /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkLogArgs {
+    /// The workspace_id returned by workspace_create.
+    pub workspace_id: String,
+    /// How many of the newest denials to return.
+    #[serde(default = "default_network_log")]
+    #[schemars(range(min = limits::NETWORK_LOG_ENTRIES.min, max = limits::NETWORK_LOG_ENTRIES.max))]
+    pub limit: usize,
+}
+
+fn default_network_log() -> usize {
+    limits::NETWORK_LOG_ENTRIES.default
 }

@@ -28,6 +28,12 @@ impl PyroServer {
         req.vcpu_count = a.vcpu_count;
         req.mem_mib = a.mem_mib;
         req.disk_mib = a.disk_mib;
+        req.network = pyro_core::network::policy_from(
+            a.network_policy.as_deref(),
+            &a.allow_hosts,
+            &a.allow_cidrs,
+        )
+        .map_err(|e| self.fail(e))?;
         let mode = a.seed_mode;
         req.seed = match (a.seed_path, &self.ctx.options.project) {
             (Some(p), _) => Some(SeedSource {

@@ -26,6 +26,7 @@ mod disk;
 mod environments;
 mod files;
 mod lifecycle;
+mod network;
 mod power;
 mod services;
 mod shells;
@@ -179,6 +180,7 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
                 + PyroServer::disk_router()
                 + PyroServer::shells_router()
                 + PyroServer::services_router()
+                + PyroServer::network_router()
         }
     }
 }
@@ -323,10 +325,10 @@ mod tests {
     #[test]
     fn unknown_arguments_are_refused() {
         let err =
-            serde_json::from_value::<CreateArgs>(serde_json::json!({"network_policy": "egress"}))
+            serde_json::from_value::<CreateArgs>(serde_json::json!({"no_such_option": "egress"}))
                 .unwrap_err();
         assert!(
-            err.to_string().contains("unknown field `network_policy`"),
+            err.to_string().contains("unknown field `no_such_option`"),
             "{err}"
         );
     }

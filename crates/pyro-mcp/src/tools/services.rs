@@ -40,6 +40,9 @@ pub struct ServiceStartArgs {
     /// Keep the VM from its idle power-off while the service runs (by default a running service does not).
     #[serde(default)]
     pub keep_alive: bool,
+    /// Guest ports to publish on the host's 127.0.0.1 while the service runs, as GUEST_PORT or HOST_PORT:GUEST_PORT (the result gives each host port). Needs the network policy egress+published-ports.
+    #[serde(default)]
+    pub published_ports: Vec<String>,
 }
 
 fn default_ready_timeout() -> u64 {
@@ -140,6 +143,12 @@ impl PyroServer {
             ready_interval_ms: a.ready_interval_ms,
             restart: a.restart,
             keep_alive: a.keep_alive,
+            publish: a
+                .published_ports
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.fail(e))?,
         };
         let phase = Phase::new("starting the service");
         let work =

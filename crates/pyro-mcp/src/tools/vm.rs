@@ -27,6 +27,12 @@ impl PyroServer {
         opts.mem_mib = a.mem_mib;
         opts.fit_ttl_to_timeout();
         opts.backend = self.ctx.options.backend;
+        opts.network = pyro_core::network::policy_from(
+            a.network.then_some("egress"),
+            &a.allow_hosts,
+            &a.allow_cidrs,
+        )
+        .map_err(|e| self.fail(e))?;
         // The schema's bounds, which serde does not enforce, before any work.
         opts.validate().map_err(|e| self.fail(e))?;
         let phase = Phase::new("booting the VM");
