@@ -13,7 +13,7 @@ pub struct AllowArgs {
     /// Let the guest reach NAME (resolved on the host) on PORT, or on every port; repeatable. Any allowlist entry narrows egress to the allowlists.
     #[arg(long = "allow-host", value_name = "NAME[:PORT]")]
     pub allow_hosts: Vec<String>,
-    /// Let the guest reach CIDR on PORT, or on every port, even inside the ranges denied by default (private, link-local, loopback, the host's addresses); repeatable.
+    /// Let the guest reach CIDR on PORT, or on every port, even inside the ranges denied by default (private, link-local, CGNAT; a host address only as a /32); repeatable.
     #[arg(long = "allow-cidr", value_name = "CIDR[:PORT]")]
     pub allow_cidrs: Vec<String>,
 }

@@ -341,6 +341,12 @@ pub async fn run(paths: &Paths, cmd: WorkspaceCmd) -> (bool, Result<ExitCode, Fa
 async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, Failure> {
     let backend = BackendKind::resolve(a.backend.map(Into::into))?;
     let labels = pairs("--label", &a.labels)?;
+    // Checked before anything is pulled.
+    let network = pyro_core::network::policy_from(
+        a.network_policy.as_deref(),
+        &a.allow.allow_hosts,
+        &a.allow.allow_cidrs,
+    )?;
     let env = crate::ensure_env(paths, &a.environment, a.json || a.id_only).await?;
     let mut req = CreateRequest::new(backend);
     req.name = a.name;
@@ -359,11 +365,8 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.ttl_seconds = a.ttl_seconds;
     req.allow_host_compat = a.allow_host_compat;
     req.cold_boot = a.cold_boot;
-    req.network = pyro_core::network::policy_from(
-        a.network_policy.as_deref(),
-        &a.allow.allow_hosts,
-        &a.allow.allow_cidrs,
-    )?;
+    req.network = network;
+
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
     let engine = ws(paths);

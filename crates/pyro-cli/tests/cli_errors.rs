@@ -26,6 +26,84 @@ fn unknown_environment_lists_the_valid_ones() {
 }
 
 #[test]
+fn bad_network_policies_say_how_to_write_them() {
+    let home = Home::new();
+    for (args, want) in [
+        (
+            vec![
+                "workspace",
+                "create",
+                "debian:12",
+                "--allow-host",
+                "*.example.com",
+            ],
+            "wildcards are not supported; list each name",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "debian:12",
+                "--allow-cidr",
+                "10.0.0.1/8",
+            ],
+            "did you mean 10.0.0.0/8",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "debian:12",
+                "--network-policy",
+                "off",
+                "--allow-host",
+                "a.b",
+            ],
+            "pass --network-policy egress with them",
+        ),
+        (
+            vec![
+                "run",
+                "debian:12",
+                "--allow-host",
+                "github.com:99999",
+                "--",
+                "true",
+            ],
+            "a port that is not a number from 1 to 65535",
+        ),
+        (
+            vec![
+                "run",
+                "debian:12",
+                "--network",
+                "--backend",
+                "host-compat",
+                "--",
+                "true",
+            ],
+            "shares the host's network",
+        ),
+    ] {
+        let o = home.cmd().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = home
+        .cmd()
+        .args(["workspace", "create", "debian:12", "--network-policy", "on"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("egress+published-ports"),
+        "{}",
+        stderr(&o)
+    );
+    home.assert_clean();
+}
+
+#[test]
 fn json_mode_errors_are_json_on_stdout() {
     let home = Home::new();
     let o = home

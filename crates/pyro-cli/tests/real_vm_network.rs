@@ -141,10 +141,11 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
         assert_ne!(*rc, 0, "{t} was reachable");
         assert!(*ms < 1000.0, "{t} took {ms} ms to be refused");
     }
+    let trapped = lab.trapped();
+    assert_eq!(trapped.len(), 3, "{trapped:?}");
     assert!(
-        lab.trapped().iter().all(|(_, n)| *n == 0),
-        "packets reached forbidden addresses: {:?}",
-        lab.trapped()
+        trapped.iter().all(|(_, n)| *n == 0),
+        "packets reached forbidden addresses: {trapped:?}"
     );
 
     // Each denial is on record, with its rule.
@@ -250,17 +251,73 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
     assert!(after.contains(&format!("hello from {OTHER}:22")), "{after}");
     assert!(after.contains("git.test unresolved"), "{after}");
     let trapped = lab.trapped();
+    assert_eq!(trapped.len(), before.len());
     for ((a, n0), (_, n1)) in before.iter().zip(&trapped) {
         if a != OTHER {
             assert_eq!(n0, n1, "packets reached {a}: {trapped:?}");
         }
     }
+    // The address git.test resolved to before is refused now, by address
+    // too, and logged.
+    let got = probes(&lab, &home, &id, &[&format!("{SERVER}/9418")]);
+    assert!(got[0].1 != 0 && got[0].2 < 1000.0, "{got:?}");
+    let log = pyro_json(&lab, &home, &["workspace", "network", "log", &id, "--json"]);
+    assert!(
+        log["denials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["destination"] == SERVER && d["port"] == 9418 && d["rule"] == "not-allowed"),
+        "{log}"
+    );
+    // A policy without published ports closes them.
+    let set = pyro_json(
+        &lab,
+        &home,
+        &[
+            "workspace",
+            "network",
+            "set",
+            &id,
+            "--allow-host",
+            "other.test:22",
+            "--json",
+        ],
+    );
+    assert_eq!(set["network"]["mode"], "egress", "{set}");
+    assert!(
+        set["note"]
+            .as_str()
+            .unwrap()
+            .contains("published ports were closed"),
+        "{set}"
+    );
+    let closed = Command::new("nsenter")
+        .arg("-t")
+        .arg(lab_anchor(&lab))
+        .args(["--net", "--", "git", "ls-remote"])
+        .arg(format!("git://127.0.0.1:{port}/clone"))
+        .output()
+        .unwrap();
+    assert!(!closed.status.success(), "the published port still answers");
 
     // Delete: nothing of the network is left.
     run_ok(lab.pyro(&home).args(["workspace", "delete", &id]));
     assert_eq!(lab.plumbing_left(), Vec::<String>::new());
     assert_eq!(Lab::helpers_left(home.path()), Vec::<u32>::new());
     home.assert_clean();
+
+    // The demo: egress to its own server, a refused metadata connection.
+    let demo = pyro_json(&lab, &home, &["demo", "--network", "--json"]);
+    let net = &demo["network"];
+    assert_eq!(
+        net["egress_answer"], "hello from the pyro demo server",
+        "{demo}"
+    );
+    assert_eq!(net["denied_refused"], true, "{demo}");
+    assert_eq!(net["denied_rule"], "link-local", "{demo}");
+    assert!(net["denied_ms"].as_f64().unwrap() < 1000.0, "{demo}");
+    assert_eq!(lab.plumbing_left(), Vec::<String>::new());
 
     // A create killed once its network exists leaves nothing after the
     // next command's sweep.

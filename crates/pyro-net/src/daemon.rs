@@ -7,7 +7,7 @@
 //! resolves them) and holds sockets created in the VM's namespace. It ends
 //! when its VM does, and re-reads its policy on `SIGHUP`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ use crate::{GATEWAY_IP, NFLOG_GROUP, NetError, rules};
 pub const CONFIG_FILE: &str = "network.json";
 /// Written once the daemon serves DNS (holds its pid).
 pub const READY_FILE: &str = "daemon.ready";
+/// Written once the daemon has taken a reloaded policy (holds its
+/// generation).
+pub const APPLIED_FILE: &str = "policy.applied";
 /// Layout version of [`Config`].
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -56,6 +59,10 @@ pub struct Config {
     pub vm: Option<ProcessId>,
     /// Where denials are logged.
     pub log_dir: PathBuf,
+    /// Which policy this is: the daemon writes it to [`APPLIED_FILE`] once
+    /// it has taken it.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl Config {
@@ -127,14 +134,26 @@ impl std::os::fd::AsRawFd for NflogSocket {
     }
 }
 
+/// A host lookup's outcome.
+type Lookup = Result<Vec<Ipv4Addr>, Rcode>;
+
 struct State {
     dir: PathBuf,
     config: Mutex<Config>,
     /// Names answered: their addresses and when the answer expires.
-    cache: Mutex<HashMap<String, (Vec<Ipv4Addr>, Instant)>>,
+    cache: Mutex<HashMap<String, (Lookup, Instant)>>,
     /// Addresses let into the policy, per name.
     learned: Mutex<HashMap<String, Vec<Ipv4Addr>>>,
+    /// What is in the `dns_allow` set: per address, its ports (`None`:
+    /// every port). Held across each change of the set, so a change made
+    /// for an older policy never lands after a reload.
+    allowed: tokio::sync::Mutex<HashMap<Ipv4Addr, Option<BTreeSet<u16>>>>,
+    /// Bumped by each reload.
+    generation: std::sync::atomic::AtomicU64,
     log: Mutex<Option<Writer>>,
+    /// Refused names not logged one by one (over the log rate) since the
+    /// last summary entry, and the current second's count.
+    dns_denials: Mutex<(u64, u64, u64)>,
     lookups: Arc<Semaphore>,
 }
 
@@ -186,7 +205,10 @@ async fn serve(dir: &Path, config: Config, s: NsSockets) -> Result<(), NetError>
         config: Mutex::new(config),
         cache: Mutex::new(HashMap::new()),
         learned: Mutex::new(HashMap::new()),
+        allowed: tokio::sync::Mutex::new(HashMap::new()),
+        generation: std::sync::atomic::AtomicU64::new(0),
         log: Mutex::new(None),
+        dns_denials: Mutex::new((0, 0, 0)),
         lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
     });
     let udp = Arc::new(
@@ -218,30 +240,42 @@ async fn serve(dir: &Path, config: Config, s: NsSockets) -> Result<(), NetError>
     }
 }
 
-/// Takes a new policy: forgets answers, and lets the addresses of names
-/// still allowed back in (the new rules start with an empty set).
+/// Takes a new policy: forgets answers, empties the `dns_allow` set
+/// (dropping anything an answer for the old policy may have added since
+/// the rules were replaced), lets the addresses of names still allowed
+/// back in, and says so in [`APPLIED_FILE`].
 async fn reload(state: &Arc<State>) {
-    match Config::load(&state.dir) {
-        Ok(c) => *lock(&state.config) = c,
+    let config = match Config::load(&state.dir) {
+        Ok(c) => c,
         Err(e) => {
             tracing::warn!("reloading: {e}");
             return;
         }
-    }
+    };
+    let applied = config.generation;
+    let mut allowed = state.allowed.lock().await;
+    state
+        .generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    *lock(&state.config) = config;
     lock(&state.cache).clear();
     let policy = state.policy();
+    let netns = lock(&state.config).netns.clone();
+    allowed.clear();
+    let flush = "flush set inet pyro dns_allow\n".to_owned();
+    let _ = nft_in(&netns, flush).await;
     let learned: Vec<(String, Vec<Ipv4Addr>)> = {
         let mut l = lock(&state.learned);
-        l.retain(|name, _| policy.ports_for(name).is_some());
+        l.retain(|name, _| policy.restricted() && policy.ports_for(name).is_some());
         l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
-    if policy.restricted() {
-        for (name, addrs) in learned {
-            if let Some(ports) = policy.ports_for(&name) {
-                let _ = let_in(state, &addrs, ports.as_deref()).await;
-            }
+    for (name, addrs) in learned {
+        if let Some(ports) = policy.ports_for(&name) {
+            let _ = add_allowed(&mut allowed, &netns, &addrs, ports.as_deref()).await;
         }
     }
+    drop(allowed);
+    let _ = std::fs::write(state.dir.join(APPLIED_FILE), applied.to_string());
 }
 
 async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, state: Arc<State>) {
@@ -293,6 +327,8 @@ async fn serve_tcp(listener: tokio::net::TcpListener, state: Arc<State>) {
                     }
                     let mut msg = vec![0u8; len];
                     conn.read_exact(&mut msg).await.ok()?;
+                    // Lookups in flight are bounded for both transports.
+                    let _permit = state.lookups.clone().acquire_owned().await.ok()?;
                     let reply = answer(&state, &msg).await?;
                     let mut out = (reply.len() as u16).to_be_bytes().to_vec();
                     out.extend_from_slice(&reply);
@@ -307,6 +343,58 @@ async fn serve_tcp(listener: tokio::net::TcpListener, state: Arc<State>) {
     }
 }
 
+/// Refused names logged per second at most; beyond that they are counted
+/// and the count is logged as one entry.
+const DNS_LOG_PER_SECOND: u64 = 20;
+
+impl State {
+    fn deny_name(&self, name: &str) {
+        let second = now() as u64;
+        let summary = {
+            let mut d = lock(&self.dns_denials);
+            if d.2 != second {
+                let suppressed = d.0;
+                *d = (0, 0, second);
+                Some(suppressed).filter(|n| *n > 0)
+            } else {
+                None
+            }
+        };
+        if let Some(n) = summary {
+            self.deny(Denial {
+                time: now(),
+                protocol: "dns".into(),
+                destination: None,
+                port: None,
+                name: None,
+                rule: "dns".into(),
+                unlogged: Some(n),
+            });
+        }
+        let log_it = {
+            let mut d = lock(&self.dns_denials);
+            d.1 += 1;
+            if d.1 > DNS_LOG_PER_SECOND {
+                d.0 += 1;
+                false
+            } else {
+                true
+            }
+        };
+        if log_it {
+            self.deny(Denial {
+                time: now(),
+                protocol: "dns".into(),
+                destination: None,
+                port: None,
+                name: Some(name.to_owned()),
+                rule: "dns".into(),
+                unlogged: None,
+            });
+        }
+    }
+}
+
 /// The reply to one query (`None`: drop it).
 async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
     let q = match dns::parse_query(msg) {
@@ -316,16 +404,10 @@ async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
     if q.qclass != dns::CLASS_IN {
         return Some(dns::reply_with(msg, &q, Rcode::NotImp));
     }
+    let generation = state.generation.load(std::sync::atomic::Ordering::SeqCst);
     let policy = state.policy();
     let Some(ports) = policy.ports_for(&q.name) else {
-        state.deny(Denial {
-            time: now(),
-            protocol: "dns".into(),
-            destination: None,
-            port: None,
-            name: Some(q.name.clone()),
-            rule: "dns".into(),
-        });
+        state.deny_name(&q.name);
         return Some(dns::reply_with(msg, &q, Rcode::Refused));
     };
     if q.qtype != dns::TYPE_A {
@@ -336,10 +418,26 @@ async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
         Ok(a) => a,
         Err(rcode) => return Some(dns::reply_with(msg, &q, rcode)),
     };
-    if policy.restricted() && let_in(state, &addrs, ports.as_deref()).await.is_err() {
-        return Some(dns::reply_with(msg, &q, Rcode::ServFail));
-    }
     if policy.restricted() {
+        let netns = lock(&state.config).netns.clone();
+        let mut allowed = state.allowed.lock().await;
+        // A reload since the policy was read: this answer is for a policy
+        // no longer in force.
+        if state.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
+        }
+        let total: usize = allowed.len();
+        if total + addrs.len() > MAX_LEARNED {
+            tracing::warn!("{MAX_LEARNED} resolved addresses are in the policy already");
+            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
+        }
+        if add_allowed(&mut allowed, &netns, &addrs, ports.as_deref())
+            .await
+            .is_err()
+        {
+            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
+        }
+        drop(allowed);
         let mut l = lock(&state.learned);
         let e = l.entry(q.name.clone()).or_default();
         for a in &addrs {
@@ -355,12 +453,14 @@ async fn lookup(state: &Arc<State>, name: &str) -> Result<Vec<Ipv4Addr>, Rcode> 
     if let Some((a, until)) = lock(&state.cache).get(name)
         && *until > Instant::now()
     {
-        return Ok(a.clone());
+        return a.clone();
     }
     let found = tokio::time::timeout(LOOKUP_DEADLINE, tokio::net::lookup_host((name, 0))).await;
-    let addrs: Vec<Ipv4Addr> = match found {
-        Err(_) => return Err(Rcode::ServFail),
-        Ok(Err(_)) => return Err(Rcode::NxDomain),
+    // Failures are remembered too, so a name that fails slowly is not asked
+    // of the host again and again.
+    let answer: Lookup = match found {
+        Err(_) => Err(Rcode::ServFail),
+        Ok(Err(_)) => Err(Rcode::NxDomain),
         Ok(Ok(it)) => {
             let mut v: Vec<Ipv4Addr> = it
                 .filter_map(|a| match a.ip() {
@@ -371,37 +471,86 @@ async fn lookup(state: &Arc<State>, name: &str) -> Result<Vec<Ipv4Addr>, Rcode> 
             v.sort();
             v.dedup();
             v.truncate(32);
-            v
+            Ok(v)
         }
     };
     let mut cache = lock(&state.cache);
     if cache.len() > 1024 {
         cache.clear();
     }
-    cache.insert(name.to_owned(), (addrs.clone(), Instant::now() + CACHE_TTL));
-    Ok(addrs)
+    cache.insert(
+        name.to_owned(),
+        (answer.clone(), Instant::now() + CACHE_TTL),
+    );
+    answer
 }
 
-/// Adds `addrs` on `ports` to the namespace's `dns_allow` set.
-async fn let_in(state: &Arc<State>, addrs: &[Ipv4Addr], ports: Option<&[u16]>) -> Result<(), ()> {
-    if addrs.is_empty() {
+/// Lets `addrs` on `ports` (`None`: every port) into the `dns_allow` set,
+/// adding only what is not there yet (a widened address replaces its
+/// narrower entries: nftables refuses overlapping intervals).
+async fn add_allowed(
+    allowed: &mut HashMap<Ipv4Addr, Option<BTreeSet<u16>>>,
+    netns: &str,
+    addrs: &[Ipv4Addr],
+    ports: Option<&[u16]>,
+) -> Result<(), ()> {
+    let mut script = String::new();
+    let mut next = allowed.clone();
+    for a in addrs {
+        match (next.get(a).cloned(), ports) {
+            (Some(None), _) => {}
+            (Some(Some(have)), None) => {
+                let old: Vec<u16> = have.into_iter().collect();
+                script.push_str(&format!(
+                    "delete element inet pyro dns_allow {{ {} }}\n",
+                    rules::dns_allow_elements(&[*a], Some(&old)).join(", ")
+                ));
+                script.push_str(&rules::add_dns_allow(&rules::dns_allow_elements(
+                    &[*a],
+                    None,
+                )));
+                next.insert(*a, None);
+            }
+            (None, None) => {
+                script.push_str(&rules::add_dns_allow(&rules::dns_allow_elements(
+                    &[*a],
+                    None,
+                )));
+                next.insert(*a, None);
+            }
+            (have, Some(ps)) => {
+                let mut have = have.flatten().unwrap_or_default();
+                let new: Vec<u16> = ps.iter().copied().filter(|p| !have.contains(p)).collect();
+                if !new.is_empty() {
+                    script.push_str(&rules::add_dns_allow(&rules::dns_allow_elements(
+                        &[*a],
+                        Some(&new),
+                    )));
+                    have.extend(new);
+                }
+                next.insert(*a, Some(have));
+            }
+        }
+    }
+    if script.is_empty() {
         return Ok(());
     }
-    let total: usize = lock(&state.learned).values().map(Vec::len).sum();
-    if total + addrs.len() > MAX_LEARNED {
-        tracing::warn!("{MAX_LEARNED} resolved addresses are in the policy already; refusing more");
-        return Err(());
-    }
-    let script = rules::add_dns_allow(&rules::dns_allow_elements(addrs, ports));
-    let netns = lock(&state.config).netns.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    nft_in(netns, script).await?;
+    *allowed = next;
+    Ok(())
+}
+
+/// Runs an `nft` script in namespace `netns` (one transaction).
+async fn nft_in(netns: &str, script: String) -> Result<(), ()> {
+    let netns = netns.to_owned();
+    match tokio::task::spawn_blocking(move || {
         crate::netns::run_in(&netns, &["nft", "-f", "-"], Some(&script))
     })
-    .await;
-    match done {
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
-            tracing::warn!("letting resolved addresses in: {e}");
+            tracing::warn!("changing the resolved addresses: {e}");
             Err(())
         }
         Err(_) => Err(()),
@@ -437,6 +586,7 @@ async fn read_denials(sock: tokio::io::unix::AsyncFd<NflogSocket>, state: Arc<St
                         port: flow.port,
                         name: None,
                         rule: rule.chars().take(32).collect(),
+                        unlogged: None,
                     });
                 }
             }

@@ -35,6 +35,10 @@ pub struct Denial {
     pub name: Option<String>,
     /// The rule that refused it (see `rules::rule_names`).
     pub rule: String,
+    /// An entry standing for this many refused DNS queries that were not
+    /// logged one by one (over the log rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlogged: Option<u64>,
 }
 
 /// Appends denials, rotating the file when it grows past [`ROTATE_BYTES`].
@@ -116,6 +120,7 @@ mod tests {
             port: Some(i),
             name: None,
             rule: "link-local".into(),
+            unlogged: None,
         }
     }
 

@@ -275,16 +275,13 @@ fn build(
     )?;
     // Rules before forwarding, so nothing passes unfiltered.
     apply_policy(p, policy, host_addrs)?;
-    run(
-        "nft",
-        &["-f", "-"],
-        Some(&rules::host_ruleset(&p.host_table, p.ns_addr, &p.host_link)),
-    )?;
     run_in(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
     Ok(())
 }
 
-/// Replaces the namespace's rules with `policy`'s (one transaction).
+/// Replaces the namespace's rules and the host's table with `policy`'s
+/// (one transaction each). Connections of earlier policies are refused at
+/// their next packet unless the new one allows them too.
 pub fn apply_policy(
     p: &Plumbing,
     policy: &Policy,
@@ -292,12 +289,17 @@ pub fn apply_policy(
 ) -> Result<(), NetError> {
     let mut addrs = host_addrs.to_vec();
     addrs.retain(|a| !a.is_loopback());
+    // A new mark per application (never 0, the mark of unmarked traffic).
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| (d.as_millis() as u32).max(1));
     run_in(
         &p.netns,
         &["nft", "-f", "-"],
-        Some(&rules::namespace_ruleset(policy, &addrs)),
-    )
-    .map(|_| ())
+        Some(&rules::namespace_ruleset(policy, &addrs, generation)),
+    )?;
+    let host = rules::host_ruleset(&p.host_table, p.ns_addr, &p.host_link, &addrs, policy);
+    run("nft", &["-f", "-"], Some(&host)).map(|_| ())
 }
 
 /// How many denials were refused without a log entry (over the log rate).

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use crate::cidr::Cidr;
-use crate::policy::{Mode, Policy};
-use crate::{GATEWAY_IP, NFLOG_GROUP, TAP_NAME, UPLINK_NAME};
+use crate::policy::{CidrRule, Mode, Policy};
+use crate::{GATEWAY_IP, GUEST_IP, NFLOG_GROUP, TAP_NAME, UPLINK_NAME};
 
 /// Denials logged per second at most (a flood beyond it is still refused,
 /// and counted in the `unlogged` counter).
@@ -81,35 +81,52 @@ fn port_elements(cidr: &str, port: Option<u16>) -> [String; 2] {
 }
 
 /// The namespace's table for `policy` (atomically replacing any earlier
-/// one when fed to `nft -f`). `host_addrs` are the host's own addresses.
+/// one when fed to `nft -f`). `host_addrs` are the host's own addresses;
+/// `generation` tells this policy's connections from earlier ones (a
+/// connection a new policy no longer allows is refused at its next packet).
 /// Addresses the resolver learns go into the `dns_allow` set later.
-pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr]) -> String {
+pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr], generation: u32) -> String {
     let mut o = String::new();
     o.push_str("table inet pyro\ndelete table inet pyro\ntable inet pyro {\n");
     o.push_str("  counter unlogged {}\n");
-    let allow: Vec<String> = policy
-        .allow_cidrs
+    let rules = normalized(policy);
+    let set = |o: &mut String, name: &str, items: &[String]| {
+        let _ = writeln!(
+            o,
+            "  set {name} {{\n    type ipv4_addr . inet_proto . inet_service\n    flags interval\n{}  }}",
+            elements(items)
+        );
+    };
+    // A host address or one of pyro's links is allowed only by a CIDR that
+    // names exactly it (a /32), never by a wider one.
+    let exact: Vec<String> = rules
+        .iter()
+        .filter(|r| r.cidr.prefix() == 32)
+        .flat_map(|r| port_elements(&r.cidr.to_string(), r.port))
+        .collect();
+    let allow: Vec<String> = rules
         .iter()
         .flat_map(|r| port_elements(&r.cidr.to_string(), r.port))
         .collect();
-    let _ = writeln!(
-        o,
-        "  set cidr_allow {{\n    type ipv4_addr . inet_proto . inet_service\n    flags interval\n{}  }}",
-        elements(&allow)
-    );
-    o.push_str(
-        "  set dns_allow {\n    type ipv4_addr . inet_proto . inet_service\n    flags interval\n  }\n",
-    );
+    set(&mut o, "exact_allow", &exact);
+    set(&mut o, "cidr_allow", &allow);
+    set(&mut o, "dns_allow", &[]);
     let hosts: Vec<String> = host_addrs.iter().map(|a| a.to_string()).collect();
     let _ = writeln!(
         o,
         "  set host_addrs {{\n    type ipv4_addr\n    flags interval\n{}  }}",
         elements(&hosts)
     );
+    let accept = format!("ct mark set {generation} accept");
+    // Nothing but the guest's own IPv4 address comes in from the guest.
+    let _ = writeln!(
+        o,
+        "  chain guest_in {{\n    type filter hook prerouting priority raw; policy accept;\n    iifname \"{TAP_NAME}\" meta nfproto != ipv4 drop\n    iifname \"{TAP_NAME}\" ip saddr != {GUEST_IP} drop\n    iifname \"{UPLINK_NAME}\" meta nfproto != ipv4 drop\n  }}"
+    );
     // What the guest sends through the namespace.
     let _ = writeln!(
         o,
-        "  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    ct state invalid drop\n    iifname != \"{TAP_NAME}\" drop\n    oifname != \"{UPLINK_NAME}\" goto deny_gateway\n    ip daddr . meta l4proto . th dport @cidr_allow accept"
+        "  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    meta nfproto != ipv4 drop\n    ct state established,related ct mark {generation} accept\n    ct state invalid drop\n    iifname != \"{TAP_NAME}\" drop\n    oifname != \"{UPLINK_NAME}\" goto deny_gateway\n    ip daddr . meta l4proto . th dport @exact_allow {accept}\n    ip daddr 198.18.0.0/15 goto deny_pyro_link\n    ip daddr @host_addrs goto deny_host\n    ip daddr . meta l4proto . th dport @cidr_allow {accept}"
     );
     for d in DENIED {
         let _ = writeln!(
@@ -119,12 +136,14 @@ pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr]) -> String {
             d.rule.replace('-', "_")
         );
     }
-    o.push_str("    ip daddr @host_addrs goto deny_host\n");
     if policy.restricted() {
-        o.push_str("    ip daddr . meta l4proto . th dport @dns_allow accept\n");
+        let _ = writeln!(
+            o,
+            "    ip daddr . meta l4proto . th dport @dns_allow {accept}"
+        );
         o.push_str("    goto deny_not_allowed\n");
     } else if policy.mode != Mode::Off {
-        o.push_str("    accept\n");
+        let _ = writeln!(o, "    {accept}");
     } else {
         o.push_str("    goto deny_not_allowed\n");
     }
@@ -133,6 +152,12 @@ pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr]) -> String {
     let _ = writeln!(
         o,
         "  chain input {{\n    type filter hook input priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lo\" accept\n    iifname \"{TAP_NAME}\" ip daddr {GATEWAY_IP} meta l4proto {{ tcp, udp }} th dport 53 accept\n    iifname \"{TAP_NAME}\" goto deny_gateway\n  }}"
+    );
+    // The namespace itself never sends anything out of its uplink (a reply
+    // to a forged source, say); forwarded traffic does not pass here.
+    let _ = writeln!(
+        o,
+        "  chain local_out {{\n    type filter hook output priority filter; policy accept;\n    oifname \"{UPLINK_NAME}\" drop\n  }}"
     );
     for rule in rule_names() {
         if rule != "dns" {
@@ -148,6 +173,28 @@ pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr]) -> String {
     );
     o.push_str("}\n");
     o
+}
+
+/// The allowed CIDRs without the ones another already covers (nftables
+/// refuses overlapping intervals in one set).
+fn normalized(policy: &Policy) -> Vec<CidrRule> {
+    let covers = |a: &CidrRule, b: &CidrRule| {
+        a.cidr.prefix() <= b.cidr.prefix()
+            && a.cidr.contains(b.cidr.addr())
+            && (a.port.is_none() || a.port == b.port)
+    };
+    let rules = &policy.allow_cidrs;
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            !rules
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != *i && covers(o, r) && (!covers(r, o) || j < *i))
+        })
+        .map(|(_, r)| *r)
+        .collect()
 }
 
 fn elements(items: &[String]) -> String {
@@ -183,11 +230,25 @@ pub fn add_dns_allow(elements: &[String]) -> String {
     )
 }
 
-/// The host's table for VM `id`: masquerades what leaves through the
-/// uplink whose namespace end is `ns_addr`.
-pub fn host_ruleset(table: &str, ns_addr: Ipv4Addr, host_link: &str) -> String {
+/// The host's table for VM `id`: only the namespace's own address comes
+/// in from the uplink, the host itself answers it only on ports a /32
+/// CIDR of the policy names (the demo's server), and what leaves through
+/// another interface is masqueraded.
+pub fn host_ruleset(
+    table: &str,
+    ns_addr: Ipv4Addr,
+    host_link: &str,
+    host_addrs: &[Ipv4Addr],
+    policy: &Policy,
+) -> String {
+    let exact: Vec<String> = normalized(policy)
+        .iter()
+        .filter(|r| r.cidr.prefix() == 32 && host_addrs.contains(&r.cidr.addr()))
+        .flat_map(|r| port_elements(&r.cidr.to_string(), r.port))
+        .collect();
     format!(
-        "table ip {table} {{\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {ns_addr} oifname != \"{host_link}\" masquerade\n  }}\n}}\n"
+        "table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  set host_allow {{\n    type ipv4_addr . inet_proto . inet_service\n    flags interval\n{}  }}\n  chain uplink_in {{\n    type filter hook prerouting priority raw; policy accept;\n    iifname \"{host_link}\" ip saddr != {ns_addr} drop\n  }}\n  chain host_in {{\n    type filter hook input priority filter; policy accept;\n    iifname \"{host_link}\" ct state established,related accept\n    iifname \"{host_link}\" ip daddr . meta l4proto . th dport @host_allow accept\n    iifname \"{host_link}\" drop\n  }}\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {ns_addr} oifname != \"{host_link}\" masquerade\n  }}\n}}\n",
+        elements(&exact)
     )
 }
 
@@ -211,10 +272,11 @@ mod tests {
         let r = namespace_ruleset(
             &policy(Mode::Egress, &[], &[]),
             &[Ipv4Addr::new(192, 0, 2, 9)],
+            7,
         );
         let fwd = &r[r.find("chain forward").unwrap()..r.find("chain input").unwrap()];
         let deny = fwd.find("169.254.0.0/16").unwrap();
-        let accept = fwd.rfind("    accept\n").unwrap();
+        let accept = fwd.rfind("    ct mark set 7 accept\n").unwrap();
         assert!(
             fwd.find("@cidr_allow").unwrap() < deny && deny < accept,
             "{fwd}"
@@ -229,17 +291,34 @@ mod tests {
     #[test]
     fn an_allowlist_ends_in_a_logged_refusal() {
         let r = namespace_ruleset(
-            &policy(Mode::Egress, &["github.com:22"], &["10.0.5.0/24:5432"]),
+            &policy(
+                Mode::Egress,
+                &["github.com:22"],
+                &["10.0.5.0/24:5432", "10.0.0.0/8", "10.0.5.0/24"],
+            ),
             &[],
+            3,
         );
+        // Covered entries go (nftables refuses overlapping intervals).
+        assert!(!r.contains("10.0.5.0/24 . tcp . 5432"), "{r}");
         assert!(
-            r.contains("10.0.5.0/24 . tcp . 5432, 10.0.5.0/24 . udp . 5432"),
+            r.contains("10.0.0.0/8 . tcp . 0-65535, 10.0.0.0/8 . udp . 0-65535"),
             "{r}"
         );
         assert!(
-            r.contains("@dns_allow accept\n    goto deny_not_allowed\n"),
+            r.contains("@dns_allow ct mark set 3 accept\n    goto deny_not_allowed\n"),
             "{r}"
         );
+        // Only the guest's address comes in from it; old connections need
+        // this policy's mark.
+        assert!(r.contains("ip saddr != 198.18.0.2 drop"), "{r}");
+        assert!(
+            r.contains("ct state established,related ct mark 3 accept"),
+            "{r}"
+        );
+        // Host addresses and pyro's links are refused before wide CIDRs.
+        let fwd = &r[r.find("chain forward").unwrap()..];
+        assert!(fwd.find("deny_host").unwrap() < fwd.find("@cidr_allow").unwrap());
         assert!(r.contains("prefix \"pyro:not-allowed\""), "{r}");
         assert!(r.contains("meta l4proto tcp reject with tcp reset"), "{r}");
         for rule in rule_names().into_iter().filter(|r| *r != "dns") {
@@ -260,9 +339,60 @@ mod tests {
             (h.to_string(), n.to_string()),
             ("198.19.0.13".into(), "198.19.0.14".into())
         );
+        let host = Ipv4Addr::new(198, 19, 0, 13);
+        let p = policy(Mode::Egress, &[], &["198.19.0.13/32:8080", "0.0.0.0/0:443"]);
+        let t = host_ruleset("pyro_ab", n, "pvab", &[host], &p);
         assert!(
-            host_ruleset("pyro_ab", n, "pvab")
-                .contains("ip saddr 198.19.0.14 oifname != \"pvab\" masquerade")
+            t.contains("ip saddr 198.19.0.14 oifname != \"pvab\" masquerade"),
+            "{t}"
         );
+        assert!(t.contains("ip saddr != 198.19.0.14 drop"), "{t}");
+        assert!(
+            t.contains("elements = { 198.19.0.13/32 . tcp . 8080"),
+            "{t}"
+        );
+        assert!(!t.contains(". 443"), "a wide CIDR opens no host port: {t}");
+    }
+
+    #[test]
+    fn nft_accepts_the_rulesets() {
+        // CI runs as root with nftables installed; elsewhere there is
+        // nothing to check against.
+        if !nix::unistd::geteuid().is_root() || crate::netns::which("nft").is_none() {
+            return;
+        }
+        let host = [Ipv4Addr::new(192, 0, 2, 9)];
+        for p in [
+            policy(Mode::Egress, &[], &[]),
+            policy(Mode::Off, &[], &[]),
+            policy(
+                Mode::EgressPublishedPorts,
+                &["github.com:22", "pypi.org"],
+                &["10.0.5.0/24:5432", "192.0.2.9/32:80", "0.0.0.0/0:443"],
+            ),
+        ] {
+            for script in [
+                namespace_ruleset(&p, &host, 42),
+                host_ruleset(
+                    "pyro_check",
+                    Ipv4Addr::new(198, 19, 0, 2),
+                    "pvcheck",
+                    &host,
+                    &p,
+                ),
+                add_dns_allow(&dns_allow_elements(&host, Some(&[22, 443]))),
+            ] {
+                // `-c`: checked, never applied.
+                let r = crate::netns::run("nft", &["-c", "-f", "-"], Some(&script));
+                if script.starts_with("add element") {
+                    // Needs the set to exist: only its syntax is checked.
+                    if let Err(e) = &r {
+                        assert!(e.to_string().contains("No such file"), "{e}\n{script}");
+                    }
+                } else {
+                    r.unwrap_or_else(|e| panic!("{e}\n{script}"));
+                }
+            }
+        }
     }
 }

@@ -202,27 +202,35 @@ impl Lab {
         });
     }
 
-    /// A TCP server at `addr` that reads everything sent and answers with
-    /// the byte count when the sender shuts its side.
-    pub fn sink(&self, addr: &str) {
+    /// A TCP server at `addr` that reads everything sent; returns, per
+    /// connection once it ends, the bytes and the seconds from the first
+    /// byte to the last.
+    pub fn sink(&self, addr: &str) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, f64)>>> {
         let a: SocketAddr = addr.parse().unwrap();
         let l = self.in_inet(move || TcpListener::bind(a).unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = seen.clone();
         std::thread::spawn(move || {
             for c in l.incoming().flatten() {
+                let seen = seen.clone();
                 std::thread::spawn(move || {
                     let mut c = c;
                     let mut buf = vec![0u8; 1 << 16];
-                    let mut n = 0u64;
+                    let (mut n, mut first, mut last) = (0u64, None, Instant::now());
                     while let Ok(k) = c.read(&mut buf) {
                         if k == 0 {
                             break;
                         }
+                        first.get_or_insert_with(Instant::now);
+                        last = Instant::now();
                         n += k as u64;
                     }
-                    let _ = writeln!(c, "{n}");
+                    let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
+                    seen.lock().unwrap().push((n, secs));
                 });
             }
         });
+        out
     }
 
     /// A Git server (git daemon) for `repo` at SERVER:9418.

@@ -34,8 +34,8 @@ mod network;
 mod restore;
 
 use boot::*;
-pub(crate) use network::sweep_networks;
 pub use network::{NetRecord, NetworkSpec, RelayRecord};
+pub(crate) use network::{stop_relays_for, sweep_networks};
 pub(crate) use restore::refresh_request;
 pub use restore::{BootInfo, BootMode, BootPref, COLD_BOOT_ASKED, ProgressRef};
 

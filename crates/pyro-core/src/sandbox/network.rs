@@ -63,7 +63,8 @@ pub struct RelayRecord {
 /// The program the daemon and relays run as: this executable, whose
 /// `main` starts with [`crate::helper_main`].
 fn helper_program() -> Result<PathBuf, CoreError> {
-    std::env::current_exe().map_err(|e| CoreError::io("finding the pyro executable", e))
+    // This very program even if its file was replaced since it started.
+    Ok(PathBuf::from("/proc/self/exe"))
 }
 
 fn net_error(e: pyro_net::NetError) -> CoreError {
@@ -87,11 +88,13 @@ impl Sandbox {
     ) -> Result<pyro_vmm::launch::NetAttach, CoreError> {
         pyro_net::netns::preflight(!net.local_only).map_err(net_error)?;
         let owners = Path::new(OWNERS_DIR);
+        let state = std::fs::canonicalize(self.paths.state())
+            .map_err(|e| CoreError::io("resolving the state directory", e))?;
         std::fs::create_dir_all(owners)
             .and_then(|()| {
                 std::fs::write(
                     owners.join(&self.record.id),
-                    self.paths.state().as_os_str().as_encoded_bytes(),
+                    state.as_os_str().as_encoded_bytes(),
                 )
             })
             .map_err(|e| CoreError::io(format!("writing {OWNERS_DIR}"), e))?;
@@ -114,9 +117,14 @@ impl Sandbox {
         let dir = self.net_dir();
         let paths = self.paths.clone();
         let plumbing = crate::blocking(move || {
-            // Set-ups are serialised: the uplink slot is chosen from the
-            // addresses in use.
-            let _lock = paths.lock("network")?;
+            // Set-ups are serialised host-wide (every state directory draws
+            // from one pool): the uplink slot is chosen from the addresses
+            // in use.
+            let _ = &paths;
+            let lock = std::fs::File::create(Path::new(OWNERS_DIR).join(".lock"))
+                .map_err(|e| CoreError::io(format!("opening {OWNERS_DIR}/.lock"), e))?;
+            lock.lock()
+                .map_err(|e| CoreError::io(format!("locking {OWNERS_DIR}/.lock"), e))?;
             std::fs::create_dir_all(dir.join(RELAYS_DIR))
                 .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
             pyro_net::netns::setup(&id, uid, &policy).map_err(net_error)
@@ -150,6 +158,7 @@ impl Sandbox {
             policy: policy.clone(),
             vm: self.record.process,
             log_dir: net.log_dir.clone(),
+            generation: 0,
         };
         config.save(&dir).map_err(net_error)?;
         let ready = dir.join(pyro_net::daemon::READY_FILE);
@@ -205,22 +214,62 @@ impl Sandbox {
         };
         let dir = self.net_dir();
         let (policy, vm) = (policy.clone(), self.record.process);
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let config_dir = dir.clone();
         crate::blocking(move || {
-            let hosts = pyro_net::netns::host_addresses().map_err(net_error)?;
-            pyro_net::netns::apply_policy(&plumbing, &policy, &hosts).map_err(net_error)?;
+            let config = config_dir.join(pyro_net::daemon::CONFIG_FILE);
+            let before = std::fs::read(&config).ok();
             pyro_net::daemon::Config {
                 version: pyro_net::daemon::CONFIG_VERSION,
                 netns: plumbing.netns.clone(),
-                policy,
+                policy: policy.clone(),
                 vm,
                 log_dir: net.log_dir.clone(),
+                generation,
             }
-            .save(&dir)
-            .map_err(net_error)
+            .save(&config_dir)
+            .map_err(net_error)?;
+            let applied = pyro_net::netns::host_addresses()
+                .and_then(|hosts| pyro_net::netns::apply_policy(&plumbing, &policy, &hosts));
+            if let Err(e) = applied {
+                // The daemon keeps the policy in force: so does its file.
+                if let Some(b) = before {
+                    let _ = std::fs::write(&config, b);
+                }
+                return Err(net_error(e));
+            }
+            Ok(())
         })
         .await?;
-        if let Some(d) = net.daemon {
-            d.signal(nix::sys::signal::Signal::SIGHUP);
+        // The resolver takes the policy too; until it says so, the change
+        // is not done.
+        let Some(d) = net
+            .daemon
+            .filter(|d| d.signal(nix::sys::signal::Signal::SIGHUP))
+        else {
+            return Err(CoreError::io(
+                "changing the network policy",
+                std::io::Error::other(
+                    "the sandbox's network daemon is gone; stop and start the workspace",
+                ),
+            ));
+        };
+        let ack = dir.join(pyro_net::daemon::APPLIED_FILE);
+        let until = Instant::now() + DAEMON_READY;
+        while std::fs::read_to_string(&ack).ok().as_deref() != Some(&generation.to_string()) {
+            if Instant::now() >= until || !d.is_alive() {
+                return Err(CoreError::io(
+                    "changing the network policy",
+                    std::io::Error::other(format!(
+                        "the rules changed, but the sandbox's resolver did not take the policy \
+                         within {} s; set it again, or stop and start the workspace",
+                        DAEMON_READY.as_secs()
+                    )),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
     }
@@ -260,11 +309,20 @@ impl Sandbox {
         }
         let (lfd, nsfd) = (listener.as_raw_fd(), ns.as_raw_fd());
         // SAFETY: between fork and exec the hook only makes raw system calls
-        // (setns, dup2) on descriptors this process holds open until after
+        // (setns, dup2, fcntl) on descriptors this process holds open until after
         // spawn returns; it allocates nothing and takes no locks.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 || libc::dup2(lfd, 3) < 0 {
+                if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let ok = if lfd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(lfd, 3) >= 0
+                };
+                if !ok {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -302,9 +360,15 @@ impl Sandbox {
         }
     }
 
-    /// Stops the relays of `service` (every service: `None`).
-    pub fn unpublish(&self, service: Option<&str>) {
-        stop_relays(&self.net_dir(), service);
+    /// Stops the relays of `service` (every service: `None`), off the
+    /// async workers (each stop waits for its process).
+    pub async fn unpublish(&self, service: Option<&str>) {
+        let (dir, service) = (self.net_dir(), service.map(str::to_owned));
+        let _ = crate::blocking(move || {
+            stop_relays(&dir, service.as_deref());
+            Ok(())
+        })
+        .await;
     }
 
     /// The published ports of `service`.
@@ -315,6 +379,11 @@ impl Sandbox {
             .map(|(_, r)| r)
             .collect()
     }
+}
+
+/// Stops `service`'s relays of `sandbox` now (blocking).
+pub(crate) fn stop_relays_for(sandbox: &Sandbox, service: &str) {
+    stop_relays(&sandbox.net_dir(), Some(service));
 }
 
 fn relays(dir: &Path) -> Vec<(PathBuf, RelayRecord)> {
@@ -365,11 +434,16 @@ pub(crate) fn sweep_networks(
 ) -> (Vec<String>, Vec<String>) {
     let (mut removed, mut problems) = (Vec::new(), Vec::new());
     for id in pyro_net::netns::existing_ids() {
+        use std::os::unix::ffi::OsStrExt;
         let owner = std::fs::read(Path::new(OWNERS_DIR).join(&id))
             .ok()
-            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
-        let ours = owner.as_deref() == Some(paths.state());
-        let orphaned = owner.as_deref().is_some_and(|o| !o.exists());
+            .map(|b| PathBuf::from(std::ffi::OsStr::from_bytes(&b)));
+        let ours = owner.is_some() && owner == std::fs::canonicalize(paths.state()).ok();
+        // Only a directory known to be gone makes an orphan (an error
+        // looking counts as there).
+        let orphaned = owner
+            .as_deref()
+            .is_some_and(|o| matches!(o.try_exists(), Ok(false)));
         if (ours && !live.contains(&id)) || orphaned {
             match pyro_net::netns::teardown(&id) {
                 Ok(()) => {

@@ -85,7 +85,7 @@ impl Workspaces {
                     if before.mode == pyro_net::Mode::EgressPublishedPorts
                         && policy.mode != pyro_net::Mode::EgressPublishedPorts
                     {
-                        s.unpublish(None);
+                        s.unpublish(None).await;
                         note = Some("published ports were closed".to_owned());
                     }
                     if !policy.mode.has_network() {

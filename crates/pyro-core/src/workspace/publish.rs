@@ -70,6 +70,17 @@ pub(super) fn check_publish(
             "a service publishes at most {PUBLISHED_PER_SERVICE} ports"
         )));
     }
+    for (i, m) in publish.iter().enumerate() {
+        if publish[..i].iter().any(|o| {
+            o.guest_port == m.guest_port || (m.host_port != 0 && o.host_port == m.host_port)
+        }) {
+            return Err(CoreError::invalid(format!(
+                "⟨arg:published_ports⟩ names guest port {} or host port {} twice; publish each \
+                 once",
+                m.guest_port, m.host_port
+            )));
+        }
+    }
     if rec.network.mode != pyro_net::Mode::EgressPublishedPorts {
         return Err(CoreError::State(format!(
             "workspace {id} has the network policy {}, which publishes no ports; set \
@@ -107,7 +118,9 @@ pub(super) fn publish(
                 host_port,
             }),
             Err(e) => {
-                sandbox.unpublish(Some(name));
+                crate::off_workers(|| {
+                    super::super::sandbox::stop_relays_for(sandbox, name);
+                });
                 return Err(e);
             }
         }

@@ -252,8 +252,12 @@ impl Workspaces {
         let name = mark.name.clone();
         // The host ports are taken first: a port in use fails the start
         // before anything is saved or runs.
-        sandbox.unpublish(Some(&name));
-        let published = super::publish::publish(sandbox, id, &name, &mark.publish)?;
+        sandbox.unpublish(Some(&name)).await;
+        // A restart publishes only while the policy still allows it.
+        let publishing = record::load(&self.paths, id)
+            .is_some_and(|r| r.network.mode == pyro_net::Mode::EgressPublishedPorts);
+        let ports = if publishing { &mark.publish[..] } else { &[] };
+        let published = super::publish::publish(sandbox, id, &name, ports)?;
         // The mark is saved before the guest starts it: a call killed in
         // between leaves a service that `list` shows and `stop` ends.
         let previous = {
@@ -273,7 +277,7 @@ impl Workspaces {
                 {
                     marks.remove(i);
                 } else {
-                    sandbox.unpublish(Some(&name));
+                    sandbox.unpublish(Some(&name)).await;
                     return Err(CoreError::Quota(format!(
                         "workspace {id} has {MARKS_MAX} services; stop some with \
                          ⟨op:workspace service stop⟩"
@@ -299,7 +303,7 @@ impl Workspaces {
             .await
             .and_then(|r| service_info(r, &name));
         if started.is_err() {
-            sandbox.unpublish(Some(&name));
+            sandbox.unpublish(Some(&name)).await;
         }
         let mut info = match started {
             Ok(i) => i,
@@ -374,7 +378,7 @@ impl Workspaces {
         if v.running() {
             v.published_ports = published;
         } else {
-            sandbox.unpublish(Some(&name));
+            sandbox.unpublish(Some(&name)).await;
         }
         Ok(v)
     }
@@ -501,7 +505,7 @@ impl Workspaces {
         let this_boot = vm.as_ref() == Some(&mark.vm_id);
         let info = if this_boot {
             let sandbox = Sandbox::attach(&self.paths, &mark.vm_id)?;
-            sandbox.unpublish(Some(name));
+            sandbox.unpublish(Some(name)).await;
             let stopped = sandbox
                 .call(
                     Request::ServiceStop {

@@ -95,7 +95,7 @@ pub struct VmRunArgs {
     /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default (private, link-local, CGNAT; a host address only as a /32).
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
 }
@@ -136,7 +136,7 @@ pub struct CreateArgs {
     /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default (private, link-local, CGNAT; a host address only as a /32).
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
 }
@@ -499,7 +499,7 @@ pub struct NetworkSetArgs {
     /// Host names the guest may resolve and reach, as NAME or NAME:PORT (any TCP/UDP port, e.g. github.com:22). Names resolve on the host; other names do not resolve in the guest. Any entry narrows egress to the allowlists.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default.
+    /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default (private, link-local, CGNAT; a host address only as a /32).
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
 }
