@@ -37,20 +37,7 @@ fn measure(lab: &Lab, home: &common::Home, id: &str, sink: &Sink) -> (Vec<f64>, 
         .replace("CONNECTS", &CONNECTS.to_string())
         .replace("SERVER", SERVER)
         .replace("MEGABYTES", &MEGABYTES.to_string());
-    let o = run_ok(
-        lab.pyro(home)
-            .args([
-                "workspace",
-                "exec",
-                id,
-                "--timeout-seconds",
-                "600",
-                "--",
-                "bash",
-                "-c",
-            ])
-            .arg(&script),
-    );
+    let o = run_ok(&mut lab.bash(home, id, &script));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let mut connects: Vec<f64> = text
         .lines()

@@ -20,21 +20,19 @@ fn pyro_json(lab: &Lab, home: &Home, args: &[&str]) -> serde_json::Value {
 }
 
 fn exec(lab: &Lab, home: &Home, id: &str, script: &str) -> String {
-    let o = run_ok(
-        lab.pyro(home)
-            .args([
-                "workspace",
-                "exec",
-                id,
-                "--timeout-seconds",
-                "300",
-                "--",
-                "bash",
-                "-c",
-            ])
-            .arg(script),
-    );
-    stdout(&o)
+    stdout(&run_ok(&mut lab.bash(home, id, script)))
+}
+
+/// `git ls-remote` of the guest's repository through published `port`,
+/// from the lab's host namespace.
+fn ls_remote(lab: &Lab, port: u64) -> std::process::Output {
+    Command::new("nsenter")
+        .arg("-t")
+        .arg(lab.anchor_pid().to_string())
+        .args(["--net", "--", "git", "ls-remote"])
+        .arg(format!("git://127.0.0.1:{port}/clone"))
+        .output()
+        .unwrap()
 }
 
 /// `probe ADDR/PORT rc START END` lines: one connect each, timed inside
@@ -212,14 +210,8 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
         listed["services"][0]["published_ports"][0]["host_port"], port,
         "{listed}"
     );
-    let refs = run_ok(
-        Command::new("nsenter")
-            .arg("-t")
-            .arg(lab_anchor(&lab))
-            .args(["--net", "--", "git", "ls-remote"])
-            .arg(format!("git://127.0.0.1:{port}/clone")),
-    );
-    assert!(stdout(&refs).contains("HEAD"), "{}", stdout(&refs));
+    let refs = ls_remote(&lab, port);
+    assert!(stdout(&refs).contains("HEAD"), "{refs:?}");
 
     // A new policy applies to the running guest, which keeps its boot.
     let before = lab.trapped();
@@ -292,14 +284,10 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
             .contains("published ports were closed"),
         "{set}"
     );
-    let closed = Command::new("nsenter")
-        .arg("-t")
-        .arg(lab_anchor(&lab))
-        .args(["--net", "--", "git", "ls-remote"])
-        .arg(format!("git://127.0.0.1:{port}/clone"))
-        .output()
-        .unwrap();
-    assert!(!closed.status.success(), "the published port still answers");
+    assert!(
+        !ls_remote(&lab, port).status.success(),
+        "the published port still answers"
+    );
 
     // Delete: nothing of the network is left.
     run_ok(lab.pyro(&home).args(["workspace", "delete", &id]));
@@ -373,8 +361,4 @@ impl Drop for Cleanup<'_> {
             }
         }
     }
-}
-
-fn lab_anchor(lab: &Lab) -> String {
-    lab.anchor_pid().to_string()
 }

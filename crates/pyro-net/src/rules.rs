@@ -8,6 +8,12 @@ use crate::cidr::Cidr;
 use crate::policy::{CidrRule, Mode, Policy};
 use crate::{GATEWAY_IP, GUEST_IP, NFLOG_GROUP, TAP_NAME, UPLINK_NAME};
 
+/// Connections (conntrack entries) one guest may hold open at once, so a
+/// guest cannot fill the host's connection tracking.
+pub const MAX_FLOWS: u32 = 4096;
+/// New connections one guest may open per second.
+pub const NEW_FLOWS_PER_SECOND: u32 = 500;
+
 /// Denials logged per second at most (a flood beyond it is still refused,
 /// and counted in the `unlogged` counter).
 pub const LOG_RATE_PER_SECOND: u32 = 50;
@@ -52,11 +58,12 @@ pub const DENIED: &[DeniedRange] = &[
 
 /// The rule names a denial may carry: the ranges above, `host` (one of the
 /// host's own addresses), `not-allowed` (outside the allowlists),
-/// `gateway` (the namespace itself, other than its DNS server) and
-/// `dns` (a name the resolver refused).
+/// `gateway` (the namespace itself, other than its DNS server), `flows`
+/// (over [`MAX_FLOWS`] open connections or [`NEW_FLOWS_PER_SECOND`] new
+/// ones a second) and `dns` (a name the resolver refused).
 pub fn rule_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = DENIED.iter().map(|d| d.rule).collect();
-    v.extend(["host", "not-allowed", "gateway", "dns"]);
+    v.extend(["host", "not-allowed", "gateway", "flows", "dns"]);
     v
 }
 
@@ -89,6 +96,9 @@ pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr], generation: u
     let mut o = String::new();
     o.push_str("table inet pyro\ndelete table inet pyro\ntable inet pyro {\n");
     o.push_str("  counter unlogged {}\n");
+    // The guest's connections as conntrack counts them (one element: the
+    // guest has one address).
+    o.push_str("  set flows {\n    type ipv4_addr\n    size 16\n    flags dynamic\n  }\n");
     let rules = normalized(policy);
     let set = |o: &mut String, name: &str, items: &[String]| {
         let _ = writeln!(
@@ -126,7 +136,7 @@ pub fn namespace_ruleset(policy: &Policy, host_addrs: &[Ipv4Addr], generation: u
     // What the guest sends through the namespace.
     let _ = writeln!(
         o,
-        "  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    meta nfproto != ipv4 drop\n    ct state established,related ct mark {generation} accept\n    ct state invalid drop\n    iifname != \"{TAP_NAME}\" drop\n    oifname != \"{UPLINK_NAME}\" goto deny_gateway\n    ip daddr . meta l4proto . th dport @exact_allow {accept}\n    ip daddr 198.18.0.0/15 goto deny_pyro_link\n    ip daddr @host_addrs goto deny_host\n    ip daddr . meta l4proto . th dport @cidr_allow {accept}"
+        "  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    meta nfproto != ipv4 drop\n    ct state established,related ct mark {generation} accept\n    ct state invalid drop\n    iifname != \"{TAP_NAME}\" drop\n    oifname != \"{UPLINK_NAME}\" goto deny_gateway\n    ct state new add @flows {{ ip saddr ct count over {MAX_FLOWS} }} goto deny_flows\n    ct state new limit rate over {NEW_FLOWS_PER_SECOND}/second burst {NEW_FLOWS_PER_SECOND} packets goto deny_flows\n    ip daddr . meta l4proto . th dport @exact_allow {accept}\n    ip daddr 198.18.0.0/15 goto deny_pyro_link\n    ip daddr @host_addrs goto deny_host\n    ip daddr . meta l4proto . th dport @cidr_allow {accept}"
     );
     for d in DENIED {
         let _ = writeln!(

@@ -168,6 +168,24 @@ impl Lab {
         c
     }
 
+    /// `pyro workspace exec ID -- bash -c SCRIPT` inside the lab (the
+    /// guest's `sh` has no `/dev/tcp`).
+    pub fn bash(&self, home: &super::Home, id: &str, script: &str) -> Command {
+        let mut c = self.pyro(home);
+        c.args([
+            "workspace",
+            "exec",
+            id,
+            "--timeout-seconds",
+            "600",
+            "--",
+            "bash",
+            "-c",
+        ])
+        .arg(script);
+        c
+    }
+
     /// Runs `f` on a thread inside the internet namespace.
     pub fn in_inet<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         self.in_ns(&self.inet_ns.clone(), f)

@@ -491,6 +491,8 @@ pub struct ShellIdArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// The allowlist fields are repeated in each struct rather than flattened:
+// serde's `deny_unknown_fields` does not work with `flatten`.
 pub struct NetworkSetArgs {
     /// The workspace_id returned by workspace_create.
     pub workspace_id: String,

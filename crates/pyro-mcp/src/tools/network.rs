@@ -36,7 +36,7 @@ impl PyroServer {
 
     /// Read what the network policy refused.
     #[tool(
-        description = "List the newest connections and DNS queries a workspace's network policy refused, with time, destination, port and the rule (private, link-local, loopback, cgnat, host, not-allowed, gateway, dns), plus the total on record. Use it when a command in the guest fails to connect or resolve a name.",
+        description = "List the newest connections and DNS queries a workspace's network policy refused, with time, destination, port and the rule (private, link-local, loopback, cgnat, host, not-allowed, gateway, flows, dns), plus the total on record. Use it when a command in the guest fails to connect or resolve a name.",
         annotations(
             title = "Read network denials",
             read_only_hint = true,
