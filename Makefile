@@ -8,8 +8,10 @@ AGENT := target/$(AGENT_TARGET)/release/pyro-agent
 PYRO_RELEASE := target/release/pyro
 PYRO_DEBUG := target/debug/pyro
 ENV ?= debian:12
+# Seconds each fuzz target runs in `make test` (seven targets: under 3 min).
+FUZZ_SECONDS ?= 20
 
-.PHONY: setup agent build pull demo test lint bench
+.PHONY: setup agent build pull demo test lint bench fuzz
 
 # apt packages and cargo-nextest (only what is missing).
 setup:
@@ -42,11 +44,17 @@ lint:
 
 # The whole suite: formatting, lints, unit tests, end-to-end tests against
 # the built binary (host-compat for breadth), the real-VM tests (serial), and
-# the docs/help expectation tests.
+# the docs/help expectation tests, then every fuzz target for a bounded time.
 test: setup agent lint
 	$(CARGO) build -p pyro-cli
 	$(PYRO_DEBUG) env pull $(ENV)
 	$(CARGO) nextest run --workspace --profile ci
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Every fuzz target under libFuzzer (stable toolchain) from its seed corpus
+# in fuzz/corpus/; a crash fails and keeps its input in target/fuzz/artifacts/.
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Figures: MCP dispatch overhead (p50/p95 against a ping floor) and server
 # start time to the first tools/list answer; real guests: host CPU of 1 and 4

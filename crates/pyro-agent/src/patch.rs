@@ -24,10 +24,13 @@ fn rejected(msg: String) -> AgentError {
 
 /// A file as the patch sees it.
 #[derive(Debug, Clone)]
-struct Base {
-    content: Vec<u8>,
-    mode: u32,
-    symlink: bool,
+pub struct Base {
+    /// Its bytes (a symlink's: its target).
+    pub content: Vec<u8>,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Whether it is a symlink.
+    pub symlink: bool,
 }
 
 #[derive(Debug)]
@@ -104,6 +107,36 @@ fn path_of(bytes: &[u8], strip: bool) -> Result<PathBuf, AgentError> {
 /// Applies `patch` under `root`. Returns what changed, or an error with
 /// nothing changed.
 pub fn apply(root: &Path, patch: &str) -> Result<Vec<PatchedFile>, AgentError> {
+    let planned = plan(patch, |rel| read_base(root, rel))?;
+    commit(root, &planned)?;
+    Ok(changes(&planned))
+}
+
+/// What `patch` would change, with `base_of` saying what a path (relative,
+/// already checked to stay inside) holds now; nothing is written. The
+/// guest's `apply` and the fuzz target share this.
+pub fn check(
+    patch: &str,
+    base_of: impl FnMut(&Path) -> Result<Option<Base>, AgentError>,
+) -> Result<Vec<PatchedFile>, AgentError> {
+    plan(patch, base_of).map(|p| changes(&p))
+}
+
+fn changes(planned: &[Planned]) -> Vec<PatchedFile> {
+    planned
+        .iter()
+        .map(|p| PatchedFile {
+            path: p.path.display().to_string(),
+            status: p.status.to_owned(),
+            from: p.from.as_ref().map(|f| f.display().to_string()),
+        })
+        .collect()
+}
+
+fn plan(
+    patch: &str,
+    mut base_of: impl FnMut(&Path) -> Result<Option<Base>, AgentError>,
+) -> Result<Vec<Planned>, AgentError> {
     let git = patch.starts_with("diff --git ") || patch.contains("\ndiff --git ");
     let opts = if git {
         ParseOptions::gitdiff()
@@ -166,7 +199,7 @@ pub fn apply(root: &Path, patch: &str) -> Result<Vec<PatchedFile>, AgentError> {
             }
         }
         let base = match &from {
-            Some(f) => Some(read_base(root, f)?.ok_or_else(|| {
+            Some(f) => Some(base_of(f)?.ok_or_else(|| {
                 rejected(format!(
                     "the patch changes {} which does not exist in the workspace",
                     f.display()
@@ -174,7 +207,7 @@ pub fn apply(root: &Path, patch: &str) -> Result<Vec<PatchedFile>, AgentError> {
             })?),
             None => None,
         };
-        if matches!(status, "added" | "renamed" | "copied") && read_base(root, &to)?.is_some() {
+        if matches!(status, "added" | "renamed" | "copied") && base_of(&to)?.is_some() {
             return Err(rejected(format!(
                 "the patch creates {} which already exists",
                 to.display()
@@ -256,15 +289,7 @@ pub fn apply(root: &Path, patch: &str) -> Result<Vec<PatchedFile>, AgentError> {
             "the patch contains no file changes".to_owned(),
         ));
     }
-    commit(root, &planned)?;
-    Ok(planned
-        .iter()
-        .map(|p| PatchedFile {
-            path: p.path.display().to_string(),
-            status: p.status.to_owned(),
-            from: p.from.as_ref().map(|f| f.display().to_string()),
-        })
-        .collect())
+    Ok(planned)
 }
 
 /// Writes every new version to a temp file, then renames them all into

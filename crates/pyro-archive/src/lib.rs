@@ -134,7 +134,16 @@ pub fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
     if target.is_absolute() || target.as_os_str().is_empty() {
         return false;
     }
-    let mut depth: i64 = link.components().count() as i64 - 1;
+    // The link's directory depth counts its names only: `./a` is at the
+    // top, like `a`. A link path that climbs or is absolute is not inside.
+    let mut depth: i64 = -1;
+    for c in link.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
     let mut named = false;
     for c in target.components() {
         match c {
@@ -375,6 +384,15 @@ mod tests {
     fn chained_symlinks_cannot_climb_out() {
         // `d/up -> ..` is the root; `x -> d/up/..` would be its parent.
         assert!(symlink_stays_inside(Path::new("d/up"), Path::new("..")));
+        // Found by the `paths` fuzz target: `.` in the link's own path is
+        // not a level.
+        assert!(!symlink_stays_inside(Path::new("./a"), Path::new("../x")));
+        assert!(!symlink_stays_inside(
+            Path::new("a/./b"),
+            Path::new("../../x")
+        ));
+        assert!(symlink_stays_inside(Path::new("./d/a"), Path::new("../x")));
+        assert!(!symlink_stays_inside(Path::new("../a"), Path::new("x")));
         assert!(!symlink_stays_inside(Path::new("x"), Path::new("d/up/..")));
         assert!(symlink_stays_inside(
             Path::new("node_modules/.bin/cli"),

@@ -124,8 +124,9 @@ fn find_ack(data: &[u8], seq: u32) -> Option<i32> {
         .find_map(|(_, _, payload)| array(payload, 0).map(i32::from_ne_bytes))
 }
 
-/// The logged packets in a datagram, at most [`MAX_PACKETS`].
-fn packets_in(data: &[u8]) -> Vec<LoggedPacket> {
+/// The logged packets in a datagram from the kernel, at most 64; other and
+/// malformed messages are skipped.
+pub fn packets_in(data: &[u8]) -> Vec<LoggedPacket> {
     messages(data)
         .filter(|&(ty, _, _)| ty == NFULNL_MSG_PACKET)
         .filter_map(|(_, _, payload)| payload.get(NFGENMSG_LEN..))

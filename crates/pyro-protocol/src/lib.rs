@@ -181,18 +181,44 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
+    let len = frame_length(len)?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    frame_from_body(buf).map(Some)
+}
+
+/// The body length a frame header announces, checked against
+/// [`MAX_FRAME_BYTES`].
+fn frame_length(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
     if len == 0 {
         return Err(FrameError::Empty);
     }
     if len > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    Ok(len)
+}
+
+/// A frame from its body (the kind byte, then the payload).
+fn frame_from_body(mut buf: Vec<u8>) -> Result<Frame, FrameError> {
     let kind = FrameKind::from_byte(buf[0]).ok_or(FrameError::UnknownKind(buf[0]))?;
     buf.remove(0);
-    Ok(Some(Frame { kind, payload: buf }))
+    Ok(Frame { kind, payload: buf })
+}
+
+/// Decodes the first frame in `buf` the way [`read_frame`] reads one from
+/// a stream: `Ok(None)` when `buf` holds less than a whole frame, else the
+/// frame and how many bytes of `buf` it took.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+    let Some((header, rest)) = buf.split_first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = frame_length(*header)?;
+    match rest.get(..len) {
+        Some(body) => Ok(Some((frame_from_body(body.to_vec())?, 4 + len))),
+        None => Ok(None),
+    }
 }
 
 /// Reads one frame that must be a JSON message of type `T`.

@@ -117,6 +117,63 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
     Ok(CopyMode::Sparse)
 }
 
+/// Where an ext4 superblock starts, and how many of its bytes
+/// [`check_ext4_geometry`] reads.
+pub const EXT4_SUPERBLOCK: (u64, usize) = (1024, 1024);
+
+/// Most block groups an image may claim (1 Mi: 128 TiB at 4 KiB blocks).
+const EXT4_GROUPS_MAX: u64 = 1 << 20;
+
+/// Checks the geometry a guest-written ext4 superblock claims against the
+/// image it sits in, before a reader sizes anything by it: ext4-view
+/// allocates a table for as many block groups as the superblock says, so a
+/// forged block count would make it ask for tens of GiB and abort the
+/// process. `sb` is the superblock's bytes (from [`EXT4_SUPERBLOCK`]'s
+/// offset), `image_len` the image's length. The error says which field is
+/// impossible.
+pub fn check_ext4_geometry(sb: &[u8], image_len: u64) -> Result<(), String> {
+    let u32_at = |at: usize| {
+        sb.get(at..at + 4)
+            .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .ok_or_else(|| "the superblock is cut short".to_owned())
+    };
+    let u16_at = |at: usize| {
+        sb.get(at..at + 2)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+            .ok_or_else(|| "the superblock is cut short".to_owned())
+    };
+    if u16_at(0x38)? != 0xEF53 {
+        return Err("it has no ext4 superblock".into());
+    }
+    let log = u32_at(0x18)?;
+    if log > 6 {
+        return Err(format!(
+            "its block size (2^{} bytes) is impossible",
+            log + 10
+        ));
+    }
+    let block = 1024u64 << log;
+    let incompat = u32_at(0x60)?;
+    let wide = incompat & 0x80 != 0;
+    let blocks = u32_at(0x04)? | if wide { u32_at(0x150)? << 32 } else { 0 };
+    if blocks.saturating_mul(block) > image_len {
+        return Err(format!(
+            "it claims {blocks} blocks of {block} bytes, more than the {image_len}-byte image holds"
+        ));
+    }
+    let per_group = u32_at(0x20)?;
+    if per_group < 8 || per_group > 8 * block {
+        return Err(format!("its blocks per group ({per_group}) are impossible"));
+    }
+    let first = u32_at(0x14)?;
+    let groups = blocks.saturating_sub(first).div_ceil(per_group);
+    let desc = if wide { u16_at(0xFE)?.max(32) } else { 32 };
+    if groups > EXT4_GROUPS_MAX || groups.saturating_mul(desc) > image_len {
+        return Err(format!("its {groups} block groups do not fit the image"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +213,43 @@ mod tests {
         assert!(m.blocks() * 512 < 32 << 20);
         let out = Command::new("dumpe2fs").arg("-h").arg(&p).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("pyro-upper"));
+    }
+
+    #[test]
+    fn ext4_geometry_of_real_and_forged_superblocks() {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("img");
+        File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let bytes = std::fs::read(&img).unwrap();
+        let sb = bytes[1024..2048].to_vec();
+        let len = bytes.len() as u64;
+        assert_eq!(check_ext4_geometry(&sb, len), Ok(()));
+        // The image cut to half: the blocks no longer fit.
+        assert!(
+            check_ext4_geometry(&sb, len / 2)
+                .unwrap_err()
+                .contains("more than")
+        );
+        let forged = |at: usize, v: u32| {
+            let mut f = sb.clone();
+            f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            check_ext4_geometry(&f, len)
+        };
+        // The crash the `disk` fuzz target found: a huge block count.
+        assert!(forged(0x04, u32::MAX).unwrap_err().contains("blocks of"));
+        assert!(forged(0x20, 1).unwrap_err().contains("per group"));
+        assert!(forged(0x18, 30).unwrap_err().contains("block size"));
+        assert!(check_ext4_geometry(&sb[..100], len).is_err());
+        assert!(
+            check_ext4_geometry(&[0; 1024], len)
+                .unwrap_err()
+                .contains("no ext4")
+        );
     }
 }

@@ -126,9 +126,30 @@ pub(super) fn replayed_copy(image: &Path, dir: &Path) -> Result<tempfile::TempPa
     Ok(copy)
 }
 
+/// Refuses an image whose superblock claims a geometry the file cannot
+/// hold, before ext4-view sizes its tables by it (a forged block count
+/// would have it allocate tens of GiB and abort pyro).
+fn check_geometry(image: &Path) -> Result<(), CoreError> {
+    use std::io::{Seek, SeekFrom};
+    let (at, len) = pyro_vmm::disk::EXT4_SUPERBLOCK;
+    let mut f =
+        std::fs::File::open(image).map_err(|e| CoreError::io("opening the disk image", e))?;
+    let image_len = f
+        .metadata()
+        .map_err(|e| CoreError::io("reading the disk image's size", e))?
+        .len();
+    let mut sb = Vec::with_capacity(len);
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| (&mut f).take(len as u64).read_to_end(&mut sb))
+        .map_err(|e| CoreError::io("reading the disk image's superblock", e))?;
+    pyro_vmm::disk::check_ext4_geometry(&sb, image_len)
+        .map_err(|e| ext4_err(image, b"/", format!("the image is damaged: {e}")))
+}
+
 impl Ext4Layer {
     /// The image at `image` (which must exist and be a regular file).
     pub fn open(image: &Path) -> Result<Self, CoreError> {
+        check_geometry(image)?;
         let fs = ext4_view::Ext4::load_from_path(image)
             .map_err(|e| ext4_err(image, b"/", format!("the image cannot be read: {e}")))?;
         Ok(Self {
