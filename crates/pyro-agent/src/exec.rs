@@ -46,7 +46,15 @@ where
     };
     let (rd, mut wr) = tokio::io::split(stream);
     let started = Instant::now();
-    let mut child = match spawn::spawn(&spec) {
+    let group = match crate::limits::Group::for_command(&req.limits) {
+        Ok(g) => g,
+        Err(err) => {
+            return write_message(&mut wr, &Response::Error(err))
+                .await
+                .map_err(|e| e.to_string());
+        }
+    };
+    let mut child = match spawn::spawn_in(&spec, group.as_ref()) {
         Ok(child) => child,
         Err(e) => {
             let (code, msg) = spawn_failure(&e);
@@ -60,6 +68,7 @@ where
                 stderr_bytes: msg.len() as u64,
                 stdout_truncated: false,
                 stderr_truncated: false,
+                limit: None,
             };
             return write_message(&mut wr, &Response::Exec(outcome))
                 .await
@@ -128,6 +137,7 @@ where
                 } else {
                     timed_out = true;
                     child.kill_group();
+                    crate::limits::kill(group.as_ref());
                 }
             }
             () = sleep_until_opt(drain_until) => break,
@@ -143,6 +153,7 @@ where
     }
     host_reader.abort();
     if host_gone {
+        crate::limits::kill(group.as_ref());
         return Err("the host went away; the command was killed".into());
     }
     let status = status.ok_or("command status missing")?;
@@ -161,6 +172,7 @@ where
         stderr_bytes: err.total,
         stdout_truncated: out.total > limit,
         stderr_truncated: err.total > limit,
+        limit: crate::limits::ended(group.as_ref(), exit_code),
     };
     write_message(&mut wr, &Response::Exec(outcome))
         .await
@@ -383,6 +395,7 @@ mod tests {
             timeout_ms,
             output_limit_bytes: limit,
             stdin: false,
+            limits: Default::default(),
         }
     }
 

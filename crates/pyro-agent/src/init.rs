@@ -52,6 +52,11 @@ pub fn guest() -> ExitCode {
         power_off();
     }
     set_machine_id(&params.hostname);
+    if let Err(e) = crate::limits::setup() {
+        log::error(&format!(
+            "commands run without guest limits (memory, tasks): {e}"
+        ));
+    }
     write_resolver(params.dns);
     if let Err(e) = loopback_up() {
         log::error(&format!("cannot bring up the loopback interface: {e}"));

@@ -107,6 +107,7 @@ pub fn start(job_id: &str, req: &ExecRequest) -> Result<Response, AgentError> {
         ));
     }
     let spec = prepare(req)?;
+    let group = crate::limits::Group::for_command(&req.limits)?;
     let (id, job) = {
         let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
         if t.jobs.contains_key(job_id) {
@@ -148,14 +149,19 @@ pub fn start(job_id: &str, req: &ExecRequest) -> Result<Response, AgentError> {
         (id, job)
     };
     let timeout = Duration::from_millis(req.timeout_ms);
-    tokio::spawn(run(job, spec, timeout));
+    tokio::spawn(run(job, spec, timeout, group));
     Ok(Response::JobStarted { job_id: id })
 }
 
 /// Runs a job's command to its end, filling its buffers.
-async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
+async fn run(
+    job: Arc<Job>,
+    spec: spawn::SpawnSpec,
+    timeout: Duration,
+    group: Option<crate::limits::Group>,
+) {
     let started = Instant::now();
-    let mut child = match spawn::spawn(&spec) {
+    let mut child = match spawn::spawn_in(&spec, group.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             let (code, msg) = spawn_failure(&e);
@@ -170,6 +176,7 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
                 stderr_bytes: msg.len() as u64,
                 stdout_truncated: false,
                 stderr_truncated: false,
+                limit: None,
             });
             drop(g);
             job.changed.notify_waiters();
@@ -220,9 +227,13 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
                 } else {
                     timed_out = true;
                     child.kill_group();
+                    crate::limits::kill(group.as_ref());
                 }
             }
-            () = job.kill.notified() => child.kill_group(),
+            () = job.kill.notified() => {
+                child.kill_group();
+                crate::limits::kill(group.as_ref());
+            }
             () = sleep_until_opt(drain_until) => break,
         }
     }
@@ -247,6 +258,7 @@ async fn run(job: Arc<Job>, spec: spawn::SpawnSpec, timeout: Duration) {
         stderr_bytes: err_total,
         stdout_truncated: false,
         stderr_truncated: false,
+        limit: crate::limits::ended(group.as_ref(), exit_code),
     });
     drop(g);
     job.changed.notify_waiters();
@@ -384,6 +396,7 @@ mod tests {
             timeout_ms: 60_000,
             output_limit_bytes: 1 << 20,
             stdin: false,
+            limits: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ mod exec;
 mod files;
 mod init;
 mod jobs;
+mod limits;
 mod log;
 mod ops;
 mod readiness;

@@ -175,6 +175,7 @@ async fn run_check(
         timeout_ms: 0,
         output_limit_bytes: 0,
         stdin: false,
+        limits: Default::default(),
     };
     let spec = crate::exec::prepare(&req).map_err(|e| e.message)?;
     let mut child = spawn::spawn(&spec).map_err(|e| crate::exec::spawn_failure(&e).1)?;

@@ -271,7 +271,7 @@ where
     }
     // Asking which services run is not use of the guest: `status` and
     // `list` ask it of every VM they show.
-    in_flight.1 = matches!(envelope.request, Request::ServiceList);
+    in_flight.1 = matches!(envelope.request, Request::ServiceList | Request::Usage);
     if !in_flight.1 {
         shared.touch();
     }
@@ -345,6 +345,7 @@ where
             .await
             .unwrap_or_else(Response::Error),
         Request::ServiceList => crate::services::list(),
+        Request::Usage => Response::Usage(crate::limits::usage()),
         Request::ServiceLogs {
             name,
             from,

@@ -195,6 +195,7 @@ pub fn start(spec: ServiceSpec) -> Result<Response, AgentError> {
         timeout_ms: 0,
         output_limit_bytes: 0,
         stdin: false,
+        limits: Default::default(),
     };
     let prepared = crate::exec::prepare(&exec)?;
     let svc = {
@@ -257,7 +258,8 @@ pub fn start(spec: ServiceSpec) -> Result<Response, AgentError> {
         t.services.insert(spec.name.clone(), svc.clone());
         svc
     };
-    let mut child = match spawn::spawn(&prepared) {
+    let group = crate::limits::Group::create();
+    let mut child = match spawn::spawn_in(&prepared, group.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             let (code, msg) = crate::exec::spawn_failure(&e);
@@ -289,12 +291,17 @@ pub fn start(spec: ServiceSpec) -> Result<Response, AgentError> {
         }
     });
     let info = svc.info();
-    tokio::spawn(supervise(svc, child, spec));
+    tokio::spawn(supervise(svc, child, spec, group));
     Ok(Response::Service(info))
 }
 
 /// Watches a service to its end: its readiness, its exit, a stop.
-async fn supervise(svc: Arc<Service>, mut child: spawn::Child, spec: ServiceSpec) {
+async fn supervise(
+    svc: Arc<Service>,
+    mut child: spawn::Child,
+    spec: ServiceSpec,
+    group: Option<crate::limits::Group>,
+) {
     let _hold = KeepAlive::new(spec.keep_alive);
     let ready_by =
         svc.started + Duration::from_millis(spec.ready_timeout_ms).min(READY_TIMEOUT_MAX);
@@ -353,6 +360,7 @@ async fn supervise(svc: Arc<Service>, mut child: spawn::Child, spec: ServiceSpec
     }
     // Nothing of the service outlives its main process.
     child.kill_group();
+    crate::limits::kill(group.as_ref());
     wait_group_gone(child.pid(), KILL_WAIT).await;
     child.reap();
     svc.set(|g| {

@@ -193,18 +193,31 @@ pub fn open(
     vars.push(("PS1".into(), "pyro$ ".into()));
     vars.push(("PROMPT_COMMAND".into(), String::new()));
     vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Inside a cgroup of its own (see `limits`); the group goes when the
+    // shell's processes have all ended.
+    let group = crate::limits::Group::create();
     let mut cmd = pty_process::Command::new(program);
     if program == "/bin/bash" {
         cmd = cmd.args(["--noprofile", "--norc", "-i"]);
     } else {
         cmd = cmd.arg("-i");
     }
+    let placed = group
+        .as_ref()
+        .map(crate::limits::Placed::enter)
+        .transpose()
+        .map_err(|e| AgentError::new(ErrorKind::Io, format!("entering the shell's cgroup: {e}")))?;
     let mut child = cmd
         .env_clear()
         .envs(vars)
         .current_dir(cwd)
         .spawn(pts)
         .map_err(|e| io("starting the shell", e))?;
+    drop(placed);
+    // Left to the sweep of empty groups: the shell's processes are its.
+    if let Some(g) = group {
+        g.detach();
+    }
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     let pty_fd = pty.as_raw_fd();
     let (mut reader, writer) = pty.into_split();

@@ -75,6 +75,23 @@ pub struct Child {
 
 /// Starts `spec` in a new session. Must be called inside a Tokio runtime.
 pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
+    spawn_here(spec)
+}
+
+/// Starts `spec` in a new session, inside the cgroup `group` when one is
+/// given (the agent enters it for the spawn: see `limits`).
+pub fn spawn_in(
+    spec: &SpawnSpec,
+    group: Option<&crate::limits::Group>,
+) -> Result<Child, SpawnError> {
+    let _placed = group
+        .map(crate::limits::Placed::enter)
+        .transpose()
+        .map_err(SpawnError::Setup)?;
+    spawn_here(spec)
+}
+
+fn spawn_here(spec: &SpawnSpec) -> Result<Child, SpawnError> {
     let program = resolve(&spec.program, &spec.env, &spec.cwd)?;
     let cstr = |s: &OsStr, what: &str| {
         CString::new(s.as_bytes()).map_err(|_| {

@@ -449,6 +449,12 @@ pub struct WsExecArgs {
     /// Start the command in the background and return at once (same as --wait-seconds 0).
     #[arg(long, conflicts_with = "stdin")]
     pub detach: bool,
+    /// Cap this command's memory, MiB; past it the guest's OOM killer ends it (default: it shares the guest's memory with the other commands).
+    #[arg(long)]
+    pub max_memory_mib: Option<u64>,
+    /// Cap this command's tasks (processes and threads) at once; forks past it fail (default: 512).
+    #[arg(long)]
+    pub max_tasks: Option<u64>,
     /// Print machine-readable JSON on stdout (no streaming).
     #[arg(long)]
     pub json: bool,

@@ -59,7 +59,22 @@ pub fn bounded_flags() -> Vec<(&'static [&'static str], &'static str, String, St
         b(&["workspace", "network", "log"], L::NETWORK_LOG_ENTRIES),
         b(&["workspace", "disk", "list"], L::LIST_ENTRIES),
         b(&["workspace", "disk", "read"], L::FILE_READ_BYTES),
+        r(
+            &["workspace", "exec"],
+            "max_memory_mib",
+            L::COMMAND_MEMORY_MIB,
+        ),
+        r(&["workspace", "exec"], "max_tasks", L::COMMAND_TASKS),
     ]
+}
+
+/// A bounded flag without a default.
+fn r(
+    path: &'static [&'static str],
+    arg: &'static str,
+    (min, max): (u64, u64),
+) -> (&'static [&'static str], &'static str, String, String) {
+    (path, arg, min.to_string(), max.to_string())
 }
 
 /// The command tree, each bounded flag's help saying its range.

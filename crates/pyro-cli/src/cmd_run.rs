@@ -100,6 +100,9 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
             result.exec_ms,
             result.vm_id
         );
+        if let Some(l) = &result.limit {
+            output::err(format!("{YELLOW}limit:{YELLOW:#} {}", l.message));
+        }
         if result.stream_cut {
             summary.push_str(&format!(
                 " truncated=yes stdout_bytes={} stderr_bytes={}",

@@ -103,6 +103,7 @@ pub fn print_view(header: &str, v: &View) {
         "Resources: {} vCPU / {} MiB / {} MiB disk",
         v.vcpu_count, v.mem_mib, v.disk_mib
     ));
+    crate::status_limits::print(&v.protections);
     match v.expires_at {
         Some(e) => output::out(format!(
             "Idle TTL: {} s (stops at {} unless used)",
@@ -451,6 +452,8 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
         timeout_seconds: a.timeout_seconds,
         max_output_bytes: a.max_output_bytes,
         wait_seconds: if a.detach { Some(0) } else { a.wait_seconds },
+        max_memory_mib: a.max_memory_mib,
+        max_tasks: a.max_tasks,
     };
     let background = opts.wait_seconds.is_some();
     let stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = if a.stdin {
@@ -518,6 +521,9 @@ fn render_exec(v: &pyro_core::workspace::ExecView, json: bool) -> Result<ExitCod
                 v.timeout_seconds
             ));
         }
+    }
+    if let Some(l) = &v.limit {
+        output::err(format!("{YELLOW}limit:{YELLOW:#} {}", l.message));
     }
     if let Some(e) = &v.log_error {
         output::err(format!("{YELLOW}note:{YELLOW:#} {e}"));

@@ -19,6 +19,7 @@ mod cmd_shell;
 mod cmd_snapshot;
 mod cmd_workspace;
 mod output;
+mod status_limits;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -140,6 +140,33 @@ fn export_refuses_what_the_destination_cannot_hold_and_writes_nothing() {
 
 /// Peak resident memory of any child this test process has waited for, in
 /// KiB.
+#[test]
+fn a_command_s_own_limits_are_checked_and_host_compat_says_it_has_none() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    for (flags, want) in [
+        (vec!["--max-memory-mib", "4"], "--max-memory-mib"),
+        (vec!["--max-tasks", "5000"], "--max-tasks"),
+        (
+            vec!["--max-tasks", "16"],
+            "host-compat cannot limit one command",
+        ),
+    ] {
+        let mut args = vec!["exec", id.as_str()];
+        args.extend(&flags);
+        args.extend(["--", "true"]);
+        let o = ws(&home, &args);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{flags:?}: {}", stderr(&o));
+    }
+    // Nothing ran: the history is empty.
+    let st = json(ok(&ws(&home, &["status", &id, "--json"])));
+    assert_eq!(st["command_count"], 0, "{st}");
+    let missing = st["protections"]["missing"].as_array().unwrap();
+    assert!(missing[0].as_str().unwrap().contains("host-compat"), "{st}");
+    assert!(st["protections"]["host"].is_null(), "{st}");
+}
+
 fn children_peak_rss_kib() -> u64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable rusage for getrusage to fill.

@@ -71,6 +71,7 @@ fn req(command: Command) -> ExecRequest {
         timeout_ms: 120_000,
         output_limit_bytes: 1 << 20,
         stdin: false,
+        limits: Default::default(),
     }
 }
 

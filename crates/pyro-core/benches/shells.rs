@@ -50,6 +50,8 @@ async fn main() {
             timeout_seconds: 30,
             max_output_bytes: 4096,
             wait_seconds: None,
+            max_memory_mib: None,
+            max_tasks: None,
         };
         ws.exec(&id, opts, None, &mut Discard).await.unwrap();
         exec.push(t.elapsed());

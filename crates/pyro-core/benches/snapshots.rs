@@ -97,6 +97,8 @@ async fn main() {
             timeout_seconds: 120,
             max_output_bytes: 4096,
             wait_seconds: None,
+            max_memory_mib: None,
+            max_tasks: None,
         };
         let r = ws.exec(&id, check, None, &mut Discard).await.unwrap();
         assert_eq!(

@@ -201,6 +201,7 @@ fn shell(script: &str) -> ExecRequest {
         timeout_ms: 60_000,
         output_limit_bytes: 4096,
         stdin: false,
+        limits: Default::default(),
     }
 }
 

@@ -134,6 +134,7 @@ pub async fn run(
         timeout_ms: 60_000,
         output_limit_bytes: 64 << 10,
         stdin: false,
+        limits: Default::default(),
     };
     let outcome = sandbox.exec(req, &mut out).await?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -109,6 +109,7 @@ pub async fn run(sandbox: &mut Sandbox) -> Result<NetworkDemo, CoreError> {
         timeout_ms: 120_000,
         output_limit_bytes: 16 << 10,
         stdin: false,
+        limits: Default::default(),
     };
     let outcome = sandbox.exec(req, &mut out).await;
     server.abort();

@@ -92,6 +92,7 @@ pub fn run(paths: &Paths) -> Report {
         ),
         ("privileges", Box::new(move || privileges(root))),
         ("cgroups", Box::new(cgroups)),
+        ("limits", Box::new(limits)),
         ("guest kernel", Box::new(|| kernel(paths))),
         (
             "environments",
@@ -265,6 +266,43 @@ fn cgroups() -> Check {
             Status::Warn,
             "no cgroup hierarchy found",
             Some("mount cgroups (v1 controllers or v2) under /sys/fs/cgroup".into()),
+        ),
+    }
+}
+
+/// What holds each VM in on this host, and which protection is missing.
+fn limits() -> Check {
+    let l = crate::limits::VCPUS.default;
+    let m = crate::limits::MEM_MIB.default;
+    let p = crate::protections::host_side(crate::BackendKind::Firecracker, l, m);
+    let guest = format!(
+        "in the guest, commands share its memory less a reserve and each may have {} tasks; a \
+         workspace's writes stop at its disk size (⟨arg:disk_mib⟩, default {} MiB)",
+        pyro_protocol::GUEST_TASKS_PER_COMMAND,
+        crate::limits::DISK_MIB.default
+    );
+    let guest = crate::hint::render(&guest, crate::hint::FrontEnd::Neutral);
+    match p.host {
+        Some(h) if p.missing.is_empty() => check(
+            "limits",
+            Status::Pass,
+            format!(
+                "host cgroups cap each VM (a {l}-vCPU {m} MiB guest: {:.2} CPU, {} MiB, {} tasks); \
+                 {guest}",
+                h.cpu_millicores as f64 / 1000.0,
+                h.memory_bytes >> 20,
+                h.pids
+            ),
+            None,
+        ),
+        _ => check(
+            "limits",
+            Status::Warn,
+            format!("missing: {}; {guest}", p.missing.join("; ")),
+            Some(
+                "run pyro as root on a host with the memory, cpu and pids cgroup controllers"
+                    .into(),
+            ),
         ),
     }
 }
@@ -507,6 +545,6 @@ mod tests {
                 assert!(c.fix.is_some(), "{} has no fix hint", c.name);
             }
         }
-        assert_eq!(report.checks.len(), 17);
+        assert_eq!(report.checks.len(), 18);
     }
 }

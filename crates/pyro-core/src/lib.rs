@@ -39,6 +39,7 @@ pub mod jsonl;
 pub mod limits;
 pub mod network;
 pub mod paths;
+pub mod protections;
 pub mod records;
 pub mod run;
 pub mod sandbox;

@@ -104,6 +104,15 @@ pub const FORK_COUNT: Bound<u32> = Bound {
     max: 8,
 };
 
+/// A command's own memory cap, MiB (`exec`'s `max_memory_mib`; at most
+/// the workspace's memory). None by default: commands share the guest's
+/// memory less a reserve for the agent.
+pub const COMMAND_MEMORY_MIB: (u64, u64) = (8, MEM_MIB.max as u64);
+
+/// A command's own task limit (`exec`'s `max_tasks`). By default a command
+/// may have [`pyro_protocol::GUEST_TASKS_PER_COMMAND`].
+pub const COMMAND_TASKS: (u64, u64) = (4, 4096);
+
 /// Named snapshots a workspace keeps (the baseline aside).
 pub const SNAPSHOTS_PER_WORKSPACE: usize = 16;
 

@@ -186,6 +186,10 @@ pub struct RunResult {
     pub network_denials: Vec<crate::network::Denial>,
     /// How many the policy refused in all.
     pub network_denial_count: u64,
+    /// A guest limit the command hit (memory, tasks, a full disk), with
+    /// what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<crate::protections::LimitHit>,
     /// Cleanup.
     pub cleanup: Cleanup,
 }
@@ -302,6 +306,7 @@ pub async fn run(
             opts.max_output_bytes
         },
         stdin: false,
+        limits: Default::default(),
     };
     let mut tee = Tee {
         inner: sink,
@@ -356,6 +361,9 @@ pub async fn run(
         network: opts.network.clone(),
         network_denials,
         network_denial_count,
+        limit: outcome
+            .limit
+            .map(|k| crate::protections::limit_hit(k, opts.mem_mib, limits::DISK_MIB.default)),
         cleanup,
     })
 }

@@ -20,6 +20,7 @@ fn shell(script: &str, timeout_s: u64, limit: u64) -> ExecRequest {
         timeout_ms: timeout_s * 1000,
         output_limit_bytes: limit,
         stdin: false,
+        limits: Default::default(),
     }
 }
 

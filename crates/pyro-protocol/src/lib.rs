@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod limits;
 mod messages;
+pub use limits::*;
 pub use messages::*;
 
 /// Version of this protocol. Host and agent refuse to talk across versions.
@@ -32,6 +34,10 @@ pub const AGENT_PORT: u32 = 5000;
 /// vsock port on the host side (CID 2) that the agent connects to once it is
 /// ready to serve; Firecracker forwards it to `<uds_path>_<port>`.
 pub const READY_PORT: u32 = 5001;
+
+/// Tasks (processes and threads) one command may have at once inside a
+/// guest: the agent's per-command cgroup caps them.
+pub const GUEST_TASKS_PER_COMMAND: u64 = 512;
 
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;

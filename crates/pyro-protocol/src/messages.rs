@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{CommandLimits, GuestLimit, GuestUsage};
+
 /// Where the agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,6 +258,10 @@ pub enum Request {
     },
     /// Every service; answered with [`Response::Services`].
     ServiceList,
+    /// The guest's disk space and the limits its commands run under;
+    /// answered with [`Response::Usage`]. Like [`Request::ServiceList`],
+    /// asking is not use of the guest.
+    Usage,
     /// Send service `name`'s logs as `Stdout` and `Stderr` frames, then
     /// [`Response::ServiceLogs`]: from the given offsets, or the last
     /// `tail_lines` lines, at most `max_bytes` per stream.
@@ -437,6 +443,9 @@ pub struct ExecRequest {
     /// Whether the host streams standard input (else it is `/dev/null`).
     #[serde(default)]
     pub stdin: bool,
+    /// Limits tighter than the guest's defaults for this command.
+    #[serde(default)]
+    pub limits: CommandLimits,
 }
 
 /// The final answer to a request.
@@ -482,6 +491,8 @@ pub enum Response {
         /// The services, oldest first.
         services: Vec<ServiceInfo>,
     },
+    /// Answer to [`Request::Usage`].
+    Usage(GuestUsage),
     /// What a [`Request::ServiceLogs`] sent.
     ServiceLogs {
         /// The service, when this boot's agent runs it.
@@ -577,6 +588,9 @@ pub struct ExecOutcome {
     pub stdout_truncated: bool,
     /// Whether stderr went over the output limit.
     pub stderr_truncated: bool,
+    /// A guest limit the command hit, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<GuestLimit>,
 }
 
 /// A shell as the agent knows it.
@@ -722,6 +736,7 @@ mod tests {
             timeout_ms: 1000,
             output_limit_bytes: 10,
             stdin: false,
+            limits: Default::default(),
         });
         let json = serde_json::to_string(&req).unwrap();
         assert!(

@@ -12,6 +12,9 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The controllers pyro limits.
 pub const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
+/// The CPU quota's period, microseconds.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
 /// cgroup hierarchy version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CgroupVersion {
@@ -27,6 +30,20 @@ impl CgroupVersion {
         match self {
             Self::V1 => "1",
             Self::V2 => "2",
+        }
+    }
+
+    /// The settings that cap a group's CPU time at `millicores` thousandths
+    /// of one CPU per period of 100 ms (`cpu.max` on v2, the CFS quota and
+    /// period on v1).
+    pub fn cpu_limit(self, millicores: u64) -> Vec<String> {
+        let quota = millicores * CPU_PERIOD_US / 1000;
+        match self {
+            Self::V1 => vec![
+                format!("cpu.cfs_period_us={CPU_PERIOD_US}"),
+                format!("cpu.cfs_quota_us={quota}"),
+            ],
+            Self::V2 => vec![format!("cpu.max={quota} {CPU_PERIOD_US}")],
         }
     }
 

@@ -30,7 +30,9 @@ impl Sandbox {
         let upper = spec.upper.clone().unwrap_or_else(|| dir.join("upper.ext4"));
         let jail = match self.record.jail_uid {
             Some(uid) => {
-                let (version, settings) = cgroup_settings(self.paths.cgroup_root(), spec.mem_mib);
+                let limits =
+                    crate::protections::HostLimits::for_guest(spec.vcpu_count, spec.mem_mib);
+                let (version, settings) = cgroup_settings(self.paths.cgroup_root(), limits);
                 let parent = self.paths.cgroup_parent();
                 self.record.cgroup_parent = Some(parent.clone());
                 Some(JailSpec {
@@ -192,19 +194,29 @@ pub(super) fn allocate_uid(paths: &Paths) -> Result<u32, CoreError> {
         .ok_or_else(|| CoreError::invalid("no free jail uid: too many sandboxes"))
 }
 
-/// The cgroup version and the jailer's `--cgroup` settings for a VM.
-pub(super) fn cgroup_settings(root: &Path, mem_mib: u32) -> (CgroupVersion, Vec<String>) {
-    // Guest memory plus room for Firecracker itself and page cache.
-    let mem_bytes = (u64::from(mem_mib) + 256) << 20;
+/// The cgroup version and the jailer's `--cgroup` settings for a VM (only
+/// for the controllers the host has).
+pub(super) fn cgroup_settings(
+    root: &Path,
+    limits: crate::protections::HostLimits,
+) -> (CgroupVersion, Vec<String>) {
     let Some((version, ctrls)) = cgroup::detect(root) else {
         return (CgroupVersion::V1, Vec::new());
     };
+    let has = |c: &str| ctrls.iter().any(|x| x == c);
     let mut s = Vec::new();
-    if ctrls.iter().any(|c| c == "memory") {
-        s.push(format!("{}={mem_bytes}", version.memory_limit_file()));
+    if has("memory") {
+        s.push(format!(
+            "{}={}",
+            version.memory_limit_file(),
+            limits.memory_bytes
+        ));
     }
-    if ctrls.iter().any(|c| c == "pids") {
-        s.push("pids.max=256".to_owned());
+    if has("pids") {
+        s.push(format!("pids.max={}", limits.pids));
+    }
+    if has("cpu") {
+        s.extend(version.cpu_limit(limits.cpu_millicores));
     }
     (version, s)
 }

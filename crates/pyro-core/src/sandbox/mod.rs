@@ -577,6 +577,7 @@ mod tests {
             timeout_ms: 5_000,
             output_limit_bytes: 1 << 20,
             stdin: false,
+            limits: Default::default(),
         };
         let mut cap = Capture::default();
         let err = tokio::time::timeout(Duration::from_secs(10), sb.exec(req, &mut cap))

@@ -196,6 +196,7 @@ async fn build_in(
             timeout_ms: 120_000,
             output_limit_bytes: 4096,
             stdin: false,
+            limits: Default::default(),
         };
         let out = tokio::time::timeout(WARM_UP_TIMEOUT, sandbox.exec(req, &mut Discard))
             .await

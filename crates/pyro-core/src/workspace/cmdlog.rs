@@ -622,6 +622,7 @@ mod tests {
             stderr_bytes: 0,
             stdout_truncated: false,
             stderr_truncated: false,
+            limit: None,
         }
     }
 

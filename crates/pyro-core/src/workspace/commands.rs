@@ -26,6 +26,7 @@ impl Workspaces {
             }
         }
         crate::run::check_env_names(&opts.env)?;
+        let command_limits = self.command_limits(id, &opts)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
             Some(c) if c.starts_with('/') => c.to_owned(),
@@ -54,6 +55,7 @@ impl Workspaces {
             timeout_ms: opts.timeout_seconds * 1000,
             output_limit_bytes: LOG_CAP_BYTES,
             stdin: false,
+            limits: command_limits,
         };
         let (tee, outcome) = match opts.wait_seconds {
             None => {
@@ -105,6 +107,40 @@ impl Workspaces {
             outcome,
         )
         .await
+    }
+
+    /// Checks a command's own limits against their ranges and the
+    /// workspace's memory, and words them for the agent.
+    fn command_limits(
+        &self,
+        id: &str,
+        opts: &ExecOptions,
+    ) -> Result<pyro_protocol::CommandLimits, CoreError> {
+        if let Some(m) = opts.max_memory_mib {
+            crate::check_range("⟨arg:max_memory_mib⟩", m, limits::COMMAND_MEMORY_MIB)?;
+        }
+        if let Some(t) = opts.max_tasks {
+            crate::check_range("⟨arg:max_tasks⟩", t, limits::COMMAND_TASKS)?;
+        }
+        if opts.max_memory_mib.is_some() || opts.max_tasks.is_some() {
+            let rec = record::load(&self.paths, id).ok_or_else(|| not_found(id))?;
+            if rec.backend == BackendKind::HostCompat {
+                return Err(CoreError::invalid(
+                    "host-compat cannot limit one command's memory or tasks: leave out \
+                     ⟨arg:max_memory_mib⟩ and ⟨arg:max_tasks⟩, or use a Firecracker workspace",
+                ));
+            }
+            if let Some(m) = opts.max_memory_mib.filter(|&m| m > u64::from(rec.mem_mib)) {
+                return Err(CoreError::invalid(format!(
+                    "⟨arg:max_memory_mib⟩ {m} is more than the workspace's {} MiB of memory",
+                    rec.mem_mib
+                )));
+            }
+        }
+        Ok(pyro_protocol::CommandLimits {
+            memory_max_bytes: opts.max_memory_mib.map(|m| m << 20),
+            tasks_max: opts.max_tasks,
+        })
     }
 
     /// Waits up to `wait_seconds` more for command `sequence` (one an
@@ -328,6 +364,9 @@ impl Workspaces {
             max_output_bytes,
             duration_ms: outcome.duration_ms,
             execution_mode: mode_of(rec.backend),
+            limit: outcome
+                .limit
+                .map(|k| crate::protections::limit_hit(k, rec.mem_mib, rec.disk_mib)),
         })
     }
 
@@ -489,5 +528,6 @@ fn running_view(
         duration_ms: 0,
         execution_mode: mode_of(backend),
         log_error: entry.log_error,
+        limit: None,
     }
 }

@@ -120,6 +120,7 @@ fn view(rec: &Record) -> View {
         service_count: None,
         running_service_count: None,
         services_restarted: Vec::new(),
+        protections: crate::protections::host_side(rec.backend, rec.vcpu_count, rec.mem_mib),
     }
 }
 

@@ -155,6 +155,9 @@ pub struct View {
     /// those started with restart on-start.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services_restarted: Vec<super::ServiceView>,
+    /// What holds it in (host cgroups, the guest's limits on commands, its
+    /// disk's space) and what this host does not give it.
+    pub protections: crate::protections::Protections,
 }
 
 /// Options of one command.
@@ -173,6 +176,12 @@ pub struct ExecOptions {
     /// Return after this many seconds with the command still running in
     /// the background (continued by `exec_wait`); `None` waits for its end.
     pub wait_seconds: Option<u64>,
+    /// The command's own memory cap, MiB (else it shares the guest's
+    /// command memory with the others).
+    pub max_memory_mib: Option<u64>,
+    /// The most tasks (processes and threads) it may have at once (else
+    /// the guest's per-command limit).
+    pub max_tasks: Option<u64>,
 }
 
 /// Whether a command has ended.
@@ -224,6 +233,10 @@ pub struct ExecView {
     pub duration_ms: u64,
     /// How it ran.
     pub execution_mode: ExecutionMode,
+    /// A guest limit the command hit (memory, tasks, a full disk), with
+    /// what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<crate::protections::LimitHit>,
     /// Set when the command log on the host is incomplete (a write failed,
     /// such as on a full disk), saying why; the output returned here is
     /// still whole up to `max_output_bytes`.

@@ -323,7 +323,27 @@ impl Workspaces {
         drop(_lock);
         let mut v = view(&rec);
         self.fill_counts(&mut v).await;
+        self.fill_usage(&mut v, &rec).await;
         Ok(v)
+    }
+
+    /// Adds what a started guest says of its limits and its disk
+    /// (`status`; a guest that does not answer in 3 s adds nothing).
+    async fn fill_usage(&self, v: &mut View, rec: &Record) {
+        if rec.state != State::Started || rec.backend != BackendKind::Firecracker {
+            return;
+        }
+        let Some(vm) = &rec.vm_id else { return };
+        let Ok(sandbox) = Sandbox::attach(&self.paths, vm) else {
+            return;
+        };
+        let asked = tokio::time::timeout(
+            Duration::from_secs(3),
+            sandbox.call(Request::Usage, Duration::from_secs(3)),
+        );
+        if let Ok(Ok(Response::Usage(u))) = asked.await {
+            v.protections = v.protections.clone().with_guest(&u);
+        }
     }
 
     /// Changes name and labels.

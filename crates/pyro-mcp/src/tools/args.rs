@@ -203,6 +203,12 @@ pub struct ExecArgs {
     #[serde(default = "default_wait")]
     #[schemars(range(min = limits::WAIT_SECONDS.min, max = limits::WAIT_SECONDS.max))]
     pub wait_seconds: u64,
+    /// Cap this command's memory, MiB; past it the guest's OOM killer ends it (default: it shares the guest's memory with the other commands).
+    #[schemars(range(min = limits::COMMAND_MEMORY_MIB.0, max = limits::COMMAND_MEMORY_MIB.1))]
+    pub max_memory_mib: Option<u64>,
+    /// Cap this command's tasks (processes and threads) at once; forks past it fail (default: 512).
+    #[schemars(range(min = limits::COMMAND_TASKS.0, max = limits::COMMAND_TASKS.1))]
+    pub max_tasks: Option<u64>,
 }
 
 fn default_wait() -> u64 {

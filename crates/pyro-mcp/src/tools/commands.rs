@@ -28,6 +28,8 @@ impl PyroServer {
             timeout_seconds: a.timeout_seconds,
             max_output_bytes: a.max_output_bytes,
             wait_seconds: Some(a.wait_seconds),
+            max_memory_mib: a.max_memory_mib,
+            max_tasks: a.max_tasks,
         };
         let phase = Phase::new("running the command");
         let mut sink = pyro_core::sandbox::Discard;

@@ -1,0 +1,383 @@
+//! Limits on the commands the agent runs, inside the guest: every exec,
+//! job, shell and service runs in a cgroup of its own under
+//! `/sys/fs/cgroup/pyro` (cgroup v2), which caps the memory of all commands
+//! together below the guest's (so the guest's OOM killer ends a hog, never
+//! the agent) and the tasks of each command (so a fork bomb fails its
+//! forks). After a command ends, its group's event counters say which limit
+//! it hit.
+//!
+//! A command must be in its group before its program runs, or a child it
+//! forks at once could start outside. `posix_spawn` cannot place a child in
+//! a cgroup (and the agent does not fork: see `spawn`), so the agent moves
+//! itself into the command's group for the spawn, which the child inherits,
+//! and back to the root group after ([`Placed`]; spawns are serialized).
+//! Measured on a PVM host, where every process creation costs about a
+//! second, the two moves cost about 80 ms each; a trampoline (the agent
+//! executing itself to join the group, then the program) cost a whole
+//! extra process creation. Groups are made ahead of use and removed after
+//! it on a thread of their own, so neither costs a command any time.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
+
+use pyro_protocol::{AgentError, CommandLimits, ErrorKind, GuestLimit, GuestUsage};
+
+/// The cgroup v2 mount point.
+const CGROUP_FS: &str = "/sys/fs/cgroup";
+
+/// The parent of every command's group.
+const PARENT: &str = "/sys/fs/cgroup/pyro";
+
+/// Memory kept out of the commands' reach for the agent and the kernel,
+/// MiB (at most a quarter of the guest's).
+const RESERVE_MIB: u64 = 96;
+
+/// Tasks (processes and threads) one command may have at once.
+pub const PIDS_PER_COMMAND: u64 = pyro_protocol::GUEST_TASKS_PER_COMMAND;
+
+/// Groups kept made ahead of use.
+const POOL_SIZE: usize = 2;
+
+/// Sets the hierarchy up at boot (PID 1, before the server starts): mounts
+/// cgroup v2, enables the memory and pids controllers, and caps the parent
+/// group's memory. An error leaves commands unlimited (the agent then
+/// reports no guest limits).
+pub fn setup() -> Result<(), String> {
+    let mounted = Path::new(CGROUP_FS).join("cgroup.controllers").exists();
+    if !mounted {
+        nix::mount::mount(
+            Some("cgroup2"),
+            CGROUP_FS,
+            Some("cgroup2"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mounting cgroup2 on {CGROUP_FS}: {e}"))?;
+    }
+    let write =
+        |p: &str, v: &str| std::fs::write(p, v).map_err(|e| format!("writing {v:?} to {p}: {e}"));
+    write(
+        &format!("{CGROUP_FS}/cgroup.subtree_control"),
+        "+memory +pids",
+    )?;
+    match std::fs::create_dir(PARENT) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating {PARENT}: {e}")),
+    }
+    let total = mem_total_mib().ok_or("reading MemTotal from /proc/meminfo")?;
+    let cap = total.saturating_sub(RESERVE_MIB.min(total / 4));
+    write(&format!("{PARENT}/memory.max"), &format!("{}", cap << 20))?;
+    // No swap in a guest; stated so a kernel with swap keeps the cap.
+    let _ = std::fs::write(format!("{PARENT}/memory.swap.max"), "0");
+    write(&format!("{PARENT}/cgroup.subtree_control"), "+memory +pids")?;
+    // The agent itself is the last thing the OOM killer may pick (the
+    // server inherits it; its commands do not: see `Placed`).
+    let _ = std::fs::write(OOM_ADJ, "-1000");
+    Ok(())
+}
+
+/// Whether commands run under limits (the hierarchy was set up at boot).
+pub fn active() -> bool {
+    Path::new(PARENT).join("cgroup.subtree_control").exists()
+}
+
+/// The memory all commands together may use, bytes, when limits are on.
+pub fn memory_max() -> Option<u64> {
+    read_trim(&Path::new(PARENT).join("memory.max"))?
+        .parse()
+        .ok()
+}
+
+fn mem_total_mib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+/// One command's group. Dropping it removes the group once it is empty; a
+/// group still holding processes (a daemon the command left running) stays
+/// until a later [`Group::create`] finds it empty.
+#[derive(Debug)]
+pub struct Group {
+    path: PathBuf,
+}
+
+impl Group {
+    /// A group for one command, or `None` when limits are off or no group
+    /// can be made. Takes one made ahead; the keeper thread makes the next.
+    pub fn create() -> Option<Self> {
+        if !active() {
+            return None;
+        }
+        let ready = pool().pop();
+        keeper(Job::Refill);
+        let path = match ready {
+            Some(p) => p,
+            None => make_group()?,
+        };
+        Some(Self { path })
+    }
+
+    /// A group for a command asking for `limits`: `Ok(None)` when it asks
+    /// for none and the guest has no limits; an error when it asks for
+    /// limits the guest cannot set.
+    pub fn for_command(limits: &CommandLimits) -> Result<Option<Self>, AgentError> {
+        let asked = limits.memory_max_bytes.is_some() || limits.tasks_max.is_some();
+        let Some(g) = Self::create() else {
+            return if asked {
+                Err(AgentError::new(
+                    ErrorKind::BadRequest,
+                    "this guest cannot limit a command (its kernel has no cgroup v2 memory and \
+                     pids controllers)"
+                        .to_owned(),
+                ))
+            } else {
+                Ok(None)
+            };
+        };
+        let set = |file: &str, v: u64| {
+            std::fs::write(g.path.join(file), v.to_string()).map_err(|e| {
+                AgentError::new(ErrorKind::Io, format!("setting the command's {file}: {e}"))
+            })
+        };
+        if let Some(m) = limits.memory_max_bytes {
+            set("memory.max", m)?;
+        }
+        if let Some(t) = limits.tasks_max {
+            set("pids.max", t)?;
+        }
+        Ok(Some(g))
+    }
+
+    /// The file a process writes `0` to in order to join.
+    pub fn procs_file(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// Which limit the group's commands hit, if any: an OOM kill in it wins
+    /// over a refused fork.
+    pub fn hit(&self) -> Option<GuestLimit> {
+        let count = |file: &str, key: &str| -> u64 {
+            read_trim(&self.path.join(file))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if count("memory.events", "oom_kill ") > 0 {
+            Some(GuestLimit::Memory)
+        } else if count("pids.events", "max ") > 0 {
+            Some(GuestLimit::Processes)
+        } else {
+            None
+        }
+    }
+
+    /// Lets the group outlive this handle (a later [`Group::create`]
+    /// removes it once it is empty).
+    pub fn detach(mut self) {
+        self.path = PathBuf::new();
+    }
+
+    /// Kills every process in the group (a timed-out command's daemons
+    /// and the children a fork bomb left, wherever their sessions are).
+    pub fn kill(&self) {
+        if agent_inside(&self.path) {
+            return;
+        }
+        let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            keeper(Job::Remove(std::mem::take(&mut self.path)));
+        }
+    }
+}
+
+/// What the keeper thread does.
+enum Job {
+    /// Fill the pool of groups made ahead.
+    Refill,
+    /// Remove a group (once empty: a group whose processes outlive its
+    /// command is removed by a later sweep).
+    Remove(PathBuf),
+}
+
+fn pool() -> MutexGuard<'static, Vec<PathBuf>> {
+    static POOL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands `job` to the keeper thread (started on first use).
+fn keeper(job: Job) {
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let tx = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let _ = std::thread::Builder::new()
+            .name("cgroups".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Refill => {
+                            sweep_empty();
+                            while pool().len() < POOL_SIZE {
+                                match make_group() {
+                                    Some(p) => pool().push(p),
+                                    None => break,
+                                }
+                            }
+                        }
+                        Job::Remove(p) => {
+                            let _ = std::fs::remove_dir(&p);
+                        }
+                    }
+                }
+            });
+        Mutex::new(tx)
+    });
+    let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(job);
+}
+
+/// Makes a new group with the per-command task limit.
+fn make_group() -> Option<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = Path::new(PARENT).join(format!("cmd-{}-{n}", std::process::id()));
+    std::fs::create_dir(&path).ok()?;
+    if std::fs::write(path.join("pids.max"), PIDS_PER_COMMAND.to_string()).is_err() {
+        let _ = std::fs::remove_dir(&path);
+        return None;
+    }
+    Some(path)
+}
+
+/// The agent inside a command's group for the length of one spawn: the
+/// spawned child starts in the group. Dropping it moves the agent back to
+/// the root group. Spawns are serialized while one is placed.
+pub struct Placed {
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Placed {
+    /// Moves this process into `group`.
+    pub fn enter(group: &Group) -> std::io::Result<Self> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        std::fs::write(group.procs_file(), "0")?;
+        // The agent is the OOM killer's last choice (-1000), which a child
+        // would inherit and so never be killed: children start at 0.
+        let _ = std::fs::write(OOM_ADJ, "0");
+        Ok(Self { _serial: serial })
+    }
+}
+
+/// The agent's own OOM score adjustment.
+const OOM_ADJ: &str = "/proc/self/oom_score_adj";
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        let _ = std::fs::write(OOM_ADJ, "-1000");
+        if let Err(e) = std::fs::write(Path::new(CGROUP_FS).join("cgroup.procs"), "0") {
+            crate::log::error(&format!(
+                "cannot move the agent back to the root cgroup: {e}"
+            ));
+        }
+    }
+}
+
+/// Whether this process is in `group` (it must never kill itself).
+fn agent_inside(group: &Path) -> bool {
+    let Ok(rel) = group.strip_prefix(CGROUP_FS) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|c| {
+        c.lines().any(|l| {
+            l.strip_prefix("0::")
+                .is_some_and(|p| Path::new(p).strip_prefix("/").ok() == Some(rel))
+        })
+    })
+}
+
+/// Removes the groups of ended commands whose processes have all gone.
+fn sweep_empty() {
+    let Ok(rd) = std::fs::read_dir(PARENT) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir()
+            && read_trim(&p.join("cgroup.events"))
+                .is_some_and(|ev| ev.lines().any(|l| l == "populated 0"))
+        {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+/// Kills `group`'s processes, if there is a group.
+pub fn kill(group: Option<&Group>) {
+    if let Some(g) = group {
+        g.kill();
+    }
+}
+
+/// What limit a command that ended with `exit_code` hit: its group's
+/// events, or, for a failure while the disk is full, the disk. A command
+/// that hit the task limit is a runaway (a fork bomb's children outlive
+/// their parent): its remaining processes are killed.
+pub fn ended(group: Option<&Group>, exit_code: i32) -> Option<GuestLimit> {
+    let hit = group.and_then(Group::hit);
+    if hit == Some(GuestLimit::Processes) {
+        kill(group);
+    }
+    hit.or_else(|| (exit_code != 0 && disk_full()).then_some(GuestLimit::Disk))
+}
+
+/// The root filesystem's size and free bytes (the overlay reports its
+/// upper layer: the workspace's disk).
+pub fn disk_space() -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs("/").ok()?;
+    let block = st.fragment_size();
+    Some((
+        st.blocks().saturating_mul(block),
+        st.blocks_free().saturating_mul(block),
+    ))
+}
+
+/// Whether the workspace's disk is full: less than 1 MiB or 0.5% free
+/// (what root may still use, reserved blocks included).
+pub fn disk_full() -> bool {
+    disk_space().is_some_and(|(total, free)| free < (1u64 << 20).max(total / 200))
+}
+
+/// What [`pyro_protocol::Request::Usage`] answers.
+pub fn usage() -> GuestUsage {
+    let (total, free) = disk_space().unwrap_or((0, 0));
+    let on = active();
+    GuestUsage {
+        disk_total_bytes: total,
+        disk_free_bytes: free,
+        disk_full: disk_full(),
+        memory_max_bytes: if on { memory_max() } else { None },
+        tasks_per_command: on.then_some(PIDS_PER_COMMAND),
+        cpus: std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .unwrap_or(0),
+    }
+}

@@ -1,0 +1,264 @@
+//! What holds a workspace in: the host cgroups of its Firecracker process,
+//! the limits its guest's agent runs commands under, and its disk's size;
+//! which of them a host lacks; and the limit a command ran into, worded
+//! once for both front ends.
+
+use serde::Serialize;
+
+pub use pyro_protocol::GuestLimit;
+
+use crate::BackendKind;
+
+/// The host cgroup limits of one VM's Firecracker process: its memory
+/// (the guest's plus room for Firecracker itself and page cache), its
+/// CPU time (the guest's vCPUs plus a quarter CPU for the VMM's device
+/// threads, which serve the guest's I/O) and its tasks (Firecracker's
+/// threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HostLimits {
+    /// The memory cap, bytes.
+    pub memory_bytes: u64,
+    /// The CPU quota, thousandths of a CPU.
+    pub cpu_millicores: u64,
+    /// The task cap.
+    pub pids: u64,
+}
+
+impl HostLimits {
+    /// The limits for a guest of `vcpus` vCPUs and `mem_mib` MiB.
+    pub fn for_guest(vcpus: u8, mem_mib: u32) -> Self {
+        Self {
+            memory_bytes: (u64::from(mem_mib) + 256) << 20,
+            cpu_millicores: u64::from(vcpus) * 1000 + 250,
+            pids: 256,
+        }
+    }
+}
+
+/// The limits a guest's agent runs commands under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct GuestLimits {
+    /// Memory all commands together may use, bytes (the guest's less a
+    /// reserve for the agent and the kernel).
+    pub memory_bytes: u64,
+    /// Tasks (processes and threads) one command may have at once.
+    pub tasks_per_command: u64,
+    /// CPUs the guest sees (`nproc`).
+    pub cpus: u32,
+}
+
+/// A workspace's disk space, as its guest reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DiskUsage {
+    /// The disk's size as the guest's filesystem reports it, MiB.
+    pub total_mib: u64,
+    /// Free, MiB.
+    pub free_mib: u64,
+    /// Whether it is full (a failed command then says so).
+    pub full: bool,
+}
+
+/// What holds a workspace in, and what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Protections {
+    /// The host cgroups of its VM (none without root, or in host-compat).
+    pub host: Option<HostLimits>,
+    /// The guest's limits on commands (`status` of a started workspace:
+    /// the guest says).
+    pub guest: Option<GuestLimits>,
+    /// Its disk's space (`status` of a started workspace).
+    pub disk: Option<DiskUsage>,
+    /// Each protection this host does not give it, and why.
+    pub missing: Vec<String>,
+}
+
+/// The host side of [`Protections`] for a workspace of `backend` with
+/// `vcpus` and `mem_mib`, run by this process (as root or not) on a host
+/// with these cgroup controllers.
+pub fn host_side(backend: BackendKind, vcpus: u8, mem_mib: u32) -> Protections {
+    let root = nix::unistd::geteuid().is_root();
+    let ctrls = pyro_vmm::cgroup::detect(std::path::Path::new(pyro_vmm::cgroup::CGROUP_ROOT))
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    host_side_of(backend, root, &ctrls, vcpus, mem_mib)
+}
+
+fn host_side_of(
+    backend: BackendKind,
+    root: bool,
+    ctrls: &[String],
+    vcpus: u8,
+    mem_mib: u32,
+) -> Protections {
+    let mut missing = Vec::new();
+    let host = match backend {
+        BackendKind::HostCompat => {
+            missing.push(
+                "host-compat runs commands as host processes: no VM boundary, no cgroup caps on \
+                 memory, CPU or tasks, and no disk quota (use the firecracker backend)"
+                    .to_owned(),
+            );
+            None
+        }
+        BackendKind::Firecracker if !root => {
+            missing.push(
+                "not root: Firecracker runs without the jailer, so no host cgroup caps its \
+                 memory, CPU or tasks (run pyro as root)"
+                    .to_owned(),
+            );
+            None
+        }
+        BackendKind::Firecracker => {
+            for (c, what) in [("memory", "memory"), ("cpu", "CPU time"), ("pids", "tasks")] {
+                if !ctrls.iter().any(|x| x == c) {
+                    missing.push(format!(
+                        "the host has no {c} cgroup controller, so the VM's {what} is not capped \
+                         (enable it; see `pyro doctor`)"
+                    ));
+                }
+            }
+            Some(HostLimits::for_guest(vcpus, mem_mib))
+        }
+    };
+    Protections {
+        host,
+        guest: None,
+        disk: None,
+        missing,
+    }
+}
+
+impl Protections {
+    /// Adds what a started guest reports.
+    pub fn with_guest(mut self, u: &pyro_protocol::GuestUsage) -> Self {
+        match (u.memory_max_bytes, u.tasks_per_command) {
+            (Some(memory_bytes), Some(tasks_per_command)) => {
+                self.guest = Some(GuestLimits {
+                    memory_bytes,
+                    tasks_per_command,
+                    cpus: u.cpus,
+                });
+            }
+            _ => self.missing.push(
+                "the guest runs commands without limits (its kernel has no cgroup v2 memory and \
+                 pids controllers): a runaway command can exhaust the guest"
+                    .to_owned(),
+            ),
+        }
+        self.disk = Some(DiskUsage {
+            total_mib: u.disk_total_bytes >> 20,
+            free_mib: u.disk_free_bytes >> 20,
+            full: u.disk_full,
+        });
+        self
+    }
+}
+
+/// A limit a command hit, with what it means and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LimitHit {
+    /// Which limit.
+    pub kind: GuestLimit,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// The words for a command of a workspace with `mem_mib` and `disk_mib`
+/// that hit `kind`.
+pub fn limit_hit(kind: GuestLimit, mem_mib: u32, disk_mib: u64) -> LimitHit {
+    let message = match kind {
+        GuestLimit::Memory => format!(
+            "out of memory: the guest's OOM killer ended a process of this command (at its own \
+             ⟨arg:max_memory_mib⟩ cap, or when the commands together filled the guest's \
+             {mem_mib} MiB less a reserve for the agent); use less memory, or create the \
+             workspace with a larger ⟨arg:mem_mib⟩"
+        ),
+        GuestLimit::Processes => format!(
+            "process limit: the command reached its task limit ({} processes and threads at \
+             once unless ⟨arg:max_tasks⟩ set another), so its forks failed and its remaining \
+             processes were ended; look for a runaway fork loop",
+            pyro_protocol::GUEST_TASKS_PER_COMMAND
+        ),
+        GuestLimit::Disk => format!(
+            "workspace disk full: the command failed while the workspace's {disk_mib} MiB disk \
+             had no space left; delete files (or reset the workspace), or create it with a \
+             larger ⟨arg:disk_mib⟩"
+        ),
+    };
+    LimitHit {
+        kind,
+        message: crate::hint::render(&message, crate::hint::FrontEnd::Neutral),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_each_host_lacks_is_named() {
+        let all: Vec<String> = ["memory", "pids", "cpu"].map(String::from).to_vec();
+        let p = host_side_of(BackendKind::Firecracker, true, &all, 2, 512);
+        assert!(p.missing.is_empty(), "{:?}", p.missing);
+        assert_eq!(
+            p.host,
+            Some(HostLimits {
+                memory_bytes: 768 << 20,
+                cpu_millicores: 2250,
+                pids: 256
+            })
+        );
+        let p = host_side_of(BackendKind::Firecracker, true, &all[..2], 1, 512);
+        assert!(
+            p.missing[0].contains("no cpu cgroup controller"),
+            "{:?}",
+            p.missing
+        );
+        let p = host_side_of(BackendKind::Firecracker, false, &all, 1, 512);
+        assert!(p.host.is_none() && p.missing[0].starts_with("not root"));
+        let p = host_side_of(BackendKind::HostCompat, true, &all, 1, 512);
+        assert!(p.host.is_none() && p.missing[0].contains("host-compat"));
+        let u = pyro_protocol::GuestUsage {
+            disk_total_bytes: 1 << 30,
+            disk_free_bytes: 1 << 19,
+            disk_full: true,
+            memory_max_bytes: None,
+            tasks_per_command: None,
+            cpus: 1,
+        };
+        let p = host_side_of(BackendKind::Firecracker, true, &all, 1, 512).with_guest(&u);
+        assert!(p.missing[0].contains("without limits"));
+        assert_eq!(
+            p.disk,
+            Some(DiskUsage {
+                total_mib: 1024,
+                free_mib: 0,
+                full: true
+            })
+        );
+    }
+
+    #[test]
+    fn each_limit_says_what_to_do() {
+        assert!(
+            limit_hit(GuestLimit::Disk, 1024, 512)
+                .message
+                .starts_with("workspace disk full")
+        );
+        assert!(
+            limit_hit(GuestLimit::Memory, 1024, 512)
+                .message
+                .contains("mem_mib")
+        );
+        assert!(
+            limit_hit(GuestLimit::Processes, 1024, 512)
+                .message
+                .contains("512 processes")
+        );
+    }
+}
