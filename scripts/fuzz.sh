@@ -17,6 +17,10 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(sed -n 's/^name = "fuzz_\(.*\)"$/\1/p' fuzz/Cargo.toml)
 fi
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "fuzz: no targets found in fuzz/Cargo.toml" >&2
+    exit 1
+fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="$PWD/target/fuzz"
 flags=(
@@ -35,13 +39,18 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 failed=()
 for t in "${targets[@]}"; do
+    if [ ! -x "$bin/fuzz_$t" ] || [ ! -d "fuzz/corpus/$t" ]; then
+        echo "fuzz $t: no such target (a fuzz_$t binary and fuzz/corpus/$t/ are both needed)" >&2
+        failed+=("$t")
+        continue
+    fi
     mkdir -p "$scratch/$t" "target/fuzz/artifacts/$t"
     log="$scratch/$t.log"
     if "$bin/fuzz_$t" "$scratch/$t" "fuzz/corpus/$t" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
         -artifact_prefix="target/fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
-        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" || true)
+        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
         echo "fuzz $t: ${runs:-?} inputs in ${secs} s, ${cov:-cov: ?}, no crash"
     else
         echo "fuzz $t: FAILED; the input is under target/fuzz/artifacts/$t/:" >&2

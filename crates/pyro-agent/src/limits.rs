@@ -72,15 +72,26 @@ pub fn setup() -> Result<(), String> {
     // No swap in a guest; stated so a kernel with swap keeps the cap.
     let _ = std::fs::write(format!("{PARENT}/memory.swap.max"), "0");
     write(&format!("{PARENT}/cgroup.subtree_control"), "+memory +pids")?;
-    // The agent itself is the last thing the OOM killer may pick (the
-    // server inherits it; its commands do not: see `Placed`).
-    let _ = std::fs::write(OOM_ADJ, "-1000");
+    // The agent itself is never the OOM killer's pick (the server
+    // inherits it; its commands do not: see `Placed::started`).
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     Ok(())
+}
+
+/// Starts making groups ahead of use (when limits are on).
+pub fn prepare() {
+    if active() {
+        keeper(Job::Refill);
+    }
 }
 
 /// Whether commands run under limits (the hierarchy was set up at boot).
 pub fn active() -> bool {
-    Path::new(PARENT).join("cgroup.subtree_control").exists()
+    !STUCK.load(Ordering::Relaxed)
+        && read_trim(&Path::new(PARENT).join("cgroup.subtree_control")).is_some_and(|c| {
+            let on: Vec<&str> = c.split_whitespace().collect();
+            on.contains(&"memory") && on.contains(&"pids")
+        })
 }
 
 /// The memory all commands together may use, bytes, when limits are on.
@@ -113,6 +124,8 @@ fn read_trim(p: &Path) -> Option<String> {
 #[derive(Debug)]
 pub struct Group {
     path: PathBuf,
+    /// Its task limit, set once the command has started.
+    tasks: u64,
 }
 
 impl Group {
@@ -128,7 +141,10 @@ impl Group {
             Some(p) => p,
             None => make_group()?,
         };
-        Some(Self { path })
+        Some(Self {
+            path,
+            tasks: PIDS_PER_COMMAND,
+        })
     }
 
     /// A group for a command asking for `limits`: `Ok(None)` when it asks
@@ -136,7 +152,7 @@ impl Group {
     /// limits the guest cannot set.
     pub fn for_command(limits: &CommandLimits) -> Result<Option<Self>, AgentError> {
         let asked = limits.memory_max_bytes.is_some() || limits.tasks_max.is_some();
-        let Some(g) = Self::create() else {
+        let Some(mut g) = Self::create() else {
             return if asked {
                 Err(AgentError::new(
                     ErrorKind::BadRequest,
@@ -157,7 +173,7 @@ impl Group {
             set("memory.max", m)?;
         }
         if let Some(t) = limits.tasks_max {
-            set("pids.max", t)?;
+            g.tasks = t;
         }
         Ok(Some(g))
     }
@@ -189,6 +205,7 @@ impl Group {
     /// Lets the group outlive this handle (a later [`Group::create`]
     /// removes it once it is empty).
     pub fn detach(mut self) {
+        held().remove(&self.path);
         self.path = PathBuf::new();
     }
 
@@ -244,6 +261,8 @@ fn keeper(job: Job) {
                             }
                         }
                         Job::Remove(p) => {
+                            // Left to a later sweep if processes remain.
+                            held().remove(&p);
                             let _ = std::fs::remove_dir(&p);
                         }
                     }
@@ -260,18 +279,21 @@ fn make_group() -> Option<PathBuf> {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let path = Path::new(PARENT).join(format!("cmd-{}-{n}", std::process::id()));
     std::fs::create_dir(&path).ok()?;
-    if std::fs::write(path.join("pids.max"), PIDS_PER_COMMAND.to_string()).is_err() {
-        let _ = std::fs::remove_dir(&path);
-        return None;
-    }
+    held().insert(path.clone());
     Some(path)
 }
 
 /// The agent inside a command's group for the length of one spawn: the
 /// spawned child starts in the group. Dropping it moves the agent back to
-/// the root group. Spawns are serialized while one is placed.
+/// the root group and only then sets the group's task limit (the agent's
+/// own threads count while it is inside, and must never make the spawn
+/// fail). Spawns are serialized while one is placed. The agent keeps its
+/// `oom_score_adj` of -1000 throughout; [`Placed::started`] gives the child
+/// 0, so the OOM killer picks the command and never the agent.
 pub struct Placed {
     _serial: MutexGuard<'static, ()>,
+    group: PathBuf,
+    tasks: u64,
 }
 
 impl Placed {
@@ -280,26 +302,39 @@ impl Placed {
         static SERIAL: Mutex<()> = Mutex::new(());
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::write(group.procs_file(), "0")?;
-        // The agent is the OOM killer's last choice (-1000), which a child
-        // would inherit and so never be killed: children start at 0.
-        let _ = std::fs::write(OOM_ADJ, "0");
-        Ok(Self { _serial: serial })
+        Ok(Self {
+            _serial: serial,
+            group: group.path.clone(),
+            tasks: group.tasks,
+        })
+    }
+
+    /// The child `pid` started: it does not keep the agent's OOM immunity.
+    pub fn started(&self, pid: i32) {
+        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "0");
     }
 }
-
-/// The agent's own OOM score adjustment.
-const OOM_ADJ: &str = "/proc/self/oom_score_adj";
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        let _ = std::fs::write(OOM_ADJ, "-1000");
-        if let Err(e) = std::fs::write(Path::new(CGROUP_FS).join("cgroup.procs"), "0") {
-            crate::log::error(&format!(
-                "cannot move the agent back to the root cgroup: {e}"
-            ));
+        let root = Path::new(CGROUP_FS).join("cgroup.procs");
+        let moved = (0..3).any(|_| std::fs::write(&root, "0").is_ok());
+        if !moved {
+            // Inside a command's group for good: commands run without
+            // limits from now on (and `status` says so) rather than the
+            // agent being killed with one.
+            STUCK.store(true, Ordering::Relaxed);
+            crate::log::error(
+                "cannot move the agent back to the root cgroup; commands run without guest \
+                 limits from now on",
+            );
         }
+        let _ = std::fs::write(self.group.join("pids.max"), self.tasks.to_string());
     }
 }
+
+/// Set when the agent could not leave a command's group.
+static STUCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether this process is in `group` (it must never kill itself).
 fn agent_inside(group: &Path) -> bool {
@@ -314,7 +349,17 @@ fn agent_inside(group: &Path) -> bool {
     })
 }
 
-/// Removes the groups of ended commands whose processes have all gone.
+/// The groups made and not yet given up: those in the pool and those of
+/// commands (empty until their spawn). The sweep never touches them.
+fn held() -> MutexGuard<'static, std::collections::HashSet<PathBuf>> {
+    static HELD: OnceLock<Mutex<std::collections::HashSet<PathBuf>>> = OnceLock::new();
+    HELD.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the groups of ended commands whose processes have all gone
+/// (groups no handle holds any more).
 fn sweep_empty() {
     let Ok(rd) = std::fs::read_dir(PARENT) else {
         return;
@@ -322,6 +367,7 @@ fn sweep_empty() {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir()
+            && !held().contains(&p)
             && read_trim(&p.join("cgroup.events"))
                 .is_some_and(|ev| ev.lines().any(|l| l == "populated 0"))
         {
@@ -346,7 +392,8 @@ pub fn ended(group: Option<&Group>, exit_code: i32) -> Option<GuestLimit> {
     if hit == Some(GuestLimit::Processes) {
         kill(group);
     }
-    hit.or_else(|| (exit_code != 0 && disk_full()).then_some(GuestLimit::Disk))
+    // Only in a guest: host-compat's root is a directory on the host's disk.
+    hit.or_else(|| (exit_code != 0 && active() && disk_full()).then_some(GuestLimit::Disk))
 }
 
 /// The root filesystem's size and free bytes (the overlay reports its

@@ -178,13 +178,17 @@ async fn run_check(
         limits: Default::default(),
     };
     let spec = crate::exec::prepare(&req).map_err(|e| e.message)?;
-    let mut child = spawn::spawn(&spec).map_err(|e| crate::exec::spawn_failure(&e).1)?;
+    // Under the same limits as any command (its group goes with it).
+    let group = crate::limits::Group::create();
+    let mut child =
+        spawn::spawn_in(&spec, group.as_ref()).map_err(|e| crate::exec::spawn_failure(&e).1)?;
     // Its output is not kept: close the pipes so it never blocks on them.
     drop(child.stdout.take());
     drop(child.stderr.take());
     let guard = KillOnDrop(&mut child);
     let status = tokio::time::timeout(COMMAND_CHECK, guard.0.wait()).await;
     drop(guard);
+    crate::limits::kill(group.as_ref());
     match status {
         Ok(Ok(s)) if s.success() => Ok(()),
         Ok(Ok(s)) => Err(format!(

@@ -141,6 +141,8 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         active: Default::default(),
     });
     crate::ops::ensure_workspace_root();
+    // Commands' cgroups made ahead, so the first command waits for none.
+    crate::limits::prepare();
     shared.touch();
     tokio::spawn(deadline_watcher(shared.clone()));
 

@@ -213,6 +213,9 @@ pub fn open(
         .current_dir(cwd)
         .spawn(pts)
         .map_err(|e| io("starting the shell", e))?;
+    if let (Some(p), Some(pid)) = (&placed, child.id()) {
+        p.started(i32::try_from(pid).unwrap_or(0));
+    }
     drop(placed);
     // Left to the sweep of empty groups: the shell's processes are its.
     if let Some(g) = group {

@@ -73,7 +73,10 @@ pub struct Child {
     pub stderr: Option<pipe::Receiver>,
 }
 
-/// Starts `spec` in a new session. Must be called inside a Tokio runtime.
+/// Starts `spec` in a new session, in the agent's own cgroup (tests: the
+/// agent's commands go through [`spawn_in`]). Must be called inside a
+/// Tokio runtime.
+#[cfg(test)]
 pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
     spawn_here(spec)
 }
@@ -84,11 +87,15 @@ pub fn spawn_in(
     spec: &SpawnSpec,
     group: Option<&crate::limits::Group>,
 ) -> Result<Child, SpawnError> {
-    let _placed = group
+    let placed = group
         .map(crate::limits::Placed::enter)
         .transpose()
         .map_err(SpawnError::Setup)?;
-    spawn_here(spec)
+    let child = spawn_here(spec);
+    if let (Some(p), Ok(c)) = (&placed, &child) {
+        p.started(c.pid());
+    }
+    child
 }
 
 fn spawn_here(spec: &SpawnSpec) -> Result<Child, SpawnError> {

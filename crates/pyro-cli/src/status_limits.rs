@@ -6,12 +6,22 @@ use crate::output::{self, YELLOW};
 /// The limits lines of a workspace's status.
 pub fn print(p: &pyro_core::protections::Protections) {
     if let Some(h) = &p.host {
-        output::out(format!(
-            "Host limits: {} MiB memory, {:.2} CPU, {} tasks (cgroups of its VM)",
-            h.memory_bytes >> 20,
-            h.cpu_millicores as f64 / 1000.0,
-            h.pids
-        ));
+        let mut caps = Vec::new();
+        if let Some(m) = h.memory_bytes {
+            caps.push(format!("{} MiB memory", m >> 20));
+        }
+        if let Some(c) = h.cpu_millicores {
+            caps.push(format!("{:.2} CPU", c as f64 / 1000.0));
+        }
+        if let Some(t) = h.pids {
+            caps.push(format!("{t} tasks"));
+        }
+        if !caps.is_empty() {
+            output::out(format!(
+                "Host limits: {} (cgroups of its VM)",
+                caps.join(", ")
+            ));
+        }
     }
     if let Some(g) = &p.guest {
         output::out(format!(

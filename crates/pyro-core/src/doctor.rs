@@ -289,9 +289,9 @@ fn limits() -> Check {
             format!(
                 "host cgroups cap each VM (a {l}-vCPU {m} MiB guest: {:.2} CPU, {} MiB, {} tasks); \
                  {guest}",
-                h.cpu_millicores as f64 / 1000.0,
-                h.memory_bytes >> 20,
-                h.pids
+                h.cpu_millicores.unwrap_or_default() as f64 / 1000.0,
+                h.memory_bytes.unwrap_or_default() >> 20,
+                h.pids.unwrap_or_default()
             ),
             None,
         ),

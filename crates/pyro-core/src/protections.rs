@@ -17,21 +17,32 @@ use crate::BackendKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostLimits {
-    /// The memory cap, bytes.
-    pub memory_bytes: u64,
-    /// The CPU quota, thousandths of a CPU.
-    pub cpu_millicores: u64,
-    /// The task cap.
-    pub pids: u64,
+    /// The memory cap, bytes (none without the memory controller).
+    pub memory_bytes: Option<u64>,
+    /// The CPU quota, thousandths of a CPU (none without the cpu
+    /// controller).
+    pub cpu_millicores: Option<u64>,
+    /// The task cap (none without the pids controller).
+    pub pids: Option<u64>,
 }
 
 impl HostLimits {
     /// The limits for a guest of `vcpus` vCPUs and `mem_mib` MiB.
     pub fn for_guest(vcpus: u8, mem_mib: u32) -> Self {
         Self {
-            memory_bytes: (u64::from(mem_mib) + 256) << 20,
-            cpu_millicores: u64::from(vcpus) * 1000 + 250,
-            pids: 256,
+            memory_bytes: Some((u64::from(mem_mib) + 256) << 20),
+            cpu_millicores: Some(u64::from(vcpus) * 1000 + 250),
+            pids: Some(256),
+        }
+    }
+
+    /// Only the caps of the controllers in `ctrls`.
+    pub fn only(self, ctrls: &[String]) -> Self {
+        let has = |c: &str| ctrls.iter().any(|x| x == c);
+        Self {
+            memory_bytes: self.memory_bytes.filter(|_| has("memory")),
+            cpu_millicores: self.cpu_millicores.filter(|_| has("cpu")),
+            pids: self.pids.filter(|_| has("pids")),
         }
     }
 }
@@ -65,10 +76,12 @@ pub struct DiskUsage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Protections {
-    /// The host cgroups of its VM (none without root, or in host-compat).
+    /// The host cgroups its VM is given when it starts on this host, as
+    /// this pyro process sees the host (none without root, or in
+    /// host-compat).
     pub host: Option<HostLimits>,
-    /// The guest's limits on commands (`status` of a started workspace:
-    /// the guest says).
+    /// The guest's limits on commands (`status` of a started workspace,
+    /// as its guest reports them).
     pub guest: Option<GuestLimits>,
     /// Its disk's space (`status` of a started workspace).
     pub disk: Option<DiskUsage>,
@@ -121,7 +134,7 @@ fn host_side_of(
                     ));
                 }
             }
-            Some(HostLimits::for_guest(vcpus, mem_mib))
+            Some(HostLimits::for_guest(vcpus, mem_mib).only(ctrls))
         }
     };
     Protections {
@@ -133,6 +146,14 @@ fn host_side_of(
 }
 
 impl Protections {
+    /// Says that a started guest did not report its limits in time.
+    pub fn guest_silent(mut self) -> Self {
+        self.missing.push(
+            "the guest's limits and disk space are unknown: it did not answer in 3 s".to_owned(),
+        );
+        self
+    }
+
     /// Adds what a started guest reports.
     pub fn with_guest(mut self, u: &pyro_protocol::GuestUsage) -> Self {
         match (u.memory_max_bytes, u.tasks_per_command) {
@@ -144,8 +165,9 @@ impl Protections {
                 });
             }
             _ => self.missing.push(
-                "the guest runs commands without limits (its kernel has no cgroup v2 memory and \
-                 pids controllers): a runaway command can exhaust the guest"
+                "the guest runs commands without limits (its cgroup v2 memory and pids \
+                 controllers could not be set up or used): a runaway command can exhaust the \
+                 guest"
                     .to_owned(),
             ),
         }
@@ -208,9 +230,9 @@ mod tests {
         assert_eq!(
             p.host,
             Some(HostLimits {
-                memory_bytes: 768 << 20,
-                cpu_millicores: 2250,
-                pids: 256
+                memory_bytes: Some(768 << 20),
+                cpu_millicores: Some(2250),
+                pids: Some(256)
             })
         );
         let p = host_side_of(BackendKind::Firecracker, true, &all[..2], 1, 512);
@@ -219,6 +241,7 @@ mod tests {
             "{:?}",
             p.missing
         );
+        assert_eq!(p.host.unwrap().cpu_millicores, None);
         let p = host_side_of(BackendKind::Firecracker, false, &all, 1, 512);
         assert!(p.host.is_none() && p.missing[0].starts_with("not root"));
         let p = host_side_of(BackendKind::HostCompat, true, &all, 1, 512);

@@ -57,20 +57,24 @@ pub fn archive(data: &[u8]) {
     let Ok(dir) = tempfile::tempdir() else {
         return;
     };
-    let dest = dir.path().join("dest");
-    if std::fs::create_dir(&dest).is_err() {
+    // Three levels deep, so an escape by a `..` or two lands in the
+    // scratch directory, where it is seen.
+    let dest = dir.path().join("a/b/dest");
+    if std::fs::create_dir_all(&dest).is_err() {
         return;
     }
     let _ = pyro_archive::extract(data, &dest);
-    // Nothing may appear beside the destination.
-    let beside: Vec<_> = std::fs::read_dir(dir.path())
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert_eq!(
-        beside,
-        vec![std::ffi::OsString::from("dest")],
-        "extract wrote outside"
-    );
+    // Nothing may appear beside the destination, at any level.
+    for (level, only) in [("", "a"), ("a", "b"), ("a/b", "dest")] {
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(level))
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(only)],
+            "extract wrote outside"
+        );
+    }
 }
 
 /// A patch against a small in-memory tree, planned by the agent's own

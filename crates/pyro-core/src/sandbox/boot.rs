@@ -203,20 +203,16 @@ pub(super) fn cgroup_settings(
     let Some((version, ctrls)) = cgroup::detect(root) else {
         return (CgroupVersion::V1, Vec::new());
     };
-    let has = |c: &str| ctrls.iter().any(|x| x == c);
+    let limits = limits.only(&ctrls);
     let mut s = Vec::new();
-    if has("memory") {
-        s.push(format!(
-            "{}={}",
-            version.memory_limit_file(),
-            limits.memory_bytes
-        ));
+    if let Some(m) = limits.memory_bytes {
+        s.push(format!("{}={m}", version.memory_limit_file()));
     }
-    if has("pids") {
-        s.push(format!("pids.max={}", limits.pids));
+    if let Some(p) = limits.pids {
+        s.push(format!("pids.max={p}"));
     }
-    if has("cpu") {
-        s.extend(version.cpu_limit(limits.cpu_millicores));
+    if let Some(c) = limits.cpu_millicores {
+        s.extend(version.cpu_limit(c));
     }
     (version, s)
 }

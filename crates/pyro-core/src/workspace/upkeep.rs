@@ -322,28 +322,32 @@ impl Workspaces {
         self.touch(&mut rec).await?;
         drop(_lock);
         let mut v = view(&rec);
-        self.fill_counts(&mut v).await;
-        self.fill_usage(&mut v, &rec).await;
+        // Both ask the guest, each within 3 s: at once.
+        let (_, usage) = tokio::join!(self.fill_counts(&mut v), self.usage(&rec));
+        match usage {
+            Some(Some(u)) => v.protections = v.protections.clone().with_guest(&u),
+            Some(None) => v.protections = v.protections.clone().guest_silent(),
+            None => {}
+        }
         Ok(v)
     }
 
-    /// Adds what a started guest says of its limits and its disk
-    /// (`status`; a guest that does not answer in 3 s adds nothing).
-    async fn fill_usage(&self, v: &mut View, rec: &Record) {
+    /// What a started guest says of its limits and its disk (`status`):
+    /// `None` when there is no guest to ask, `Some(None)` when it did not
+    /// answer in 3 s.
+    async fn usage(&self, rec: &Record) -> Option<Option<pyro_protocol::GuestUsage>> {
         if rec.state != State::Started || rec.backend != BackendKind::Firecracker {
-            return;
+            return None;
         }
-        let Some(vm) = &rec.vm_id else { return };
-        let Ok(sandbox) = Sandbox::attach(&self.paths, vm) else {
-            return;
-        };
+        let sandbox = Sandbox::attach(&self.paths, rec.vm_id.as_ref()?).ok()?;
         let asked = tokio::time::timeout(
             Duration::from_secs(3),
             sandbox.call(Request::Usage, Duration::from_secs(3)),
         );
-        if let Ok(Ok(Response::Usage(u))) = asked.await {
-            v.protections = v.protections.clone().with_guest(&u);
-        }
+        Some(match asked.await {
+            Ok(Ok(Response::Usage(u))) => Some(u),
+            _ => None,
+        })
     }
 
     /// Changes name and labels.

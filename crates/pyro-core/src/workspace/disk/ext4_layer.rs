@@ -152,6 +152,16 @@ impl Ext4Layer {
         check_geometry(image)?;
         let fs = ext4_view::Ext4::load_from_path(image)
             .map_err(|e| ext4_err(image, b"/", format!("the image cannot be read: {e}")))?;
+        // The upper directory itself must be one: every walk starts there,
+        // and ext4-view would follow a link in its place (reading a target
+        // of whatever size the guest wrote).
+        if !fs.symlink_metadata(UPPER_DIR).is_ok_and(|m| m.is_dir()) {
+            return Err(ext4_err(
+                image,
+                UPPER_DIR,
+                "it is not a directory, so the disk is not a workspace's",
+            ));
+        }
         Ok(Self {
             fs,
             image: image.to_owned(),
