@@ -15,13 +15,16 @@
 //! second, the two moves cost about 80 ms each; a trampoline (the agent
 //! executing itself to join the group, then the program) cost a whole
 //! extra process creation. Groups are made ahead of use and removed after
-//! it on a thread of their own, so neither costs a command any time.
+//! it on a thread of their own, so neither is on a command's path (they
+//! still take the guest's CPU).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
 
-use pyro_protocol::{AgentError, CommandLimits, ErrorKind, GuestLimit, GuestUsage};
+use pyro_protocol::{
+    AgentError, CommandLimits, ErrorKind, GUEST_TASKS_PER_COMMAND, GuestLimit, GuestUsage,
+};
 
 /// The cgroup v2 mount point.
 const CGROUP_FS: &str = "/sys/fs/cgroup";
@@ -32,9 +35,6 @@ const PARENT: &str = "/sys/fs/cgroup/pyro";
 /// Memory kept out of the commands' reach for the agent and the kernel,
 /// MiB (at most a quarter of the guest's).
 const RESERVE_MIB: u64 = 96;
-
-/// Tasks (processes and threads) one command may have at once.
-pub const PIDS_PER_COMMAND: u64 = pyro_protocol::GUEST_TASKS_PER_COMMAND;
 
 /// Groups kept made ahead of use.
 const POOL_SIZE: usize = 2;
@@ -143,7 +143,7 @@ impl Group {
         };
         Some(Self {
             path,
-            tasks: PIDS_PER_COMMAND,
+            tasks: GUEST_TASKS_PER_COMMAND,
         })
     }
 
@@ -156,8 +156,8 @@ impl Group {
             return if asked {
                 Err(AgentError::new(
                     ErrorKind::BadRequest,
-                    "this guest cannot limit a command (its kernel has no cgroup v2 memory and \
-                     pids controllers)"
+                    "this guest cannot limit a command (its cgroup v2 memory and pids \
+                     controllers could not be set up or used)"
                         .to_owned(),
                 ))
             } else {
@@ -179,7 +179,7 @@ impl Group {
     }
 
     /// The file a process writes `0` to in order to join.
-    pub fn procs_file(&self) -> PathBuf {
+    fn procs_file(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }
 
@@ -422,7 +422,7 @@ pub fn usage() -> GuestUsage {
         disk_free_bytes: free,
         disk_full: disk_full(),
         memory_max_bytes: if on { memory_max() } else { None },
-        tasks_per_command: on.then_some(PIDS_PER_COMMAND),
+        tasks_per_command: on.then_some(GUEST_TASKS_PER_COMMAND),
         cpus: std::thread::available_parallelism()
             .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
             .unwrap_or(0),

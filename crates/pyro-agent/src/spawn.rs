@@ -73,14 +73,6 @@ pub struct Child {
     pub stderr: Option<pipe::Receiver>,
 }
 
-/// Starts `spec` in a new session, in the agent's own cgroup (tests: the
-/// agent's commands go through [`spawn_in`]). Must be called inside a
-/// Tokio runtime.
-#[cfg(test)]
-pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
-    spawn_here(spec)
-}
-
 /// Starts `spec` in a new session, inside the cgroup `group` when one is
 /// given (the agent enters it for the spawn: see `limits`).
 pub fn spawn_in(
@@ -91,14 +83,16 @@ pub fn spawn_in(
         .map(crate::limits::Placed::enter)
         .transpose()
         .map_err(SpawnError::Setup)?;
-    let child = spawn_here(spec);
+    let child = spawn(spec);
     if let (Some(p), Ok(c)) = (&placed, &child) {
         p.started(c.pid());
     }
     child
 }
 
-fn spawn_here(spec: &SpawnSpec) -> Result<Child, SpawnError> {
+/// Starts `spec` in a new session, in the agent's own cgroup. Must be
+/// called inside a Tokio runtime.
+fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
     let program = resolve(&spec.program, &spec.env, &spec.cwd)?;
     let cstr = |s: &OsStr, what: &str| {
         CString::new(s.as_bytes()).map_err(|_| {
