@@ -34,14 +34,15 @@ fn real_vm_workspace_repro_fix_loop() {
     )
     .unwrap();
     // A dependency tree of PYRO_TEST_SEED_FILES files (100 per package;
-    // 300 by default): creating a file in this nested guest costs 0.15 to
-    // 0.3 s of emulated kernel time, so 50,000 would take hours here. Run
+    // 100 by default): creating a file in this nested guest costs 0.15 to
+    // 0.3 s of emulated kernel time, and the seed is extracted twice (at
+    // create and again at the reset), so 50,000 would take hours here. Run
     // with PYRO_TEST_SEED_FILES=50000 on a host with hardware KVM. (The
     // 200,000-file tree is a host-compat test.)
     let files: usize = std::env::var("PYRO_TEST_SEED_FILES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(100);
     let packages = files.div_ceil(100).max(1);
     for d in 0..packages {
         let dir = seed.join(format!("node_modules/pkg{d:04}"));
