@@ -321,6 +321,8 @@ pub struct WsCreateArgs {
     pub network_policy: Option<String>,
     #[command(flatten)]
     pub allow: crate::cli_network::AllowArgs,
+    #[command(flatten)]
+    pub secrets: crate::cli_secrets::SecretArgs,
     /// Print machine-readable JSON on stdout.
     #[arg(long, conflicts_with = "id_only")]
     pub json: bool,
@@ -437,6 +439,8 @@ pub struct WsExecArgs {
     /// An environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    #[command(flatten)]
+    pub secret_env: crate::cli_secrets::SecretEnvArgs,
     /// Pass standard input to the command.
     #[arg(long)]
     pub stdin: bool,
@@ -716,6 +720,9 @@ pub struct WsForkArgs {
     /// How many forks to make, all or none.
     #[arg(long, default_value_t = L::FORK_COUNT.default)]
     pub count: u32,
+    /// Give the forks the workspace's secrets (else they get none, and the result names them).
+    #[arg(long)]
+    pub with_secrets: bool,
     /// Print only the new workspace ids, one per line.
     #[arg(long)]
     pub id_only: bool,

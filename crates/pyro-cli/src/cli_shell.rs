@@ -42,6 +42,8 @@ pub struct WsShellOpenArgs {
     /// Keep the VM from its idle power-off while this shell is open (by default an open shell does not).
     #[arg(long)]
     pub keep_alive: bool,
+    #[command(flatten)]
+    pub secret_env: crate::cli_secrets::SecretEnvArgs,
     /// Print only the shell id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,

@@ -37,6 +37,7 @@ pub async fn shell(paths: &Paths, cmd: WsShellCmd) -> (bool, Result<ExitCode, Fa
                     rows: a.rows,
                     env: pairs("--env", &a.env)?,
                     keep_alive: a.keep_alive,
+                    secret_env: a.secret_env.secret_env,
                 };
                 let v = engine.shell_open(&a.workspace_id, opts).await?;
                 if a.id_only {

@@ -38,7 +38,13 @@ pub async fn snapshot(paths: &Paths, cmd: WsSnapshotCmd) -> (bool, Result<ExitCo
                             v.snapshot_name,
                             v.workspace_id,
                             size(v.size_bytes)
-                        ))
+                        ));
+                        if !v.secrets_left_out.is_empty() {
+                            output::out(format!(
+                                "Not in the snapshot (secrets stay with the workspace): {}",
+                                v.secrets_left_out.join(", ")
+                            ));
+                        }
                     })
                 }),
             )
@@ -105,6 +111,7 @@ pub async fn fork(paths: &Paths, a: WsForkArgs) -> Result<ExitCode, Failure> {
         snapshot: a.snapshot,
         name: a.name,
         count: a.count,
+        with_secrets: a.with_secrets,
     };
     let progress = Progress::new("fork", a.json || a.id_only);
     let engine = ws(paths);
@@ -131,6 +138,12 @@ pub async fn fork(paths: &Paths, a: WsForkArgs) -> Result<ExitCode, Failure> {
     emit(a.json, &v, || {
         for w in &v.workspaces {
             print_view("Forked workspace", w);
+        }
+        if !v.secrets_left_out.is_empty() {
+            output::out(format!(
+                "Secrets left out of the forks (--with-secrets copies them): {}",
+                v.secrets_left_out.join(", ")
+            ));
         }
     })
 }

@@ -10,27 +10,7 @@ use pyro_core::{BackendKind, Paths};
 use crate::cli::{SeedModeArg, WorkspaceCmd, WsFileCmd, WsPatchCmd, WsSyncCmd};
 use crate::output::{self, BOLD, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
 
-/// `2026-11-25T16:40:00Z` from Unix seconds.
-pub fn utc(ts: f64) -> String {
-    let secs = ts.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use crate::output::utc;
 
 /// Parses repeated `KEY=VALUE` flags.
 pub fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -91,6 +71,9 @@ pub fn print_view(header: &str, v: &View) {
         }
     ));
     output::out(format!("Workspace: {}", v.workspace_path));
+    if !v.secrets.is_empty() {
+        output::out(format!("Secrets: {}", v.secrets.join(", ")));
+    }
     if let Some(f) = &v.forked_from {
         let at = f
             .snapshot_name
@@ -367,6 +350,7 @@ async fn create(paths: &Paths, a: crate::cli::WsCreateArgs) -> Result<ExitCode, 
     req.allow_host_compat = a.allow_host_compat;
     req.cold_boot = a.cold_boot;
     req.network = network;
+    req.secrets = a.secrets.specs()?;
 
     req.boot_timeout = a.boot_timeout_seconds.map(std::time::Duration::from_secs);
     let progress = Progress::new("create", a.json || a.id_only);
@@ -454,6 +438,7 @@ async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Fail
         wait_seconds: if a.detach { Some(0) } else { a.wait_seconds },
         max_memory_mib: a.max_memory_mib,
         max_tasks: a.max_tasks,
+        secret_env: a.secret_env.secret_env,
     };
     let background = opts.wait_seconds.is_some();
     let stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = if a.stdin {
@@ -524,6 +509,12 @@ fn render_exec(v: &pyro_core::workspace::ExecView, json: bool) -> Result<ExitCod
     }
     if let Some(l) = &v.limit {
         output::err(format!("{YELLOW}limit:{YELLOW:#} {}", l.message));
+    }
+    if v.redactions > 0 {
+        output::err(format!(
+            "{YELLOW}redacted:{YELLOW:#} {} secret value(s) in the output show as [redacted:NAME]",
+            v.redactions
+        ));
     }
     if let Some(e) = &v.log_error {
         output::err(format!("{YELLOW}note:{YELLOW:#} {e}"));

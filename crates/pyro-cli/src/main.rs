@@ -7,6 +7,7 @@ mod cli;
 mod cli_bounds;
 mod cli_env;
 mod cli_network;
+mod cli_secrets;
 mod cli_service;
 mod cli_shell;
 mod cmd_demo;

@@ -12,6 +12,8 @@ fn ws(home: &Home, args: &[&str]) -> Output {
     home.cmd().arg("workspace").args(args).output().unwrap()
 }
 
+const VALUE: &str = "guest-s3cret-0451";
+
 fn sh(home: &Home, id: &str, script: &str) -> String {
     stdout(ok(&ws(home, &["exec", id, "--", script])))
 }
@@ -20,8 +22,30 @@ fn sh(home: &Home, id: &str, script: &str) -> String {
 fn real_vm_snapshot_reset_and_fork() {
     require_debian12();
     let home = Home::new();
-    let o = ws(&home, &["create", "debian:12", "--id-only"]);
+    let secret = format!("API_TOKEN={VALUE}");
+    let o = ws(
+        &home,
+        &["create", "debian:12", "--id-only", "--secret", &secret],
+    );
     let id = stdout(ok(&o)).trim().to_owned();
+
+    // The guest's command gets the secret; what it prints of it comes back
+    // redacted, and nothing of it reaches the disk the snapshots, the fork
+    // and the export below copy.
+    let o = ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--secret-env",
+            "API_TOKEN=TOKEN",
+            "--",
+            "echo \"$TOKEN\"; printf %s \"$TOKEN\" | base64",
+        ],
+    );
+    let shown = stdout(ok(&o));
+    assert!(shown.starts_with("[redacted:API_TOKEN]\n"), "{shown}");
+    assert!(!common::secrets::shows(shown.as_bytes(), VALUE), "{shown}");
 
     // A tool outside /workspace, saved in cp1, then removed.
     sh(
@@ -116,8 +140,20 @@ fn real_vm_snapshot_reset_and_fork() {
     let _ = std::process::Command::new("umount").arg(&mnt).status();
     assert_eq!(content.unwrap(), "origin\n");
     assert_eq!(link.unwrap(), std::path::Path::new("/etc/passwd"));
-    let o = ws(&home, &["fork", &id, "--id-only"]);
-    let fork = stdout(ok(&o)).trim().to_owned();
+    let f = json(ok(&ws(&home, &["fork", &id, "--json"])));
+    assert_eq!(
+        f["secrets_left_out"],
+        serde_json::json!(["API_TOKEN"]),
+        "{f}"
+    );
+    let fork = f["workspaces"][0]["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No form of the value on any file pyro keeps (its store aside): the
+    // disks, the snapshot, the fork, the logs, the exported image.
+    let leaked = common::secrets::leaks(home.path(), VALUE, &["secrets.json"]);
+    assert!(leaked.is_empty(), "the secret is in {leaked:?}");
     assert_eq!(sh(&home, &fork, "cat a.txt"), "origin\n");
     let d = json(ok(&ws(&home, &["diff", &fork, "--json"])));
     assert_eq!(d["changed"], false, "the fork point is its baseline: {d}");

@@ -52,6 +52,7 @@ async fn main() {
             wait_seconds: None,
             max_memory_mib: None,
             max_tasks: None,
+            secret_env: Vec::new(),
         };
         ws.exec(&id, opts, None, &mut Discard).await.unwrap();
         exec.push(t.elapsed());
@@ -62,6 +63,7 @@ async fn main() {
         rows: 30,
         env: Default::default(),
         keep_alive: false,
+        secret_env: Vec::new(),
     };
     let sh = ws.shell_open(&id, opts).await.unwrap().shell_id;
     // Past the prompt's first drawing.

@@ -99,6 +99,7 @@ async fn main() {
             wait_seconds: None,
             max_memory_mib: None,
             max_tasks: None,
+            secret_env: Vec::new(),
         };
         let r = ws.exec(&id, check, None, &mut Discard).await.unwrap();
         assert_eq!(

@@ -41,6 +41,7 @@ pub mod network;
 pub mod paths;
 pub mod protections;
 pub mod records;
+pub mod redact;
 pub mod run;
 pub mod sandbox;
 pub mod scratch;
@@ -191,6 +192,48 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// The error with `redactor`'s secrets redacted from its text (an
+    /// error can quote the guest: a path, a command's words, its output).
+    pub fn redact(self, redactor: &redact::Redactor) -> Self {
+        if redactor.is_empty() {
+            return self;
+        }
+        let r = |m: String| redactor.text(&m).0;
+        match self {
+            Self::Invalid(m) => Self::Invalid(r(m)),
+            Self::NotFound(m) => Self::NotFound(r(m)),
+            Self::State(m) => Self::State(r(m)),
+            Self::Quota(m) => Self::Quota(r(m)),
+            Self::Conflict(m) => Self::Conflict(r(m)),
+            Self::Busy(m) => Self::Busy(r(m)),
+            Self::TooLarge(m) => Self::TooLarge(r(m)),
+            Self::Timeout(m) => Self::Timeout(r(m)),
+            Self::Transport(m) => Self::Transport(r(m)),
+            Self::NetworkUnavailable(m) => Self::NetworkUnavailable(r(m)),
+            Self::Agent(mut a) => {
+                a.message = r(a.message);
+                Self::Agent(a)
+            }
+            Self::HostCompat { reason, log_tail } => Self::HostCompat {
+                reason: r(reason),
+                log_tail: r(log_tail),
+            },
+            Self::Io { context, source } => {
+                let source = match source.get_ref() {
+                    Some(inner) => std::io::Error::new(source.kind(), r(inner.to_string())),
+                    None => source,
+                };
+                Self::Io {
+                    context: r(context),
+                    source,
+                }
+            }
+            Self::GuestUnavailable(e) => Self::GuestUnavailable(Box::new(e.redact(redactor))),
+            // From the host's own state, never the guest's.
+            e @ (Self::Env(_) | Self::Vmm(_)) => e,
+        }
+    }
+
     /// The first line of the message (worded for no front end in
     /// particular): a reason to carry inside another result.
     pub fn first_line(&self) -> String {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub mod host_compat;
 pub mod netlab;
+pub mod secrets;
 
 use assert_cmd::Command;
 

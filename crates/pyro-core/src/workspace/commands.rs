@@ -14,6 +14,22 @@ impl Workspaces {
         stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
+        let secrets = self.secrets_of(id)?;
+        let redactor = secrets::redactor(&secrets);
+        self.exec_inner(id, opts, &secrets, &redactor, stdin, sink)
+            .await
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    async fn exec_inner(
+        &self,
+        id: &str,
+        opts: ExecOptions,
+        secrets: &secrets::Secrets,
+        redactor: &crate::redact::Redactor,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecView, CoreError> {
         limits::TIMEOUT_SECONDS.check(opts.timeout_seconds)?;
         limits::OUTPUT_BYTES.check(opts.max_output_bytes)?;
         if let Some(w) = opts.wait_seconds {
@@ -26,6 +42,7 @@ impl Workspaces {
             }
         }
         crate::run::check_env_names(&opts.env)?;
+        let env = secrets::merge_env(secrets, &opts.env, &opts.secret_env)?;
         let command_limits = self.command_limits(id, &opts)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
@@ -48,10 +65,11 @@ impl Workspaces {
             opts.max_output_bytes,
             sink,
         )?;
+        tee.redact(redactor);
         let req = ExecRequest {
             command: opts.command.clone(),
             cwd: Some(cwd.clone()),
-            env: opts.env.clone(),
+            env,
             timeout_ms: opts.timeout_seconds * 1000,
             output_limit_bytes: LOG_CAP_BYTES,
             stdin: false,
@@ -156,8 +174,10 @@ impl Workspaces {
     ) -> Result<ExecView, CoreError> {
         limits::WAIT_SECONDS.check(wait_seconds)?;
         limits::OUTPUT_BYTES.check(max_output_bytes)?;
+        let redactor = self.redactor(id)?;
         self.continue_job(id, sequence, wait_seconds, max_output_bytes, false, sink)
             .await
+            .map_err(|e| e.redact(&redactor))
     }
 
     /// Kills command `sequence` (one running in the background) with its
@@ -170,8 +190,10 @@ impl Workspaces {
     ) -> Result<ExecView, CoreError> {
         limits::OUTPUT_BYTES.check(max_output_bytes)?;
         let mut sink = crate::sandbox::Discard;
+        let redactor = self.redactor(id)?;
         self.continue_job(id, sequence, 10, max_output_bytes, true, &mut sink)
             .await
+            .map_err(|e| e.redact(&redactor))
     }
 
     async fn continue_job(
@@ -223,7 +245,8 @@ impl Workspaces {
                 entry.state.as_str()
             )));
         };
-        let tee = cmdlog::LogSink::resume(&logs, entry, max_output_bytes, sink)?;
+        let mut tee = cmdlog::LogSink::resume(&logs, entry, max_output_bytes, sink)?;
+        tee.redact(&secrets::redactor(&self.secrets_of(id)?));
         if job.vm_id != sandbox.id() {
             let e = CoreError::State(format!(
                 "command {sequence} ended when workspace {id} stopped (its output up to then is \
@@ -367,6 +390,7 @@ impl Workspaces {
             limit: outcome
                 .limit
                 .map(|k| crate::protections::limit_hit(k, rec.mem_mib, rec.disk_mib)),
+            redactions: entry.redactions,
         })
     }
 
@@ -529,5 +553,6 @@ fn running_view(
         execution_mode: mode_of(backend),
         log_error: entry.log_error,
         limit: None,
+        redactions: entry.redactions,
     }
 }

@@ -146,6 +146,63 @@ impl Drop for Scratch {
     }
 }
 
+/// Redacts `redactor`'s secrets from the text files under `root` (a file
+/// or a directory pyro just extracted; links are never followed): each
+/// file holding one is rewritten beside itself and renamed over. A file
+/// with a NUL byte in its first 8 KiB is binary and copied as it is.
+/// Returns (redactions, files).
+fn redact_tree(root: &Path, redactor: &crate::redact::Redactor) -> Result<(u64, u64), CoreError> {
+    use std::io::{Read, Write};
+    if redactor.is_empty() {
+        return Ok((0, 0));
+    }
+    let io = |p: &Path, e| CoreError::io(format!("redacting {}", p.display()), e);
+    let (mut total, mut files) = (0, 0);
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| io(&p, e))?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).map_err(|e| io(&p, e))? {
+                todo.push(e.map_err(|e| io(&p, e))?.path());
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
+        let mut f = std::fs::File::open(&p).map_err(|e| io(&p, e))?;
+        let mut buf = vec![0u8; 64 << 10];
+        let n = f.read(&mut buf).map_err(|e| io(&p, e))?;
+        if buf[..n.min(8192)].contains(&0) {
+            continue;
+        }
+        let tmp = p.with_file_name(format!(
+            ".{}.pyro-redact",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?);
+        let mut s = redactor.stream();
+        let mut piece = n;
+        while piece > 0 {
+            out.write_all(&s.push(&buf[..piece]))
+                .map_err(|e| io(&tmp, e))?;
+            piece = f.read(&mut buf).map_err(|e| io(&p, e))?;
+        }
+        out.write_all(&s.finish()).map_err(|e| io(&tmp, e))?;
+        out.flush().map_err(|e| io(&tmp, e))?;
+        if s.count() == 0 {
+            let _ = std::fs::remove_file(&tmp);
+            continue;
+        }
+        std::fs::set_permissions(&tmp, meta.permissions()).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io(&p, e))?;
+        total += s.count();
+        files += 1;
+    }
+    Ok((total, files))
+}
+
 impl Workspaces {
     /// Copies a file or directory out of `/workspace` to a new host path.
     pub async fn export(
@@ -153,6 +210,19 @@ impl Workspaces {
         id: &str,
         path: &str,
         output: &Path,
+    ) -> Result<ExportView, CoreError> {
+        let redactor = self.redactor(id)?;
+        self.export_raw(id, path, output, redactor.clone())
+            .await
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    async fn export_raw(
+        &self,
+        id: &str,
+        path: &str,
+        output: &Path,
+        redactor: crate::redact::Redactor,
     ) -> Result<ExportView, CoreError> {
         let path = guest_path(path)?;
         if std::fs::symlink_metadata(output).is_ok() {
@@ -216,7 +286,7 @@ impl Workspaces {
         };
         // Extract into the staging directory and move the result into place.
         let (what, out) = (path.clone(), output.to_path_buf());
-        let output = crate::blocking(move || {
+        let (output, (redactions, redacted_files)) = crate::blocking(move || {
             let f = std::fs::File::open(scratch.tar())
                 .map_err(|e| CoreError::io("reading the export", e))?;
             pyro_archive::extract(std::io::BufReader::new(f), scratch.staging()).map_err(|e| {
@@ -228,6 +298,7 @@ impl Workspaces {
                     .staging()
                     .join(Path::new(&what).file_name().unwrap_or_default()),
             };
+            let redacted = redact_tree(&from, &redactor)?;
             // Never replace something that appeared at `output` meanwhile.
             nix::fcntl::renameat2(
                 nix::fcntl::AT_FDCWD,
@@ -250,7 +321,7 @@ impl Workspaces {
             // async workers).
             scratch.made.clear();
             drop(scratch);
-            Ok(out.canonicalize().unwrap_or(out))
+            Ok((out.canonicalize().unwrap_or(out), redacted))
         })
         .await?;
         Ok(ExportView {
@@ -260,6 +331,8 @@ impl Workspaces {
             kind,
             entry_count: entries,
             bytes_written: bytes,
+            redactions,
+            redacted_files,
         })
     }
 }

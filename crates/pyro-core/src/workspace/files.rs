@@ -102,6 +102,16 @@ impl Workspaces {
         path: &str,
         max_bytes: u64,
     ) -> Result<FileRead, CoreError> {
+        self.redacted(id, self.file_read_raw(id, path, max_bytes))
+            .await
+    }
+
+    async fn file_read_raw(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<FileRead, CoreError> {
         let path = guest_path(path)?;
         limits::FILE_READ_BYTES.check(max_bytes)?;
         let (_, sandbox) = self.started(id, "file read").await?;
@@ -118,6 +128,7 @@ impl Workspaces {
             path,
             mode,
             data,
+            redactions: 0,
         })
     }
 
@@ -184,6 +195,10 @@ impl Workspaces {
     /// What changed in `/workspace` since the baseline (see
     /// [`diff::compute`] for the bounds).
     pub async fn diff(&self, id: &str, limits: DiffLimits) -> Result<DiffView, CoreError> {
+        self.redacted(id, self.diff_raw(id, limits)).await
+    }
+
+    async fn diff_raw(&self, id: &str, limits: DiffLimits) -> Result<DiffView, CoreError> {
         crate::limits::DIFF_ENTRIES.check(limits.max_entries)?;
         crate::limits::DIFF_PATCH_BYTES.check(limits.max_patch_bytes)?;
         let (_, sandbox) = self.started(id, "diff").await?;

@@ -15,6 +15,8 @@ pub struct ForkRequest {
     pub name: Option<String>,
     /// How many forks (all or none).
     pub count: u32,
+    /// Give the forks the origin's secrets (else they get none).
+    pub with_secrets: bool,
 }
 
 /// Where a fork came from.
@@ -40,6 +42,9 @@ pub struct ForkView {
     pub count: usize,
     /// The new workspaces, started, each with its fork point as baseline.
     pub workspaces: Vec<View>,
+    /// The origin's secrets the forks did not get (all of them unless
+    /// `with_secrets` was asked for).
+    pub secrets_left_out: Vec<String>,
 }
 
 impl Workspaces {
@@ -92,6 +97,17 @@ impl Workspaces {
             record::save(&self.paths, &rec)?;
             rec
         };
+        let secrets = if req.with_secrets && !origin.secrets.is_empty() {
+            secrets::load(&self.dir(id))?
+        } else {
+            secrets::Secrets::new()
+        };
+        let secrets_left_out: Vec<String> = origin
+            .secrets
+            .iter()
+            .filter(|n| !secrets.contains_key(*n))
+            .cloned()
+            .collect();
         let point = scratch.path().join(layer_name(origin.backend));
         let count = req.count as usize;
         // Each fork holds a copy of the point and its baseline another:
@@ -139,6 +155,7 @@ impl Workspaces {
                 rec.last_reset_at = None;
                 rec.pristine = false;
                 rec.boot = None;
+                rec.secrets = secrets.keys().cloned().collect();
                 rec.forked_from = Some(ForkedFrom {
                     workspace_id: id.to_owned(),
                     snapshot_name: req.snapshot.clone(),
@@ -167,6 +184,7 @@ impl Workspaces {
                 let dir = self.dir(&rec.workspace_id);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+                secrets::save(&dir, &secrets)?;
                 record::save(&self.paths, rec)?;
             }
         }
@@ -240,6 +258,7 @@ impl Workspaces {
             snapshot_name: req.snapshot,
             count,
             workspaces: forks.iter().map(view).collect(),
+            secrets_left_out,
         })
     }
 

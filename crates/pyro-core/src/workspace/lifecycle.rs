@@ -31,6 +31,7 @@ impl Workspaces {
                 limits::BOOT_TIMEOUT_SECONDS,
             )?;
         }
+        let secrets = secrets::resolve(&req.secrets)?;
         let quota = max_workspaces()?;
         // Pack and check the seed before anything exists.
         let seed = match &req.seed {
@@ -81,6 +82,7 @@ impl Workspaces {
             boot: None,
             pristine: false,
             network: req.network.clone(),
+            secrets: secrets.keys().cloned().collect(),
         };
         {
             let _global = self.paths.lock_async("workspaces").await?;
@@ -93,6 +95,10 @@ impl Workspaces {
             }
             std::fs::create_dir_all(self.dir(&id))
                 .map_err(|e| CoreError::io(format!("creating {}", self.dir(&id).display()), e))?;
+            if let Err(e) = secrets::save(&self.dir(&id), &secrets) {
+                let _ = std::fs::remove_dir_all(self.dir(&id));
+                return Err(e);
+            }
             record::save(&self.paths, &rec)?;
         }
         let _lock = match record::lock(&self.paths, &id).await {

@@ -29,6 +29,7 @@ mod network;
 mod publish;
 pub mod record;
 mod results;
+pub mod secrets;
 pub mod seed;
 mod service_logs;
 mod service_types;
@@ -73,6 +74,11 @@ pub use snapshots::*;
 pub use types::*;
 pub use validate::*;
 
+/// For `skip_serializing_if`: leave out a zero count.
+pub(crate) fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The kept seed archive, in the baseline directory.
 const SEED_TAR: &str = "seed.tar";
 
@@ -115,6 +121,7 @@ fn view(rec: &Record) -> View {
         boot_mode: rec.boot.as_ref().map(|b| b.boot_mode),
         boot_reason: rec.boot.as_ref().map(|b| b.boot_reason.clone()),
         network: rec.network.clone(),
+        secrets: rec.secrets.clone(),
         network_denials: 0,
         shell_count: None,
         service_count: None,
@@ -324,6 +331,7 @@ mod tests {
                 path: "/workspace/f".into(),
                 mode: 0o644,
                 data: data.to_vec(),
+                redactions: 0,
             }
             .into_view();
             (v.content, v.encoding, v.size_bytes, v.mode)

@@ -177,6 +177,9 @@ pub struct Record {
     /// What its guest may reach.
     #[serde(default)]
     pub network: pyro_net::Policy,
+    /// The names of its secrets (their values are in `secrets.json`).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 impl Record {

@@ -57,6 +57,18 @@ pub struct FileRead {
     pub mode: u32,
     /// The whole content.
     pub data: Vec<u8>,
+    /// Secret values redacted from it.
+    pub redactions: u64,
+}
+
+impl super::secrets::Redact for FileRead {
+    fn redact(&mut self, r: &crate::redact::Redactor) {
+        if !r.is_empty() {
+            let (data, n) = r.bytes(&self.data);
+            self.data = data;
+            self.redactions += n;
+        }
+    }
 }
 
 impl FileRead {
@@ -74,6 +86,7 @@ impl FileRead {
             mode: format!("{:04o}", self.mode),
             encoding: encoding.to_owned(),
             content,
+            redactions: self.redactions,
         }
     }
 }
@@ -94,6 +107,10 @@ pub struct FileReadView {
     pub encoding: String,
     /// The content.
     pub content: String,
+    /// Secret values redacted from the content (each shows as
+    /// `[redacted:NAME]`, so `size_bytes` is the redacted size).
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
 }
 
 /// A file write.

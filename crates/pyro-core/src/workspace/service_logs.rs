@@ -41,6 +41,17 @@ impl Workspaces {
         range: LogsRange,
         max_bytes: u64,
     ) -> Result<ServiceLogsView, CoreError> {
+        self.redacted(id, self.service_logs_raw(id, name, range, max_bytes))
+            .await
+    }
+
+    async fn service_logs_raw(
+        &self,
+        id: &str,
+        name: &str,
+        range: LogsRange,
+        max_bytes: u64,
+    ) -> Result<ServiceLogsView, CoreError> {
         limits::LOG_BYTES.check(max_bytes)?;
         let (from, tail) = match range {
             LogsRange::Tail(n) => {
@@ -121,6 +132,7 @@ impl Workspaces {
             stdout_position,
             stderr_position,
             truncated,
+            redactions: 0,
         })
     }
 }

@@ -288,4 +288,15 @@ pub struct ServiceLogsView {
     /// Whether more output than was returned is kept: a tail cut at
     /// `max_bytes`, or a range with more after `next`.
     pub truncated: bool,
+    /// Secret values redacted from `stdout` and `stderr` (each shows as
+    /// `[redacted:NAME]`).
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
+}
+
+impl super::secrets::Redact for ServiceLogsView {
+    fn redact(&mut self, r: &crate::redact::Redactor) {
+        r.scrub(&mut self.stdout, &mut self.redactions);
+        r.scrub(&mut self.stderr, &mut self.redactions);
+    }
 }

@@ -33,6 +33,9 @@ pub struct ShellOptions {
     pub env: BTreeMap<String, String>,
     /// Whether it keeps the VM from its idle power-off while open.
     pub keep_alive: bool,
+    /// Secrets given to the shell as environment variables: `SECRET` or
+    /// `SECRET=VARIABLE`.
+    pub secret_env: Vec<String>,
 }
 
 /// A shell.
@@ -83,6 +86,10 @@ pub struct ShellReadView {
     /// Bytes before `cursor` the guest no longer held (it keeps the last
     /// 1 MiB per shell): they are lost, and this says so.
     pub dropped_bytes: u64,
+    /// Secret values redacted from `output` (each shows as
+    /// `[redacted:NAME]`).
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
 }
 
 /// Every shell of a workspace.
@@ -252,9 +259,22 @@ impl Workspaces {
 
     /// Opens an interactive shell in started workspace `id`.
     pub async fn shell_open(&self, id: &str, opts: ShellOptions) -> Result<ShellView, CoreError> {
+        let secrets = self.secrets_of(id)?;
+        self.shell_open_raw(id, opts, &secrets)
+            .await
+            .map_err(|e| e.redact(&secrets::redactor(&secrets)))
+    }
+
+    async fn shell_open_raw(
+        &self,
+        id: &str,
+        mut opts: ShellOptions,
+        secrets: &secrets::Secrets,
+    ) -> Result<ShellView, CoreError> {
         limits::SHELL_COLS.check(opts.cols)?;
         limits::SHELL_ROWS.check(opts.rows)?;
         crate::run::check_env_names(&opts.env)?;
+        opts.env = secrets::merge_env(secrets, &opts.env, &opts.secret_env)?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
             Some(c) if c.starts_with('/') => c.to_owned(),
@@ -333,6 +353,20 @@ impl Workspaces {
         plain: bool,
         wait_for_idle_ms: Option<u64>,
     ) -> Result<ShellReadView, CoreError> {
+        let r = self.redactor(id)?;
+        let q = (cursor, max_chars, plain, wait_for_idle_ms);
+        self.shell_read_raw(id, shell_id, q, &r)
+            .await
+            .map_err(|e| e.redact(&r))
+    }
+
+    async fn shell_read_raw(
+        &self,
+        id: &str,
+        shell_id: &str,
+        (cursor, max_chars, plain, wait_for_idle_ms): (u64, u64, bool, Option<u64>),
+        redactor: &crate::redact::Redactor,
+    ) -> Result<ShellReadView, CoreError> {
         limits::SHELL_READ_CHARS.check(max_chars)?;
         if let Some(ms) = wait_for_idle_ms {
             limits::SHELL_IDLE_MS.check(ms)?;
@@ -385,6 +419,12 @@ impl Workspaces {
                 held = 0;
             }
         }
+        // Secrets go before the bytes are rendered; bytes at the end that
+        // may begin one are read again with what follows (all of them once
+        // the shell has ended).
+        let (clean, mut redactions, keep) = redactor.settle(&data, shell.state != "running");
+        let data = clean;
+        next_cursor -= keep as u64;
         let cols = mark.cols;
         let limit = usize::try_from(max_chars).unwrap_or(usize::MAX);
         let (output, cut) = crate::blocking(move || {
@@ -402,6 +442,8 @@ impl Workspaces {
             })
         })
         .await?;
+        let mut output = output;
+        redactor.scrub(&mut output, &mut redactions);
         Ok(ShellReadView {
             shell: view(id, &mark, Some(&shell), None),
             cursor: cursor + dropped,
@@ -410,6 +452,7 @@ impl Workspaces {
             plain,
             truncated: more || cut || held > 0,
             dropped_bytes: dropped,
+            redactions,
         })
     }
 

@@ -53,6 +53,11 @@ pub struct SnapshotView {
     pub size_bytes: u64,
     /// Whether it can be deleted (the baseline cannot).
     pub deletable: bool,
+    /// The workspace's secrets, which a snapshot never holds (they stay
+    /// with the workspace; a fork gets them with `with_secrets`). Set by
+    /// `snapshot create`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_left_out: Vec<String>,
 }
 
 /// A workspace's snapshots.
@@ -320,6 +325,7 @@ impl Workspaces {
             created_at: meta.created_at,
             size_bytes,
             deletable: true,
+            secrets_left_out: rec.secrets.clone(),
         })
     }
 
@@ -342,6 +348,7 @@ impl Workspaces {
                 created_at: rec.baseline_at.unwrap_or(rec.created_at),
                 size_bytes: disk_usage(&baseline),
                 deletable: false,
+                secrets_left_out: Vec::new(),
             }];
             for (meta, dir) in this.named_snapshots(&id) {
                 snapshots.push(SnapshotView {
@@ -351,6 +358,7 @@ impl Workspaces {
                     created_at: meta.created_at,
                     size_bytes: disk_usage(&dir),
                     deletable: true,
+                    secrets_left_out: Vec::new(),
                 });
             }
             Ok(SnapshotListView {

@@ -43,6 +43,8 @@ pub struct CreateRequest {
     pub cold_boot: bool,
     /// What the guest may reach.
     pub network: pyro_net::Policy,
+    /// Secrets its commands can be given (never written to its disk).
+    pub secrets: Vec<super::secrets::SecretSpec>,
 }
 
 impl CreateRequest {
@@ -61,6 +63,7 @@ impl CreateRequest {
             boot_timeout: None,
             cold_boot: false,
             network: pyro_net::Policy::off(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -140,6 +143,8 @@ pub struct View {
     pub boot_reason: Option<String>,
     /// What its guest may reach.
     pub network: pyro_net::Policy,
+    /// The names of its secrets (never their values).
+    pub secrets: Vec<String>,
     /// Connections and DNS queries its network policy refused (on record
     /// in the denial log; see `workspace network log`).
     pub network_denials: u64,
@@ -182,6 +187,9 @@ pub struct ExecOptions {
     /// The most tasks (processes and threads) it may have at once (else
     /// the guest's per-command limit).
     pub max_tasks: Option<u64>,
+    /// Secrets given to the command as environment variables: `SECRET`
+    /// (as a variable of the same name) or `SECRET=VARIABLE`.
+    pub secret_env: Vec<String>,
 }
 
 /// Whether a command has ended.
@@ -237,6 +245,10 @@ pub struct ExecView {
     /// what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<crate::protections::LimitHit>,
+    /// Secret values redacted from this command's output (and its
+    /// text) so far; the output holds `[redacted:NAME]` in their place.
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
     /// Set when the command log on the host is incomplete (a write failed,
     /// such as on a full disk), saying why; the output returned here is
     /// still whole up to `max_output_bytes`.
@@ -280,4 +292,11 @@ pub struct ExportView {
     pub entry_count: u64,
     /// Bytes of file content.
     pub bytes_written: u64,
+    /// Secret values redacted from the text files written (each shows as
+    /// `[redacted:NAME]`; binary files are copied as they are).
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
+    /// How many files those were in.
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redacted_files: u64,
 }

@@ -139,6 +139,20 @@ pub struct CreateArgs {
     /// Networks the guest may reach, as CIDR or CIDR:PORT (e.g. 10.0.5.0/24:5432), even inside the ranges refused by default (private, link-local, CGNAT; a host address only as a /32).
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
+    /// Secrets commands can be given with secret_env (workspace-full): each {"name", "value"} or {"name", "file_path"} (a host file under the allowed roots). Kept on the host only, never in a snapshot or fork, and redacted from every output.
+    pub secrets: Option<Vec<SecretArg>>,
+}
+
+/// One secret of `workspace_create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretArg {
+    /// Its name: a letter or _, then letters, digits and _ (e.g. GITHUB_TOKEN).
+    pub name: String,
+    /// Its value (or give file_path).
+    pub value: Option<String>,
+    /// A host file holding its value (one trailing newline dropped).
+    pub file_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -209,6 +223,8 @@ pub struct ExecArgs {
     /// Cap this command's tasks (processes and threads) at once; forks past it fail (default: 512).
     #[schemars(range(min = limits::COMMAND_TASKS.0, max = limits::COMMAND_TASKS.1))]
     pub max_tasks: Option<u64>,
+    /// Secrets of the workspace to give the command as environment variables, as {"SECRET": "VARIABLE"} (workspace-full). Their values never show: every output holds [redacted:SECRET] instead.
+    pub secret_env: Option<BTreeMap<String, String>>,
 }
 
 fn default_wait() -> u64 {
@@ -375,6 +391,9 @@ pub struct ForkArgs {
     #[serde(default = "default_fork_count")]
     #[schemars(range(min = limits::FORK_COUNT.min, max = limits::FORK_COUNT.max))]
     pub count: u32,
+    /// Give the forks the workspace's secrets; without it they get none and secrets_left_out names them.
+    #[serde(default)]
+    pub with_secrets: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -416,6 +435,16 @@ pub struct ShellOpenArgs {
     /// Keep the VM from its idle power-off while this shell is open (by default an open shell does not).
     #[serde(default)]
     pub keep_alive: bool,
+    /// Secrets of the workspace to give the shell as environment variables, as {"SECRET": "VARIABLE"}. Their values never show: reads hold [redacted:SECRET] instead.
+    pub secret_env: Option<BTreeMap<String, String>>,
+}
+
+/// `{"SECRET": "VARIABLE"}` as core takes it.
+pub fn secret_env(map: Option<BTreeMap<String, String>>) -> Vec<String> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(secret, var)| format!("{secret}={var}"))
+        .collect()
 }
 
 fn default_cols() -> u16 {

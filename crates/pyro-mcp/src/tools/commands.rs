@@ -21,7 +21,9 @@ impl PyroServer {
         Parameters(a): Parameters<ExecArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::ExecView>, ToolError> {
+        self.full_only("secret_env", a.secret_env.is_some())?;
         let opts = ExecOptions {
+            secret_env: secret_env(a.secret_env),
             command: a.command.into_command()?,
             cwd: a.cwd,
             env: a.env.unwrap_or_default(),

@@ -28,6 +28,25 @@ impl PyroServer {
         req.vcpu_count = a.vcpu_count;
         req.mem_mib = a.mem_mib;
         req.disk_mib = a.disk_mib;
+        self.full_only("secrets", a.secrets.is_some())?;
+        for s in a.secrets.unwrap_or_default() {
+            let source = match (s.value, s.file_path) {
+                (Some(v), None) => workspace::secrets::SecretSource::Value(v),
+                (None, Some(p)) => {
+                    workspace::secrets::SecretSource::File(self.confine("secrets[].file_path", &p)?)
+                }
+                _ => {
+                    return Err(ToolError::from(format!(
+                        "secret {} needs exactly one of value and file_path",
+                        s.name
+                    )));
+                }
+            };
+            req.secrets.push(workspace::secrets::SecretSpec {
+                name: s.name,
+                source,
+            });
+        }
         req.network = pyro_core::network::policy_from(
             a.network_policy.as_deref(),
             &a.allow_hosts,

@@ -162,6 +162,27 @@ async fn with_progress<F: Future>(
     }
 }
 
+/// Arguments only the workspace-full profile offers: (tool, argument).
+const FULL_ONLY_ARGS: &[(&str, &str)] = &[
+    ("workspace_create", "secrets"),
+    ("workspace_exec", "secret_env"),
+];
+
+/// Drops the definitions nothing in `schema` refers to any more.
+fn prune_defs(schema: &mut serde_json::Map<String, serde_json::Value>) {
+    let Some(serde_json::Value::Object(defs)) = schema.remove("$defs") else {
+        return;
+    };
+    let rest = serde_json::Value::Object(schema.clone()).to_string();
+    let kept: serde_json::Map<String, serde_json::Value> = defs
+        .into_iter()
+        .filter(|(name, _)| rest.contains(&format!("\"#/$defs/{name}\"")))
+        .collect();
+    if !kept.is_empty() {
+        schema.insert("$defs".into(), serde_json::Value::Object(kept));
+    }
+}
+
 /// A profile's tools: one router per domain, composed.
 pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
     use crate::Profile;
@@ -171,7 +192,22 @@ pub(crate) fn router_for(profile: crate::Profile) -> ToolRouter<PyroServer> {
     };
     match profile {
         Profile::VmRun => run,
-        Profile::WorkspaceCore => run + core(),
+        Profile::WorkspaceCore => {
+            // Secrets are a workspace-full capability: the core profile's
+            // schemas do not offer them (and its calls refuse them).
+            let mut r = run + core();
+            for (tool, arg) in FULL_ONLY_ARGS {
+                if let Some(route) = r.map.get_mut(*tool) {
+                    let mut schema = (*route.attr.input_schema).clone();
+                    if let Some(serde_json::Value::Object(props)) = schema.get_mut("properties") {
+                        props.remove(*arg);
+                    }
+                    prune_defs(&mut schema);
+                    route.attr.input_schema = Arc::new(schema);
+                }
+            }
+            r
+        }
         Profile::WorkspaceFull => {
             run + core()
                 + PyroServer::power_router()
@@ -192,6 +228,19 @@ impl PyroServer {
             tool_router: router_for(ctx.options.profile),
             ctx,
         }
+    }
+
+    /// Refuses `arg` (one of [`FULL_ONLY_ARGS`]) outside workspace-full.
+    fn full_only(&self, arg: &str, given: bool) -> Result<(), ToolError> {
+        if given && self.ctx.options.profile != crate::Profile::WorkspaceFull {
+            return Err(ToolError::from(format!(
+                "{arg} is offered by the workspace-full profile only and this server runs {}: \
+                 leave {arg} out, or ask the user to run `pyro mcp serve` with the \
+                 workspace-full profile",
+                self.ctx.options.profile.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// An engine error as this server's tool error: worded for its tools

@@ -26,6 +26,7 @@ impl PyroServer {
             rows: a.rows,
             env: a.env.unwrap_or_default(),
             keep_alive: a.keep_alive,
+            secret_env: secret_env(a.secret_env),
         };
         self.ctx
             .workspaces

@@ -95,6 +95,7 @@ impl PyroServer {
             snapshot: a.snapshot,
             name: a.name,
             count: a.count,
+            with_secrets: a.with_secrets,
         };
         // Not cancellable midway: a fork either completes or removes every
         // fork it made.

@@ -73,20 +73,59 @@ pub struct DiffView {
     pub truncated: bool,
     /// Bytes of changed content fetched from the guest.
     pub bytes_fetched: u64,
+    /// Secret values redacted from the patch and the paths (each shows as
+    /// `[redacted:NAME]`).
+    #[serde(skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
     #[serde(skip)]
     #[cfg_attr(feature = "schema", schemars(skip))]
     full_patch: Option<Arc<tempfile::TempPath>>,
+    /// Applied to the whole patch as it is written out.
+    #[serde(skip)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    redactor: Option<crate::redact::Redactor>,
+}
+
+impl crate::workspace::secrets::Redact for DiffView {
+    fn redact(&mut self, r: &crate::redact::Redactor) {
+        if r.is_empty() {
+            return;
+        }
+        let mut n = 0;
+        r.scrub(&mut self.patch, &mut n);
+        for e in &mut self.entries {
+            r.scrub(&mut e.path, &mut n);
+            if let Some(o) = e.omitted.as_mut() {
+                r.scrub(o, &mut n);
+            }
+        }
+        self.redactions += n;
+        self.redactor = Some(r.clone());
+    }
 }
 
 impl DiffView {
     /// Writes the whole patch (also the part past [`DiffView::patch`]).
     pub fn write_patch(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        match &self.full_patch {
-            Some(p) => {
+        match (&self.full_patch, &self.redactor) {
+            (Some(p), None) => {
                 std::io::copy(&mut std::fs::File::open(p.to_path_buf())?, out)?;
                 Ok(())
             }
-            None => out.write_all(self.patch.as_bytes()),
+            (Some(p), Some(r)) => {
+                let mut f = std::fs::File::open(p.to_path_buf())?;
+                let mut s = r.stream();
+                let mut buf = vec![0; 64 << 10];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&s.push(&buf[..n]))?;
+                }
+                out.write_all(&s.finish())
+            }
+            (None, _) => out.write_all(self.patch.as_bytes()),
         }
     }
 }
@@ -435,6 +474,8 @@ fn render_all(r: Render) -> Result<DiffView, CoreError> {
         truncated: patch_truncated,
         bytes_fetched: r.bytes_fetched,
         full_patch: None,
+        redactions: 0,
+        redactor: None,
     })
 }
 

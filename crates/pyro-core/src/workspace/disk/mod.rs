@@ -307,6 +307,16 @@ impl Workspaces {
         path: &str,
         max_bytes: u64,
     ) -> Result<FileRead, CoreError> {
+        self.redacted(id, self.disk_read_raw(id, path, max_bytes))
+            .await
+    }
+
+    async fn disk_read_raw(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<FileRead, CoreError> {
         limits::FILE_READ_BYTES.check(max_bytes)?;
         let path = disk_path(path)?;
         let workspace_id = id.to_owned();
@@ -345,6 +355,7 @@ impl Workspaces {
                 path: shown,
                 mode: found.node.mode,
                 data,
+                redactions: 0,
             })
         })
         .await

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::CoreError;
 use crate::sandbox::OutputSink;
 
+mod history;
+pub use history::{LogsQuery, read};
+
 /// Output kept per stream in the command log.
 pub const LOG_CAP_BYTES: u64 = 16 << 20;
 
@@ -93,6 +96,10 @@ pub struct LogEntry {
     /// Logged stderr bytes not returned (from its start).
     #[serde(default)]
     pub stderr_omitted_bytes: u64,
+    /// Secret values redacted from its output so far (the logs hold the
+    /// redacted text only).
+    #[serde(default, skip_serializing_if = "crate::workspace::is_zero")]
+    pub redactions: u64,
 }
 
 /// A command running in the guest as a job (see `Workspaces::exec_wait`).
@@ -195,6 +202,17 @@ pub struct LogSink<'a> {
     /// Whether the command was cancelled (recorded so when it ends).
     cancelled: bool,
     done: bool,
+    /// The workspace's secrets' redactor and a stream of it per output
+    /// stream (none without secrets).
+    redact: Option<Redacting>,
+}
+
+/// Output on its way through a redactor.
+#[derive(Debug)]
+struct Redacting {
+    redactor: crate::redact::Redactor,
+    out: crate::redact::Stream,
+    err: crate::redact::Stream,
 }
 
 impl std::fmt::Debug for dyn OutputSink + '_ {
@@ -239,6 +257,7 @@ impl<'a> LogSink<'a> {
             stderr: String::new(),
             stdout_omitted_bytes: 0,
             stderr_omitted_bytes: 0,
+            redactions: 0,
         };
         let sink = Self {
             out: Some(open("stdout")?),
@@ -254,6 +273,7 @@ impl<'a> LogSink<'a> {
             logged: (0, 0),
             cancelled: false,
             done: false,
+            redact: None,
         };
         save(&sink.dir, &sink.entry)?;
         Ok(sink)
@@ -310,9 +330,43 @@ impl<'a> LogSink<'a> {
             logged: (0, 0),
             cancelled: false,
             done: false,
+            redact: None,
         };
         save_in(&sink.dir, sink.dir_id, &sink.entry)?;
         Ok(sink)
+    }
+
+    /// Redacts the secrets of `redactor` from everything logged and passed
+    /// on from now on (the command's text too).
+    pub fn redact(&mut self, redactor: &crate::redact::Redactor) {
+        if redactor.is_empty() {
+            return;
+        }
+        let mut n = 0;
+        redactor.scrub(&mut self.entry.command, &mut n);
+        self.entry.redactions += n;
+        self.redact = Some(Redacting {
+            redactor: redactor.clone(),
+            out: redactor.stream(),
+            err: redactor.stream(),
+        });
+        let _ = save_in(&self.dir, self.dir_id, &self.entry);
+    }
+
+    /// Bytes of each stream held back because they may begin a secret:
+    /// a job's saved offsets stop before them, so the next wait reads
+    /// them again rather than anything unredacted leaving.
+    fn held(&self) -> (u64, u64) {
+        self.redact
+            .as_ref()
+            .map_or((0, 0), |r| (r.out.held() as u64, r.err.held() as u64))
+    }
+
+    /// Redactions made in this call so far.
+    pub fn redactions(&self) -> u64 {
+        self.redact
+            .as_ref()
+            .map_or(0, |r| r.out.count() + r.err.count())
     }
 
     /// Records that the guest dropped output before it was read (its
@@ -348,9 +402,10 @@ impl<'a> LogSink<'a> {
             let _ = f.flush();
         }
         let logged = self.logged;
+        let held = self.held();
         if let Some(j) = self.entry.job.as_mut() {
-            j.stdout_next = stdout_next;
-            j.stderr_next = stderr_next;
+            j.stdout_next = stdout_next.saturating_sub(held.0);
+            j.stderr_next = stderr_next.saturating_sub(held.1);
             j.stdout_logged = logged.0;
             j.stderr_logged = logged.1;
         }
@@ -361,6 +416,20 @@ impl<'a> LogSink<'a> {
     /// call returns now); returns the entry and the output kept.
     pub fn detach(mut self, mut job: JobRef) -> (LogEntry, String, String) {
         self.done = true;
+        // What cannot begin a secret goes out now; the rest is read again
+        // by the next wait.
+        if let Some(mut r) = self.redact.take() {
+            let (out, err) = (r.out.settle(), r.err.settle());
+            self.write(true, &out);
+            self.inner.stdout(&out);
+            self.write(false, &err);
+            self.inner.stderr(&err);
+            self.redact = Some(r);
+        }
+        let held = self.held();
+        job.stdout_next = job.stdout_next.saturating_sub(held.0);
+        job.stderr_next = job.stderr_next.saturating_sub(held.1);
+        self.entry.redactions += self.redactions();
         job.stdout_logged = self.logged.0;
         job.stderr_logged = self.logged.1;
         self.entry.state = CommandState::Running;
@@ -404,6 +473,15 @@ impl<'a> LogSink<'a> {
     ) -> Result<(LogEntry, String, String), CoreError> {
         self.done = true;
         self.entry.job = None;
+        if let Some(mut r) = self.redact.take() {
+            let (out, err) = (r.out.finish(), r.err.finish());
+            self.write(true, &out);
+            self.inner.stdout(&out);
+            self.write(false, &err);
+            self.inner.stderr(&err);
+            self.entry.redactions += r.out.count() + r.err.count();
+            self.redact = Some(r);
+        }
         match outcome {
             Ok(o) => {
                 self.entry.state = if self.cancelled {
@@ -420,7 +498,11 @@ impl<'a> LogSink<'a> {
             }
             Err(e) => {
                 self.entry.state = CommandState::Failed;
-                self.entry.error = Some(e.message(crate::hint::FrontEnd::Neutral));
+                let mut m = e.message(crate::hint::FrontEnd::Neutral);
+                if let Some(r) = &self.redact {
+                    r.redactor.scrub(&mut m, &mut self.entry.redactions);
+                }
+                self.entry.error = Some(m);
             }
         }
         for f in [self.out.as_mut(), self.err.as_mut()].into_iter().flatten() {
@@ -476,18 +558,37 @@ impl<'a> LogSink<'a> {
 
 impl OutputSink for LogSink<'_> {
     fn stdout(&mut self, data: &[u8]) {
-        self.write(true, data);
-        self.inner.stdout(data);
+        let clean = match self.redact.as_mut() {
+            Some(r) => std::borrow::Cow::Owned(r.out.push(data)),
+            None => std::borrow::Cow::Borrowed(data),
+        };
+        self.write(true, &clean);
+        self.inner.stdout(&clean);
     }
     fn stderr(&mut self, data: &[u8]) {
-        self.write(false, data);
-        self.inner.stderr(data);
+        let clean = match self.redact.as_mut() {
+            Some(r) => std::borrow::Cow::Owned(r.err.push(data)),
+            None => std::borrow::Cow::Borrowed(data),
+        };
+        self.write(false, &clean);
+        self.inner.stderr(&clean);
     }
 }
 
 impl Drop for LogSink<'_> {
     fn drop(&mut self) {
         if !self.done {
+            // A foreground command's held-back tail still goes to its log
+            // (a job's is read again by the next wait: its offsets stop
+            // before it).
+            if self.entry.job.is_none()
+                && let Some(mut r) = self.redact.take()
+            {
+                let (out, err) = (r.out.finish(), r.err.finish());
+                self.write(true, &out);
+                self.write(false, &err);
+                self.entry.redactions += r.out.count() + r.err.count();
+            }
             if self.entry.job.is_some() {
                 // A job runs on in the guest: a wait that gave up leaves it
                 // to the next one, from where this one got to.
@@ -498,108 +599,6 @@ impl Drop for LogSink<'_> {
             let _ = save_in(&self.dir, self.dir_id, &self.entry);
         }
     }
-}
-
-/// What `logs` returns.
-#[derive(Debug, Clone, Copy)]
-pub struct LogsQuery {
-    /// The last this many commands.
-    pub tail: usize,
-    /// Only this command.
-    pub sequence: Option<u64>,
-    /// Bytes of each stream returned per command (its end).
-    pub max_output_bytes: u64,
-}
-
-impl Default for LogsQuery {
-    fn default() -> Self {
-        Self {
-            tail: crate::limits::LOGS_TAIL.default,
-            sequence: None,
-            max_output_bytes: crate::limits::LOGS_OUTPUT_BYTES.default,
-        }
-    }
-}
-
-/// Reads the history in `dir`: every command is counted, only the asked-for
-/// ones are read, and of their output only the end (never a whole file).
-///
-/// `live_vm` is the workspace's running VM, if any: a command left running
-/// in the background of another VM ended with it, and reads as
-/// `interrupted`, saying so.
-pub fn read(
-    dir: &Path,
-    q: &LogsQuery,
-    live_vm: Option<&str>,
-) -> Result<(usize, Vec<LogEntry>), CoreError> {
-    crate::limits::LOGS_TAIL.check(q.tail)?;
-    crate::limits::LOGS_OUTPUT_BYTES.check(q.max_output_bytes)?;
-    let mut seqs: Vec<u64> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    let stem = name.to_str()?.strip_suffix(".json")?;
-                    (stem.len() >= 6 && stem.bytes().all(|b| b.is_ascii_digit()))
-                        .then(|| stem.parse().ok())
-                        .flatten()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    seqs.sort_unstable();
-    let count = seqs.len();
-    let chosen: Vec<u64> = match q.sequence {
-        Some(s) if seqs.binary_search(&s).is_ok() => vec![s],
-        Some(s) => {
-            return Err(CoreError::NotFound(format!(
-                "no command #{s} in the history (it has {count} since creation or the last reset)"
-            )));
-        }
-        None => seqs[count.saturating_sub(q.tail)..].to_vec(),
-    };
-    let mut out = Vec::with_capacity(chosen.len());
-    for seq in chosen {
-        let Some(mut e) = std::fs::read(path(dir, seq, "json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<LogEntry>(&b).ok())
-        else {
-            continue;
-        };
-        // The runner is only for this check, never part of the answer.
-        let runner = e.runner.take();
-        // A job runs on in the guest without a runner on the host.
-        let job = e.job.take();
-        if e.state == CommandState::Running
-            && job.is_none()
-            && !runner.is_some_and(|r| r.is_alive())
-        {
-            e.state = CommandState::Interrupted;
-        }
-        if e.state == CommandState::Running
-            && let Some(j) = &job
-            && Some(j.vm_id.as_str()) != live_vm
-        {
-            e.state = CommandState::Interrupted;
-            e.error = Some(
-                "it ran in the background and ended with the workspace's VM (a stop, reset or \
-                 expiry); its output up to the last wait is logged"
-                    .into(),
-            );
-        }
-        for (ext, text, omitted) in [
-            ("stdout", &mut e.stdout, &mut e.stdout_omitted_bytes),
-            ("stderr", &mut e.stderr, &mut e.stderr_omitted_bytes),
-        ] {
-            let p = path(dir, seq, ext);
-            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            let (bytes, _) = pyro_vmm::file_tail_bytes(&p, q.max_output_bytes);
-            *omitted = size.saturating_sub(bytes.len() as u64);
-            *text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        out.push(e);
-    }
-    Ok((count, out))
 }
 
 #[cfg(test)]
