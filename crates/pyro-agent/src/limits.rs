@@ -257,8 +257,13 @@ fn recycle(group: PathBuf) {
     let reset = ["memory.max", "pids.max"]
         .iter()
         .all(|f| std::fs::write(group.join(f), "max").is_ok());
+    // Memory still charged to it (tmpfs files, page cache a command left)
+    // would count against the next command's cap: such a group goes.
+    let charged = read_trim(&group.join("memory.current"))
+        .and_then(|c| c.parse::<u64>().ok())
+        .is_none_or(|c| c > 1 << 20);
     let mut pool = pool();
-    if reset && pool.len() < POOL_MAX && empty(&group) {
+    if reset && !charged && pool.len() < POOL_MAX && empty(&group) {
         pool.push(group);
     } else {
         drop(pool);

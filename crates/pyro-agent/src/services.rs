@@ -234,7 +234,7 @@ pub fn start(spec: ServiceSpec) -> Result<Response, AgentError> {
                 }
             }
         }
-        let logs = svclog::Writer::create_pair(&spec.name)
+        let logs = svclog::Writer::create_pair(&spec.name, spec.memory_logs)
             .map_err(|e| AgentError::new(ErrorKind::Io, format!("creating its logs: {e}")))?;
         t.next += 1;
         let svc = Arc::new(Service {
@@ -578,6 +578,7 @@ mod tests {
             ready_timeout_ms: 5_000,
             ready_interval_ms: 50,
             keep_alive: false,
+            memory_logs: false,
         }
     }
 

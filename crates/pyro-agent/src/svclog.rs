@@ -21,6 +21,8 @@ pub const FILE_MAX: u64 = 2 << 20;
 /// Most bytes of a stream one read sends.
 pub const READ_MAX: usize = 1 << 20;
 const DEFAULT_DIR: &str = "/var/lib/pyro/services";
+/// Where the logs of a service with `memory_logs` go (a tmpfs).
+const MEMORY_DIR: &str = "/run/pyro/services";
 
 /// One of a service's two streams.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +46,26 @@ fn root() -> &'static Path {
     ROOT.get_or_init(|| PathBuf::from(DEFAULT_DIR))
 }
 
+fn memory_root() -> &'static Path {
+    MEMORY_ROOT.get_or_init(|| PathBuf::from(MEMORY_DIR))
+}
+
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
+static MEMORY_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
 /// Points the logs at a private directory (unit tests run on the host).
 #[cfg(test)]
 pub fn test_dir() {
-    let _ = ROOT.set(std::env::temp_dir().join(format!("pyro-svclog-{}", std::process::id())));
+    let dir = std::env::temp_dir().join(format!("pyro-svclog-{}", std::process::id()));
+    let _ = MEMORY_ROOT.set(dir.join("memory"));
+    let _ = ROOT.set(dir);
+}
+
+/// Service `name`'s log directory: in memory if its last start put it
+/// there, else on the disk.
+fn dir_of(name: &str) -> PathBuf {
+    let m = memory_root().join(name);
+    if m.is_dir() { m } else { root().join(name) }
 }
 
 struct Paths {
@@ -59,7 +75,7 @@ struct Paths {
 }
 
 fn paths(name: &str, stream: Stream) -> Paths {
-    let dir = root().join(name);
+    let dir = dir_of(name);
     let f = stream.file();
     Paths {
         current: dir.join(f),
@@ -88,9 +104,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Fresh, empty logs for service `name` (older ones of that name go).
-    pub fn create_pair(name: &str) -> io::Result<[Arc<Writer>; 2]> {
-        let dir = root().join(name);
+    /// Fresh, empty logs for service `name` (older ones of that name go),
+    /// in memory (`memory`: never on the disk) or on the disk.
+    pub fn create_pair(name: &str, memory: bool) -> io::Result<[Arc<Writer>; 2]> {
+        let (dir, other) = if memory {
+            (memory_root().join(name), root().join(name))
+        } else {
+            (root().join(name), memory_root().join(name))
+        };
+        match fs::remove_dir_all(&other) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         fs::create_dir_all(&dir)?;
         let make = |stream: Stream| -> io::Result<Arc<Writer>> {
             let p = paths(name, stream);
@@ -329,7 +354,7 @@ mod tests {
     #[test]
     fn rotation_keeps_two_files_and_offsets_say_what_went() {
         test_dir();
-        let [out, _] = Writer::create_pair("t-rotate").unwrap();
+        let [out, _] = Writer::create_pair("t-rotate", false).unwrap();
         let line = vec![b'x'; 1023];
         let mut all = Vec::new();
         for i in 0..5000u32 {
@@ -364,5 +389,21 @@ mod tests {
         let (past, span) = read("t-rotate", Stream::Stdout, None, Some(total + 5), 0, 10).unwrap();
         assert!(past.is_empty());
         assert_eq!(span.next, total);
+    }
+
+    #[test]
+    fn memory_logs_stay_off_the_disk_and_a_disk_start_replaces_them() {
+        test_dir();
+        let [out, _] = Writer::create_pair("t-memory", true).unwrap();
+        out.append(b"secret-ish\n");
+        assert!(memory_root().join("t-memory").join("stdout").is_file());
+        assert!(!root().join("t-memory").exists());
+        let (data, _) = read("t-memory", Stream::Stdout, Some(&out), Some(0), 0, 1024).unwrap();
+        assert_eq!(data, b"secret-ish\n");
+        let [out, _] = Writer::create_pair("t-memory", false).unwrap();
+        out.append(b"plain\n");
+        assert!(!memory_root().join("t-memory").exists());
+        let (data, _) = read("t-memory", Stream::Stdout, None, Some(0), 0, 1024).unwrap();
+        assert_eq!(data, b"plain\n");
     }
 }

@@ -59,6 +59,9 @@ pub struct WsServiceStartArgs {
     /// Publish the guest's GUEST_PORT on the host's 127.0.0.1 (on HOST_PORT, or any free port) while the service runs; repeatable; needs the network policy egress+published-ports.
     #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
     pub publish: Vec<String>,
+    /// Give the service the workspace's secret SECRET as environment variable ENV (default: a variable named SECRET; repeatable); its logs then stay in the guest's memory, never on its disk.
+    #[arg(long = "secret-env", value_name = "SECRET[=ENV]")]
+    pub secret_env: Vec<String>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

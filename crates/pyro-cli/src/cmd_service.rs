@@ -72,6 +72,7 @@ pub async fn service(paths: &Paths, cmd: WsServiceCmd) -> (bool, Result<ExitCode
                         .iter()
                         .map(|p| p.parse())
                         .collect::<Result<_, _>>()?,
+                    secret_env: a.secret_env,
                 };
                 let p = Progress::new("service-start", a.json);
                 let v = engine

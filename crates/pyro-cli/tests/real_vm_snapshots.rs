@@ -46,6 +46,37 @@ fn real_vm_snapshot_reset_and_fork() {
     let shown = stdout(ok(&o));
     assert!(shown.starts_with("[redacted:API_TOKEN]\n"), "{shown}");
     assert!(!common::secrets::shows(shown.as_bytes(), VALUE), "{shown}");
+    // A service given it keeps its logs in the guest's memory.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "service",
+            "start",
+            &id,
+            "svc",
+            "--secret-env",
+            "API_TOKEN=T",
+            "--ready-file",
+            "/tmp/svc.up",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo \"svc $T\"; touch /tmp/svc.up; exec sleep 1000",
+        ],
+    )));
+    assert_eq!(v["state"], "ready", "{v}");
+    let l = json(ok(&ws(&home, &["service", "logs", &id, "svc", "--json"])));
+    assert_eq!(l["stdout"], "svc [redacted:API_TOKEN]\n", "{l}");
+    assert_eq!(
+        sh(
+            &home,
+            &id,
+            "ls /run/pyro/services/svc; ls /var/lib/pyro/services/svc 2>&1 | head -c 0; test -e /var/lib/pyro/services/svc || echo off-disk"
+        ),
+        "stderr\nstdout\noff-disk\n"
+    );
+    ok(&ws(&home, &["service", "stop", &id, "svc"]));
 
     // A tool outside /workspace, saved in cp1, then removed.
     sh(

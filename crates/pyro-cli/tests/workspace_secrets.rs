@@ -130,6 +130,46 @@ fn secrets_reach_commands_and_never_leave() {
     }
     assert_eq!(seen, "[redacted:API_TOKEN]\n");
 
+    // A service gets it too; its logs read back redacted, and stay off
+    // the disk the snapshot and forks below copy.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "service",
+            "start",
+            &id,
+            "svc",
+            "--secret-env",
+            "API_TOKEN=T",
+            "--ready-file",
+            "/tmp/svc.up",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo \"svc $T\"; touch /tmp/svc.up; exec sleep 1000",
+        ],
+    )));
+    assert_eq!(v["state"], "ready", "{v}");
+    let l = json(ok(&ws(&home, &["service", "logs", &id, "svc", "--json"])));
+    assert_eq!(l["stdout"], "svc [redacted:API_TOKEN]\n", "{l}");
+    assert_eq!(l["redactions"], 1);
+    let o = ws(
+        &home,
+        &[
+            "service",
+            "start",
+            &id,
+            "bad",
+            "--secret-env",
+            "NOPE",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    ok(&ws(&home, &["service", "stop", &id, "svc"]));
+
     // A secret not asked for is not there; a variable set twice, an
     // unknown secret and a bad name are refused.
     assert_eq!(
@@ -258,6 +298,24 @@ fn reads_diffs_and_exports_are_redacted() {
     // An error quoting the guest is redacted too.
     let o = ws(&home, &["file", "read", &id, VALUE]);
     assert!(!stderr(&o).contains(VALUE), "{}", stderr(&o));
+    // A fork cannot use the secret, but what the origin wrote stays
+    // hidden in it.
+    let f = json(ok(&ws(&home, &["fork", &id, "--json"])));
+    let fork = f["workspaces"][0]["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = json(ok(&ws(
+        &home,
+        &["file", "read", &fork, "out/conf.txt", "--json"],
+    )));
+    assert_eq!(r["content"], "token=[redacted:API_TOKEN]\n", "{r}");
+    let o = ws(
+        &home,
+        &["exec", &fork, "--secret-env", "API_TOKEN", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    ok(&ws(&home, &["delete", &fork]));
     ok(&ws(&home, &["delete", &id]));
     home.assert_clean();
 }
@@ -265,11 +323,21 @@ fn reads_diffs_and_exports_are_redacted() {
 #[test]
 fn bad_secrets_are_refused_before_anything_exists() {
     let home = Home::new();
+    let big = "x".repeat(15 << 10);
+    let [big_a, big_b, big_c, big_d, big_e] =
+        ["A", "B", "C", "D", "E"].map(|n| format!("{n}={big}"));
     for (args, says) in [
         (vec!["--secret", "NOVALUE"], "NAME=VALUE"),
         (vec!["--secret", "A=short"], "shorter than"),
         (vec!["--secret", "9A=long-enough-value"], "not valid"),
         (vec!["--secret-file", "A=/nonexistent/file"], "cannot read"),
+        (
+            vec![
+                "--secret", &big_a, "--secret", &big_b, "--secret", &big_c, "--secret", &big_d,
+                "--secret", &big_e,
+            ],
+            "at most 64 KiB",
+        ),
     ] {
         let mut a = vec!["create", "debian:12"];
         a.extend(args);

@@ -182,9 +182,37 @@ impl Redactor {
         if self.is_empty() {
             return (data.to_vec(), 0, 0);
         }
-        let keep = if last { 0 } else { self.pending(data) };
-        let (out, n) = self.bytes(&data[..data.len() - keep]);
-        (out, n, keep)
+        let Some(m) = &self.matcher else {
+            return (data.to_vec(), 0, 0);
+        };
+        if last {
+            let (out, n) = self.bytes(data);
+            return (out, n, 0);
+        }
+        // Whole matches first: one that starts before the pending tail is
+        // redacted even when its end is also the start of some form (a
+        // value ending where another form, or itself, could begin again);
+        // the cut then moves past it and the rest is settled again.
+        let safe = data.len() - self.pending(data);
+        let mut out = Vec::with_capacity(safe);
+        let (mut last_end, mut n) = (0, 0u64);
+        for hit in m.find_iter(data) {
+            if hit.start() >= safe {
+                break;
+            }
+            out.extend_from_slice(&data[last_end..hit.start()]);
+            out.extend_from_slice(&self.marks[hit.pattern().as_usize()]);
+            last_end = hit.end();
+            n += 1;
+        }
+        let cut = last_end.max(safe);
+        out.extend_from_slice(&data[last_end..cut]);
+        if cut == safe {
+            return (out, n, data.len() - cut);
+        }
+        let (rest, more, keep) = self.settle(&data[cut..], false);
+        out.extend_from_slice(&rest);
+        (out, n + more, keep)
     }
 
     /// A redactor that redacts nothing (and holds nothing back).
@@ -393,6 +421,15 @@ mod tests {
             (out.as_slice(), n, keep),
             (&b"a [redacted:TOKEN] b "[..], 1, 10)
         );
+        // A value that ends where it could begin again is still whole.
+        let abc = Redactor::new([("S", &b"abc123abc"[..])]);
+        assert_eq!(abc.pending(b"x abc123abc"), 3);
+        let (out, n, keep) = abc.settle(b"x abc123abc", false);
+        assert_eq!((out.as_slice(), n, keep), (&b"x [redacted:S]"[..], 1, 0));
+        let (out, _, keep) = abc.settle(b"abc123abc123", false);
+        assert_eq!((out.as_slice(), keep), (&b"[redacted:S]123"[..], 0));
+        let (out, _, keep) = abc.settle(b"abc123abc ab", false);
+        assert_eq!((out.as_slice(), keep), (&b"[redacted:S] "[..], 2));
         let (out, _, keep) = r.settle(b"end hunter2-to", true);
         assert_eq!((out.as_slice(), keep), (&b"end hunter2-to"[..], 0));
         let mut s = r.stream();

@@ -26,7 +26,7 @@ pub use limits::*;
 pub use messages::*;
 
 /// Version of this protocol. Host and agent refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// vsock port the guest agent listens on.
 pub const AGENT_PORT: u32 = 5000;

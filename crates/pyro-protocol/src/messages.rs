@@ -323,6 +323,10 @@ pub struct ServiceSpec {
     pub ready_interval_ms: u64,
     /// Whether it keeps the guest from its idle power-off while it runs.
     pub keep_alive: bool,
+    /// Keep its logs in memory (tmpfs), never on the disk: a service
+    /// given secrets may print them.
+    #[serde(default)]
+    pub memory_logs: bool,
 }
 
 /// What an entry is.

@@ -57,11 +57,12 @@ impl Workspaces {
             })
             .await?;
         let logs = self.dir(id).join("commands");
+        // The command's text is redacted before its first save.
         let mut tee = cmdlog::LogSink::start(
             &logs,
             seq,
-            opts.command.display(),
-            cwd.clone(),
+            redactor.text(&opts.command.display()).0,
+            redactor.text(&cwd).0,
             opts.max_output_bytes,
             sink,
         )?;

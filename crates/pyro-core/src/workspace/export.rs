@@ -177,11 +177,17 @@ fn redact_tree(root: &Path, redactor: &crate::redact::Redactor) -> Result<(u64, 
             continue;
         }
         let tmp = p.with_file_name(format!(
-            ".{}.pyro-redact",
-            p.file_name().unwrap_or_default().to_string_lossy()
+            ".{}.pyro-redact-{}",
+            p.file_name().unwrap_or_default().to_string_lossy(),
+            crate::random_hex(6)
         ));
-        let mut out =
-            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?);
+        let mut out = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| io(&tmp, e))?,
+        );
         let mut s = redactor.stream();
         let mut piece = n;
         while piece > 0 {

@@ -97,15 +97,24 @@ impl Workspaces {
             record::save(&self.paths, &rec)?;
             rec
         };
-        let secrets = if req.with_secrets && !origin.secrets.is_empty() {
-            secrets::load(&self.dir(id))?
+        // A fork redacts every value its origin did (its disk may hold
+        // what the origin's commands wrote), and can hand them out only
+        // when asked to.
+        let origin_store = self.store_of(id)?;
+        let store = if req.with_secrets {
+            origin_store
         } else {
-            secrets::Secrets::new()
+            let mut redact_only = origin_store.redact_only;
+            redact_only.extend(origin_store.usable);
+            secrets::Store {
+                usable: secrets::Secrets::new(),
+                redact_only,
+            }
         };
         let secrets_left_out: Vec<String> = origin
             .secrets
             .iter()
-            .filter(|n| !secrets.contains_key(*n))
+            .filter(|n| !store.usable.contains_key(*n))
             .cloned()
             .collect();
         let point = scratch.path().join(layer_name(origin.backend));
@@ -155,7 +164,7 @@ impl Workspaces {
                 rec.last_reset_at = None;
                 rec.pristine = false;
                 rec.boot = None;
-                rec.secrets = secrets.keys().cloned().collect();
+                rec.secrets = store.usable.keys().cloned().collect();
                 rec.forked_from = Some(ForkedFrom {
                     workspace_id: id.to_owned(),
                     snapshot_name: req.snapshot.clone(),
@@ -184,7 +193,7 @@ impl Workspaces {
                 let dir = self.dir(&rec.workspace_id);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-                secrets::save(&dir, &secrets)?;
+                secrets::save(&dir, &store)?;
                 record::save(&self.paths, rec)?;
             }
         }

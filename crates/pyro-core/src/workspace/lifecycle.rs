@@ -95,7 +95,11 @@ impl Workspaces {
             }
             std::fs::create_dir_all(self.dir(&id))
                 .map_err(|e| CoreError::io(format!("creating {}", self.dir(&id).display()), e))?;
-            if let Err(e) = secrets::save(&self.dir(&id), &secrets) {
+            let store = secrets::Store {
+                usable: secrets.clone(),
+                redact_only: secrets::Secrets::new(),
+            };
+            if let Err(e) = secrets::save(&self.dir(&id), &store) {
                 let _ = std::fs::remove_dir_all(self.dir(&id));
                 return Err(e);
             }

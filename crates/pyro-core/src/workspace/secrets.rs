@@ -32,8 +32,12 @@ const SECRETS_LAYOUT_VERSION: u32 = 1;
 /// Most secrets a workspace holds.
 pub const MAX_SECRETS: usize = 32;
 
-/// Largest secret value, bytes.
-pub const MAX_SECRET_BYTES: usize = 64 * 1024;
+/// Largest secret value, bytes (a PEM private key fits).
+pub const MAX_SECRET_BYTES: usize = 16 * 1024;
+
+/// Most bytes of all a workspace's secrets together (each is matched in
+/// about a dozen forms, up to three times its size).
+pub const MAX_SECRETS_TOTAL_BYTES: usize = 64 * 1024;
 
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,20 @@ pub type Secrets = BTreeMap<String, String>;
 struct Stored {
     layout_version: u32,
     secrets: BTreeMap<String, String>,
+    /// Values this workspace cannot hand out but still redacts: those of a
+    /// fork's origin (its disk may hold what the origin's commands wrote).
+    #[serde(default)]
+    redact_only: BTreeMap<String, String>,
+}
+
+/// A workspace's store: the secrets it can give commands, and those it
+/// only redacts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Store {
+    /// Given to commands on request.
+    pub usable: Secrets,
+    /// Only redacted.
+    pub redact_only: Secrets,
 }
 
 /// Checks a secret or variable name: a letter or `_`, then letters, digits
@@ -130,6 +148,13 @@ pub fn resolve(specs: &[SecretSpec]) -> Result<Secrets, CoreError> {
             )));
         }
     }
+    let total: usize = out.values().map(String::len).sum();
+    if total > MAX_SECRETS_TOTAL_BYTES {
+        return Err(CoreError::invalid(format!(
+            "the secrets come to {total} bytes; a workspace holds at most {} KiB of them",
+            MAX_SECRETS_TOTAL_BYTES >> 10
+        )));
+    }
     Ok(out)
 }
 
@@ -181,11 +206,11 @@ fn check_value(name: &str, value: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Saves `secrets` in workspace directory `dir`: written 0600 beside the
+/// Saves `store` in workspace directory `dir`: written 0600 beside the
 /// file and renamed over it, so the store is whole or absent.
-pub fn save(dir: &Path, secrets: &Secrets) -> Result<(), CoreError> {
+pub fn save(dir: &Path, store: &Store) -> Result<(), CoreError> {
     let path = dir.join(SECRETS_FILE);
-    if secrets.is_empty() {
+    if store.usable.is_empty() && store.redact_only.is_empty() {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(CoreError::io(format!("removing {}", path.display()), e))
@@ -194,12 +219,13 @@ pub fn save(dir: &Path, secrets: &Secrets) -> Result<(), CoreError> {
         };
     }
     let b64 = base64::engine::general_purpose::STANDARD;
+    let enc = |m: &Secrets| -> BTreeMap<String, String> {
+        m.iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect()
+    };
     let stored = Stored {
         layout_version: SECRETS_LAYOUT_VERSION,
-        secrets: secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), b64.encode(v)))
-            .collect(),
+        secrets: enc(&store.usable),
+        redact_only: enc(&store.redact_only),
     };
     let tmp = dir.join(format!(".{SECRETS_FILE}.tmp"));
     let io = |e| CoreError::io(format!("writing {}", tmp.display()), e);
@@ -216,13 +242,12 @@ pub fn save(dir: &Path, secrets: &Secrets) -> Result<(), CoreError> {
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-/// The secrets stored in workspace directory `dir` (none when there is no
-/// store).
-pub fn load(dir: &Path) -> Result<Secrets, CoreError> {
+/// The store in workspace directory `dir` (empty when there is none).
+pub fn load(dir: &Path) -> Result<Store, CoreError> {
     let path = dir.join(SECRETS_FILE);
     let data = match std::fs::read(&path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::default()),
         Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
     };
     let damaged = || {
@@ -236,14 +261,18 @@ pub fn load(dir: &Path) -> Result<Secrets, CoreError> {
         return Err(damaged());
     }
     let b64 = base64::engine::general_purpose::STANDARD;
-    stored
-        .secrets
-        .into_iter()
-        .map(|(k, v)| {
-            let v = b64.decode(v).map_err(|_| damaged())?;
-            Ok((k, String::from_utf8(v).map_err(|_| damaged())?))
-        })
-        .collect()
+    let dec = |m: BTreeMap<String, String>| -> Result<Secrets, CoreError> {
+        m.into_iter()
+            .map(|(k, v)| {
+                let v = b64.decode(v).map_err(|_| damaged())?;
+                Ok((k, String::from_utf8(v).map_err(|_| damaged())?))
+            })
+            .collect()
+    };
+    Ok(Store {
+        usable: dec(stored.secrets)?,
+        redact_only: dec(stored.redact_only)?,
+    })
 }
 
 /// The redactor for `secrets`.
@@ -302,19 +331,39 @@ impl super::Workspaces {
         }
     }
 
-    /// Workspace `id`'s secrets (none when it has none).
-    pub(super) fn secrets_of(&self, id: &str) -> Result<Secrets, CoreError> {
-        let has = super::record::load(&self.paths, id).is_some_and(|r| !r.secrets.is_empty());
-        if has {
-            load(&self.dir(id))
-        } else {
-            Ok(Secrets::new())
+    /// Workspace `id`'s store, checked against its record: a record
+    /// naming secrets the store lacks is an error, never a workspace
+    /// whose output goes out unredacted.
+    pub(super) fn store_of(&self, id: &str) -> Result<Store, CoreError> {
+        let names = super::record::load(&self.paths, id)
+            .map(|r| r.secrets)
+            .unwrap_or_default();
+        let store = load(&self.dir(id))?;
+        if let Some(n) = names.iter().find(|n| !store.usable.contains_key(*n)) {
+            return Err(CoreError::State(format!(
+                "workspace {id}'s secret {n} is missing from its store ({}); delete the \
+                 workspace and create it again with its secrets",
+                self.dir(id).join(SECRETS_FILE).display()
+            )));
         }
+        Ok(store)
     }
 
-    /// The redactor of workspace `id`'s secrets.
+    /// Workspace `id`'s secrets it can give commands (none when it has
+    /// none).
+    pub(super) fn secrets_of(&self, id: &str) -> Result<Secrets, CoreError> {
+        Ok(self.store_of(id)?.usable)
+    }
+
+    /// The redactor of everything workspace `id` redacts.
     pub fn redactor(&self, id: &str) -> Result<Redactor, CoreError> {
-        Ok(redactor(&self.secrets_of(id)?))
+        let s = self.store_of(id)?;
+        Ok(Redactor::new(
+            s.usable
+                .iter()
+                .chain(s.redact_only.iter())
+                .map(|(k, v)| (k.as_str(), v.as_bytes())),
+        ))
     }
 }
 
@@ -362,14 +411,19 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s["FILE_TOKEN"], "from-a-file");
-        save(d.path(), &s).unwrap();
+        let store = Store {
+            usable: s.clone(),
+            redact_only: resolve(&[spec("OLD", "from-the-origin")]).unwrap(),
+        };
+        save(d.path(), &store).unwrap();
         let meta = std::fs::metadata(d.path().join(SECRETS_FILE)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let raw = std::fs::read_to_string(d.path().join(SECRETS_FILE)).unwrap();
         assert!(!raw.contains("s3cret-value"), "{raw}");
-        assert_eq!(load(d.path()).unwrap(), s);
-        save(d.path(), &Secrets::new()).unwrap();
-        assert!(load(d.path()).unwrap().is_empty());
+        assert_eq!(load(d.path()).unwrap(), store);
+        save(d.path(), &Store::default()).unwrap();
+        assert_eq!(load(d.path()).unwrap(), Store::default());
+        assert!(!d.path().join(SECRETS_FILE).exists());
     }
 
     #[test]

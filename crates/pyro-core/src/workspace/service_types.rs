@@ -146,6 +146,9 @@ pub struct ServiceOptions {
     pub keep_alive: bool,
     /// Guest ports to publish on the host's 127.0.0.1.
     pub publish: Vec<super::PortMapping>,
+    /// Secrets given to it as environment variables: `SECRET` or
+    /// `SECRET=VARIABLE` (its logs then stay in the guest's memory).
+    pub secret_env: Vec<String>,
 }
 
 /// Which part of a service's logs to read.
@@ -296,7 +299,26 @@ pub struct ServiceLogsView {
 
 impl super::secrets::Redact for ServiceLogsView {
     fn redact(&mut self, r: &crate::redact::Redactor) {
-        r.scrub(&mut self.stdout, &mut self.redactions);
-        r.scrub(&mut self.stderr, &mut self.redactions);
+        let live = matches!(self.service.state.as_str(), "starting" | "ready");
+        for (text, pos) in [
+            (&mut self.stdout, &mut self.stdout_position),
+            (&mut self.stderr, &mut self.stderr_position),
+        ] {
+            r.scrub(text, &mut self.redactions);
+            if !live {
+                continue;
+            }
+            // While it runs, what may begin a value is left for the next
+            // read (`next` stops before it).
+            let mut cut = text.len() - r.pending(text.as_bytes());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let held = (text.len() - cut) as u64;
+            if held > 0 && pos.next >= pos.from + held {
+                text.truncate(cut);
+                pos.next -= held;
+            }
+        }
     }
 }

@@ -32,6 +32,10 @@ pub(super) struct Mark {
     /// Ports it publishes (again with each start).
     #[serde(default)]
     publish: Vec<super::PortMapping>,
+    /// The secrets it gets (names: the values are looked up at each
+    /// start, never saved here).
+    #[serde(default)]
+    secret_env: Vec<String>,
 }
 
 const MARKS_MAX: usize = 32;
@@ -187,6 +191,19 @@ impl Workspaces {
         opts: ServiceOptions,
         progress: &dyn Progress,
     ) -> Result<ServiceView, CoreError> {
+        let redactor = self.redactor(id)?;
+        self.service_start_raw(id, name, opts, progress)
+            .await
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    async fn service_start_raw(
+        &self,
+        id: &str,
+        name: &str,
+        opts: ServiceOptions,
+        progress: &dyn Progress,
+    ) -> Result<ServiceView, CoreError> {
         check_name(name)?;
         match &opts.command {
             pyro_protocol::Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
@@ -202,6 +219,8 @@ impl Workspaces {
         limits::READY_TIMEOUT_SECONDS.check(opts.ready_timeout_seconds)?;
         limits::READY_INTERVAL_MS.check(opts.ready_interval_ms)?;
         crate::run::check_env_names(&opts.env)?;
+        // An unknown secret is refused before anything starts.
+        secrets::merge_env(&self.secrets_of(id)?, &opts.env, &opts.secret_env)?;
         let readiness = opts.readiness.pick()?;
         let cwd = match opts.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE_ROOT.to_owned(),
@@ -237,6 +256,7 @@ impl Workspaces {
             started_at: now_unix(),
             stopped: None,
             publish: opts.publish,
+            secret_env: opts.secret_env,
         };
         self.start_marked(id, &sandbox, mark, progress).await
     }
@@ -288,11 +308,22 @@ impl Workspaces {
             save_marks(self, id, &marks)?;
             previous
         };
+        let env = match self
+            .secrets_of(id)
+            .and_then(|s| secrets::merge_env(&s, &mark.env, &mark.secret_env))
+        {
+            Ok(env) => env,
+            Err(e) => {
+                sandbox.unpublish(Some(&name)).await;
+                return Err(e);
+            }
+        };
         let spec = ServiceSpec {
             name: name.clone(),
             command: mark.command.clone(),
             cwd: mark.cwd.clone(),
-            env: mark.env.clone(),
+            env,
+            memory_logs: !mark.secret_env.is_empty(),
             readiness: mark.readiness.clone(),
             ready_timeout_ms: mark.ready_timeout_seconds * 1000,
             ready_interval_ms: mark.ready_interval_ms,

@@ -422,7 +422,8 @@ impl Workspaces {
         // Secrets go before the bytes are rendered; bytes at the end that
         // may begin one are read again with what follows (all of them once
         // the shell has ended).
-        let (clean, mut redactions, keep) = redactor.settle(&data, shell.state != "running");
+        let (clean, mut redactions, keep) =
+            redactor.settle(&data, shell.state != "running" && !more);
         let data = clean;
         next_cursor -= keep as u64;
         let cols = mark.cols;

@@ -245,8 +245,9 @@ pub struct ExecView {
     /// what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<crate::protections::LimitHit>,
-    /// Secret values redacted from this command's output (and its
-    /// text) so far; the output holds `[redacted:NAME]` in their place.
+    /// Secret values redacted from this command's output so far; the
+    /// output holds `[redacted:NAME]` in their place (its text and
+    /// working directory are redacted too).
     #[serde(skip_serializing_if = "crate::workspace::is_zero")]
     pub redactions: u64,
     /// Set when the command log on the host is incomplete (a write failed,

@@ -43,6 +43,8 @@ pub struct ServiceStartArgs {
     /// Guest ports to publish on the host's 127.0.0.1 while the service runs, as GUEST_PORT or HOST_PORT:GUEST_PORT (the result gives each host port). Needs the network policy egress+published-ports.
     #[serde(default)]
     pub published_ports: Vec<String>,
+    /// Secrets of the workspace to give the service as environment variables, as {"SECRET": "VARIABLE"}. Its logs then stay in the guest's memory (never on its disk), and every read holds [redacted:SECRET] instead of a value.
+    pub secret_env: Option<BTreeMap<String, String>>,
 }
 
 fn default_ready_timeout() -> u64 {
@@ -149,6 +151,7 @@ impl PyroServer {
                 .map(|p| p.parse())
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.fail(e))?,
+            secret_env: secret_env(a.secret_env),
         };
         let phase = Phase::new("starting the service");
         let work =

@@ -327,7 +327,9 @@ impl<'a> LogSink<'a> {
             kept_err: Vec::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             cut: false,
-            logged: (0, 0),
+            // What the files hold already (the cap is per stream, and the
+            // next resume trims to these).
+            logged: (job.stdout_logged, job.stderr_logged),
             cancelled: false,
             done: false,
             redact: None,
@@ -623,6 +625,54 @@ mod tests {
             stderr_truncated: false,
             limit: None,
         }
+    }
+
+    #[test]
+    fn a_job_waited_for_three_times_keeps_all_its_output_and_hides_a_split_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = crate::redact::Redactor::new([("T", &b"hunter2-token"[..])]);
+        let job = JobRef {
+            job_id: "x1".into(),
+            vm_id: "vm".into(),
+            stdout_next: 0,
+            stderr_next: 0,
+            timeout_seconds: 60,
+            stdout_logged: 0,
+            stderr_logged: 0,
+        };
+        let mut null = Null;
+        let mut tee =
+            LogSink::start(dir.path(), 1, "c".into(), "/".into(), 100, &mut null).unwrap();
+        tee.redact(&r);
+        tee.attach(job.clone());
+        // Each wait reads from the saved offsets; the guest's stream is
+        // `stream`, handed over in the pieces of `waits`.
+        let stream = b"one hunter2-token two hunter2-";
+        let rest = b"token three";
+        let mut seen = Vec::new();
+        let mut at = 0u64;
+        for (i, upto) in [(0, 8usize), (1, stream.len())] {
+            let piece = &stream[at as usize..upto];
+            tee.stdout(piece);
+            let mut j = tee.entry.job.clone().unwrap();
+            j.stdout_next = upto as u64;
+            tee.advance(j.stdout_next, 0);
+            let (entry, out, _) = tee.detach(j);
+            seen.extend_from_slice(out.as_bytes());
+            at = entry.job.as_ref().unwrap().stdout_next;
+            assert!(at <= upto as u64, "wait {i}");
+            tee = LogSink::resume(dir.path(), entry, 100, &mut null).unwrap();
+            tee.redact(&r);
+        }
+        let mut tail = stream[at as usize..].to_vec();
+        tail.extend_from_slice(rest);
+        tee.stdout(&tail);
+        let (_, out, _) = tee.finish(Ok(&outcome())).unwrap();
+        seen.extend_from_slice(out.as_bytes());
+        let want = "one [redacted:T] two [redacted:T] three";
+        assert_eq!(String::from_utf8(seen).unwrap(), want);
+        let logged = std::fs::read_to_string(path(dir.path(), 1, "stdout")).unwrap();
+        assert_eq!(logged, want);
     }
 
     #[test]

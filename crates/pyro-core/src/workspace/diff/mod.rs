@@ -93,6 +93,15 @@ impl crate::workspace::secrets::Redact for DiffView {
         }
         let mut n = 0;
         r.scrub(&mut self.patch, &mut n);
+        // A patch cut at its limit may end with the start of a value: that
+        // start goes too.
+        if self.truncated {
+            let mut cut = self.patch.len() - r.pending(self.patch.as_bytes());
+            while !self.patch.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.patch.truncate(cut);
+        }
         for e in &mut self.entries {
             r.scrub(&mut e.path, &mut n);
             if let Some(o) = e.omitted.as_mut() {
