@@ -257,11 +257,21 @@ fn recycle(group: PathBuf) {
     let reset = ["memory.max", "pids.max"]
         .iter()
         .all(|f| std::fs::write(group.join(f), "max").is_ok());
-    // Memory still charged to it (tmpfs files, page cache a command left)
-    // would count against the next command's cap: such a group goes.
-    let charged = read_trim(&group.join("memory.current"))
-        .and_then(|c| c.parse::<u64>().ok())
-        .is_none_or(|c| c > 1 << 20);
+    // Memory still charged to it that cannot be reclaimed (tmpfs files,
+    // anonymous memory) would count against the next command's cap: such
+    // a group goes. Page cache is reclaimed under pressure, so it stays.
+    let charged = read_trim(&group.join("memory.stat")).is_none_or(|stat| {
+        let kept: u64 = stat
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                matches!(k, "anon" | "shmem")
+                    .then(|| v.trim().parse::<u64>().ok())
+                    .flatten()
+            })
+            .sum();
+        kept > 1 << 20
+    });
     let mut pool = pool();
     if reset && !charged && pool.len() < POOL_MAX && empty(&group) {
         pool.push(group);

@@ -75,7 +75,10 @@ struct Paths {
 }
 
 fn paths(name: &str, stream: Stream) -> Paths {
-    let dir = dir_of(name);
+    paths_in(&dir_of(name), stream)
+}
+
+fn paths_in(dir: &Path, stream: Stream) -> Paths {
     let f = stream.file();
     Paths {
         current: dir.join(f),
@@ -98,7 +101,9 @@ struct State {
 /// Writes one stream of a running service.
 #[derive(Debug)]
 pub struct Writer {
-    name: String,
+    /// Its service's log directory, fixed when made (a later start of the
+    /// name may log elsewhere).
+    dir: PathBuf,
     stream: Stream,
     state: Mutex<State>,
 }
@@ -118,7 +123,7 @@ impl Writer {
         }
         fs::create_dir_all(&dir)?;
         let make = |stream: Stream| -> io::Result<Arc<Writer>> {
-            let p = paths(name, stream);
+            let p = paths_in(&dir, stream);
             for f in [&p.rotated, &p.base] {
                 match fs::remove_file(f) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -127,7 +132,7 @@ impl Writer {
             }
             let file = File::create(&p.current)?;
             Ok(Arc::new(Writer {
-                name: name.to_owned(),
+                dir: dir.clone(),
                 stream,
                 state: Mutex::new(State {
                     file: Some(file),
@@ -150,7 +155,7 @@ impl Writer {
     pub fn append(&self, data: &[u8]) {
         let mut g = self.lock();
         let n = data.len() as u64;
-        let p = paths(&self.name, self.stream);
+        let p = paths_in(&self.dir, self.stream);
         if g.file.is_some() && g.size > 0 && g.size + n > FILE_MAX {
             rotate(&p, &mut g);
         }
@@ -234,7 +239,10 @@ pub fn read(
     tail_lines: u64,
     max: usize,
 ) -> io::Result<(Vec<u8>, LogSpan)> {
-    let p = paths(name, stream);
+    let p = match live {
+        Some(w) => paths_in(&w.dir, stream),
+        None => paths(name, stream),
+    };
     // The files are opened with the sizes under the writer's lock (a
     // rotation then cannot move them), and read after it: the service
     // never waits on a reader.

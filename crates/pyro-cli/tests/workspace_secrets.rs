@@ -154,6 +154,31 @@ fn secrets_reach_commands_and_never_leave() {
     let l = json(ok(&ws(&home, &["service", "logs", &id, "svc", "--json"])));
     assert_eq!(l["stdout"], "svc [redacted:API_TOKEN]\n", "{l}");
     assert_eq!(l["redactions"], 1);
+    // Paged in tiny ranges, no page shows part of it.
+    let (mut from, mut paged) = (0u64, String::new());
+    for _ in 0..20 {
+        let f = from.to_string();
+        let p = json(ok(&ws(
+            &home,
+            &[
+                "service",
+                "logs",
+                &id,
+                "svc",
+                "--stdout-from",
+                &f,
+                "--max-bytes",
+                "5",
+                "--json",
+            ],
+        )));
+        paged.push_str(p["stdout"].as_str().unwrap());
+        from = p["stdout_position"]["next"].as_u64().unwrap();
+        if from >= p["stdout_position"]["end"].as_u64().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(paged, "svc [redacted:API_TOKEN]\n");
     let o = ws(
         &home,
         &[
@@ -310,6 +335,8 @@ fn reads_diffs_and_exports_are_redacted() {
         &["file", "read", &fork, "out/conf.txt", "--json"],
     )));
     assert_eq!(r["content"], "token=[redacted:API_TOKEN]\n", "{r}");
+    let o = ws(&home, &["exec", &fork, "--", "cat out/conf.txt"]);
+    assert_eq!(stdout(ok(&o)), "token=[redacted:API_TOKEN]\n");
     let o = ws(
         &home,
         &["exec", &fork, "--secret-env", "API_TOKEN", "--", "true"],

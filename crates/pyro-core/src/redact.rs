@@ -220,6 +220,12 @@ impl Redactor {
         Self::new(std::iter::empty())
     }
 
+    /// The longest form, bytes: a read of at least twice this always moves
+    /// on past what it holds back.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
     /// Whether there is nothing to redact.
     pub fn is_empty(&self) -> bool {
         self.matcher.is_none()

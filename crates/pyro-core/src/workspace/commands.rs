@@ -14,9 +14,9 @@ impl Workspaces {
         stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
-        let secrets = self.secrets_of(id)?;
-        let redactor = secrets::redactor(&secrets);
-        self.exec_inner(id, opts, &secrets, &redactor, stdin, sink)
+        let store = self.store_of(id)?;
+        let redactor = secrets::store_redactor(&store);
+        self.exec_inner(id, opts, &store.usable, &redactor, stdin, sink)
             .await
             .map_err(|e| e.redact(&redactor))
     }
@@ -247,7 +247,7 @@ impl Workspaces {
             )));
         };
         let mut tee = cmdlog::LogSink::resume(&logs, entry, max_output_bytes, sink)?;
-        tee.redact(&secrets::redactor(&self.secrets_of(id)?));
+        tee.redact(&self.redactor(id)?);
         if job.vm_id != sandbox.id() {
             let e = CoreError::State(format!(
                 "command {sequence} ended when workspace {id} stopped (its output up to then is \

@@ -3,11 +3,13 @@
 //! image or any output.
 //!
 //! ```text
-//! workspaces/<id>/secrets.json    0600: {"layout_version":1,"secrets":{"NAME":"<base64>"}}
+//! workspaces/<id>/secrets.json    0600: {"layout_version":1,"secrets":{"NAME":"<base64>"},
+//!                                        "redact_only":{"NAME":"<base64>"}}
 //! ```
 //!
 //! The record keeps only the names. In the guest a value exists only in
-//! the environment of the command that asked for it (`secret_env`), never
+//! the environment of the command, shell or service that asked for it
+//! (`secret_env`; a service's logs then stay in memory), never
 //! on the workspace's disk, so snapshots, forks, templates and exported
 //! disks cannot carry it; a fork gets the origin's secrets only when asked.
 //! Every output that leaves pyro for a workspace with secrets goes through
@@ -275,9 +277,16 @@ pub fn load(dir: &Path) -> Result<Store, CoreError> {
     })
 }
 
-/// The redactor for `secrets`.
-pub fn redactor(secrets: &Secrets) -> Redactor {
-    Redactor::new(secrets.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
+/// The redactor of everything `store` redacts: the secrets it gives
+/// commands and those it only redacts.
+pub fn store_redactor(store: &Store) -> Redactor {
+    Redactor::new(
+        store
+            .usable
+            .iter()
+            .chain(store.redact_only.iter())
+            .map(|(k, v)| (k.as_str(), v.as_bytes())),
+    )
 }
 
 /// The variables a command gets for `asks` (each `SECRET` or
@@ -357,13 +366,7 @@ impl super::Workspaces {
 
     /// The redactor of everything workspace `id` redacts.
     pub fn redactor(&self, id: &str) -> Result<Redactor, CoreError> {
-        let s = self.store_of(id)?;
-        Ok(Redactor::new(
-            s.usable
-                .iter()
-                .chain(s.redact_only.iter())
-                .map(|(k, v)| (k.as_str(), v.as_bytes())),
-        ))
+        Ok(store_redactor(&self.store_of(id)?))
     }
 }
 

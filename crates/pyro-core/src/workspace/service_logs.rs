@@ -41,8 +41,10 @@ impl Workspaces {
         range: LogsRange,
         max_bytes: u64,
     ) -> Result<ServiceLogsView, CoreError> {
-        self.redacted(id, self.service_logs_raw(id, name, range, max_bytes))
+        let r = self.redactor(id)?;
+        self.service_logs_raw(id, name, range, max_bytes, &r)
             .await
+            .map_err(|e| e.redact(&r))
     }
 
     async fn service_logs_raw(
@@ -51,8 +53,16 @@ impl Workspaces {
         name: &str,
         range: LogsRange,
         max_bytes: u64,
+        redactor: &crate::redact::Redactor,
     ) -> Result<ServiceLogsView, CoreError> {
         limits::LOG_BYTES.check(max_bytes)?;
+        // With secrets, a read covers at least two of the longest form, so
+        // holding back the start of one never stops it moving on.
+        let max_bytes = if redactor.is_empty() {
+            max_bytes
+        } else {
+            max_bytes.max(2 * redactor.longest() as u64)
+        };
         let (from, tail) = match range {
             LogsRange::Tail(n) => {
                 limits::TAIL_LINES.check(n)?;
@@ -109,6 +119,24 @@ impl Workspaces {
                 }
             }
         }
+        // Secrets go before the bytes become text; while more may follow
+        // (the service runs, or the range stops short of the end), bytes
+        // that may begin one are left for the next read (`next` stops
+        // before them).
+        let live = service
+            .as_ref()
+            .is_some_and(|s| matches!(s.state.as_str(), "starting" | "ready"));
+        let mut redactions = 0;
+        for (data, p) in [
+            (&mut out, &mut stdout_position),
+            (&mut err, &mut stderr_position),
+        ] {
+            let last = !live && p.next >= p.end;
+            let (clean, n, keep) = redactor.settle(data, last);
+            *data = clean;
+            p.next -= keep as u64;
+            redactions += n;
+        }
         let truncated = match range {
             LogsRange::Tail(_) => [&stdout_position, &stderr_position].iter().any(|p| {
                 p.from > p.start && out.len() + err.len() > 0 && p.next - p.from >= max_bytes
@@ -132,7 +160,7 @@ impl Workspaces {
             stdout_position,
             stderr_position,
             truncated,
-            redactions: 0,
+            redactions,
         })
     }
 }

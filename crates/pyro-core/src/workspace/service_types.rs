@@ -296,29 +296,3 @@ pub struct ServiceLogsView {
     #[serde(skip_serializing_if = "crate::workspace::is_zero")]
     pub redactions: u64,
 }
-
-impl super::secrets::Redact for ServiceLogsView {
-    fn redact(&mut self, r: &crate::redact::Redactor) {
-        let live = matches!(self.service.state.as_str(), "starting" | "ready");
-        for (text, pos) in [
-            (&mut self.stdout, &mut self.stdout_position),
-            (&mut self.stderr, &mut self.stderr_position),
-        ] {
-            r.scrub(text, &mut self.redactions);
-            if !live {
-                continue;
-            }
-            // While it runs, what may begin a value is left for the next
-            // read (`next` stops before it).
-            let mut cut = text.len() - r.pending(text.as_bytes());
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let held = (text.len() - cut) as u64;
-            if held > 0 && pos.next >= pos.from + held {
-                text.truncate(cut);
-                pos.next -= held;
-            }
-        }
-    }
-}

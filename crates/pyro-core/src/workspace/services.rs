@@ -270,6 +270,9 @@ impl Workspaces {
         progress: &dyn Progress,
     ) -> Result<ServiceView, CoreError> {
         let name = mark.name.clone();
+        // Its secrets are looked up before anything is published, saved or
+        // started (a fork without them cannot start it again).
+        let env = secrets::merge_env(&self.secrets_of(id)?, &mark.env, &mark.secret_env)?;
         // The host ports are taken first: a port in use fails the start
         // before anything is saved or runs.
         sandbox.unpublish(Some(&name)).await;
@@ -307,16 +310,6 @@ impl Workspaces {
             marks.push(mark.clone());
             save_marks(self, id, &marks)?;
             previous
-        };
-        let env = match self
-            .secrets_of(id)
-            .and_then(|s| secrets::merge_env(&s, &mark.env, &mark.secret_env))
-        {
-            Ok(env) => env,
-            Err(e) => {
-                sandbox.unpublish(Some(&name)).await;
-                return Err(e);
-            }
         };
         let spec = ServiceSpec {
             name: name.clone(),

@@ -259,10 +259,10 @@ impl Workspaces {
 
     /// Opens an interactive shell in started workspace `id`.
     pub async fn shell_open(&self, id: &str, opts: ShellOptions) -> Result<ShellView, CoreError> {
-        let secrets = self.secrets_of(id)?;
-        self.shell_open_raw(id, opts, &secrets)
+        let store = self.store_of(id)?;
+        self.shell_open_raw(id, opts, &store.usable)
             .await
-            .map_err(|e| e.redact(&secrets::redactor(&secrets)))
+            .map_err(|e| e.redact(&secrets::store_redactor(&store)))
     }
 
     async fn shell_open_raw(
@@ -372,8 +372,15 @@ impl Workspaces {
             limits::SHELL_IDLE_MS.check(ms)?;
         }
         let (sandbox, mark) = self.shell_of(id, shell_id, "shell read").await?;
+        // With secrets, a read covers at least two of the longest form, so
+        // holding back the start of one never stops it moving on.
+        let want = if redactor.is_empty() {
+            max_chars
+        } else {
+            max_chars.max(2 * redactor.longest() as u64)
+        };
         let (data, answer) = sandbox
-            .shell_read(&mark.agent_id, cursor, max_chars, wait_for_idle_ms)
+            .shell_read(&mark.agent_id, cursor, want, wait_for_idle_ms)
             .await?;
         let Response::ShellOutput {
             shell,
