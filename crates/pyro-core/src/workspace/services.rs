@@ -283,7 +283,7 @@ impl Workspaces {
         let published = super::publish::publish(sandbox, id, &name, ports)?;
         // The mark is saved before the guest starts it: a call killed in
         // between leaves a service that `list` shows and `stop` ends.
-        let previous = {
+        let saved: Result<Option<Mark>, CoreError> = async {
             let _lock = record::lock(&self.paths, id).await?;
             let mut marks = load_marks(self, id)?;
             let previous = marks
@@ -300,7 +300,6 @@ impl Workspaces {
                 {
                     marks.remove(i);
                 } else {
-                    sandbox.unpublish(Some(&name)).await;
                     return Err(CoreError::Quota(format!(
                         "workspace {id} has {MARKS_MAX} services; stop some with \
                          ⟨op:workspace service stop⟩"
@@ -309,7 +308,16 @@ impl Workspaces {
             }
             marks.push(mark.clone());
             save_marks(self, id, &marks)?;
-            previous
+            Ok(previous)
+        }
+        .await;
+        // Nothing saved: the ports taken for it go again.
+        let previous = match saved {
+            Ok(p) => p,
+            Err(e) => {
+                sandbox.unpublish(Some(&name)).await;
+                return Err(e);
+            }
         };
         let spec = ServiceSpec {
             name: name.clone(),
