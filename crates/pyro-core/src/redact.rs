@@ -182,9 +182,6 @@ impl Redactor {
         if self.is_empty() {
             return (data.to_vec(), 0, 0);
         }
-        let Some(m) = &self.matcher else {
-            return (data.to_vec(), 0, 0);
-        };
         if last {
             let (out, n) = self.bytes(data);
             return (out, n, 0);
@@ -194,25 +191,35 @@ impl Redactor {
         // value ending where another form, or itself, could begin again);
         // the cut then moves past it and the rest is settled again.
         let safe = data.len() - self.pending(data);
-        let mut out = Vec::with_capacity(safe);
-        let (mut last_end, mut n) = (0, 0u64);
-        for hit in m.find_iter(data) {
-            if hit.start() >= safe {
-                break;
-            }
-            out.extend_from_slice(&data[last_end..hit.start()]);
-            out.extend_from_slice(&self.marks[hit.pattern().as_usize()]);
-            last_end = hit.end();
-            n += 1;
-        }
-        let cut = last_end.max(safe);
-        out.extend_from_slice(&data[last_end..cut]);
+        let (mut out, n, cut) = self.redact_before(data, safe);
         if cut == safe {
             return (out, n, data.len() - cut);
         }
         let (rest, more, keep) = self.settle(&data[cut..], false);
         out.extend_from_slice(&rest);
         (out, n + more, keep)
+    }
+
+    /// Redacts the matches in `data` that start before `safe`: the
+    /// redacted bytes up to the cut (`safe`, or the end of a match that
+    /// runs past it), the count, and the cut.
+    fn redact_before(&self, data: &[u8], safe: usize) -> (Vec<u8>, u64, usize) {
+        let mut out = Vec::with_capacity(safe);
+        let (mut last, mut n) = (0, 0u64);
+        if let Some(m) = &self.matcher {
+            for hit in m.find_iter(data) {
+                if hit.start() >= safe {
+                    break;
+                }
+                out.extend_from_slice(&data[last..hit.start()]);
+                out.extend_from_slice(&self.marks[hit.pattern().as_usize()]);
+                last = hit.end();
+                n += 1;
+            }
+        }
+        let cut = last.max(safe);
+        out.extend_from_slice(&data[last..cut]);
+        (out, n, cut)
     }
 
     /// A redactor that redacts nothing (and holds nothing back).
@@ -304,23 +311,9 @@ impl Stream {
         }
         // A match starting before `safe` is final: every form starting
         // there fits in the buffer. Later ones wait for more bytes.
-        let Some(m) = &self.redactor.matcher else {
-            return std::mem::take(&mut self.held);
-        };
         let safe = self.held.len() - keep;
-        let mut out = Vec::new();
-        let mut last = 0;
-        for hit in m.find_iter(&self.held) {
-            if hit.start() >= safe {
-                break;
-            }
-            out.extend_from_slice(&self.held[last..hit.start()]);
-            out.extend_from_slice(&self.redactor.marks[hit.pattern().as_usize()]);
-            last = hit.end();
-            self.count += 1;
-        }
-        let cut = last.max(safe);
-        out.extend_from_slice(&self.held[last..cut]);
+        let (out, n, cut) = self.redactor.redact_before(&self.held, safe);
+        self.count += n;
         self.held.drain(..cut);
         out
     }

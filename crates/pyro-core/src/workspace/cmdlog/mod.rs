@@ -422,10 +422,7 @@ impl<'a> LogSink<'a> {
         // by the next wait.
         if let Some(mut r) = self.redact.take() {
             let (out, err) = (r.out.settle(), r.err.settle());
-            self.write(true, &out);
-            self.inner.stdout(&out);
-            self.write(false, &err);
-            self.inner.stderr(&err);
+            self.pass_on(&out, &err);
             self.redact = Some(r);
         }
         let held = self.held();
@@ -477,10 +474,7 @@ impl<'a> LogSink<'a> {
         self.entry.job = None;
         if let Some(mut r) = self.redact.take() {
             let (out, err) = (r.out.finish(), r.err.finish());
-            self.write(true, &out);
-            self.inner.stdout(&out);
-            self.write(false, &err);
-            self.inner.stderr(&err);
+            self.pass_on(&out, &err);
             self.entry.redactions += r.out.count() + r.err.count();
             self.redact = Some(r);
         }
@@ -520,6 +514,14 @@ impl<'a> LogSink<'a> {
             String::from_utf8_lossy(&self.kept_out).into_owned(),
             String::from_utf8_lossy(&self.kept_err).into_owned(),
         ))
+    }
+
+    /// Logs and passes on redacted output released at a call's end.
+    fn pass_on(&mut self, out: &[u8], err: &[u8]) {
+        self.write(true, out);
+        self.inner.stdout(out);
+        self.write(false, err);
+        self.inner.stderr(err);
     }
 
     fn write(&mut self, stdout: bool, data: &[u8]) {
