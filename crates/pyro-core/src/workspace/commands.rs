@@ -176,9 +176,15 @@ impl Workspaces {
         limits::WAIT_SECONDS.check(wait_seconds)?;
         limits::OUTPUT_BYTES.check(max_output_bytes)?;
         let redactor = self.redactor(id)?;
-        self.continue_job(id, sequence, wait_seconds, max_output_bytes, false, sink)
-            .await
-            .map_err(|e| e.redact(&redactor))
+        self.continue_job(
+            id,
+            sequence,
+            (wait_seconds, max_output_bytes, false),
+            &redactor,
+            sink,
+        )
+        .await
+        .map_err(|e| e.redact(&redactor))
     }
 
     /// Kills command `sequence` (one running in the background) with its
@@ -192,18 +198,23 @@ impl Workspaces {
         limits::OUTPUT_BYTES.check(max_output_bytes)?;
         let mut sink = crate::sandbox::Discard;
         let redactor = self.redactor(id)?;
-        self.continue_job(id, sequence, 10, max_output_bytes, true, &mut sink)
-            .await
-            .map_err(|e| e.redact(&redactor))
+        self.continue_job(
+            id,
+            sequence,
+            (10, max_output_bytes, true),
+            &redactor,
+            &mut sink,
+        )
+        .await
+        .map_err(|e| e.redact(&redactor))
     }
 
     async fn continue_job(
         &self,
         id: &str,
         sequence: u64,
-        wait_seconds: u64,
-        max_output_bytes: u64,
-        cancel: bool,
+        (wait_seconds, max_output_bytes, cancel): (u64, u64, bool),
+        redactor: &crate::redact::Redactor,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
         let logs = self.dir(id).join("commands");
@@ -247,7 +258,7 @@ impl Workspaces {
             )));
         };
         let mut tee = cmdlog::LogSink::resume(&logs, entry, max_output_bytes, sink)?;
-        tee.redact(&self.redactor(id)?);
+        tee.redact(redactor);
         if job.vm_id != sandbox.id() {
             let e = CoreError::State(format!(
                 "command {sequence} ended when workspace {id} stopped (its output up to then is \
