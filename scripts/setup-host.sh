@@ -2,7 +2,9 @@
 # Installs what pyro needs to build and run guests on a fresh Debian 12 host:
 # the kernel source and build tools, mmdebstrap and e2fsprogs for root
 # filesystems, pip (to fetch the pinned Firecracker), networking tools, a C++
-# compiler for libFuzzer, and cargo-nextest for the test suite. Idempotent: installs only what is missing.
+# compiler for libFuzzer, a local OCI registry (and htpasswd) for the
+# registry tests, and cargo-nextest for the test suite. Idempotent: installs
+# only what is missing.
 set -euo pipefail
 
 packages=(
@@ -16,6 +18,8 @@ packages=(
   iproute2 nftables
   # fuzzing: libfuzzer-sys compiles libFuzzer (C++)
   g++
+  # OCI tests: a local registry on loopback, and htpasswd for its basic auth
+  docker-registry apache2-utils
 )
 
 sudo=()

@@ -1,0 +1,135 @@
+//! Registry credentials: `PYRO_REGISTRY_USERNAME` and
+//! `PYRO_REGISTRY_PASSWORD`, else the Docker config file
+//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), else
+//! anonymous. The registry's challenge decides between Basic and the
+//! bearer-token flow; both take these credentials.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use oci_client::secrets::RegistryAuth;
+
+use crate::OciError;
+
+/// The environment variables read for credentials.
+pub const USERNAME_ENV: &str = "PYRO_REGISTRY_USERNAME";
+/// See [`USERNAME_ENV`].
+pub const PASSWORD_ENV: &str = "PYRO_REGISTRY_PASSWORD";
+
+/// The credentials to use for `registry` (a host, with its port).
+pub fn credentials_for(registry: &str) -> Result<RegistryAuth, OciError> {
+    let user = std::env::var(USERNAME_ENV).ok().filter(|v| !v.is_empty());
+    let pass = std::env::var(PASSWORD_ENV).ok().filter(|v| !v.is_empty());
+    match (user, pass) {
+        (Some(u), Some(p)) => return Ok(RegistryAuth::Basic(u, p)),
+        (None, None) => {}
+        _ => {
+            return Err(OciError::invalid(
+                "the registry credentials",
+                format!("set both {USERNAME_ENV} and {PASSWORD_ENV}, or neither"),
+            ));
+        }
+    }
+    let Some(path) = docker_config_path() else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => from_docker_config(&bytes, registry).map_err(|detail| {
+            OciError::invalid(format!("the Docker config file {}", path.display()), detail)
+        }),
+        Err(_) => Ok(RegistryAuth::Anonymous),
+    }
+}
+
+fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".docker/config.json"))
+}
+
+/// The names a registry is known by in a Docker config's `auths`.
+fn aliases(registry: &str) -> Vec<String> {
+    let mut names = vec![registry.to_owned()];
+    if matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    ) {
+        names.push("https://index.docker.io/v1/".into());
+        names.push("index.docker.io".into());
+        names.push("docker.io".into());
+    }
+    names
+}
+
+/// Credentials for `registry` in a Docker config file's bytes.
+pub fn from_docker_config(bytes: &[u8], registry: &str) -> Result<RegistryAuth, String> {
+    if bytes.len() > 1 << 20 {
+        return Err("it is larger than 1 MiB".into());
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    let wanted = aliases(registry);
+    let entry = auths.iter().find(|(key, _)| {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        wanted.iter().any(|w| w == *key || w == host)
+    });
+    let Some((_, entry)) = entry else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| format!("the auth entry for {registry} is not base64"))?;
+        let text = String::from_utf8(raw)
+            .map_err(|_| format!("the auth entry for {registry} is not UTF-8"))?;
+        let (u, p) = text
+            .split_once(':')
+            .ok_or_else(|| format!("the auth entry for {registry} is not USER:PASSWORD"))?;
+        return Ok(RegistryAuth::Basic(u.to_owned(), p.to_owned()));
+    }
+    match (
+        entry.get("username").and_then(|u| u.as_str()),
+        entry.get("password").and_then(|p| p.as_str()),
+    ) {
+        (Some(u), Some(p)) => Ok(RegistryAuth::Basic(u.to_owned(), p.to_owned())),
+        _ => Ok(RegistryAuth::Anonymous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(a: RegistryAuth) -> Option<(String, String)> {
+        match a {
+            RegistryAuth::Basic(u, p) => Some((u, p)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn docker_config_entries_are_found_by_host() {
+        let cfg = br#"{"auths":{"https://127.0.0.1:5000/v2/":{"auth":"dTpwOng="},
+                       "https://index.docker.io/v1/":{"username":"hub","password":"pw"}}}"#;
+        assert_eq!(
+            basic(from_docker_config(cfg, "127.0.0.1:5000").unwrap()),
+            Some(("u".into(), "p:x".into()))
+        );
+        assert_eq!(
+            basic(from_docker_config(cfg, "docker.io").unwrap()),
+            Some(("hub".into(), "pw".into()))
+        );
+        assert!(basic(from_docker_config(cfg, "other:1").unwrap()).is_none());
+        assert!(from_docker_config(br#"{"auths":{"a":{"auth":"!!"}}}"#, "a").is_err());
+        assert!(from_docker_config(b"not json", "a").is_err());
+    }
+}

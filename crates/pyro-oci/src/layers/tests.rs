@@ -1,0 +1,236 @@
+use super::*;
+
+/// A tar entry with raw bytes for its name (the tar crate's builder
+/// refuses `..`, which is what hostile layers hold).
+struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    fn new() -> Self {
+        Self(tar::Builder::new(Vec::new()))
+    }
+    fn raw(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+        link: Option<&str>,
+        data: &[u8],
+    ) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.as_gnu_mut().unwrap().linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        self.0.append(&h, data).unwrap();
+        self
+    }
+    fn dir(&mut self, n: &str) -> &mut Self {
+        self.raw(n, tar::EntryType::Directory, None, b"")
+    }
+    fn file(&mut self, n: &str, d: &str) -> &mut Self {
+        self.raw(n, tar::EntryType::Regular, None, d.as_bytes())
+    }
+    fn done(&mut self, dir: &Path, name: &str, comp: Compression) -> PathBuf {
+        let bytes = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
+            .into_inner()
+            .unwrap();
+        let bytes = match comp {
+            Compression::None => bytes,
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut e, &bytes).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Zstd => zstd::encode_all(&bytes[..], 1).unwrap(),
+        };
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+fn apply(root: &Path, blob: &Path) -> Result<Applied, OciError> {
+    let mut done = Applied::default();
+    apply_layer(root, blob, "test", &Limits::default(), &mut done).map(|_| done)
+}
+
+#[test]
+fn layers_apply_in_order_with_whiteouts_and_opaque_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let l1 = Tar::new()
+        .dir("./a/")
+        .file("./a/keep", "k")
+        .file("./a/gone", "g")
+        .dir("opq")
+        .file("opq/old", "o")
+        .raw("dev-null", tar::EntryType::Char, None, b"")
+        .done(tmp.path(), "l1", Compression::Gzip);
+    let l2 = Tar::new()
+        .file("a/.wh.gone", "")
+        .file("opq/new", "n")
+        .file("opq/.wh..wh..opq", "")
+        .raw("a/hard", tar::EntryType::Link, Some("a/keep"), b"")
+        .done(tmp.path(), "l2", Compression::Zstd);
+    let d1 = apply(&root, &l1).unwrap();
+    assert_eq!(d1.dropped_special, 1);
+    let d2 = apply(&root, &l2).unwrap();
+    assert_eq!(d2.whiteouts, 2);
+    assert_eq!(std::fs::read_to_string(root.join("a/keep")).unwrap(), "k");
+    assert!(!root.join("a/gone").exists(), "a whiteout was not honoured");
+    assert!(
+        !root.join("opq/old").exists(),
+        "an opaque directory kept a lower file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("opq/new")).unwrap(),
+        "n",
+        "the layer's own file went with the opaque marker"
+    );
+    assert!(!root.join("dev-null").exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        root.join("a/hard").metadata().unwrap().ino(),
+        root.join("a/keep").metadata().unwrap().ino()
+    );
+}
+
+#[test]
+fn links_never_lead_out_of_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "s").unwrap();
+    let abs = outside.to_str().unwrap().to_owned();
+    let l1 = Tar::new()
+        .raw("abs", tar::EntryType::Symlink, Some(&abs), b"")
+        .raw(
+            "rel",
+            tar::EntryType::Symlink,
+            Some("../../../../outside"),
+            b"",
+        )
+        .raw("loop", tar::EntryType::Symlink, Some("loop"), b"")
+        .done(tmp.path(), "l1", Compression::None);
+    apply(&root, &l1).unwrap();
+    let l2 = Tar::new()
+        .file("abs/planted", "x")
+        .file("rel/planted", "y")
+        .done(tmp.path(), "l2", Compression::None);
+    apply(&root, &l2).unwrap();
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "a layer wrote outside the tree"
+    );
+    // Followed as if the tree were `/`.
+    assert_eq!(
+        std::fs::read_to_string(
+            root.join(outside.strip_prefix("/").unwrap())
+                .join("planted")
+        )
+        .unwrap(),
+        "x"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("outside/planted")).unwrap(),
+        "y"
+    );
+
+    for (name, tar) in [
+        (
+            "dotdot",
+            Tar::new()
+                .file("../escape", "e")
+                .done(tmp.path(), "b1", Compression::None),
+        ),
+        (
+            "hardlink out",
+            Tar::new()
+                .raw("h", tar::EntryType::Link, Some("../outside/secret"), b"")
+                .done(tmp.path(), "b2", Compression::None),
+        ),
+        (
+            "hardlink to a link",
+            Tar::new()
+                .raw("h", tar::EntryType::Link, Some("abs"), b"")
+                .done(tmp.path(), "b3", Compression::None),
+        ),
+        (
+            "link loop",
+            Tar::new()
+                .file("loop/x", "x")
+                .done(tmp.path(), "b4", Compression::None),
+        ),
+        (
+            "whiteout out",
+            Tar::new()
+                .file("../.wh.outside", "")
+                .done(tmp.path(), "b5", Compression::None),
+        ),
+    ] {
+        let err = apply(&root, &tar).unwrap_err().to_string();
+        assert!(err.starts_with("layer test is refused"), "{name}: {err}");
+    }
+    assert!(
+        outside.join("secret").exists(),
+        "a whiteout deleted outside the tree"
+    );
+    // A whiteout through an absolute link deletes inside the tree only.
+    let wo = Tar::new()
+        .file("abs/.wh.planted", "")
+        .done(tmp.path(), "w", Compression::None);
+    apply(&root, &wo).unwrap();
+    assert!(outside.join("secret").exists());
+    assert!(
+        !root
+            .join(outside.strip_prefix("/").unwrap())
+            .join("planted")
+            .exists()
+    );
+}
+
+#[test]
+fn limits_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let l =
+        Tar::new()
+            .file("a", "12345")
+            .file("b", "12345")
+            .done(tmp.path(), "l", Compression::None);
+    let small = Limits {
+        max_bytes: 8,
+        max_entries: 10,
+    };
+    let err = apply_layer(&root, &l, "x", &small, &mut Applied::default()).unwrap_err();
+    assert!(err.to_string().contains("more than 8 bytes"), "{err}");
+    let few = Limits {
+        max_bytes: 100,
+        max_entries: 1,
+    };
+    let err = apply_layer(&root, &l, "x", &few, &mut Applied::default()).unwrap_err();
+    assert!(err.to_string().contains("more than 1 entries"), "{err}");
+    std::fs::write(
+        tmp.path().join("junk"),
+        b"not a tar at all, just some bytes that go on",
+    )
+    .unwrap();
+    assert!(apply(&root, &tmp.path().join("junk")).is_err());
+}
+
+#[test]
+fn entry_paths_are_relative_and_bounded() {
+    assert_eq!(entry_path(b"./a/b/").unwrap(), PathBuf::from("a/b"));
+    assert_eq!(entry_path(b"/abs/x").unwrap(), PathBuf::from("abs/x"));
+    assert_eq!(entry_path(b"./").unwrap(), PathBuf::new());
+    assert!(entry_path(b"a/../../b").is_err());
+    assert!(entry_path(&[b'a'; 300]).is_err());
+}
