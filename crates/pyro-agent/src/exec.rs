@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pyro_protocol::{
     AgentError, CHUNK_BYTES, Command, ErrorKind, ExecOutcome, ExecRequest, FrameKind, Response,
-    base_command_env, read_frame, valid_env_name, write_frame, write_message,
+    read_frame, valid_env_name, write_frame, write_message,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -227,7 +227,7 @@ pub(crate) fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError>
     }
     // The base environment, with the request's variables replacing any of
     // the same name.
-    let mut env: Vec<(String, String)> = base_command_env()
+    let mut env: Vec<(String, String)> = crate::image::command_env()
         .into_iter()
         .filter(|(k, _)| !req.env.contains_key(k))
         .collect();
@@ -238,6 +238,7 @@ pub(crate) fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError>
         env,
         cwd: cwd.to_owned(),
         stdin: req.stdin,
+        run_as: req.run_as,
     })
 }
 
@@ -396,6 +397,7 @@ mod tests {
             output_limit_bytes: limit,
             stdin: false,
             limits: Default::default(),
+            run_as: None,
         }
     }
 

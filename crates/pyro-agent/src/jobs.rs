@@ -397,6 +397,7 @@ mod tests {
             output_limit_bytes: 1 << 20,
             stdin: false,
             limits: Default::default(),
+            run_as: None,
         }
     }
 

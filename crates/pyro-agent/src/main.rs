@@ -12,6 +12,7 @@
 
 mod exec;
 mod files;
+mod image;
 mod init;
 mod jobs;
 mod limits;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
             log::out(&format!("pyro-agent {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS
         }
+        Some("run-as") => ExitCode::from(image::run_as(&args[2..])),
         Some("host-compat") => match parse_host_compat(&args[2..]) {
             Ok(hc) => init::host_compat(hc),
             Err(e) => {

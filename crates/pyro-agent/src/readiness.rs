@@ -176,6 +176,7 @@ async fn run_check(
         output_limit_bytes: 0,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     };
     let spec = crate::exec::prepare(&req).map_err(|e| e.message)?;
     // Under the same limits as any command (its group goes with it).

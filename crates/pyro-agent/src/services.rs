@@ -196,6 +196,7 @@ pub fn start(spec: ServiceSpec) -> Result<Response, AgentError> {
         output_limit_bytes: 0,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     };
     let prepared = crate::exec::prepare(&exec)?;
     let svc = {

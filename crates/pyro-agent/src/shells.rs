@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pyro_protocol::{
-    AgentError, CHUNK_BYTES, ErrorKind, FrameKind, Response, ShellInfo, base_command_env,
-    valid_env_name, write_frame, write_message,
+    AgentError, CHUNK_BYTES, ErrorKind, FrameKind, Response, ShellInfo, valid_env_name,
+    write_frame, write_message,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -185,7 +185,7 @@ pub fn open(
     } else {
         "/bin/sh"
     };
-    let mut vars: Vec<(String, String)> = base_command_env()
+    let mut vars: Vec<(String, String)> = crate::image::command_env()
         .into_iter()
         .filter(|(k, _)| !env.contains_key(k))
         .collect();

@@ -36,6 +36,8 @@ pub struct SpawnSpec {
     pub cwd: String,
     /// A pipe for standard input (otherwise `/dev/null`).
     pub stdin: bool,
+    /// Run as this user (through `pyro-agent run-as`) instead of root.
+    pub run_as: Option<pyro_protocol::RunAs>,
 }
 
 /// Why a command could not start.
@@ -102,10 +104,23 @@ fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
             ))
         })
     };
-    let path_c = cstr(program.as_os_str(), "program path")?;
+    let mut path_c = cstr(program.as_os_str(), "program path")?;
     let mut argv_c = vec![cstr(OsStr::new(&spec.program), "program name")?];
     for a in &spec.args {
         argv_c.push(cstr(OsStr::new(a), "argument list")?);
+    }
+    if let Some(user) = spec.run_as {
+        // The agent itself drops to the user, then executes the program.
+        let mut tramp = vec![
+            c"pyro-agent".to_owned(),
+            c"run-as".to_owned(),
+            cstr(OsStr::new(&user.uid.to_string()), "user")?,
+            cstr(OsStr::new(&user.gid.to_string()), "group")?,
+            path_c,
+        ];
+        tramp.append(&mut argv_c);
+        argv_c = tramp;
+        path_c = cstr(OsStr::new(crate::image::AGENT_PATH), "agent path")?;
     }
     let mut env_c = Vec::with_capacity(spec.env.len());
     for (k, v) in &spec.env {
@@ -545,6 +560,7 @@ mod tests {
             env,
             cwd: "/tmp".into(),
             stdin: false,
+            run_as: None,
         })
         .unwrap();
         let (out, err) = (c.stdout.take(), c.stderr.take());
@@ -577,6 +593,7 @@ mod tests {
             env: env(),
             cwd: "/".into(),
             stdin: true,
+            run_as: None,
         })
         .unwrap();
         let mut stdin = c.stdin.take().unwrap();
@@ -594,6 +611,7 @@ mod tests {
             env: vec![],
             cwd: "/".into(),
             stdin: false,
+            run_as: None,
         };
         assert!(matches!(
             spawn(&spec("pyro-no-such-program")),
@@ -629,6 +647,7 @@ mod tests {
             env,
             cwd: dir.path().to_str().unwrap().into(),
             stdin: false,
+            run_as: None,
         })
         .unwrap();
         let out = read_all(c.stdout.take()).await;
@@ -656,6 +675,7 @@ mod tests {
             env: env(),
             cwd: "/".into(),
             stdin: false,
+            run_as: None,
         })
         .unwrap();
         assert!(c.wait().await.unwrap().success());
@@ -687,6 +707,7 @@ mod tests {
             env: env(),
             cwd: "/".into(),
             stdin: false,
+            run_as: None,
         })
         .unwrap();
         let pid = c.pid();

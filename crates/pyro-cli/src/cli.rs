@@ -2,7 +2,7 @@
 //! and pinned by snapshot tests.
 
 pub use crate::cli_bounds::command;
-pub use crate::cli_env::{EnvPullArgs, TemplateCmd};
+pub use crate::cli_env::{EnvImportArgs, EnvPullArgs, EnvPushArgs, TemplateCmd};
 pub use crate::cli_service::WsServiceCmd;
 pub use crate::cli_shell::WsShellCmd;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -85,11 +85,21 @@ Examples:
 pub enum EnvCmd {
     /// List the environments and whether each is installed.
     List(JsonArg),
-    /// Make an environment available (builds it locally on first use).
+    /// Make an environment available (from a registry, or built locally).
     #[command(
-        after_help = "The first pull builds the guest kernel (a few minutes) and the environment's root filesystem, then the template for the default machine shape (a guest booted once, warmed up and snapshotted, so later guests start in a fraction of a second); later pulls are no-ops.\n\nExample:\n  pyro env pull debian:12"
+        after_help = "Without --registry, a catalog environment comes from the registry set by PYRO_ENV_REGISTRY or env_registry in ~/.config/pyro/config.toml when one is set (a local build is the fallback), and is built locally otherwise: the first local build makes the guest kernel (a few minutes) and the root filesystem. Then the template for the default machine shape is built (a guest booted once, warmed up and snapshotted, so later guests start in a fraction of a second). Later pulls are no-ops.\n\nExamples:\n  pyro env pull debian:12\n  pyro env pull debian:12 --registry registry.example.org/pyro/debian:12"
     )]
     Pull(EnvPullArgs),
+    /// Upload an installed environment to a registry as an OCI artifact.
+    #[command(
+        after_help = "Credentials come from PYRO_REGISTRY_USERNAME and PYRO_REGISTRY_PASSWORD, else from the Docker config file (`docker login`). Registries on loopback are spoken to over plain HTTP.\n\nExample:\n  pyro env push debian:12 registry.example.org/pyro/debian:12"
+    )]
+    Push(EnvPushArgs),
+    /// Make a container image (from a registry, or a `docker save` tarball) an environment.
+    #[command(
+        after_help = "The image's layers are applied in order (whiteouts honoured; device nodes dropped; paths that leave the image refused), pyro's agent is baked in, and the result is installed under --name for `pyro run`, workspaces and MCP. The image's Env applies to every command; its WorkingDir and User to `pyro run` commands (workspace commands run as root in /workspace). See docs/environments.md. Images without a shell run argv commands.\n\nExamples:\n  pyro env import python:3.12-slim --name py312\n  pyro env import ./image.tar --name myimage"
+    )]
+    Import(EnvImportArgs),
     /// Show an environment's catalog entry and cache state.
     Inspect(EnvArgs),
     /// Delete cached files no installed environment uses, and stale templates.

@@ -9,6 +9,35 @@ use crate::cli::JsonArg;
 pub struct EnvPullArgs {
     /// Environment name, e.g. debian:12 (see `pyro env list`).
     pub environment: String,
+    /// Install the environment artifact at this image reference (REGISTRY/REPOSITORY:TAG or @sha256:DIGEST).
+    #[arg(long, value_name = "REF")]
+    pub registry: Option<String>,
+    /// Do not build the default shape's template (it is then built on first use).
+    #[arg(long)]
+    pub no_template: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvPushArgs {
+    /// Installed environment to upload, e.g. debian:12.
+    pub environment: String,
+    /// Where to: REGISTRY/REPOSITORY:TAG.
+    pub reference: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvImportArgs {
+    /// Image reference (e.g. python:3.12-slim, REGISTRY/REPO:TAG, REPO@sha256:DIGEST), or the path of a `docker save` / OCI-layout tarball.
+    pub image: String,
+    /// Name of the new environment (lowercase letters, digits, `.`, `_`, `-`, `:`).
+    #[arg(long)]
+    pub name: String,
     /// Do not build the default shape's template (it is then built on first use).
     #[arg(long)]
     pub no_template: bool,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use pyro_core::Paths;
 use pyro_core::environments::{self, EnvStatus};
 
-use crate::cli::{EnvPullArgs, TemplateCmd};
+use crate::cli::{EnvImportArgs, EnvPullArgs, EnvPushArgs, TemplateCmd};
 use crate::output::{self, BOLD, DIM, Failure, GREEN, Progress};
 
 pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
@@ -23,7 +23,16 @@ pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
         } else {
             format!("{DIM}not installed{DIM:#}")
         };
-        output::out(format!("{:width$}  {state}  {}", e.name, e.description));
+        let size = e
+            .size_bytes
+            .map(|b| format!("{:>6} MiB", b >> 20))
+            .unwrap_or_else(|| format!("{:>10}", ""));
+        let what = if e.kind == "imported" || e.source.starts_with("registry") {
+            format!("{}  {DIM}({}){DIM:#}", e.description, e.source)
+        } else {
+            e.description.clone()
+        };
+        output::out(format!("{:width$}  {state}  {size}  {what}", e.name));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -41,7 +50,27 @@ fn print_status(e: &EnvStatus) {
         e.default_packages.join(", ")
     ));
     output::out(format!("Platform: {}", e.platform));
+    output::out(format!("Kind: {}", e.kind));
     output::out(format!("Source: {}", e.source));
+    if let Some(o) = &e.origin {
+        output::out(format!("Origin: {} {}", o.kind, o.reference));
+        output::out(format!("Digest: {}", o.digest));
+    }
+    if let Some(i) = &e.image {
+        if !i.env.is_empty() {
+            output::out(format!("Image env: {}", i.env.join(" ")));
+        }
+        if let Some(w) = &i.working_dir {
+            output::out(format!("Image working dir: {w}"));
+        }
+        if let Some(u) = &i.user {
+            output::out(format!(
+                "Image user: {u} (uid {}, gid {})",
+                i.uid.unwrap_or(0),
+                i.gid.unwrap_or(0)
+            ));
+        }
+    }
     match (&e.status_reason, e.installed) {
         (_, true) => output::out("Installed: yes"),
         (Some(r), false) => output::out(format!("Installed: no ({r})")),
@@ -74,7 +103,14 @@ pub fn inspect(paths: &Paths, name: &str, json: bool) -> Result<ExitCode, Failur
 pub async fn pull(paths: &Paths, a: EnvPullArgs) -> Result<ExitCode, Failure> {
     let (name, json) = (a.environment.as_str(), a.json);
     let progress = Progress::new("pull", json);
-    let pulled = environments::pull_with_template(paths, name, a.no_template, &progress).await;
+    let pulled = environments::pull_with_template(
+        paths,
+        name,
+        a.registry.as_deref(),
+        a.no_template,
+        &progress,
+    )
+    .await;
     progress.finish();
     let pulled = pulled?;
     if json {
@@ -96,6 +132,60 @@ pub async fn pull(paths: &Paths, a: EnvPullArgs) -> Result<ExitCode, Failure> {
             None => output::out(format!("Template: {what} ({})", t.outcome)),
             Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn push(paths: &Paths, a: EnvPushArgs) -> Result<ExitCode, Failure> {
+    let progress = Progress::new("push", a.json);
+    let pushed = environments::push(paths, &a.environment, &a.reference, &progress).await;
+    progress.finish();
+    let pushed = pushed?;
+    if a.json {
+        output::json(&pushed);
+    } else {
+        output::out(format!(
+            "Pushed: {} to {} in {:.1} s ({} MiB compressed)",
+            pushed.name,
+            pushed.reference,
+            pushed.seconds,
+            pushed.bytes >> 20
+        ));
+        output::out(format!("Digest: {}", pushed.digest));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn import(paths: &Paths, a: EnvImportArgs) -> Result<ExitCode, Failure> {
+    let progress = Progress::new("import", a.json);
+    let r = environments::import_with_template(paths, &a.image, &a.name, a.no_template, &progress)
+        .await;
+    progress.finish();
+    let (imported, template) = r?;
+    if a.json {
+        let mut v = serde_json::to_value(&imported).unwrap_or_default();
+        v["template"] = serde_json::to_value(&template).unwrap_or_default();
+        output::json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::out(format!(
+        "Imported: {BOLD}{}{BOLD:#} from {} in {:.1} s",
+        imported.name, imported.source, imported.seconds
+    ));
+    output::out(format!("Digest: {}", imported.digest));
+    output::out(format!(
+        "Layers: {} ({} entries, {} MiB; {} whiteouts honoured, {} device nodes dropped)",
+        imported.layers,
+        imported.entries,
+        imported.bytes >> 20,
+        imported.whiteouts,
+        imported.dropped_special
+    ));
+    let t = &template;
+    let what = t.name.as_deref().unwrap_or(&imported.name);
+    match &t.reason {
+        None => output::out(format!("Template: {what} ({})", t.outcome)),
+        Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
     }
     Ok(ExitCode::SUCCESS)
 }

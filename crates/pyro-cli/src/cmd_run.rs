@@ -52,12 +52,12 @@ pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
     let mut events = |ev: RunEvent| match ev {
         RunEvent::Booting(BackendKind::Firecracker) => pyro_core::environments::Progress::step(
             &progress,
-            &format!("starting a {} guest ({} MiB)", env.spec.name, opts.mem_mib),
+            &format!("starting a {} guest ({} MiB)", env.name, opts.mem_mib),
         ),
         RunEvent::Step(msg) => pyro_core::environments::Progress::step(&progress, &msg),
         RunEvent::Booting(BackendKind::HostCompat) => pyro_core::environments::Progress::step(
             &progress,
-            &format!("starting a {} host-compat sandbox", env.spec.name),
+            &format!("starting a {} host-compat sandbox", env.name),
         ),
         RunEvent::Fallback(reason) => {
             progress.finish();

@@ -66,6 +66,8 @@ fn main() -> ExitCode {
     let (json, result) = match cli.command {
         Cmd::Env(EnvCmd::List(a)) => (a.json, cmd_env::list(&paths, a.json)),
         Cmd::Env(EnvCmd::Pull(a)) => (a.json, rt.block_on(cmd_env::pull(&paths, a))),
+        Cmd::Env(EnvCmd::Push(a)) => (a.json, rt.block_on(cmd_env::push(&paths, a))),
+        Cmd::Env(EnvCmd::Import(a)) => (a.json, rt.block_on(cmd_env::import(&paths, a))),
         Cmd::Env(EnvCmd::Template(c)) => rt.block_on(cmd_env::template(&paths, c)),
         Cmd::Env(EnvCmd::Inspect(a)) => (a.json, cmd_env::inspect(&paths, &a.environment, a.json)),
         Cmd::Env(EnvCmd::Prune(a)) => (a.json, cmd_env::prune(&paths, a.json)),

@@ -92,6 +92,8 @@ fn command_help_snapshots() {
     insta::assert_snapshot!("run_help", help(&["run", "--help"]));
     insta::assert_snapshot!("env_help", help(&["env", "--help"]));
     insta::assert_snapshot!("env_pull_help", help(&["env", "pull", "--help"]));
+    insta::assert_snapshot!("env_push_help", help(&["env", "push", "--help"]));
+    insta::assert_snapshot!("env_import_help", help(&["env", "import", "--help"]));
     insta::assert_snapshot!("doctor_help", help(&["doctor", "--help"]));
     insta::assert_snapshot!("demo_help", help(&["demo", "--help"]));
     insta::assert_snapshot!("workspace_help", help(&["workspace", "--help"]));

@@ -247,13 +247,19 @@ fn env_list_and_inspect() {
     let o = home.cmd().args(["env", "list", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["catalog_version"], "4.0.0");
+    // The catalog first; environments other tests import may follow.
     let names: Vec<&str> = v["environments"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["kind"] == "catalog")
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["debian:12", "debian:12-base", "debian:12-build"]);
+    assert_eq!(
+        v["environments"][0]["source"],
+        "local build: mmdebstrap bookworm (minbase)"
+    );
     assert_eq!(v["environments"][0]["installed"], true);
     let o = home.cmd().args(["env", "list"]).output().unwrap();
     let out = stdout(&o);

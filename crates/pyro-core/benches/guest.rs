@@ -72,6 +72,7 @@ fn req(command: Command) -> ExecRequest {
         output_limit_bytes: 1 << 20,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     }
 }
 

@@ -202,6 +202,7 @@ fn shell(script: &str) -> ExecRequest {
         output_limit_bytes: 4096,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn run(
         &mut steps,
         "create",
         t,
-        format!("sandbox {id} for {} ({})", env.spec.name, backend.as_str()),
+        format!("sandbox {id} for {} ({})", env.name, backend.as_str()),
     );
 
     let t = Instant::now();
@@ -135,6 +135,7 @@ pub async fn run(
         output_limit_bytes: 64 << 10,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     };
     let outcome = sandbox.exec(req, &mut out).await?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -208,7 +209,7 @@ pub async fn run(
     );
 
     Ok(DemoResult {
-        environment: env.spec.name.into(),
+        environment: env.name.clone(),
         vm_id: id,
         execution_mode: mode,
         command: command.display(),

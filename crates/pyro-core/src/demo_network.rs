@@ -110,6 +110,7 @@ pub async fn run(sandbox: &mut Sandbox) -> Result<NetworkDemo, CoreError> {
         output_limit_bytes: 16 << 10,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     };
     let outcome = sandbox.exec(req, &mut out).await;
     server.abort();

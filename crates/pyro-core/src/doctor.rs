@@ -355,7 +355,10 @@ fn kernel(paths: &Paths) -> Check {
 fn environments(paths: &Paths, agent: Option<&pyro_env::agent::AgentBinary>) -> Check {
     let installed: Vec<&str> = pyro_env::CATALOG
         .iter()
-        .filter(|s| pyro_env::install::installed(paths.cache(), s, agent).is_ok())
+        .filter(|s| {
+            pyro_env::install::installed(paths.cache(), &pyro_env::EnvRef::Catalog(s), agent)
+                .is_ok()
+        })
         .map(|s| s.name)
         .collect();
     if installed.is_empty() {

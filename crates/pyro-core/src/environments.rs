@@ -48,17 +48,33 @@ pub struct EnvSummary {
     pub installed: bool,
     /// Why not, when it is not.
     pub status_reason: Option<String>,
+    /// `catalog`, or `imported` (made here from a container image).
+    pub kind: String,
+    /// Where the installed copy came from: a local build, a registry
+    /// artifact or an image, with its digest.
+    pub source: String,
+    /// Bytes of its base image, when installed.
+    pub size_bytes: Option<u64>,
 }
 
-/// The catalog and what is installed.
+/// The catalog, then the imported environments, and what is installed.
 pub fn catalog(paths: &Paths) -> Catalog {
     let agent = pyro_env::agent::locate().ok();
+    let mut envs: Vec<pyro_env::EnvRef> = pyro_env::CATALOG
+        .iter()
+        .map(pyro_env::EnvRef::Catalog)
+        .collect();
+    envs.extend(
+        pyro_env::ident::imported_names(paths.cache())
+            .into_iter()
+            .map(pyro_env::EnvRef::Imported),
+    );
     Catalog {
         catalog_version: CATALOG_VERSION.to_owned(),
-        environments: pyro_env::CATALOG
+        environments: envs
             .iter()
-            .map(|s| {
-                let st = pyro_env::install::status(paths.cache(), s, agent.as_ref());
+            .map(|e| {
+                let st = pyro_env::install::status(paths.cache(), e, agent.as_ref());
                 EnvSummary {
                     name: st.name,
                     version: st.version,
@@ -68,6 +84,9 @@ pub fn catalog(paths: &Paths) -> Catalog {
                     distribution_version: st.distribution_version,
                     installed: st.installed,
                     status_reason: st.status_reason,
+                    kind: st.kind,
+                    source: st.source,
+                    size_bytes: st.rootfs_size_bytes,
                 }
             })
             .collect(),
@@ -76,11 +95,11 @@ pub fn catalog(paths: &Paths) -> Catalog {
 
 /// One environment's status.
 pub fn status(paths: &Paths, name: &str) -> Result<EnvStatus, CoreError> {
-    let spec = pyro_env::catalog::lookup(name)?;
+    let env = pyro_env::ident::lookup(paths.cache(), name)?;
     let agent = pyro_env::agent::locate().ok();
     Ok(pyro_env::install::status(
         paths.cache(),
-        spec,
+        &env,
         agent.as_ref(),
     ))
 }
@@ -89,26 +108,30 @@ pub fn status(paths: &Paths, name: &str) -> Result<EnvStatus, CoreError> {
 /// unknown or not installed (pulling builds the guest kernel and base
 /// image, which takes minutes: see [`ensure`]).
 pub fn resolve(paths: &Paths, name: &str) -> Result<Installed, CoreError> {
-    let spec = pyro_env::catalog::lookup(name)?;
+    let env = pyro_env::ident::lookup(paths.cache(), name)?;
     let agent = pyro_env::agent::locate().ok();
     Ok(pyro_env::install::installed(
         paths.cache(),
-        spec,
+        &env,
         agent.as_ref(),
     )?)
 }
 
 /// [`resolve`], pulling the environment first when it is missing or stale
-/// (reporting each step to `progress`).
+/// (reporting each step to `progress`). An imported environment is only
+/// refreshed (its agent rebaked): it cannot be pulled.
 pub fn ensure(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Installed, CoreError> {
-    let spec = pyro_env::catalog::lookup(name)?;
+    let env = pyro_env::ident::lookup(paths.cache(), name)?;
     let agent = pyro_env::agent::locate();
-    match pyro_env::install::installed(paths.cache(), spec, agent.as_ref().ok()) {
+    match pyro_env::install::installed(paths.cache(), &env, agent.as_ref().ok()) {
         Ok(inst) => Ok(inst),
         Err(pyro_env::EnvError::NotInstalled { reason, .. }) => {
-            let agent = agent?;
+            agent
+                .as_ref()
+                .map_err(|e| CoreError::from(pyro_env::EnvError::Agent(e.to_string())))?;
             progress.step(&format!("{name} is not ready ({reason}); pulling it"));
-            Ok(pyro_env::install::pull(paths.cache(), spec, &agent, progress)?.installed)
+            pull(paths, name, None, progress)?;
+            resolve(paths, name)
         }
         Err(e) => Err(e.into()),
     }
@@ -206,50 +229,187 @@ pub struct TemplateStep {
 pub async fn pull_with_template(
     paths: &Paths,
     name: &str,
+    registry: Option<&str>,
     no_template: bool,
     progress: &dyn Progress,
 ) -> Result<Pulled, CoreError> {
-    let (p, n) = (paths.clone(), name.to_owned());
-    let mut pulled = forwarding(progress, move |fwd| pull(&p, &n, fwd)).await?;
-    let step = match template_skip_reason(no_template) {
-        Some(why) => TemplateStep {
-            outcome: "skipped".into(),
-            name: None,
-            reason: Some(why),
-        },
-        None => {
-            let shape = crate::template::Shape::default_shape();
-            match build_template(paths, name, shape, false, progress).await {
-                Ok(t) => TemplateStep {
-                    outcome: t.outcome,
-                    name: Some(t.name),
-                    reason: None,
-                },
-                Err(e) => TemplateStep {
-                    outcome: "failed".into(),
-                    name: None,
-                    reason: Some(e.message(crate::hint::FrontEnd::Neutral)),
-                },
-            }
-        }
-    };
+    let (p, n, r) = (paths.clone(), name.to_owned(), registry.map(str::to_owned));
+    let mut pulled = forwarding(progress, move |fwd| pull(&p, &n, r.as_deref(), fwd)).await?;
+    let step = template_step(paths, name, no_template, progress).await;
     pulled.template = Some(step);
     Ok(pulled)
 }
 
+/// The default shape's template of `name`, where this host can make one;
+/// a failure fails nothing (guests boot cold), and the step says why.
+async fn template_step(
+    paths: &Paths,
+    name: &str,
+    no_template: bool,
+    progress: &dyn Progress,
+) -> TemplateStep {
+    if let Some(why) = template_skip_reason(no_template) {
+        return TemplateStep {
+            outcome: "skipped".into(),
+            name: None,
+            reason: Some(why),
+        };
+    }
+    let shape = crate::template::Shape::default_shape();
+    match build_template(paths, name, shape, false, progress).await {
+        Ok(t) => TemplateStep {
+            outcome: t.outcome,
+            name: Some(t.name),
+            reason: None,
+        },
+        Err(e) => TemplateStep {
+            outcome: "failed".into(),
+            name: None,
+            reason: Some(e.message(crate::hint::FrontEnd::Neutral)),
+        },
+    }
+}
+
+/// [`import`], then the default shape's template (see
+/// [`pull_with_template`]).
+pub async fn import_with_template(
+    paths: &Paths,
+    source: &str,
+    name: &str,
+    no_template: bool,
+    progress: &dyn Progress,
+) -> Result<(pyro_env::import::Imported, TemplateStep), CoreError> {
+    let imported = import(paths, source, name, progress).await?;
+    let step = template_step(paths, name, no_template, progress).await;
+    Ok((imported, step))
+}
+
 /// Makes `name` available (Firecracker, the kernel, the base image with
 /// the agent baked in); a no-op when everything is current.
-pub fn pull(paths: &Paths, name: &str, progress: &dyn Progress) -> Result<Pulled, CoreError> {
-    let spec = pyro_env::catalog::lookup(name)?;
+///
+/// With `registry` (a full image reference), the environment artifact
+/// there is installed, and must hold `name`. Without, a catalog
+/// environment comes from the configured registry (`PYRO_ENV_REGISTRY`
+/// or `env_registry` in the config file) when one is set, with a local
+/// build as the fallback, and from a local build otherwise; an imported
+/// environment is refreshed.
+pub fn pull(
+    paths: &Paths,
+    name: &str,
+    registry: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Pulled, CoreError> {
+    let started = std::time::Instant::now();
     let agent = pyro_env::agent::locate()?;
-    let report = pyro_env::install::pull(paths.cache(), spec, &agent, progress)?;
+    let cache = paths.cache();
+    let mut actions = Vec::new();
+    if let Some(reference) = registry {
+        let r = pyro_env::artifact::pull(cache, reference, Some(name), &agent, progress)?;
+        actions.extend(r.actions);
+        return pulled(paths, name, actions, started, &agent);
+    }
+    match pyro_env::ident::lookup(cache, name)? {
+        pyro_env::EnvRef::Imported(n) => {
+            actions.extend(pyro_env::install::refresh(cache, &n, &agent, progress)?.actions);
+        }
+        pyro_env::EnvRef::Catalog(spec) => {
+            let from_registry = match pyro_env::config::env_registry()? {
+                Some(reg)
+                    if pyro_env::install::installed(
+                        cache,
+                        &pyro_env::EnvRef::Catalog(spec),
+                        Some(&agent),
+                    )
+                    .is_err() =>
+                {
+                    let reference = pyro_env::config::catalog_reference(&reg, spec.name);
+                    match pyro_env::artifact::pull(
+                        cache,
+                        &reference,
+                        Some(spec.name),
+                        &agent,
+                        progress,
+                    ) {
+                        Ok(r) => {
+                            actions.extend(r.actions);
+                            true
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            progress.step(&format!("the registry pull from {reference} failed ({why}); building locally"));
+                            actions.push(format!("the registry pull from {reference} failed ({why}); built locally instead"));
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !from_registry {
+                let report = pyro_env::install::pull(cache, spec, &agent, progress)?;
+                actions.extend(report.actions);
+            }
+        }
+    }
+    pulled(paths, name, actions, started, &agent)
+}
+
+fn pulled(
+    paths: &Paths,
+    name: &str,
+    actions: Vec<String>,
+    started: std::time::Instant,
+    agent: &pyro_env::agent::AgentBinary,
+) -> Result<Pulled, CoreError> {
+    let env = pyro_env::ident::lookup(paths.cache(), name)?;
     Ok(Pulled {
-        status: pyro_env::install::status(paths.cache(), spec, Some(&agent)),
-        changed: !report.actions.is_empty(),
-        actions: report.actions,
-        seconds: (report.seconds * 10.0).round() / 10.0,
+        status: pyro_env::install::status(paths.cache(), &env, Some(agent)),
+        changed: !actions.is_empty(),
+        actions,
+        seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         template: None,
     })
+}
+
+/// Uploads the installed environment `name` to `reference` as an OCI
+/// artifact (see `docs/environments.md`).
+pub async fn push(
+    paths: &Paths,
+    name: &str,
+    reference: &str,
+    progress: &dyn Progress,
+) -> Result<pyro_env::artifact::Pushed, CoreError> {
+    let (p, n, r) = (paths.clone(), name.to_owned(), reference.to_owned());
+    forwarding(progress, move |fwd| {
+        let env = pyro_env::ident::lookup(p.cache(), &n)?;
+        Ok(pyro_env::artifact::push(p.cache(), &env, &r, fwd)?)
+    })
+    .await
+}
+
+/// Makes the container image `source` (a reference, or a `docker save` /
+/// OCI-layout tarball) the environment `name`, replacing an earlier import
+/// of that name unless a workspace uses it.
+pub async fn import(
+    paths: &Paths,
+    source: &str,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<pyro_env::import::Imported, CoreError> {
+    if pyro_env::ident::lookup(paths.cache(), name).is_ok() {
+        let users = crate::workspace::Workspaces::new(paths.clone()).using_environment(name)?;
+        if !users.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "the environment {name} is used by workspace {}; delete it first, or import under another name",
+                users.join(", ")
+            )));
+        }
+    }
+    let (p, s, n) = (paths.clone(), source.to_owned(), name.to_owned());
+    forwarding(progress, move |fwd| {
+        let agent = pyro_env::agent::locate()?;
+        Ok(pyro_env::import::import(p.cache(), &s, &n, &agent, fwd)?)
+    })
+    .await
 }
 
 /// What a prune deleted.

@@ -261,6 +261,20 @@ impl CoreError {
                 EnvError::Corrupt { .. } => "corrupt_cache",
                 EnvError::MissingTool { .. } => "missing_tool",
                 EnvError::Vmm(_) => "firecracker",
+                EnvError::BadName { .. } => "invalid_argument",
+                EnvError::Artifact { .. } => "not_an_environment",
+                EnvError::Oci(o) => match o {
+                    pyro_oci::OciError::Reference { .. } => "invalid_argument",
+                    pyro_oci::OciError::Auth { .. } => "registry_auth",
+                    pyro_oci::OciError::NotFound { .. } => "not_found",
+                    pyro_oci::OciError::Digest { .. } => "digest_mismatch",
+                    pyro_oci::OciError::TooLarge { .. } => "too_large",
+                    pyro_oci::OciError::Platform { .. } => "unsupported_platform",
+                    pyro_oci::OciError::Layer { .. } => "refused_layer",
+                    pyro_oci::OciError::Invalid { .. } => "invalid_image",
+                    pyro_oci::OciError::Registry { .. } => "registry",
+                    pyro_oci::OciError::Io { .. } => "io",
+                },
                 _ => "environment",
             },
             Self::Vmm(_) => "firecracker",
@@ -278,7 +292,13 @@ impl CoreError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::Invalid(_) | Self::TooLarge(_) | Self::Env(pyro_env::EnvError::Unknown { .. })
+            Self::Invalid(_)
+                | Self::TooLarge(_)
+                | Self::Env(
+                    pyro_env::EnvError::Unknown { .. }
+                        | pyro_env::EnvError::BadName { .. }
+                        | pyro_env::EnvError::Oci(pyro_oci::OciError::Reference { .. })
+                )
         )
     }
 

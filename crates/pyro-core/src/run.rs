@@ -293,9 +293,23 @@ pub async fn run(
         boot_ms: sandbox.boot_ms(),
     });
     let streams = sink.streams();
+    // An imported image's WorkingDir and User apply to `run`, as they
+    // would to `docker run` (workspace commands run as root in
+    // /workspace, where pyro's file tools write).
+    let image = env.manifest.image.as_ref();
     let req = ExecRequest {
         command: opts.command.clone(),
-        cwd: opts.cwd.clone(),
+        cwd: opts
+            .cwd
+            .clone()
+            .or_else(|| image.and_then(|i| i.working_dir.clone())),
+        run_as: image.and_then(|i| match (i.uid, i.gid) {
+            (Some(uid), gid) if uid != 0 || gid.unwrap_or(0) != 0 => Some(pyro_protocol::RunAs {
+                uid,
+                gid: gid.unwrap_or(0),
+            }),
+            _ => None,
+        }),
         env: opts.env.clone(),
         timeout_ms: opts.timeout_seconds * 1000,
         // A stream may run to the hard cap, of which the result keeps the
@@ -337,8 +351,8 @@ pub async fn run(
     let outcome = outcome?;
     Ok(RunResult {
         vm_id,
-        environment: env.spec.name.to_owned(),
-        environment_version: env.spec.version.to_owned(),
+        environment: env.name.to_owned(),
+        environment_version: env.version.to_owned(),
         execution_mode: mode,
         fallback_reason,
         command: opts.command.display(),

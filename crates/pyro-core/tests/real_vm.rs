@@ -21,6 +21,7 @@ fn shell(script: &str, timeout_s: u64, limit: u64) -> ExecRequest {
         output_limit_bytes: limit,
         stdin: false,
         limits: Default::default(),
+        run_as: None,
     }
 }
 
@@ -45,7 +46,7 @@ fn console(sb: &Sandbox) -> String {
 async fn real_vm_one_guest_many_checks() {
     let cache = pyro_env::Cache::from_env();
     let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
+    let env = pyro_env::install::installed(&cache, &pyro_env::EnvRef::Catalog(spec), None)
         .unwrap_or_else(|e| panic!("{e}\n(run `make test`: it pulls debian:12 before the tests)"));
     let base_before = pyro_env::sha256_file(&env.rootfs_image()).unwrap();
     assert_eq!(

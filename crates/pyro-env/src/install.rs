@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentBinary;
+use crate::ident::{EnvRef, ImageDefaults, Origin};
 use crate::kernel::{self, Kernel};
 use crate::{
     CATALOG, CATALOG_VERSION, Cache, EnvError, EnvSpec, PLATFORM, Progress, now_unix,
@@ -42,13 +43,26 @@ pub struct EnvManifest {
     pub rootfs_size_bytes: u64,
     /// Cache key of the kernel it boots.
     pub kernel_key: String,
+    /// Where its content came from, when not from a local build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// How its container image means commands to run (imported images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageDefaults>,
+    /// A description (imported environments; the catalog has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// An installed, usable environment.
 #[derive(Debug, Clone)]
 pub struct Installed {
-    /// Catalog entry.
-    pub spec: &'static EnvSpec,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Catalog entry (`None`: imported).
+    pub spec: Option<&'static EnvSpec>,
     /// Install directory.
     pub dir: PathBuf,
     /// What it records.
@@ -58,6 +72,14 @@ pub struct Installed {
 }
 
 impl Installed {
+    /// Its cache directory name (templates are keyed by it).
+    pub fn slug(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The read-only base image.
     pub fn rootfs_image(&self) -> PathBuf {
         self.dir.join("rootfs.ext4")
@@ -75,7 +97,7 @@ impl Installed {
 
     /// Checks the kernel against its checksum (cheap enough per boot).
     pub fn verify_kernel(&self) -> Result<(), EnvError> {
-        kernel::verify(&self.kernel, self.spec.name)
+        kernel::verify(&self.kernel, &self.name)
     }
 }
 
@@ -84,7 +106,7 @@ pub fn env_dir(cache: &Cache, spec: &EnvSpec) -> PathBuf {
     cache.environments_dir().join(spec.slug())
 }
 
-fn read_manifest(dir: &Path) -> Option<EnvManifest> {
+pub(crate) fn read_manifest(dir: &Path) -> Option<EnvManifest> {
     serde_json::from_slice(&std::fs::read(dir.join("environment.json")).ok()?).ok()
 }
 
@@ -92,19 +114,20 @@ fn read_manifest(dir: &Path) -> Option<EnvManifest> {
 /// With `agent`, an install whose baked agent differs is stale.
 pub fn installed(
     cache: &Cache,
-    spec: &'static EnvSpec,
+    env: &EnvRef,
     agent: Option<&AgentBinary>,
 ) -> Result<Installed, EnvError> {
-    let dir = env_dir(cache, spec);
+    let dir = env.dir(cache);
     let not = |reason: &str| EnvError::NotInstalled {
-        name: spec.name.to_owned(),
+        name: env.name().to_owned(),
         reason: reason.to_owned(),
     };
     let manifest = read_manifest(&dir).ok_or_else(|| not("it has not been pulled yet"))?;
-    if manifest.layout_version != LAYOUT_VERSION
-        || manifest.name != spec.name
-        || manifest.version != spec.version
-    {
+    let version_ok = match env {
+        EnvRef::Catalog(s) => manifest.version == s.version,
+        EnvRef::Imported(_) => true,
+    };
+    if manifest.layout_version != LAYOUT_VERSION || manifest.name != env.name() || !version_ok {
         return Err(not("the cached copy was made by another pyro version"));
     }
     if !dir.join("rootfs.ext4").is_file() || !dir.join("rootfs").is_dir() {
@@ -118,7 +141,12 @@ pub fn installed(
     let kernel = kernel::cached(cache, &manifest.kernel_key)
         .ok_or_else(|| not("its guest kernel is missing"))?;
     Ok(Installed {
-        spec,
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        spec: match env {
+            EnvRef::Catalog(s) => Some(*s),
+            EnvRef::Imported(_) => None,
+        },
         dir,
         manifest,
         kernel,
@@ -163,38 +191,72 @@ pub struct EnvStatus {
     pub rootfs_size_bytes: Option<u64>,
     /// Install time, when installed.
     pub installed_at: Option<f64>,
+    /// `catalog`, or `imported` (made on this host from a container
+    /// image, or pulled under a name the catalog lacks).
+    pub kind: String,
+    /// Where the installed content came from (a registry artifact or an
+    /// image, with its digest); absent for a local build.
+    pub origin: Option<Origin>,
+    /// How the image means commands to run (imported images).
+    pub image: Option<ImageDefaults>,
 }
 
-/// Describes `spec` and its cache state.
-pub fn status(cache: &Cache, spec: &'static EnvSpec, agent: Option<&AgentBinary>) -> EnvStatus {
-    let inst = installed(cache, spec, agent);
+/// Describes `env` and its cache state.
+pub fn status(cache: &Cache, env: &EnvRef, agent: Option<&AgentBinary>) -> EnvStatus {
+    let inst = installed(cache, env, agent);
     let (reason, inst) = match inst {
         Ok(i) => (None, Some(i)),
         Err(EnvError::NotInstalled { reason, .. }) => (Some(reason), None),
         Err(e) => (Some(e.to_string()), None),
     };
+    // An imported environment describes itself; one whose agent is stale
+    // still has a manifest to read.
+    let recorded = read_manifest(&env.dir(cache));
+    let m = inst.as_ref().map(|i| &i.manifest).or(recorded.as_ref());
+    let (version, description, packages, dist, dist_version) = match env {
+        EnvRef::Catalog(s) => (
+            s.version.to_owned(),
+            s.description.to_owned(),
+            s.default_packages.iter().map(|p| (*p).to_owned()).collect(),
+            s.distribution.to_owned(),
+            s.distribution_version.to_owned(),
+        ),
+        EnvRef::Imported(_) => (
+            m.map(|m| m.version.clone()).unwrap_or_default(),
+            m.and_then(|m| m.description.clone()).unwrap_or_default(),
+            Vec::new(),
+            "container image".to_owned(),
+            String::new(),
+        ),
+    };
     EnvStatus {
-        name: spec.name.into(),
-        version: spec.version.into(),
-        description: spec.description.into(),
-        default_packages: spec
-            .default_packages
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
-        distribution: spec.distribution.into(),
-        distribution_version: spec.distribution_version.into(),
+        name: env.name().to_owned(),
+        version,
+        description,
+        default_packages: packages,
+        distribution: dist,
+        distribution_version: dist_version,
         platform: PLATFORM.into(),
         catalog_version: CATALOG_VERSION.into(),
         installed: inst.is_some(),
         status_reason: reason,
         cache_dir: cache.root().to_owned(),
-        install_dir: env_dir(cache, spec),
-        source: source_label(spec),
+        install_dir: env.dir(cache),
+        source: match (env, m.and_then(|m| m.origin.as_ref())) {
+            (_, Some(o)) => format!("{}: {}@{}", o.kind, o.reference, o.digest),
+            (EnvRef::Catalog(s), None) => source_label(s),
+            (EnvRef::Imported(_), None) => "unknown".into(),
+        },
         kernel_image: inst.as_ref().map(Installed::kernel_image),
         rootfs_image: inst.as_ref().map(Installed::rootfs_image),
         rootfs_size_bytes: inst.as_ref().map(|i| i.manifest.rootfs_size_bytes),
         installed_at: inst.as_ref().map(|i| i.manifest.installed_at),
+        kind: match env {
+            EnvRef::Catalog(_) => "catalog".into(),
+            EnvRef::Imported(_) => "imported".into(),
+        },
+        origin: m.and_then(|m| m.origin.clone()),
+        image: m.and_then(|m| m.image.clone()),
     }
 }
 
@@ -216,6 +278,27 @@ pub struct PullReport {
 /// The lock around installing or pruning Firecracker.
 const FIRECRACKER_LOCK: &str = "firecracker";
 
+/// Installs Firecracker unless it is there (or overridden).
+pub(crate) fn ensure_firecracker(
+    cache: &Cache,
+    progress: &dyn Progress,
+    actions: &mut Vec<String>,
+) -> Result<(), EnvError> {
+    // Pulls of different environments share one Firecracker install.
+    let _fc_lock = cache.lock(FIRECRACKER_LOCK)?;
+    let overridden = std::env::var_os(pyro_vmm::binaries::FIRECRACKER_ENV).is_some()
+        && std::env::var_os(pyro_vmm::binaries::JAILER_ENV).is_some();
+    if !overridden && pyro_vmm::binaries::locate(cache.root()).is_err() {
+        progress.step("installing Firecracker");
+        pyro_vmm::binaries::install(cache.root(), &|m| progress.tick(m))?;
+        actions.push(format!(
+            "installed Firecracker v{}",
+            pyro_vmm::binaries::FIRECRACKER_VERSION
+        ));
+    }
+    Ok(())
+}
+
 /// Makes `spec` available: Firecracker, the kernel, and the base image with
 /// `agent` baked in. A no-op when everything is installed and current.
 pub fn pull(
@@ -227,20 +310,7 @@ pub fn pull(
     let started = Instant::now();
     let mut actions = Vec::new();
     let _lock = cache.lock(&spec.slug())?;
-
-    // Pulls of different environments share one Firecracker install.
-    let fc_lock = cache.lock(FIRECRACKER_LOCK)?;
-    let overridden = std::env::var_os(pyro_vmm::binaries::FIRECRACKER_ENV).is_some()
-        && std::env::var_os(pyro_vmm::binaries::JAILER_ENV).is_some();
-    if !overridden && pyro_vmm::binaries::locate(cache.root()).is_err() {
-        progress.step("installing Firecracker");
-        pyro_vmm::binaries::install(cache.root(), &|m| progress.tick(m))?;
-        actions.push(format!(
-            "installed Firecracker v{}",
-            pyro_vmm::binaries::FIRECRACKER_VERSION
-        ));
-    }
-    drop(fc_lock);
+    ensure_firecracker(cache, progress, &mut actions)?;
 
     let (kernel, built) = kernel::ensure(cache, spec.name, progress)?;
     if built {
@@ -248,7 +318,8 @@ pub fn pull(
     }
 
     let dir = env_dir(cache, spec);
-    if let Ok(inst) = installed(cache, spec, Some(agent))
+    let env = EnvRef::Catalog(spec);
+    if let Ok(inst) = installed(cache, &env, Some(agent))
         && inst.manifest.kernel_key == kernel.manifest.key
         && std::fs::metadata(inst.rootfs_image())
             .is_ok_and(|m| m.len() == inst.manifest.rootfs_size_bytes)
@@ -265,13 +336,61 @@ pub fn pull(
     });
     let manifest = match reusable {
         Some(m) if dir.join("rootfs").is_dir() && dir.join("rootfs.ext4").is_file() => {
-            rebake(&dir, spec, m, agent, &kernel, progress, &mut actions)?
+            rebake(&dir, m, agent, &kernel, progress, &mut actions)?
         }
         _ => build_fresh(cache, &dir, spec, agent, &kernel, progress, &mut actions)?,
     };
     Ok(PullReport {
         installed: Installed {
-            spec,
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            spec: Some(spec),
+            dir,
+            manifest,
+            kernel,
+        },
+        actions,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Brings an imported environment up to date with `agent` (and finds it
+/// a kernel when its own is gone); a no-op when it is current.
+pub fn refresh(
+    cache: &Cache,
+    name: &str,
+    agent: &AgentBinary,
+    progress: &dyn Progress,
+) -> Result<PullReport, EnvError> {
+    let started = Instant::now();
+    let env = EnvRef::Imported(name.to_owned());
+    let _lock = cache.lock(&env.slug())?;
+    let mut actions = Vec::new();
+    ensure_firecracker(cache, progress, &mut actions)?;
+    let dir = env.dir(cache);
+    let manifest = read_manifest(&dir)
+        .filter(|m| m.layout_version == LAYOUT_VERSION && m.name == name)
+        .filter(|_| dir.join("rootfs").is_dir() && dir.join("rootfs.ext4").is_file())
+        .ok_or_else(|| EnvError::NotInstalled {
+            name: name.to_owned(),
+            reason: "its cached copy is gone or incomplete; import it again".into(),
+        })?;
+    let kernel = match kernel::cached(cache, &manifest.kernel_key) {
+        Some(k) => k,
+        None => {
+            let (k, built) = kernel::ensure_any(cache, name, progress)?;
+            if built {
+                actions.push(format!("built the guest kernel {}", k.manifest.key));
+            }
+            k
+        }
+    };
+    let manifest = rebake(&dir, manifest, agent, &kernel, progress, &mut actions)?;
+    Ok(PullReport {
+        installed: Installed {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            spec: None,
             dir,
             manifest,
             kernel,
@@ -284,9 +403,8 @@ pub fn pull(
 /// Updates an existing install in place: a new agent means a new image
 /// (written beside the old one, then renamed over it); a new kernel only
 /// changes the manifest, which is written last.
-fn rebake(
+pub(crate) fn rebake(
     dir: &Path,
-    spec: &EnvSpec,
     mut manifest: EnvManifest,
     agent: &AgentBinary,
     kernel: &Kernel,
@@ -300,9 +418,14 @@ fn rebake(
     if !image_ok {
         progress.step(&format!(
             "{}: baking the agent into a new base image",
-            spec.name
+            manifest.name
         ));
-        rootfs::customize_tree(spec, &dir.join("rootfs"), agent)?;
+        let bake = rootfs::Bake {
+            name: &manifest.name,
+            version: &manifest.version,
+            image: manifest.image.as_ref(),
+        };
+        rootfs::customize_tree(&dir.join("rootfs"), &bake, agent)?;
         let new = dir.join("rootfs.ext4.new");
         manifest.rootfs_size_bytes =
             rootfs::make_image(&dir.join("rootfs"), &new, &dir.join("build.log"))?;
@@ -312,14 +435,14 @@ fn rebake(
         manifest.agent_sha256 = agent.sha256.clone();
         actions.push(format!(
             "rebuilt the {} base image with the current agent",
-            spec.name
+            manifest.name
         ));
     }
     if manifest.kernel_key != kernel.manifest.key {
         manifest.kernel_key = kernel.manifest.key.clone();
         actions.push(format!(
             "switched {} to kernel {}",
-            spec.name, kernel.manifest.key
+            manifest.name, kernel.manifest.key
         ));
     }
     manifest.installed_at = now_unix();
@@ -340,34 +463,10 @@ fn build_fresh(
     progress: &dyn Progress,
     actions: &mut Vec<String>,
 ) -> Result<EnvManifest, EnvError> {
-    let envs = cache.environments_dir();
-    std::fs::create_dir_all(&envs)
-        .map_err(|e| EnvError::io(format!("creating {}", envs.display()), e))?;
-    let slug = spec.slug();
-    // We hold this environment's lock: its staging leftovers are stale.
-    remove_matching(
-        &envs,
-        &[&format!(".staging-{slug}-"), &format!(".trash-{slug}-")],
-    );
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".staging-{slug}-"))
-        .tempdir_in(&envs)
-        .map_err(|e| {
-            EnvError::io(
-                format!("creating a staging directory in {}", envs.display()),
-                e,
-            )
-        })?;
+    let env = EnvRef::Catalog(crate::catalog::lookup(spec.name)?);
+    let staging = stage(cache, &env)?;
     let log = staging.path().join("build.log");
-    let tree = staging.path().join("rootfs");
-    rootfs::build_tree(spec, &tree, &log, progress)?;
-    progress.step(&format!(
-        "{}: baking the agent and packing the base image",
-        spec.name
-    ));
-    rootfs::customize_tree(spec, &tree, agent)?;
-    let image = staging.path().join("rootfs.ext4");
-    let size = rootfs::make_image(&tree, &image, &log)?;
+    rootfs::build_tree(spec, &staging.path().join("rootfs"), &log, progress)?;
     let manifest = EnvManifest {
         layout_version: LAYOUT_VERSION,
         name: spec.name.into(),
@@ -377,25 +476,88 @@ fn build_fresh(
         packages: spec.packages.iter().map(|s| (*s).to_owned()).collect(),
         source: source_label(spec),
         installed_at: now_unix(),
-        agent_sha256: agent.sha256.clone(),
-        rootfs_sha256: sha256_file(&image)?,
-        rootfs_size_bytes: size,
+        agent_sha256: String::new(),
+        rootfs_sha256: String::new(),
+        rootfs_size_bytes: 0,
         kernel_key: kernel.manifest.key.clone(),
+        origin: None,
+        image: None,
+        description: None,
     };
+    let manifest = complete(staging, dir, manifest, agent, progress)?;
+    actions.push(format!("built the {} root filesystem", spec.name));
+    Ok(manifest)
+}
+
+/// A fresh staging directory for installing `env` (with `rootfs/` to be
+/// filled), after clearing what earlier attempts left. The caller holds
+/// `env`'s lock.
+pub(crate) fn stage(cache: &Cache, env: &EnvRef) -> Result<tempfile::TempDir, EnvError> {
+    let envs = cache.environments_dir();
+    std::fs::create_dir_all(&envs)
+        .map_err(|e| EnvError::io(format!("creating {}", envs.display()), e))?;
+    let slug = env.slug();
+    remove_matching(
+        &envs,
+        &[&format!(".staging-{slug}-"), &format!(".trash-{slug}-")],
+    );
+    tempfile::Builder::new()
+        .prefix(&format!(".staging-{slug}-"))
+        .tempdir_in(&envs)
+        .map_err(|e| {
+            EnvError::io(
+                format!("creating a staging directory in {}", envs.display()),
+                e,
+            )
+        })
+}
+
+/// Finishes an install from a staged `rootfs/` tree: bakes the agent,
+/// packs the base image, writes the manifest (given all but the image's
+/// fields) and puts the staging directory in place of `dir` in one
+/// rename.
+pub(crate) fn complete(
+    staging: tempfile::TempDir,
+    dir: &Path,
+    mut manifest: EnvManifest,
+    agent: &AgentBinary,
+    progress: &dyn Progress,
+) -> Result<EnvManifest, EnvError> {
+    let tree = staging.path().join("rootfs");
+    progress.step(&format!(
+        "{}: baking the agent and packing the base image",
+        manifest.name
+    ));
+    let bake = rootfs::Bake {
+        name: &manifest.name,
+        version: &manifest.version,
+        image: manifest.image.as_ref(),
+    };
+    rootfs::customize_tree(&tree, &bake, agent)?;
+    let image = staging.path().join("rootfs.ext4");
+    manifest.rootfs_size_bytes =
+        rootfs::make_image(&tree, &image, &staging.path().join("build.log"))?;
+    manifest.rootfs_sha256 = sha256_file(&image)?;
+    manifest.agent_sha256 = agent.sha256.clone();
+    manifest.installed_at = now_unix();
     write_atomic(
         &staging.path().join("environment.json"),
         &serde_json::to_vec_pretty(&manifest)
             .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
     )?;
+    let envs = dir.parent().unwrap_or(Path::new("."));
     if dir.exists() {
-        let trash = envs.join(format!(".trash-{slug}-{}", std::process::id()));
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let trash = envs.join(format!(".trash-{name}-{}", std::process::id()));
         std::fs::rename(dir, &trash)
             .map_err(|e| EnvError::io(format!("moving aside {}", dir.display()), e))?;
         let _ = std::fs::remove_dir_all(&trash);
     }
-    std::fs::rename(staging.path(), dir)
-        .map_err(|e| EnvError::io(format!("installing {}", dir.display()), e))?;
-    actions.push(format!("built the {} root filesystem", spec.name));
+    let staged = staging.keep();
+    std::fs::rename(&staged, dir).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&staged);
+        EnvError::io(format!("installing {}", dir.display()), e)
+    })?;
     Ok(manifest)
 }
 
@@ -406,6 +568,12 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
     let mut deleted = Vec::new();
     let envs = cache.environments_dir();
     let mut kernels_in_use = Vec::new();
+    let mut known: Vec<EnvRef> = CATALOG.iter().map(EnvRef::Catalog).collect();
+    known.extend(
+        crate::ident::imported_names(cache)
+            .into_iter()
+            .map(EnvRef::Imported),
+    );
     if let Ok(rd) = std::fs::read_dir(&envs) {
         let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         entries.sort();
@@ -414,27 +582,31 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let spec = CATALOG.iter().find(|s| s.slug() == name);
+            let env = known.iter().find(|e| e.slug() == name);
             // A pull's staging or trash directory belongs to that pull
             // while one runs: skip it then, never wait for a build.
-            let pull_debris_of = CATALOG.iter().find(|s| {
-                [".staging-", ".trash-"]
-                    .iter()
-                    .any(|p| name.starts_with(&format!("{p}{}-", s.slug())))
+            let pull_debris_of = [".staging-", ".trash-"].iter().find_map(|p| {
+                let rest = name.strip_prefix(p)?;
+                let slug = rest.rsplit_once('-')?.0;
+                Some(slug.to_owned())
             });
-            let _lock = match (spec, pull_debris_of) {
-                (Some(s), _) => Some(cache.lock(&s.slug())?),
-                (None, Some(s)) => match cache.try_lock(&s.slug())? {
+            let _lock = match (env, pull_debris_of) {
+                (Some(e), _) => Some(cache.lock(&e.slug())?),
+                (None, Some(slug)) => match cache.try_lock(&slug)? {
                     Some(lock) => Some(lock),
                     None => continue,
                 },
                 (None, None) => None,
             };
-            let valid = spec.is_some_and(|s| {
+            let valid = env.is_some_and(|e| {
                 read_manifest(&path).is_some_and(|m| {
+                    let version_ok = match e {
+                        EnvRef::Catalog(s) => m.version == s.version,
+                        EnvRef::Imported(_) => true,
+                    };
                     let ok = m.layout_version == LAYOUT_VERSION
-                        && m.name == s.name
-                        && m.version == s.version
+                        && m.name == e.name()
+                        && version_ok
                         && path.join("rootfs.ext4").is_file()
                         && path.join("rootfs").is_dir();
                     if ok {
@@ -466,6 +638,11 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
                 }
             }
         }
+    }
+    // Downloads not yet installed (kept so that an interrupted one
+    // resumes): unless one is under way.
+    if let Some(_idle) = cache.try_lock(crate::fetch::DOWNLOADS_LOCK)? {
+        deleted.extend(remove_matching(&cache.blobs_dir(), &[""]));
     }
     let fcdir = cache.root().join("firecracker");
     let _fc_lock = cache.lock(FIRECRACKER_LOCK)?;
@@ -505,6 +682,9 @@ mod tests {
             rootfs_sha256: crate::sha256_bytes(b"image"),
             rootfs_size_bytes: 5,
             kernel_key: kernel_key.into(),
+            origin: None,
+            image: None,
+            description: None,
         };
         std::fs::write(
             dir.join("environment.json"),
@@ -531,7 +711,7 @@ mod tests {
     fn installed_requires_every_piece_and_the_same_agent() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::new(tmp.path());
-        let spec = lookup("debian:12").unwrap();
+        let spec = &EnvRef::Catalog(lookup("debian:12").unwrap());
         let err = installed(&cache, spec, None).unwrap_err().to_string();
         assert_eq!(
             err,

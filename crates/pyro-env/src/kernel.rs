@@ -144,6 +144,104 @@ pub fn ensure(
     Ok((build(cache, &key, &version, progress)?, true))
 }
 
+/// The kernel a new environment (an import) boots: the one this host
+/// builds, else (no kernel source here) the newest verified kernel in the
+/// cache, e.g. one a registry pull brought; built when neither exists.
+pub fn ensure_any(
+    cache: &Cache,
+    env_name: &str,
+    progress: &dyn Progress,
+) -> Result<(Kernel, bool), EnvError> {
+    if source_version().is_none() {
+        let mut found: Vec<Kernel> = std::fs::read_dir(cache.kernels_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| cached(cache, &e.file_name().to_string_lossy()))
+            .collect();
+        found.sort_by(|a, b| b.manifest.built_at.total_cmp(&a.manifest.built_at));
+        if let Some(k) = found.into_iter().find(|k| verify(k, env_name).is_ok()) {
+            return Ok((k, false));
+        }
+    }
+    ensure(cache, env_name, progress)
+}
+
+/// Whether `key` can name a kernel directory (it may come from a registry).
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 96
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Installs a kernel that was built elsewhere (from a registry artifact):
+/// `vmlinux` must match `manifest`'s size and digest. A no-op when that
+/// kernel is already here and intact.
+pub fn install_prebuilt(
+    cache: &Cache,
+    manifest: &KernelManifest,
+    vmlinux: &Path,
+) -> Result<Kernel, EnvError> {
+    if !valid_key(&manifest.key) {
+        return Err(EnvError::io(
+            "installing a kernel",
+            std::io::Error::other(format!("{:?} cannot name a kernel", manifest.key)),
+        ));
+    }
+    let _lock = cache.lock("kernel")?;
+    if let Some(k) = cached(cache, &manifest.key)
+        && k.manifest.sha256 == manifest.sha256
+        && verify(&k, "").is_ok()
+    {
+        return Ok(k);
+    }
+    let actual = sha256_file(vmlinux)?;
+    let size = std::fs::metadata(vmlinux).map(|m| m.len()).unwrap_or(0);
+    if actual != manifest.sha256 || size != manifest.size_bytes {
+        return Err(EnvError::Corrupt {
+            what: "kernel",
+            path: vmlinux.to_owned(),
+            expected: manifest.sha256.clone(),
+            actual,
+            env: String::new(),
+        });
+    }
+    let kernels = cache.kernels_dir();
+    std::fs::create_dir_all(&kernels)
+        .map_err(|e| EnvError::io(format!("creating {}", kernels.display()), e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&kernels)
+        .map_err(|e| {
+            EnvError::io(
+                format!("creating a staging directory in {}", kernels.display()),
+                e,
+            )
+        })?;
+    std::fs::copy(vmlinux, staging.path().join("vmlinux"))
+        .map_err(|e| EnvError::io("copying a kernel", e))?;
+    write_atomic(
+        &staging.path().join("kernel.json"),
+        &serde_json::to_vec_pretty(manifest)
+            .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
+    )?;
+    let dir = kernels.join(&manifest.key);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| EnvError::io(format!("replacing {}", dir.display()), e))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, &dir)
+        .map_err(|e| EnvError::io(format!("installing {}", dir.display()), e))?;
+    Ok(Kernel {
+        dir,
+        manifest: manifest.clone(),
+    })
+}
+
 /// The programs the kernel build runs, with the Debian package of each.
 pub const BUILD_TOOLS: &[(&str, &str)] = &[
     ("dpkg-query", "dpkg"),

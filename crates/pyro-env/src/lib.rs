@@ -17,17 +17,23 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod artifact;
 pub mod catalog;
+pub mod config;
+pub mod ident;
+pub mod import;
 pub mod install;
 pub mod kernel;
 pub mod rootfs;
 
 mod cmd;
+mod fetch;
 
 use std::path::{Path, PathBuf};
 
 pub use catalog::{CATALOG, CATALOG_VERSION, EnvSpec, PLATFORM};
 pub use cmd::which;
+pub use ident::{EnvRef, ImageDefaults, Origin};
 pub use install::{EnvStatus, Installed};
 
 /// The Debian packages `env pull` needs that this host lacks (for the
@@ -53,6 +59,25 @@ pub enum EnvError {
         name: String,
         /// The catalog names, comma-separated.
         valid: String,
+    },
+    /// A name for a new environment is not usable.
+    #[error("{name:?} cannot name an environment: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A registry, image or artifact failed.
+    #[error(transparent)]
+    Oci(#[from] pyro_oci::OciError),
+    /// A registry artifact is not a pyro environment this pyro can use.
+    #[error("{reference} is not a pyro environment this pyro can install: {reason}")]
+    Artifact {
+        /// The reference.
+        reference: String,
+        /// Why.
+        reason: String,
     },
     /// The environment has not been pulled (or is stale).
     #[error("environment {name} is not installed ({reason}); run ⟨op:env pull {name}⟩")]
@@ -181,6 +206,12 @@ impl Cache {
         self.root.join("kernels")
     }
 
+    /// Where downloaded blobs are kept until they are installed (an
+    /// interrupted download resumes from here).
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
     /// Where environments are kept.
     pub fn environments_dir(&self) -> PathBuf {
         self.root.join("environments")
@@ -201,6 +232,16 @@ impl Cache {
     pub fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, EnvError> {
         let path = self.lock_path(name);
         try_lock_file(&path).map_err(|e| EnvError::io(format!("locking {}", path.display()), e))
+    }
+
+    /// Takes the named lock shared, waiting for an exclusive holder.
+    pub fn lock_shared_blocking(&self, name: &str) -> Result<std::fs::File, EnvError> {
+        let path = self.lock_path(name);
+        let f = open_lock_file(&path)
+            .map_err(|e| EnvError::io(format!("locking {}", path.display()), e))?;
+        f.lock_shared()
+            .map_err(|e| EnvError::io(format!("locking {}", path.display()), e))?;
+        Ok(f)
     }
 
     /// Takes the named lock shared (many readers, no exclusive holder) if

@@ -3,12 +3,12 @@
 //! ext4 image with `mkfs.ext4 -d`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::agent::{AgentBinary, GUEST_PATH};
 use crate::cmd::{require, run_logged};
-use crate::{EnvError, EnvSpec, Progress};
+use crate::{EnvError, EnvSpec, ImageDefaults, Progress};
 
 /// Documentation, manuals and translations are left out of images.
 const DPKG_EXCLUDES: [&str; 5] = [
@@ -58,21 +58,74 @@ pub fn build_tree(
     })
 }
 
-/// Bakes the agent and pyro's files into `tree`.
-pub fn customize_tree(spec: &EnvSpec, tree: &Path, agent: &AgentBinary) -> Result<(), EnvError> {
+/// What is baked into a tree besides the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct Bake<'a> {
+    /// Environment name.
+    pub name: &'a str,
+    /// Environment version.
+    pub version: &'a str,
+    /// The container image's defaults for commands, if any.
+    pub image: Option<&'a ImageDefaults>,
+}
+
+/// Bakes the agent and pyro's files into `tree`. The tree may come from a
+/// container image: every path is resolved inside it (a link such as
+/// `etc -> /elsewhere` lands inside the tree), and what is replaced is
+/// never followed.
+pub fn customize_tree(tree: &Path, bake: &Bake<'_>, agent: &AgentBinary) -> Result<(), EnvError> {
     let io = |what: String| move |e| EnvError::io(what, e);
-    let target = tree.join(GUEST_PATH);
-    let tmp = target.with_extension("new");
-    std::fs::copy(&agent.path, &tmp)
-        .map_err(io(format!("copying the agent into {}", tree.display())))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-        .map_err(io("chmod agent".into()))?;
-    std::fs::rename(&tmp, &target).map_err(io(format!("installing {}", target.display())))?;
-    for dir in ["workspace", "mnt", "run", "tmp"] {
-        std::fs::create_dir_all(tree.join(dir)).map_err(io(format!("creating /{dir}")))?;
+    let inside = |rel: &Path| -> Result<PathBuf, EnvError> {
+        let parent =
+            pyro_oci::layers::resolve_dir(tree, rel.parent().unwrap_or(Path::new("")), true)
+                .map_err(|e| {
+                    EnvError::io(
+                        format!("preparing /{}", rel.display()),
+                        std::io::Error::other(e),
+                    )
+                })?
+                .unwrap_or_else(|| tree.to_path_buf());
+        Ok(parent.join(rel.file_name().unwrap_or_default()))
+    };
+    // Written beside, then renamed over whatever was there (a rename
+    // replaces a link, it does not follow it).
+    let put = |rel: &str, bytes: &[u8], mode: u32| -> Result<(), EnvError> {
+        let leaf = inside(Path::new(rel))?;
+        if leaf.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&leaf).map_err(io(format!("replacing /{rel}")))?;
+        }
+        let tmp = leaf.with_file_name(format!(".pyro-new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::write(&tmp, bytes).map_err(io(format!("writing /{rel}")))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(io(format!("chmod /{rel}")))?;
+        std::fs::rename(&tmp, &leaf).map_err(io(format!("installing /{rel}")))
+    };
+    for (dir, mode) in [
+        ("workspace", 0o755),
+        ("mnt", 0o755),
+        ("run", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("tmp", 0o1777),
+    ] {
+        let p = tree.join(dir);
+        if !p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_file(&p);
+            std::fs::create_dir(&p).map_err(io(format!("creating /{dir}")))?;
+        }
+        // A real directory now (checked above), so this follows nothing.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(io(format!("chmod /{dir}")))?;
     }
-    std::fs::set_permissions(tree.join("tmp"), std::fs::Permissions::from_mode(0o1777))
-        .map_err(io("chmod /tmp".into()))?;
+    let agent_bytes = std::fs::read(&agent.path)
+        .map_err(io(format!("reading the agent {}", agent.path.display())))?;
+    put(GUEST_PATH, &agent_bytes, 0o755)?;
+    let mut about = serde_json::json!({"name": bake.name, "version": bake.version});
+    if let Some(image) = bake.image {
+        about["image"] = serde_json::to_value(image).unwrap_or_default();
+    }
     let files = [
         ("etc/hostname", "pyro\n".to_owned()),
         (
@@ -80,15 +133,10 @@ pub fn customize_tree(spec: &EnvSpec, tree: &Path, agent: &AgentBinary) -> Resul
             "127.0.0.1\tlocalhost\n127.0.1.1\tpyro\n".to_owned(),
         ),
         ("etc/resolv.conf", String::new()),
-        (
-            "etc/pyro-environment",
-            serde_json::json!({"name": spec.name, "version": spec.version}).to_string() + "\n",
-        ),
+        ("etc/pyro-environment", about.to_string() + "\n"),
     ];
     for (path, body) in files {
-        let p = tree.join(path);
-        let _ = std::fs::remove_file(&p);
-        std::fs::write(&p, body).map_err(io(format!("writing /{path}")))?;
+        put(path, body.as_bytes(), 0o644)?;
     }
     Ok(())
 }
@@ -156,6 +204,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn customizing_a_hostile_tree_writes_inside_it_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, outside) = (dir.path().join("tree"), dir.path().join("outside"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::create_dir_all(outside.join("sbin")).unwrap();
+        // An image whose /etc and /usr point at the host.
+        std::os::unix::fs::symlink(&outside, tree.join("etc")).unwrap();
+        // (a link for /tmp would loop here: the test's own paths are in /tmp)
+        std::fs::write(tree.join("tmp"), b"a file where /tmp goes").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("usr")).unwrap();
+        let agent_path = dir.path().join("agent");
+        std::fs::write(&agent_path, b"agent").unwrap();
+        let agent = AgentBinary {
+            path: agent_path,
+            sha256: "x".into(),
+        };
+        let image = ImageDefaults {
+            env: vec!["A=1".into()],
+            ..Default::default()
+        };
+        let bake = Bake {
+            name: "img",
+            version: "1",
+            image: Some(&image),
+        };
+        customize_tree(&tree, &bake, &agent).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            1,
+            "customizing wrote outside the tree"
+        );
+        assert_eq!(std::fs::read_dir(outside.join("sbin")).unwrap().count(), 0);
+        // The absolute links resolve inside the tree.
+        let inner = tree.join(outside.strip_prefix("/").unwrap());
+        assert_eq!(
+            std::fs::read(inner.join("sbin/pyro-agent")).unwrap(),
+            b"agent"
+        );
+        let about = std::fs::read_to_string(inner.join("pyro-environment")).unwrap();
+        assert!(about.contains("\"A=1\""), "{about}");
+        assert!(tree.join("tmp").symlink_metadata().unwrap().is_dir());
+    }
+
+    #[test]
     fn customize_and_pack_a_small_tree() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
@@ -168,8 +260,12 @@ mod tests {
             path: agent_path,
             sha256: "x".into(),
         };
-        let spec = crate::catalog::lookup("debian:12-base").unwrap();
-        customize_tree(spec, &tree, &agent).unwrap();
+        let bake = Bake {
+            name: "debian:12-base",
+            version: "4.0.0",
+            image: None,
+        };
+        customize_tree(&tree, &bake, &agent).unwrap();
         let baked = tree.join(GUEST_PATH);
         assert_eq!(std::fs::read(&baked).unwrap(), b"\x7fELF fake agent");
         assert_eq!(

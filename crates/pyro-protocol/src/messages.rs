@@ -450,6 +450,18 @@ pub struct ExecRequest {
     /// Limits tighter than the guest's defaults for this command.
     #[serde(default)]
     pub limits: CommandLimits,
+    /// Run as this user instead of root (an imported image's `User`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+}
+
+/// A user and group to run a command as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id (also the only supplementary group).
+    pub gid: u32,
 }
 
 /// The final answer to a request.
@@ -741,6 +753,7 @@ mod tests {
             output_limit_bytes: 10,
             stdin: false,
             limits: Default::default(),
+            run_as: None,
         });
         let json = serde_json::to_string(&req).unwrap();
         assert!(

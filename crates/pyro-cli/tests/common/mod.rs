@@ -161,12 +161,14 @@ pub fn assert_keeper_execs_pyro(vm: &serde_json::Value) {
 pub fn require_debian12() -> pyro_env::Installed {
     let cache = pyro_env::Cache::from_env();
     let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    pyro_env::install::installed(&cache, spec, None).unwrap_or_else(|e| {
-        panic!(
-            "{e}\nthese tests need debian:12 in {}: run `make test`, which pulls it first",
-            cache.root().display()
-        )
-    })
+    pyro_env::install::installed(&cache, &pyro_env::EnvRef::Catalog(spec), None).unwrap_or_else(
+        |e| {
+            panic!(
+                "{e}\nthese tests need debian:12 in {}: run `make test`, which pulls it first",
+                cache.root().display()
+            )
+        },
+    )
 }
 
 pub fn stdout(o: &std::process::Output) -> String {

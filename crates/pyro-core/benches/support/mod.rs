@@ -8,7 +8,7 @@ use pyro_core::Paths;
 pub fn debian12() -> (pyro_env::Installed, Paths, tempfile::TempDir) {
     let cache = pyro_env::Cache::from_env();
     let spec = pyro_env::catalog::lookup("debian:12").unwrap();
-    let env = pyro_env::install::installed(&cache, spec, None)
+    let env = pyro_env::install::installed(&cache, &pyro_env::EnvRef::Catalog(spec), None)
         .unwrap_or_else(|e| panic!("{e}\n(run `make bench`: it pulls debian:12 first)"));
     let state = tempfile::Builder::new()
         .prefix("pyro-bench-")

@@ -213,7 +213,7 @@ impl Sandbox {
             layout_version: VM_LAYOUT_VERSION,
             id: id.clone(),
             backend: spec.backend,
-            environment: spec.env.spec.name.to_owned(),
+            environment: spec.env.name.to_owned(),
             owner: spec.owner.clone(),
             created_at: now_unix(),
             process: None,
@@ -275,7 +275,7 @@ impl Sandbox {
                 },
             ),
         };
-        check_protocol(&hello, spec.env.spec.name)?;
+        check_protocol(&hello, &spec.env.name)?;
         self.hello = Some(hello);
         self.boot_info = Some(info);
         self.boot_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -578,6 +578,7 @@ mod tests {
             output_limit_bytes: 1 << 20,
             stdin: false,
             limits: Default::default(),
+            run_as: None,
         };
         let mut cap = Capture::default();
         let err = tokio::time::timeout(Duration::from_secs(10), sb.exec(req, &mut cap))

@@ -103,8 +103,8 @@ pub async fn build(
     };
     let meta = Meta {
         format_version: FORMAT_VERSION,
-        environment: env.spec.name.to_owned(),
-        environment_version: env.spec.version.to_owned(),
+        environment: env.name.to_owned(),
+        environment_version: env.version.to_owned(),
         shape,
         sources: wanted,
         vmstate_sha256,
@@ -182,7 +182,7 @@ async fn build_in(
     };
     progress.step(&format!(
         "building the {} template ({} vCPU, {} MiB): a cold boot",
-        env.spec.name, shape.vcpu_count, shape.mem_mib
+        env.name, shape.vcpu_count, shape.mem_mib
     ));
     let sandbox = Sandbox::start(paths, &spec).await?;
     progress.step("warming the template up");
@@ -197,6 +197,7 @@ async fn build_in(
             output_limit_bytes: 4096,
             stdin: false,
             limits: Default::default(),
+            run_as: None,
         };
         let out = tokio::time::timeout(WARM_UP_TIMEOUT, sandbox.exec(req, &mut Discard))
             .await

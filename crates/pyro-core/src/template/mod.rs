@@ -136,7 +136,7 @@ pub fn root(paths: &Paths) -> PathBuf {
 pub fn name(env: &Installed, shape: Shape) -> String {
     format!(
         "{}-{}c-{}m-{}d",
-        env.spec.slug(),
+        env.slug(),
         shape.vcpu_count,
         shape.mem_mib,
         shape.disk_mib
@@ -217,7 +217,7 @@ pub fn lookup(
 ) -> Result<Template, Unusable> {
     let name = name(env, shape);
     let dir = root(paths).join(&name);
-    check(dir, name, env.spec.name, shape, wanted)
+    check(dir, name, &env.name, shape, wanted)
 }
 
 /// [`lookup`] of the template in `dir`.

@@ -75,6 +75,7 @@ impl Workspaces {
             output_limit_bytes: LOG_CAP_BYTES,
             stdin: false,
             limits: command_limits,
+            run_as: None,
         };
         let (tee, outcome) = match opts.wait_seconds {
             None => {

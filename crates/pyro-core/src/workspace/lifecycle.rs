@@ -50,8 +50,8 @@ impl Workspaces {
             workspace_id: id.clone(),
             name,
             labels,
-            environment: env.spec.name.to_owned(),
-            environment_version: env.spec.version.to_owned(),
+            environment: env.name.to_owned(),
+            environment_version: env.version.to_owned(),
             backend: req.backend,
             fallback_reason: None,
             vcpu_count: req.vcpu_count,
@@ -131,7 +131,7 @@ impl Workspaces {
     ) -> Result<(), CoreError> {
         progress.step(&format!(
             "booting a {} {}",
-            env.spec.name,
+            env.name,
             if rec.backend == BackendKind::Firecracker {
                 "guest"
             } else {

@@ -287,6 +287,15 @@ impl Workspaces {
         })
     }
 
+    /// The ids of the workspaces (stopped ones too) built on environment
+    /// `name`: it must not be replaced or removed under them.
+    pub fn using_environment(&self, name: &str) -> Result<Vec<String>, CoreError> {
+        Ok(record::list_ids(&self.paths)
+            .into_iter()
+            .filter(|id| record::load(&self.paths, id).is_some_and(|r| r.environment == name))
+            .collect())
+    }
+
     pub(super) fn list_blocking(&self) -> Vec<View> {
         let mut out: Vec<Record> = Vec::new();
         for id in record::list_ids(&self.paths) {
