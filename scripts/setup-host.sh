@@ -20,6 +20,8 @@ packages=(
   g++
   # OCI tests: a local registry on loopback, and htpasswd for its basic auth
   docker-registry apache2-utils
+  # OCI import tests: a static busybox as a small container image's userland
+  busybox-static
 )
 
 sudo=()

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod host_compat;
+pub mod images;
 pub mod netlab;
 pub mod secrets;
 
