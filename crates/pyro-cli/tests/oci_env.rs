@@ -114,6 +114,52 @@ fn push_then_pull_into_an_empty_cache_tamper_resume_and_auth() {
     assert_eq!(d12["name"], "debian:12");
     assert!(d12["source"].as_str().unwrap().contains(&digest), "{d12}");
 
+    // Without --registry: the configured registry first (here from the
+    // config file)...
+    let cfg = home.path().join("config");
+    std::fs::create_dir_all(cfg.join("pyro")).unwrap();
+    std::fs::write(
+        cfg.join("pyro/config.toml"),
+        format!("env_registry = \"{}/pyro\"\n", tr.addr),
+    )
+    .unwrap();
+    let c4 = OwnCache::new(&shared);
+    let mut cmd = c4.cmd(&home);
+    cmd.args(["env", "pull", "debian:12", "--no-template", "--json"])
+        .env("XDG_CONFIG_HOME", &cfg);
+    let p = json(ok(&cmd.output().unwrap()));
+    assert_eq!(p["origin"]["digest"].as_str(), Some(digest.as_str()), "{p}");
+    // ...and a local build when it fails there (a stale install here, so
+    // the build is the quick rebake of its tree).
+    let c5 = OwnCache::new(&shared);
+    let dest = c5.dir.path().join("environments/debian_12-4.0.0");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    ok(&std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&shared.dir)
+        .arg(&dest)
+        .output()
+        .unwrap());
+    let m = dest.join("environment.json");
+    let stale = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace(&shared.manifest.agent_sha256, "0000");
+    std::fs::write(&m, stale).unwrap();
+    let mut cmd = c5.cmd(&home);
+    cmd.args(["env", "pull", "debian:12", "--no-template", "--json"])
+        .env("PYRO_ENV_REGISTRY", format!("{}/elsewhere", tr.addr));
+    let p = json(ok(&cmd.output().unwrap()));
+    let actions = p["actions"].to_string();
+    assert!(
+        actions.contains("failed") && actions.contains("built locally instead"),
+        "{p}"
+    );
+    assert_eq!(
+        (p["installed"].as_bool(), p["origin"].is_null()),
+        (Some(true), true),
+        "{p}"
+    );
+
     // A tampered blob: refused, and nothing installed.
     let mut bad = blob.clone();
     let mid = bad.len() / 3;

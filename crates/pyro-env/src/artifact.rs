@@ -87,6 +87,7 @@ pub fn push(
     let r = pyro_oci::parse_reference(reference)?;
     let inst = installed(cache, env, None)?;
     let _lock = cache.lock(&env.slug())?;
+    let _working = cache.lock_shared_blocking(fetch::DOWNLOADS_LOCK)?;
     let work = tempfile::Builder::new()
         .prefix(".push-")
         .tempdir_in(cache.root())
@@ -310,7 +311,9 @@ pub fn pull(
             }
         })?;
     if let Some(blob) = &kernel_blob {
-        let work = tempfile::tempdir_in(cache.root())
+        let work = tempfile::Builder::new()
+            .prefix(".pull-")
+            .tempdir_in(cache.root())
             .map_err(|e| EnvError::io("creating a temp directory", e))?;
         let vmlinux = work.path().join("vmlinux");
         decompress_bounded(blob, &vmlinux, config.kernel.size_bytes)?;

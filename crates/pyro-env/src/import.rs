@@ -57,6 +57,9 @@ pub fn import(
     let started = Instant::now();
     check_import_name(name)?;
     let env = EnvRef::Imported(name.to_owned());
+    // Held while anything of this import sits in the cache root or the
+    // download cache, which `env prune` then leaves alone.
+    let _downloading = cache.lock_shared_blocking(fetch::DOWNLOADS_LOCK)?;
     let work = tempfile::Builder::new()
         .prefix(".import-")
         .tempdir_in(cache.root())
@@ -73,7 +76,6 @@ pub fn import(
             )
         })?;
     let limits = pyro_oci::layers::Limits::default();
-    let _downloading = cache.lock_shared_blocking(fetch::DOWNLOADS_LOCK)?;
     let (config, digest, layers, origin_ref, downloaded) = if Path::new(source).is_file() {
         progress.step(&format!("reading the image archive {source}"));
         let abs = std::fs::canonicalize(source)

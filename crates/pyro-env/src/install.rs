@@ -641,8 +641,14 @@ pub fn prune(cache: &Cache) -> Result<Vec<PathBuf>, EnvError> {
     }
     // Downloads not yet installed (kept so that an interrupted one
     // resumes): unless one is under way.
+    // The same goes for what a killed push, pull or import left in the
+    // cache root.
     if let Some(_idle) = cache.try_lock(crate::fetch::DOWNLOADS_LOCK)? {
         deleted.extend(remove_matching(&cache.blobs_dir(), &[""]));
+        deleted.extend(remove_matching(
+            cache.root(),
+            &[".push-", ".pull-", ".import-"],
+        ));
     }
     let fcdir = cache.root().join("firecracker");
     let _fc_lock = cache.lock(FIRECRACKER_LOCK)?;
@@ -778,6 +784,31 @@ mod tests {
         assert!(keep.join("environment.json").exists());
         assert!(cache.kernels_dir().join("k1/vmlinux").exists());
         assert!(prune(&cache).unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_clears_downloads_and_transfer_leftovers_unless_one_is_under_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        let blob = cache.blobs_dir().join("sha256-abc.partial");
+        std::fs::create_dir_all(cache.blobs_dir()).unwrap();
+        std::fs::write(&blob, b"half").unwrap();
+        std::fs::create_dir_all(tmp.path().join(".import-x1")).unwrap();
+        let busy = cache
+            .lock_shared_blocking(crate::fetch::DOWNLOADS_LOCK)
+            .unwrap();
+        prune(&cache).unwrap();
+        assert!(
+            blob.exists() && tmp.path().join(".import-x1").exists(),
+            "prune took a running import's files"
+        );
+        drop(busy);
+        let deleted = prune(&cache).unwrap();
+        assert!(
+            deleted.contains(&blob) && deleted.contains(&tmp.path().join(".import-x1")),
+            "{deleted:?}"
+        );
+        assert!(!blob.exists());
     }
 
     #[test]

@@ -250,3 +250,80 @@ fn normalize(p: &Path) -> Result<PathBuf, String> {
     }
     Ok(out.iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn an_older_docker_save_archive_is_checked_against_its_diff_ids() {
+        let layer = tar_of(&[("etc/hello", b"hi\n")]);
+        let diff_id = sha256_digest(&layer);
+        let config = format!(
+            r#"{{"os":"linux","architecture":"amd64","config":{{"Env":["A=1"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        let manifest = br#"[{"Config":"cfg.json","RepoTags":["x:1"],"Layers":["abc/layer.tar","def/layer.tar"]}]"#;
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |name: &str, members: &[(&str, &[u8])]| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, tar_of(members)).unwrap();
+            p
+        };
+        // Two layers named, one diff_id: refused.
+        let bad = write(
+            "bad.tar",
+            &[
+                ("manifest.json", manifest),
+                ("cfg.json", config.as_bytes()),
+                ("abc/layer.tar", &layer),
+            ],
+        );
+        let work = tempfile::tempdir().unwrap();
+        assert!(open(&bad, work.path(), 1 << 30).is_err());
+        // One layer, matching.
+        let manifest = br#"[{"Config":"cfg.json","Layers":["abc/layer.tar"]}]"#;
+        let good = write(
+            "good.tar",
+            &[
+                ("manifest.json", manifest),
+                ("cfg.json", config.as_bytes()),
+                ("abc/layer.tar", &layer),
+            ],
+        );
+        let work = tempfile::tempdir().unwrap();
+        let img = open(&good, work.path(), 1 << 30).unwrap();
+        assert_eq!(img.layers.len(), 1);
+        assert_eq!(img.digest, sha256_digest(config.as_bytes()));
+        assert_eq!(img.config.config.unwrap().env.unwrap(), ["A=1"]);
+        // A layer that is not what the config says: refused.
+        let other = tar_of(&[("etc/hello", b"changed\n")]);
+        let tampered = write(
+            "tampered.tar",
+            &[
+                ("manifest.json", manifest),
+                ("cfg.json", config.as_bytes()),
+                ("abc/layer.tar", &other),
+            ],
+        );
+        let work = tempfile::tempdir().unwrap();
+        let err = open(&tampered, work.path(), 1 << 30).unwrap_err();
+        assert!(matches!(err, OciError::Digest { .. }), "{err}");
+        // Too big for the limit.
+        let work = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open(&good, work.path(), 10).unwrap_err(),
+            OciError::TooLarge { .. }
+        ));
+    }
+}

@@ -219,6 +219,12 @@ pub fn apply_layer(
                 if copied != size {
                     return Err(refuse(format!("{} ends early", path.display())));
                 }
+                // Builds compare modification times: keep the image's.
+                if let Ok(mtime) = header.mtime() {
+                    let _ = f.set_modified(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
+                    );
+                }
                 drop(f);
                 set_meta(&leaf, mode, owner, false).map_err(io("setting the mode of"))?;
             }
