@@ -4,7 +4,7 @@
 # Run from anywhere; needs python3 and mkfs.ext4.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/{frame,archive,patch,paths,disk,dns,nflog}
+mkdir -p corpus/{frame,archive,patch,paths,disk,dns,nflog,layers}
 find corpus -type f ! -name 'found-*' -delete
 python3 - <<'PY'
 import struct, json, io, tarfile, os
@@ -93,6 +93,16 @@ body = struct.pack("=BBH", 2, 0, 0) + attrs
 hdr = struct.pack("=IHHII", 16 + len(body), (4 << 8) | 0, 0, 1, 0)
 w("corpus/nflog/one-packet", hdr + body)
 w("corpus/nflog/two-packets", (hdr + body) * 2)
+import gzip
+w("corpus/layers/tree.tar", tar([("dir", "dir", None), ("dir/gone", "file", b"old\n"),
+                                 ("opq", "dir", None), ("opq/old", "file", b"o"),
+                                 ("abs", "sym", "/etc"), ("rel", "sym", "../../.."),
+                                 ("dir/hard", "hard", "dir/gone")]))
+w("corpus/layers/whiteouts.tar.gz", gzip.compress(tar([
+    ("dir/.wh.gone", "file", b""), ("opq/.wh..wh..opq", "file", b""),
+    ("opq/new", "file", b"n"), ("abs/planted", "file", b"x"), ("rel/up", "file", b"y")]), mtime=0))
+w("corpus/layers/escape.tar", tar([("../evil", "file", b"x"), ("h", "hard", "../x")]))
+w("corpus/layers/zstd-magic", b"\x28\xb5\x2f\xfd" + b"\0" * 32)
 PY
 # A small ext4 image with a file, a directory, a symlink and a special
 # name; no journal, so it stays 128 KiB.

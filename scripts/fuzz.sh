@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
+case "$secs" in
+    ''|*[!0-9]*) echo "fuzz: the first argument is the seconds per target (a number), got '$secs'; usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
+esac
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

@@ -227,7 +227,11 @@ pub(crate) fn prepare(req: &ExecRequest) -> Result<spawn::SpawnSpec, AgentError>
     }
     // The base environment, with the request's variables replacing any of
     // the same name.
-    let mut env: Vec<(String, String)> = crate::image::command_env()
+    let mut base = crate::image::command_env();
+    if let Some(user) = req.run_as {
+        base.extend(crate::image::user_env(user.uid));
+    }
+    let mut env: Vec<(String, String)> = base
         .into_iter()
         .filter(|(k, _)| !req.env.contains_key(k))
         .collect();

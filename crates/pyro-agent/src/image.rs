@@ -49,6 +49,37 @@ pub fn command_env() -> BTreeMap<String, String> {
     env
 }
 
+/// `HOME`, `USER` and `LOGNAME` of user `uid`, from `/etc/passwd` (a
+/// command run as that user must not be pointed at root's home).
+pub fn user_env(uid: u32) -> Vec<(String, String)> {
+    let passwd = std::fs::read("/etc/passwd")
+        .ok()
+        .filter(|t| t.len() <= 1 << 20)
+        .unwrap_or_default();
+    user_env_from(&String::from_utf8_lossy(&passwd), uid)
+}
+
+fn user_env_from(passwd: &str, uid: u32) -> Vec<(String, String)> {
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == uid)
+            .then(|| (f[0].to_owned(), f.get(5).map(|h| (*h).to_owned())))
+    });
+    let (name, home) = match entry {
+        Some((name, home)) => (
+            name,
+            home.filter(|h| h.starts_with('/'))
+                .unwrap_or_else(|| "/".into()),
+        ),
+        None => (uid.to_string(), "/".into()),
+    };
+    vec![
+        ("HOME".into(), home),
+        ("USER".into(), name.clone()),
+        ("LOGNAME".into(), name),
+    ]
+}
+
 /// The path of this agent inside the guest, which `run-as` runs.
 pub const AGENT_PATH: &str = "/usr/sbin/pyro-agent";
 
@@ -96,6 +127,15 @@ pub fn run_as(args: &[String]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_gets_its_own_home_and_name() {
+        let passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+        let env = user_env_from(passwd, 1000);
+        assert_eq!(env[0], ("HOME".into(), "/home/app".into()));
+        assert_eq!(env[1], ("USER".into(), "app".into()));
+        assert_eq!(user_env_from(passwd, 42)[0], ("HOME".into(), "/".into()));
+    }
 
     #[test]
     fn image_variables_are_parsed_and_checked() {

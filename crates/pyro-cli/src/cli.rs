@@ -92,7 +92,7 @@ pub enum EnvCmd {
     Pull(EnvPullArgs),
     /// Upload an installed environment to a registry as an OCI artifact.
     #[command(
-        after_help = "Credentials come from PYRO_REGISTRY_USERNAME and PYRO_REGISTRY_PASSWORD, else from the Docker config file (`docker login`). Registries on loopback are spoken to over plain HTTP.\n\nExample:\n  pyro env push debian:12 registry.example.org/pyro/debian:12"
+        after_help = "Credentials come from PYRO_REGISTRY_USERNAME and PYRO_REGISTRY_PASSWORD for the registry PYRO_REGISTRY_HOST names, else from the Docker config file (`docker login`). Registries on loopback are spoken to over plain HTTP.\n\nExample:\n  pyro env push debian:12 registry.example.org/pyro/debian:12"
     )]
     Push(EnvPushArgs),
     /// Make a container image (from a registry, or a `docker save` tarball) an environment.

@@ -35,7 +35,7 @@ pub struct EnvPushArgs {
 pub struct EnvImportArgs {
     /// Image reference (e.g. python:3.12-slim, REGISTRY/REPO:TAG, REPO@sha256:DIGEST), or the path of a `docker save` / OCI-layout tarball.
     pub image: String,
-    /// Name of the new environment (lowercase letters, digits, `.`, `_`, `-`, `:`).
+    /// Name of the new environment (lowercase letters, digits, `.`, `-`, `:`).
     #[arg(long)]
     pub name: String,
     /// Do not build the default shape's template (it is then built on first use).

@@ -28,19 +28,29 @@ pub fn list(paths: &Paths, json: bool) -> Result<ExitCode, Failure> {
             .map(|b| format!("{:>6} MiB", b >> 20))
             .unwrap_or_else(|| format!("{:>10}", ""));
         let what = if e.kind == "imported" || e.source.starts_with("registry") {
-            format!("{}  {DIM}({}){DIM:#}", e.description, e.source)
+            format!(
+                "{}  {DIM}({}){DIM:#}",
+                output::shown(&e.description, false),
+                output::shown(&e.source, false)
+            )
         } else {
-            e.description.clone()
+            output::shown(&e.description, false).into_owned()
         };
-        output::out(format!("{:width$}  {state}  {size}  {what}", e.name));
+        output::out(format!(
+            "{:width$}  {state}  {size}  {what}",
+            output::shown(&e.name, false)
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_status(e: &EnvStatus) {
     output::out(format!("Environment: {BOLD}{}{BOLD:#}", e.name));
-    output::out(format!("Version: {}", e.version));
-    output::out(format!("Description: {}", e.description));
+    output::out(format!("Version: {}", output::shown(&e.version, false)));
+    output::out(format!(
+        "Description: {}",
+        output::shown(&e.description, false)
+    ));
     output::out(format!(
         "Distribution: {} {}",
         e.distribution, e.distribution_version
@@ -51,21 +61,29 @@ fn print_status(e: &EnvStatus) {
     ));
     output::out(format!("Platform: {}", e.platform));
     output::out(format!("Kind: {}", e.kind));
-    output::out(format!("Source: {}", e.source));
+    output::out(format!("Source: {}", output::shown(&e.source, false)));
     if let Some(o) = &e.origin {
-        output::out(format!("Origin: {} {}", o.kind, o.reference));
+        output::out(format!(
+            "Origin: {} {}",
+            o.kind,
+            output::shown(&o.reference, false)
+        ));
         output::out(format!("Digest: {}", o.digest));
     }
     if let Some(i) = &e.image {
         if !i.env.is_empty() {
-            output::out(format!("Image env: {}", i.env.join(" ")));
+            output::out(format!(
+                "Image env: {}",
+                output::shown(&i.env.join(" "), false)
+            ));
         }
         if let Some(w) = &i.working_dir {
-            output::out(format!("Image working dir: {w}"));
+            output::out(format!("Image working dir: {}", output::shown(w, false)));
         }
         if let Some(u) = &i.user {
             output::out(format!(
-                "Image user: {u} (uid {}, gid {})",
+                "Image user: {} (uid {}, gid {})",
+                output::shown(u, false),
                 i.uid.unwrap_or(0),
                 i.gid.unwrap_or(0)
             ));

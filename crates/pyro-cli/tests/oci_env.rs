@@ -205,8 +205,24 @@ fn push_then_pull_into_an_empty_cache_tamper_resume_and_auth() {
         .args(["env", "push", "debian:12", &sref, "--json"])
         .env("PYRO_REGISTRY_USERNAME", "pyro")
         .env("PYRO_REGISTRY_PASSWORD", "pw-for-test")
+        .env("PYRO_REGISTRY_HOST", &secure.addr)
         .output()
         .unwrap());
+    // Credentials for another registry are not sent to this one.
+    let o = home
+        .cmd()
+        .args(["env", "push", "debian:12", &sref, "--json"])
+        .env("PYRO_REGISTRY_USERNAME", "pyro")
+        .env("PYRO_REGISTRY_PASSWORD", "pw-for-test")
+        .env("PYRO_REGISTRY_HOST", "registry.invalid:5000")
+        .env("DOCKER_CONFIG", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        format!("{}{}", stdout(&o), stderr(&o)).contains("registry_auth"),
+        "{}",
+        stderr(&o)
+    );
     let docker = home.path().join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     std::fs::write(

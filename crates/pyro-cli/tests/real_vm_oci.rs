@@ -86,13 +86,13 @@ fn real_vm_imported_image_runs_and_hosts_a_workspace() {
             "run",
             "ocitest",
             "--",
-            "pwd; id -u; echo $FOO; echo $PATH; ls /data; ls /opq",
+            "pwd; id -u; echo $FOO $HOME; echo $PATH; ls /data; ls /opq",
         ])
         .output()
         .unwrap();
     assert_eq!(
         stdout(ok(&o)),
-        "/app\n1000\nfrom-image\n/custom/bin:/bin\nkeep\nnew\n",
+        "/app\n1000\nfrom-image /home/app\n/custom/bin:/bin\nkeep\nnew\n",
         "{}",
         stderr(&o)
     );

@@ -304,7 +304,8 @@ pub fn pull(
     let cache = paths.cache();
     let mut actions = Vec::new();
     if let Some(reference) = registry {
-        let r = pyro_env::artifact::pull(cache, reference, Some(name), &agent, progress)?;
+        let guard = in_use_guard(paths);
+        let r = pyro_env::artifact::pull(cache, reference, Some(name), &agent, &guard, progress)?;
         actions.extend(r.actions);
         return pulled(paths, name, actions, started, &agent);
     }
@@ -323,11 +324,13 @@ pub fn pull(
                     .is_err() =>
                 {
                     let reference = pyro_env::config::catalog_reference(&reg, spec.name);
+                    let guard = in_use_guard(paths);
                     match pyro_env::artifact::pull(
                         cache,
                         &reference,
                         Some(spec.name),
                         &agent,
+                        &guard,
                         progress,
                     ) {
                         Ok(r) => {
@@ -351,6 +354,23 @@ pub fn pull(
         }
     }
     pulled(paths, name, actions, started, &agent)
+}
+
+/// Refuses to replace an environment a workspace (started or stopped)
+/// uses: its disk sits on that base image.
+fn in_use_guard(paths: &Paths) -> impl Fn(&str) -> Result<(), pyro_env::EnvError> + Sync + use<> {
+    let ws = crate::workspace::Workspaces::new(paths.clone());
+    move |name: &str| {
+        let users = ws.using_environment(name).unwrap_or_default();
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(pyro_env::EnvError::InUse {
+                name: name.to_owned(),
+                users: users.join(", "),
+            })
+        }
+    }
 }
 
 fn pulled(
@@ -395,19 +415,18 @@ pub async fn import(
     name: &str,
     progress: &dyn Progress,
 ) -> Result<pyro_env::import::Imported, CoreError> {
-    if pyro_env::ident::lookup(paths.cache(), name).is_ok() {
-        let users = crate::workspace::Workspaces::new(paths.clone()).using_environment(name)?;
-        if !users.is_empty() {
-            return Err(CoreError::Conflict(format!(
-                "the environment {name} is used by workspace {}; delete it first, or import under another name",
-                users.join(", ")
-            )));
-        }
-    }
     let (p, s, n) = (paths.clone(), source.to_owned(), name.to_owned());
     forwarding(progress, move |fwd| {
         let agent = pyro_env::agent::locate()?;
-        Ok(pyro_env::import::import(p.cache(), &s, &n, &agent, fwd)?)
+        let guard = in_use_guard(&p);
+        Ok(pyro_env::import::import(
+            p.cache(),
+            &s,
+            &n,
+            &agent,
+            &guard,
+            fwd,
+        )?)
     })
     .await
 }

@@ -262,6 +262,7 @@ impl CoreError {
                 EnvError::MissingTool { .. } => "missing_tool",
                 EnvError::Vmm(_) => "firecracker",
                 EnvError::BadName { .. } => "invalid_argument",
+                EnvError::InUse { .. } => "conflict",
                 EnvError::Artifact { .. } => "not_an_environment",
                 EnvError::Oci(o) => match o {
                     pyro_oci::OciError::Reference { .. } => "invalid_argument",

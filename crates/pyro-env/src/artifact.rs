@@ -216,6 +216,7 @@ pub fn pull(
     reference: &str,
     expected: Option<&str>,
     agent: &AgentBinary,
+    guard: crate::ReplaceGuard<'_>,
     progress: &dyn Progress,
 ) -> Result<RegistryPull, EnvError> {
     let r = pyro_oci::parse_reference(reference)?;
@@ -279,6 +280,19 @@ pub fn pull(
             .ok_or_else(|| bad(format!("it has no {mt} layer")))
     };
     let (kernel_layer, tree_layer) = (layer(KERNEL_TYPE)?, layer(ROOTFS_TYPE)?);
+    if !kernel::valid_key(&config.kernel.key) {
+        return Err(bad(format!(
+            "its kernel key {:?} cannot name a kernel",
+            config.kernel.key
+        )));
+    }
+    let cap = kernel::MAX_PREBUILT_BYTES;
+    if config.kernel.size_bytes > cap || kernel_layer.size < 0 || kernel_layer.size as u64 > cap {
+        return Err(bad(format!(
+            "its kernel is larger than the {} MiB pyro installs",
+            cap >> 20
+        )));
+    }
     let _lock = cache.lock(&env.slug())?;
     let mut actions = Vec::new();
     ensure_firecracker(cache, progress, &mut actions)?;
@@ -292,11 +306,19 @@ pub fn pull(
     }) {
         return Ok(RegistryPull { env, actions });
     }
+    if env.dir(cache).exists() {
+        guard(env.name())?;
+    }
 
     let have_kernel = kernel::cached(cache, &config.kernel.key).is_some_and(|k| {
         k.manifest.sha256 == config.kernel.sha256 && kernel::verify(&k, "").is_ok()
     });
     let name = config.name.clone();
+    let work = tempfile::Builder::new()
+        .prefix(".pull-")
+        .tempdir_in(cache.root())
+        .map_err(|e| EnvError::io("creating a temp directory", e))?;
+    let wp = work.path();
     let (kernel_blob, tree_blob) =
         fetch::run(progress, &format!("{name}: downloading"), |on_bytes| {
             let (reg, r, kernel_layer, tree_layer) = (&reg, &r, &kernel_layer, &tree_layer);
@@ -304,17 +326,13 @@ pub fn pull(
                 let k = if have_kernel {
                     None
                 } else {
-                    Some(fetch::download(cache, reg, r, kernel_layer, &on_bytes).await?)
+                    Some(fetch::download(cache, reg, r, kernel_layer, &on_bytes, wp).await?)
                 };
-                let t = fetch::download(cache, reg, r, tree_layer, &on_bytes).await?;
+                let t = fetch::download(cache, reg, r, tree_layer, &on_bytes, wp).await?;
                 Ok((k, t))
             }
         })?;
     if let Some(blob) = &kernel_blob {
-        let work = tempfile::Builder::new()
-            .prefix(".pull-")
-            .tempdir_in(cache.root())
-            .map_err(|e| EnvError::io("creating a temp directory", e))?;
         let vmlinux = work.path().join("vmlinux");
         decompress_bounded(blob, &vmlinux, config.kernel.size_bytes)?;
         kernel::install_prebuilt(cache, &config.kernel, &vmlinux)?;
@@ -358,9 +376,9 @@ pub fn pull(
         description: config.description.clone(),
     };
     complete(staging, &env.dir(cache), manifest, agent, progress)?;
-    for blob in [Some(tree_blob), kernel_blob].into_iter().flatten() {
-        let _ = std::fs::remove_file(blob);
-    }
+    fetch::forget(cache, &tree_layer.digest);
+    fetch::forget(cache, &kernel_layer.digest);
+    drop(work);
     actions.push(format!(
         "installed {name} from {reference}@{}",
         resolved.digest

@@ -76,24 +76,47 @@ pub(crate) fn blob_path(cache: &Cache, digest: &str) -> Result<PathBuf, EnvError
 }
 
 /// Downloads `desc` into the download cache (resuming a partial one, and
-/// reusing a complete one that still checks out); its path.
+/// reusing a complete one that still checks out), and hard-links it into
+/// `work` (a directory of the caller's in the cache), where it stays the
+/// caller's whatever other processes do with the cache; that path. One
+/// process at a time downloads a given blob (a lock per digest).
 pub(crate) async fn download(
     cache: &Cache,
     reg: &Registry,
     reference: &Reference,
     desc: &OciDescriptor,
     on_bytes: &OnBytes,
+    work: &std::path::Path,
 ) -> Result<PathBuf, EnvError> {
     let dest = blob_path(cache, &desc.digest)?;
+    let hex = pyro_oci::sha256_hex(&desc.digest)?.to_owned();
     std::fs::create_dir_all(cache.blobs_dir())
         .map_err(|e| EnvError::io(format!("creating {}", cache.blobs_dir().display()), e))?;
-    if dest.is_file() {
-        if pyro_oci::registry::file_digest(&dest)? == desc.digest {
-            on_bytes(desc.size as u64, desc.size as u64);
-            return Ok(dest);
-        }
+    // Another process downloading the same blob holds this until its
+    // copy is complete (or it is killed).
+    let _one = cache.lock(&format!("blob-{hex}"))?;
+    let have = dest.is_file() && pyro_oci::registry::file_digest(&dest)? == desc.digest;
+    if have {
+        on_bytes(desc.size as u64, desc.size as u64);
+    } else {
         let _ = std::fs::remove_file(&dest);
+        reg.fetch_blob(reference, desc, &dest, on_bytes).await?;
     }
-    reg.fetch_blob(reference, desc, &dest, on_bytes).await?;
-    Ok(dest)
+    let mine = work.join(format!("sha256-{hex}"));
+    let _ = std::fs::remove_file(&mine);
+    std::fs::hard_link(&dest, &mine).map_err(|e| {
+        EnvError::io(
+            format!("linking {} into {}", dest.display(), work.display()),
+            e,
+        )
+    })?;
+    Ok(mine)
+}
+
+/// Drops a blob from the download cache once it is installed (a process
+/// still using it has its own link).
+pub(crate) fn forget(cache: &Cache, digest: &str) {
+    if let Ok(p) = blob_path(cache, digest) {
+        let _ = std::fs::remove_file(p);
+    }
 }

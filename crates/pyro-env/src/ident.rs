@@ -84,19 +84,20 @@ pub struct Origin {
 }
 
 /// Checks a name for an imported environment: 1-64 characters of
-/// lowercase letters, digits, `.`, `_`, `-` and `:`, starting with a
-/// letter or digit, and not a catalog name.
+/// lowercase letters, digits, `.`, `-` and `:`, starting with a letter or
+/// digit, and not a catalog name. (No `_`: the cache directory spells
+/// `:` as `_`, and two names must never share one.)
 pub fn check_import_name(name: &str) -> Result<(), EnvError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c));
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-:".contains(c));
     if !ok {
         return Err(EnvError::BadName {
             name: name.to_owned(),
-            reason: "use 1-64 lowercase letters, digits, `.`, `_`, `-` and `:`, starting with a letter or digit".into(),
+            reason: "use 1-64 lowercase letters, digits, `.`, `-` and `:`, starting with a letter or digit".into(),
         });
     }
     if CATALOG.iter().any(|s| s.name == name) {
@@ -155,7 +156,16 @@ mod tests {
     fn import_names_are_checked() {
         assert!(check_import_name("py312").is_ok());
         assert!(check_import_name("python:3.12-slim").is_ok());
-        for bad in ["", "Py", "-x", "a/b", "debian:12", &"x".repeat(65), "a b"] {
+        for bad in [
+            "",
+            "Py",
+            "-x",
+            "a/b",
+            "debian:12",
+            &"x".repeat(65),
+            "a b",
+            "a_b",
+        ] {
             assert!(check_import_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

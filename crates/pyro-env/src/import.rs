@@ -52,6 +52,7 @@ pub fn import(
     source: &str,
     name: &str,
     agent: &AgentBinary,
+    guard: crate::ReplaceGuard<'_>,
     progress: &dyn Progress,
 ) -> Result<Imported, EnvError> {
     let started = Instant::now();
@@ -86,7 +87,7 @@ pub fn import(
             img.digest,
             img.layers,
             abs.display().to_string(),
-            false,
+            Vec::new(),
         )
     } else {
         let r = pyro_oci::parse_reference(source)?;
@@ -113,19 +114,28 @@ pub fn import(
             .into());
         }
         let layers = fetch::run(progress, &format!("{name}: downloading"), |on_bytes| {
-            let (reg, r, layers) = (&reg, &r, &resolved.manifest.layers);
+            let (reg, r, layers, wp) = (&reg, &r, &resolved.manifest.layers, work.path());
             async move {
                 let mut paths = Vec::new();
                 for l in layers {
-                    paths.push(fetch::download(cache, reg, r, l, &on_bytes).await?);
+                    paths.push(fetch::download(cache, reg, r, l, &on_bytes, wp).await?);
                 }
                 Ok(paths)
             }
         })?;
-        (config, resolved.digest, layers, r.whole(), true)
+        let digests: Vec<String> = resolved
+            .manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.clone())
+            .collect();
+        (config, resolved.digest, layers, r.whole(), digests)
     };
 
     let _lock = cache.lock(&env.slug())?;
+    if env.dir(cache).exists() {
+        guard(name)?;
+    }
     let mut actions = Vec::new();
     ensure_firecracker(cache, progress, &mut actions)?;
     let (kernel, built) = kernel::ensure_any(cache, name, progress)?;
@@ -149,9 +159,11 @@ pub fn import(
     let user = run.user.filter(|u| !u.is_empty());
     let (uid, gid) = match &user {
         Some(u) => {
-            let (uid, gid) = resolve_user(&tree, u).map_err(|reason| EnvError::BadName {
-                name: u.clone(),
-                reason,
+            let (uid, gid) = resolve_user(&tree, u).map_err(|detail| {
+                EnvError::Oci(pyro_oci::OciError::Invalid {
+                    what: format!("the image's User {u:?}"),
+                    detail,
+                })
             })?;
             (Some(uid), Some(gid))
         }
@@ -159,12 +171,20 @@ pub fn import(
     };
     let defaults = ImageDefaults {
         env: run.env.unwrap_or_default(),
+        // Normalised (`.` and `..` resolved, never above `/`), so the
+        // directory the agent is given is the one made here.
         working_dir: run.working_dir.filter(|w| !w.is_empty()).map(|w| {
-            if w.starts_with('/') {
-                w
-            } else {
-                format!("/{w}")
+            let mut parts: Vec<&str> = Vec::new();
+            for c in w.split('/') {
+                match c {
+                    "" | "." => {}
+                    ".." => {
+                        parts.pop();
+                    }
+                    c => parts.push(c),
+                }
             }
+            format!("/{}", parts.join("/"))
         }),
         user,
         uid,
@@ -204,10 +224,8 @@ pub fn import(
         description: Some(format!("Imported from the container image {origin_ref}.")),
     };
     complete(staging, &env.dir(cache), manifest, agent, progress)?;
-    if downloaded {
-        for l in &layers {
-            let _ = std::fs::remove_file(l);
-        }
+    for d in &downloaded {
+        fetch::forget(cache, d);
     }
     actions.push(format!("imported {origin_ref}@{digest} as {name}"));
     Ok(Imported {

@@ -167,6 +167,9 @@ pub fn ensure_any(
     ensure(cache, env_name, progress)
 }
 
+/// The largest kernel pyro installs from a registry (compressed or not).
+pub const MAX_PREBUILT_BYTES: u64 = 256 << 20;
+
 /// Whether `key` can name a kernel directory (it may come from a registry).
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
@@ -192,11 +195,21 @@ pub fn install_prebuilt(
         ));
     }
     let _lock = cache.lock("kernel")?;
-    if let Some(k) = cached(cache, &manifest.key)
-        && k.manifest.sha256 == manifest.sha256
-        && verify(&k, "").is_ok()
-    {
-        return Ok(k);
+    if let Some(k) = cached(cache, &manifest.key) {
+        if k.manifest.sha256 == manifest.sha256 && verify(&k, "").is_ok() {
+            return Ok(k);
+        }
+        // Environments and templates are keyed by the kernel's key: a
+        // different kernel under a key this cache has never replaces it.
+        if verify(&k, "").is_ok() {
+            return Err(EnvError::io(
+                "installing a kernel",
+                std::io::Error::other(format!(
+                    "the artifact's kernel {} differs from the kernel of that key already in the cache (sha256 {} here, {} there); it was not installed. Push artifacts from a pyro whose kernel matches, or pull into another cache (PYRO_CACHE_DIR)",
+                    manifest.key, k.manifest.sha256, manifest.sha256
+                )),
+            ));
+        }
     }
     let actual = sha256_file(vmlinux)?;
     let size = std::fs::metadata(vmlinux).map(|m| m.len()).unwrap_or(0);
@@ -229,13 +242,18 @@ pub fn install_prebuilt(
             .map_err(|e| EnvError::io("serializing a manifest", e.into()))?,
     )?;
     let dir = kernels.join(&manifest.key);
+    // A damaged copy of this kernel goes aside first, and only after the
+    // new one is in place is it deleted.
+    let old = kernels.join(format!(".staging-old-{}", manifest.key));
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&dir, &old)
             .map_err(|e| EnvError::io(format!("replacing {}", dir.display()), e))?;
     }
     let staged = staging.keep();
     std::fs::rename(&staged, &dir)
         .map_err(|e| EnvError::io(format!("installing {}", dir.display()), e))?;
+    let _ = std::fs::remove_dir_all(&old);
     Ok(Kernel {
         dir,
         manifest: manifest.clone(),

@@ -24,6 +24,7 @@ pub mod ident;
 pub mod import;
 pub mod install;
 pub mod kernel;
+mod prune;
 pub mod rootfs;
 
 mod cmd;
@@ -67,6 +68,16 @@ pub enum EnvError {
         name: String,
         /// Why.
         reason: String,
+    },
+    /// The environment is in use and cannot be replaced now.
+    #[error(
+        "the environment {name} is used by workspace {users}; delete it first, or install under another name"
+    )]
+    InUse {
+        /// The environment.
+        name: String,
+        /// The workspaces using it, comma-separated.
+        users: String,
     },
     /// A registry, image or artifact failed.
     #[error(transparent)]
@@ -152,6 +163,11 @@ impl EnvError {
         }
     }
 }
+
+/// Says whether an installed environment may be replaced now (an error
+/// when something uses it): called under the environment's lock, just
+/// before a replacement starts.
+pub type ReplaceGuard<'a> = &'a (dyn Fn(&str) -> Result<(), EnvError> + Sync);
 
 /// Receives progress from long operations.
 pub trait Progress: Sync {

@@ -94,7 +94,9 @@ pub fn customize_tree(tree: &Path, bake: &Bake<'_>, agent: &AgentBinary) -> Resu
         if leaf.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir_all(&leaf).map_err(io(format!("replacing /{rel}")))?;
         }
-        let tmp = leaf.with_file_name(format!(".pyro-new-{}", std::process::id()));
+        // One fixed name (this process holds the environment's lock): what
+        // a killed bake left is replaced here, never baked in.
+        let tmp = leaf.with_file_name(".pyro-new");
         let _ = std::fs::remove_file(&tmp);
         std::fs::write(&tmp, bytes).map_err(io(format!("writing /{rel}")))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))

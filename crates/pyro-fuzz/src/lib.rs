@@ -1,7 +1,8 @@
 //! Fuzz targets. Each takes arbitrary bytes and drives one parser of input
 //! that pyro does not control (a guest's frames and archives, a caller's
 //! patches and paths, a guest-written disk image, DNS queries and kernel
-//! log messages from a guest's network), through the function pyro itself
+//! log messages from a guest's network, container image layers), through
+//! the function pyro itself
 //! calls. A target panics only on a broken invariant; an error return is a
 //! correct answer to bad input.
 //!
@@ -29,7 +30,47 @@ pub const TARGETS: &[Target] = &[
     ("disk", disk),
     ("dns", dns),
     ("nflog", nflog),
+    ("layers", layers),
 ];
+
+/// A container image layer (plain, gzip or zstd tar) from a registry or
+/// an image archive, applied twice (the second time over what the first
+/// made, as a later layer would) to a root tree three levels down in a
+/// scratch directory, as `env import` does: nothing may appear beside the
+/// tree, at any level.
+pub fn layers(data: &[u8]) {
+    use pyro_oci::layers::{Applied, Limits, apply_layer};
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let root = dir.path().join("a/b/root");
+    let blob = dir.path().join("blob");
+    if std::fs::create_dir_all(&root).is_err() || std::fs::write(&blob, data).is_err() {
+        return;
+    }
+    let limits = Limits {
+        max_bytes: 4 << 20,
+        max_entries: 2000,
+    };
+    for _ in 0..2 {
+        let _ = apply_layer(&root, &blob, "fuzz", &limits, &mut Applied::default());
+    }
+    for (level, only) in [("a", "b"), ("a/b", "root")] {
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(level))
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(only)],
+            "a layer wrote outside the tree"
+        );
+    }
+    let mut top: Vec<_> = std::fs::read_dir(dir.path())
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    top.sort();
+    assert_eq!(top, ["a", "blob"], "a layer wrote outside the tree");
+}
 
 /// The agent protocol as the host reads it from a guest: frames one after
 /// another, and each control message decoded as every message type.
@@ -325,6 +366,15 @@ mod tests {
         let (entries, _) = pyro_archive::extract(&seed("archive", "tree")[..], t.path()).unwrap();
         assert_eq!(entries, 4);
         assert!(pyro_archive::extract(&seed("archive", "escape")[..], t.path()).is_err());
+        let root = tempfile::tempdir().unwrap();
+        for (name, whiteouts) in [("tree.tar", 0), ("whiteouts.tar.gz", 2)] {
+            let blob = corpus_root().join("layers").join(name);
+            let mut done = pyro_oci::layers::Applied::default();
+            pyro_oci::layers::apply_layer(root.path(), &blob, name, &Default::default(), &mut done)
+                .unwrap();
+            assert_eq!(done.whiteouts, whiteouts, "{name}");
+        }
+        assert!(root.path().join("opq/new").exists() && !root.path().join("dir/gone").exists());
     }
 
     /// The targets, the corpora and the fuzz binaries name the same set.

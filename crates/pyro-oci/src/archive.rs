@@ -39,6 +39,13 @@ pub fn open(tarball: &Path, work: &Path, max_bytes: u64) -> Result<LocalImage, O
     let bad = |d: String| OciError::invalid(what.clone(), d);
     let f = std::fs::File::open(tarball)
         .map_err(|e| OciError::io(format!("reading {}", tarball.display()), e))?;
+    let limits = crate::layers::Limits {
+        max_bytes,
+        max_entries: MAX_MEMBERS as u64,
+    };
+    crate::layers::check_headers(std::io::BufReader::new(&f), &limits).map_err(&bad)?;
+    let f = std::fs::File::open(tarball)
+        .map_err(|e| OciError::io(format!("reading {}", tarball.display()), e))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     let mut files: HashMap<PathBuf, PathBuf> = HashMap::new();
     let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();

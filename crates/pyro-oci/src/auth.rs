@@ -1,5 +1,6 @@
 //! Registry credentials: `PYRO_REGISTRY_USERNAME` and
-//! `PYRO_REGISTRY_PASSWORD`, else the Docker config file
+//! `PYRO_REGISTRY_PASSWORD` for the registry `PYRO_REGISTRY_HOST` names
+//! (never sent to another), else the Docker config file
 //! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), else
 //! anonymous. The registry's challenge decides between Basic and the
 //! bearer-token flow; both take these credentials.
@@ -15,14 +16,32 @@ use crate::OciError;
 pub const USERNAME_ENV: &str = "PYRO_REGISTRY_USERNAME";
 /// See [`USERNAME_ENV`].
 pub const PASSWORD_ENV: &str = "PYRO_REGISTRY_PASSWORD";
+/// The registry (host, with its port) those credentials are for.
+pub const HOST_ENV: &str = "PYRO_REGISTRY_HOST";
 
 /// The credentials to use for `registry` (a host, with its port).
 pub fn credentials_for(registry: &str) -> Result<RegistryAuth, OciError> {
     let user = std::env::var(USERNAME_ENV).ok().filter(|v| !v.is_empty());
     let pass = std::env::var(PASSWORD_ENV).ok().filter(|v| !v.is_empty());
-    match (user, pass) {
-        (Some(u), Some(p)) => return Ok(RegistryAuth::Basic(u, p)),
-        (None, None) => {}
+    let host = std::env::var(HOST_ENV).ok().filter(|v| !v.is_empty());
+    match (user, pass, host) {
+        (Some(u), Some(p), Some(h)) => {
+            if aliases(registry)
+                .iter()
+                .any(|a| a == h.trim_end_matches('/'))
+            {
+                return Ok(RegistryAuth::Basic(u, p));
+            }
+        }
+        (None, None, _) => {}
+        (Some(_), Some(_), None) => {
+            return Err(OciError::invalid(
+                "the registry credentials",
+                format!(
+                    "set {HOST_ENV} to the registry {USERNAME_ENV} and {PASSWORD_ENV} are for (e.g. {registry}); they are never sent to another"
+                ),
+            ));
+        }
         _ => {
             return Err(OciError::invalid(
                 "the registry credentials",

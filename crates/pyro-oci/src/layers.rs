@@ -112,6 +112,10 @@ pub fn apply_layer(
         detail,
     };
     let read_err = |e: std::io::Error| refuse(format!("it is not a readable tar archive ({e})"));
+    // The tar crate reads a long name or a PAX header whole into memory:
+    // check every header's size (and count every header, whiteouts too)
+    // before a pass that reads them.
+    check_headers(open_layer(blob)?, limits).map_err(&refuse)?;
     // Whiteouts speak of lower layers only: apply them all first, then the
     // layer's own entries (which may recreate what was whited out).
     let mut archive = tar::Archive::new(open_layer(blob)?);
@@ -145,6 +149,7 @@ pub fn apply_layer(
             })?;
         }
     }
+    let mut dir_modes: Vec<(PathBuf, u32, (u64, u64))> = Vec::new();
     let mut archive = tar::Archive::new(open_layer(blob)?);
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
@@ -195,7 +200,10 @@ pub fn apply_layer(
                     remove_entry(&leaf).map_err(io("replacing"))?;
                     std::fs::create_dir(&leaf).map_err(io("creating"))?;
                 }
-                set_meta(&leaf, mode, owner, false).map_err(io("setting the mode of"))?;
+                // Its own mode once the layer is in: a read-only directory
+                // must still take the entries that follow it.
+                set_meta(&leaf, 0o755, owner, false).map_err(io("setting the owner of"))?;
+                dir_modes.push((leaf.clone(), mode, owner));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let size = entry.size();
@@ -280,8 +288,132 @@ pub fn apply_layer(
             }
         }
     }
+    // Deepest first, so a read-only parent is set after its children. The
+    // paths were resolved in this layer and nothing but this process
+    // writes the tree, so each is still the directory it was.
+    dir_modes.sort_by_key(|(p, ..)| std::cmp::Reverse(p.components().count()));
+    for (dir, mode, owner) in dir_modes {
+        if dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            set_meta(&dir, mode, owner, false)
+                .map_err(|e| OciError::io(format!("setting the mode of {}", dir.display()), e))?;
+        }
+    }
     done.layers += 1;
     Ok(())
+}
+
+/// The largest long name, long link or PAX header pyro reads.
+const MAX_META_ENTRY: u64 = 64 << 10;
+
+/// Walks a tar's headers itself (the tar crate would read a long name or
+/// a PAX header whole into memory first): refuses a metadata entry (GNU
+/// long name or link, PAX header) over [`MAX_META_ENTRY`], more headers
+/// than `limits` allows entries (with room for their metadata), and more
+/// bytes than `limits` allows. Data is skipped, not kept; the walk stops
+/// at the first zero block, as the tar crate's does.
+pub fn check_headers(mut reader: impl Read, limits: &Limits) -> Result<(), String> {
+    let bad = |what: &str| format!("it is not a readable tar archive ({what})");
+    let mut block = [0u8; 512];
+    let read_block = |r: &mut dyn Read, b: &mut [u8; 512]| -> Result<bool, String> {
+        let mut got = 0;
+        while got < 512 {
+            match r.read(&mut b[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(bad("it ends inside a header")),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(bad(&e.to_string())),
+            }
+        }
+        Ok(true)
+    };
+    let (mut headers, mut bytes) = (0u64, 0u64);
+    let byte_cap = limits
+        .max_bytes
+        .saturating_add(limits.max_entries.saturating_mul(1024));
+    let mut pax_size: Option<u64> = None;
+    loop {
+        if !read_block(&mut reader, &mut block)? || block.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        headers += 1;
+        if headers > limits.max_entries.saturating_mul(3) {
+            return Err(format!("it has more than {} entries", limits.max_entries));
+        }
+        let kind = block[156];
+        let mut size =
+            header_size(&block[124..136]).ok_or_else(|| bad("a header's size is not a number"))?;
+        let meta = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        if !meta && let Some(s) = pax_size.take() {
+            size = s;
+        }
+        if meta {
+            if size > MAX_META_ENTRY {
+                return Err(format!(
+                    "a long name or PAX header of {size} bytes (pyro reads at most {MAX_META_ENTRY})"
+                ));
+            }
+            let mut body = vec![0u8; size.div_ceil(512) as usize * 512];
+            reader
+                .read_exact(&mut body)
+                .map_err(|e| bad(&e.to_string()))?;
+            if kind == b'x' {
+                pax_size = pax_record(&body[..size as usize], "size");
+            }
+            continue;
+        }
+        if kind == b'S' {
+            // GNU sparse: extension blocks of the sparse map follow.
+            let mut extended = block[482] != 0;
+            while extended {
+                if !read_block(&mut reader, &mut block)? {
+                    return Err(bad("it ends inside a sparse map"));
+                }
+                headers += 1;
+                extended = block[504] != 0;
+            }
+        }
+        bytes = bytes.saturating_add(size);
+        if bytes > byte_cap {
+            return Err(format!(
+                "its files come to more than {} bytes",
+                limits.max_bytes
+            ));
+        }
+        let mut data = (&mut reader).take(size.div_ceil(512) * 512);
+        let skipped =
+            std::io::copy(&mut data, &mut std::io::sink()).map_err(|e| bad(&e.to_string()))?;
+        if skipped != size.div_ceil(512) * 512 {
+            return Err(bad("it ends inside an entry"));
+        }
+    }
+}
+
+/// A tar header's size field: octal, or GNU base-256.
+fn header_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut v: u64 = 0;
+        for b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
+        }
+        return Some(v);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
+    if text.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(text, 8).ok()
+}
+
+/// The value of `key` in a PAX header's records (`LEN key=value\n`).
+fn pax_record(body: &[u8], key: &str) -> Option<u64> {
+    let text = String::from_utf8_lossy(body);
+    text.lines().find_map(|l| {
+        let (_, kv) = l.split_once(' ')?;
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
 }
 
 /// Sets permission bits and, as root, the owner; never follows `path`

@@ -16,17 +16,25 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "registry")]
 pub mod archive;
+#[cfg(feature = "registry")]
 pub mod auth;
 pub mod layers;
+#[cfg(feature = "registry")]
 pub mod registry;
+#[cfg(feature = "registry")]
 mod resolve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "registry")]
 pub use oci_client::Reference;
+#[cfg(feature = "registry")]
 pub use oci_client::manifest::{OciDescriptor, OciImageManifest};
+#[cfg(feature = "registry")]
 pub use oci_client::secrets::RegistryAuth;
+#[cfg(feature = "registry")]
 pub use resolve::{ImageConfig, RunConfig, parse_config};
 
 /// The largest manifest or image config pyro reads.
@@ -157,6 +165,7 @@ impl OciError {
     }
 }
 
+#[cfg(feature = "registry")]
 /// Parses an image reference (`registry/repo:tag`, `repo@sha256:…`; a bare
 /// name such as `python:3.12` means Docker Hub's library).
 pub fn parse_reference(text: &str) -> Result<Reference, OciError> {
@@ -212,6 +221,7 @@ mod tests {
         assert!(sha256_hex("sha256:../../etc").is_err());
     }
 
+    #[cfg(feature = "registry")]
     #[test]
     fn references_parse_or_say_how_to_write_them() {
         let r = parse_reference("127.0.0.1:5000/pyro/debian:12").unwrap();

@@ -222,10 +222,18 @@ impl Registry {
                 reference,
                 &format!("fetching the manifest of {reference}"),
                 || async {
-                    self.client
-                        .pull_manifest_raw(reference, &self.auth, accept)
-                        .await
-                        .map_err(Failure::Oci)
+                    tokio::time::timeout(
+                        Duration::from_secs(120),
+                        self.client.pull_manifest_raw(reference, &self.auth, accept),
+                    )
+                    .await
+                    .map_err(|_| {
+                        Failure::Oci(OciDistributionError::IoError(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no manifest within 120 s",
+                        )))
+                    })?
+                    .map_err(Failure::Oci)
                 },
             )
             .await?;
@@ -272,6 +280,12 @@ impl Registry {
         on_bytes: &OnBytes,
     ) -> Result<(), OciError> {
         crate::sha256_hex(&desc.digest)?;
+        // Only from this registry: a descriptor's own `urls` could point
+        // anywhere (plain HTTP, internal addresses).
+        let desc = &OciDescriptor {
+            urls: None,
+            ..desc.clone()
+        };
         let size = u64::try_from(desc.size).unwrap_or(u64::MAX);
         if size > MAX_BLOB_BYTES {
             return Err(OciError::TooLarge {
@@ -357,7 +371,21 @@ impl Registry {
             file.seek(std::io::SeekFrom::Start(have))
                 .map_err(|e| io("seeking", e))?;
             on_bytes(have, size);
+            // A registry that trickles (each read inside the read timeout,
+            // yet nowhere near done) is cut off: under 16 KiB/s on average
+            // after the first minute of an attempt. The next attempt
+            // resumes.
+            let (started, from) = (std::time::Instant::now(), have);
             while let Some(chunk) = stream.next().await {
+                let secs = started.elapsed().as_secs();
+                if secs > 60 && (have - from) / secs < 16 << 10 {
+                    return Err(Failure::Oci(OciDistributionError::IoError(
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("the registry sent {} bytes in {secs} s", have - from),
+                        ),
+                    )));
+                }
                 let chunk = chunk.map_err(|e| Failure::Oci(OciDistributionError::IoError(e)))?;
                 if have + chunk.len() as u64 > size {
                     let _ = file.set_len(0);

@@ -218,6 +218,7 @@ impl OwnCache {
             .env_remove("PYRO_ENV_REGISTRY")
             .env_remove("PYRO_REGISTRY_USERNAME")
             .env_remove("PYRO_REGISTRY_PASSWORD")
+            .env_remove("PYRO_REGISTRY_HOST")
             .env("DOCKER_CONFIG", home.path().join("no-docker-config"));
         c
     }

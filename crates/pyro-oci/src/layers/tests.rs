@@ -234,3 +234,66 @@ fn entry_paths_are_relative_and_bounded() {
     assert!(entry_path(b"a/../../b").is_err());
     assert!(entry_path(&[b'a'; 300]).is_err());
 }
+
+#[test]
+fn a_long_name_header_too_big_to_hold_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // A GNU long-name header claiming 64 GiB, and no body at all: the
+    // tar crate would try to read it all into memory.
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(64 << 30);
+    h.set_cksum();
+    let blob = tmp.path().join("l");
+    std::fs::write(&blob, h.as_bytes()).unwrap();
+    let err = apply(&root, &blob).unwrap_err().to_string();
+    assert!(err.contains("long name or PAX header"), "{err}");
+}
+
+#[test]
+fn read_only_directories_still_take_their_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut t = Tar::new();
+    t.dir("ro/");
+    let mut h = tar::Header::new_gnu();
+    h.set_path("ro2/").unwrap();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o555);
+    h.set_size(0);
+    h.set_cksum();
+    t.0.append(&h, &b""[..]).unwrap();
+    let l = t
+        .file("ro2/inside", "x")
+        .done(tmp.path(), "l", Compression::None);
+    apply(&root, &l).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        root.join("ro2").metadata().unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ro2/inside")).unwrap(),
+        "x"
+    );
+}
+
+#[test]
+fn header_check_walks_long_names_and_pax() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let long = "d".repeat(120);
+    std::fs::create_dir_all(src.join(&long)).unwrap();
+    std::fs::write(src.join(&long).join("f".repeat(120)), b"x").unwrap();
+    std::os::unix::fs::symlink("t".repeat(150), src.join("l")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    b.append_dir_all(".", &src).unwrap();
+    let bytes = b.into_inner().unwrap();
+    check_headers(&bytes[..], &Limits::default()).unwrap();
+}
