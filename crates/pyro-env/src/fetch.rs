@@ -116,7 +116,11 @@ pub(crate) async fn download(
 /// Drops a blob from the download cache once it is installed (a process
 /// still using it has its own link).
 pub(crate) fn forget(cache: &Cache, digest: &str) {
-    if let Ok(p) = blob_path(cache, digest) {
+    let (Ok(p), Ok(hex)) = (blob_path(cache, digest), pyro_oci::sha256_hex(digest)) else {
+        return;
+    };
+    // Not while another process checks or links it.
+    if let Ok(_one) = cache.lock(&format!("blob-{hex}")) {
         let _ = std::fs::remove_file(p);
     }
 }

@@ -203,7 +203,7 @@ pub fn apply_layer(
                 // Its own mode once the layer is in: a read-only directory
                 // must still take the entries that follow it.
                 set_meta(&leaf, 0o755, owner, false).map_err(io("setting the owner of"))?;
-                dir_modes.push((leaf.clone(), mode, owner));
+                dir_modes.push((path.clone(), mode, owner));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let size = entry.size();
@@ -288,12 +288,12 @@ pub fn apply_layer(
             }
         }
     }
-    // Deepest first, so a read-only parent is set after its children. The
-    // paths were resolved in this layer and nothing but this process
-    // writes the tree, so each is still the directory it was.
+    // Deepest first, so a read-only parent is set after its children.
+    // Each path is resolved again inside the tree: a later entry of the
+    // layer may have replaced a directory on the way with a link.
     dir_modes.sort_by_key(|(p, ..)| std::cmp::Reverse(p.components().count()));
-    for (dir, mode, owner) in dir_modes {
-        if dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+    for (rel, mode, owner) in dir_modes {
+        if let Ok(Some(dir)) = resolve_dir(root, &rel, false) {
             set_meta(&dir, mode, owner, false)
                 .map_err(|e| OciError::io(format!("setting the mode of {}", dir.display()), e))?;
         }
@@ -343,8 +343,27 @@ pub fn check_headers(mut reader: impl Read, limits: &Limits) -> Result<(), Strin
         let kind = block[156];
         let mut size =
             header_size(&block[124..136]).ok_or_else(|| bad("a header's size is not a number"))?;
-        let meta = matches!(kind, b'L' | b'K' | b'x' | b'g');
-        if !meta && let Some(s) = pax_size.take() {
+        // Where this walk and the tar crate's could part (and the tar crate
+        // then read a header this walk took for data), the layer is
+        // refused instead: metadata headers without a ustar or GNU magic,
+        // a global header while a PAX size waits, malformed PAX records,
+        // sparse flags other than 0 and 1.
+        let meta = matches!(kind, b'L' | b'K' | b'x');
+        let recognized = &block[257..265] == b"ustar  \0" || &block[257..265] == b"ustar\x0000";
+        if meta && !recognized {
+            return Err(bad(
+                "a long name or PAX header without a ustar or GNU magic",
+            ));
+        }
+        if kind == b'g' && pax_size.is_some() {
+            return Err(bad(
+                "a global PAX header between a PAX header and its entry",
+            ));
+        }
+        if !meta
+            && kind != b'g'
+            && let Some(s) = pax_size.take()
+        {
             size = s;
         }
         if meta {
@@ -353,24 +372,30 @@ pub fn check_headers(mut reader: impl Read, limits: &Limits) -> Result<(), Strin
                     "a long name or PAX header of {size} bytes (pyro reads at most {MAX_META_ENTRY})"
                 ));
             }
-            let mut body = vec![0u8; size.div_ceil(512) as usize * 512];
+            let mut body = vec![0u8; usize::try_from(size.div_ceil(512) * 512).unwrap_or(0)];
             reader
                 .read_exact(&mut body)
                 .map_err(|e| bad(&e.to_string()))?;
             if kind == b'x' {
-                pax_size = pax_record(&body[..size as usize], "size");
+                let len = usize::try_from(size).unwrap_or(0);
+                pax_size = pax_size_record(&body[..len]).map_err(|e| bad(&e))?;
             }
             continue;
         }
         if kind == b'S' {
             // GNU sparse: extension blocks of the sparse map follow.
-            let mut extended = block[482] != 0;
+            let flag = |b: u8| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(bad("a sparse map flag other than 0 or 1")),
+            };
+            let mut extended = flag(block[482])?;
             while extended {
                 if !read_block(&mut reader, &mut block)? {
                     return Err(bad("it ends inside a sparse map"));
                 }
                 headers += 1;
-                extended = block[504] != 0;
+                extended = flag(block[504])?;
             }
         }
         bytes = bytes.saturating_add(size);
@@ -406,14 +431,41 @@ fn header_size(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 8).ok()
 }
 
-/// The value of `key` in a PAX header's records (`LEN key=value\n`).
-fn pax_record(body: &[u8], key: &str) -> Option<u64> {
-    let text = String::from_utf8_lossy(body);
-    text.lines().find_map(|l| {
-        let (_, kv) = l.split_once(' ')?;
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
+/// The `size` record of a PAX header, read strictly (each record
+/// `LEN key=value\n` with LEN its exact length in bytes; anything
+/// malformed is an error, since a laxer or stricter reader would walk the
+/// archive differently).
+fn pax_size_record(body: &[u8]) -> Result<Option<u64>, String> {
+    let digits = |t: &[u8]| -> Option<u64> {
+        std::str::from_utf8(t)
+            .ok()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+    };
+    let mut rest = body;
+    let mut size = None;
+    while !rest.is_empty() {
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or("a PAX record without a length")?;
+        let len = digits(&rest[..sp])
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or("a PAX record with a bad length")?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err("a PAX record whose length is wrong".into());
+        }
+        let record = &rest[sp + 1..len - 1];
+        let eq = record
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or("a PAX record without `=`")?;
+        if &record[..eq] == b"size" {
+            size = Some(digits(&record[eq + 1..]).ok_or("a PAX size that is not a number")?);
+        }
+        rest = &rest[len..];
+    }
+    Ok(size)
 }
 
 /// Sets permission bits and, as root, the owner; never follows `path`

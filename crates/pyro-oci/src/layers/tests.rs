@@ -297,3 +297,67 @@ fn header_check_walks_long_names_and_pax() {
     let bytes = b.into_inner().unwrap();
     check_headers(&bytes[..], &Limits::default()).unwrap();
 }
+
+#[test]
+fn deferred_directory_modes_never_land_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, outside) = (tmp.path().join("root"), tmp.path().join("outside"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(outside.join("etc")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(outside.join("etc"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut t = Tar::new();
+    t.dir("a/");
+    let mut h = tar::Header::new_gnu();
+    h.set_path("a/etc/").unwrap();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o777);
+    h.set_size(0);
+    h.set_cksum();
+    t.0.append(&h, &b""[..]).unwrap();
+    // `a` becomes a link to where `etc` lives outside.
+    let l = t
+        .raw(
+            "a",
+            tar::EntryType::Symlink,
+            Some(outside.to_str().unwrap()),
+            b"",
+        )
+        .done(tmp.path(), "l", Compression::None);
+    apply(&root, &l).unwrap();
+    assert_eq!(
+        outside.join("etc").metadata().unwrap().permissions().mode() & 0o777,
+        0o700,
+        "a directory mode landed outside the tree"
+    );
+}
+
+#[test]
+fn pax_records_are_read_strictly() {
+    assert_eq!(pax_size_record(b"12 size=100\n").unwrap(), Some(100));
+    assert_eq!(pax_size_record(b"12 path=abc\n").unwrap(), None);
+    for bad in [
+        &b"99 size=1024\n"[..],
+        b"11 size=100\n",
+        b"12 size=1x0\n",
+        b"size=1\n",
+        b"13 size= 100\n",
+    ] {
+        assert!(
+            pax_size_record(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // A PAX header without a magic is refused, not read.
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..4].copy_from_slice(b"pax0");
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(12);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend_from_slice(b"12 size=100\n");
+    bytes.resize(1024, 0);
+    let err = check_headers(&bytes[..], &Limits::default()).unwrap_err();
+    assert!(err.contains("without a ustar or GNU magic"), "{err}");
+}
