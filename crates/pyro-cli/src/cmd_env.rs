@@ -145,13 +145,18 @@ pub async fn pull(paths: &Paths, a: EnvPullArgs) -> Result<ExitCode, Failure> {
     }
     print_status(&pulled.status);
     if let Some(t) = &pulled.template {
-        let what = t.name.as_deref().unwrap_or(name);
-        match &t.reason {
-            None => output::out(format!("Template: {what} ({})", t.outcome)),
-            Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
-        }
+        print_template_step(t, name);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The template line after a pull or an import.
+fn print_template_step(t: &environments::TemplateStep, name: &str) {
+    let what = t.name.as_deref().unwrap_or(name);
+    match &t.reason {
+        None => output::out(format!("Template: {what} ({})", t.outcome)),
+        Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
+    }
 }
 
 pub async fn push(paths: &Paths, a: EnvPushArgs) -> Result<ExitCode, Failure> {
@@ -199,12 +204,7 @@ pub async fn import(paths: &Paths, a: EnvImportArgs) -> Result<ExitCode, Failure
         imported.whiteouts,
         imported.dropped_special
     ));
-    let t = &template;
-    let what = t.name.as_deref().unwrap_or(&imported.name);
-    match &t.reason {
-        None => output::out(format!("Template: {what} ({})", t.outcome)),
-        Some(why) => output::out(format!("Template: {} ({why})", t.outcome)),
-    }
+    print_template_step(&template, &imported.name);
     Ok(ExitCode::SUCCESS)
 }
 

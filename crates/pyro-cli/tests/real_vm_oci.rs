@@ -106,16 +106,7 @@ fn real_vm_imported_image_runs_and_hosts_a_workspace() {
 
     // A workspace on it: the repro-fix loop (as root, in /workspace, with
     // the image's Env).
-    let seed = home.path().join("repo");
-    std::fs::create_dir_all(&seed).unwrap();
-    std::fs::write(seed.join("message.txt"), "broken\n").unwrap();
-    std::fs::write(seed.join("check.sh"), "#!/bin/sh\nif grep -qx fixed message.txt; then echo fixed; else echo broken >&2; exit 1; fi\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        seed.join("check.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let seed = common::repro_seed(home.path());
     let ws = |args: &[&str]| c.cmd(&home).arg("workspace").args(args).output().unwrap();
     let id = stdout(ok(&ws(&[
         "create",

@@ -23,16 +23,7 @@ fn create(home: &Home, extra: &[&str]) -> String {
 fn real_vm_workspace_repro_fix_loop() {
     require_debian12();
     let home = Home::new();
-    let seed = home.path().join("repo");
-    std::fs::create_dir_all(&seed).unwrap();
-    std::fs::write(seed.join("message.txt"), "broken\n").unwrap();
-    std::fs::write(seed.join("check.sh"), "#!/bin/sh\nif grep -qx fixed message.txt; then echo fixed; else echo broken >&2; exit 1; fi\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        seed.join("check.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let seed = common::repro_seed(home.path());
     // A dependency tree of PYRO_TEST_SEED_FILES files (100 per package;
     // 100 by default): creating a file in this nested guest costs 0.15 to
     // 0.3 s of emulated kernel time, and the seed is extracted twice (at

@@ -303,8 +303,8 @@ pub fn pull(
     let agent = pyro_env::agent::locate()?;
     let cache = paths.cache();
     let mut actions = Vec::new();
+    let guard = in_use_guard(paths);
     if let Some(reference) = registry {
-        let guard = in_use_guard(paths);
         let r = pyro_env::artifact::pull(cache, reference, Some(name), &agent, &guard, progress)?;
         actions.extend(r.actions);
         return pulled(paths, name, actions, started, &agent);
@@ -324,7 +324,6 @@ pub fn pull(
                     .is_err() =>
                 {
                     let reference = pyro_env::config::catalog_reference(&reg, spec.name);
-                    let guard = in_use_guard(paths);
                     match pyro_env::artifact::pull(
                         cache,
                         &reference,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentBinary;
 use crate::ident::{EnvRef, ImageDefaults, Origin, check_import_name};
-use crate::install::{EnvManifest, LAYOUT_VERSION, complete, ensure_firecracker, installed, stage};
+use crate::install::{Recipe, complete, ensure_firecracker, installed, stage};
 use crate::kernel::{self, KernelManifest};
 use crate::{CATALOG_VERSION, Cache, EnvError, PLATFORM, Progress, fetch};
 
@@ -354,18 +354,11 @@ pub fn pull(
         &Default::default(),
         &mut applied,
     )?;
-    let manifest = EnvManifest {
-        layout_version: LAYOUT_VERSION,
+    let recipe = Recipe {
         name: config.name.clone(),
         version: config.version.clone(),
-        catalog_version: CATALOG_VERSION.into(),
-        platform: PLATFORM.into(),
         packages: config.packages.clone(),
         source: format!("registry: {reference}"),
-        installed_at: 0.0,
-        agent_sha256: String::new(),
-        rootfs_sha256: String::new(),
-        rootfs_size_bytes: 0,
         kernel_key: config.kernel.key.clone(),
         origin: Some(Origin {
             kind: "registry".into(),
@@ -375,7 +368,7 @@ pub fn pull(
         image: config.image.clone(),
         description: config.description.clone(),
     };
-    complete(staging, &env.dir(cache), manifest, agent, progress)?;
+    complete(staging, &env.dir(cache), recipe, agent, progress)?;
     fetch::forget(cache, &tree_layer.digest);
     fetch::forget(cache, &kernel_layer.digest);
     drop(work);

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::agent::AgentBinary;
 use crate::ident::{EnvRef, ImageDefaults, Origin, check_import_name};
-use crate::install::{EnvManifest, LAYOUT_VERSION, complete, ensure_firecracker, stage};
-use crate::{CATALOG_VERSION, Cache, EnvError, PLATFORM, Progress, fetch, kernel};
+use crate::install::{Recipe, complete, ensure_firecracker, stage};
+use crate::{Cache, EnvError, Progress, fetch, kernel};
 
 /// What an import did.
 #[derive(Debug, Clone, Serialize)]
@@ -202,18 +202,11 @@ pub fn import(
         )?;
     }
     let hex = digest.trim_start_matches("sha256:");
-    let manifest = EnvManifest {
-        layout_version: LAYOUT_VERSION,
+    let recipe = Recipe {
         name: name.to_owned(),
         version: hex.chars().take(12).collect(),
-        catalog_version: CATALOG_VERSION.into(),
-        platform: PLATFORM.into(),
         packages: Vec::new(),
         source: format!("image: {origin_ref}"),
-        installed_at: 0.0,
-        agent_sha256: String::new(),
-        rootfs_sha256: String::new(),
-        rootfs_size_bytes: 0,
         kernel_key: kernel.manifest.key.clone(),
         origin: Some(Origin {
             kind: "image".into(),
@@ -223,7 +216,7 @@ pub fn import(
         image: Some(defaults.clone()),
         description: Some(format!("Imported from the container image {origin_ref}.")),
     };
-    complete(staging, &env.dir(cache), manifest, agent, progress)?;
+    complete(staging, &env.dir(cache), recipe, agent, progress)?;
     for d in &downloaded {
         fetch::forget(cache, d);
     }

@@ -467,24 +467,17 @@ fn build_fresh(
     let staging = stage(cache, &env)?;
     let log = staging.path().join("build.log");
     rootfs::build_tree(spec, &staging.path().join("rootfs"), &log, progress)?;
-    let manifest = EnvManifest {
-        layout_version: LAYOUT_VERSION,
+    let recipe = Recipe {
         name: spec.name.into(),
         version: spec.version.into(),
-        catalog_version: CATALOG_VERSION.into(),
-        platform: PLATFORM.into(),
         packages: spec.packages.iter().map(|s| (*s).to_owned()).collect(),
         source: source_label(spec),
-        installed_at: now_unix(),
-        agent_sha256: String::new(),
-        rootfs_sha256: String::new(),
-        rootfs_size_bytes: 0,
         kernel_key: kernel.manifest.key.clone(),
         origin: None,
         image: None,
         description: None,
     };
-    let manifest = complete(staging, dir, manifest, agent, progress)?;
+    let manifest = complete(staging, dir, recipe, agent, progress)?;
     actions.push(format!("built the {} root filesystem", spec.name));
     Ok(manifest)
 }
@@ -512,17 +505,47 @@ pub(crate) fn stage(cache: &Cache, env: &EnvRef) -> Result<tempfile::TempDir, En
         })
 }
 
+/// What an install's maker knows about it; [`complete`] adds the rest of
+/// the manifest (the layout, the agent, the image and the time).
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    pub name: String,
+    pub version: String,
+    pub packages: Vec<String>,
+    pub source: String,
+    pub kernel_key: String,
+    pub origin: Option<Origin>,
+    pub image: Option<ImageDefaults>,
+    pub description: Option<String>,
+}
+
 /// Finishes an install from a staged `rootfs/` tree: bakes the agent,
-/// packs the base image, writes the manifest (given all but the image's
-/// fields) and puts the staging directory in place of `dir` in one
-/// rename.
+/// packs the base image, writes the manifest and puts the staging
+/// directory in place of `dir` in one rename.
 pub(crate) fn complete(
     staging: tempfile::TempDir,
     dir: &Path,
-    mut manifest: EnvManifest,
+    recipe: Recipe,
     agent: &AgentBinary,
     progress: &dyn Progress,
 ) -> Result<EnvManifest, EnvError> {
+    let mut manifest = EnvManifest {
+        layout_version: LAYOUT_VERSION,
+        name: recipe.name,
+        version: recipe.version,
+        catalog_version: CATALOG_VERSION.into(),
+        platform: PLATFORM.into(),
+        packages: recipe.packages,
+        source: recipe.source,
+        installed_at: 0.0,
+        agent_sha256: String::new(),
+        rootfs_sha256: String::new(),
+        rootfs_size_bytes: 0,
+        kernel_key: recipe.kernel_key,
+        origin: recipe.origin,
+        image: recipe.image,
+        description: recipe.description,
+    };
     let tree = staging.path().join("rootfs");
     progress.step(&format!(
         "{}: baking the agent and packing the base image",

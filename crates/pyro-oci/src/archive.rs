@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use crate::layers::Compression;
 use crate::resolve::{Doc, ImageConfig};
 use crate::{OciError, sha256_digest};
 
@@ -224,12 +223,7 @@ pub fn open(tarball: &Path, work: &Path, max_bytes: u64) -> Result<LocalImage, O
 /// The sha256 of a layer's uncompressed tar (what `diff_ids` list).
 fn uncompressed_digest(path: &Path) -> Result<String, OciError> {
     let io = |e| OciError::io(format!("reading {}", path.display()), e);
-    let f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-    let mut r: Box<dyn Read> = match Compression::sniff(path)? {
-        Compression::None => Box::new(f),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(io)?),
-    };
+    let mut r = crate::layers::open_layer(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -84,7 +84,8 @@ const MAX_HOPS: usize = 40;
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
-fn open_layer(path: &Path) -> Result<Box<dyn Read>, OciError> {
+/// A layer file's tar stream, decompressed by what its first bytes say.
+pub(crate) fn open_layer(path: &Path) -> Result<Box<dyn Read>, OciError> {
     let f = std::fs::File::open(path)
         .map_err(|e| OciError::io(format!("reading {}", path.display()), e))?;
     let f = std::io::BufReader::new(f);

@@ -172,6 +172,26 @@ pub fn require_debian12() -> pyro_env::Installed {
     )
 }
 
+/// The repro-fix loop's project in `dir/repo`: `message.txt` says
+/// `broken`, and the executable `check.sh` fails until it says `fixed`.
+pub fn repro_seed(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let seed = dir.join("repo");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("message.txt"), "broken\n").unwrap();
+    std::fs::write(
+        seed.join("check.sh"),
+        "#!/bin/sh\nif grep -qx fixed message.txt; then echo fixed; else echo broken >&2; exit 1; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        seed.join("check.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    seed
+}
+
 pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
