@@ -6,6 +6,8 @@
 mod cli;
 mod cli_bounds;
 mod cli_env;
+mod cli_host;
+mod cli_mcp;
 mod cli_network;
 mod cli_secrets;
 mod cli_service;
@@ -13,6 +15,7 @@ mod cli_shell;
 mod cmd_demo;
 mod cmd_doctor;
 mod cmd_env;
+mod cmd_host;
 mod cmd_network;
 mod cmd_run;
 mod cmd_service;
@@ -36,6 +39,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    // Docs tests check that every command line they show parses.
+    if std::env::var_os("PYRO_CHECK_ARGS").is_some() {
+        return ExitCode::SUCCESS;
+    }
+    match &cli.command {
+        Cmd::Completions(a) => return cmd_host::completions(a),
+        Cmd::Man => return cmd_host::man(),
+        _ => {}
+    }
     init_logging();
     let paths = Paths::from_env();
     let report = pyro_core::sweep::sweep(&paths);
@@ -82,6 +94,8 @@ fn main() -> ExitCode {
             let json = a.json;
             (json, rt.block_on(cmd_demo::demo(&paths, a)))
         }
+        Cmd::Host(c) => cmd_host::run(&paths, c),
+        Cmd::Completions(_) | Cmd::Man => unreachable!("answered before the sweep"),
     };
     match result {
         Ok(code) => code,

@@ -69,15 +69,15 @@ If you want terminal-level visibility into the workspace model:
         .map(|(name, desc)| (name, desc.trim()))
         .collect();
     let listed: Vec<&str> = commands.iter().map(|(n, _)| *n).collect();
-    let expected: Vec<(&str, &str)> = seed
-        .iter()
-        .copied()
-        .filter(|(n, _)| listed.contains(n))
-        .collect();
+    // The seed's commands first, in its order and words; then the ones
+    // this build adds for the chat-host path (host hookup, completions,
+    // the manual page).
     assert_eq!(
-        commands, expected,
+        commands[..seed.len()],
+        seed,
         "commands must be the seed's, in the seed's order, with its words"
     );
+    assert_eq!(listed[seed.len()..], ["host", "completions", "man"]);
     for required in ["env", "mcp", "run", "workspace", "doctor", "demo"] {
         assert!(
             listed.contains(&required),
@@ -85,26 +85,6 @@ If you want terminal-level visibility into the workspace model:
         );
     }
     insta::assert_snapshot!("top_level_help", h);
-}
-
-#[test]
-fn command_help_snapshots() {
-    insta::assert_snapshot!("run_help", help(&["run", "--help"]));
-    insta::assert_snapshot!("env_help", help(&["env", "--help"]));
-    insta::assert_snapshot!("env_pull_help", help(&["env", "pull", "--help"]));
-    insta::assert_snapshot!("env_push_help", help(&["env", "push", "--help"]));
-    insta::assert_snapshot!("env_import_help", help(&["env", "import", "--help"]));
-    insta::assert_snapshot!("doctor_help", help(&["doctor", "--help"]));
-    insta::assert_snapshot!("demo_help", help(&["demo", "--help"]));
-    insta::assert_snapshot!("workspace_help", help(&["workspace", "--help"]));
-    insta::assert_snapshot!(
-        "workspace_create_help",
-        help(&["workspace", "create", "--help"])
-    );
-    insta::assert_snapshot!(
-        "workspace_exec_help",
-        help(&["workspace", "exec", "--help"])
-    );
 }
 
 #[test]
@@ -150,4 +130,87 @@ extra workspace capabilities.
         "{}",
         common::stderr(&o)
     );
+}
+
+/// The subcommands a help text lists.
+fn subcommands(help: &str) -> Vec<String> {
+    let Some(section) = help.split("Commands:\n").nth(1) else {
+        return Vec::new();
+    };
+    section
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_help_is_pinned_and_every_command_line_in_it_parses() {
+    let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    let mut lines = 0;
+    while let Some(path) = stack.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let h = help(&args);
+        if !path.is_empty() {
+            insta::assert_snapshot!(format!("{}_help", path.join("_")), h);
+        }
+        seen += 1;
+        for line in h.lines() {
+            let t = line.trim_start();
+            if !t.starts_with("pyro ") {
+                continue;
+            }
+            let words = common::words::command_words(t);
+            lines += 1;
+            if let Some(e) = common::words::parse_error(&words[1..]) {
+                panic!(
+                    "`pyro {} --help` shows `{t}`, which does not parse:\n{e}",
+                    path.join(" ")
+                );
+            }
+        }
+        for sub in subcommands(&h) {
+            let mut p = path.clone();
+            p.push(sub);
+            stack.push(p);
+        }
+    }
+    assert!(seen >= 60, "only {seen} help texts walked");
+    assert!(lines >= 25, "only {lines} command lines in help texts");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_tree() {
+    for (shell, marker) in [
+        ("bash", "_pyro()"),
+        ("zsh", "#compdef pyro"),
+        ("fish", "complete -c pyro"),
+    ] {
+        let o = common::Home::new()
+            .cmd()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let text = common::stdout(common::ok(&o));
+        assert!(text.contains(marker), "{shell}: {text}");
+        // Deep commands and their flags are in the script.
+        assert!(
+            text.contains("print-config") && text.contains("seed-path"),
+            "{shell}"
+        );
+    }
+    let o = common::Home::new().cmd().arg("man").output().unwrap();
+    let man = common::stdout(common::ok(&o));
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH pyro 1"),
+        "{man}"
+    );
+    for word in ["workspace", "host", "doctor", "zero\\-to\\-hero"] {
+        assert!(man.contains(word), "the man page lacks {word}");
+    }
 }

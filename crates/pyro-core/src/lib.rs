@@ -13,6 +13,7 @@
 //!   from (fast start).
 //! - [`doctor`], [`demo`]: host diagnostics and the lifecycle demo.
 //! - [`environments`]: the catalog, install status, resolving and pulling.
+//! - [`host`]: connecting chat hosts (their own configuration files).
 //! - [`hint`]: next steps in messages, worded per front end.
 //! - [`limits`]: every default and bound the front ends show.
 
@@ -35,6 +36,7 @@ pub mod demo_network;
 pub mod doctor;
 pub mod environments;
 pub mod hint;
+pub mod host;
 pub mod jsonl;
 pub mod limits;
 pub mod network;

@@ -7,6 +7,7 @@ pub mod host_compat;
 pub mod images;
 pub mod netlab;
 pub mod secrets;
+pub mod words;
 
 use assert_cmd::Command;
 
