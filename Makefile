@@ -8,10 +8,15 @@ AGENT := target/$(AGENT_TARGET)/release/pyro-agent
 PYRO_RELEASE := target/release/pyro
 PYRO_DEBUG := target/debug/pyro
 ENV ?= debian:12
-# Seconds each fuzz target runs in `make test` (seven targets: under 3 min).
+# Seconds each fuzz target runs in `make test` (eight targets: under 3 min).
 FUZZ_SECONDS ?= 20
+TOOLS := target/tools/bin
+# The wheel's cargo profile: `release` for publishing (`make wheel`); the
+# check in `make test` builds a `dev` wheel, which reuses the test build.
+WHEEL_PROFILE ?= release
+SMOKE := target/debug/examples/smoke
 
-.PHONY: setup agent build pull demo test lint bench fuzz
+.PHONY: setup agent build pull demo test lint bench fuzz wheel wheel-check smoke-use-cases
 
 # apt packages and cargo-nextest (only what is missing).
 setup:
@@ -49,7 +54,36 @@ test: setup agent lint
 	$(CARGO) build -p pyro-cli
 	$(PYRO_DEBUG) env pull $(ENV)
 	$(CARGO) nextest run --workspace --profile ci
+	$(MAKE) smoke-use-cases
+	$(MAKE) wheel-check WHEEL_PROFILE=dev
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The five documented use cases (docs/use-cases/) end to end on real guests
+# through `pyro mcp serve` with each recipe's profile: one PASS/FAIL line per
+# recipe with its time. `make smoke-NAME` runs one.
+smoke-use-cases: agent
+	$(CARGO) build -p pyro-cli --bin pyro --example smoke
+	$(PYRO_DEBUG) env pull $(ENV)
+	$(SMOKE) --pyro $(PYRO_DEBUG) all
+
+smoke-%: agent
+	$(CARGO) build -p pyro-cli --bin pyro --example smoke
+	$(PYRO_DEBUG) env pull $(ENV)
+	$(SMOKE) --pyro $(PYRO_DEBUG) $*
+
+# The pyro-mcp wheel (linux x86_64): `pyro` and the static guest agent, in
+# target/wheels/.
+wheel: setup agent
+	rm -rf target/wheel-data target/wheels
+	mkdir -p target/wheel-data/scripts
+	cp $(AGENT) target/wheel-data/scripts/pyro-agent
+	$(TOOLS)/maturin build --profile $(WHEEL_PROFILE) --out target/wheels
+
+# Installs the wheel into a fresh virtualenv and checks `pyro --version`,
+# `pyro mcp serve` answering tools/list, the agent beside it, and the same
+# through `uvx --from WHEEL`.
+wheel-check: wheel
+	scripts/wheel-check.sh target/wheels/*.whl
 
 # Every fuzz target under libFuzzer (stable toolchain) from its seed corpus
 # in fuzz/corpus/; a crash fails and keeps its input in target/fuzz/artifacts/.

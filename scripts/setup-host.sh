@@ -22,6 +22,8 @@ packages=(
   docker-registry apache2-utils
   # OCI import tests: a static busybox as a small container image's userland
   busybox-static
+  # packaging: a private virtualenv for maturin (builds the pyro-mcp wheel) and uv
+  python3-venv
 )
 
 sudo=()
@@ -31,9 +33,12 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# A pip outside Debian's package (e.g. pyenv) is fine too.
+# A pip and venv outside Debian's packages (e.g. pyenv) are fine too.
 if python3 -m pip --version >/dev/null 2>&1; then
   missing=("${missing[@]/python3-pip}")
+fi
+if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing=("${missing[@]/python3-venv}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | sed '/^$/d'))
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -47,4 +52,14 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup-host: installing cargo-nextest"
   cargo install cargo-nextest --locked
+fi
+
+# Packaging tools in a private virtualenv (target/tools): maturin builds the
+# pyro-mcp wheel, uv runs it the way `uvx --from pyro-mcp` does.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/target/tools"
+if [ ! -x "$tools/bin/maturin" ] || [ ! -x "$tools/bin/uvx" ]; then
+  echo "setup-host: installing maturin and uv into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q 'maturin>=1.9,<2' 'uv>=0.9'
 fi
