@@ -24,6 +24,8 @@ packages=(
   busybox-static
   # packaging: a private virtualenv for maturin (builds the pyro-mcp wheel) and uv
   python3-venv
+  # line coverage in `make test`: llvm-profdata and llvm-cov (read rustc's profiles)
+  llvm-19
 )
 
 sudo=()

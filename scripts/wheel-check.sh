@@ -4,13 +4,13 @@
 #   scripts/wheel-check.sh target/wheels/pyro_mcp-VERSION-*.whl
 # Fails (non-zero) on the first thing that does not hold.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 if [ "$#" -ne 1 ] || [ ! -f "$1" ]; then
   echo "wheel-check: give exactly one wheel file (build it with \`make wheel\`)" >&2
   exit 2
 fi
 wheel="$(realpath "$1")"
+cd "$(dirname "$0")/.."
 tools="$PWD/target/tools/bin"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 work="$(mktemp -d -t pyro-wheel-check-XXXXXX)"
@@ -30,13 +30,22 @@ bin="$work/venv/bin"
 got="$("$bin/pyro" --version)"
 [ "$got" = "pyro $version" ] || fail "pyro --version printed '$got', not 'pyro $version'"
 [ -x "$bin/pyro-agent" ] || fail "the wheel did not install pyro-agent beside pyro"
-file -b "$bin/pyro-agent" | grep -q "statically linked" \
-  || head -c 4 "$bin/pyro-agent" | grep -q "ELF" \
-  || fail "pyro-agent is not an ELF program"
+# The agent runs inside guests of any distribution: an ELF with no program
+# interpreter (statically linked).
+python3 - "$bin/pyro-agent" <<'PY' || fail "pyro-agent is not a static x86_64 ELF program"
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:4] == b"\x7fELF" and d[4] == 2 and struct.unpack_from("<H", d, 18)[0] == 62
+phoff, = struct.unpack_from("<Q", d, 32)
+phentsize, phnum = struct.unpack_from("<HH", d, 54)
+types = [struct.unpack_from("<I", d, phoff + i * phentsize)[0] for i in range(phnum)]
+assert 3 not in types, "has a PT_INTERP"
+PY
 
 # 2. The MCP server answers tools/list over stdio.
 tools_json="$(python3 - "$bin/pyro" <<'PY'
-import json, subprocess, sys
+import json, signal, subprocess, sys
+signal.alarm(60)  # a server that never answers fails the check, not hangs it
 p = subprocess.Popen([sys.argv[1], "mcp", "serve"], stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 msgs = [
@@ -73,5 +82,6 @@ got="$("$tools/uvx" --from "$wheel" pyro --version)"
 [ "$got" = "pyro $version" ] || fail "uvx --from the wheel printed '$got'"
 cfg="$(HOME="$work" "$tools/uvx" --from "$wheel" pyro host print-config codex --json)"
 echo "$cfg" | grep -q '"command": "uvx"' || fail "print-config under uvx: $cfg"
+echo "$cfg" | grep -q "\"pyro-mcp==$version\"" || fail "print-config under uvx does not pin pyro-mcp==$version: $cfg"
 
 echo "wheel-check: PASS $(basename "$wheel"): pip install, pyro --version, tools/list ($(echo "$tools_json" | tr ',' '\n' | wc -l) tools), pyro-agent beside pyro, uvx --from"

@@ -32,32 +32,40 @@ type Check = fn(usize, &Value, &Path) -> Result<(), String>;
 struct Recipe {
     name: &'static str,
     doc: &'static str,
+    /// How many tool calls the recipe makes: a doc that loses or gains a
+    /// step fails here until this is updated with it.
+    calls: usize,
     check: Check,
 }
 
 const RECIPES: [Recipe; 5] = [
     Recipe {
         name: "cold-start-validation",
+        calls: 8,
         doc: "cold-start-repo-validation.md",
         check: cold_start,
     },
     Recipe {
         name: "repro-fix-loop",
+        calls: 10,
         doc: "repro-fix-loop.md",
         check: repro_fix,
     },
     Recipe {
         name: "parallel-workspaces",
+        calls: 11,
         doc: "parallel-workspaces.md",
         check: parallel,
     },
     Recipe {
         name: "untrusted-inspection",
+        calls: 7,
         doc: "untrusted-inspection.md",
         check: untrusted,
     },
     Recipe {
         name: "review-eval",
+        calls: 14,
         doc: "review-eval-workflows.md",
         check: review_eval,
     },
@@ -244,8 +252,14 @@ fn project_files(doc: &str) -> Result<Vec<(String, String)>, String> {
 fn calls(doc: &str) -> Result<Vec<(String, Value)>, String> {
     let mut out = Vec::new();
     for (_, lang, body) in fenced(section(doc, "What the agent does")?) {
-        if lang != "json" {
-            continue;
+        match lang.as_str() {
+            "json" => {}
+            "text" | "sh" => continue,
+            other => {
+                return Err(format!(
+                    "a ```{other} block among the calls: tag calls `json`"
+                ));
+            }
         }
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
         let tool = v["tool"].as_str().ok_or("a call without `tool`")?;
@@ -303,6 +317,14 @@ async fn run(recipe: &Recipe, pyro: &Path, docs: &Path, verbose: bool) -> Result
         .map_err(|e| format!("{}: {e}", recipe.doc))?;
     let profile = profile(&doc)?;
     let calls = calls(&doc)?;
+    if calls.len() != recipe.calls {
+        return Err(format!(
+            "{} shows {} tool calls; the smoke pack expects {}",
+            recipe.doc,
+            calls.len(),
+            recipe.calls
+        ));
+    }
     let dir = tempfile::Builder::new()
         .prefix(&format!("pyro-smoke-{}-", recipe.name))
         .tempdir()
@@ -355,12 +377,14 @@ async fn run(recipe: &Recipe, pyro: &Path, docs: &Path, verbose: bool) -> Result
                 started.elapsed().as_secs_f64()
             );
         }
+        if let (Ok(r), "workspace_create") = (&result, tool.as_str()) {
+            created.push(r["workspace_id"].clone());
+        }
         let checked = result.and_then(|r| (recipe.check)(step, &r, &project).map(|()| r));
         match checked {
             Ok(r) => {
                 if tool == "workspace_create" {
                     let id = r["workspace_id"].clone();
-                    created.push(id.clone());
                     ids.insert("WORKSPACE_ID".to_owned(), id.clone());
                     if let Some(name) = args["name"].as_str() {
                         ids.insert(format!("{}_ID", name.to_uppercase()), id);
@@ -379,7 +403,7 @@ async fn run(recipe: &Recipe, pyro: &Path, docs: &Path, verbose: bool) -> Result
             }
         }
     }
-    // Whatever happened, leave no workspace behind.
+    // Whatever happened, leave no workspace behind, and check that none is.
     for id in created {
         let _ = call(
             &client,
@@ -388,8 +412,13 @@ async fn run(recipe: &Recipe, pyro: &Path, docs: &Path, verbose: bool) -> Result
         )
         .await;
     }
-    let _ = client.cancel().await;
-    outcome
+    let left = call(&client, "workspace_list", &serde_json::json!({})).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), client.cancel()).await;
+    match left {
+        Ok(l) if l["workspaces"].as_array().is_some_and(Vec::is_empty) => outcome,
+        Ok(l) => outcome.and(Err(format!("workspaces left behind: {}", l["workspaces"]))),
+        Err(e) => outcome.and(Err(e)),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

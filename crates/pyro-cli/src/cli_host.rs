@@ -8,13 +8,13 @@ pub const HOST_ABOUT: &str = "Connect a chat host (Claude Code, Codex, OpenCode)
 
 const HOST_EPILOG: &str = "\
 Each host's own configuration file gets one `pyro` server entry, in its own format; nothing else
-in the file changes. The first change keeps a copy at FILE.pyro-backup. `disconnect` removes only
-what `connect` added (byte for byte, when the file is untouched since).
+in the file changes, and FILE.pyro-backup keeps the file as it was before. `disconnect` removes
+only what `connect` added: the backup comes back byte for byte when the file is untouched since.
 
 Files (user scope / project scope):
   claude-code  ~/.claude.json                       ./.mcp.json
   codex        $CODEX_HOME/config.toml (~/.codex)   ./.codex/config.toml
-  opencode     ~/.config/opencode/opencode.json     ./opencode.json
+  opencode     $XDG_CONFIG_HOME/opencode/opencode.json (~/.config)   ./opencode.json
 
 Examples:
   pyro host print-config claude-code

@@ -17,10 +17,20 @@ pub fn run(paths: &Paths, cmd: HostCmd) -> (bool, Result<ExitCode, Failure>) {
     }
 }
 
+/// `pyro host print-config`, which reads and writes no state (answered
+/// before the sweep of leftovers).
+pub fn print_only(a: &crate::cli_host::HostArgs) -> ExitCode {
+    match print_config(&a.target, a.profile.into()) {
+        Ok(code) => code,
+        Err(f) => {
+            output::report(&f, a.target.json);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
 fn dirs() -> Result<HostDirs, Failure> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Failure::usage(format!("cannot read the working directory: {e}")))?;
-    Ok(HostDirs::from_env(cwd)?)
+    Ok(HostDirs::from_env()?)
 }
 
 fn print_config(t: &HostTarget, profile: pyro_mcp::Profile) -> Result<ExitCode, Failure> {

@@ -41,11 +41,13 @@ fn main() -> ExitCode {
     };
     // Docs tests check that every command line they show parses.
     if std::env::var_os("PYRO_CHECK_ARGS").is_some() {
+        output::err("pyro: the arguments parse; nothing was run (PYRO_CHECK_ARGS is set)");
         return ExitCode::SUCCESS;
     }
     match &cli.command {
         Cmd::Completions(a) => return cmd_host::completions(a),
         Cmd::Man => return cmd_host::man(),
+        Cmd::Host(cli::HostCmd::PrintConfig(a)) => return cmd_host::print_only(a),
         _ => {}
     }
     init_logging();

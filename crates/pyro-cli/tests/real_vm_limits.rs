@@ -61,12 +61,14 @@ fn real_vm_limits_hold_and_say_so() {
     let mut times: Vec<Duration> = (0..3).map(|_| exec_true(&home, &b)).collect();
     times.sort();
     let usual = times[1];
-    // B keeps answering while A runs a hog: within three times its usual
-    // exec (plus slack for a host with two cores running two guests).
+    // B keeps answering while A runs a hog: within four times its usual
+    // exec plus 10 s of slack (a host with two cores runs two guests and,
+    // in the suite, other tests beside them; a starved B takes its whole
+    // 30 s exec timeout or more).
     let b_answers = |what: &str| {
         let d = exec_true(&home, &b);
         assert!(
-            d <= usual * 3 + Duration::from_secs(3),
+            d <= usual * 4 + Duration::from_secs(10),
             "{what}: the other workspace took {d:?} to exec (usual {usual:?})"
         );
     };

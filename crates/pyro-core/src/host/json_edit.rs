@@ -93,6 +93,7 @@ impl Scanner<'_> {
             Some(b'{') => self.object(depth).map(|_| ()),
             Some(b'[') => {
                 self.i += 1;
+                let mut need_sep = false;
                 loop {
                     self.skip()?;
                     match self.peek() {
@@ -100,21 +101,36 @@ impl Scanner<'_> {
                             self.i += 1;
                             return Ok(());
                         }
-                        Some(b',') => self.i += 1,
-                        Some(_) => self.value(depth + 1)?,
+                        Some(b',') if need_sep => {
+                            self.i += 1;
+                            need_sep = false;
+                        }
                         None => return Err(self.err("an unterminated array")),
+                        Some(_) if need_sep => {
+                            return Err(self.err("a missing `,` between array items"));
+                        }
+                        Some(_) => {
+                            self.value(depth + 1)?;
+                            need_sep = true;
+                        }
                     }
                 }
             }
             Some(b'"') => self.string().map(|_| ()),
             Some(b) if b == b'-' || b.is_ascii_alphanumeric() => {
+                let start = self.i;
                 while self
                     .peek()
                     .is_some_and(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
                 {
                     self.i += 1;
                 }
-                Ok(())
+                // true, false, null or a number; nothing else is JSON.
+                let word = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                match serde_json::from_str::<serde_json::Value>(word) {
+                    Ok(v) if !v.is_string() => Ok(()),
+                    _ => Err(self.err("a word that is not true, false, null or a number")),
+                }
             }
             _ => Err(self.err("an unexpected character")),
         }
@@ -124,6 +140,7 @@ impl Scanner<'_> {
         let open = self.i;
         self.i += 1;
         let mut members = Vec::new();
+        let mut need_sep = false;
         loop {
             self.skip()?;
             match self.peek() {
@@ -136,7 +153,11 @@ impl Scanner<'_> {
                         members,
                     });
                 }
-                Some(b',') if !members.is_empty() => self.i += 1,
+                Some(b',') if need_sep => {
+                    self.i += 1;
+                    need_sep = false;
+                }
+                Some(_) if need_sep => return Err(self.err("a missing `,` between members")),
                 Some(b'"') => {
                     let start = self.i;
                     let key = self.string()?;
@@ -153,6 +174,7 @@ impl Scanner<'_> {
                         start,
                         value: v..self.i,
                     });
+                    need_sep = true;
                 }
                 None => return Err(self.err("an unterminated object")),
                 _ => return Err(self.err("an unexpected character in an object")),
@@ -169,7 +191,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn top(text: &str) -> Result<Object, ParseError> {
     let mut sc = Scanner {
         s: text.as_bytes(),
-        i: 0,
+        // A byte-order mark stays where it is.
+        i: if text.starts_with('\u{feff}') { 3 } else { 0 },
     };
     sc.skip()?;
     if sc.peek() != Some(b'{') {
@@ -243,7 +266,12 @@ fn indent_unit(text: &str) -> String {
     "  ".to_owned()
 }
 
-fn pretty(value: &serde_json::Value, unit: &str, level: usize) -> String {
+/// The line ending a document uses.
+fn newline(text: &str) -> &'static str {
+    if text.contains("\r\n") { "\r\n" } else { "\n" }
+}
+
+fn pretty(value: &serde_json::Value, unit: &str, level: usize, nl: &str) -> String {
     use serde::Serialize;
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(unit.as_bytes());
@@ -251,7 +279,7 @@ fn pretty(value: &serde_json::Value, unit: &str, level: usize) -> String {
     value.serialize(&mut ser).expect("a JSON value serializes");
     let text = String::from_utf8(out).expect("JSON is UTF-8");
     let pad = unit.repeat(level);
-    text.replace('\n', &format!("\n{pad}"))
+    text.replace('\n', &format!("{nl}{pad}"))
 }
 
 /// Sets `container.key` to `value`, creating `container` when absent.
@@ -263,10 +291,11 @@ pub fn upsert(
     value: &serde_json::Value,
 ) -> Result<(String, bool), ParseError> {
     let unit = indent_unit(text);
+    let nl = newline(text);
     let key_json = serde_json::to_string(key).expect("a string serializes");
     if text.trim().is_empty() {
         let doc = serde_json::json!({ container: { key: value } });
-        return Ok((format!("{}\n", pretty(&doc, &unit, 0)), true));
+        return Ok((format!("{}\n", pretty(&doc, &unit, 0, "\n")), true));
     }
     let root = top(text)?;
     let (obj, level, created) = match member(&root, container) {
@@ -279,12 +308,12 @@ pub fn upsert(
             let entry = format!(
                 "{}: {}",
                 serde_json::to_string(container).expect("a string serializes"),
-                pretty(&inner, &unit, 1)
+                pretty(&inner, &unit, 1, nl)
             );
             return Ok((insert_member(text, &root, &entry, &unit, 1), true));
         }
     };
-    let rendered = pretty(value, &unit, level);
+    let rendered = pretty(value, &unit, level, nl);
     if let Some(m) = member(&obj, key) {
         if serde_json::from_str::<serde_json::Value>(&text[m.value.clone()])
             .ok()
@@ -304,16 +333,17 @@ pub fn upsert(
 /// Appends `entry` (a `"key": value` text) as the last member of `obj`.
 fn insert_member(text: &str, obj: &Object, entry: &str, unit: &str, level: usize) -> String {
     let pad = unit.repeat(level);
+    let nl = newline(text);
     let mut out = text.to_owned();
     match obj.members.last() {
         Some(last) => {
-            out.insert_str(last.value.end, &format!(",\n{pad}{entry}"));
+            out.insert_str(last.value.end, &format!(",{nl}{pad}{entry}"));
         }
         None => {
             let close_pad = unit.repeat(level - 1);
             out.replace_range(
                 obj.open + 1..obj.close,
-                &format!("\n{pad}{entry}\n{close_pad}"),
+                &format!("{nl}{pad}{entry}{nl}{close_pad}"),
             );
         }
     }
@@ -423,6 +453,17 @@ mod tests {
     }
 
     #[test]
+    fn crlf_files_stay_crlf_and_a_bom_stays() {
+        let text = "\u{feff}{\r\n  \"a\": 1\r\n}\r\n";
+        let (out, created) = upsert(text, "mcp", "pyro", &json!({"x": [1]})).unwrap();
+        assert!(out.starts_with('\u{feff}'));
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        assert_eq!(remove(&out, "mcp", "pyro", created).unwrap().unwrap(), text);
+        // JSONC: trailing commas are fine.
+        check("{\"a\": [1, 2,], \"b\": {\"c\": null,},}").unwrap();
+    }
+
+    #[test]
     fn a_first_member_is_cut_with_its_comma() {
         let text = "{\"mcpServers\": {\"pyro\": {}, \"b\": 2}}";
         assert_eq!(
@@ -442,6 +483,11 @@ mod tests {
             "{} x",
             "{\"a\": \"x\n\"}",
             "{/* x",
+            "{\"a\": 1 \"b\": 2}",
+            "{\"a\": 1,, \"b\": 2}",
+            "{\"a\": [1 2]}",
+            "{\"a\": hello}",
+            "{, \"a\": 1}",
         ] {
             let e = upsert(bad, "mcpServers", "pyro", &json!({})).unwrap_err();
             assert!(e.contains("line"), "{bad}: {e}");

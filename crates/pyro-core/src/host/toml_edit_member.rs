@@ -7,8 +7,24 @@ use toml_edit::{DocumentMut, Item, Table};
 pub type ParseError = String;
 
 fn parse(text: &str) -> Result<DocumentMut, ParseError> {
-    text.parse::<DocumentMut>()
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .parse::<DocumentMut>()
         .map_err(|e| e.to_string().trim().to_owned())
+}
+
+/// `out` with `text`'s byte-order mark and line endings.
+fn like(text: &str, out: String) -> String {
+    let out = if text.contains("\r\n") {
+        out.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        out
+    };
+    if text.starts_with('\u{feff}') {
+        format!("\u{feff}{out}")
+    } else {
+        out
+    }
 }
 
 /// `container.key` as plain data (None when absent).
@@ -43,25 +59,35 @@ pub fn upsert(
         t.set_implicit(true);
         doc.insert(container, Item::Table(t));
     }
-    let Some(c) = doc.get_mut(container).and_then(Item::as_table_mut) else {
+    let inline = doc.get(container).is_some_and(Item::is_inline_table);
+    let Some(c) = doc.get_mut(container).and_then(Item::as_table_like_mut) else {
         return Err(format!("`{container}` is not a table"));
     };
-    let mut table = Table::new();
-    for (k, v) in entries {
-        table.insert(k, Item::Value(v.clone()));
-    }
-    match c.get_mut(key) {
-        Some(Item::Table(old)) => {
-            // Keep the table's place and any keys a user added by hand.
+    match c.get_mut(key).and_then(Item::as_table_like_mut) {
+        Some(old) => {
+            // Keep the entry's place, its form and any keys a user added
+            // by hand.
             for (k, v) in entries {
                 old.insert(k, Item::Value(v.clone()));
             }
         }
-        _ => {
+        None if inline => {
+            let mut t = toml_edit::InlineTable::new();
+            for (k, v) in entries {
+                t.insert(*k, v.clone());
+            }
+            c.insert(key, Item::Value(toml_edit::Value::InlineTable(t)));
+        }
+        None => {
+            let mut table = Table::new();
+            for (k, v) in entries {
+                table.insert(k, Item::Value(v.clone()));
+            }
             c.insert(key, Item::Table(table));
         }
     }
-    Ok((doc.to_string(), created))
+    // toml_edit writes new lines with `\n`; a CRLF file stays CRLF.
+    Ok((like(text, doc.to_string()), created))
 }
 
 /// Removes `[container.key]` (and `container` when that leaves it empty
@@ -82,7 +108,50 @@ pub fn remove(
     if c.is_empty() && drop_empty_container {
         doc.remove(container);
     }
-    Ok(Some(doc.to_string()))
+    Ok(Some(like(text, doc.to_string())))
+}
+
+#[cfg(test)]
+mod inline_tests {
+    use super::*;
+
+    #[test]
+    fn inline_tables_and_crlf_keep_their_form() {
+        let args: toml_edit::Array = ["mcp"].into_iter().collect();
+        let e = vec![
+            ("command", toml_edit::Value::from("/p")),
+            ("args", args.into()),
+        ];
+        let text = "mcp_servers = { docs = { command = \"d\" } }\n";
+        let (out, _) = upsert(text, "mcp_servers", "pyro", &e).unwrap();
+        assert!(
+            out.starts_with("mcp_servers = { docs = { command = \"d\" }")
+                && out.contains("pyro = { command = \"/p\", args = [\"mcp\"] }"),
+            "{out}"
+        );
+        let kept = "[mcp_servers]\npyro = { command = \"x\", env = { A = \"1\" } }\n";
+        let (out, _) = upsert(kept, "mcp_servers", "pyro", &e).unwrap();
+        assert!(
+            out.contains("env = { A = \"1\" }") && out.contains("\"/p\""),
+            "{out}"
+        );
+        let crlf = "model = \"o\"\r\n";
+        let (out, created) = upsert(crlf, "mcp_servers", "pyro", &e).unwrap();
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        let back = remove(&out, "mcp_servers", "pyro", created)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, crlf);
+        let bom = "\u{feff}model = \"o\"\n";
+        let (out, created) = upsert(bom, "mcp_servers", "pyro", &e).unwrap();
+        assert!(out.starts_with('\u{feff}'));
+        assert_eq!(
+            remove(&out, "mcp_servers", "pyro", created)
+                .unwrap()
+                .unwrap(),
+            bom
+        );
+    }
 }
 
 #[cfg(test)]
