@@ -110,7 +110,18 @@ impl<T: Entry> Iterator for Lines<T> {
             }
             let entry: T = match serde_json::from_slice(&self.buf) {
                 Ok(e) => e,
-                Err(_) => return Some(Err(hostile("a malformed listing line"))),
+                Err(e) => {
+                    // The line itself (bounded, escaped) is the evidence a
+                    // report needs; it is the guest's, so never shown raw.
+                    let shown: String = String::from_utf8_lossy(&self.buf)
+                        .chars()
+                        .take(200)
+                        .flat_map(char::escape_default)
+                        .collect();
+                    return Some(Err(hostile(&format!(
+                        "a malformed listing line ({e}): {shown}"
+                    ))));
+                }
             };
             if let Some(why) = entry.bad_path() {
                 return Some(Err(hostile(why)));
