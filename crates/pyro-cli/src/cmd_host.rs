@@ -12,7 +12,7 @@ use crate::output::{self, DIM, Failure};
 pub fn run(paths: &Paths, cmd: HostCmd) -> (bool, Result<ExitCode, Failure>) {
     match cmd {
         HostCmd::Connect(a) => (a.target.json, connect(paths, &a.target, a.profile.into())),
-        HostCmd::PrintConfig(a) => (a.target.json, print_config(&a.target, a.profile.into())),
+        HostCmd::PrintConfig(_) => unreachable!("answered before the sweep (print_only)"),
         HostCmd::Disconnect(t) => (t.json, disconnect(paths, &t)),
     }
 }

@@ -3,6 +3,7 @@
 //! is documented, and the architecture doc names every crate.
 
 mod common;
+mod mcp_support;
 
 use std::path::{Path, PathBuf};
 
@@ -270,43 +271,27 @@ fn links_in_the_docs_resolve() {
 /// The tools `pyro mcp serve --profile profile` lists, from the real
 /// server over stdio: names (sorted) and input schemas.
 fn served_tools(profile: &str) -> (Vec<String>, serde_json::Value) {
-    use std::io::{BufRead, Write};
     let home = common::Home::new();
-    let mut child = std::process::Command::new(common::pyro_bin())
-        .args(["mcp", "serve", "--profile", profile])
-        .env("PYRO_HOME", home.path())
-        .current_dir(home.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for msg in [
-        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "docs-test", "version": "1"}}}),
-        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    ] {
-        writeln!(stdin, "{msg}").unwrap();
-    }
-    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let tools = rt.block_on(async {
+        let client =
+            mcp_support::connect(&home, home.path(), &["--profile", profile], "host-compat").await;
+        let tools = client.list_all_tools().await.unwrap();
+        let _ = client.cancel().await;
+        tools
+    });
     let mut names = Vec::new();
     let mut schemas = serde_json::Map::new();
-    for line in reader.lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["id"] == 2 {
-            for t in v["result"]["tools"].as_array().unwrap() {
-                let name = t["name"].as_str().unwrap().to_owned();
-                schemas.insert(name.clone(), t["inputSchema"].clone());
-                names.push(name);
-            }
-            break;
-        }
+    for t in tools {
+        schemas.insert(
+            t.name.to_string(),
+            serde_json::Value::Object((*t.input_schema).clone()),
+        );
+        names.push(t.name.to_string());
     }
-    drop(stdin);
-    child.wait().unwrap();
     names.sort();
     (names, schemas.into())
 }
