@@ -28,7 +28,7 @@ pub fn guest() -> ExitCode {
         ));
         power_off();
     }
-    let params = match fs::read_to_string("/proc/cmdline")
+    let mut params = match fs::read_to_string("/proc/cmdline")
         .map_err(|e| format!("cannot read /proc/cmdline: {e}"))
         .and_then(|c| KernelParams::parse(&c))
     {
@@ -40,7 +40,34 @@ pub fn guest() -> ExitCode {
             power_off();
         }
     };
-    if let Err(e) = assemble_guest_root(&params.upper_device) {
+    if let Err(e) = mount_early() {
+        log::error(&format!("cannot mount the pseudo-filesystems: {e}"));
+        power_off();
+    }
+    if params.template {
+        // The snapshot is taken in this wait; a restored guest goes on
+        // from here with its own disk.
+        crate::template::warm_up(STAGING);
+        let (id, conn) = match crate::template::await_identity() {
+            Ok(handed) => handed,
+            Err(e) => {
+                log::error(&format!("template: {e}; powering off"));
+                power_off();
+            }
+        };
+        params.hostname = id.hostname.clone();
+        params.idle_seconds = id.idle_seconds;
+        let assembled = assemble_guest_root(&params.upper_device);
+        crate::template::answer(
+            conn,
+            &id,
+            assembled.as_ref().map(|_| ()).map_err(String::as_str),
+        );
+        if let Err(e) = assembled {
+            log::error(&format!("cannot assemble the root filesystem: {e}"));
+            power_off();
+        }
+    } else if let Err(e) = assemble_guest_root(&params.upper_device) {
         log::error(&format!("cannot assemble the root filesystem: {e}"));
         power_off();
     }
@@ -176,9 +203,8 @@ fn wait_for_namespace(child: Pid) -> ExitCode {
     }
 }
 
-/// Guest: lower layer = the read-only base image the kernel mounted as `/`,
-/// upper layer = `/dev/vdb`; pivot into the overlay.
-fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
+/// Guest, before the root: sysfs, devtmpfs and the staging tmpfs.
+fn mount_early() -> Result<(), String> {
     mount_fs("sysfs", "/sys", "sysfs", MsFlags::empty(), None)?;
     mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::empty(), None)?;
     mount_fs(
@@ -187,11 +213,19 @@ fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
         "tmpfs",
         MsFlags::empty(),
         Some("mode=0700"),
-    )?;
+    )
+}
+
+/// Guest: lower layer = the read-only base image the kernel mounted as `/`,
+/// upper layer = `/dev/vdb`; pivot into the overlay. The disk's cached
+/// blocks are dropped first: a restored template guest read the template's
+/// disk at boot (the partition scan), and this is another file now.
+fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
     let upper = format!("{STAGING}/upper");
     let newroot = format!("{STAGING}/root");
     mkdir(&upper)?;
     mkdir(&newroot)?;
+    flush_block_cache(upper_dev)?;
     // noinit_itable: no kernel thread zeroing inode tables of the fresh
     // sparse disk (they read as zeros already; under PVM that thread would
     // burn emulated kernel time).
@@ -218,6 +252,23 @@ fn assemble_guest_root(upper_dev: &str) -> Result<(), String> {
     )?;
     enter_root(Path::new(&newroot))?;
     mount_runtime_fs(true)
+}
+
+/// Drops the kernel's cached blocks of `dev` (`BLKFLSBUF`).
+fn flush_block_cache(dev: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    /// `BLKFLSBUF`: `_IO(0x12, 97)`.
+    const BLKFLSBUF: libc::c_ulong = 0x1261;
+    let f = fs::File::open(dev)
+        .map_err(|e| format!("opening {dev}: {e} (the per-VM writable disk is missing)"))?;
+    // SAFETY: BLKFLSBUF takes no argument; the descriptor is open.
+    if unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF, 0) } != 0 {
+        return Err(format!(
+            "dropping the cached blocks of {dev}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// Overlay features pinned off whatever the kernel's defaults: the host reads
@@ -406,6 +457,9 @@ struct KernelParams {
     upper_device: String,
     /// The guest's only DNS server (a networked guest).
     dns: Option<std::net::Ipv4Addr>,
+    /// A template guest: warm up, then wait for the host's handoff before
+    /// the root is assembled (see [`crate::template`]).
+    template: bool,
 }
 
 impl KernelParams {
@@ -417,6 +471,7 @@ impl KernelParams {
             idle_seconds: 0,
             upper_device: "/dev/vdb".into(),
             dns: None,
+            template: false,
         };
         let mut seen = std::collections::BTreeSet::new();
         for word in cmdline.split_whitespace() {
@@ -452,6 +507,17 @@ impl KernelParams {
                     p.dns = Some(value.parse().map_err(|_| {
                         format!("the kernel parameter pyro.dns={value} is not an IPv4 address")
                     })?);
+                }
+                "pyro.template" => {
+                    p.template = match value {
+                        "1" => true,
+                        "0" => false,
+                        _ => {
+                            return Err(format!(
+                                "the kernel parameter pyro.template={value} is not 0 or 1"
+                            ));
+                        }
+                    };
                 }
                 "pyro.upper" => {
                     if !value.starts_with("/dev/") || value.len() <= "/dev/".len() {
@@ -614,12 +680,14 @@ mod tests {
                 idle_seconds: 0,
                 upper_device: "/dev/vdb".into(),
                 dns: None,
+                template: false,
             }
         );
         let p = KernelParams::parse(
-            "pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc pyro.dns=198.18.0.1",
+            "pyro.hostname=ws1 pyro.idle=600 pyro.upper=/dev/vdc pyro.dns=198.18.0.1 pyro.template=1",
         )
         .unwrap();
+        assert!(p.template);
         assert_eq!((p.hostname.as_str(), p.idle_seconds), ("ws1", 600));
         assert_eq!(p.upper_device, "/dev/vdc");
         assert_eq!(p.dns, Some(std::net::Ipv4Addr::new(198, 18, 0, 1)));
@@ -636,6 +704,7 @@ mod tests {
             ("pyro.hostname=", "not a valid hostname"),
             ("pyro.upper=vdb", "not a /dev path"),
             ("pyro.dns=example.com", "not an IPv4 address"),
+            ("pyro.template=yes", "pyro.template=yes is not 0 or 1"),
             ("pyro.idel=5", "unknown kernel parameter pyro.idel=5"),
             ("pyro.idle", "pyro.idle has no value"),
             ("pyro.idle=5 pyro.idle=6", "pyro.idle is given twice"),

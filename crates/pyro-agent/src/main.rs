@@ -27,6 +27,7 @@ mod shells;
 mod spawn;
 mod stream;
 mod svclog;
+mod template;
 
 use pyro_agent::{patch, paths};
 

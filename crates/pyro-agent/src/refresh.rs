@@ -27,14 +27,8 @@ pub fn apply(
     set_idle: impl FnOnce(),
 ) -> Response {
     let started = Instant::now();
-    if entropy.len() != REFRESH_ENTROPY_BYTES {
-        return bad(format!(
-            "a refresh carries {REFRESH_ENTROPY_BYTES} bytes of entropy, not {}",
-            entropy.len()
-        ));
-    }
-    if !pyro_protocol::valid_hostname(hostname) {
-        return bad(format!("{hostname:?} is not a valid hostname"));
+    if let Err(e) = check(entropy, hostname) {
+        return bad(e);
     }
     let reseeded = match reseed(entropy) {
         Ok(()) => true,
@@ -67,13 +61,27 @@ pub fn apply(
     }
 }
 
+/// A refresh's entropy and hostname, checked before anything changes.
+pub(crate) fn check(entropy: &[u8], hostname: &str) -> Result<(), String> {
+    if entropy.len() != REFRESH_ENTROPY_BYTES {
+        return Err(format!(
+            "a refresh carries {REFRESH_ENTROPY_BYTES} bytes of entropy, not {}",
+            entropy.len()
+        ));
+    }
+    if !pyro_protocol::valid_hostname(hostname) {
+        return Err(format!("{hostname:?} is not a valid hostname"));
+    }
+    Ok(())
+}
+
 fn bad(msg: String) -> Response {
     Response::Error(AgentError::new(ErrorKind::BadRequest, msg))
 }
 
 /// Adds `entropy` to the input pool (credited), then forces the CRNG to
 /// reseed from it at once rather than at its next scheduled reseed.
-fn reseed(entropy: &[u8]) -> std::io::Result<()> {
+pub(crate) fn reseed(entropy: &[u8]) -> std::io::Result<()> {
     let f = File::options().write(true).open("/dev/urandom")?;
     // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
     let mut info = Vec::with_capacity(8 + entropy.len());
@@ -95,7 +103,7 @@ fn reseed(entropy: &[u8]) -> std::io::Result<()> {
 }
 
 /// Sets the wall clock; returns how far it moved, in milliseconds.
-fn step_clock(unix_time_ns: u64) -> nix::Result<i64> {
+pub(crate) fn step_clock(unix_time_ns: u64) -> nix::Result<i64> {
     use nix::sys::time::TimeSpec;
     use nix::time::{ClockId, clock_gettime, clock_settime};
     let before = clock_gettime(ClockId::CLOCK_REALTIME)?;

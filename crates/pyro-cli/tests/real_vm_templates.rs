@@ -103,23 +103,25 @@ fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
         "guest clock {guest_now}, host {host_now}"
     );
 
-    // A restored workspace keeps its files across stop and start (its disk
-    // changed, so the start is a cold boot of that disk, and says why).
+    // A restored workspace keeps its files across stop and start: its disk
+    // changed, so the start resumes the template's handoff snapshot with
+    // that disk (init mounts it only then), and says so.
     ok(&ws(
         &home,
         &["file", "write", &a, "kept.txt", "--text", "kept"],
     ));
     ok(&ws(&home, &["stop", &a]));
     let started = json(ok(&ws(&home, &["start", &a, "--json"])));
-    assert_eq!(started["boot_mode"], "cold", "{started}");
+    assert_eq!(started["boot_mode"], "restored", "{started}");
     assert!(
         started["boot_reason"]
             .as_str()
             .unwrap()
-            .contains("disk has changed"),
+            .contains("with its own disk"),
         "{started}"
     );
     assert_eq!(sh(&home, &a, "cat /workspace/kept.txt"), "kept");
+    assert_eq!(sh(&home, &a, "hostname"), format!("pyro-{a}"));
     // Reset to the baseline: the template again, the file gone.
     let reset = json(ok(&ws(&home, &["reset", &a, "--json"])));
     assert_eq!(reset["boot_mode"], "restored", "{reset}");

@@ -26,7 +26,7 @@ pub use limits::*;
 pub use messages::*;
 
 /// Version of this protocol. Host and agent refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// vsock port the guest agent listens on.
 pub const AGENT_PORT: u32 = 5000;
@@ -34,6 +34,11 @@ pub const AGENT_PORT: u32 = 5000;
 /// vsock port on the host side (CID 2) that the agent connects to once it is
 /// ready to serve; Firecracker forwards it to `<uds_path>_<port>`.
 pub const READY_PORT: u32 = 5001;
+
+/// vsock port a template guest's init listens on while it waits for its
+/// root filesystem: the snapshot is taken there, and after a restore the
+/// host sends [`Request::Refresh`] on it (see `docs/architecture.md`).
+pub const ROOT_PORT: u32 = 5002;
 
 /// Tasks (processes and threads) one command may have at once inside a
 /// guest: the agent's per-command cgroup caps them.

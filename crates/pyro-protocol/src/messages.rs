@@ -65,7 +65,10 @@ pub enum Request {
     /// this guest a machine of its own. The agent mixes `entropy` into the
     /// kernel's pool and forces a reseed, steps the clock to `unix_time_ns`,
     /// and sets the hostname (and the machine id derived from it) and the
-    /// idle deadline. Answered with [`Response::Refreshed`].
+    /// idle deadline. Answered with [`Response::Refreshed`]. A guest restored
+    /// with its own disk gets it on [`crate::ROOT_PORT`] instead, from its
+    /// init, which assembles the root on that disk before it answers; the
+    /// agent then greets on [`crate::READY_PORT`] as after a cold boot.
     Refresh {
         /// Random bytes from the host ([`REFRESH_ENTROPY_BYTES`] of them).
         entropy: Vec<u8>,

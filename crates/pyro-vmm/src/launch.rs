@@ -194,9 +194,8 @@ pub struct Booting {
     pub process: ProcessId,
     /// Its paths.
     pub paths: VmPaths,
-    /// The readiness listener (a cold boot's agent greets on it; a
-    /// restored agent greeted long ago).
-    ready: Option<UnixListener>,
+    /// The readiness listener the agent greets on.
+    ready: UnixListener,
 }
 
 /// Starts the VM. `on_spawn` learns the process identity as soon as it
@@ -251,17 +250,13 @@ pub async fn launch(
         let _ = std::fs::remove_file(stale);
     }
     touch(&paths.firecracker_log, spec.jail.as_ref())?;
-    let ready = match spec.restore {
-        Some(_) => None,
-        None => {
-            let ready = UnixListener::bind(&ready_path)
-                .map_err(|e| VmmError::io(format!("listening on {}", ready_path.display()), e))?;
-            if let Some(j) = &spec.jail {
-                chown(&ready_path, j)?;
-            }
-            Some(ready)
-        }
-    };
+    // A cold boot's agent greets here; so does a restored template guest's,
+    // once the host has handed it its disk.
+    let ready = UnixListener::bind(&ready_path)
+        .map_err(|e| VmmError::io(format!("listening on {}", ready_path.display()), e))?;
+    if let Some(j) = &spec.jail {
+        chown(&ready_path, j)?;
+    }
 
     // The console goes through a keeper that caps what is kept on the host.
     let (pipe, keeper) =
@@ -421,12 +416,7 @@ impl Booting {
     /// Waits for the agent's readiness push. On failure the process is
     /// killed and the error carries the reason and the console tail.
     pub async fn wait_ready(self, timeout: Duration) -> Result<Hello, VmmError> {
-        let Some(ready) = &self.ready else {
-            return Err(VmmError::io(
-                "waiting for the agent's greeting",
-                std::io::Error::other("a restored VM's agent does not greet again"),
-            ));
-        };
+        let ready = &self.ready;
         let reason = match await_greeting(ready, Some(self.process), timeout, POLL_VM).await {
             Ok(hello) => {
                 let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));

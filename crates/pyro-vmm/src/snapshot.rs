@@ -8,10 +8,15 @@ use serde_json::json;
 
 use crate::VmmError;
 use crate::api::ApiClient;
-use crate::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
+/// The VM state file a snapshot is written to in the jail (not the name a
+/// restore links its snapshot under, which the jail may already hold).
+pub const TAKEN_STATE: &str = "taken.vmstate";
+
+/// The memory file a snapshot is written to in the jail.
+pub const TAKEN_MEM: &str = "taken.mem";
 
 /// Pauses the VM and writes a full snapshot (VM state and all of guest
-/// memory) into its jail as [`SNAPSHOT_STATE`] and [`SNAPSHOT_MEM`]. The VM
+/// memory) into its jail as [`TAKEN_STATE`] and [`TAKEN_MEM`]. The VM
 /// stays paused: its disk is exactly what the memory expects until it is
 /// resumed or killed.
 pub async fn create_full(api: &ApiClient) -> Result<(), VmmError> {
@@ -20,8 +25,8 @@ pub async fn create_full(api: &ApiClient) -> Result<(), VmmError> {
         "/snapshot/create",
         &json!({
             "snapshot_type": "Full",
-            "snapshot_path": format!("/{SNAPSHOT_STATE}"),
-            "mem_file_path": format!("/{SNAPSHOT_MEM}"),
+            "snapshot_path": format!("/{TAKEN_STATE}"),
+            "mem_file_path": format!("/{TAKEN_MEM}"),
         }),
     )
     .await?;
@@ -88,14 +93,14 @@ mod tests {
     #[test]
     fn a_snapshot_file_leaves_the_jail_read_only() {
         let (t, jail) = jail();
-        std::fs::write(jail.join("root").join(SNAPSHOT_STATE), "state").unwrap();
+        std::fs::write(jail.join("root").join(TAKEN_STATE), "state").unwrap();
         let dest = t.path().join("out");
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        assert_eq!(collect(&jail, SNAPSHOT_STATE, me, &dest).unwrap(), 5);
+        assert_eq!(collect(&jail, TAKEN_STATE, me, &dest).unwrap(), 5);
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "state");
         assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o444);
-        assert!(!jail.join("root").join(SNAPSHOT_STATE).exists());
+        assert!(!jail.join("root").join(TAKEN_STATE).exists());
     }
 
     #[test]
@@ -103,17 +108,17 @@ mod tests {
         let (t, jail) = jail();
         let host = t.path().join("host-file");
         std::fs::write(&host, "host").unwrap();
-        std::os::unix::fs::symlink(&host, jail.join("root").join(SNAPSHOT_MEM)).unwrap();
+        std::os::unix::fs::symlink(&host, jail.join("root").join(TAKEN_MEM)).unwrap();
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        assert!(collect(&jail, SNAPSHOT_MEM, me, &t.path().join("a")).is_err());
+        assert!(collect(&jail, TAKEN_MEM, me, &t.path().join("a")).is_err());
         // A hard link to a host file (two links).
-        std::fs::remove_file(jail.join("root").join(SNAPSHOT_MEM)).unwrap();
-        std::fs::hard_link(&host, jail.join("root").join(SNAPSHOT_MEM)).unwrap();
-        let e = collect(&jail, SNAPSHOT_MEM, me, &t.path().join("b")).unwrap_err();
+        std::fs::remove_file(jail.join("root").join(TAKEN_MEM)).unwrap();
+        std::fs::hard_link(&host, jail.join("root").join(TAKEN_MEM)).unwrap();
+        let e = collect(&jail, TAKEN_MEM, me, &t.path().join("b")).unwrap_err();
         assert!(e.to_string().contains("2 links"), "{e}");
         // Another uid's file.
-        let e = collect(&jail, SNAPSHOT_MEM, me + 1, &t.path().join("c")).unwrap_err();
+        let e = collect(&jail, TAKEN_MEM, me + 1, &t.path().join("c")).unwrap_err();
         assert!(e.to_string().contains("belongs to uid"), "{e}");
         assert_eq!(std::fs::read_to_string(&host).unwrap(), "host");
     }

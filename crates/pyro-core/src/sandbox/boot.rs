@@ -8,7 +8,7 @@ impl Sandbox {
         &mut self,
         spec: &SandboxSpec<'_>,
     ) -> Result<Hello, CoreError> {
-        let booting = self.launch_firecracker(spec, None).await?;
+        let booting = self.launch_firecracker(spec, None, false).await?;
         if let Some(net) = &spec.network {
             self.start_network_daemon(&net.policy).await?;
         }
@@ -16,11 +16,12 @@ impl Sandbox {
     }
 
     /// Starts Firecracker (jailed when root) and configures it: a kernel to
-    /// boot, or a snapshot to resume.
+    /// boot (a template guest's, with `template`), or a snapshot to resume.
     pub(super) async fn launch_firecracker(
         &mut self,
         spec: &SandboxSpec<'_>,
         restore: Option<pyro_vmm::launch::RestoreSpec>,
+        template: bool,
     ) -> Result<pyro_vmm::launch::Booting, CoreError> {
         use pyro_vmm::binaries::{FIRECRACKER, JAILER, locate_one};
         let cache = self.paths.cache().clone();
@@ -52,6 +53,9 @@ impl Sandbox {
             format!("pyro.idle={}", spec.idle_seconds),
             format!("pyro.hostname={}", spec.hostname),
         ];
+        if template {
+            extra.push("pyro.template=1".into());
+        }
         let network = match spec
             .network
             .as_ref()

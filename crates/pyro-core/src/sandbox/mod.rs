@@ -30,13 +30,14 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+mod handoff;
 mod network;
 mod restore;
+pub(crate) use restore::refresh_request;
 
 use boot::*;
 pub use network::{NetRecord, NetworkSpec, RelayRecord};
 pub(crate) use network::{stop_relays_for, sweep_networks};
-pub(crate) use restore::refresh_request;
 pub use restore::{BootInfo, BootMode, BootPref, COLD_BOOT_ASKED, ProgressRef};
 
 /// First uid/gid handed to jailed Firecracker processes (one per VM).
@@ -193,6 +194,9 @@ pub struct Sandbox {
     torn_down: bool,
     /// Outlives this handle (a workspace's VM): never torn down on drop.
     keep: bool,
+    /// A restore copied the template's disk in (a failed restore removes
+    /// it; it never removes a disk the guest brought).
+    copied_upper: bool,
 }
 
 impl Sandbox {
@@ -243,6 +247,7 @@ impl Sandbox {
             refresh_us: None,
             torn_down: false,
             keep: false,
+            copied_upper: false,
         };
         // A restore brings its own disk; a cold boot makes one (see
         // `ensure_upper`) when there is none.
@@ -336,6 +341,7 @@ impl Sandbox {
             refresh_us: None,
             torn_down: false,
             keep: true,
+            copied_upper: false,
         })
     }
 

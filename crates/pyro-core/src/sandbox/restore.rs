@@ -94,12 +94,12 @@ pub(crate) fn refresh_request(hostname: &str, idle_seconds: u64) -> Request {
 /// takes about 0.2 s on a PVM host).
 const REFRESH_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a restored agent may take to answer its refresh.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why a networked guest boots cold.
 pub const NETWORKED_BOOTS_COLD: &str =
     "a guest with a network interface boots cold (templates are built without one)";
-
-/// How long a restored agent may take to answer its refresh.
-const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Sandbox {
     /// Boots per `spec.boot`: restored from a template when asked and
@@ -216,51 +216,80 @@ impl Sandbox {
             }
         };
         phase("template checked");
+        // A guest with a disk of its own (a stopped workspace, a snapshot's
+        // copy, a fork) resumes the template's handoff snapshot: its init
+        // mounts the disk only then. A new guest gets its own copy of the
+        // template's disk (shared extents where the filesystem can) and
+        // resumes the fresh snapshot, taken with that disk mounted.
         let upper = self.upper_path(spec);
         let (src, dst) = (t.upper(), upper.clone());
-        crate::blocking(move || {
-            // The template's disk as the memory expects it, as this guest's
-            // own copy (shared extents where the filesystem can).
-            let tmp = dst.with_extension("restoring");
-            pyro_vmm::disk::sparse_copy(&src, &tmp)?;
-            std::fs::rename(&tmp, &dst).map_err(|e| CoreError::io("installing the disk", e))
+        let want = shape.disk_mib << 20;
+        let own = crate::blocking(move || match std::fs::symlink_metadata(&dst) {
+            Ok(m) if m.is_file() && m.len() == want => Ok(Ok(true)),
+            Ok(m) => Ok(Err(format!(
+                "its disk is {} bytes, not the {want} of the template's shape",
+                m.len()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tmp = dst.with_extension("restoring");
+                pyro_vmm::disk::sparse_copy(&src, &tmp)?;
+                std::fs::rename(&tmp, &dst).map_err(|e| CoreError::io("installing the disk", e))?;
+                Ok(Ok(false))
+            }
+            Err(e) => Err(CoreError::io(format!("reading {}", dst.display()), e)),
         })
         .await
-        .map_err(|e| format!("copying the template's disk: {}", first_line(e)))?;
-        phase("disk copied");
-        let restore = pyro_vmm::launch::RestoreSpec {
-            vmstate: t.vmstate(),
-            mem: t.mem(),
-        };
-        let launched = self.launch_firecracker(spec, Some(restore)).await;
-        drop(using);
-        if let Err(e) = launched {
-            // Firecracker refusing the snapshot (a host that changed under
-            // it) would refuse it every time: the template goes, and the
-            // next use builds a new one.
-            if matches!(&e, CoreError::Vmm(pyro_vmm::VmmError::Boot { reason, .. }) if reason.contains("/snapshot/load"))
-            {
-                let (p, n) = (self.paths.clone(), t.name.clone());
-                let _ = crate::blocking(move || template::remove(&p, &n)).await;
+        .map_err(|e| format!("preparing the disk: {}", first_line(e)))??;
+        self.copied_upper = !own;
+        phase("disk ready");
+        let restore = if own {
+            pyro_vmm::launch::RestoreSpec {
+                vmstate: t.handoff_vmstate(),
+                mem: t.handoff_mem(),
             }
-            return Err(format!(
-                "restoring the template {} failed: {}",
-                t.name,
-                first_line(e)
-            ));
-        }
+        } else {
+            pyro_vmm::launch::RestoreSpec {
+                vmstate: t.vmstate(),
+                mem: t.mem(),
+            }
+        };
+        let launched = self.launch_firecracker(spec, Some(restore), false).await;
+        drop(using);
+        let booting = match launched {
+            Ok(b) => b,
+            Err(e) => {
+                // Firecracker refusing the snapshot (a host that changed
+                // under it) would refuse it every time: the template goes,
+                // and the next use builds a new one.
+                if matches!(&e, CoreError::Vmm(pyro_vmm::VmmError::Boot { reason, .. }) if reason.contains("/snapshot/load"))
+                {
+                    let (p, n) = (self.paths.clone(), t.name.clone());
+                    let _ = crate::blocking(move || template::remove(&p, &n)).await;
+                }
+                return Err(format!(
+                    "restoring the template {} failed: {}",
+                    t.name,
+                    first_line(e)
+                ));
+            }
+        };
         phase("loaded and resumed");
-        let hello = self
-            .refresh(spec)
-            .await
-            .map_err(|e| format!("the restored guest did not answer: {}", first_line(e)))?;
-        phase("refreshed");
+        let hello = if own {
+            self.hand_over(spec, booting).await
+        } else {
+            // Its agent greeted before the snapshot; it answers a refresh.
+            drop(booting);
+            self.refresh(spec).await
+        }
+        .map_err(|e| format!("the restored guest did not answer: {}", first_line(e)))?;
+        phase("identity set");
         let built = if fresh { ", built just now" } else { "" };
+        let how = if own { "with its own disk, " } else { "" };
         Ok((
             hello,
             BootInfo {
                 boot_mode: BootMode::Restored,
-                boot_reason: format!("restored from the template {}{built}", t.name),
+                boot_reason: format!("restored {how}from the template {}{built}", t.name),
             },
         ))
     }
@@ -333,8 +362,8 @@ impl Sandbox {
     }
 
     /// After a failed restore: the process, its jail and cgroups go, and
-    /// the disk copied from the template goes (a cold boot starts from a
-    /// new disk).
+    /// a disk copied from the template goes (a cold boot starts from a new
+    /// disk); the guest's own disk stays.
     async fn clear_failed_restore(&mut self, spec: &SandboxSpec<'_>) -> Result<(), CoreError> {
         if self.record.process.is_some() {
             // The evidence, for `PYRO_LOG=warn` (the default) on stderr.
@@ -344,15 +373,19 @@ impl Sandbox {
                 self.console_tail()
             );
         }
-        let (paths, record, upper) = (
+        let (paths, record, upper, copied) = (
             self.paths.clone(),
             self.record.clone(),
             self.upper_path(spec),
+            std::mem::take(&mut self.copied_upper),
         );
         crate::blocking(move || {
             // What went wrong is already in the reason; leftovers that will
             // not go are the next teardown's to report.
             let _ = stop_vm(&paths, &record);
+            if !copied {
+                return Ok(());
+            }
             match std::fs::remove_file(&upper) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,16 +1,22 @@
-//! Building a template: boot a guest cold, warm it up with the work agents
-//! do first, pause it, snapshot it, and keep the snapshot with its disk.
+//! Building a template: boot a guest cold as a template guest (its init
+//! warms the page cache with the work agents do first, then waits for its
+//! disk), snapshot it there, and keep the snapshot with the empty disk it
+//! was booted with (the disk every new guest of the template starts from).
 
 use std::time::Duration;
 
 use pyro_env::{Installed, Progress};
-use pyro_protocol::{Command, ExecRequest, Request};
 use tokio::time::Instant;
 
-use super::{FORMAT_VERSION, Meta, Shape, Template, lookup, name, root, sources};
+use super::{
+    FORMAT_VERSION, HANDOFF_MEM, HANDOFF_STATE, Meta, Shape, Template, lookup, name, root, sources,
+};
 use crate::records::Owner;
 use crate::sandbox::{BootPref, Discard, ProgressRef, Sandbox, SandboxSpec};
 use crate::{BackendKind, CoreError, Paths, now_unix};
+use pyro_protocol::{Command, ExecRequest, Request};
+use pyro_vmm::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
+use pyro_vmm::snapshot::{TAKEN_MEM, TAKEN_STATE};
 
 /// Commands run in a template guest before the snapshot, so restored
 /// guests start with their code and data in the page cache: the exec path,
@@ -90,7 +96,7 @@ pub async fn build(
         }
         let _ = std::fs::remove_dir_all(&w2);
     };
-    let (vmstate_bytes, mem_bytes, upper_bytes, vmstate_sha256) = match built {
+    let built = match built {
         Ok(b) => b,
         Err(e) => {
             crate::blocking(move || {
@@ -107,10 +113,13 @@ pub async fn build(
         environment_version: env.version.to_owned(),
         shape,
         sources: wanted,
-        vmstate_sha256,
-        vmstate_bytes,
-        mem_bytes,
-        upper_bytes,
+        vmstate_sha256: built.fresh.state_sha256,
+        vmstate_bytes: built.fresh.state_bytes,
+        mem_bytes: built.fresh.mem_bytes,
+        upper_bytes: built.upper_bytes,
+        handoff_vmstate_sha256: built.handoff.state_sha256,
+        handoff_vmstate_bytes: built.handoff.state_bytes,
+        handoff_mem_bytes: built.handoff.mem_bytes,
         built_at: now_unix(),
         build_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
@@ -148,8 +157,27 @@ pub async fn build(
     Ok(Template { dir, name, meta })
 }
 
-/// Boots, warms up and snapshots a template guest into `staging`; returns
-/// the sizes of the VM state, memory and disk files.
+/// What a build leaves in its staging directory.
+struct Built {
+    /// The fresh snapshot (taken with the template's disk mounted).
+    fresh: Snapshot,
+    /// The handoff snapshot (init waiting for its disk).
+    handoff: Snapshot,
+    /// Size of the disk.
+    upper_bytes: u64,
+}
+
+/// One snapshot's files.
+struct Snapshot {
+    state_bytes: u64,
+    mem_bytes: u64,
+    state_sha256: String,
+}
+
+/// Boots a template guest into its handoff wait and snapshots it there;
+/// resumes that snapshot with the template's empty disk (so every build
+/// proves the handoff path), warms it up through the exec path and
+/// snapshots it again. Both snapshots and the disk go into `staging`.
 async fn build_in(
     paths: &Paths,
     env: &Installed,
@@ -158,7 +186,7 @@ async fn build_in(
     staging: &std::path::Path,
     work: &std::path::Path,
     progress: &dyn Progress,
-) -> Result<(u64, u64, u64, String), CoreError> {
+) -> Result<Built, CoreError> {
     // The disk is made beside the jails (it is hard-linked into one) and
     // moved into the cache at the end.
     let upper = work.join("upper.ext4");
@@ -181,10 +209,27 @@ async fn build_in(
         network: None,
     };
     progress.step(&format!(
-        "building the {} template ({} vCPU, {} MiB): a cold boot",
+        "building the {} template ({} vCPU, {} MiB): a cold boot and a warm-up",
         env.name, shape.vcpu_count, shape.mem_mib
     ));
-    let sandbox = Sandbox::start(paths, &spec).await?;
+    let mut waiting = Sandbox::create(paths, &spec).await?;
+    waiting.boot_template(&spec).await?;
+    progress.step("taking the handoff snapshot");
+    let handoff = snapshot_into(&waiting, shape, staging, HANDOFF_STATE, HANDOFF_MEM).await;
+    waiting.close().await?;
+    let handoff = handoff?;
+
+    progress.step("resuming it with the template's disk");
+    let mut sandbox = Sandbox::create(paths, &spec).await?;
+    sandbox
+        .resume_waiting(
+            &spec,
+            pyro_vmm::launch::RestoreSpec {
+                vmstate: staging.join(HANDOFF_STATE),
+                mem: staging.join(HANDOFF_MEM),
+            },
+        )
+        .await?;
     progress.step("warming the template up");
     for script in WARM_UP {
         let req = ExecRequest {
@@ -209,8 +254,8 @@ async fn build_in(
             )));
         }
     }
-    // A refresh as every restore will make (its code paths resident, and
-    // /etc/machine-id already copied up into the disk), then a flush.
+    // A refresh as every restore of the fresh snapshot will make (its code
+    // paths resident), then a flush.
     sandbox
         .call(
             crate::sandbox::refresh_request("pyro-template", 0),
@@ -221,6 +266,45 @@ async fn build_in(
         .call(Request::Sync, Duration::from_secs(120))
         .await?;
     progress.step("taking the template snapshot");
+    let fresh = snapshot_into(&sandbox, shape, staging, SNAPSHOT_STATE, SNAPSHOT_MEM).await;
+    sandbox.close().await?;
+    let fresh = fresh?;
+    let (u, dest) = (upper.clone(), staging.join("upper.ext4"));
+    let upper_bytes = crate::blocking(move || {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::rename(&u, &dest) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                pyro_vmm::disk::sparse_copy(&u, &dest)?;
+            }
+            Err(e) => return Err(CoreError::io("moving the template disk", e)),
+        }
+        let u = dest;
+        std::os::unix::fs::chown(&u, Some(0), Some(0))
+            .and_then(|()| std::fs::set_permissions(&u, std::fs::Permissions::from_mode(0o444)))
+            .and_then(|()| std::fs::File::open(&u).and_then(|f| f.sync_all()))
+            .and_then(|()| std::fs::symlink_metadata(&u))
+            .map(|m| m.len())
+            .map_err(|e| CoreError::io("making the template disk read-only", e))
+    })
+    .await?;
+    Ok(Built {
+        fresh,
+        handoff,
+        upper_bytes,
+    })
+}
+
+/// Pauses the sandbox's guest, snapshots it, kills its Firecracker and
+/// takes the two files out of the jail into `staging` as `state_name` and
+/// `mem_name` (checked, flushed, the state hashed).
+async fn snapshot_into(
+    sandbox: &Sandbox,
+    shape: Shape,
+    staging: &std::path::Path,
+    state_name: &'static str,
+    mem_name: &'static str,
+) -> Result<Snapshot, CoreError> {
     let rec = sandbox.record().clone();
     let (Some(fc), Some(uid)) = (rec.firecracker.clone(), rec.jail_uid) else {
         return Err(CoreError::invalid(
@@ -250,53 +334,32 @@ async fn build_in(
     }
     let staged = staging.to_owned();
     let want_mem = u64::from(shape.mem_mib) << 20;
-    let sizes = crate::blocking(move || {
-        use pyro_vmm::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
-        let state =
-            pyro_vmm::snapshot::collect(&jail, SNAPSHOT_STATE, uid, &staged.join(SNAPSHOT_STATE))?;
+    crate::blocking(move || {
+        let state = pyro_vmm::snapshot::collect(&jail, TAKEN_STATE, uid, &staged.join(state_name))?;
         if state > MAX_VMSTATE_BYTES {
             return Err(CoreError::TooLarge(format!(
                 "the template guest's VM state is {state} bytes, over {MAX_VMSTATE_BYTES}"
             )));
         }
-        let mem =
-            pyro_vmm::snapshot::collect(&jail, SNAPSHOT_MEM, uid, &staged.join(SNAPSHOT_MEM))?;
+        let mem = pyro_vmm::snapshot::collect(&jail, TAKEN_MEM, uid, &staged.join(mem_name))?;
         if mem != want_mem {
             return Err(CoreError::Transport(format!(
                 "the template guest's memory file is {mem} bytes, not the {want_mem} of its shape"
             )));
         }
         // On disk before the template is installed.
-        for f in [SNAPSHOT_STATE, SNAPSHOT_MEM] {
+        for f in [state_name, mem_name] {
             std::fs::File::open(staged.join(f))
                 .and_then(|h| h.sync_all())
                 .map_err(|e| CoreError::io(format!("flushing {f}"), e))?;
         }
-        let hash = pyro_vmm::sha256_file(&staged.join(SNAPSHOT_STATE))
+        let hash = pyro_vmm::sha256_file(&staged.join(state_name))
             .map_err(|e| CoreError::io("hashing the VM state", e))?;
-        Ok::<_, CoreError>((state, mem, hash))
+        Ok(Snapshot {
+            state_bytes: state,
+            mem_bytes: mem,
+            state_sha256: hash,
+        })
     })
-    .await;
-    sandbox.close().await?;
-    let (state, mem, hash) = sizes?;
-    let (u, dest) = (upper.clone(), staging.join("upper.ext4"));
-    let upper_bytes = crate::blocking(move || {
-        use std::os::unix::fs::PermissionsExt;
-        match std::fs::rename(&u, &dest) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                pyro_vmm::disk::sparse_copy(&u, &dest)?;
-            }
-            Err(e) => return Err(CoreError::io("moving the template disk", e)),
-        }
-        let u = dest;
-        std::os::unix::fs::chown(&u, Some(0), Some(0))
-            .and_then(|()| std::fs::set_permissions(&u, std::fs::Permissions::from_mode(0o444)))
-            .and_then(|()| std::fs::File::open(&u).and_then(|f| f.sync_all()))
-            .and_then(|()| std::fs::symlink_metadata(&u))
-            .map(|m| m.len())
-            .map_err(|e| CoreError::io("making the template disk read-only", e))
-    })
-    .await?;
-    Ok((state, mem, upper_bytes, hash))
+    .await
 }

@@ -30,7 +30,7 @@ use crate::{CoreError, Paths};
 pub use build::build;
 
 /// Version of the template layout; another version is stale.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Machine shape a template serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +95,12 @@ pub struct Meta {
     pub mem_bytes: u64,
     /// Size of `upper.ext4`.
     pub upper_bytes: u64,
+    /// SHA-256 of `handoff.vmstate`.
+    pub handoff_vmstate_sha256: String,
+    /// Size of `handoff.vmstate`.
+    pub handoff_vmstate_bytes: u64,
+    /// Size of `handoff.mem`.
+    pub handoff_mem_bytes: u64,
     /// When it was built (Unix seconds).
     pub built_at: f64,
     /// How long the build took.
@@ -125,7 +131,22 @@ impl Template {
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper.ext4")
     }
+    /// The handoff snapshot's VM state (init waiting for its disk).
+    pub fn handoff_vmstate(&self) -> PathBuf {
+        self.dir.join(HANDOFF_STATE)
+    }
+    /// The handoff snapshot's memory.
+    pub fn handoff_mem(&self) -> PathBuf {
+        self.dir.join(HANDOFF_MEM)
+    }
 }
+
+/// The handoff snapshot's VM state file: taken while the template guest's
+/// init waits for its disk, resumed by every guest that brings its own.
+pub const HANDOFF_STATE: &str = "handoff.vmstate";
+
+/// The handoff snapshot's memory file.
+pub const HANDOFF_MEM: &str = "handoff.mem";
 
 /// Where templates live.
 pub fn root(paths: &Paths) -> PathBuf {
@@ -250,6 +271,8 @@ fn check(
         (t.vmstate(), t.meta.vmstate_bytes),
         (t.mem(), t.meta.mem_bytes),
         (t.upper(), t.meta.upper_bytes),
+        (t.handoff_vmstate(), t.meta.handoff_vmstate_bytes),
+        (t.handoff_mem(), t.meta.handoff_mem_bytes),
     ] {
         let file = path
             .file_name()
@@ -272,14 +295,24 @@ fn check(
             }
         }
     }
-    match pyro_vmm::sha256_file(&t.vmstate()) {
-        Ok(h) if h == t.meta.vmstate_sha256 => Ok(t),
-        _ => Err(Unusable::Damaged(format!(
-            "the template file {} of {} does not match its checksum",
-            pyro_vmm::launch::SNAPSHOT_STATE,
-            t.name
-        ))),
+    for (path, want) in [
+        (t.vmstate(), &t.meta.vmstate_sha256),
+        (t.handoff_vmstate(), &t.meta.handoff_vmstate_sha256),
+    ] {
+        match pyro_vmm::sha256_file(&path) {
+            Ok(h) if &h == want => {}
+            _ => {
+                return Err(Unusable::Damaged(format!(
+                    "the template file {} of {} does not match its checksum",
+                    path.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    t.name
+                )));
+            }
+        }
     }
+    Ok(t)
 }
 
 /// Which source differs, in words.
@@ -472,6 +505,8 @@ mod tests {
         std::fs::write(dir.join("snap.vmstate"), "state").unwrap();
         std::fs::write(dir.join("snap.mem"), vec![0u8; 4096]).unwrap();
         std::fs::write(dir.join("upper.ext4"), vec![1u8; 1024]).unwrap();
+        std::fs::write(dir.join(HANDOFF_STATE), "waiting").unwrap();
+        std::fs::write(dir.join(HANDOFF_MEM), vec![0u8; 4096]).unwrap();
         let meta = Meta {
             format_version: FORMAT_VERSION,
             environment: "debian:12".into(),
@@ -482,6 +517,9 @@ mod tests {
             vmstate_bytes: 5,
             mem_bytes: 4096,
             upper_bytes: 1024,
+            handoff_vmstate_sha256: pyro_vmm::sha256_file(&dir.join(HANDOFF_STATE)).unwrap(),
+            handoff_vmstate_bytes: 7,
+            handoff_mem_bytes: 4096,
             built_at: 0.0,
             build_ms: 0,
         };
@@ -535,6 +573,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         std::fs::write(dir.join("snap.vmstate"), "state").unwrap();
+        std::fs::write(dir.join(HANDOFF_STATE), "WAITING").unwrap();
+        match checked(&dir, &sources()) {
+            Err(Unusable::Damaged(why)) => {
+                assert!(
+                    why.contains("handoff.vmstate") && why.contains("checksum"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.join(HANDOFF_STATE), "waiting").unwrap();
+        std::fs::remove_file(dir.join(HANDOFF_MEM)).unwrap();
+        match checked(&dir, &sources()) {
+            Err(Unusable::Damaged(why)) => assert!(why.contains("handoff.mem"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.join(HANDOFF_MEM), vec![0u8; 4096]).unwrap();
         std::fs::write(dir.join("snap.mem"), vec![0u8; 100]).unwrap();
         match checked(&dir, &sources()) {
             Err(Unusable::Damaged(why)) => assert!(why.contains("100 bytes"), "{why}"),

@@ -290,11 +290,7 @@ impl Workspaces {
         })
         .await?;
         let mut sandbox = self
-            .boot(
-                env,
-                rec,
-                &Boot::cold("a fork boots a copy of its parent's disk"),
-            )
+            .boot(env, rec, &Boot::template(false, &pyro_env::NoProgress))
             .await?;
         rec.vm_id = Some(sandbox.id().to_owned());
         record::save(&self.paths, rec)?;

@@ -443,21 +443,13 @@ impl Workspaces {
         }
         rec.vm_id = None;
         // The baseline made again from the template and the seed, where it
-        // can be; otherwise the snapshot's disk, booted cold.
-        let replay = match (snapshot == BASELINE, self.why_not_replay(rec)) {
-            _ if cold_boot => Err(crate::sandbox::COLD_BOOT_ASKED.to_owned()),
-            (true, None) => Ok(()),
-            (true, Some(why)) => Err(format!("the baseline is booted from its disk: {why}")),
-            (false, _) => Err(format!(
-                "a reset to the snapshot {snapshot} boots that snapshot's disk, which no \
-                 template's memory matches"
-            )),
-        };
+        // can be; otherwise the snapshot's disk (the template's handoff
+        // snapshot resumes with it).
+        let copy_disk = cold_boot || snapshot != BASELINE || self.why_not_replay(rec).is_some();
         let dir = self.dir(&rec.workspace_id);
         let upper = self.upper(rec);
         let backend = rec.backend;
         let source = source.to_owned();
-        let copy_disk = replay.is_err();
         if copy_disk {
             // The disk becomes the snapshot's copy: only the baseline's copy
             // is the baseline.
@@ -497,9 +489,11 @@ impl Workspaces {
         rec.command_count = 0;
         rec.last_command = None;
         rec.next_sequence = 1;
-        let mut sandbox = match replay {
-            Ok(()) => self.boot_baseline(env, rec, false, progress).await?,
-            Err(reason) => self.boot(env, rec, &Boot::cold(reason)).await?,
+        let mut sandbox = if copy_disk {
+            self.boot(env, rec, &Boot::template(cold_boot, progress))
+                .await?
+        } else {
+            self.boot_baseline(env, rec, false, progress).await?
         };
         rec.pristine = snapshot == BASELINE;
         let now = now_unix();
@@ -565,23 +559,13 @@ impl Workspaces {
         record::save(&self.paths, &rec)?;
         // A workspace nothing has reached since its baseline gets the
         // baseline made again (restored, or cold with --cold-boot); any other
-        // boots its own disk, cold.
-        let why_cold = if !rec.pristine {
-            Some(
-                "its disk has changed since its baseline, and a template's memory only resumes \
-                 with the disk it was taken with"
-                    .to_owned(),
-            )
+        // resumes the template's handoff snapshot with its own disk.
+        let replay = rec.pristine && self.why_not_replay(&rec).is_none();
+        let booted = if replay {
+            self.boot_baseline(env, &mut rec, cold_boot, progress).await
         } else {
-            self.why_not_replay(&rec)
-        };
-        let booted = match why_cold {
-            None => self.boot_baseline(env, &mut rec, cold_boot, progress).await,
-            Some(_) if cold_boot => {
-                let cold = Boot::cold(crate::sandbox::COLD_BOOT_ASKED);
-                self.boot(env, &mut rec, &cold).await
-            }
-            Some(reason) => self.boot(env, &mut rec, &Boot::cold(reason)).await,
+            self.boot(env, &mut rec, &Boot::template(cold_boot, progress))
+                .await
         };
         rec.operation = None;
         let mut sandbox = match booted {

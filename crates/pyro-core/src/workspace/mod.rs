@@ -149,14 +149,6 @@ struct Boot<'a> {
 }
 
 impl<'a> Boot<'a> {
-    fn cold(reason: impl Into<String>) -> Self {
-        Self {
-            timeout: None,
-            pref: BootPref::Cold(reason.into()),
-            progress: ProgressRef::default(),
-        }
-    }
-
     fn template(cold_boot: bool, progress: &'a dyn Progress) -> Self {
         Self {
             timeout: None,

@@ -1,0 +1,376 @@
+//! A template guest's first stage (kernel parameter `pyro.template=1`).
+//!
+//! Init warms the page cache with the commands most sessions start with,
+//! then waits on [`ROOT_PORT`] *before* it mounts the writable disk. The
+//! host snapshots the guest there. Every guest restored from that snapshot
+//! resumes in this wait with its own disk attached (a new one, a stopped
+//! workspace's, a snapshot's copy, a fork's), so the snapshot's memory never
+//! holds anything of a disk: one template serves every boot of its shape.
+//!
+//! The exchange on [`ROOT_PORT`], one connection at a time: init sends
+//! [`Response::Pong`] as soon as it accepts (so the host can tell a live
+//! connection from one the resume's vsock reset dropped), the host sends a
+//! [`Request::Refresh`] envelope, init applies its entropy and clock and
+//! returns it as an [`Identity`]. The answer goes back once the root is
+//! assembled ([`answer`]).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, VsockAddr, accept, bind, listen, setsockopt,
+    socket, sockopt,
+};
+use pyro_protocol::{
+    AgentError, Envelope, ErrorKind, FrameKind, PROTOCOL_VERSION, ROOT_PORT, Request, Response,
+    decode_frame, encode_frame,
+};
+
+use crate::log;
+
+/// What the host hands a restored template guest.
+#[derive(Debug)]
+pub struct Identity {
+    /// The guest's hostname.
+    pub hostname: String,
+    /// Idle deadline in seconds (0: none).
+    pub idle_seconds: u64,
+    /// Whether the random generator was reseeded from the host's entropy.
+    pub reseeded: bool,
+    /// How far the clock moved, milliseconds.
+    pub clock_step_ms: i64,
+    /// When the handoff arrived.
+    pub started: Instant,
+}
+
+/// Commands run before the snapshot so restored guests find their code and
+/// data in the page cache: the exec path, a login shell, git, Python.
+const WARM_UP: &[&str] = &[
+    "true",
+    "bash -lc 'echo warm' >/dev/null",
+    "git --version >/dev/null 2>&1 || true",
+    "ls -la /workspace >/dev/null; cat /etc/os-release >/dev/null",
+    "command -v python3 >/dev/null && python3 -c 'import json, os, subprocess' || true",
+];
+
+/// How long the whole warm-up may take (PVM emulates every page fault).
+const WARM_UP_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long a connection may stay silent before init drops it.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest handoff frame accepted (a refresh is a few hundred bytes).
+const MAX_HANDOFF_BYTES: usize = 64 << 10;
+
+/// Runs [`WARM_UP`] in a throwaway overlay of the base image (a private
+/// mount namespace, a tmpfs upper layer), so the base image's pages are
+/// cached while no disk of any guest is mounted. Failures only cost speed.
+pub fn warm_up(staging: &str) {
+    // SAFETY: PID 1 is single-threaded here; the child only mounts, forks
+    // and execs.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let code = match warm_child(staging) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error(&format!("template warm-up: {e}"));
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let until = Instant::now() + WARM_UP_LIMIT;
+            loop {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                        log::error("template warm-up: still running after 300 s; stopped");
+                        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(child, None);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
+    }
+}
+
+fn warm_child(staging: &str) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    let upper = format!("{staging}/warm");
+    let root = format!("{staging}/warm-root");
+    for d in [&upper, &root] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {d}: {e}"))?;
+    }
+    let m = |src: &str, dst: &str, fs: &str, flags: MsFlags, data: Option<&str>| {
+        mount(Some(src), dst, Some(fs), flags, data).map_err(|e| format!("mounting {dst}: {e}"))
+    };
+    m("tmpfs", &upper, "tmpfs", MsFlags::empty(), None)?;
+    for d in ["data", "work"] {
+        std::fs::create_dir(format!("{upper}/{d}")).map_err(|e| format!("creating {d}: {e}"))?;
+    }
+    let opts = format!("lowerdir=/,upperdir={upper}/data,workdir={upper}/work");
+    m("overlay", &root, "overlay", MsFlags::empty(), Some(&opts))?;
+    m(
+        "proc",
+        &format!("{root}/proc"),
+        "proc",
+        MsFlags::empty(),
+        None,
+    )?;
+    m("/dev", &format!("{root}/dev"), "", MsFlags::MS_BIND, None)?;
+    m(
+        "tmpfs",
+        &format!("{root}/tmp"),
+        "tmpfs",
+        MsFlags::empty(),
+        None,
+    )?;
+    nix::unistd::chroot(root.as_str()).map_err(|e| format!("chroot: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
+    for script in WARM_UP {
+        let status = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .envs(pyro_protocol::base_command_env())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("running `{script}`: {e}"))?;
+        if !status.success() {
+            log::error(&format!("template warm-up: `{script}` ended with {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// Listens on [`ROOT_PORT`] until the host hands this guest its identity;
+/// applies its entropy and clock and returns it with the connection to
+/// [`answer`] on. Bad requests are answered and the wait goes on.
+pub fn await_identity() -> Result<(Identity, OwnedFd), String> {
+    let listener = socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("vsock socket: {e}"))?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        &VsockAddr::new(libc::VMADDR_CID_ANY, ROOT_PORT),
+    )
+    .map_err(|e| format!("binding vsock port {ROOT_PORT}: {e}"))?;
+    listen(&listener, Backlog::new(4).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("listening on vsock port {ROOT_PORT}: {e}"))?;
+    log::info("template: waiting for the host");
+    loop {
+        let fd = match accept(std::os::fd::AsRawFd::as_raw_fd(&listener)) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNABORTED) => continue,
+            Err(e) => return Err(format!("accepting on vsock port {ROOT_PORT}: {e}")),
+        };
+        // SAFETY: `accept` returned a new descriptor that nothing else owns.
+        let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+        let limit = nix::sys::time::TimeVal::new(IO_TIMEOUT.as_secs().cast_signed(), 0);
+        let _ = setsockopt(&conn, sockopt::ReceiveTimeout, &limit);
+        let _ = setsockopt(&conn, sockopt::SendTimeout, &limit);
+        if send(
+            &conn,
+            &Response::Pong {
+                uptime_ms: uptime_ms(),
+            },
+        )
+        .is_err()
+        {
+            continue;
+        }
+        // A probe (the template build's) or a connection the resume's reset
+        // dropped ends here; the wait goes on.
+        let Ok(envelope) = receive(&conn) else {
+            continue;
+        };
+        let started = Instant::now();
+        match identity(envelope, started) {
+            Ok(id) => return Ok((id, conn)),
+            Err(e) => {
+                let _ = send(
+                    &conn,
+                    &Response::Error(AgentError::new(ErrorKind::BadRequest, e)),
+                );
+            }
+        }
+    }
+}
+
+/// Milliseconds since the guest booted (its clock stops while paused).
+fn uptime_ms() -> u64 {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+                + u64::try_from(t.tv_nsec() / 1_000_000).unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Checks a handoff and applies its entropy and clock.
+fn identity(envelope: Envelope, started: Instant) -> Result<Identity, String> {
+    if envelope.protocol_version != PROTOCOL_VERSION {
+        return Err(format!(
+            "the host speaks protocol {} but this agent speaks {PROTOCOL_VERSION}",
+            envelope.protocol_version
+        ));
+    }
+    let Request::Refresh {
+        entropy,
+        unix_time_ns,
+        hostname,
+        idle_seconds,
+    } = envelope.request
+    else {
+        return Err("a guest waiting for its root takes only a refresh".into());
+    };
+    crate::refresh::check(&entropy, &hostname)?;
+    let reseeded = match crate::refresh::reseed(&entropy) {
+        Ok(()) => true,
+        Err(e) => {
+            log::error(&format!("reseeding the kernel's random generator: {e}"));
+            false
+        }
+    };
+    let clock_step_ms =
+        crate::refresh::step_clock(unix_time_ns).map_err(|e| format!("setting the clock: {e}"))?;
+    Ok(Identity {
+        hostname,
+        idle_seconds,
+        reseeded,
+        clock_step_ms,
+        started,
+    })
+}
+
+/// Tells the host how the handoff went (best effort: the greeting that
+/// follows is what the host waits for).
+pub fn answer(conn: OwnedFd, id: &Identity, assembled: Result<(), &str>) {
+    let response = match assembled {
+        Ok(()) => Response::Refreshed {
+            reseeded: id.reseeded,
+            clock_step_ms: id.clock_step_ms,
+            refresh_us: u64::try_from(id.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        },
+        Err(e) => Response::Error(AgentError::new(
+            ErrorKind::Io,
+            format!("assembling the root filesystem: {e}"),
+        )),
+    };
+    if let Err(e) = send(&conn, &response) {
+        log::info(&format!("template: the host did not take the answer ({e})"));
+    }
+}
+
+fn send(conn: &OwnedFd, response: &Response) -> std::io::Result<()> {
+    let payload = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::from(conn.as_fd().try_clone_to_owned()?);
+    f.write_all(&encode_frame(FrameKind::Message, &payload))
+}
+
+fn receive(conn: &OwnedFd) -> Result<Envelope, String> {
+    let mut f = std::fs::File::from(
+        conn.as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?,
+    );
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((frame, _)) = decode_frame(&buf).map_err(|e| e.to_string())? {
+            return frame.message().map_err(|e| e.to_string());
+        }
+        if buf.len() > MAX_HANDOFF_BYTES {
+            return Err(format!("a handoff over {MAX_HANDOFF_BYTES} bytes"));
+        }
+        let n = f.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_handoffs_are_refused_before_anything_changes() {
+        let env = |protocol_version, request| Envelope {
+            protocol_version,
+            request,
+        };
+        let e = identity(env(PROTOCOL_VERSION - 1, Request::Ping), Instant::now()).unwrap_err();
+        assert!(e.contains("speaks protocol"), "{e}");
+        let e = identity(env(PROTOCOL_VERSION, Request::Ping), Instant::now()).unwrap_err();
+        assert!(e.contains("takes only a refresh"), "{e}");
+        let bad = Request::Refresh {
+            entropy: vec![1; 3],
+            unix_time_ns: 1,
+            hostname: "ok".into(),
+            idle_seconds: 0,
+        };
+        let e = identity(env(PROTOCOL_VERSION, bad), Instant::now()).unwrap_err();
+        assert!(e.contains("bytes of entropy"), "{e}");
+    }
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (a, b) = (OwnedFd::from(a), OwnedFd::from(b));
+        send(&a, &Response::Pong { uptime_ms: 1 }).unwrap();
+        let mut f = std::fs::File::from(b.try_clone().unwrap());
+        let mut head = [0u8; 5];
+        f.read_exact(&mut head).unwrap();
+        assert_eq!(head[4], FrameKind::Message as u8);
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let mut body = vec![0u8; len - 1];
+        f.read_exact(&mut body).unwrap();
+        let pong: Response = serde_json::from_slice(&body).unwrap();
+        assert!(matches!(pong, Response::Pong { uptime_ms: 1 }), "{pong:?}");
+        let envelope = Envelope {
+            protocol_version: PROTOCOL_VERSION,
+            request: Request::Ping,
+        };
+        let bytes = encode_frame(FrameKind::Message, &serde_json::to_vec(&envelope).unwrap());
+        std::fs::File::from(a.try_clone().unwrap())
+            .write_all(&bytes)
+            .unwrap();
+        assert_eq!(receive(&b).unwrap(), envelope);
+        // A frame header announcing more than the cap, then garbage.
+        let mut big = ((MAX_HANDOFF_BYTES as u32) * 4).to_be_bytes().to_vec();
+        big.extend(std::iter::repeat_n(0u8, MAX_HANDOFF_BYTES + 8192));
+        let writer = std::thread::spawn(move || {
+            let _ = std::fs::File::from(a).write_all(&big);
+        });
+        let e = receive(&b).unwrap_err();
+        assert!(e.contains("handoff over"), "{e}");
+        drop(b);
+        writer.join().unwrap();
+    }
+}
