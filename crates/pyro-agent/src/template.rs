@@ -36,26 +36,14 @@ pub struct Identity {
     pub hostname: String,
     /// Idle deadline in seconds (0: none).
     pub idle_seconds: u64,
-    /// Whether the random generator was reseeded from the host's entropy.
-    pub reseeded: bool,
     /// How far the clock moved, milliseconds.
     pub clock_step_ms: i64,
     /// When the handoff arrived.
     pub started: Instant,
 }
 
-/// Commands run before the snapshot so restored guests find their code and
-/// data in the page cache: the exec path, a login shell, git, Python.
-const WARM_UP: &[&str] = &[
-    "true",
-    "bash -lc 'echo warm' >/dev/null",
-    "git --version >/dev/null 2>&1 || true",
-    "ls -la /workspace >/dev/null; cat /etc/os-release >/dev/null",
-    "command -v python3 >/dev/null && python3 -c 'import json, os, subprocess' || true",
-];
-
-/// How long the whole warm-up may take (PVM emulates every page fault).
-const WARM_UP_LIMIT: Duration = Duration::from_secs(300);
+/// How long the whole warm-up may take.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(pyro_protocol::TEMPLATE_WARM_UP_SECONDS);
 
 /// How long a connection may stay silent before init drops it.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,13 +51,45 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest handoff frame accepted (a refresh is a few hundred bytes).
 const MAX_HANDOFF_BYTES: usize = 64 << 10;
 
-/// Runs [`WARM_UP`] in a throwaway overlay of the base image (a private
-/// mount namespace, a tmpfs upper layer), so the base image's pages are
-/// cached while no disk of any guest is mounted. Failures only cost speed.
+/// Runs [`pyro_protocol::WARM_UP_SCRIPTS`] in a throwaway overlay of the
+/// base image, so the base image's pages are cached while no disk of any
+/// guest is mounted. Everything runs in private mount and PID namespaces:
+/// when the warm-up ends (or is killed at [`WARM_UP_LIMIT`]) its namespace's
+/// init goes and every process it started goes with it, so none is frozen
+/// into the snapshot. Failures only cost speed.
 pub fn warm_up(staging: &str) {
-    // SAFETY: PID 1 is single-threaded here; the child only mounts, forks
-    // and execs.
+    // SAFETY: PID 1 is single-threaded here; the child only unshares,
+    // forks and waits.
     match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let code = match warm_keeper(staging) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error(&format!("template warm-up: {e}"));
+                    1
+                }
+            };
+            // SAFETY: ends this forked child without running PID 1's exit
+            // handlers or flushing its copies of PID 1's buffers.
+            unsafe { libc::_exit(code) }
+        }
+        // The keeper kills its namespace at the limit; it ends soon after.
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
+    }
+}
+
+/// In new mount and PID namespaces: starts the namespace's init (which
+/// runs the warm-up) and waits for it, killing it at [`WARM_UP_LIMIT`].
+fn warm_keeper(staging: &str) -> Result<(), String> {
+    use nix::sched::{CloneFlags, unshare};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare: {e}"))?;
+    // SAFETY: this process is single-threaded (a fork of PID 1).
+    let child = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             let code = match warm_child(staging) {
                 Ok(()) => 0,
@@ -78,33 +98,35 @@ pub fn warm_up(staging: &str) {
                     1
                 }
             };
-            std::process::exit(code);
+            // SAFETY: as in `warm_up`.
+            unsafe { libc::_exit(code) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let until = Instant::now() + WARM_UP_LIMIT;
-            loop {
-                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                    Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Ok(nix::sys::wait::WaitStatus::StillAlive) => {
-                        log::error("template warm-up: still running after 300 s; stopped");
-                        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
-                        let _ = nix::sys::wait::waitpid(child, None);
-                        break;
-                    }
-                    _ => break,
-                }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Err(format!("fork: {e}")),
+    };
+    let until = Instant::now() + WARM_UP_LIMIT;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
             }
+            Ok(WaitStatus::StillAlive) => {
+                // The namespace's init: the kernel kills the rest with it.
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(format!(
+                    "still running after {} s; stopped",
+                    WARM_UP_LIMIT.as_secs()
+                ));
+            }
+            _ => return Ok(()),
         }
-        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
     }
 }
 
+/// The warm-up namespace's init: the overlay, then the scripts.
 fn warm_child(staging: &str) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
     mount(
         None::<&str>,
         "/",
@@ -144,7 +166,7 @@ fn warm_child(staging: &str) -> Result<(), String> {
     )?;
     nix::unistd::chroot(root.as_str()).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
-    for script in WARM_UP {
+    for script in pyro_protocol::WARM_UP_SCRIPTS {
         let status = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
@@ -249,19 +271,14 @@ fn identity(envelope: Envelope, started: Instant) -> Result<Identity, String> {
         return Err("a guest waiting for its root takes only a refresh".into());
     };
     crate::refresh::check(&entropy, &hostname)?;
-    let reseeded = match crate::refresh::reseed(&entropy) {
-        Ok(()) => true,
-        Err(e) => {
-            log::error(&format!("reseeding the kernel's random generator: {e}"));
-            false
-        }
-    };
+    // Siblings would share random numbers: refused, so the host boots cold.
+    crate::refresh::reseed(&entropy)
+        .map_err(|e| format!("reseeding the kernel's random generator: {e}"))?;
     let clock_step_ms =
         crate::refresh::step_clock(unix_time_ns).map_err(|e| format!("setting the clock: {e}"))?;
     Ok(Identity {
         hostname,
         idle_seconds,
-        reseeded,
         clock_step_ms,
         started,
     })
@@ -272,7 +289,7 @@ fn identity(envelope: Envelope, started: Instant) -> Result<Identity, String> {
 pub fn answer(conn: OwnedFd, id: &Identity, assembled: Result<(), &str>) {
     let response = match assembled {
         Ok(()) => Response::Refreshed {
-            reseeded: id.reseeded,
+            reseeded: true,
             clock_step_ms: id.clock_step_ms,
             refresh_us: u64::try_from(id.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         },

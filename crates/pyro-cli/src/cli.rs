@@ -280,7 +280,7 @@ pub enum WorkspaceCmd {
     Network(crate::cli_network::WsNetworkCmd),
     /// Stop a workspace's VM; its disk is kept.
     Stop(WsIdArgs),
-    /// Boot a stopped workspace again from its disk (restored from the template when nothing has reached it since its baseline).
+    /// Boot a stopped workspace again from its disk (resumed from the environment's template with that disk).
     Start(WsStartArgs),
     /// Delete a workspace: its VM, disk, baseline and history.
     Delete(WsIdArgs),

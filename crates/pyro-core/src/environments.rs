@@ -465,7 +465,7 @@ pub struct TemplateBuilt {
     pub outcome: String,
     /// Build time (0 when it was already current).
     pub build_ms: u64,
-    /// Bytes of guest memory it holds.
+    /// Bytes of guest memory each of its two snapshots holds.
     pub mem_bytes: u64,
 }
 

@@ -40,6 +40,21 @@ pub const READY_PORT: u32 = 5001;
 /// host sends [`Request::Refresh`] on it (see `docs/architecture.md`).
 pub const ROOT_PORT: u32 = 5002;
 
+/// Commands a template guest runs before each of its snapshots, so the
+/// guests restored from it find their code and data in the page cache: the
+/// exec path, a login shell, git, a look at the workspace, Python. Init
+/// runs them before the handoff snapshot, the agent before the fresh one.
+pub const WARM_UP_SCRIPTS: &[&str] = &[
+    "true",
+    "bash -lc 'echo warm' >/dev/null",
+    "git --version >/dev/null 2>&1 || true",
+    "ls -la /workspace >/dev/null; cat /etc/os-release >/dev/null",
+    "command -v python3 >/dev/null && python3 -c 'import json, os, subprocess' || true",
+];
+
+/// How long init's warm-up may take in all (PVM emulates every page fault).
+pub const TEMPLATE_WARM_UP_SECONDS: u64 = 300;
+
 /// Tasks (processes and threads) one command may have at once inside a
 /// guest: the agent's per-command cgroup caps them.
 pub const GUEST_TASKS_PER_COMMAND: u64 = 512;

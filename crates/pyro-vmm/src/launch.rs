@@ -413,6 +413,12 @@ async fn configure_and_start(
 }
 
 impl Booting {
+    /// Lets go of a VM whose agent will not greet (it greeted before its
+    /// snapshot was taken): the readiness socket goes.
+    pub fn without_greeting(self) {
+        let _ = std::fs::remove_file(listener_path(&self.paths.vsock_uds, READY_PORT));
+    }
+
     /// Waits for the agent's readiness push. On failure the process is
     /// killed and the error carries the reason and the console tail.
     pub async fn wait_ready(self, timeout: Duration) -> Result<Hello, VmmError> {

@@ -50,9 +50,9 @@ impl BootInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootPref {
     /// From the template of its environment and shape (built first if there
-    /// is none), cold when that cannot be done. The writable layer is
-    /// replaced by the template's: only for a guest whose disk is new or
-    /// may go back to its baseline.
+    /// is none), cold when that cannot be done. A guest's disk is kept: one
+    /// with a disk resumes the handoff snapshot with it, one without gets a
+    /// copy of the template's disk and resumes the fresh snapshot.
     Template,
     /// Cold, for this reason.
     Cold(String),
@@ -166,6 +166,26 @@ impl Sandbox {
             .await
             .map_err(first_line)?;
         phase("sources");
+        // A guest with a disk of its own (a stopped workspace, a snapshot's
+        // copy, a fork) resumes the template's handoff snapshot: its init
+        // mounts the disk only then. A new guest gets its own copy of the
+        // template's disk (shared extents where the filesystem can) and
+        // resumes the fresh snapshot, taken with that disk mounted. Checked
+        // first: a disk no template fits costs no template build.
+        let upper = self.upper_path(spec);
+        let want = shape.disk_mib << 20;
+        let u = upper.clone();
+        let own = crate::blocking(move || match std::fs::symlink_metadata(&u) {
+            Ok(m) if m.is_file() && m.len() == want => Ok(Ok(true)),
+            Ok(m) => Ok(Err(format!(
+                "its disk is {} bytes, not the {want} of the template's shape",
+                m.len()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ok(false)),
+            Err(e) => Err(CoreError::io(format!("reading {}", u.display()), e)),
+        })
+        .await
+        .map_err(first_line)??;
         let name = template::name(spec.env, shape);
         let mut fresh = false;
         // Held from the lookup until the jail links the template's files:
@@ -216,30 +236,24 @@ impl Sandbox {
             }
         };
         phase("template checked");
-        // A guest with a disk of its own (a stopped workspace, a snapshot's
-        // copy, a fork) resumes the template's handoff snapshot: its init
-        // mounts the disk only then. A new guest gets its own copy of the
-        // template's disk (shared extents where the filesystem can) and
-        // resumes the fresh snapshot, taken with that disk mounted.
-        let upper = self.upper_path(spec);
-        let (src, dst) = (t.upper(), upper.clone());
-        let want = shape.disk_mib << 20;
-        let own = crate::blocking(move || match std::fs::symlink_metadata(&dst) {
-            Ok(m) if m.is_file() && m.len() == want => Ok(Ok(true)),
-            Ok(m) => Ok(Err(format!(
-                "its disk is {} bytes, not the {want} of the template's shape",
-                m.len()
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        if !own {
+            let (src, dst) = (t.upper(), upper.clone());
+            crate::blocking(move || {
                 let tmp = dst.with_extension("restoring");
-                pyro_vmm::disk::sparse_copy(&src, &tmp)?;
-                std::fs::rename(&tmp, &dst).map_err(|e| CoreError::io("installing the disk", e))?;
-                Ok(Ok(false))
-            }
-            Err(e) => Err(CoreError::io(format!("reading {}", dst.display()), e)),
-        })
-        .await
-        .map_err(|e| format!("preparing the disk: {}", first_line(e)))??;
+                let copied = pyro_vmm::disk::sparse_copy(&src, &tmp)
+                    .map_err(CoreError::from)
+                    .and_then(|_| {
+                        std::fs::rename(&tmp, &dst)
+                            .map_err(|e| CoreError::io("installing the disk", e))
+                    });
+                if copied.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                copied
+            })
+            .await
+            .map_err(|e| format!("copying the template's disk: {}", first_line(e)))?;
+        }
         self.copied_upper = !own;
         phase("disk ready");
         let restore = if own {
@@ -278,7 +292,7 @@ impl Sandbox {
             self.hand_over(spec, booting).await
         } else {
             // Its agent greeted before the snapshot; it answers a refresh.
-            drop(booting);
+            booting.without_greeting();
             self.refresh(spec).await
         }
         .map_err(|e| format!("the restored guest did not answer: {}", first_line(e)))?;

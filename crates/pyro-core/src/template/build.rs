@@ -18,17 +18,6 @@ use pyro_protocol::{Command, ExecRequest, Request};
 use pyro_vmm::launch::{SNAPSHOT_MEM, SNAPSHOT_STATE};
 use pyro_vmm::snapshot::{TAKEN_MEM, TAKEN_STATE};
 
-/// Commands run in a template guest before the snapshot, so restored
-/// guests start with their code and data in the page cache: the exec path,
-/// a login shell, git, and a look at the workspace.
-const WARM_UP: &[&str] = &[
-    "true",
-    "bash -lc 'echo warm' >/dev/null",
-    "git --version >/dev/null 2>&1 || true",
-    "ls -la /workspace >/dev/null; cat /etc/os-release >/dev/null",
-    "command -v python3 >/dev/null && python3 -c 'import json, os, subprocess' || true",
-];
-
 /// How long one warm-up command may take.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -215,7 +204,9 @@ async fn build_in(
     let mut waiting = Sandbox::create(paths, &spec).await?;
     waiting.boot_template(&spec).await?;
     progress.step("taking the handoff snapshot");
-    let handoff = snapshot_into(&waiting, shape, staging, HANDOFF_STATE, HANDOFF_MEM).await;
+    // Beside the jails (a restore hard-links its files into one); moved
+    // into the cache with the disk at the end.
+    let handoff = snapshot_into(&waiting, shape, work, HANDOFF_STATE, HANDOFF_MEM).await;
     waiting.close().await?;
     let handoff = handoff?;
 
@@ -225,13 +216,13 @@ async fn build_in(
         .resume_waiting(
             &spec,
             pyro_vmm::launch::RestoreSpec {
-                vmstate: staging.join(HANDOFF_STATE),
-                mem: staging.join(HANDOFF_MEM),
+                vmstate: work.join(HANDOFF_STATE),
+                mem: work.join(HANDOFF_MEM),
             },
         )
         .await?;
     progress.step("warming the template up");
-    for script in WARM_UP {
+    for script in pyro_protocol::WARM_UP_SCRIPTS {
         let req = ExecRequest {
             command: Command::Shell {
                 script: (*script).into(),
@@ -269,17 +260,23 @@ async fn build_in(
     let fresh = snapshot_into(&sandbox, shape, staging, SNAPSHOT_STATE, SNAPSHOT_MEM).await;
     sandbox.close().await?;
     let fresh = fresh?;
-    let (u, dest) = (upper.clone(), staging.join("upper.ext4"));
+    let (work, staged) = (work.to_owned(), staging.to_owned());
     let upper_bytes = crate::blocking(move || {
         use std::os::unix::fs::PermissionsExt;
-        match std::fs::rename(&u, &dest) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                pyro_vmm::disk::sparse_copy(&u, &dest)?;
+        for f in [HANDOFF_STATE, HANDOFF_MEM, "upper.ext4"] {
+            let (from, to) = (work.join(f), staged.join(f));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                    pyro_vmm::disk::sparse_copy(&from, &to)?;
+                    std::fs::File::open(&to)
+                        .and_then(|h| h.sync_all())
+                        .map_err(|e| CoreError::io(format!("flushing {f}"), e))?;
+                }
+                Err(e) => return Err(CoreError::io(format!("moving the template's {f}"), e)),
             }
-            Err(e) => return Err(CoreError::io("moving the template disk", e)),
         }
-        let u = dest;
+        let u = staged.join("upper.ext4");
         std::os::unix::fs::chown(&u, Some(0), Some(0))
             .and_then(|()| std::fs::set_permissions(&u, std::fs::Permissions::from_mode(0o444)))
             .and_then(|()| std::fs::File::open(&u).and_then(|f| f.sync_all()))

@@ -200,7 +200,7 @@ impl Workspaces {
         let mut made = Ok(());
         for (i, rec) in forks.iter_mut().enumerate() {
             progress.step(&format!("making fork {} of {count}", i + 1));
-            made = self.make_fork(&env, rec, &point).await;
+            made = self.make_fork(&env, rec, &point, progress).await;
             if made.is_err() {
                 break;
             }
@@ -277,6 +277,7 @@ impl Workspaces {
         env: &Installed,
         rec: &mut Record,
         point: &Path,
+        progress: &dyn Progress,
     ) -> Result<(), CoreError> {
         let _lock = record::lock(&self.paths, &rec.workspace_id).await?;
         let (backend, src, upper) = (rec.backend, point.to_owned(), self.upper(rec));
@@ -290,7 +291,7 @@ impl Workspaces {
         })
         .await?;
         let mut sandbox = self
-            .boot(env, rec, &Boot::template(false, &pyro_env::NoProgress))
+            .boot(env, rec, &Boot::template(false, progress))
             .await?;
         rec.vm_id = Some(sandbox.id().to_owned());
         record::save(&self.paths, rec)?;

@@ -218,10 +218,11 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Boots the workspace's sandbox. A Firecracker guest restored from a
-    /// template gets the template's disk in place of its own; a cold one
-    /// boots its disk (made first if there is none). How it booted goes
-    /// into the record.
+    /// Boots the workspace's sandbox on its disk: restored from the
+    /// template (the handoff snapshot with the workspace's disk, or the
+    /// fresh one with a copy of the template's disk when it has none) or
+    /// cold (a disk made first if there is none). How it booted goes into
+    /// the record.
     pub(super) async fn boot(
         &self,
         env: &Installed,
@@ -241,20 +242,15 @@ impl Workspaces {
         Ok(sandbox)
     }
 
-    /// Why the baseline cannot be rebuilt as a template restore plus the
-    /// seed (`None`: it can).
-    pub(super) fn why_not_replay(&self, rec: &Record) -> Option<String> {
-        if rec.backend != BackendKind::Firecracker {
-            return Some("host-compat has no templates".into());
-        }
-        if rec.forked_from.is_some() {
-            return Some("a fork's baseline is a copy of its parent's disk".into());
-        }
+    /// Whether the baseline can be made again as a template restore plus
+    /// the seed: a Firecracker workspace that is not a fork (a fork's
+    /// baseline is a copy of its parent's disk) and kept its seed (an older
+    /// pyro did not).
+    pub(super) fn can_replay(&self, rec: &Record) -> bool {
         let kept = self.dir(&rec.workspace_id).join("baseline").join(SEED_TAR);
-        if rec.seed.entry_count > 0 && !kept.is_file() {
-            return Some("its seed was not kept (made by an older pyro)".into());
-        }
-        None
+        rec.backend == BackendKind::Firecracker
+            && rec.forked_from.is_none()
+            && (rec.seed.entry_count == 0 || kept.is_file())
     }
 
     /// Boots a template restore (or, failing that, a new cold disk) in
@@ -445,7 +441,7 @@ impl Workspaces {
         // The baseline made again from the template and the seed, where it
         // can be; otherwise the snapshot's disk (the template's handoff
         // snapshot resumes with it).
-        let copy_disk = cold_boot || snapshot != BASELINE || self.why_not_replay(rec).is_some();
+        let copy_disk = cold_boot || snapshot != BASELINE || !self.can_replay(rec);
         let dir = self.dir(&rec.workspace_id);
         let upper = self.upper(rec);
         let backend = rec.backend;
@@ -531,9 +527,10 @@ impl Workspaces {
         Ok(view(&rec))
     }
 
-    /// Boots a stopped workspace again from its disk; one that nothing has
-    /// reached since its baseline was made is made again from the template
-    /// and its seed instead (a restore, not a cold boot).
+    /// Boots a stopped workspace again from its disk (the template's
+    /// handoff snapshot resumed with it); one that nothing has reached since
+    /// its baseline was made is made again from the template and its seed
+    /// instead.
     /// The workspace's environment is pulled first if it is missing.
     pub async fn start(
         &self,
@@ -560,7 +557,7 @@ impl Workspaces {
         // A workspace nothing has reached since its baseline gets the
         // baseline made again (restored, or cold with --cold-boot); any other
         // resumes the template's handoff snapshot with its own disk.
-        let replay = rec.pristine && self.why_not_replay(&rec).is_none();
+        let replay = rec.pristine && self.can_replay(&rec);
         let booted = if replay {
             self.boot_baseline(env, &mut rec, cold_boot, progress).await
         } else {

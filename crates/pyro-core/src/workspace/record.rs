@@ -170,8 +170,9 @@ pub struct Record {
     #[serde(default)]
     pub boot: Option<crate::sandbox::BootInfo>,
     /// Nothing has reached its guest since it was made from its baseline
-    /// (create, or a reset to the baseline): a start may restore the
-    /// template and replay the seed instead of booting its disk cold.
+    /// (create, or a reset to the baseline): a start may make the baseline
+    /// again from the template's fresh snapshot and the seed, and a missing
+    /// disk (a reset or start killed halfway) is made that way.
     #[serde(default)]
     pub pristine: bool,
     /// What its guest may reach.
