@@ -129,14 +129,7 @@ fn host_compat_inner(args: HostCompatArgs) -> Result<ExitCode, String> {
             | CloneFlags::CLONE_NEWIPC,
     )
     .map_err(|e| format!("unshare: {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
+    make_mounts_private()?;
 
     // The launcher keeps the write end of this pipe open for as long as it
     // lives; the child sees end-of-file once it is gone.
@@ -430,7 +423,19 @@ fn mount_runtime_fs(guest: bool) -> Result<(), String> {
     mkdir("/workspace")
 }
 
-fn mount_fs(
+/// Stops mounts from here on propagating out of this mount namespace.
+pub(crate) fn make_mounts_private() -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))
+}
+
+pub(crate) fn mount_fs(
     source: &str,
     target: &str,
     fstype: &str,

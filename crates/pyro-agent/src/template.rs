@@ -60,24 +60,39 @@ const MAX_HANDOFF_BYTES: usize = 64 << 10;
 pub fn warm_up(staging: &str) {
     // SAFETY: PID 1 is single-threaded here; the child only unshares,
     // forks and waits.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let code = match warm_keeper(staging) {
+    match unsafe { fork_running(warm_keeper, staging) } {
+        // The keeper kills its namespace at the limit; it ends soon after.
+        Ok(child) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
+    }
+}
+
+/// Forks a child that runs `work(staging)`, logs its error, and ends with
+/// `_exit` (no exit handlers, no flush of the parent's buffers).
+///
+/// # Safety
+/// The caller must be single-threaded (as after `fork`).
+unsafe fn fork_running(
+    work: fn(&str) -> Result<(), String>,
+    staging: &str,
+) -> nix::Result<nix::unistd::Pid> {
+    // SAFETY: the caller is single-threaded.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let code = match work(staging) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error(&format!("template warm-up: {e}"));
                     1
                 }
             };
-            // SAFETY: ends this forked child without running PID 1's exit
-            // handlers or flushing its copies of PID 1's buffers.
+            // SAFETY: ends this forked child without running its parent's
+            // exit handlers or flushing its copies of the parent's buffers.
             unsafe { libc::_exit(code) }
         }
-        // The keeper kills its namespace at the limit; it ends soon after.
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
-        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
     }
 }
 
@@ -89,21 +104,7 @@ fn warm_keeper(staging: &str) -> Result<(), String> {
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
         .map_err(|e| format!("unshare: {e}"))?;
     // SAFETY: this process is single-threaded (a fork of PID 1).
-    let child = match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let code = match warm_child(staging) {
-                Ok(()) => 0,
-                Err(e) => {
-                    log::error(&format!("template warm-up: {e}"));
-                    1
-                }
-            };
-            // SAFETY: as in `warm_up`.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
-        Err(e) => return Err(format!("fork: {e}")),
-    };
+    let child = unsafe { fork_running(warm_child, staging) }.map_err(|e| format!("fork: {e}"))?;
     let until = Instant::now() + WARM_UP_LIMIT;
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
@@ -126,44 +127,24 @@ fn warm_keeper(staging: &str) -> Result<(), String> {
 
 /// The warm-up namespace's init: the overlay, then the scripts.
 fn warm_child(staging: &str) -> Result<(), String> {
-    use nix::mount::{MsFlags, mount};
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
+    use crate::init::mount_fs;
+    use nix::mount::MsFlags;
+    crate::init::make_mounts_private()?;
     let upper = format!("{staging}/warm");
     let root = format!("{staging}/warm-root");
     for d in [&upper, &root] {
         std::fs::create_dir_all(d).map_err(|e| format!("creating {d}: {e}"))?;
     }
-    let m = |src: &str, dst: &str, fs: &str, flags: MsFlags, data: Option<&str>| {
-        mount(Some(src), dst, Some(fs), flags, data).map_err(|e| format!("mounting {dst}: {e}"))
-    };
-    m("tmpfs", &upper, "tmpfs", MsFlags::empty(), None)?;
+    mount_fs("tmpfs", &upper, "tmpfs", MsFlags::empty(), None)?;
     for d in ["data", "work"] {
         std::fs::create_dir(format!("{upper}/{d}")).map_err(|e| format!("creating {d}: {e}"))?;
     }
     let opts = format!("lowerdir=/,upperdir={upper}/data,workdir={upper}/work");
-    m("overlay", &root, "overlay", MsFlags::empty(), Some(&opts))?;
-    m(
-        "proc",
-        &format!("{root}/proc"),
-        "proc",
-        MsFlags::empty(),
-        None,
-    )?;
-    m("/dev", &format!("{root}/dev"), "", MsFlags::MS_BIND, None)?;
-    m(
-        "tmpfs",
-        &format!("{root}/tmp"),
-        "tmpfs",
-        MsFlags::empty(),
-        None,
-    )?;
+    mount_fs("overlay", &root, "overlay", MsFlags::empty(), Some(&opts))?;
+    let under = |d: &str| format!("{root}/{d}");
+    mount_fs("proc", &under("proc"), "proc", MsFlags::empty(), None)?;
+    mount_fs("/dev", &under("dev"), "", MsFlags::MS_BIND, None)?;
+    mount_fs("tmpfs", &under("tmp"), "tmpfs", MsFlags::empty(), None)?;
     nix::unistd::chroot(root.as_str()).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
     for script in pyro_protocol::WARM_UP_SCRIPTS {
