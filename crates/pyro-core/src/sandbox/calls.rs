@@ -1,11 +1,12 @@
 //! Talking to a sandbox's agent: one connection per request, every read
 //! and write under a deadline, every size from the agent bounded.
 
+use super::download::{DAMAGED_ATTEMPTS, is_damaged_upload};
 use super::*;
 
 /// The next frame from the agent; a closed connection mid-`what` is an
 /// error.
-async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
+pub(super) async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
     s: &mut R,
     what: &str,
 ) -> Result<pyro_protocol::Frame, CoreError> {
@@ -16,7 +17,7 @@ async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// The agent's answer in a `Message` frame; an `Error` answer is an error.
-fn answer(frame: &pyro_protocol::Frame) -> Result<Response, CoreError> {
+pub(super) fn answer(frame: &pyro_protocol::Frame) -> Result<Response, CoreError> {
     match frame
         .message::<Response>()
         .map_err(|e| CoreError::Transport(e.to_string()))?
@@ -38,83 +39,7 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<Respo
 }
 
 /// An answer or frame the request does not call for.
-/// Why [`read_data`] stopped.
-enum DataError {
-    /// The agent: its frames, its answer, or more data than allowed.
-    Agent(CoreError),
-    /// The data does not match the digest the agent sent after it: damaged
-    /// on the way (worth asking again).
-    Damaged,
-    /// Writing the data on the host.
-    Write(std::io::Error),
-}
-
-/// Reads the agent's `Data` frames into `out` (at most `max_bytes`; more is
-/// `over(received)`), then its answer. Every download (archives, listings,
-/// manifests, file reads) goes through here.
-async fn read_data<R, W>(
-    s: &mut R,
-    what: &str,
-    out: &mut W,
-    max_bytes: u64,
-    over: impl Fn(u64) -> CoreError,
-) -> Result<Response, DataError>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    use sha2::Digest;
-    use tokio::io::AsyncWriteExt;
-    let mut received: u64 = 0;
-    let mut hash = sha2::Sha256::new();
-    loop {
-        let frame = next_frame(s, what).await.map_err(DataError::Agent)?;
-        match frame.kind {
-            FrameKind::Data => {
-                hash.update(&frame.payload);
-                received += frame.payload.len() as u64;
-                if received > max_bytes {
-                    return Err(DataError::Agent(over(received)));
-                }
-                out.write_all(&frame.payload)
-                    .await
-                    .map_err(DataError::Write)?;
-            }
-            FrameKind::DataEnd => {
-                // The agent's digest of what it sent (older agents send
-                // none).
-                let digest = hex::encode(std::mem::take(&mut hash).finalize());
-                if !frame.payload.is_empty() && frame.payload != digest.as_bytes() {
-                    return Err(DataError::Damaged);
-                }
-            }
-            FrameKind::Message => {
-                out.flush().await.map_err(DataError::Write)?;
-                return answer(&frame).map_err(DataError::Agent);
-            }
-            other => return Err(DataError::Agent(unexpected(other))),
-        }
-    }
-}
-
-/// Transfers tried before data that keeps arriving damaged is an error.
-const DAMAGED_ATTEMPTS: usize = 3;
-
-/// Whether the agent refused an upload because it arrived damaged (nothing
-/// of it was used; sending it again may succeed).
-fn is_damaged_upload(e: &CoreError) -> bool {
-    matches!(e, CoreError::Agent(a) if a.kind == pyro_protocol::ErrorKind::Damaged)
-}
-
-fn damaged(what: &str) -> CoreError {
-    CoreError::Transport(format!(
-        "the {what} from the guest arrived damaged {DAMAGED_ATTEMPTS} times (it does not match \
-         the digest the guest sent with it); nothing of it was used; try again, and if it \
-         persists, reset the workspace"
-    ))
-}
-
-fn unexpected(other: impl std::fmt::Debug) -> CoreError {
+pub(super) fn unexpected(other: impl std::fmt::Debug) -> CoreError {
     CoreError::Transport(format!("unexpected answer {other:?}"))
 }
 
@@ -588,138 +513,6 @@ impl Sandbox {
             .map_err(|e| CoreError::Transport(e.to_string()))?;
         match read_answer(&mut rd).await? {
             Response::Extracted { entries, bytes } => Ok((entries, bytes)),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Sends `request` (one that answers with a tar, such as `CreateArchive`
-    /// or `ReadFiles`) and streams the tar into the file `out`, refusing
-    /// more than `max_bytes` of it. Returns the agent's closing answer.
-    pub async fn get_archive(
-        &self,
-        request: Request,
-        out: &Path,
-        max_bytes: u64,
-    ) -> Result<Response, CoreError> {
-        within(
-            "packing an archive",
-            ARCHIVE_TIMEOUT,
-            self.receive(request, out, max_bytes, "archive"),
-        )
-        .await
-    }
-
-    /// Sends `request` (one that answers with JSON lines, such as
-    /// `Manifest` or `ListFiles`) and spools the lines into the file `out`,
-    /// refusing more than `max_bytes`. Read them with [`crate::jsonl::Lines`].
-    pub async fn get_lines(
-        &self,
-        request: Request,
-        out: &Path,
-        max_bytes: u64,
-        timeout: Duration,
-    ) -> Result<Response, CoreError> {
-        within(
-            "listing files",
-            timeout,
-            self.receive(request, out, max_bytes, "listing"),
-        )
-        .await
-    }
-
-    pub(super) async fn receive(
-        &self,
-        request: Request,
-        out: &Path,
-        max_bytes: u64,
-        what: &str,
-    ) -> Result<Response, CoreError> {
-        for _ in 0..DAMAGED_ATTEMPTS {
-            let mut s = self.open(request.clone()).await?;
-            let mut file = tokio::fs::File::create(out)
-                .await
-                .map_err(|e| CoreError::io(format!("creating {}", out.display()), e))?;
-            let got = read_data(&mut s, what, &mut file, max_bytes, |_| {
-                CoreError::TooLarge(format!(
-                    "the {what} from the guest exceeds {max_bytes} bytes; ask for less at a time"
-                ))
-            })
-            .await;
-            match got {
-                Ok(answer) => return Ok(answer),
-                Err(DataError::Damaged) => {
-                    tracing::warn!(
-                        "data from the guest arrived damaged (its digest does not match); asking again"
-                    );
-                    continue;
-                }
-                Err(DataError::Agent(e)) => return Err(e),
-                Err(DataError::Write(e)) => {
-                    return Err(CoreError::io(format!("writing {}", out.display()), e));
-                }
-            }
-        }
-        Err(damaged(what))
-    }
-
-    /// Reads up to `max_bytes` of a file.
-    pub async fn read_file(
-        &self,
-        path: &str,
-        max_bytes: u64,
-    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
-        within(
-            "reading a file",
-            FILE_OP_TIMEOUT,
-            self.read_file_inner(path, max_bytes),
-        )
-        .await
-    }
-
-    pub(super) async fn read_file_inner(
-        &self,
-        path: &str,
-        max_bytes: u64,
-    ) -> Result<(Vec<u8>, u64, bool, u32), CoreError> {
-        let mut answer = None;
-        let mut data = Vec::new();
-        for _ in 0..DAMAGED_ATTEMPTS {
-            let mut s = self
-                .open(Request::ReadFile {
-                    path: path.to_owned(),
-                    max_bytes,
-                })
-                .await?;
-            data.clear();
-            let got = read_data(&mut s, "read", &mut data, max_bytes, |_| {
-                CoreError::Transport(format!(
-                    "the agent sent more than the {max_bytes} bytes asked for"
-                ))
-            })
-            .await;
-            match got {
-                Ok(a) => {
-                    answer = Some(a);
-                    break;
-                }
-                Err(DataError::Damaged) => {
-                    tracing::warn!(
-                        "data from the guest arrived damaged (its digest does not match); asking again"
-                    );
-                    continue;
-                }
-                Err(DataError::Agent(e)) => return Err(e),
-                Err(DataError::Write(e)) => {
-                    return Err(CoreError::io("buffering a file read", e));
-                }
-            }
-        }
-        match answer.ok_or_else(|| damaged("file"))? {
-            Response::FileRead {
-                size,
-                truncated,
-                mode,
-            } => Ok((data, size, truncated, mode)),
             other => Err(unexpected(other)),
         }
     }

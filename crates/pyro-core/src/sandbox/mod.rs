@@ -30,6 +30,7 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+mod download;
 mod handoff;
 mod network;
 mod restore;
@@ -602,6 +603,83 @@ mod tests {
         );
         drop(sb);
         agent.abort();
+    }
+
+    /// A fake agent answering `n` manifest requests, the first `damaged`
+    /// of them with a line that does not parse (its digest matches: the
+    /// damage happened before it was sent, as guest memory gone wrong).
+    fn manifest_agent(
+        listener: tokio::net::UnixListener,
+        n: usize,
+        damaged: usize,
+    ) -> tokio::task::JoinHandle<usize> {
+        use sha2::Digest;
+        tokio::spawn(async move {
+            for i in 0..n {
+                let (mut s, _) = listener.accept().await.unwrap();
+                greet(&mut s).await;
+                let good = "{\"path\":\"a\",\"kind\":\"file\",\"mode\":420,\"size\":1}\n";
+                let line = if i < damaged {
+                    "{\"path\":\"a\",\"k\u{15}\u{0}PWD=/workspace\u{0}\n"
+                } else {
+                    good
+                };
+                pyro_protocol::write_frame(&mut s, FrameKind::Data, line.as_bytes())
+                    .await
+                    .unwrap();
+                let digest = hex::encode(sha2::Sha256::digest(line.as_bytes()));
+                pyro_protocol::write_frame(&mut s, FrameKind::DataEnd, digest.as_bytes())
+                    .await
+                    .unwrap();
+                write_message(&mut s, &Response::Manifest { entries: 1 })
+                    .await
+                    .unwrap();
+            }
+            n
+        })
+    }
+
+    #[tokio::test]
+    async fn a_listing_damaged_in_the_guest_is_asked_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sb, listener) = fake_sandbox(dir.path());
+        let agent = manifest_agent(listener, 2, 1);
+        let out = dir.path().join("manifest.jsonl");
+        let req = Request::Manifest {
+            root: "/workspace".into(),
+        };
+        let got = sb
+            .get_lines::<pyro_protocol::ManifestEntry>(req, &out, 1 << 20, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(matches!(got, Response::Manifest { entries: 1 }), "{got:?}");
+        assert_eq!(agent.await.unwrap(), 2, "asked exactly twice");
+        let kept: Vec<_> = crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path)
+            .collect();
+        assert_eq!(kept, ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_listing_damaged_every_time_is_an_error_that_quotes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sb, listener) = fake_sandbox(dir.path());
+        let agent = manifest_agent(listener, 3, 3);
+        let out = dir.path().join("manifest.jsonl");
+        let req = Request::Manifest {
+            root: "/workspace".into(),
+        };
+        let err = sb
+            .get_lines::<pyro_protocol::ManifestEntry>(req, &out, 1 << 20, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(agent.await.unwrap(), 3, "three attempts, then the error");
+        let msg = err.to_string();
+        assert!(matches!(err, CoreError::Transport(_)), "{err:?}");
+        assert!(msg.contains("malformed listing line"), "{msg}");
+        assert!(msg.contains("PWD=/workspace"), "the line is quoted: {msg}");
+        assert!(msg.contains("reset or delete the workspace"), "{msg}");
     }
 
     #[test]

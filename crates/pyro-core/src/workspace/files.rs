@@ -46,7 +46,7 @@ impl Workspaces {
             .map_err(|e| CoreError::io("creating a temp file", e))?
             .into_temp_path();
         let root = match sandbox
-            .get_lines(
+            .get_lines::<FileEntry>(
                 Request::ListFiles { path, recursive },
                 &spool,
                 diff::MANIFEST_LIMIT,

@@ -158,11 +158,11 @@ pub struct DiffEntry {
     pub omitted: Option<String>,
 }
 
-/// Spools the guest's manifest of `/workspace` into `out` (read it back
-/// with [`Lines`], which checks every line).
+/// Spools the guest's manifest of `/workspace` into `out`, every line
+/// checked (read it back with [`Lines`]).
 pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<(), CoreError> {
     sandbox
-        .get_lines(
+        .get_lines::<ManifestEntry>(
             Request::Manifest {
                 root: super::WORKSPACE_ROOT.into(),
             },
@@ -172,19 +172,6 @@ pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<(), CoreErr
         )
         .await
         .map(|_| ())
-}
-
-/// Reads a spooled manifest through once (order, paths, sizes), on a
-/// blocking thread: before it is kept as a baseline.
-pub async fn check_manifest(path: &Path) -> Result<(), CoreError> {
-    let path = path.to_owned();
-    crate::blocking(move || {
-        for e in Lines::<ManifestEntry>::open(&path)? {
-            e?;
-        }
-        Ok(())
-    })
-    .await
 }
 
 /// What a diff's first pass decides: which changed files to fetch, in
