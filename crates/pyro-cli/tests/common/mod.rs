@@ -21,6 +21,46 @@ pub struct Home {
     pub dir: tempfile::TempDir,
 }
 
+/// A failing test's evidence from the guests it ran: the end of every
+/// console and Firecracker log under its home, printed to stderr before the
+/// home goes (CI keeps only what the test printed).
+impl Drop for Home {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        fn walk(dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                    continue;
+                };
+                let name = e.file_name().to_string_lossy().into_owned();
+                if m.is_dir() && depth < 6 {
+                    walk(&e.path(), depth + 1, out);
+                } else if m.is_file()
+                    && (name.starts_with("console.log") || name == "firecracker.log")
+                {
+                    out.push(e.path());
+                }
+            }
+        }
+        let mut logs = Vec::new();
+        walk(self.path(), 0, &mut logs);
+        for log in logs {
+            let text = std::fs::read(&log).unwrap_or_default();
+            let text = String::from_utf8_lossy(&text[text.len().saturating_sub(6000)..]);
+            let report = format!(
+                "--- the end of {} ---\n{text}\n--- end ---\n",
+                log.display()
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
+        }
+    }
+}
+
 impl Home {
     pub fn new() -> Self {
         Self {
