@@ -22,8 +22,10 @@ pub struct Home {
 }
 
 /// A failing test's evidence from the guests it ran: the end of every
-/// console and Firecracker log under its home, printed to stderr before the
-/// home goes (CI keeps only what the test printed).
+/// console and Firecracker log under its home, printed to stderr (control
+/// characters escaped) before the home goes, since CI keeps only what the
+/// test printed; then the sandboxes' processes are killed, so a failed test
+/// leaves no guest running on for the tests after it.
 impl Drop for Home {
     fn drop(&mut self) {
         if !std::thread::panicking() {
@@ -50,13 +52,44 @@ impl Drop for Home {
         let mut logs = Vec::new();
         walk(self.path(), 0, &mut logs);
         for log in logs {
-            let text = std::fs::read(&log).unwrap_or_default();
-            let text = String::from_utf8_lossy(&text[text.len().saturating_sub(6000)..]);
+            use std::io::{Read, Seek, SeekFrom};
+            let mut tail = Vec::new();
+            if let Ok(mut f) = std::fs::File::open(&log) {
+                let _ = f
+                    .seek(SeekFrom::End(-6000))
+                    .or_else(|_| f.rewind().map(|()| 0));
+                let _ = f.take(6000).read_to_end(&mut tail);
+            }
+            let text: String = String::from_utf8_lossy(&tail)
+                .chars()
+                .flat_map(|c| {
+                    if c == '\n' || !c.is_control() {
+                        vec![c]
+                    } else {
+                        c.escape_default().collect()
+                    }
+                })
+                .collect();
             let report = format!(
                 "--- the end of {} ---\n{text}\n--- end ---\n",
                 log.display()
             );
             let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
+        }
+        for vm in self.sandboxes_left() {
+            let rec = self.path().join("vms").join(vm).join("vm.json");
+            let Ok(rec) = std::fs::read(rec) else {
+                continue;
+            };
+            let rec: serde_json::Value = serde_json::from_slice(&rec).unwrap_or_default();
+            if let Some(pid) = rec["process"]["pid"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                && pid > 1
+            {
+                // SAFETY: plain kill(2) of the test's own sandbox process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
 }

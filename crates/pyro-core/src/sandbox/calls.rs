@@ -4,10 +4,6 @@
 use super::download::{DAMAGED_ATTEMPTS, is_damaged_upload};
 use super::*;
 
-/// Connections tried when the agent closes them before its greeting (its
-/// server restarting): waits of 1, 2 and 4 s between them.
-pub(super) const GREETING_ATTEMPTS: u32 = 4;
-
 /// The next frame from the agent; a closed connection mid-`what` is an
 /// error.
 pub(super) async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
@@ -88,35 +84,14 @@ impl Sandbox {
         &self,
         request: Request,
     ) -> Result<(Hello, UnixStream), CoreError> {
-        // A connection closed before the greeting carried nothing of the
-        // request (it goes after the greeting): the agent's server died
-        // with it in its backlog, and PID 1 starts a new one. Connect again
-        // a few times, waiting longer each time.
-        let mut attempt = 0;
-        let (hello, mut stream) = loop {
-            attempt += 1;
-            let mut stream = self.connect().await?;
-            match tokio::time::timeout(
-                agent_deadline(GREETING_TIMEOUT),
-                read_message::<_, Hello>(&mut stream, "its greeting"),
-            )
-            .await
-            {
-                Err(_) => {
-                    return Err(CoreError::Transport(
-                        "the agent accepted but did not greet".into(),
-                    ));
-                }
-                Ok(Ok(hello)) => break (hello, stream),
-                Ok(Err(e @ (FrameError::Closed(_) | FrameError::Io(_))))
-                    if attempt < GREETING_ATTEMPTS =>
-                {
-                    tracing::warn!("{e}; connecting to the agent again");
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                }
-                Ok(Err(e)) => return Err(CoreError::Transport(e.to_string())),
-            }
-        };
+        let mut stream = self.connect().await?;
+        let hello: Hello = tokio::time::timeout(
+            agent_deadline(GREETING_TIMEOUT),
+            read_message(&mut stream, "its greeting"),
+        )
+        .await
+        .map_err(|_| CoreError::Transport("the agent accepted but did not greet".into()))?
+        .map_err(|e| CoreError::Transport(e.to_string()))?;
         check_protocol(&hello, &self.record.environment)?;
         let envelope = Envelope {
             protocol_version: PROTOCOL_VERSION,
