@@ -165,6 +165,7 @@ fn a_command_s_own_limits_are_checked_and_host_compat_says_it_has_none() {
     let missing = st["protections"]["missing"].as_array().unwrap();
     assert!(missing[0].as_str().unwrap().contains("host-compat"), "{st}");
     assert!(st["protections"]["host"].is_null(), "{st}");
+    ok(&ws(&home, &["delete", &id]));
 }
 
 fn children_peak_rss_kib() -> u64 {
