@@ -639,21 +639,33 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_listing_damaged_in_the_guest_is_asked_for_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (sb, listener) = fake_sandbox(dir.path());
-        let agent = manifest_agent(listener, 2, 1);
-        let out = dir.path().join("manifest.jsonl");
+    /// A manifest asked of a fake agent that answers `n` times, the first
+    /// `damaged` of them damaged: what `get_lines` returned, how many
+    /// requests the agent answered, and the spool (in `dir`).
+    async fn manifest_from(
+        dir: &Path,
+        n: usize,
+        damaged: usize,
+    ) -> (Result<Response, CoreError>, usize, PathBuf) {
+        let (sb, listener) = fake_sandbox(dir);
+        let agent = manifest_agent(listener, n, damaged);
+        let out = dir.join("manifest.jsonl");
         let req = Request::Manifest {
             root: "/workspace".into(),
         };
         let got = sb
             .get_lines::<pyro_protocol::ManifestEntry>(req, &out, 1 << 20, Duration::from_secs(10))
-            .await
-            .unwrap();
+            .await;
+        (got, agent.await.unwrap(), out)
+    }
+
+    #[tokio::test]
+    async fn a_listing_damaged_in_the_guest_is_asked_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (got, asked, out) = manifest_from(dir.path(), 2, 1).await;
+        let got = got.unwrap();
         assert!(matches!(got, Response::Manifest { entries: 1 }), "{got:?}");
-        assert_eq!(agent.await.unwrap(), 2, "asked exactly twice");
+        assert_eq!(asked, 2, "asked exactly twice");
         let kept: Vec<_> = crate::jsonl::Lines::<pyro_protocol::ManifestEntry>::open(&out)
             .unwrap()
             .map(|e| e.unwrap().path)
@@ -664,17 +676,9 @@ mod tests {
     #[tokio::test]
     async fn a_listing_damaged_every_time_is_an_error_that_quotes_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (sb, listener) = fake_sandbox(dir.path());
-        let agent = manifest_agent(listener, 3, 3);
-        let out = dir.path().join("manifest.jsonl");
-        let req = Request::Manifest {
-            root: "/workspace".into(),
-        };
-        let err = sb
-            .get_lines::<pyro_protocol::ManifestEntry>(req, &out, 1 << 20, Duration::from_secs(10))
-            .await
-            .unwrap_err();
-        assert_eq!(agent.await.unwrap(), 3, "three attempts, then the error");
+        let (got, asked, _) = manifest_from(dir.path(), 3, 3).await;
+        let err = got.unwrap_err();
+        assert_eq!(asked, 3, "three attempts, then the error");
         let msg = err.to_string();
         assert!(matches!(err, CoreError::Transport(_)), "{err:?}");
         assert!(msg.contains("malformed listing line"), "{msg}");

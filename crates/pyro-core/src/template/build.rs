@@ -242,13 +242,13 @@ async fn build_in(
         // speed, as in init's warm-up; a build that failed here would be
         // tried again, and fail again, on every boot of the environment.
         // But `true` failing means the shell itself does not work.
-        if out.exit_code != 0 && *script == "true" {
-            return Err(CoreError::Transport(format!(
-                "the template guest cannot run commands: `true` exited with {}",
-                out.exit_code
-            )));
-        }
         if out.exit_code != 0 {
+            if *script == "true" {
+                return Err(CoreError::Transport(format!(
+                    "the template guest cannot run commands: `true` exited with {}",
+                    out.exit_code
+                )));
+            }
             tracing::info!(
                 "template warm-up: `{script}` exited with {} (the image may lack it)",
                 out.exit_code
