@@ -222,6 +222,10 @@ async fn serve(dir: &Path, config: Config, s: NsSockets) -> Result<(), NetError>
         .map_err(|e| NetError::io("NFLOG socket", e.into()))?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| NetError::io("SIGHUP handler", e))?;
+    // pyro stops the daemon with SIGTERM: it ends here, after the denials
+    // already read are in the log.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| NetError::io("SIGTERM handler", e))?;
     std::fs::write(dir.join(READY_FILE), std::process::id().to_string())
         .map_err(|e| NetError::io("writing the ready file", e))?;
     tokio::spawn(serve_udp(udp, state.clone()));
@@ -231,6 +235,7 @@ async fn serve(dir: &Path, config: Config, s: NsSockets) -> Result<(), NetError>
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&state).await,
+            _ = term.recv() => return Ok(()),
             _ = tick.tick() => {
                 if vm.is_some_and(|p| !p.is_alive()) {
                     return Ok(());

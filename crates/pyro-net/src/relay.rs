@@ -51,8 +51,12 @@ pub fn run(listener: OwnedFd, guest_port: u16, vm: Option<ProcessId>) -> Result<
         let target = SocketAddr::V4(SocketAddrV4::new(GUEST_IP, guest_port));
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        // pyro stops a relay with SIGTERM (its connections end with it).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| NetError::io("SIGTERM handler", e))?;
         loop {
             tokio::select! {
+                _ = term.recv() => return Ok(()),
                 accepted = listener.accept() => {
                     let Ok((mut inbound, _)) = accepted else {
                         tokio::time::sleep(Duration::from_millis(50)).await;

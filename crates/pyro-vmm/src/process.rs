@@ -90,6 +90,26 @@ impl ProcessId {
         }
     }
 
+    /// Asks the process to end (SIGTERM), gives it `grace` to do so, then
+    /// kills it and waits up to `timeout`. Returns whether it is gone. For
+    /// pyro's own helpers, which finish their work and exit on SIGTERM (an
+    /// exit that runs to the end also writes an instrumented build's
+    /// coverage counters, which SIGKILL loses).
+    pub fn terminate_and_wait(&self, grace: Duration, timeout: Duration) -> bool {
+        if self.signal(Signal::SIGTERM) {
+            let until = Instant::now() + grace;
+            while Instant::now() < until {
+                self.reap();
+                if !self.is_alive() {
+                    self.reap();
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.kill_and_wait(timeout)
+    }
+
     /// Reaps the process if it is a zombie child of ours.
     pub fn reap(&self) {
         if let Some(s) = read_stat(self.pid)
@@ -145,5 +165,38 @@ mod tests {
         assert!(id.kill_and_wait(Duration::from_secs(5)));
         assert!(!id.is_alive());
         assert!(!std::path::Path::new(&format!("/proc/{}", child.id())).exists());
+    }
+
+    #[test]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "terminate_and_wait reaps the children itself"
+    )]
+    fn terminate_and_wait_ends_politely_then_by_force() {
+        // Ends on SIGTERM: gone well within the grace.
+        let polite = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let id = ProcessId::of(polite.id()).unwrap();
+        let t = Instant::now();
+        assert!(id.terminate_and_wait(Duration::from_secs(20), Duration::from_secs(5)));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert!(!std::path::Path::new(&format!("/proc/{}", polite.id())).exists());
+        // Ignores SIGTERM: killed once the grace is over.
+        let stubborn = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; while :; do sleep 1; done"])
+            // Its last `sleep 1` outlives it by up to a second: not holding
+            // the test's output.
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = ProcessId::of(stubborn.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        assert!(id.terminate_and_wait(Duration::from_millis(300), Duration::from_secs(5)));
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert!(!std::path::Path::new(&format!("/proc/{}", stubborn.id())).exists());
     }
 }

@@ -401,11 +401,15 @@ fn relays(dir: &Path) -> Vec<(PathBuf, RelayRecord)> {
 fn stop_relays(dir: &Path, service: Option<&str>) {
     for (file, r) in relays(dir) {
         if service.is_none_or(|s| s == r.service) {
-            r.process.kill_and_wait(Duration::from_secs(5));
+            r.process
+                .terminate_and_wait(HELPER_GRACE, Duration::from_secs(5));
             let _ = std::fs::remove_file(file);
         }
     }
 }
+
+/// How long the daemon and the relays get to end on SIGTERM before SIGKILL.
+const HELPER_GRACE: Duration = Duration::from_secs(1);
 
 /// Removes a sandbox's network: relays, daemon, namespace, host table.
 pub(super) fn stop_network(paths: &Paths, record: &VmRecord, problems: &mut Vec<String>) {
@@ -414,7 +418,7 @@ pub(super) fn stop_network(paths: &Paths, record: &VmRecord, problems: &mut Vec<
     };
     stop_relays(&paths.vm_dir(&record.id).join(NET_DIR), None);
     if let Some(d) = net.daemon
-        && !d.kill_and_wait(Duration::from_secs(5))
+        && !d.terminate_and_wait(HELPER_GRACE, Duration::from_secs(5))
     {
         problems.push(format!("network daemon {} did not exit", d.pid));
     }
