@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Line coverage of the workspace from an instrumented run (`make test` builds
 # everything with `-C instrument-coverage` into target/cov and every process
-# it starts — test binaries, `pyro`, the smoke runner, the wheel's pyro —
+# it starts — test binaries, `pyro`, the smoke runner, the wheel's pyro,
+# the instrumented agent of host-compat sandboxes (`make cov-agent`) —
 # adds its counters to target/cov/prof/). This merges them, prints the
 # figure per crate and in total, and fails below COVERAGE_MIN percent.
 #   scripts/coverage.sh [COVERAGE_MIN]
@@ -34,6 +35,9 @@ fi
 # This run's programs only (stale test binaries of older builds would count
 # code that no longer exists): the suites nextest lists, pyro, the smoke runner.
 objects=(-object "$dir/debug/pyro" -object "$dir/debug/examples/smoke")
+# The instrumented static guest agent (host-compat sandboxes and guests run it).
+agent=target/cov-agent/x86_64-unknown-linux-gnu/release/pyro-agent
+if [ -x "$agent" ]; then objects+=(-object "$agent"); fi
 while read -r f; do
   objects+=(-object "$f")
 done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="-C instrument-coverage" LLVM_PROFILE_FILE=/dev/null \

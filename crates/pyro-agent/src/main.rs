@@ -10,6 +10,8 @@
 //! namespaces, becomes PID 1 of the new PID namespace and assembles the same
 //! overlay from the environment's root tree and a host directory.
 
+#[cfg(pyro_coverage)]
+mod coverage;
 mod exec;
 mod files;
 mod image;
@@ -80,6 +82,8 @@ pub struct ServerConfig {
 }
 
 fn main() -> ExitCode {
+    #[cfg(pyro_coverage)]
+    coverage::redirect();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--version") => {
