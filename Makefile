@@ -20,15 +20,16 @@ WHEEL_STAGE := rm -rf target/wheel-data target/wheels && mkdir -p target/wheel-d
 	&& cp $(AGENT) target/wheel-data/scripts/pyro-agent
 # `make test`'s instrumented build (see there): everything it runs counts
 # toward line coverage. Host programs write merge pools; the static guest
-# agent (its own build, `--cfg pyro_coverage`) writes one continuous-mode file
-# per process, so a SIGKILLed sandbox keeps its counters.
+# agent (its own build) writes one continuous-mode file per process, so a
+# SIGKILLed sandbox keeps its counters; in a guest it keeps them in /run, and
+# pyro (built with `--cfg pyro_coverage`) copies them out before the VM ends.
 COV_DIR := $(CURDIR)/target/cov
 PYRO_COV := $(COV_DIR)/debug/pyro
 SMOKE_COV := $(COV_DIR)/debug/examples/smoke
 COV_AGENT := target/cov-agent/$(AGENT_TARGET)/release/pyro-agent
 # The floor measured so far; the aim is 90.
 COVERAGE_MIN ?= 78
-COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) RUSTFLAGS="-C instrument-coverage" \
+COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
 	LLVM_PROFILE_FILE="$(COV_DIR)/prof/%4m.profraw" \
 	PYRO_AGENT_PROFILE="$(COV_DIR)/prof/agent-%p%c.profraw" PYRO_AGENT_BIN=$(CURDIR)/$(COV_AGENT)
 
@@ -76,15 +77,23 @@ lint:
 # server, the wheel installed and run; then the line-coverage gate
 # (scripts/coverage.sh: per crate, fails below COVERAGE_MIN percent of the
 # crates' src/ lines), then every fuzz target for a bounded time.
+#
+# Each build of `pyro` here may differ (features unify differently for the
+# pull's build, nextest's and maturin's), and a profile counts only against
+# the very binary that wrote it: each is kept as $(COV_DIR)/pyro-<step> for
+# the report.
 test: setup cov-agent lint
-	rm -rf $(COV_DIR)/prof
+	rm -rf $(COV_DIR)/prof $(COV_DIR)/pyro-*
 	$(COV_ENV) $(CARGO) build -p pyro-cli --bin pyro --example smoke
-	$(COV_ENV) $(PYRO_COV) env pull $(ENV)
+	cp $(PYRO_COV) $(COV_DIR)/pyro-pull
+	$(COV_ENV) $(COV_DIR)/pyro-pull env pull $(ENV)
 	$(COV_ENV) $(CARGO) nextest run --workspace --profile ci
-	$(COV_ENV) $(SMOKE_COV) --pyro $(PYRO_COV) all
+	cp $(PYRO_COV) $(COV_DIR)/pyro-suite
+	$(COV_ENV) $(SMOKE_COV) --pyro $(COV_DIR)/pyro-suite all
 	rm -rf target/wheel-data target/wheels && mkdir -p target/wheel-data/scripts \
 		&& cp $(COV_AGENT) target/wheel-data/scripts/pyro-agent
 	$(COV_ENV) $(TOOLS)/maturin build --profile dev --out target/wheels
+	cp $(PYRO_COV) $(COV_DIR)/pyro-wheel
 	$(COV_ENV) scripts/wheel-check.sh target/wheels/*.whl
 	$(COV_ENV) scripts/coverage.sh $(COVERAGE_MIN)
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -35,12 +35,18 @@ fi
 # This run's programs only (stale test binaries of older builds would count
 # code that no longer exists): the suites nextest lists, pyro, the smoke runner.
 objects=(-object "$dir/debug/pyro" -object "$dir/debug/examples/smoke")
+# Each `pyro` build that ran (the Makefile keeps them: pyro-pull, pyro-suite,
+# pyro-wheel); a profile counts only against the binary that wrote it.
+for b in "$dir"/pyro-*; do
+  if [ -x "$b" ]; then objects+=(-object "$b"); fi
+done
 # The instrumented static guest agent (host-compat sandboxes and guests run it).
 agent=target/cov-agent/x86_64-unknown-linux-gnu/release/pyro-agent
 if [ -x "$agent" ]; then objects+=(-object "$agent"); fi
 while read -r f; do
   objects+=(-object "$f")
-done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="-C instrument-coverage" LLVM_PROFILE_FILE=/dev/null \
+done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="${RUSTFLAGS:--C instrument-coverage --cfg pyro_coverage}" \
+  LLVM_PROFILE_FILE=/dev/null \
   cargo nextest list --workspace --message-format json 2>/dev/null | python3 -c '
 import json, sys
 for s in json.load(sys.stdin)["rust-suites"].values():

@@ -8,9 +8,21 @@
 //! per process in continuous mode, `%p%c`, so counters survive the SIGKILL
 //! that ends a sandbox), or, when that is unset (a guest), to `/dev/null`, so
 //! no profile lands in a user's workspace.
+//!
+//! A guest's init switches to [`GUEST_PROFILE`] once its root filesystem
+//! (and so its `/run` tmpfs) is assembled: from then on the counters of init,
+//! of the server and of every forked child live in that file (continuous
+//! mode maps it shared), and pyro copies it to the host before the VM ends
+//! (pyro-core's `sandbox/coverage.rs`). Counters from before the switch (a
+//! template's warm-up, restored into every guest of the template) are
+//! written into the file when it is created.
 
 use std::ffi::{CString, c_char};
 use std::os::unix::ffi::OsStringExt;
+
+/// Where a guest's counters live (pyro-core reads the same path: `ReadFile`
+/// serves this one path outside `/workspace`, in coverage builds only).
+pub const GUEST_PROFILE: &str = "/run/pyro-agent.profraw";
 
 unsafe extern "C" {
     // The profiler runtime that `-C instrument-coverage` links in.
@@ -22,10 +34,33 @@ pub fn redirect() {
     let name = std::env::var_os("PYRO_AGENT_PROFILE")
         .map(OsStringExt::into_vec)
         .unwrap_or_else(|| b"/dev/null".to_vec());
+    set_filename(name);
+}
+
+/// In a guest whose `/run` is mounted: counters go to [`GUEST_PROFILE`].
+pub fn into_guest_run() {
+    // `%c`: continuous mode (the name itself ends before it).
+    set_filename(format!("{GUEST_PROFILE}%c").into_bytes());
+}
+
+/// `ReadFile` of [`GUEST_PROFILE`]: the file, its size and mode.
+pub fn open_profile(path: &str) -> Option<std::io::Result<(std::fs::File, u64, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+    if path != GUEST_PROFILE {
+        return None;
+    }
+    Some(std::fs::File::open(path).and_then(|f| {
+        let m = f.metadata()?;
+        Ok((f, m.len(), m.permissions().mode() & 0o7777))
+    }))
+}
+
+fn set_filename(name: Vec<u8>) {
     let Ok(name) = CString::new(name) else {
         return;
     };
-    // The runtime copies nothing: the pattern must live as long as the process.
+    // The runtime may keep the pointer: the pattern must live as long as the
+    // process.
     let name: &'static CString = Box::leak(Box::new(name));
     // SAFETY: `name` is a NUL-terminated string that is never freed; the
     // runtime is linked in by `-C instrument-coverage`, which `pyro_coverage`

@@ -71,6 +71,8 @@ pub fn guest() -> ExitCode {
         log::error(&format!("cannot assemble the root filesystem: {e}"));
         power_off();
     }
+    #[cfg(pyro_coverage)]
+    crate::coverage::into_guest_run();
     if let Err(e) = sethostname(&params.hostname) {
         log::error(&format!(
             "cannot set the hostname {:?}: {e}; powering off",

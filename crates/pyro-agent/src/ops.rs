@@ -152,7 +152,14 @@ pub async fn read_file<S: AsyncRead + AsyncWrite + Unpin>(
     stream_out(
         &mut wr,
         move |mut w| {
-            let (f, size, mode) = files::open_regular(&path)?;
+            #[cfg(pyro_coverage)]
+            let opened = match crate::coverage::open_profile(&path) {
+                Some(o) => o.map_err(|e| AgentError::new(ErrorKind::Io, format!("{path}: {e}")))?,
+                None => files::open_regular(&path)?,
+            };
+            #[cfg(not(pyro_coverage))]
+            let opened = files::open_regular(&path)?;
+            let (f, size, mode) = opened;
             std::io::copy(&mut f.take(max_bytes), &mut w)
                 .map_err(|e| AgentError::new(ErrorKind::Io, format!("reading {path}: {e}")))?;
             Ok((size, mode))

@@ -30,6 +30,8 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+#[cfg(pyro_coverage)]
+mod coverage;
 mod download;
 mod handoff;
 mod network;
@@ -399,6 +401,8 @@ impl Sandbox {
     /// the process to end; then tears down what is left. The writable layer,
     /// when it lives outside the sandbox, is kept.
     pub async fn shutdown(mut self, timeout: Duration) -> Result<(), CoreError> {
+        #[cfg(pyro_coverage)]
+        self.collect_coverage().await;
         let _ = self.call(Request::Shutdown, Duration::from_secs(30)).await;
         let until = Instant::now() + timeout;
         while self.is_running() && Instant::now() < until {
@@ -457,6 +461,8 @@ impl Drop for AbortOnDrop {
 /// Removes everything a record points at: the process, its jail, sockets,
 /// cgroups and the sandbox directory.
 pub fn teardown(paths: &Paths, record: &VmRecord) -> Result<(), String> {
+    #[cfg(pyro_coverage)]
+    coverage::collect_blocking(paths, record);
     let mut problems = match stop_vm(paths, record) {
         Ok(()) => Vec::new(),
         Err(p) => vec![p],

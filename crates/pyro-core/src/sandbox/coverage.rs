@@ -1,0 +1,88 @@
+//! Line coverage of the guest agent (`make test` only: `--cfg pyro_coverage`;
+//! release builds leave this module out).
+//!
+//! The instrumented agent of a guest keeps its counters in a file in the
+//! guest's `/run` (pyro-agent's `coverage.rs`). Before a VM ends, pyro copies
+//! that file beside the suite's other profiles, into the directory of
+//! `PYRO_AGENT_PROFILE`, where `scripts/coverage.sh` merges them. It is best
+//! effort and bounded: a guest that does not answer within [`DEADLINE`] (a
+//! paused or wedged one) only loses its counters.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Sandbox;
+use crate::Paths;
+use crate::records::VmRecord;
+
+/// The instrumented guest agent's profile (continuous mode).
+const GUEST_PROFILE: &str = "/run/pyro-agent.profraw";
+/// Far above an agent's profile (about a megabyte).
+const MAX_BYTES: u64 = 256 << 20;
+/// How long one copy may take.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+impl Sandbox {
+    /// Copies a running guest's agent counters to the host.
+    pub(super) async fn collect_coverage(&self) {
+        if self.record.firecracker.is_none() || !self.is_running() {
+            return;
+        }
+        let Some(dir) = profile_dir() else {
+            return;
+        };
+        let read = tokio::time::timeout(DEADLINE, self.read_file_inner(GUEST_PROFILE, MAX_BYTES));
+        let data = match read.await {
+            Ok(Ok((data, _, false, _))) => data,
+            Ok(Ok(_)) => {
+                return tracing::warn!("coverage: {GUEST_PROFILE} is over {MAX_BYTES} bytes");
+            }
+            Ok(Err(e)) => return tracing::warn!("coverage: reading {GUEST_PROFILE}: {e}"),
+            Err(_) => return tracing::warn!("coverage: no {GUEST_PROFILE} within {DEADLINE:?}"),
+        };
+        let name = format!(
+            "agent-guest-{}-{}.profraw",
+            self.record.id,
+            crate::random_hex(4)
+        );
+        if let Err(e) = tokio::fs::write(dir.join(&name), data).await {
+            tracing::warn!("coverage: writing {name}: {e}");
+        }
+    }
+}
+
+/// [`Sandbox::collect_coverage`] from blocking code (a teardown), on a thread
+/// of its own: callers may hold an async worker or none.
+pub(super) fn collect_blocking(paths: &Paths, record: &VmRecord) {
+    let running = record.process.is_some_and(|p| p.is_alive());
+    if record.firecracker.is_none() || !running || profile_dir().is_none() {
+        return;
+    }
+    let sandbox = Sandbox {
+        paths: paths.clone(),
+        record: record.clone(),
+        hello: None,
+        boot_ms: 0,
+        boot_info: None,
+        refresh_us: None,
+        torn_down: true,
+        keep: true,
+        copied_upper: false,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(sandbox.collect_coverage());
+            }
+        });
+    });
+}
+
+/// The host directory of `PYRO_AGENT_PROFILE` (unset: nothing is collected).
+fn profile_dir() -> Option<PathBuf> {
+    let pattern = PathBuf::from(std::env::var_os("PYRO_AGENT_PROFILE")?);
+    Some(pattern.parent()?.to_owned())
+}
