@@ -28,7 +28,7 @@ PYRO_COV := $(COV_DIR)/debug/pyro
 SMOKE_COV := $(COV_DIR)/debug/examples/smoke
 COV_AGENT := target/cov-agent/$(AGENT_TARGET)/release/pyro-agent
 # The floor measured so far; the aim is 90.
-COVERAGE_MIN ?= 78
+COVERAGE_MIN ?= 84
 COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
 	LLVM_PROFILE_FILE="$(COV_DIR)/prof/%4m.profraw" \
 	PYRO_AGENT_PROFILE="$(COV_DIR)/prof/agent-%p%c.profraw" PYRO_AGENT_BIN=$(CURDIR)/$(COV_AGENT)
@@ -66,9 +66,13 @@ demo: setup build
 	$(PYRO_RELEASE) doctor
 	$(PYRO_RELEASE) run $(ENV) -- git --version
 
+# The second clippy pass sees the code only `make test`'s instrumented
+# builds compile (`--cfg pyro_coverage`).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	CARGO_TARGET_DIR=target/clippy-cov RUSTFLAGS="--cfg pyro_coverage" \
+		$(CARGO) clippy -p pyro-agent -p pyro-core --all-targets -- -D warnings
 
 # The whole suite, built once with `-C instrument-coverage` into target/cov:
 # formatting, lints, unit tests, end-to-end tests against the built binary

@@ -43,9 +43,10 @@ done
 # The instrumented static guest agent (host-compat sandboxes and guests run it).
 agent=target/cov-agent/x86_64-unknown-linux-gnu/release/pyro-agent
 if [ -x "$agent" ]; then objects+=(-object "$agent"); fi
+# The flags must be the Makefile's COV_ENV ones, or this rebuilds the suite.
 while read -r f; do
   objects+=(-object "$f")
-done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="${RUSTFLAGS:--C instrument-coverage --cfg pyro_coverage}" \
+done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
   LLVM_PROFILE_FILE=/dev/null \
   cargo nextest list --workspace --message-format json 2>/dev/null | python3 -c '
 import json, sys

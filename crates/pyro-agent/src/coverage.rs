@@ -13,9 +13,16 @@
 //! (and so its `/run` tmpfs) is assembled: from then on the counters of init,
 //! of the server and of every forked child live in that file (continuous
 //! mode maps it shared), and pyro copies it to the host before the VM ends
-//! (pyro-core's `sandbox/coverage.rs`). Counters from before the switch (a
-//! template's warm-up, restored into every guest of the template) are
-//! written into the file when it is created.
+//! (pyro-core's `sandbox/coverage.rs`). Counters of init from before the
+//! switch (restored into every guest of a template) are written into the
+//! file when it is created; the template warm-up's forked children end with
+//! `_exit` before it, so their counters are lost. The runtime keeps the file
+//! open without close-on-exec: commands in a coverage build's guest inherit
+//! a descriptor to it.
+//!
+//! The profiler reads where the counters live once per function, at its
+//! entry (`-runtime-counter-relocation`): what runs after a switch must be
+//! in functions entered after it (`dispatch`, `init::in_root`).
 
 use std::ffi::{CString, c_char};
 use std::os::unix::ffi::OsStringExt;
@@ -43,14 +50,22 @@ pub fn into_guest_run() {
     set_filename(format!("{GUEST_PROFILE}%c").into_bytes());
 }
 
-/// `ReadFile` of [`GUEST_PROFILE`]: the file, its size and mode.
+/// `ReadFile` of [`GUEST_PROFILE`]: the file, its size and mode. Only a
+/// regular file, never through a link, never waiting on a FIFO.
 pub fn open_profile(path: &str) -> Option<std::io::Result<(std::fs::File, u64, u32)>> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if path != GUEST_PROFILE {
         return None;
     }
-    Some(std::fs::File::open(path).and_then(|f| {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    Some(opened.and_then(|f| {
         let m = f.metadata()?;
+        if !m.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
         Ok((f, m.len(), m.permissions().mode() & 0o7777))
     }))
 }

@@ -73,6 +73,15 @@ pub fn guest() -> ExitCode {
     }
     #[cfg(pyro_coverage)]
     crate::coverage::into_guest_run();
+    in_root(&params)
+}
+
+/// The rest of a guest's start, in the assembled root. A function of its
+/// own, never inlined: an instrumented build (`pyro_coverage`) reads where
+/// its counters live once per function, at entry, and [`guest`] switched
+/// that place just before calling this.
+#[inline(never)]
+fn in_root(params: &KernelParams) -> ExitCode {
     if let Err(e) = sethostname(&params.hostname) {
         log::error(&format!(
             "cannot set the hostname {:?}: {e}; powering off",
