@@ -322,3 +322,54 @@ fn env_prune_deletes_only_debris() {
         .unwrap();
     assert_eq!(stdout(&o), "Deleted 0 cached entries.\n");
 }
+
+/// `env template list` and `prune` for people: an empty cache says how to
+/// get a template; a template whose environment is gone is listed stale
+/// with the reason, then pruned by name.
+#[test]
+fn env_templates_listed_and_pruned_for_people() {
+    let home = Home::new();
+    let cache = home.path().join("cache");
+    let env = |args: &[&str]| {
+        let o = home
+            .cmd()
+            .env("PYRO_CACHE_DIR", &cache)
+            .arg("env")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(
+        env(&["template", "list"]),
+        "No templates yet (`pyro env pull` builds one).\n"
+    );
+    let name = "debian_12-4.0.0-1c-1024m-4096d";
+    let dir = cache.join("templates").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = serde_json::json!({
+        "format_version": 2,
+        "environment": "debian:12",
+        "environment_version": "4.0.0",
+        "shape": {"vcpu_count": 1, "mem_mib": 1024, "disk_mib": 4096},
+        "sources": {
+            "kernel_key": "0", "rootfs_sha256": "0", "agent_sha256": "0",
+            "firecracker_sha256": "0", "boot_args": "", "host_kernel": ""
+        },
+        "vmstate_sha256": "0", "vmstate_bytes": 0, "mem_bytes": 0, "upper_bytes": 0,
+        "handoff_vmstate_sha256": "0", "handoff_vmstate_bytes": 0, "handoff_mem_bytes": 0,
+        "built_at": 0.0, "build_ms": 0
+    });
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    assert_eq!(
+        env(&["template", "list"]),
+        format!("{name}  stale (debian:12 is not installed)  0 MiB on disk\n")
+    );
+    assert_eq!(
+        env(&["template", "prune"]),
+        format!("Deleted 1 template(s).\n- {name}\n")
+    );
+    assert!(!dir.exists());
+    assert_eq!(env(&["template", "prune"]), "Deleted 0 template(s).\n");
+}

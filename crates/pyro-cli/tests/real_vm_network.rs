@@ -171,6 +171,34 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
     );
     let status = pyro_json(&lab, &home, &["workspace", "status", &id, "--json"]);
     assert!(status["network_denials"].as_u64().unwrap() >= 6, "{status}");
+    // The same log for people: one line per denial, and a cut one says so.
+    let text = stdout(&run_ok(lab.pyro(&home).args([
+        "workspace",
+        "network",
+        "log",
+        &id,
+    ])));
+    for want in [
+        format!("tcp to {METADATA}:80  refused by rule link-local"),
+        "DNS query for other.test  refused by rule dns".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want}: {text}");
+    }
+    let text = stdout(&run_ok(lab.pyro(&home).args([
+        "workspace",
+        "network",
+        "log",
+        &id,
+        "--limit",
+        "1",
+    ])));
+    assert!(
+        text.contains(&format!(
+            "(1 of {} denials on record shown; pass --limit for more)",
+            log["total"]
+        )),
+        "{text}"
+    );
 
     // A published port reaches a service in the guest from 127.0.0.1.
     let svc = pyro_json(
@@ -262,26 +290,24 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
             .any(|d| d["destination"] == SERVER && d["port"] == 9418 && d["rule"] == "not-allowed"),
         "{log}"
     );
-    // A policy without published ports closes them.
-    let set = pyro_json(
-        &lab,
-        &home,
-        &[
-            "workspace",
-            "network",
-            "set",
-            &id,
-            "--allow-host",
-            "other.test:22",
-            "--json",
-        ],
-    );
-    assert_eq!(set["network"]["mode"], "egress", "{set}");
+    // A policy without published ports closes them (said for people here).
+    let set = stdout(&run_ok(lab.pyro(&home).args([
+        "workspace",
+        "network",
+        "set",
+        &id,
+        "--allow-host",
+        "other.test:22",
+    ])));
     assert!(
-        set["note"]
-            .as_str()
-            .unwrap()
-            .contains("published ports were closed"),
+        set.contains(&format!(
+            "Network of {id}: egress (allow other.test:22) (in force now)"
+        )),
+        "{set}"
+    );
+    assert!(
+        set.lines()
+            .any(|l| l.starts_with("Note: ") && l.contains("published ports were closed")),
         "{set}"
     );
     assert!(
