@@ -27,9 +27,8 @@
 use std::ffi::{CString, c_char};
 use std::os::unix::ffi::OsStringExt;
 
-/// Where a guest's counters live (pyro-core reads the same path: `ReadFile`
-/// serves this one path outside `/workspace`, in coverage builds only).
-pub const GUEST_PROFILE: &str = "/run/pyro-agent.profraw";
+// Where a guest's counters live.
+use pyro_protocol::COVERAGE_PROFILE as GUEST_PROFILE;
 
 unsafe extern "C" {
     // The profiler runtime that `-C instrument-coverage` links in.

@@ -55,6 +55,12 @@ pub const WARM_UP_SCRIPTS: &[&str] = &[
 /// How long init's warm-up may take in all (PVM emulates every page fault).
 pub const TEMPLATE_WARM_UP_SECONDS: u64 = 300;
 
+/// Where an instrumented guest agent keeps its coverage counters, and the
+/// one path outside `/workspace` its `ReadFile` serves (`make test`'s
+/// builds only: pyro-agent's `coverage.rs`, pyro-core's `sandbox/coverage.rs`).
+#[cfg(pyro_coverage)]
+pub const COVERAGE_PROFILE: &str = "/run/pyro-agent.profraw";
+
 /// Tasks (processes and threads) one command may have at once inside a
 /// guest: the agent's per-command cgroup caps them.
 pub const GUEST_TASKS_PER_COMMAND: u64 = 512;

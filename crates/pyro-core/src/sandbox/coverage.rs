@@ -17,8 +17,8 @@ use super::Sandbox;
 use crate::Paths;
 use crate::records::VmRecord;
 
-/// The instrumented guest agent's profile (continuous mode).
-const GUEST_PROFILE: &str = "/run/pyro-agent.profraw";
+// The instrumented guest agent's profile (continuous mode).
+use pyro_protocol::COVERAGE_PROFILE as GUEST_PROFILE;
 /// Far above an agent's profile (about a megabyte).
 const MAX_BYTES: u64 = 256 << 20;
 /// How long one copy may take.
@@ -27,10 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 impl Sandbox {
     /// Copies a running guest's agent counters to the host.
     pub(super) async fn collect_coverage(&self) {
-        if self.record.firecracker.is_none() || !self.is_running() {
-            return;
-        }
-        let Some(dir) = profile_dir() else {
+        let Some(dir) = self.coverage_dir() else {
             return;
         };
         let read = tokio::time::timeout(DEADLINE, self.read_file_inner(GUEST_PROFILE, MAX_BYTES));
@@ -56,21 +53,10 @@ impl Sandbox {
 /// [`Sandbox::collect_coverage`] from blocking code (a teardown), on a thread
 /// of its own: callers may hold an async worker or none.
 pub(super) fn collect_blocking(paths: &Paths, record: &VmRecord) {
-    let running = record.process.is_some_and(|p| p.is_alive());
-    if record.firecracker.is_none() || !running || profile_dir().is_none() {
+    let sandbox = Sandbox::handle(paths, record.clone());
+    if sandbox.coverage_dir().is_none() {
         return;
     }
-    let sandbox = Sandbox {
-        paths: paths.clone(),
-        record: record.clone(),
-        hello: None,
-        boot_ms: 0,
-        boot_info: None,
-        refresh_us: None,
-        torn_down: true,
-        keep: true,
-        copied_upper: false,
-    };
     std::thread::scope(|s| {
         // No thread (a host out of them): these counters are lost, no more.
         let _ = std::thread::Builder::new().spawn_scoped(s, || {
@@ -84,8 +70,15 @@ pub(super) fn collect_blocking(paths: &Paths, record: &VmRecord) {
     });
 }
 
-/// The host directory of `PYRO_AGENT_PROFILE` (unset: nothing is collected).
-fn profile_dir() -> Option<PathBuf> {
-    let pattern = PathBuf::from(std::env::var_os("PYRO_AGENT_PROFILE")?);
-    Some(pattern.parent()?.to_owned())
+impl Sandbox {
+    /// Where this sandbox's guest counters go: the host directory of
+    /// `PYRO_AGENT_PROFILE`, for a running Firecracker guest (unset, or
+    /// host-compat, or gone: nothing is collected).
+    fn coverage_dir(&self) -> Option<PathBuf> {
+        if self.record.firecracker.is_none() || !self.is_running() {
+            return None;
+        }
+        let pattern = PathBuf::from(std::env::var_os("PYRO_AGENT_PROFILE")?);
+        Some(pattern.parent()?.to_owned())
+    }
 }

@@ -335,7 +335,12 @@ impl Sandbox {
         let record = VmRecord::load(paths, id).ok_or_else(|| {
             CoreError::Transport(format!("the sandbox {id} has no record; it is gone"))
         })?;
-        Ok(Sandbox {
+        Ok(Self::handle(paths, record))
+    }
+
+    /// A handle on the sandbox `record` describes, kept past the handle.
+    fn handle(paths: &Paths, record: VmRecord) -> Self {
+        Sandbox {
             paths: paths.clone(),
             record,
             hello: None,
@@ -345,7 +350,7 @@ impl Sandbox {
             torn_down: false,
             keep: true,
             copied_upper: false,
-        })
+        }
     }
 
     /// Keeps the sandbox running past this handle.
