@@ -11,7 +11,7 @@ pub const BASE_BOOT_ARGS: &str =
 /// execute `xrstor`, `int3` (the self-test), `popcnt`/`clac` as patched in by
 /// alternatives, and does not switch to CPL0 on a user `syscall`. The
 /// `noint3selftest` and `pvmsyscallfixup` flags are pyro's kernel patches.
-pub const PVM_BOOT_ARGS: &str = "noxsave noint3selftest nofsgsbase nopcid \
+pub const PVM_BOOT_ARGS: &str = "lapic=notscdeadline noxsave noint3selftest nofsgsbase nopcid \
      clearcpuid=popcnt,smap,invpcid,rdrand,rdseed,rdpid pvmsyscallfixup";
 
 /// Whether `/dev/kvm` is PVM (`kvm_pvm` loaded).
