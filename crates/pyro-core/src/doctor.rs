@@ -140,7 +140,14 @@ pub fn run(paths: &Paths) -> Report {
 }
 
 fn platform() -> Check {
-    let here = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    platform_check(&format!(
+        "{}-{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    ))
+}
+
+fn platform_check(here: &str) -> Check {
     if here == "linux-x86_64" {
         check("platform", Status::Pass, here, None)
     } else {
@@ -155,7 +162,11 @@ fn platform() -> Check {
 
 fn kvm() -> Check {
     let k = pyro_vmm::host::kvm_access();
-    match (k.exists, k.read_write) {
+    kvm_check(k.exists, k.read_write)
+}
+
+fn kvm_check(exists: bool, read_write: bool) -> Check {
+    match (exists, read_write) {
         (true, true) => check("kvm", Status::Pass, "/dev/kvm is readable and writable", None),
         (true, false) => check(
             "kvm",
@@ -241,7 +252,13 @@ fn privileges(root: bool) -> Check {
 }
 
 fn cgroups() -> Check {
-    match pyro_vmm::cgroup::detect(Path::new(pyro_vmm::cgroup::CGROUP_ROOT)) {
+    cgroups_check(pyro_vmm::cgroup::detect(Path::new(
+        pyro_vmm::cgroup::CGROUP_ROOT,
+    )))
+}
+
+fn cgroups_check(found: Option<(pyro_vmm::cgroup::CgroupVersion, Vec<String>)>) -> Check {
+    match found {
         Some((v, ctrls)) if ctrls.len() == pyro_vmm::cgroup::CONTROLLERS.len() => check(
             "cgroups",
             Status::Pass,
@@ -396,7 +413,11 @@ fn agent(found: &Result<pyro_env::agent::AgentBinary, pyro_env::EnvError>) -> Ch
 }
 
 fn tun() -> Check {
-    if Path::new("/dev/net/tun").exists() {
+    tun_check(Path::new("/dev/net/tun").exists())
+}
+
+fn tun_check(present: bool) -> Check {
+    if present {
         check("network: /dev/net/tun", Status::Pass, "present", None)
     } else {
         check(
@@ -409,7 +430,17 @@ fn tun() -> Check {
 }
 
 fn tool_warn(name: &str, tool: &str, package: &str, purpose: &str) -> Check {
-    match which(tool) {
+    tool_check(name, tool, package, purpose, which(tool))
+}
+
+fn tool_check(
+    name: &str,
+    tool: &str,
+    package: &str,
+    purpose: &str,
+    found: Option<PathBuf>,
+) -> Check {
+    match found {
         Some(p) => check(name, Status::Pass, p.display().to_string(), None),
         None => check(
             name,
@@ -421,7 +452,11 @@ fn tool_warn(name: &str, tool: &str, package: &str, purpose: &str) -> Check {
 }
 
 fn firewall() -> Check {
-    match which("nft") {
+    firewall_check(which("nft"))
+}
+
+fn firewall_check(found: Option<PathBuf>) -> Check {
+    match found {
         Some(p) => check("network: nft", Status::Pass, p.display().to_string(), None),
         None => check(
             "network: nft",
@@ -434,8 +469,12 @@ fn firewall() -> Check {
 }
 
 fn ip_forward() -> Check {
-    let on =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
+    ip_forward_check(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1"),
+    )
+}
+
+fn ip_forward_check(on: bool) -> Check {
     if on {
         check("network: ip_forward", Status::Pass, "enabled", None)
     } else {
@@ -456,9 +495,13 @@ fn disk(name: &str, dir: &Path) -> Check {
             break;
         }
     }
-    match nix::sys::statvfs::statvfs(&probe) {
-        Ok(s) => {
-            let free = s.blocks_available() * s.fragment_size();
+    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() * s.fragment_size());
+    disk_check(name, dir, &probe, free)
+}
+
+fn disk_check(name: &str, dir: &Path, probe: &Path, free: nix::Result<u64>) -> Check {
+    match free {
+        Ok(free) => {
             let gib = free as f64 / f64::from(1u32 << 30);
             let detail = format!("{gib:.1} GiB free for {}", dir.display());
             if free < (1 << 30) {
@@ -494,6 +537,10 @@ fn build_tools() -> Check {
     if which("python3").is_none() {
         missing.push("python3");
     }
+    build_tools_check(&missing)
+}
+
+fn build_tools_check(missing: &[&str]) -> Check {
     if missing.is_empty() {
         check(
             "build prerequisites",
@@ -549,5 +596,111 @@ mod tests {
             }
         }
         assert_eq!(report.checks.len(), 18);
+    }
+
+    /// Every judgment a host can get wrong: not passing, and with a fix.
+    #[test]
+    fn each_failing_probe_says_what_to_do() {
+        use pyro_vmm::cgroup::CgroupVersion;
+        let tmp = tempfile::tempdir().unwrap();
+        let broken = [
+            (platform_check("macos-aarch64"), Status::Fail),
+            (kvm_check(true, false), Status::Fail),
+            (kvm_check(false, false), Status::Fail),
+            (privileges(false), Status::Warn),
+            (cgroups_check(None), Status::Warn),
+            (
+                cgroups_check(Some((CgroupVersion::V2, vec![]))),
+                Status::Warn,
+            ),
+            (
+                cgroups_check(Some((CgroupVersion::V1, vec!["memory".into()]))),
+                Status::Warn,
+            ),
+            (tun_check(false), Status::Warn),
+            (
+                tool_check("network: ip", "ip", "iproute2", "guest networking", None),
+                Status::Warn,
+            ),
+            (firewall_check(None), Status::Warn),
+            (ip_forward_check(false), Status::Warn),
+            (
+                disk_check("disk: cache", tmp.path(), tmp.path(), Ok(100 << 20)),
+                Status::Fail,
+            ),
+            (
+                disk_check("disk: cache", tmp.path(), tmp.path(), Ok(2 << 30)),
+                Status::Warn,
+            ),
+            (
+                disk_check(
+                    "disk: cache",
+                    tmp.path(),
+                    tmp.path(),
+                    Err(nix::errno::Errno::EACCES),
+                ),
+                Status::Warn,
+            ),
+            (build_tools_check(&["mmdebstrap", "python3"]), Status::Warn),
+            (
+                agent(&Err(pyro_env::EnvError::Agent("no agent here".into()))),
+                Status::Warn,
+            ),
+        ];
+        for (c, want) in &broken {
+            assert_eq!(c.status, *want, "{c:?}");
+            assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:?}");
+            assert!(!c.detail.is_empty(), "{c:?}");
+        }
+        assert!(broken[2].0.fix.as_deref().unwrap().contains("host-compat"));
+        assert!(
+            broken[5].0.detail.contains("no controllers"),
+            "{:?}",
+            broken[5].0
+        );
+        assert!(
+            broken[6].0.detail.contains("only memory"),
+            "{:?}",
+            broken[6].0
+        );
+        assert!(broken[8].0.fix.as_deref().unwrap().contains("iproute2"));
+        assert!(
+            broken[11].0.detail.contains("0.1 GiB free"),
+            "{:?}",
+            broken[11].0
+        );
+        assert!(
+            broken[13].0.detail.contains("cannot stat"),
+            "{:?}",
+            broken[13].0
+        );
+        assert_eq!(
+            broken[14].0.fix.as_deref(),
+            Some("apt-get install mmdebstrap python3")
+        );
+
+        let fine = [
+            platform_check("linux-x86_64"),
+            kvm_check(true, true),
+            privileges(true),
+            pvm_check(true),
+            pvm_check(false),
+            tun_check(true),
+            tool_check(
+                "network: ip",
+                "ip",
+                "iproute2",
+                "x",
+                Some("/sbin/ip".into()),
+            ),
+            firewall_check(Some("/usr/sbin/nft".into())),
+            ip_forward_check(true),
+            disk_check("disk: state", tmp.path(), tmp.path(), Ok(50 << 30)),
+            build_tools_check(&[]),
+        ];
+        for c in &fine {
+            assert_eq!(c.status, Status::Pass, "{c:?}");
+            assert!(c.fix.is_none(), "{c:?}");
+        }
     }
 }
