@@ -267,6 +267,145 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    /// A tar with regular members and symlinks (name, target).
+    fn tar_with_links(members: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        for (name, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn blob_name(bytes: &[u8]) -> String {
+        format!(
+            "blobs/sha256/{}",
+            sha256_digest(bytes).trim_start_matches("sha256:")
+        )
+    }
+
+    /// The OCI layout `docker save` writes since Docker 25: an index
+    /// without a platform, blobs checked against their names, members
+    /// reached through the archive's own symlinks; and what is refused.
+    #[test]
+    fn an_oci_layout_archive_is_read_through_its_index() {
+        let layer = tar_of(&[("etc/hello", b"hi\n")]);
+        let diff_id = sha256_digest(&layer);
+        let config = format!(
+            r#"{{"os":"linux","architecture":"amd64","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+            sha256_digest(config.as_bytes()),
+            config.len(),
+            diff_id,
+            layer.len()
+        );
+        let inner = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            sha256_digest(manifest.as_bytes()),
+            manifest.len()
+        );
+        // Docker's top index names its one entry without a platform.
+        let top = |target: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{}","size":1}}]}}"#,
+                sha256_digest(target.as_bytes())
+            )
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: Vec<u8>| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let blobs = |extra: &[(&str, &[u8])]| {
+            let mut m: Vec<(String, Vec<u8>)> = vec![
+                (blob_name(config.as_bytes()), config.clone().into_bytes()),
+                (
+                    blob_name(manifest.as_bytes()),
+                    manifest.clone().into_bytes(),
+                ),
+                (blob_name(inner.as_bytes()), inner.clone().into_bytes()),
+            ];
+            m.extend(extra.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())));
+            m
+        };
+        let layer_blob = blob_name(&layer);
+        let index = top(&inner);
+        let members = blobs(&[("index.json", index.as_bytes()), ("old/layer.tar", &layer)]);
+        let refs: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        // The layer blob itself is a link to the old-style path.
+        let target = "../../old/layer.tar";
+        let good = write(
+            "good.tar",
+            tar_with_links(&refs, &[(layer_blob.as_str(), target)]),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let img = open(&good, work.path(), 1 << 30).unwrap();
+        assert_eq!(img.digest, sha256_digest(manifest.as_bytes()));
+        assert_eq!(img.layers.len(), 1);
+        assert_eq!(std::fs::read(&img.layers[0]).unwrap(), layer);
+
+        // A blob whose content is not its name: refused.
+        let changed = tar_of(&[("etc/hello", b"changed\n")]);
+        let members = blobs(&[
+            ("index.json", index.as_bytes()),
+            (layer_blob.as_str(), &changed),
+        ]);
+        let refs: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let tampered = write("tampered.tar", tar_with_links(&refs, &[]));
+        let work = tempfile::tempdir().unwrap();
+        let err = open(&tampered, work.path(), 1 << 30).unwrap_err();
+        assert!(matches!(err, OciError::Digest { .. }), "{err}");
+
+        // A link that climbs out of the archive leads nowhere.
+        let members = blobs(&[("index.json", index.as_bytes())]);
+        let refs: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let escaping = write(
+            "escaping.tar",
+            tar_with_links(&refs, &[(layer_blob.as_str(), "../../../../etc/passwd")]),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let err = open(&escaping, work.path(), 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("has no member"), "{err}");
+
+        // index.json that is a manifest, not an index.
+        let members = blobs(&[("index.json", manifest.as_bytes())]);
+        let refs: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let flat = write("flat.tar", tar_with_links(&refs, &[]));
+        let work = tempfile::tempdir().unwrap();
+        let err = open(&flat, work.path(), 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("not an index"), "{err}");
+
+        // Two images in an older manifest.json: one image per archive.
+        let two = br#"[{"Config":"a.json","Layers":[]},{"Config":"b.json","Layers":[]}]"#;
+        let many = write("many.tar", tar_of(&[("manifest.json", two)]));
+        let work = tempfile::tempdir().unwrap();
+        let err = open(&many, work.path(), 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("holds 2 images"), "{err}");
+    }
+
     #[test]
     fn an_older_docker_save_archive_is_checked_against_its_diff_ids() {
         let layer = tar_of(&[("etc/hello", b"hi\n")]);
