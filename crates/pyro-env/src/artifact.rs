@@ -209,6 +209,63 @@ pub struct RegistryPull {
     pub actions: Vec<String>,
 }
 
+/// An artifact's config, checked before anything is downloaded: its format,
+/// platform, name (the one asked for; a catalog name at this pyro's
+/// version, or a valid import name) and kernel.
+fn vet_config(
+    reference: &str,
+    bytes: &[u8],
+    expected: Option<&str>,
+) -> Result<(ArtifactConfig, EnvRef), EnvError> {
+    let bad = |reason: String| EnvError::Artifact {
+        reference: reference.to_owned(),
+        reason,
+    };
+    let config: ArtifactConfig = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("its config does not parse: {e}")))?;
+    if config.format != FORMAT {
+        return Err(bad(format!(
+            "it is format {}, this pyro reads format {FORMAT}",
+            config.format
+        )));
+    }
+    if config.platform != PLATFORM {
+        return Err(bad(format!("it is for {}", config.platform)));
+    }
+    if let Some(want) = expected
+        && want != config.name
+    {
+        return Err(bad(format!("it holds {}, not {want}", config.name)));
+    }
+    let env = match crate::catalog::lookup(&config.name) {
+        Ok(spec) if spec.version == config.version => EnvRef::Catalog(spec),
+        Ok(spec) => {
+            return Err(bad(format!(
+                "it holds {} {}, and this pyro's catalog has {}",
+                config.name, config.version, spec.version
+            )));
+        }
+        Err(_) => {
+            check_import_name(&config.name)?;
+            EnvRef::Imported(config.name.clone())
+        }
+    };
+    if !kernel::valid_key(&config.kernel.key) {
+        return Err(bad(format!(
+            "its kernel key {:?} cannot name a kernel",
+            config.kernel.key
+        )));
+    }
+    let cap = kernel::MAX_PREBUILT_BYTES;
+    if config.kernel.size_bytes > cap {
+        return Err(bad(format!(
+            "its kernel is larger than the {} MiB pyro installs",
+            cap >> 20
+        )));
+    }
+    Ok((config, env))
+}
+
 /// Installs the environment artifact at `reference`; `expected`: the name
 /// it must carry (`env pull NAME --registry REF`).
 pub fn pull(
@@ -241,35 +298,7 @@ pub fn pull(
             "its config is not {CONFIG_TYPE}; for a container image use `env import`"
         ))
     })?;
-    let config: ArtifactConfig = serde_json::from_slice(&config)
-        .map_err(|e| bad(format!("its config does not parse: {e}")))?;
-    if config.format != FORMAT {
-        return Err(bad(format!(
-            "it is format {}, this pyro reads format {FORMAT}",
-            config.format
-        )));
-    }
-    if config.platform != PLATFORM {
-        return Err(bad(format!("it is for {}", config.platform)));
-    }
-    if let Some(want) = expected
-        && want != config.name
-    {
-        return Err(bad(format!("it holds {}, not {want}", config.name)));
-    }
-    let env = match crate::catalog::lookup(&config.name) {
-        Ok(spec) if spec.version == config.version => EnvRef::Catalog(spec),
-        Ok(spec) => {
-            return Err(bad(format!(
-                "it holds {} {}, and this pyro's catalog has {}",
-                config.name, config.version, spec.version
-            )));
-        }
-        Err(_) => {
-            check_import_name(&config.name)?;
-            EnvRef::Imported(config.name.clone())
-        }
-    };
+    let (config, env) = vet_config(reference, &config, expected)?;
     let layer = |mt: &str| {
         resolved
             .manifest
@@ -280,14 +309,8 @@ pub fn pull(
             .ok_or_else(|| bad(format!("it has no {mt} layer")))
     };
     let (kernel_layer, tree_layer) = (layer(KERNEL_TYPE)?, layer(ROOTFS_TYPE)?);
-    if !kernel::valid_key(&config.kernel.key) {
-        return Err(bad(format!(
-            "its kernel key {:?} cannot name a kernel",
-            config.kernel.key
-        )));
-    }
     let cap = kernel::MAX_PREBUILT_BYTES;
-    if config.kernel.size_bytes > cap || kernel_layer.size < 0 || kernel_layer.size as u64 > cap {
+    if kernel_layer.size < 0 || kernel_layer.size as u64 > cap {
         return Err(bad(format!(
             "its kernel is larger than the {} MiB pyro installs",
             cap >> 20
@@ -397,4 +420,67 @@ fn decompress_bounded(src: &Path, dest: &Path, limit: u64) -> Result<(), EnvErro
         }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let spec = crate::catalog::lookup("debian:12").unwrap();
+        let mut v = serde_json::json!({
+            "format": FORMAT,
+            "name": "debian:12",
+            "version": spec.version,
+            "catalog_version": CATALOG_VERSION,
+            "platform": PLATFORM,
+            "kernel": {
+                "key": "0123456789abcdef",
+                "sha256": "00",
+                "size_bytes": 1 << 20,
+                "source_version": "6.1",
+                "recipe_version": "1",
+                "built_at": 0.0,
+                "build_seconds": 1.0
+            }
+        });
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    /// What an artifact's config must be before a byte of it is fetched;
+    /// each refusal says why.
+    #[test]
+    fn an_artifact_config_is_vetted_before_download() {
+        let reference = "localhost:5000/envs/debian:12";
+        let (c, env) = vet_config(reference, &config(|_| {}), Some("debian:12")).unwrap();
+        assert_eq!(c.name, "debian:12");
+        assert!(matches!(env, EnvRef::Catalog(_)));
+        let (_, env) = vet_config(
+            reference,
+            &config(|v| v["name"] = "team-tools".into()),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(env, EnvRef::Imported(ref n) if n == "team-tools"));
+
+        let refused = |edit: &dyn Fn(&mut serde_json::Value), expected: Option<&str>| {
+            let bytes = config(|v| edit(v));
+            let e = vet_config(reference, &bytes, expected).unwrap_err();
+            assert!(
+                matches!(e, EnvError::Artifact { .. } | EnvError::BadName { .. }),
+                "{e}"
+            );
+            e.to_string()
+        };
+        assert!(refused(&|v| v["format"] = 99.into(), None).contains("format 99"));
+        assert!(refused(&|v| v["platform"] = "linux-aarch64".into(), None).contains("aarch64"));
+        assert!(refused(&|_| {}, Some("alpine:3")).contains("not alpine:3"));
+        assert!(refused(&|v| v["version"] = "0.0.1".into(), None).contains("catalog has"));
+        assert!(refused(&|v| v["name"] = "../escape".into(), None).contains("escape"));
+        assert!(refused(&|v| v["kernel"]["key"] = "../k".into(), None).contains("kernel key"));
+        assert!(refused(&|v| v["kernel"]["size_bytes"] = u64::MAX.into(), None).contains("larger"));
+        let e = vet_config(reference, b"{not json", None).unwrap_err();
+        assert!(e.to_string().contains("does not parse"), "{e}");
+    }
 }
