@@ -373,3 +373,34 @@ fn env_templates_listed_and_pruned_for_people() {
     assert!(!dir.exists());
     assert_eq!(env(&["template", "prune"]), "Deleted 0 template(s).\n");
 }
+
+/// A Firecracker that dies before its API socket comes up: the boot fails
+/// with that reason and the binary's own words, and leaves nothing behind.
+#[test]
+fn a_firecracker_that_dies_at_start_is_reported_and_cleaned_up() {
+    require_debian12();
+    let home = Home::new();
+    let fake = home.path().join("fake-firecracker");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'fake firecracker: refusing to start' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = home
+        .cmd()
+        .env("PYRO_FIRECRACKER_BIN", &fake)
+        .args(["run", "debian:12", "--", "true"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("Firecracker exited before its API socket came up"),
+        "{err}"
+    );
+    // The template build failed first, then the cold boot; both said so.
+    assert!(err.contains("the template could not be built"), "{err}");
+    assert!(err.contains("--allow-host-compat"), "{err}");
+    home.assert_clean();
+}
