@@ -66,6 +66,7 @@ pub fn run_keeper_if_asked() {
         unsafe { libc::_exit(2) }
     };
     let mut buf = vec![0u8; 64 << 10];
+    STARTED_AS_KEEPER.store(true, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: this process was started for this alone; its descriptors 0
     // and 1 are the pipe and the log, 2 the pipe that awaits its pid.
     unsafe {
@@ -125,6 +126,22 @@ pub fn spawn_keeper(
             .chain(std::iter::once(std::ptr::null()))
             .collect()
     });
+    // The keeper program runs with no environment; an instrumented build's
+    // keeper gets where its coverage counters go.
+    #[cfg(pyro_coverage)]
+    let profile_env = std::env::var_os("LLVM_PROFILE_FILE").and_then(|v| {
+        let mut kv = b"LLVM_PROFILE_FILE=".to_vec();
+        kv.extend_from_slice(v.as_bytes());
+        CString::new(kv).ok()
+    });
+    #[cfg(pyro_coverage)]
+    let no_env: [*const libc::c_char; 2] = [
+        profile_env
+            .as_ref()
+            .map_or(std::ptr::null(), |c| c.as_ptr()),
+        std::ptr::null(),
+    ];
+    #[cfg(not(pyro_coverage))]
     let no_env: [*const libc::c_char; 1] = [std::ptr::null()];
     // SAFETY: the child runs only async-signal-safe system calls on memory
     // allocated before the fork (`buf`, `cur`, `old`, the exec arguments)
@@ -271,13 +288,13 @@ unsafe fn drain(cur: &CString, old: &CString, mut size: u64, segment: u64, buf: 
         loop {
             let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
             if n == 0 {
-                libc::_exit(0);
+                end(0);
             }
             if n < 0 {
                 if *libc::__errno_location() == libc::EINTR {
                     continue;
                 }
-                libc::_exit(1);
+                end(1);
             }
             let n = n as usize;
             let mut off = 0;
@@ -313,6 +330,32 @@ unsafe fn drain(cur: &CString, old: &CString, mut size: u64, segment: u64, buf: 
             }
         }
     }
+}
+
+/// Whether this process is the keeper program (started in keeper mode, not a
+/// forked copy of its caller).
+static STARTED_AS_KEEPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(pyro_coverage)]
+unsafe extern "C" {
+    // The profiler runtime that `-C instrument-coverage` links in.
+    fn __llvm_profile_write_file() -> i32;
+}
+
+/// Ends the keeper with `code`. An instrumented keeper program first writes
+/// its coverage counters, which `_exit` would drop; a forked copy does not
+/// (its caller's threads may hold the runtime's locks).
+///
+/// # Safety
+/// Must run in a keeper process.
+unsafe fn end(code: i32) -> ! {
+    #[cfg(pyro_coverage)]
+    if STARTED_AS_KEEPER.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: a single-threaded process of its own image, about to end.
+        unsafe { __llvm_profile_write_file() };
+    }
+    // SAFETY: ends this process; nothing to clean up.
+    unsafe { libc::_exit(code) }
 }
 
 /// The end of a console log (its rotated half first when the current one
