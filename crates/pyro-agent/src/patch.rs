@@ -411,6 +411,108 @@ mod tests {
         d
     }
 
+    /// Links, copies and the patches a workspace refuses, each with nothing
+    /// written.
+    #[test]
+    fn links_copies_and_refusals() {
+        let d = tree(&[("a.txt", "one\n"), ("target.txt", "t\n"), ("dir/x", "x\n")]);
+        let link = "diff --git a/link b/link\nnew file mode 120000\nindex 0000000..1111111\n\
+                    --- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+target.txt\n\\ No newline at end of file\n";
+        let out = apply(d.path(), link).unwrap();
+        assert_eq!(out[0].status, "added");
+        assert_eq!(
+            std::fs::read_link(d.path().join("link")).unwrap(),
+            Path::new("target.txt")
+        );
+        // Changing the link: its base is the link's target, not the file.
+        let relink = "diff --git a/link b/link\nindex 1111111..2222222 120000\n--- a/link\n+++ b/link\n\
+                      @@ -1 +1 @@\n-target.txt\n\\ No newline at end of file\n+a.txt\n\\ No newline at end of file\n";
+        apply(d.path(), relink).unwrap();
+        assert_eq!(
+            std::fs::read_link(d.path().join("link")).unwrap(),
+            Path::new("a.txt")
+        );
+        let copy =
+            "diff --git a/a.txt b/c.txt\nsimilarity index 100%\ncopy from a.txt\ncopy to c.txt\n";
+        let out = apply(d.path(), copy).unwrap();
+        assert_eq!(out[0].status, "copied");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("c.txt")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("a.txt")).unwrap(),
+            "one\n"
+        );
+
+        let refused = |patch: &str, says: &str| {
+            let before = listing(d.path());
+            let e = apply(d.path(), patch).unwrap_err();
+            assert!(e.message.contains(says), "{}", e.message);
+            assert_eq!(
+                listing(d.path()),
+                before,
+                "a refused patch changed the tree"
+            );
+        };
+        refused(
+            "diff --git a/out b/out\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n\
+             +++ b/out\n@@ -0,0 +1 @@\n+../../etc/passwd\n\\ No newline at end of file\n",
+            "outside the workspace",
+        );
+        refused(
+            "diff --git a/sub b/sub\nnew file mode 160000\nindex 0000000..1234567\n--- /dev/null\n\
+             +++ b/sub\n@@ -0,0 +1 @@\n+Subproject commit 1234567890123456789012345678901234567890\n",
+            "submodule",
+        );
+        refused(
+            "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+two\n\
+             --- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+three\n",
+            "more than once",
+        );
+        refused(
+            "diff --git a/dir b/dir\nnew file mode 100644\nindex 0000000..1111111\n--- /dev/null\n\
+             +++ b/dir\n@@ -0,0 +1 @@\n+x\n",
+            "not a regular file",
+        );
+        let e = apply(d.path(), "just some words\n").unwrap_err();
+        assert!(e.message.contains("does not parse"), "{}", e.message);
+    }
+
+    fn listing(root: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in walk(root) {
+            let rel = e.strip_prefix(root).unwrap().display().to_string();
+            let m = std::fs::symlink_metadata(&e).unwrap();
+            let body = if m.file_type().is_symlink() {
+                std::fs::read_link(&e)
+                    .unwrap()
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .to_vec()
+            } else if m.is_file() {
+                std::fs::read(&e).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((rel, body));
+        }
+        out.sort();
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
+    }
+
     #[test]
     fn plain_unified_diff_modifies_one_file() {
         let d = tree(&[("message.txt", "broken\n")]);
