@@ -546,6 +546,61 @@ mod tests {
         }
     }
 
+    /// Every refusal of a shell request names what to change; an ended
+    /// shell refuses input, sizes and signals but can still be read.
+    #[tokio::test]
+    async fn shell_requests_that_cannot_run_say_why() {
+        let none = BTreeMap::new();
+        let kind = |r: Result<Response, AgentError>| r.unwrap_err().kind;
+        assert_eq!(
+            kind(open("t-e1", "/", (0, 24), &none, false)),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(open("t-e1", "/no/such/dir", (80, 24), &none, false)),
+            ErrorKind::NotFound
+        );
+        let bad_env = BTreeMap::from([("1BAD".to_owned(), "x".to_owned())]);
+        assert_eq!(
+            kind(open("t-e1", "/", (80, 24), &bad_env, false)),
+            ErrorKind::BadRequest
+        );
+        let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
+        open("t-e1", "/", (80, 24), &env, false).unwrap();
+        assert_eq!(
+            kind(open("t-e1", "/", (80, 24), &none, false)),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind(write("t-e1", &"x".repeat(INPUT_MAX + 1)).await),
+            ErrorKind::TooLarge
+        );
+        assert_eq!(kind(resize("t-e1", 0, 1).await), ErrorKind::BadRequest);
+        let e = signal("t-e1", "USR1").unwrap_err();
+        assert!(
+            e.message.contains("HUP, INT, TERM or KILL"),
+            "{}",
+            e.message
+        );
+        assert_eq!(kind(write("t-none", "x").await), ErrorKind::NotFound);
+
+        write("t-e1", "echo $GREETING; exit 7\n").await.unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut info = read_all("t-e1", 0, None).await;
+        while info.3.exit_code.is_none() {
+            assert!(Instant::now() < until, "the shell never exited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            info = read_all("t-e1", 0, None).await;
+        }
+        assert_eq!(info.3.exit_code, Some(7));
+        assert!(info.0.contains("hi"), "{:?}", info.0);
+        assert_eq!(kind(write("t-e1", "x\n").await), ErrorKind::Conflict);
+        assert_eq!(kind(resize("t-e1", 10, 10).await), ErrorKind::Conflict);
+        assert_eq!(kind(signal("t-e1", "INT")), ErrorKind::Conflict);
+        close("t-e1").await.unwrap();
+        assert_eq!(kind(close("t-e1").await), ErrorKind::NotFound);
+    }
+
     #[tokio::test]
     async fn a_shell_keeps_its_state_and_reports_its_exit() {
         assert!(open("bad id", "/", (80, 24), &BTreeMap::new(), false).is_err());
