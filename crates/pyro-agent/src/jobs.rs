@@ -416,6 +416,39 @@ mod tests {
         assert_eq!(s.outcome.unwrap().exit_code, 3);
     }
 
+    /// A job with stdin is refused; one that cannot start ends at once with
+    /// the reason on its stderr; one past its timeout is killed with 124.
+    #[tokio::test]
+    async fn jobs_that_cannot_start_or_run_too_long() {
+        let mut with_stdin = sh("true");
+        with_stdin.stdin = true;
+        let e = start("t-in", &with_stdin).unwrap_err();
+        assert!(e.message.contains("cannot take stdin"), "{}", e.message);
+
+        let mut missing = sh("true");
+        missing.command = pyro_protocol::Command::Argv {
+            argv: vec!["/no/such/program".into()],
+        };
+        let Response::JobStarted { job_id } = start("t-missing", &missing).unwrap() else {
+            panic!()
+        };
+        let (_, s) = read_all(&job_id, (0, 0), 10_000).await;
+        let outcome = s.outcome.unwrap();
+        assert_eq!(outcome.exit_code, 127, "{outcome:?}");
+        assert!(outcome.stderr_bytes > 0);
+
+        let mut slow = sh("echo started; sleep 30");
+        slow.timeout_ms = 300;
+        let Response::JobStarted { job_id } = start("t-slow", &slow).unwrap() else {
+            panic!()
+        };
+        let (out, s) = read_all(&job_id, (0, 0), 10_000).await;
+        assert_eq!(out, b"started\n");
+        let outcome = s.outcome.unwrap();
+        assert!(outcome.timed_out, "{outcome:?}");
+        assert_eq!(outcome.exit_code, 124);
+    }
+
     #[tokio::test]
     async fn a_cancelled_job_is_killed_with_its_group() {
         assert!(start("bad id", &sh("true")).is_err());
