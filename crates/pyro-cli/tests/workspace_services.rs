@@ -391,6 +391,20 @@ fn bad_service_input_is_refused_with_the_rule() {
         ],
     )));
     assert_eq!(v["state"], "ready", "{v}");
+    // A second start under a running service's name is refused, naming how
+    // to stop the first.
+    let o = ws(
+        &home,
+        &["service", "start", &id, "app", "--json", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["kind"], "wrong_state", "{v}");
+    assert!(
+        stdout(&o).contains("already running") && stdout(&o).contains("service stop"),
+        "{}",
+        stdout(&o)
+    );
     ok(&ws(&home, &["stop", &id]));
     let o = ws(&home, &["service", "start", &id, "a", "--", "true"]);
     assert!(
