@@ -523,6 +523,62 @@ mod tests {
         assert!(!marker.exists(), "a name ran as a command");
     }
 
+    /// What a disk that is not a workspace's, or a path that is not what
+    /// a request needs, gets: an error naming the path, never a followed
+    /// link.
+    #[test]
+    fn wrong_disks_and_wrong_kinds_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        // No upper directory: not a workspace's disk.
+        let bare = t.path().join("bare");
+        std::fs::create_dir_all(bare.join("etc")).unwrap();
+        let img = t.path().join("bare.img");
+        image_of(&bare, &img);
+        let Err(e) = Ext4Layer::open(&img) else {
+            panic!("a disk without /data opened")
+        };
+        assert!(e.to_string().contains("not a workspace's"), "{e}");
+        // Not an ext4 image at all.
+        let junk = t.path().join("junk.img");
+        std::fs::write(&junk, vec![7u8; 1 << 20]).unwrap();
+        assert!(Ext4Layer::open(&junk).is_err());
+
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("data/dir")).unwrap();
+        std::fs::write(root.join("data/file"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("data/link")).unwrap();
+        let img = t.path().join("ws.img");
+        image_of(&root, &img);
+        let layer = Ext4Layer::open(&img).unwrap();
+        let p = |parts: &[&str]| -> Vec<Vec<u8>> {
+            parts.iter().map(|s| s.as_bytes().to_vec()).collect()
+        };
+        assert!(layer.stat(&p(&["missing"])).unwrap().is_none());
+        // Through a link, or through a file: nothing there.
+        assert!(layer.stat(&p(&["link", "passwd"])).unwrap().is_none());
+        assert!(layer.stat(&p(&["file", "x"])).unwrap().is_none());
+        let not_dir = |parts: &[&str]| match layer.list(&p(parts)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{parts:?} listed"),
+        };
+        assert!(not_dir(&["link", "x"]).contains("not a directory"));
+        assert!(not_dir(&["file"]).contains("data/file"));
+        let not_file = |parts: &[&str]| match layer.open(&p(parts)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{parts:?} opened"),
+        };
+        assert!(not_file(&["dir"]).contains("not a regular file"));
+        assert!(not_file(&["link"]).contains("not a regular file"));
+        assert!(not_file(&["link", "passwd"]).contains("not a regular file"));
+        let mut body = String::new();
+        layer
+            .open(&p(&["file"]))
+            .unwrap()
+            .read_to_string(&mut body)
+            .unwrap();
+        assert_eq!(body, "x");
+    }
+
     #[test]
     fn stat_output_gives_whiteouts_and_opaque_directories_only() {
         let wh = b"Inode: 16   Type: character special    Mode:  0644   Flags: 0x0\n(New-style) Device major/minor number: 00:00 (hex 00:00)\n";
