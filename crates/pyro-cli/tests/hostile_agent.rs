@@ -44,9 +44,11 @@ enum Mode {
     /// well-formed answer: damaged data is never used, however it ends.
     /// Uploads it refuses as damaged, every time.
     Damaged,
+    /// Answers every request with a well-formed answer to another one.
+    Unexpected,
 }
 
-const MODES: [Mode; 7] = [
+const MODES: [Mode; 8] = [
     Mode::Silent,
     Mode::NeverGreets,
     Mode::Oversized,
@@ -54,6 +56,7 @@ const MODES: [Mode; 7] = [
     Mode::WrongLength,
     Mode::Garbage,
     Mode::Damaged,
+    Mode::Unexpected,
 ];
 
 /// Uploads refused as damaged so far (each one the host sent).
@@ -142,6 +145,11 @@ fn serve(mut s: UnixStream, mode: Mode) {
             let answer = serde_json::json!({"result": "file_read", "size": 1, "truncated": false, "mode": 420});
             let _ = s.write_all(&frame(5, b"x"));
             let _ = s.write_all(&frame(6, "0".repeat(64).as_bytes()));
+            let _ = s.write_all(&frame(0, answer.to_string().as_bytes()));
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        Mode::Unexpected => {
+            let answer = serde_json::json!({"result": "pong", "uptime_ms": 1});
             let _ = s.write_all(&frame(0, answer.to_string().as_bytes()));
             std::thread::sleep(Duration::from_secs(3600));
         }

@@ -161,7 +161,7 @@ pub struct DiffEntry {
 /// Spools the guest's manifest of `/workspace` into `out`, every line
 /// checked (read it back with [`Lines`]).
 pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<(), CoreError> {
-    sandbox
+    match sandbox
         .get_lines::<ManifestEntry>(
             Request::Manifest {
                 root: super::WORKSPACE_ROOT.into(),
@@ -170,8 +170,19 @@ pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<(), CoreErr
             MANIFEST_LIMIT,
             std::time::Duration::from_secs(600),
         )
-        .await
-        .map(|_| ())
+        .await?
+    {
+        pyro_protocol::Response::Manifest { .. } => Ok(()),
+        other => Err(CoreError::Transport(format!(
+            "the guest agent ended a manifest with another answer ({}); the guest is \
+             misbehaving: reset or delete it",
+            serde_json::to_string(&other)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))),
+    }
 }
 
 /// What a diff's first pass decides: which changed files to fetch, in
