@@ -326,6 +326,34 @@ fn imports_from_a_tarball_and_refuses_a_hostile_one() {
         human.contains("Image env: FOO=bar") && human.contains(&format!("Digest: {digest}")),
         "{human}"
     );
+    // Pulling an imported environment refreshes it in place (nothing to do
+    // here; no template: that would boot a guest outside the real-VM group),
+    // in human form; with its image gone it says to import again,
+    // and the environment is still listed.
+    let refreshed = stdout(ok(&c
+        .cmd(&home)
+        .args(["env", "pull", "tarred", "--no-template"])
+        .output()
+        .unwrap()));
+    assert!(
+        refreshed.contains("tarred") && refreshed.contains("Template: skipped"),
+        "{refreshed}"
+    );
+    let image = c
+        .dir
+        .path()
+        .join("environments/imported-tarred/rootfs.ext4");
+    let kept = home.path().join("kept.ext4");
+    std::fs::rename(&image, &kept).unwrap();
+    let o = c
+        .cmd(&home)
+        .args(["env", "pull", "tarred", "--no-template", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("import it again"), "{}", stdout(&o));
+    assert_eq!(json(&o)["error"]["kind"], "not_installed");
+    std::fs::rename(&kept, &image).unwrap();
     // A catalog name cannot be taken.
     let o = c
         .cmd(&home)
