@@ -372,6 +372,22 @@ fn env_templates_listed_and_pruned_for_people() {
     );
     assert!(!dir.exists());
     assert_eq!(env(&["template", "prune"]), "Deleted 0 template(s).\n");
+    // What killed builds left (a staging and an old copy in the cache, a
+    // work directory in the state directory) goes too; anything else
+    // there stays.
+    let templates = cache.join("templates");
+    for d in [".build-x-1c", ".old-x-1c", "unrelated"] {
+        std::fs::create_dir_all(templates.join(d)).unwrap();
+    }
+    let work = home.path().join("template-build").join("x-1c");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = env(&["template", "prune"]);
+    assert!(out.starts_with("Deleted 3 template(s).\n"), "{out}");
+    for d in [".build-x-1c", ".old-x-1c"] {
+        assert!(out.contains(d) && !templates.join(d).exists(), "{out}");
+    }
+    assert!(!work.exists(), "{out}");
+    assert!(templates.join("unrelated").is_dir());
 }
 
 /// A Firecracker that dies before its API socket comes up: the boot fails
