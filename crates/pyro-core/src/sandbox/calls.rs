@@ -38,9 +38,39 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<Respo
     }
 }
 
-/// An answer or frame the request does not call for.
-pub(super) fn unexpected(other: impl std::fmt::Debug) -> CoreError {
-    CoreError::Transport(format!("unexpected answer {other:?}"))
+/// An answer or frame the request does not call for (quoted up to
+/// [`QUOTE_MAX`] characters: a guest's answer can be megabytes).
+pub(crate) fn unexpected(other: impl std::fmt::Debug) -> CoreError {
+    CoreError::Transport(format!(
+        "unexpected answer {}; the guest is misbehaving: reset or delete it",
+        quoted(&other)
+    ))
+}
+
+/// How much of a guest's answer an error quotes.
+const QUOTE_MAX: usize = 200;
+
+/// `v`'s debug form, cut at [`QUOTE_MAX`] characters (formatting stops
+/// there, so a huge answer is never rendered whole).
+fn quoted(v: &impl std::fmt::Debug) -> String {
+    struct Capped(String, usize);
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.1 == QUOTE_MAX {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+                self.1 += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Capped(String::new(), 0);
+    if std::fmt::write(&mut out, format_args!("{v:?}")).is_err() {
+        out.0.push('…');
+    }
+    out.0
 }
 
 impl Sandbox {
@@ -575,5 +605,20 @@ impl Sandbox {
             } => Ok((size, mode, created)),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_unexpected_answer_is_quoted_in_part() {
+        let huge = "x".repeat(1 << 20);
+        let e = unexpected(&huge).to_string();
+        assert!(e.len() < 400, "{} bytes", e.len());
+        assert!(e.contains("…") && e.contains("reset or delete it"), "{e}");
+        let small = unexpected(Response::Done).to_string();
+        assert!(small.contains("Done") && !small.contains('…'), "{small}");
     }
 }

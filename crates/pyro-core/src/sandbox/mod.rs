@@ -30,6 +30,7 @@ use crate::{BackendKind, CoreError, ExecutionMode, Paths, now_unix, random_hex};
 
 mod boot;
 mod calls;
+pub(crate) use calls::unexpected;
 #[cfg(pyro_coverage)]
 mod coverage;
 mod download;

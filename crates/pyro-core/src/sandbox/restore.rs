@@ -369,9 +369,7 @@ impl Sandbox {
                 self.refresh_us = Some(refresh_us);
                 Ok(hello)
             }
-            other => Err(CoreError::Transport(format!(
-                "unexpected answer to a refresh: {other:?}"
-            ))),
+            other => Err(super::unexpected(other)),
         }
     }
 

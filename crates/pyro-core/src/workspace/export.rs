@@ -288,7 +288,7 @@ impl Workspaces {
                 entries,
                 bytes,
             } => (kind, entries, bytes),
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            other => return Err(crate::sandbox::unexpected(other)),
         };
         // Extract into the staging directory and move the result into place.
         let (what, out) = (path.clone(), output.to_path_buf());

@@ -55,7 +55,7 @@ impl Workspaces {
             .await?
         {
             Response::Files { root, .. } => root,
-            other => return Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            other => return Err(crate::sandbox::unexpected(other)),
         };
         let workspace_id = id.to_owned();
         if root.kind != EntryKind::Directory {
@@ -188,7 +188,7 @@ impl Workspaces {
                 changed: !files.is_empty(),
                 files,
             }),
-            other => Err(CoreError::Transport(format!("unexpected answer {other:?}"))),
+            other => Err(crate::sandbox::unexpected(other)),
         }
     }
 

@@ -349,7 +349,7 @@ impl Workspaces {
             let (entries, bytes) = match answer {
                 Response::Archived { entries, bytes, .. } => (entries, bytes),
                 other => {
-                    return Err(CoreError::Transport(format!("unexpected answer {other:?}")));
+                    return Err(crate::sandbox::unexpected(other));
                 }
             };
             let manifest = baseline.join("manifest.jsonl");

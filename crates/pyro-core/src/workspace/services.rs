@@ -139,14 +139,7 @@ fn service_info(r: Response, name: &str) -> Result<ServiceInfo, CoreError> {
              delete it"
                 .into(),
         )),
-        other => Err(CoreError::Transport(format!(
-            "unexpected answer {}",
-            serde_json::to_string(&other)
-                .unwrap_or_default()
-                .chars()
-                .take(200)
-                .collect::<String>()
-        ))),
+        other => Err(crate::sandbox::unexpected(other)),
     }
 }
 

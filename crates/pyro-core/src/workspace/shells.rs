@@ -204,14 +204,7 @@ fn checked(i: pyro_protocol::ShellInfo) -> Result<pyro_protocol::ShellInfo, Core
 fn shell_info(r: Response) -> Result<pyro_protocol::ShellInfo, CoreError> {
     match r {
         Response::Shell(i) => checked(i),
-        other => Err(CoreError::Transport(format!(
-            "unexpected answer {}",
-            serde_json::to_string(&other)
-                .unwrap_or_default()
-                .chars()
-                .take(200)
-                .collect::<String>()
-        ))),
+        other => Err(crate::sandbox::unexpected(other)),
     }
 }
 
@@ -616,9 +609,7 @@ impl Workspaces {
                         .take(256)
                         .map(checked)
                         .collect::<Result<_, _>>()?,
-                    other => {
-                        return Err(CoreError::Transport(format!("unexpected answer {other:?}")));
-                    }
+                    other => return Err(crate::sandbox::unexpected(other)),
                 }
             }
             _ => Vec::new(),

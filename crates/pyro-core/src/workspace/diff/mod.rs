@@ -173,15 +173,7 @@ pub async fn fetch_manifest(sandbox: &Sandbox, out: &Path) -> Result<(), CoreErr
         .await?
     {
         pyro_protocol::Response::Manifest { .. } => Ok(()),
-        other => Err(CoreError::Transport(format!(
-            "the guest agent ended a manifest with another answer ({}); the guest is \
-             misbehaving: reset or delete it",
-            serde_json::to_string(&other)
-                .unwrap_or_default()
-                .chars()
-                .take(200)
-                .collect::<String>()
-        ))),
+        other => Err(crate::sandbox::unexpected(other)),
     }
 }
 
