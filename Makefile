@@ -72,7 +72,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	CARGO_TARGET_DIR=target/clippy-cov RUSTFLAGS="--cfg pyro_coverage" \
-		$(CARGO) clippy -p pyro-agent -p pyro-core --all-targets -- -D warnings
+		$(CARGO) clippy -p pyro-agent -p pyro-core -p pyro-vmm --all-targets -- -D warnings
 
 # The whole suite, built once with `-C instrument-coverage` into target/cov:
 # formatting, lints, unit tests, end-to-end tests against the built binary

@@ -438,7 +438,7 @@ mod tests {
         assert!(outcome.stderr_bytes > 0);
 
         let mut slow = sh("echo started; sleep 30");
-        slow.timeout_ms = 300;
+        slow.timeout_ms = 2_000;
         let Response::JobStarted { job_id } = start("t-slow", &slow).unwrap() else {
             panic!()
         };

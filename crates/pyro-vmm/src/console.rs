@@ -66,7 +66,12 @@ pub fn run_keeper_if_asked() {
         unsafe { libc::_exit(2) }
     };
     let mut buf = vec![0u8; 64 << 10];
-    STARTED_AS_KEEPER.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Only where its caller said where counters go (else the runtime would
+    // write `default.profraw` into whatever directory it runs in).
+    WRITE_COUNTERS.store(
+        cfg!(pyro_coverage) && std::env::var_os("LLVM_PROFILE_FILE").is_some(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // SAFETY: this process was started for this alone; its descriptors 0
     // and 1 are the pipe and the log, 2 the pipe that awaits its pid.
     unsafe {
@@ -332,9 +337,9 @@ unsafe fn drain(cur: &CString, old: &CString, mut size: u64, segment: u64, buf: 
     }
 }
 
-/// Whether this process is the keeper program (started in keeper mode, not a
-/// forked copy of its caller).
-static STARTED_AS_KEEPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether this process is an instrumented keeper program told where its
+/// coverage counters go (never a forked copy of its caller).
+static WRITE_COUNTERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cfg(pyro_coverage)]
 unsafe extern "C" {
@@ -344,13 +349,15 @@ unsafe extern "C" {
 
 /// Ends the keeper with `code`. An instrumented keeper program first writes
 /// its coverage counters, which `_exit` would drop; a forked copy does not
-/// (its caller's threads may hold the runtime's locks).
+/// (its caller's threads may hold the runtime's locks). Best effort: a
+/// keeper that teardown has to kill (a host-compat agent's, whose pipe
+/// something else holds open) writes nothing.
 ///
 /// # Safety
 /// Must run in a keeper process.
 unsafe fn end(code: i32) -> ! {
     #[cfg(pyro_coverage)]
-    if STARTED_AS_KEEPER.load(std::sync::atomic::Ordering::Relaxed) {
+    if WRITE_COUNTERS.load(std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: a single-threaded process of its own image, about to end.
         unsafe { __llvm_profile_write_file() };
     }

@@ -11,6 +11,9 @@ pub const BASE_BOOT_ARGS: &str =
 /// execute `xrstor`, `int3` (the self-test), `popcnt`/`clac` as patched in by
 /// alternatives, and does not switch to CPL0 on a user `syscall`. The
 /// `noint3selftest` and `pvmsyscallfixup` flags are pyro's kernel patches.
+/// `lapic=notscdeadline` is for snapshot restores: the APIC timer runs in
+/// one-shot mode, whose count the APIC state carries, so a restore cannot
+/// lose it (see "Boot path" in docs/architecture.md).
 pub const PVM_BOOT_ARGS: &str = "lapic=notscdeadline noxsave noint3selftest nofsgsbase nopcid \
      clearcpuid=popcnt,smap,invpcid,rdrand,rdseed,rdpid pvmsyscallfixup";
 
@@ -66,10 +69,12 @@ mod tests {
             "{plain}"
         );
         assert!(!plain.contains("pvmsyscallfixup"));
+        assert!(!plain.contains("lapic="), "{plain}");
         let pvm = boot_args(true, &[]);
         assert!(
             pvm.contains("noint3selftest") && pvm.contains("pvmsyscallfixup"),
             "{pvm}"
         );
+        assert!(pvm.split(' ').any(|a| a == "lapic=notscdeadline"), "{pvm}");
     }
 }

@@ -545,8 +545,11 @@ mod tests {
 
         let root = t.path().join("root");
         std::fs::create_dir_all(root.join("data/dir")).unwrap();
+        std::fs::write(root.join("data/dir/passwd"), b"p").unwrap();
         std::fs::write(root.join("data/file"), b"x").unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("data/link")).unwrap();
+        // A link to a directory that exists in the image: following it would
+        // find `passwd`.
+        std::os::unix::fs::symlink("/data/dir", root.join("data/link")).unwrap();
         let img = t.path().join("ws.img");
         image_of(&root, &img);
         let layer = Ext4Layer::open(&img).unwrap();
@@ -554,6 +557,7 @@ mod tests {
             parts.iter().map(|s| s.as_bytes().to_vec()).collect()
         };
         assert!(layer.stat(&p(&["missing"])).unwrap().is_none());
+        assert!(layer.stat(&p(&["dir", "passwd"])).unwrap().is_some());
         // Through a link, or through a file: nothing there.
         assert!(layer.stat(&p(&["link", "passwd"])).unwrap().is_none());
         assert!(layer.stat(&p(&["file", "x"])).unwrap().is_none());
