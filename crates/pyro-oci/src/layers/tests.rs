@@ -361,3 +361,38 @@ fn pax_records_are_read_strictly() {
     let err = check_headers(&bytes[..], &Limits::default()).unwrap_err();
     assert!(err.contains("without a ustar or GNU magic"), "{err}");
 }
+
+/// Entries a layer may not hold, each refused with its path and nothing
+/// applied past it: a whiteout of nothing, a symlink with no target,
+/// an entry type pyro does not know, a file under a file.
+#[test]
+fn odd_entries_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |name: &str, tar: &mut Tar, says: &str| {
+        let root = tmp.path().join(format!("root-{name}"));
+        std::fs::create_dir(&root).unwrap();
+        let l = tar.done(tmp.path(), name, Compression::None);
+        let err = apply(&root, &l).unwrap_err();
+        assert!(matches!(err, OciError::Layer { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(says), "{name}: {err}");
+        root
+    };
+    refused("wh-nothing", Tar::new().file(".wh.", ""), "names nothing");
+    refused("wh-dotdot", Tar::new().file(".wh...", ""), "names nothing");
+    refused(
+        "empty-link",
+        Tar::new().raw("l", tar::EntryType::Symlink, Some(""), b""),
+        "has no target",
+    );
+    refused(
+        "unknown-type",
+        Tar::new().raw("odd", tar::EntryType::new(b'Z'), None, b""),
+        "entry type pyro does not know",
+    );
+    let root = refused(
+        "under-file",
+        Tar::new().file("f", "x").file("f/inner", "y"),
+        "not a directory",
+    );
+    assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "x");
+}
