@@ -603,6 +603,28 @@ mod tests {
         assert!(!valid_name(&"a".repeat(65)));
     }
 
+    /// A bad name or interval is refused before anything runs; a command
+    /// that cannot start makes a failed service that says why.
+    #[tokio::test]
+    async fn services_that_cannot_start_say_why() {
+        svclog::test_dir();
+        let e = start(spec(".hidden", "true", None)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(e.message.contains("a letter or digit"), "{}", e.message);
+        let mut zero = spec("t-zero", "true", None);
+        zero.ready_interval_ms = 0;
+        let e = start(zero).unwrap_err();
+        assert!(e.message.contains("above 0 ms"), "{}", e.message);
+        let mut missing = spec("t-missing", "true", None);
+        missing.command = pyro_protocol::Command::Argv {
+            argv: vec!["/no/such/program".into()],
+        };
+        let i = info(start(missing).unwrap());
+        assert_eq!(i.state, "failed", "{i:?}");
+        assert_eq!(i.reason.as_deref(), Some("start_failed"));
+        assert_eq!(i.exit_code, Some(127), "{i:?}");
+    }
+
     #[tokio::test]
     async fn readiness_by_file_then_stop_ends_the_group() {
         svclog::test_dir();
