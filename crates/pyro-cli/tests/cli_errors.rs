@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Home, require_debian12, stderr, stdout};
+use common::{Home, json, ok, require_debian12, stderr, stdout};
 
 #[test]
 fn unknown_environment_lists_the_valid_ones() {
@@ -437,6 +437,34 @@ fn a_firecracker_that_dies_at_start_is_reported_and_cleaned_up() {
         assert!(err.contains("the template could not be built"), "{err}");
     }
     assert!(err.contains("--allow-host-compat"), "{err}");
+    home.assert_clean();
+    // Allowed, a workspace falls back to host-compat and records why.
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .env("PYRO_FIRECRACKER_BIN", &fake)
+        .args([
+            "workspace",
+            "create",
+            "debian:12",
+            "--allow-host-compat",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v = json(ok(&o));
+    assert_eq!(v["backend"], "host-compat", "{v}");
+    assert_eq!(
+        v["fallback_reason"], "Firecracker exited before its API socket came up",
+        "{v}"
+    );
+    let id = v["workspace_id"].as_str().unwrap().to_owned();
+    ok(&home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["workspace", "delete", &id])
+        .output()
+        .unwrap());
     home.assert_clean();
     let templates = cache.join("templates");
     assert!(
