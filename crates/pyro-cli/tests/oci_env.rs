@@ -200,14 +200,20 @@ fn push_then_pull_into_an_empty_cache_tamper_resume_and_auth() {
         stdout(&o),
         stderr(&o)
     );
-    ok(&home
+    // In human form this time: what went where, and its digest.
+    let pushed = stdout(ok(&home
         .cmd()
-        .args(["env", "push", "debian:12", &sref, "--json"])
+        .args(["env", "push", "debian:12", &sref])
         .env("PYRO_REGISTRY_USERNAME", "pyro")
         .env("PYRO_REGISTRY_PASSWORD", "pw-for-test")
         .env("PYRO_REGISTRY_HOST", &secure.addr)
         .output()
-        .unwrap());
+        .unwrap()));
+    assert!(
+        pushed.starts_with(&format!("Pushed: debian:12 to {sref} in "))
+            && pushed.contains("\nDigest: sha256:"),
+        "{pushed}"
+    );
     // Credentials for another registry are not sent to this one.
     let o = home
         .cmd()
