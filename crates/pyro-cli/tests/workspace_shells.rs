@@ -178,6 +178,24 @@ fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
         &["shell", "write", &id, &a, "--input", "true", "--json"],
     );
     assert_eq!(json(&o)["error"]["kind"], "wrong_state", "{}", stdout(&o));
+    // For people: the ended shell's line says why; a new shell's id goes to
+    // stdout and its description to stderr.
+    let listed = stdout(ok(&ws(&home, &["shell", "list", &id])));
+    assert!(
+        listed.starts_with(&format!("{a}  ended")) && listed.contains("stopped"),
+        "{listed}"
+    );
+    let opened = ws(&home, &["shell", "open", &id]);
+    let o = ok(&opened);
+    let d = stdout(o).trim().to_owned();
+    assert!(!d.is_empty() && !d.contains(' '), "{d:?}");
+    assert!(stderr(o).contains(&d), "{}", stderr(o));
+    ok(&ws(&home, &["shell", "close", &id, &a]));
+    ok(&ws(&home, &["shell", "close", &id, &d]));
+    assert_eq!(
+        stdout(ok(&ws(&home, &["shell", "list", &id]))),
+        format!("Workspace {id} has no shells.\n")
+    );
     ok(&ws(&home, &["delete", &id]));
 }
 
