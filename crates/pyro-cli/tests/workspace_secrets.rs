@@ -228,6 +228,27 @@ fn secrets_reach_commands_and_never_leave() {
         &["snapshot", "create", &id, "cp1", "--json"],
     )));
     assert_eq!(s["secrets_left_out"], json!(["API_TOKEN", "FILE_TOKEN"]));
+    // The same, said to people.
+    let human = stdout(ok(&ws(&home, &["snapshot", "create", &id, "cp-human"])));
+    assert!(
+        human.contains(
+            "Not in the snapshot (secrets stay with the workspace): API_TOKEN, FILE_TOKEN"
+        ),
+        "{human}"
+    );
+    let human = stdout(ok(&ws(&home, &["fork", &id])));
+    assert!(
+        human.contains(
+            "Secrets left out of the forks (--with-secrets copies them): API_TOKEN, FILE_TOKEN"
+        ),
+        "{human}"
+    );
+    let forked = human
+        .lines()
+        .find_map(|l| l.strip_prefix("Forked workspace: "))
+        .unwrap_or_else(|| panic!("{human}"))
+        .to_owned();
+    ok(&ws(&home, &["delete", &forked]));
     let f = json(ok(&ws(&home, &["fork", &id, "--json"])));
     assert_eq!(f["secrets_left_out"], json!(["API_TOKEN", "FILE_TOKEN"]));
     let fork = f["workspaces"][0]["workspace_id"]
