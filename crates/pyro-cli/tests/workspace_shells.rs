@@ -282,6 +282,43 @@ async fn shells_over_mcp() {
     )
     .await;
     assert!(e.contains("shell_list"), "{e}");
+    // A signal reaches what runs in the foreground: an interrupted sleep
+    // gives the prompt back.
+    mcp_support::ok(
+        &client,
+        "shell_write",
+        json!({"workspace_id": id, "shell_id": sh, "input": "sleep 600"}),
+    )
+    .await;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let v = mcp_support::ok(
+        &client,
+        "shell_signal",
+        json!({"workspace_id": id, "shell_id": sh, "signal": "INT"}),
+    )
+    .await;
+    assert_eq!(v["state"], "running", "{v}");
+    mcp_support::ok(
+        &client,
+        "shell_write",
+        json!({"workspace_id": id, "shell_id": sh, "input": "echo AFTER-$?"}),
+    )
+    .await;
+    let mut after = String::new();
+    for _ in 0..60 {
+        let r = mcp_support::ok(
+            &client,
+            "shell_read",
+            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "wait_for_idle_ms": 300}),
+        )
+        .await;
+        after.push_str(r["output"].as_str().unwrap());
+        cursor = r["next_cursor"].as_u64().unwrap();
+        if after.contains("AFTER-130") {
+            break;
+        }
+    }
+    assert!(after.contains("AFTER-130"), "{after:?}");
     let c = mcp_support::ok(
         &client,
         "shell_close",
