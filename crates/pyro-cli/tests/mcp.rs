@@ -275,6 +275,23 @@ async fn errors_are_tool_errors_with_the_rule() {
     )
     .await;
     assert_eq!(log["total"], 0, "{log}");
+    // A push from under the allowed root lands where asked.
+    let src = home.path().join("push-src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/pushed.txt"), "pushed\n").unwrap();
+    ok(
+        &client,
+        "workspace_sync_push",
+        json!({"workspace_id": id, "source_path": src, "dest": "in"}),
+    )
+    .await;
+    let r = ok(
+        &client,
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "in/sub/pushed.txt"}),
+    )
+    .await;
+    assert_eq!(r["content"], "pushed\n");
     let e = err(
         &client,
         "workspace_export",
