@@ -287,10 +287,27 @@ async fn shells_over_mcp() {
     mcp_support::ok(
         &client,
         "shell_write",
-        json!({"workspace_id": id, "shell_id": sh, "input": "sleep 600"}),
+        json!({"workspace_id": id, "shell_id": sh, "input": "echo ST''ARTED; sleep 600"}),
     )
     .await;
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Signalled once the command runs (its output, not the echoed input,
+    // says so): a signal at the prompt would leave the sleep to run.
+    let mut started = String::new();
+    for _ in 0..60 {
+        let r = mcp_support::ok(
+            &client,
+            "shell_read",
+            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "wait_for_idle_ms": 300}),
+        )
+        .await;
+        started.push_str(r["output"].as_str().unwrap());
+        cursor = r["next_cursor"].as_u64().unwrap();
+        if started.contains("STARTED\r\n") {
+            break;
+        }
+    }
+    assert!(started.contains("STARTED\r\n"), "{started:?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let v = mcp_support::ok(
         &client,
         "shell_signal",
