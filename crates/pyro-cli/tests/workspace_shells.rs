@@ -199,6 +199,33 @@ fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
     ok(&ws(&home, &["delete", &id]));
 }
 
+/// Reads shell `sh` over MCP from `cursor` (moved past what was read) until
+/// `want` shows, at most `tries` reads; `extra` adds arguments to each read.
+/// Everything read, which must hold `want`.
+async fn mcp_read_until(
+    client: &mcp_support::Client,
+    (id, sh): (&str, &str),
+    cursor: &mut u64,
+    extra: Value,
+    (want, tries): (&str, usize),
+) -> String {
+    let mut seen = String::new();
+    for _ in 0..tries {
+        let mut args =
+            json!({"workspace_id": id, "shell_id": sh, "cursor": *cursor, "wait_for_idle_ms": 300});
+        if let (Some(a), Some(e)) = (args.as_object_mut(), extra.as_object()) {
+            a.extend(e.clone());
+        }
+        let r = mcp_support::ok(client, "shell_read", args).await;
+        seen.push_str(r["output"].as_str().unwrap());
+        *cursor = r["next_cursor"].as_u64().unwrap();
+        if seen.contains(want) {
+            return seen;
+        }
+    }
+    panic!("never saw {want:?} in {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shells_over_mcp() {
     let home = Home::new();
@@ -220,22 +247,15 @@ async fn shells_over_mcp() {
         json!({"workspace_id": id, "shell_id": sh, "input": "echo $((6*7))"}),
     )
     .await;
-    let mut seen = String::new();
     let mut cursor = 0;
-    for _ in 0..40 {
-        let r = mcp_support::ok(
-            &client,
-            "shell_read",
-            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "plain": true, "wait_for_idle_ms": 300}),
-        )
-        .await;
-        seen.push_str(r["output"].as_str().unwrap());
-        cursor = r["next_cursor"].as_u64().unwrap();
-        if seen.contains("\n42") {
-            break;
-        }
-    }
-    assert!(seen.contains("\n42"), "{seen:?}");
+    mcp_read_until(
+        &client,
+        (&id, &sh),
+        &mut cursor,
+        json!({"plain": true}),
+        ("\n42", 40),
+    )
+    .await;
     let l = mcp_support::ok(&client, "shell_list", json!({"workspace_id": id})).await;
     assert_eq!(l["count"], 1);
     // A read from a cursor the guest no longer holds says what was dropped.
@@ -292,21 +312,14 @@ async fn shells_over_mcp() {
     .await;
     // Signalled once the command runs (its output, not the echoed input,
     // says so): a signal at the prompt would leave the sleep to run.
-    let mut started = String::new();
-    for _ in 0..60 {
-        let r = mcp_support::ok(
-            &client,
-            "shell_read",
-            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "wait_for_idle_ms": 300}),
-        )
-        .await;
-        started.push_str(r["output"].as_str().unwrap());
-        cursor = r["next_cursor"].as_u64().unwrap();
-        if started.contains("STARTED\r\n") {
-            break;
-        }
-    }
-    assert!(started.contains("STARTED\r\n"), "{started:?}");
+    mcp_read_until(
+        &client,
+        (&id, &sh),
+        &mut cursor,
+        json!({}),
+        ("STARTED\r\n", 60),
+    )
+    .await;
     std::thread::sleep(std::time::Duration::from_millis(300));
     let v = mcp_support::ok(
         &client,
@@ -321,21 +334,14 @@ async fn shells_over_mcp() {
         json!({"workspace_id": id, "shell_id": sh, "input": "echo AFTER-$?"}),
     )
     .await;
-    let mut after = String::new();
-    for _ in 0..60 {
-        let r = mcp_support::ok(
-            &client,
-            "shell_read",
-            json!({"workspace_id": id, "shell_id": sh, "cursor": cursor, "wait_for_idle_ms": 300}),
-        )
-        .await;
-        after.push_str(r["output"].as_str().unwrap());
-        cursor = r["next_cursor"].as_u64().unwrap();
-        if after.contains("AFTER-130") {
-            break;
-        }
-    }
-    assert!(after.contains("AFTER-130"), "{after:?}");
+    mcp_read_until(
+        &client,
+        (&id, &sh),
+        &mut cursor,
+        json!({}),
+        ("AFTER-130", 60),
+    )
+    .await;
     let c = mcp_support::ok(
         &client,
         "shell_close",

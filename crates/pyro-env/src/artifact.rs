@@ -256,14 +256,19 @@ fn vet_config(
             config.kernel.key
         )));
     }
-    let cap = kernel::MAX_PREBUILT_BYTES;
-    if config.kernel.size_bytes > cap {
-        return Err(bad(format!(
-            "its kernel is larger than the {} MiB pyro installs",
-            cap >> 20
-        )));
+    if config.kernel.size_bytes > kernel::MAX_PREBUILT_BYTES {
+        return Err(bad(kernel_too_large()));
     }
     Ok((config, env))
+}
+
+/// Why an artifact's kernel is refused for its size (as its config or its
+/// layer states it).
+fn kernel_too_large() -> String {
+    format!(
+        "its kernel is larger than the {} MiB pyro installs",
+        kernel::MAX_PREBUILT_BYTES >> 20
+    )
 }
 
 /// Installs the environment artifact at `reference`; `expected`: the name
@@ -309,12 +314,8 @@ pub fn pull(
             .ok_or_else(|| bad(format!("it has no {mt} layer")))
     };
     let (kernel_layer, tree_layer) = (layer(KERNEL_TYPE)?, layer(ROOTFS_TYPE)?);
-    let cap = kernel::MAX_PREBUILT_BYTES;
-    if kernel_layer.size < 0 || kernel_layer.size as u64 > cap {
-        return Err(bad(format!(
-            "its kernel is larger than the {} MiB pyro installs",
-            cap >> 20
-        )));
+    if kernel_layer.size < 0 || kernel_layer.size as u64 > kernel::MAX_PREBUILT_BYTES {
+        return Err(bad(kernel_too_large()));
     }
     let _lock = cache.lock(&env.slug())?;
     let mut actions = Vec::new();

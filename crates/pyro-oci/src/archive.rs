@@ -257,14 +257,7 @@ mod tests {
     use super::*;
 
     fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in members {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            b.append_data(&mut h, name, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        tar_with_links(members, &[])
     }
 
     /// A tar with regular members and symlinks (name, target).
@@ -327,30 +320,23 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
             p
         };
-        let blobs = |extra: &[(&str, &[u8])]| {
-            let mut m: Vec<(String, Vec<u8>)> = vec![
-                (blob_name(config.as_bytes()), config.clone().into_bytes()),
-                (
-                    blob_name(manifest.as_bytes()),
-                    manifest.clone().into_bytes(),
-                ),
-                (blob_name(inner.as_bytes()), inner.clone().into_bytes()),
-            ];
-            m.extend(extra.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())));
-            m
+        // An archive `name` of the config, manifest and inner index blobs,
+        // plus `extra` members and `links`.
+        let archive = |name: &str, extra: &[(&str, &[u8])], links: &[(&str, &str)]| {
+            let blobs = [config.as_bytes(), manifest.as_bytes(), inner.as_bytes()];
+            let names = blobs.map(blob_name);
+            let mut members: Vec<(&str, &[u8])> =
+                names.iter().map(String::as_str).zip(blobs).collect();
+            members.extend_from_slice(extra);
+            write(name, tar_with_links(&members, links))
         };
         let layer_blob = blob_name(&layer);
         let index = top(&inner);
-        let members = blobs(&[("index.json", index.as_bytes()), ("old/layer.tar", &layer)]);
-        let refs: Vec<(&str, &[u8])> = members
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
         // The layer blob itself is a link to the old-style path.
-        let target = "../../old/layer.tar";
-        let good = write(
+        let good = archive(
             "good.tar",
-            tar_with_links(&refs, &[(layer_blob.as_str(), target)]),
+            &[("index.json", index.as_bytes()), ("old/layer.tar", &layer)],
+            &[(layer_blob.as_str(), "../../old/layer.tar")],
         );
         let work = tempfile::tempdir().unwrap();
         let img = open(&good, work.path(), 1 << 30).unwrap();
@@ -360,40 +346,30 @@ mod tests {
 
         // A blob whose content is not its name: refused.
         let changed = tar_of(&[("etc/hello", b"changed\n")]);
-        let members = blobs(&[
-            ("index.json", index.as_bytes()),
-            (layer_blob.as_str(), &changed),
-        ]);
-        let refs: Vec<(&str, &[u8])> = members
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
-        let tampered = write("tampered.tar", tar_with_links(&refs, &[]));
+        let tampered = archive(
+            "tampered.tar",
+            &[
+                ("index.json", index.as_bytes()),
+                (layer_blob.as_str(), &changed),
+            ],
+            &[],
+        );
         let work = tempfile::tempdir().unwrap();
         let err = open(&tampered, work.path(), 1 << 30).unwrap_err();
         assert!(matches!(err, OciError::Digest { .. }), "{err}");
 
         // A link that climbs out of the archive leads nowhere.
-        let members = blobs(&[("index.json", index.as_bytes())]);
-        let refs: Vec<(&str, &[u8])> = members
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
-        let escaping = write(
+        let escaping = archive(
             "escaping.tar",
-            tar_with_links(&refs, &[(layer_blob.as_str(), "../../../../etc/passwd")]),
+            &[("index.json", index.as_bytes())],
+            &[(layer_blob.as_str(), "../../../../etc/passwd")],
         );
         let work = tempfile::tempdir().unwrap();
         let err = open(&escaping, work.path(), 1 << 30).unwrap_err();
         assert!(err.to_string().contains("has no member"), "{err}");
 
         // index.json that is a manifest, not an index.
-        let members = blobs(&[("index.json", manifest.as_bytes())]);
-        let refs: Vec<(&str, &[u8])> = members
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
-        let flat = write("flat.tar", tar_with_links(&refs, &[]));
+        let flat = archive("flat.tar", &[("index.json", manifest.as_bytes())], &[]);
         let work = tempfile::tempdir().unwrap();
         let err = open(&flat, work.path(), 1 << 30).unwrap_err();
         assert!(err.to_string().contains("not an index"), "{err}");
