@@ -141,7 +141,7 @@ pub fn ensure(
     {
         return Ok((k, false));
     }
-    Ok((build(cache, &key, &version, progress)?, true))
+    Ok((build(&DEBIAN, cache, &key, &version, progress)?, true))
 }
 
 /// The kernel a new environment (an import) boots: the one this host
@@ -289,7 +289,28 @@ pub fn missing_inputs() -> Vec<&'static str> {
     missing
 }
 
+/// What one kernel build reads: the source tarball and the directory it
+/// unpacks to, the libelf header it needs, the config fragment and the
+/// patches. [`DEBIAN`] is the one pyro builds; tests give their own.
+#[derive(Debug, Clone, Copy)]
+struct BuildInputs<'a> {
+    tarball: &'a str,
+    tree: &'a str,
+    libelf_header: &'a str,
+    fragment: &'a str,
+    patches: &'a [(&'a str, &'a str)],
+}
+
+const DEBIAN: BuildInputs<'static> = BuildInputs {
+    tarball: SOURCE_TARBALL,
+    tree: "linux-source-6.1",
+    libelf_header: LIBELF_HEADER,
+    fragment: FRAGMENT,
+    patches: &PATCHES,
+};
+
 fn build(
+    inputs: &BuildInputs<'_>,
     cache: &Cache,
     key: &str,
     version: &str,
@@ -298,16 +319,16 @@ fn build(
     for (tool, package) in BUILD_TOOLS {
         require(tool, package, "build the guest kernel")?;
     }
-    if !Path::new(LIBELF_HEADER).exists() {
+    if !Path::new(inputs.libelf_header).exists() {
         return Err(EnvError::MissingTool {
             tool: "libelf.h".into(),
             purpose: "build the guest kernel".into(),
             package: LIBELF_PACKAGE.into(),
         });
     }
-    if !Path::new(SOURCE_TARBALL).is_file() {
+    if !Path::new(inputs.tarball).is_file() {
         return Err(EnvError::MissingTool {
-            tool: SOURCE_TARBALL.into(),
+            tool: inputs.tarball.into(),
             purpose: "build the guest kernel".into(),
             package: SOURCE_PACKAGE.into(),
         });
@@ -337,16 +358,16 @@ fn build(
         "unpacking the kernel source",
         Command::new("tar")
             .arg("-xf")
-            .arg(SOURCE_TARBALL)
+            .arg(inputs.tarball)
             .arg("-C")
             .arg(work.path()),
         &log,
         &mut |_| {},
     )?;
-    let src = work.path().join("linux-source-6.1");
+    let src = work.path().join(inputs.tree);
 
     progress.step("guest kernel: applying patches and configuring");
-    for (name, body) in PATCHES {
+    for (name, body) in inputs.patches {
         let file = work.path().join(name);
         std::fs::write(&file, body)
             .map_err(|e| EnvError::io(format!("writing {}", file.display()), e))?;
@@ -361,7 +382,7 @@ fn build(
         )?;
     }
     let fragment = work.path().join("microvm.fragment");
-    std::fs::write(&fragment, FRAGMENT)
+    std::fs::write(&fragment, inputs.fragment)
         .map_err(|e| EnvError::io(format!("writing {}", fragment.display()), e))?;
     run_logged(
         "make tinyconfig",
@@ -386,7 +407,7 @@ fn build(
     )?;
     let config = std::fs::read_to_string(src.join(".config"))
         .map_err(|e| EnvError::io("reading the kernel .config", e))?;
-    let missing = config_violations(FRAGMENT, &config);
+    let missing = config_violations(inputs.fragment, &config);
     if !missing.is_empty() {
         return Err(EnvError::KernelConfig(missing.join(", ")));
     }
@@ -478,69 +499,4 @@ pub fn config_violations(fragment: &str, config: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_depends_on_every_input() {
-        let a = key("6.1.192-2");
-        assert_eq!(a.len(), 16);
-        assert_eq!(a, key("6.1.192-2"));
-        assert_ne!(a, key("6.1.193-1"));
-    }
-
-    #[test]
-    fn config_check_reports_what_did_not_stick() {
-        let fragment = "CONFIG_A=y\n# CONFIG_B is not set\n# CONFIG_C is not set\nCONFIG_N=8\n";
-        let config = "CONFIG_A=y\nCONFIG_B=y\nCONFIG_N=4\n";
-        assert_eq!(
-            config_violations(fragment, config),
-            ["CONFIG_B should be off", "CONFIG_N=8"]
-        );
-        assert!(config_violations(fragment, "CONFIG_A=y\nCONFIG_N=8\n").is_empty());
-    }
-
-    #[test]
-    fn recipe_carries_the_pvm_patches_behind_flags() {
-        assert!(PATCHES[0].1.contains("early_param(\"noint3selftest\""));
-        assert!(PATCHES[1].1.contains("early_param(\"pvmsyscallfixup\""));
-        assert!(FRAGMENT.contains("# CONFIG_MODULES is not set"));
-        assert!(
-            FRAGMENT.contains("CONFIG_OVERLAY_FS=y")
-                && FRAGMENT.contains("CONFIG_VIRTIO_VSOCKETS=y")
-        );
-    }
-
-    #[test]
-    fn a_cached_kernel_with_a_wrong_checksum_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
-        let kdir = cache.kernels_dir().join("k1");
-        std::fs::create_dir_all(&kdir).unwrap();
-        std::fs::write(kdir.join("vmlinux"), b"kernel bytes").unwrap();
-        let manifest = KernelManifest {
-            key: "k1".into(),
-            sha256: sha256_bytes(b"kernel bytes"),
-            size_bytes: 12,
-            source_version: "x".into(),
-            recipe_version: RECIPE_VERSION.into(),
-            built_at: 0.0,
-            build_seconds: 0.0,
-        };
-        std::fs::write(
-            kdir.join("kernel.json"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
-        let k = cached(&cache, "k1").unwrap();
-        verify(&k, "debian:12").unwrap();
-        std::fs::write(kdir.join("vmlinux"), b"kernel bytez").unwrap();
-        let err = verify(&k, "debian:12").unwrap_err().to_string();
-        assert!(
-            err.contains("does not match its recorded checksum"),
-            "{err}"
-        );
-        assert!(err.contains("⟨op:env pull debian:12⟩"), "{err}");
-        assert!(cached(&cache, "other").is_none());
-    }
-}
+mod tests;
