@@ -68,14 +68,31 @@ pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Doc, OciError> {
             .filter_map(|e| e.platform.as_ref())
             .map(|p| format!("{}/{}", p.os, p.architecture))
             .collect();
-        let chosen = entries.iter().find(|e| {
-            e.platform.as_ref().is_some_and(|p| {
-                p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "x86_64")
-            }) && e
-                .media_type
+        let amd64: Vec<_> = entries
+            .iter()
+            .filter(|e| {
+                e.platform.as_ref().is_some_and(|p| {
+                    p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "x86_64")
+                })
+            })
+            .collect();
+        let chosen = amd64.iter().find(|e| {
+            e.media_type
                 .as_deref()
                 .is_none_or(|m| MANIFEST_TYPES.contains(&m))
         });
+        if chosen.is_none()
+            && let Some(e) = amd64.first()
+        {
+            return Err(OciError::invalid(
+                what,
+                format!(
+                    "its linux/amd64 entry is {}, not an image manifest (pyro reads one level \
+                     of index); give the reference of an image",
+                    e.media_type.as_deref().unwrap_or("unknown")
+                ),
+            ));
+        }
         return match chosen {
             Some(e) => {
                 crate::sha256_hex(&e.digest)?;

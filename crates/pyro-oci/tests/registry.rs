@@ -184,5 +184,122 @@ fn a_multi_arch_index_resolves_to_linux_amd64() {
         assert_eq!(resolved.digest, amd_digest);
         assert_eq!(resolved.index_digest.as_deref(), Some(index_digest.as_str()));
         assert_eq!(resolved.manifest.layers[0].digest, amd_layer);
+
+        // An index whose linux/amd64 entry is itself an index.
+        let nested = parse_reference(&format!("{}/pyro/multi:nested", tr.addr)).unwrap();
+        let outer = serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX,
+            "manifests": [{"mediaType": INDEX, "digest": index_digest, "size": index.len(),
+                "platform": {"os": "linux", "architecture": "amd64"}}],
+        });
+        reg.push_manifest(&nested, outer.to_string().as_bytes(), INDEX)
+            .await
+            .unwrap();
+        let err = reg.resolve(&nested).await.unwrap_err().to_string();
+        assert!(
+            err.contains("its linux/amd64 entry is application/vnd.oci.image.index.v1+json"),
+            "{err}"
+        );
+
+        // The chosen manifest's stored bytes changed: refused by its digest.
+        let stored = tr.blob_path(&amd_digest);
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes.push(b'\n');
+        std::fs::write(&stored, &bytes).unwrap();
+        let err = reg.resolve(&r).await.unwrap_err();
+        assert!(matches!(err, OciError::Digest { .. }), "{err}");
+    });
+}
+
+#[test]
+fn lying_registries_and_descriptors_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Nothing listens: retried ATTEMPTS times, then one error that says so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = parse_reference(&format!("127.0.0.1:{port}/pyro/down:1")).unwrap();
+    let reg = Registry::new(&down, RegistryAuth::Anonymous).with_backoff(Duration::ZERO);
+    let err = rt().block_on(reg.resolve(&down)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OciError::Registry {
+                attempts: pyro_oci::registry::ATTEMPTS,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let tr = registry(None);
+    let layer = tmp.path().join("layer");
+    std::fs::write(&layer, vec![7u8; 100_000]).unwrap();
+    let r = parse_reference(&format!("{}/pyro/lies:1", tr.addr)).unwrap();
+    let reg = Registry::new(&r, RegistryAuth::Anonymous).with_backoff(Duration::ZERO);
+    rt().block_on(async {
+        let (digest, _) = push_image(&reg, &r, &layer, "amd64").await;
+        let desc = reg.resolve(&r).await.unwrap().manifest.layers[0].clone();
+
+        // Sizes no download may have are refused before asking.
+        let huge = pyro_oci::OciDescriptor {
+            size: i64::try_from(pyro_oci::MAX_BLOB_BYTES).unwrap() + 1,
+            ..desc.clone()
+        };
+        let err = reg
+            .fetch_blob(&r, &huge, &tmp.path().join("huge"), &quiet())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OciError::TooLarge { .. }), "{err}");
+        let big_config = pyro_oci::OciDescriptor {
+            size: i64::try_from(pyro_oci::MAX_MANIFEST_BYTES).unwrap() + 1,
+            ..desc.clone()
+        };
+        let err = reg.blob_bytes(&r, &big_config).await.unwrap_err();
+        assert!(matches!(err, OciError::TooLarge { .. }), "{err}");
+
+        // The registry sends more than the manifest says: cut off, nothing kept.
+        let short = pyro_oci::OciDescriptor {
+            size: desc.size - 10,
+            ..desc.clone()
+        };
+        let dest = tmp.path().join("short");
+        let err = reg
+            .fetch_blob(&r, &short, &dest, &quiet())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OciError::TooLarge { .. })
+                && err.to_string().contains("its manifest says"),
+            "{err}"
+        );
+        assert!(!dest.exists());
+        assert_eq!(
+            std::fs::metadata(partial_path(&dest))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            0
+        );
+
+        // ... or fewer bytes than it says: never installed.
+        let long = pyro_oci::OciDescriptor {
+            size: desc.size + 10,
+            ..desc.clone()
+        };
+        let dest = tmp.path().join("long");
+        assert!(reg.fetch_blob(&r, &long, &dest, &quiet()).await.is_err());
+        assert!(!dest.exists());
+
+        // A manifest whose stored bytes changed: a digest pin refuses it.
+        let stored = tr.blob_path(&digest);
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes.push(b' ');
+        std::fs::write(&stored, &bytes).unwrap();
+        let pinned = parse_reference(&format!("{}/pyro/lies@{digest}", tr.addr)).unwrap();
+        let err = reg.resolve(&pinned).await.unwrap_err();
+        assert!(matches!(err, OciError::Digest { .. }), "{err}");
     });
 }
