@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{Home, json, ok, pyro_bin, require_debian12, stdout};
 
 /// The deadline given to every wait on the agent (`PYRO_AGENT_DEADLINE_SECONDS`).
-const DEADLINE_S: u64 = 3;
+const DEADLINE_S: u64 = 1;
 /// How long a command may take past that deadline (boot of the CLI, a
 /// second wait in the same command, a slow host).
 const SLACK: Duration = Duration::from_secs(12);
@@ -122,7 +122,9 @@ fn serve(mut s: UnixStream, mode: Mode) {
             std::thread::sleep(Duration::from_secs(3600));
         }
         Mode::Endless => {
-            let kind = if op == "exec" { 1 } else { 5 };
+            // Output where output is asked for, data elsewhere.
+            let output = ["exec", "job_read", "shell_read", "service_logs"];
+            let kind = if output.contains(&op.as_str()) { 1 } else { 5 };
             let chunk = frame(kind, &vec![b'x'; 64 << 10]);
             while s.write_all(&chunk).is_ok() {}
         }
@@ -203,6 +205,14 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
     let id = stdout(ok(&ws(&["create", "debian:12", "--id-only"])))
         .trim()
         .to_owned();
+    // A shell and a service the commands below ask about.
+    let shell = json(ok(&ws(&["shell", "open", &id, "--json"])))["shell_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&ws(&[
+        "service", "start", &id, "web", "--json", "--", "sleep", "600",
+    ]));
     // Freeze the real agent (it stays alive, so the workspace stays
     // started) and take over its socket.
     let rec = vm_record(home.path(), &id);
@@ -235,6 +245,14 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
         vec!["diff", &id],
         vec!["sync", "push", &id, src.to_str().unwrap()],
         vec!["patch", "apply", &id, "--patch", patch],
+        vec!["shell", "read", &id, &shell],
+        vec!["shell", "write", &id, &shell, "--input", "ls"],
+        vec!["shell", "signal", &id, &shell],
+        vec!["shell", "close", &id, &shell],
+        vec!["service", "list", &id],
+        vec!["service", "status", &id, "web"],
+        vec!["service", "logs", &id, "web"],
+        vec!["service", "stop", &id, "web"],
         vec!["export", &id, "a.txt", "--output"],
     ]
     .iter()
@@ -318,7 +336,7 @@ fn every_command_fails_cleanly_against_a_hostile_agent() {
     // Nothing was half-written on the host, and the workspace still says
     // what it is.
     for i in 0..MODES.len() {
-        let out = home.path().join(format!("out-{i}-8"));
+        let out = home.path().join(format!("out-{i}-{}", commands.len() - 1));
         assert!(!out.exists(), "a failed export left {}", out.display());
     }
     let status = json(ok(&ws(&["status", &id, "--json"])));
