@@ -115,6 +115,32 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
     assert!(names.contains("other.test unresolved"), "{names}");
     let boot_id = names.lines().nth(1).unwrap().to_owned();
 
+    // The same over DNS on TCP (length-prefixed, two queries on one
+    // connection; resolvers fall back to it for long answers): git.test's
+    // A record, and a refusal for other.test.
+    let tcp = exec(
+        &lab,
+        &home,
+        &id,
+        "ns=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf); exec 3<>/dev/tcp/$ns/53; \
+         printf '\\x00\\x1a\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03git\\x04test\\x00\\x00\\x01\\x00\\x01' >&3; \
+         printf '\\x00\\x1c\\x56\\x78\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x05other\\x04test\\x00\\x00\\x01\\x00\\x01' >&3; \
+         timeout 3 cat <&3 | od -An -v -tx1 | tr -d ' \\n'",
+    );
+    let hex = tcp.trim();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(bytes.len() > 2, "no answer over TCP: {tcp:?}");
+    let first_len = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+    let (first, rest) = bytes[2..].split_at(first_len);
+    let server: Vec<u8> = SERVER.split('.').map(|o| o.parse().unwrap()).collect();
+    assert_eq!(&first[..2], [0x12, 0x34], "{tcp}");
+    assert_eq!(first[3] & 0x0f, 0, "git.test over TCP: rcode {tcp}");
+    assert!(first.ends_with(&server), "no A record for {SERVER}: {tcp}");
+    assert_eq!(&rest[2..4], [0x56, 0x78], "{tcp}");
+    assert_ne!(rest[5] & 0x0f, 0, "other.test over TCP resolved: {tcp}");
+
     // Git over its own protocol through the allowed path.
     let clone = exec(
         &lab,
