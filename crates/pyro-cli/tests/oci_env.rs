@@ -125,10 +125,18 @@ fn push_then_pull_into_an_empty_cache_tamper_resume_and_auth() {
     .unwrap();
     let c4 = OwnCache::new(&shared);
     let mut cmd = c4.cmd(&home);
-    cmd.args(["env", "pull", "debian:12", "--no-template", "--json"])
+    cmd.args(["env", "pull", "debian:12", "--no-template"])
         .env("XDG_CONFIG_HOME", &cfg);
-    let p = json(ok(&cmd.output().unwrap()));
-    assert_eq!(p["origin"]["digest"].as_str(), Some(digest.as_str()), "{p}");
+    // (In human form: what it did, then the environment's state.)
+    let p = stdout(ok(&cmd.output().unwrap()));
+    assert!(
+        p.contains("Pulled: debian:12 in ")
+            && p.contains("\n  - ")
+            && p.contains(&format!("Digest: {digest}"))
+            && p.contains("Installed: yes")
+            && p.contains("Template: skipped"),
+        "{p}"
+    );
     // ...and a local build when it fails there (a stale install here, so
     // the build is the quick rebake of its tree).
     let c5 = OwnCache::new(&shared);
@@ -297,6 +305,27 @@ fn imports_from_a_tarball_and_refuses_a_hostile_one() {
         (out["layers"].as_u64(), out["whiteouts"].as_u64()),
         (Some(2), Some(1)),
         "{out}"
+    );
+    // The same import again, in human form: it replaces the first.
+    let human = stdout(ok(&c
+        .cmd(&home)
+        .args([
+            "env",
+            "import",
+            tarball.to_str().unwrap(),
+            "--name",
+            "tarred",
+            "--no-template",
+        ])
+        .output()
+        .unwrap()));
+    assert!(
+        human.contains("Imported: tarred from ")
+            && human.contains(&format!("Digest: {digest}"))
+            && human.contains("Layers: 2 (")
+            && human.contains("1 whiteouts honoured, 0 device nodes dropped)")
+            && human.contains("Template: skipped"),
+        "{human}"
     );
     assert_eq!(out["image"]["working_dir"], "/data");
     let tree = c.dir.path().join("environments/imported-tarred/rootfs");
