@@ -66,6 +66,19 @@ fn template_dir(home: &Home, cache: &std::path::Path) -> std::path::PathBuf {
 fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
     require_debian12();
     let home = Home::new();
+    // The pull made the default shape's template; building it again (in
+    // human form) finds it current, or rebuilds it if it is not.
+    let built = stdout(ok(&home
+        .cmd()
+        .args(["env", "template", "build", "debian:12"])
+        .output()
+        .unwrap()));
+    assert!(
+        built.contains("Template: debian_12-")
+            && (built.contains("(already current)") || built.contains(" s\n"))
+            && built.contains("Memory: "),
+        "{built}"
+    );
     // Two siblings from one template: restored, and each its own machine.
     let a = create(&home);
     let b = create(&home);
