@@ -628,6 +628,29 @@ mod tests {
             spawn(&spec(plain.to_str().unwrap())),
             Err(SpawnError::NotExecutable(..))
         ));
+        // Found on PATH but not executable (a directory of the same name
+        // earlier on PATH is passed over): refused, naming the file; a
+        // name with a slash is relative to the working directory.
+        std::fs::create_dir_all(dir.path().join("d1/tool")).unwrap();
+        std::fs::create_dir(dir.path().join("d2")).unwrap();
+        std::fs::write(dir.path().join("d2/tool"), "data").unwrap();
+        let env = [("PATH".to_owned(), "d1:d2".to_owned())];
+        let cwd = dir.path().to_str().unwrap();
+        match resolve("tool", &env, cwd) {
+            Err(SpawnError::NotExecutable(name, e)) => {
+                assert_eq!(name, "tool");
+                assert!(e.to_string().contains("d2/tool is not executable"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            resolve("", &env, cwd),
+            Err(SpawnError::NotFound(_))
+        ));
+        assert_eq!(
+            resolve("d2/tool", &env, cwd).unwrap(),
+            dir.path().join("d2/tool")
+        );
     }
 
     #[tokio::test]
