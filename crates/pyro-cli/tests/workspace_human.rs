@@ -7,7 +7,7 @@ mod common;
 use std::process::Output;
 
 use common::host_compat::{create, ws};
-use common::{Home, ok, stderr, stdout};
+use common::{Home, ok, require_debian12, stderr, stdout};
 
 /// `pyro workspace ARGS` with `input` on its standard input.
 fn ws_stdin(home: &Home, args: &[&str], input: &[u8]) -> Output {
@@ -85,4 +85,85 @@ fn stdin_content_empty_and_cut_listings_and_the_command_log() {
         stderr(&o)
     );
     ok(&ws(&home, &["delete", &id]));
+}
+
+/// A start and a reset that fail (the environment's agent is broken, in a
+/// private cache) leave the workspace stopped, saying why and what failed;
+/// once the agent is back, it starts.
+#[test]
+fn failed_start_and_reset_leave_a_stopped_workspace_that_says_why() {
+    require_debian12();
+    let home = Home::new();
+    let cache = home.path().join("cache");
+    let shared = pyro_env::Cache::from_env().root().to_owned();
+    std::fs::create_dir_all(&cache).unwrap();
+    for d in ["environments", "kernels", "firecracker"] {
+        let st = std::process::Command::new("cp")
+            .arg("-al")
+            .arg(shared.join(d))
+            .arg(cache.join(d))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp -al {d}");
+    }
+    let run = |args: &[&str]| {
+        home.cmd()
+            .env("PYRO_CACHE_DIR", &cache)
+            .env("PYRO_BACKEND", "host-compat")
+            .arg("workspace")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let id = stdout(ok(&run(&["create", "debian:12", "--id-only"])))
+        .trim()
+        .to_owned();
+    ok(&run(&["stop", &id]));
+    let env_dir = std::fs::read_dir(cache.join("environments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("debian_12-")
+        })
+        .unwrap();
+    let agent = env_dir.join("rootfs").join(pyro_env::agent::GUEST_PATH);
+    let real = agent.with_extension("real");
+    // A rename and a new file: the shared cache's hard-linked copy stays.
+    std::fs::rename(&agent, &real).unwrap();
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\necho 'agent: broken on purpose' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    for (op, reason) in [
+        ("start", "stopped on request"),
+        ("reset", "a reset to baseline failed"),
+    ] {
+        let o = run(&[op, &id]);
+        assert_eq!(o.status.code(), Some(1), "{op}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the sandbox process exited")
+                && stderr(&o).contains("agent: broken on purpose"),
+            "{op}: {}",
+            stderr(&o)
+        );
+        let st = stdout(ok(&run(&["status", &id])));
+        assert!(
+            st.contains(&format!("State: stopped ({reason}"))
+                && st.contains(
+                    "Last error: the host-compat sandbox did not start: the sandbox process exited"
+                ),
+            "{op}: {st}"
+        );
+        home.assert_clean();
+    }
+    std::fs::rename(&real, &agent).unwrap();
+    let st = stdout(ok(&run(&["start", &id])));
+    assert!(st.contains("State: started"), "{st}");
+    ok(&run(&["delete", &id]));
 }
