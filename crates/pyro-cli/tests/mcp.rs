@@ -312,7 +312,20 @@ async fn errors_are_tool_errors_with_the_rule() {
         json!({"workspace_id": id, "command": []}),
     )
     .await;
-    assert!(e.contains("command is empty"), "{e}");
+    assert!(
+        e.contains("no command given: give the command argument"),
+        "{e}"
+    );
+    let e = err(
+        &client,
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "  "}),
+    )
+    .await;
+    assert!(
+        e.contains("the command is empty: give the command argument"),
+        "{e}"
+    );
     ok(&client, "workspace_stop", json!({"workspace_id": id})).await;
     let e = err(
         &client,

@@ -72,6 +72,15 @@ fn stdin_content_empty_and_cut_listings_and_the_command_log() {
         stderr(&o)
     );
 
+    // An empty command is refused, in the CLI's words.
+    let o = ws(&home, &["exec", &id, "--", " "]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the command is empty: give the command after `--`"),
+        "{}",
+        stderr(&o)
+    );
+
     // The command log, cut at --tail.
     ok(&ws(&home, &["exec", &id, "--", "echo second"]));
     let o = ok(&ws(&home, &["logs", &id, "--tail", "1"])).clone();

@@ -75,17 +75,7 @@ impl RunOptions {
 
     /// Checks every bound; the message names the flag and the rule.
     pub fn validate(&self) -> Result<(), CoreError> {
-        match &self.command {
-            Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
-                return Err(CoreError::invalid("no command given: pass ⟨arg:command⟩"));
-            }
-            Command::Shell { script } if script.trim().is_empty() => {
-                return Err(CoreError::invalid(
-                    "the command is empty: put a command after `--`",
-                ));
-            }
-            _ => {}
-        }
+        check_command(&self.command)?;
         check_machine(self.backend, self.vcpu_count, self.mem_mib)?;
         self.network
             .check()
@@ -112,6 +102,23 @@ impl RunOptions {
 }
 
 /// Checks that every variable name is one a shell can use.
+/// A command must name something to run: an argv whose program is not
+/// empty, or a shell line that is not blank. (Every front end's commands:
+/// `run`, workspace `exec`, services.)
+pub(crate) fn check_command(command: &Command) -> Result<(), CoreError> {
+    match command {
+        Command::Argv { argv } if argv.first().is_none_or(String::is_empty) => {
+            Err(CoreError::invalid(
+                "no command given: give ⟨arg:command⟩ (a program and its arguments)",
+            ))
+        }
+        Command::Shell { script } if script.trim().is_empty() => Err(CoreError::invalid(
+            "the command is empty: give ⟨arg:command⟩ (a shell command line)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn check_env_names(env: &BTreeMap<String, String>) -> Result<(), CoreError> {
     match env.keys().find(|k| !pyro_protocol::valid_env_name(k)) {
         Some(name) => Err(CoreError::invalid(format!(

@@ -30,6 +30,7 @@ impl Workspaces {
         stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExecView, CoreError> {
+        crate::run::check_command(&opts.command)?;
         limits::TIMEOUT_SECONDS.check(opts.timeout_seconds)?;
         limits::OUTPUT_BYTES.check(opts.max_output_bytes)?;
         if let Some(w) = opts.wait_seconds {

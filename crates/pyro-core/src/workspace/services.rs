@@ -198,17 +198,7 @@ impl Workspaces {
         progress: &dyn Progress,
     ) -> Result<ServiceView, CoreError> {
         check_name(name)?;
-        match &opts.command {
-            pyro_protocol::Command::Argv { argv } if argv.is_empty() || argv[0].is_empty() => {
-                return Err(CoreError::invalid(
-                    "no command given: give the service's command as ⟨arg:command⟩",
-                ));
-            }
-            pyro_protocol::Command::Shell { script } if script.trim().is_empty() => {
-                return Err(CoreError::invalid("the service's ⟨arg:command⟩ is empty"));
-            }
-            _ => {}
-        }
+        crate::run::check_command(&opts.command)?;
         limits::READY_TIMEOUT_SECONDS.check(opts.ready_timeout_seconds)?;
         limits::READY_INTERVAL_MS.check(opts.ready_interval_ms)?;
         crate::run::check_env_names(&opts.env)?;

@@ -54,17 +54,12 @@ pub enum CommandArg {
     Argv(Vec<String>),
 }
 
-impl CommandArg {
-    pub(super) fn into_command(self) -> Result<Command, String> {
-        match self {
-            Self::Shell(s) if s.trim().is_empty() => {
-                Err("command is empty: give a shell string or an argv array".into())
-            }
-            Self::Shell(script) => Ok(Command::Shell { script }),
-            Self::Argv(argv) if argv.first().is_none_or(String::is_empty) => {
-                Err("command is empty: give a shell string or an argv array".into())
-            }
-            Self::Argv(argv) => Ok(Command::Argv { argv }),
+impl From<CommandArg> for Command {
+    /// As given: core refuses an empty command, in words for this server.
+    fn from(c: CommandArg) -> Self {
+        match c {
+            CommandArg::Shell(script) => Command::Shell { script },
+            CommandArg::Argv(argv) => Command::Argv { argv },
         }
     }
 }

@@ -24,7 +24,7 @@ impl PyroServer {
         self.full_only("secret_env", a.secret_env.is_some())?;
         let opts = ExecOptions {
             secret_env: secret_env(a.secret_env),
-            command: a.command.into_command()?,
+            command: a.command.into(),
             cwd: a.cwd,
             env: a.env.unwrap_or_default(),
             timeout_seconds: a.timeout_seconds,

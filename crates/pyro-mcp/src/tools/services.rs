@@ -132,7 +132,7 @@ impl PyroServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<workspace::ServiceView>, ToolError> {
         let opts = workspace::ServiceOptions {
-            command: a.command.into_command()?,
+            command: a.command.into(),
             cwd: a.cwd,
             env: a.env.unwrap_or_default(),
             readiness: workspace::ReadinessChoice {

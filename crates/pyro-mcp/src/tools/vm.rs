@@ -21,7 +21,7 @@ impl PyroServer {
         Parameters(a): Parameters<VmRunArgs>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<run::RunResult>, ToolError> {
-        let mut opts = run::RunOptions::new(a.command.into_command()?);
+        let mut opts = run::RunOptions::new(a.command.into());
         opts.timeout_seconds = a.timeout_seconds;
         opts.max_output_bytes = a.max_output_bytes;
         opts.mem_mib = a.mem_mib;
