@@ -707,4 +707,32 @@ mod tests {
         assert_eq!(left(), 0);
         close(&id).await.unwrap();
     }
+
+    #[tokio::test]
+    async fn at_most_shells_max_run_at_once() {
+        let none = BTreeMap::new();
+        for i in 0..SHELLS_MAX {
+            open(&format!("cap-{i}"), "/", (80, 24), &none, false).unwrap();
+        }
+        let err = open("cap-over", "/", (80, 24), &none, false).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TooLarge, "{err:?}");
+        assert!(err.message.contains("close one first"), "{err:?}");
+        // One ends by itself (kept, but not running): room for another.
+        write("cap-0", "exit 3\n").await.unwrap();
+        let mut ended = false;
+        for _ in 0..250 {
+            if let Ok(Response::Shell(s)) = open("cap-again", "/", (80, 24), &none, false) {
+                assert_eq!(s.shell_id, "cap-again");
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ended, "an exited shell still counted as running");
+        for i in 1..SHELLS_MAX {
+            close(&format!("cap-{i}")).await.unwrap();
+        }
+        close("cap-again").await.unwrap();
+        close("cap-0").await.unwrap();
+    }
 }
