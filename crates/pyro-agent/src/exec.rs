@@ -618,4 +618,48 @@ mod tests {
             "the command kept running after the host left"
         );
     }
+
+    #[tokio::test]
+    async fn requests_that_cannot_run_are_refused_or_fail_as_a_shell_would() {
+        let argv = |v: &[&str]| Command::Argv {
+            argv: v.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        for (command, cwd, says) in [
+            (argv(&[]), "/", "the command is empty"),
+            (argv(&[""]), "/", "the program name is empty"),
+            (shell(" \n "), "/", "the shell command is empty"),
+            (shell("true"), "tmp", "must be an absolute path"),
+        ] {
+            let mut r = req(command, 1_000, 1 << 10);
+            r.cwd = Some(cwd.into());
+            let err = prepare(&r).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadRequest);
+            assert!(err.message.contains(says), "{err:?}");
+        }
+        // A file that is not a program: 126, as a shell says it.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("data");
+        std::fs::write(&plain, "x").unwrap();
+        let (_, err, r) = exec(req(argv(&[plain.to_str().unwrap()]), 5_000, 1 << 10), None).await;
+        assert_eq!(outcome(r).exit_code, 126);
+        assert!(
+            String::from_utf8_lossy(&err).contains("permission denied"),
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        let (code, text) = spawn_failure(&spawn::SpawnError::NotExecutable(
+            "prog".into(),
+            std::io::Error::other("bad ELF"),
+        ));
+        assert_eq!(
+            (code, text.as_str()),
+            (126, "pyro: prog: cannot execute: bad ELF\n")
+        );
+        let (code, text) =
+            spawn_failure(&spawn::SpawnError::Setup(std::io::Error::other("no fds")));
+        assert_eq!(
+            (code, text.as_str()),
+            (126, "pyro: cannot start the command: no fds\n")
+        );
+    }
 }
