@@ -464,4 +464,32 @@ mod tests {
         assert!(cancel("j999999").is_err());
         assert!(start("t-two", &sh("true")).is_err(), "ids are never reused");
     }
+
+    #[tokio::test]
+    async fn at_most_jobs_max_run_and_a_finished_one_makes_room() {
+        for i in 0..JOBS_MAX {
+            start(&format!("cap-{i}"), &sh("sleep 30")).unwrap();
+        }
+        let err = start("cap-over", &sh("true")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TooLarge, "{err:?}");
+        assert!(
+            err.message.contains("wait for or cancel one first"),
+            "{err:?}"
+        );
+        // A cancelled (so finished) job is dropped for the new one.
+        cancel("cap-0").unwrap();
+        let mut started = false;
+        for _ in 0..250 {
+            if start("cap-over", &sh("true")).is_ok() {
+                started = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(started, "a cancelled job still counted as running");
+        assert!(lookup("cap-0").is_err(), "the finished job was kept");
+        for i in 1..JOBS_MAX {
+            cancel(&format!("cap-{i}")).unwrap();
+        }
+    }
 }
