@@ -716,4 +716,43 @@ mod tests {
             stop(n, 1000).await.unwrap();
         }
     }
+
+    #[tokio::test]
+    async fn at_most_services_max_run_and_an_ended_one_makes_room() {
+        svclog::test_dir();
+        for i in 0..SERVICES_MAX {
+            start(spec(&format!("cap-{i}"), "sleep 30", None)).unwrap();
+        }
+        let err = start(spec("cap-over", "sleep 30", None)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TooLarge, "{err:?}");
+        assert!(err.message.contains("stop one first"), "{err:?}");
+        // A stopped one is dropped for the new one.
+        stop("cap-0", 1_000).await.unwrap();
+        start(spec("cap-over", "sleep 30", None)).unwrap();
+        // Logs of a name that never ran here, and of a name that cannot be.
+        for (name, kind, says) in [
+            (
+                "never-ran",
+                ErrorKind::NotFound,
+                "has no logs in this guest",
+            ),
+            ("../up", ErrorKind::BadRequest, "invalid service name"),
+        ] {
+            let mut out = Vec::new();
+            logs(&mut out, name, None, 10, 1 << 10).await.unwrap();
+            let mut rd = out.as_slice();
+            let frame = pyro_protocol::read_frame(&mut rd).await.unwrap().unwrap();
+            match frame.message::<Response>().unwrap() {
+                Response::Error(e) => {
+                    assert_eq!(e.kind, kind, "{e:?}");
+                    assert!(e.message.contains(says), "{e:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for i in 1..SERVICES_MAX {
+            stop(&format!("cap-{i}"), 1_000).await.unwrap();
+        }
+        stop("cap-over", 1_000).await.unwrap();
+    }
 }
