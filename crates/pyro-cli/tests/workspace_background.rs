@@ -240,3 +240,111 @@ async fn a_long_command_outlives_its_call_and_is_waited_for_or_cancelled() {
     assert_eq!(r["stdout"], "0\n", "no process of it is left: {r}");
     mcp_support::ok(&client, "workspace_delete", json!({"workspace_id": id})).await;
 }
+
+/// One waiter per background command: a second wait is refused (busy), a
+/// cancel while another call waits ends the command and that call reports
+/// it; a stopped workspace's command is told of in words that point at the
+/// log.
+#[test]
+fn a_second_waiter_is_refused_and_a_cancel_ends_the_first_wait() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--detach",
+            "--json",
+            "--",
+            "echo up; sleep 300",
+        ],
+    )));
+    let seq = v["sequence"].to_string();
+    let waiter = std::process::Command::new(common::pyro_bin())
+        .env("PYRO_HOME", home.path())
+        .env("PYRO_BACKEND", "host-compat")
+        .args([
+            "workspace",
+            "exec-wait",
+            &id,
+            &seq,
+            "--wait-seconds",
+            "60",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first waiter holds the command once it has locked its lock file
+    // (probed here without taking it; a wait from here would race it).
+    let lock = home
+        .path()
+        .join("workspaces")
+        .join(&id)
+        .join(format!("commands/{:06}.lock", seq.parse::<u64>().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(f) = std::fs::File::open(&lock) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock(2) on a descriptor this test owns.
+            let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+            if !free {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never held {}",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = ws(
+        &home,
+        &["exec-wait", &id, &seq, "--wait-seconds", "1", "--json"],
+    );
+    assert_eq!(
+        json(&second)["error"]["kind"],
+        "busy",
+        "{}",
+        stdout(&second)
+    );
+    assert!(
+        stdout(&second).contains("another call is already waiting for command"),
+        "{}",
+        stdout(&second)
+    );
+    let o = ws(&home, &["exec-cancel", &id, &seq, "--json"]);
+    assert_eq!(json(&o)["error"]["kind"], "busy", "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("was cancelled; the call already waiting for it reports how it ended"),
+        "{}",
+        stdout(&o)
+    );
+    let out = waiter.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("finished"), Some(137)),
+        "{v}"
+    );
+
+    // Stopped: what ran in the background ended with it; the log has it.
+    let v = json(ok(&ws(
+        &home,
+        &["exec", &id, "--detach", "--json", "--", "sleep 300"],
+    )));
+    let seq = v["sequence"].to_string();
+    ok(&ws(&home, &["stop", &id]));
+    let o = ws(&home, &["exec-wait", &id, &seq, "--json"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("ended with the workspace's VM")
+            && stdout(&o).contains(&format!("pyro workspace logs {id}")),
+        "{}",
+        stdout(&o)
+    );
+    ok(&ws(&home, &["delete", &id]));
+}
