@@ -408,6 +408,38 @@ fn imports_from_a_tarball_and_refuses_a_hostile_one() {
         stderr(&o)
     );
 
+    // A User the image does not have, and a WorkingDir under a file:
+    // refused, saying which, nothing installed.
+    for (config, says) in [
+        (
+            serde_json::json!({"User": "nosuchuser"}),
+            "is not in its /etc/passwd",
+        ),
+        (
+            serde_json::json!({"WorkingDir": "/data/keep/sub"}),
+            "creating the image's WorkingDir /data/keep/sub",
+        ),
+    ] {
+        let (mut odd, raw) = small_image(Layer::new());
+        odd.config["config"] = config;
+        let path = home.path().join("odd.tar");
+        odd.write_oci_tar(&path, &raw);
+        let o = c
+            .cmd(&home)
+            .args([
+                "env",
+                "import",
+                path.to_str().unwrap(),
+                "--name",
+                "odd",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stdout(&o).contains(says), "{}", stdout(&o));
+    }
+
     // A layer that climbs out of the image: refused, nothing installed,
     // nothing written outside.
     let (hostile, raw) = small_image(Layer::new().raw_file("../../escaped", b"x"));
