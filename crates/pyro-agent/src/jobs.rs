@@ -465,6 +465,8 @@ mod tests {
         assert!(start("t-two", &sh("true")).is_err(), "ids are never reused");
     }
 
+    /// Fills the agent's one table: it needs a process of its own, as
+    /// nextest (`make test`) gives each test.
     #[tokio::test]
     async fn at_most_jobs_max_run_and_a_finished_one_makes_room() {
         for i in 0..JOBS_MAX {

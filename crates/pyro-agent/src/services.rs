@@ -717,6 +717,8 @@ mod tests {
         }
     }
 
+    /// Fills the agent's one table: it needs a process of its own, as
+    /// nextest (`make test`) gives each test.
     #[tokio::test]
     async fn at_most_services_max_run_and_an_ended_one_makes_room() {
         svclog::test_dir();

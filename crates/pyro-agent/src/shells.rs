@@ -708,6 +708,8 @@ mod tests {
         close(&id).await.unwrap();
     }
 
+    /// Fills the agent's one table: it needs a process of its own, as
+    /// nextest (`make test`) gives each test.
     #[tokio::test]
     async fn at_most_shells_max_run_at_once() {
         let none = BTreeMap::new();

@@ -10,21 +10,19 @@ use pyro_core::{BackendKind, Paths};
 use crate::cli::RunArgs;
 use crate::output::{self, DIM, EXIT_RUN_FAILURE, EXIT_USAGE, Failure, Progress, YELLOW};
 
-/// The words after `--`: one word runs through `sh -c`, several as argv.
-pub fn command_from_words(words: Vec<String>) -> Result<Command, Failure> {
+/// The words after `--`: one word runs through `sh -c`, several (or none:
+/// core refuses that) as argv.
+pub fn command_from_words(words: Vec<String>) -> Command {
     match words.len() {
-        0 => Err(Failure::usage(
-            "nothing to run: put the command after `--`, e.g. `pyro run debian:12 -- git --version`",
-        )),
-        1 => Ok(Command::Shell {
+        1 => Command::Shell {
             script: words.into_iter().next().unwrap_or_default(),
-        }),
-        _ => Ok(Command::Argv { argv: words }),
+        },
+        _ => Command::Argv { argv: words },
     }
 }
 
 pub async fn run(paths: &Paths, a: RunArgs) -> Result<ExitCode, Failure> {
-    let command = command_from_words(a.command)?;
+    let command = command_from_words(a.command);
     let backend = BackendKind::resolve(a.backend.map(Into::into))?;
     let opts = RunOptions {
         command,

@@ -54,7 +54,7 @@ pub async fn service(paths: &Paths, cmd: WsServiceCmd) -> (bool, Result<ExitCode
         WsServiceCmd::Start(a) => {
             let r = async {
                 let opts = ServiceOptions {
-                    command: command_from_words(a.command)?,
+                    command: command_from_words(a.command),
                     cwd: a.cwd,
                     env: pairs("--env", &a.env)?,
                     readiness: ReadinessChoice {

@@ -427,7 +427,7 @@ async fn update(paths: &Paths, a: crate::cli::WsUpdateArgs) -> Result<ExitCode, 
 }
 
 async fn exec(paths: &Paths, a: crate::cli::WsExecArgs) -> Result<ExitCode, Failure> {
-    let command = crate::cmd_run::command_from_words(a.command)?;
+    let command = crate::cmd_run::command_from_words(a.command);
     let env = pairs("--env", &a.env)?;
     let opts = ExecOptions {
         command,

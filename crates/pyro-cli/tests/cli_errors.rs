@@ -130,7 +130,7 @@ fn nothing_after_the_double_dash() {
         let o = home.cmd().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(
-            stderr(&o).contains("nothing to run: put the command after `--`"),
+            stderr(&o).contains("no command given: give the command after `--`"),
             "{}",
             stderr(&o)
         );

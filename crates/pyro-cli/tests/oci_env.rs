@@ -438,6 +438,10 @@ fn imports_from_a_tarball_and_refuses_a_hostile_one() {
             .unwrap();
         assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
         assert!(stdout(&o).contains(says), "{}", stdout(&o));
+        assert!(
+            !c.dir.path().join("environments/imported-odd").exists(),
+            "a refused import was installed"
+        );
     }
 
     // A layer that climbs out of the image: refused, nothing installed,

@@ -133,7 +133,9 @@ fn real_vm_network_policy_allowlists_denials_published_ports_and_cleanup() {
         .collect();
     assert!(bytes.len() > 2, "no answer over TCP: {tcp:?}");
     let first_len = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+    assert!(bytes.len() >= 2 + first_len, "a cut answer over TCP: {tcp}");
     let (first, rest) = bytes[2..].split_at(first_len);
+    assert!(rest.len() > 6, "no second answer on the connection: {tcp}");
     let server: Vec<u8> = SERVER.split('.').map(|o| o.parse().unwrap()).collect();
     assert_eq!(&first[..2], [0x12, 0x34], "{tcp}");
     assert_eq!(first[3] & 0x0f, 0, "git.test over TCP: rcode {tcp}");

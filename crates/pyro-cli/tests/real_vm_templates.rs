@@ -73,10 +73,18 @@ fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
         .args(["env", "template", "build", "debian:12"])
         .output()
         .unwrap()));
+    let first = built.lines().next().unwrap_or_default();
     assert!(
-        built.contains("Template: debian_12-")
-            && (built.contains("(already current)") || built.contains(" s\n"))
-            && built.contains("Memory: "),
+        first.starts_with("Template: debian_12-")
+            && (first.ends_with(" (already current)")
+                || (first.contains(" in ") && first.ends_with(" s"))),
+        "{built}"
+    );
+    assert!(
+        built
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("Memory: ") && l.ends_with(" MiB")),
         "{built}"
     );
     // Two siblings from one template: restored, and each its own machine.

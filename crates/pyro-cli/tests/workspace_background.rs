@@ -277,8 +277,11 @@ fn a_second_waiter_is_refused_and_a_cancel_ends_the_first_wait() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The first waiter holds the command once it has locked its lock file
-    // (probed here without taking it; a wait from here would race it).
+    // Killed if the test fails before it ends.
+    let mut waiter = KillOnDrop(Some(waiter));
+    // The first waiter holds the command once its lock file is locked:
+    // seen in /proc/locks (taking the lock here, even to probe, would race
+    // the waiter for it).
     let lock = home
         .path()
         .join("workspaces")
@@ -286,13 +289,16 @@ fn a_second_waiter_is_refused_and_a_cancel_ends_the_first_wait() {
         .join(format!("commands/{:06}.lock", seq.parse::<u64>().unwrap()));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(f) = std::fs::File::open(&lock) {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a descriptor this test owns.
-            let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-            if !free {
-                break;
-            }
+        let held = std::fs::metadata(&lock).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let inode = format!(":{} ", m.ino());
+            std::fs::read_to_string("/proc/locks")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("FLOCK") && l.contains(&inode))
+        });
+        if held {
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -323,7 +329,7 @@ fn a_second_waiter_is_refused_and_a_cancel_ends_the_first_wait() {
         "{}",
         stdout(&o)
     );
-    let out = waiter.wait_with_output().unwrap();
+    let out = waiter.0.take().unwrap().wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["state"].as_str(), v["exit_code"].as_i64()),
@@ -347,4 +353,16 @@ fn a_second_waiter_is_refused_and_a_cancel_ends_the_first_wait() {
         stdout(&o)
     );
     ok(&ws(&home, &["delete", &id]));
+}
+
+/// A child killed and reaped when dropped unless taken.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

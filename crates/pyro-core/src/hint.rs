@@ -76,9 +76,7 @@ fn arg(spec: &str, front: FrontEnd) -> String {
         None => (spec, None),
     };
     match front {
-        FrontEnd::Cli if name == "command" => {
-            "the command after `--` (e.g. `pyro run debian:12 -- git --version`)".into()
-        }
+        FrontEnd::Cli if name == "command" => "the command after `--`".into(),
         FrontEnd::Cli if name == "service_name" => "the SERVICE_NAME argument".into(),
         FrontEnd::Cli if name == "published_ports" => "--publish".into(),
         FrontEnd::Cli => {

@@ -101,24 +101,22 @@ impl RunOptions {
     }
 }
 
-/// Checks that every variable name is one a shell can use.
 /// A command must name something to run: an argv whose program is not
 /// empty, or a shell line that is not blank. (Every front end's commands:
 /// `run`, workspace `exec`, services.)
 pub(crate) fn check_command(command: &Command) -> Result<(), CoreError> {
     match command {
         Command::Argv { argv } if argv.first().is_none_or(String::is_empty) => {
-            Err(CoreError::invalid(
-                "no command given: give ⟨arg:command⟩ (a program and its arguments)",
-            ))
+            Err(CoreError::invalid("no command given: give ⟨arg:command⟩"))
         }
         Command::Shell { script } if script.trim().is_empty() => Err(CoreError::invalid(
-            "the command is empty: give ⟨arg:command⟩ (a shell command line)",
+            "the command is empty: give ⟨arg:command⟩",
         )),
         _ => Ok(()),
     }
 }
 
+/// Checks that every variable name is one a shell can use.
 pub(crate) fn check_env_names(env: &BTreeMap<String, String>) -> Result<(), CoreError> {
     match env.keys().find(|k| !pyro_protocol::valid_env_name(k)) {
         Some(name) => Err(CoreError::invalid(format!(

@@ -294,6 +294,7 @@ pub fn missing_inputs() -> Vec<&'static str> {
 /// patches. [`DEBIAN`] is the one pyro builds; tests give their own.
 #[derive(Debug, Clone, Copy)]
 struct BuildInputs<'a> {
+    tools: &'a [(&'a str, &'a str)],
     tarball: &'a str,
     tree: &'a str,
     libelf_header: &'a str,
@@ -302,6 +303,7 @@ struct BuildInputs<'a> {
 }
 
 const DEBIAN: BuildInputs<'static> = BuildInputs {
+    tools: BUILD_TOOLS,
     tarball: SOURCE_TARBALL,
     tree: "linux-source-6.1",
     libelf_header: LIBELF_HEADER,
@@ -316,7 +318,7 @@ fn build(
     version: &str,
     progress: &dyn Progress,
 ) -> Result<Kernel, EnvError> {
-    for (tool, package) in BUILD_TOOLS {
+    for (tool, package) in inputs.tools {
         require(tool, package, "build the guest kernel")?;
     }
     if !Path::new(inputs.libelf_header).exists() {

@@ -87,8 +87,7 @@ pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Doc, OciError> {
             return Err(OciError::invalid(
                 what,
                 format!(
-                    "its linux/amd64 entry is {}, not an image manifest (pyro reads one level \
-                     of index); give the reference of an image",
+                    "its linux/amd64 entry is {}, not an image manifest",
                     e.media_type.as_deref().unwrap_or("unknown")
                 ),
             ));

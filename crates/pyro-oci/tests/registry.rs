@@ -215,13 +215,9 @@ fn a_multi_arch_index_resolves_to_linux_amd64() {
 fn lying_registries_and_descriptors_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
 
-    // Nothing listens: retried ATTEMPTS times, then one error that says so.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let down = parse_reference(&format!("127.0.0.1:{port}/pyro/down:1")).unwrap();
+    // Nothing listens (port 1, which no test binds): retried ATTEMPTS
+    // times, then one error that says so.
+    let down = parse_reference("127.0.0.1:1/pyro/down:1").unwrap();
     let reg = Registry::new(&down, RegistryAuth::Anonymous).with_backoff(Duration::ZERO);
     let err = rt().block_on(reg.resolve(&down)).unwrap_err();
     assert!(
@@ -284,14 +280,32 @@ fn lying_registries_and_descriptors_are_refused() {
             0
         );
 
-        // ... or fewer bytes than it says: never installed.
+        // ... or fewer bytes than it says: retried, then an error; never
+        // installed, and what came is kept for the next try to go on from.
         let long = pyro_oci::OciDescriptor {
             size: desc.size + 10,
             ..desc.clone()
         };
         let dest = tmp.path().join("long");
-        assert!(reg.fetch_blob(&r, &long, &dest, &quiet()).await.is_err());
+        let err = reg
+            .fetch_blob(&r, &long, &dest, &quiet())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OciError::Registry {
+                    attempts: pyro_oci::registry::ATTEMPTS,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(!dest.exists());
+        assert_eq!(
+            std::fs::metadata(partial_path(&dest)).unwrap().len(),
+            u64::try_from(desc.size).unwrap()
+        );
 
         // A manifest whose stored bytes changed: a digest pin refuses it.
         let stored = tr.blob_path(&digest);

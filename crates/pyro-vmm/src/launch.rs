@@ -663,6 +663,40 @@ mod tests {
         assert!(err.to_string().contains("no-such-firecracker"), "{err}");
     }
 
+    #[tokio::test]
+    async fn a_network_or_a_restore_needs_the_jail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(dir.path(), false);
+        s.network = Some(NetAttach {
+            netns: "/run/netns/none".into(),
+            tap: "tap0".into(),
+            mac: "06:00:00:00:00:01".into(),
+        });
+        let err = launch(&s, &mut |_, _| panic!("nothing was spawned"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("only the jailer can enter"),
+            "{err}"
+        );
+        s.network = None;
+        s.restore = Some(RestoreSpec {
+            vmstate: "/s".into(),
+            mem: "/m".into(),
+        });
+        let err = launch(&s, &mut |_, _| panic!("nothing was spawned"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("only be restored in a jail"),
+            "{err}"
+        );
+        assert!(
+            !s.run_dir.exists(),
+            "a refused launch made its run directory"
+        );
+    }
+
     #[test]
     fn diagnostics_show_both_logs() {
         let dir = tempfile::tempdir().unwrap();

@@ -609,16 +609,4 @@ impl Sandbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_huge_unexpected_answer_is_quoted_in_part() {
-        let huge = "x".repeat(1 << 20);
-        let e = unexpected(&huge).to_string();
-        assert!(e.len() < 400, "{} bytes", e.len());
-        assert!(e.contains("…") && e.contains("reset or delete it"), "{e}");
-        let small = unexpected(Response::Done).to_string();
-        assert!(small.contains("Done") && !small.contains('…'), "{small}");
-    }
-}
+mod tests;

@@ -530,13 +530,13 @@ fn remove_dir(dir: &Path, problems: &mut Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use pyro_protocol::{AgentMode, Hello};
 
     /// A sandbox record whose agent socket is served by the test (a hostile
     /// fake agent).
-    fn fake_sandbox(dir: &Path) -> (Sandbox, tokio::net::UnixListener) {
+    pub(super) fn fake_sandbox(dir: &Path) -> (Sandbox, tokio::net::UnixListener) {
         let paths = Paths::new(dir, pyro_env::Cache::new(dir.join("cache")));
         let id = "fakeagent0001".to_owned();
         std::fs::create_dir_all(paths.vm_dir(&id)).unwrap();
@@ -561,7 +561,7 @@ mod tests {
         (Sandbox::attach(&paths, &id).unwrap(), listener)
     }
 
-    async fn greet(s: &mut tokio::net::UnixStream) {
+    pub(super) async fn greet(s: &mut tokio::net::UnixStream) {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
             agent_version: "fake".into(),

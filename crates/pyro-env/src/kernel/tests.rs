@@ -121,10 +121,12 @@ const PATCH: (&str, &str) = (
 
 fn inputs<'a>(tarball: &'a str, fragment: &'a str) -> BuildInputs<'a> {
     BuildInputs {
+        // What the stand-in build runs (not the compiler the real one needs).
+        tools: &[("tar", "tar"), ("make", "make"), ("patch", "patch")],
         tarball,
         tree: "linux-fake",
-        // Any file that exists: the fake build links nothing.
-        libelf_header: "/etc/hostname",
+        // Any file that exists: the stand-in build links nothing.
+        libelf_header: tarball,
         fragment,
         patches: std::slice::from_ref(&PATCH),
     }
@@ -230,10 +232,16 @@ fn a_failed_or_unfaithful_build_installs_nothing_and_keeps_its_log() {
         other => panic!("{other}"),
     }
     assert!(!kernels.join("kbad").exists());
-    assert!(!kernels.join(".staging-kbad").exists());
+    // Neither the kernel nor the build's work tree is left.
+    let left: Vec<String> = std::fs::read_dir(&kernels)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["build-kbad.log"]);
 
     // Missing inputs are named with the package that brings them.
     let mut missing = inputs("/nonexistent/src.tar.xz", "");
+    missing.libelf_header = &tarball;
     let err = build(&missing, &cache, "k", "1", &NoProgress).unwrap_err();
     assert!(
         matches!(&err, EnvError::MissingTool { tool, package, .. }
