@@ -202,6 +202,27 @@ fn disk_tools_show_the_guest_view_of_a_stopped_workspace() {
         e["message"].as_str().unwrap().contains("already exists"),
         "{e}"
     );
+    // An output in a directory that is not there, a directory read as a
+    // file, and a path through a file: refused, saying what to do.
+    let nowhere = home.path().join("nodir/x.tar");
+    for (args, says) in [
+        (
+            vec!["disk", "export", &id, "--output", nowhere.to_str().unwrap()],
+            "is not a directory; create it first",
+        ),
+        (
+            vec!["disk", "read", &id, "/workspace/d"],
+            "is not a regular file; list it with `pyro workspace disk list`",
+        ),
+        (
+            vec!["disk", "list", &id, "/workspace/a.txt/x"],
+            "which is a file on the workspace's disk, not a directory",
+        ),
+    ] {
+        let e = fails(&home, &args, 2);
+        assert!(e["message"].as_str().unwrap().contains(says), "{e}");
+    }
+    assert!(!home.path().join("nodir").exists());
     // Nothing was left beside the outputs.
     let left: Vec<String> = std::fs::read_dir(home.path())
         .unwrap()
