@@ -374,7 +374,12 @@ fn bad_secrets_are_refused_before_anything_exists() {
     let big = "x".repeat(15 << 10);
     let [big_a, big_b, big_c, big_d, big_e] =
         ["A", "B", "C", "D", "E"].map(|n| format!("{n}={big}"));
+    let huge = format!("H={}", "x".repeat(17 << 10));
+    let many: Vec<String> = (0..33).map(|i| format!("S{i}=value-{i}")).collect();
+    let many: Vec<&str> = many.iter().flat_map(|s| ["--secret", s.as_str()]).collect();
     for (args, says) in [
+        (vec!["--secret", &huge], "secret H is longer than 16 KiB"),
+        (many, "33 secrets were given; a workspace holds at most 32"),
         (vec!["--secret", "NOVALUE"], "NAME=VALUE"),
         (vec!["--secret", "A=short"], "shorter than"),
         (vec!["--secret", "9A=long-enough-value"], "not valid"),
@@ -505,4 +510,48 @@ fn the_leak_scan_finds_a_value_in_a_sparse_file_and_in_base64() {
     found.sort();
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].ends_with("b64.txt") && found[1].ends_with("disk.img"));
+}
+
+/// Metadata updates that contradict themselves or clear what is not there
+/// are refused; a variable set twice from secrets is refused.
+#[test]
+fn contradictory_updates_and_doubled_secret_variables_are_refused() {
+    let home = Home::new();
+    let id = create(&home, &["--secret", "TOKEN=a-long-secret-value"]);
+    for (args, says) in [
+        (
+            vec!["update", &id, "--name", "x", "--clear-name"],
+            "--name and --clear-name cannot be used together",
+        ),
+        (
+            vec!["update", &id, "--clear-label", "nope"],
+            "has no label \"nope\" to clear",
+        ),
+        (
+            vec![
+                "exec",
+                &id,
+                "--secret-env",
+                "TOKEN=V",
+                "--secret-env",
+                "TOKEN=V",
+                "--",
+                "true",
+            ],
+            "--secret-env sets variable V twice",
+        ),
+    ] {
+        let o = ws(&home, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    // A name set, then cleared.
+    let v = json(ok(&ws(
+        &home,
+        &["update", &id, "--name", "named", "--json"],
+    )));
+    assert_eq!(v["name"], "named", "{v}");
+    let v = json(ok(&ws(&home, &["update", &id, "--clear-name", "--json"])));
+    assert!(v["name"].is_null(), "{v}");
+    ok(&ws(&home, &["delete", &id]));
 }
