@@ -163,6 +163,21 @@ fn shells_keep_state_render_screens_report_drops_signals_and_endings() {
     let o = ws(&home, &["shell", "read", &id, &b, "--json"]);
     assert_eq!(json(&o)["error"]["kind"], "not_found");
     ok(&ws(&home, &["stop", &id]));
+    // Stopped: a shell op says the shell ended with the workspace; closing
+    // a shell it never had says where to look.
+    let o = ws(&home, &["shell", "read", &id, &a, "--json"]);
+    assert!(
+        stdout(&o).contains(&format!("shell {a} ended when the workspace stopped")),
+        "{}",
+        stdout(&o)
+    );
+    let o = ws(&home, &["shell", "close", &id, "nosuch", "--json"]);
+    assert_eq!(json(&o)["error"]["kind"], "not_found", "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("pyro workspace shell list {id}")),
+        "{}",
+        stdout(&o)
+    );
     ok(&ws(&home, &["start", &id]));
     let l = json(ok(&ws(&home, &["shell", "list", &id, "--json"])));
     assert_eq!(l["shells"][0]["state"], "ended", "{l}");
