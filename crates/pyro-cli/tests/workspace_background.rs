@@ -366,3 +366,71 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// What the command log could not keep, it says: output the guest dropped
+/// before a background command was read, and output past the log's cap.
+#[test]
+fn the_log_says_what_it_could_not_keep() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    // 3 MiB in the background, unread until it ended: the guest holds 2 MiB
+    // of it.
+    let v = json(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--detach",
+            "--json",
+            "--",
+            "head -c 3145728 /dev/zero; touch /tmp/finished",
+        ],
+    )));
+    let seq = v["sequence"].to_string();
+    // Ended (its marker is there) before anything read it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stdout(ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "test -e /tmp/finished && echo yes || true",
+        ],
+    ))) != "yes\n"
+    {
+        assert!(Instant::now() < deadline, "the command never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&ws(&home, &["exec-wait", &id, &seq, "--json"]));
+    let l = json(ok(&ws(&home, &["logs", &id, "--sequence", &seq, "--json"])));
+    let e = &l["entries"][0];
+    assert_eq!(e["log_truncated"], true, "{l}");
+    assert!(
+        e["log_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the guest dropped 1048576 bytes of stdout"),
+        "{l}"
+    );
+    // Past the log's 16 MiB cap: the call gets what it asked for, the log
+    // keeps the cap and says it was cut.
+    let o = ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--max-output-bytes",
+            "1024",
+            "--json",
+            "--",
+            "head -c 17000000 /dev/zero",
+        ],
+    ))
+    .clone();
+    let v = json(&o);
+    let seq = v["sequence"].to_string();
+    let l = json(ok(&ws(&home, &["logs", &id, "--sequence", &seq, "--json"])));
+    assert_eq!(l["entries"][0]["log_truncated"], true, "{l}");
+    ok(&ws(&home, &["delete", &id]));
+}
