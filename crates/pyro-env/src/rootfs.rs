@@ -36,11 +36,22 @@ pub fn build_tree(
         MMDEBSTRAP.1,
         "build environment root filesystems",
     )?;
+    build_tree_with(MMDEBSTRAP.0, spec, tree, log, progress)
+}
+
+/// [`build_tree`] with `program` as mmdebstrap (tests give a stand-in).
+fn build_tree_with(
+    program: &str,
+    spec: &EnvSpec,
+    tree: &Path,
+    log: &Path,
+    progress: &dyn Progress,
+) -> Result<(), EnvError> {
     progress.step(&format!(
         "{}: installing Debian {} packages (mmdebstrap)",
         spec.name, spec.suite
     ));
-    let mut cmd = Command::new("mmdebstrap");
+    let mut cmd = Command::new(program);
     cmd.arg("--variant=minbase");
     if !spec.packages.is_empty() {
         cmd.arg(format!("--include={}", spec.packages.join(",")));
@@ -291,5 +302,76 @@ mod tests {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("debian:12-base"));
+    }
+
+    /// Records the progress a build reports.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+
+    impl Progress for Seen {
+        fn step(&self, msg: &str) {
+            self.0.lock().unwrap().push(msg.to_owned());
+        }
+        fn tick(&self, msg: &str) {
+            self.0.lock().unwrap().push(msg.to_owned());
+        }
+    }
+
+    #[test]
+    fn the_tree_comes_from_mmdebstrap_with_the_packages_and_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in: records its arguments, makes the tree, says a line.
+        let fake = dir.path().join("mmdebstrap");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nfor a; do last=$a; done\nmkdir -p \"$last/etc\"\n\
+             printf '%s\\n' \"$@\" > \"$last/etc/args\"\necho 'I: installing git'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = crate::catalog::lookup("debian:12").unwrap();
+        let tree = dir.path().join("tree");
+        let log = dir.path().join("build.log");
+        let seen = Seen::default();
+        build_tree_with(fake.to_str().unwrap(), spec, &tree, &log, &seen).unwrap();
+        let args = std::fs::read_to_string(tree.join("etc/args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(args[0], "--variant=minbase");
+        assert!(
+            args[1].starts_with("--include=") && args[1].contains("git"),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--dpkgopt=path-exclude=/usr/share/man/*"),
+            "{args:?}"
+        );
+        assert_eq!(args[args.len() - 2], spec.suite);
+        let said = seen.0.lock().unwrap().clone();
+        assert!(
+            said[0].contains("installing Debian bookworm packages"),
+            "{said:?}"
+        );
+        assert_eq!(said[1], "debian:12: I: installing git");
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("I: installing git")
+        );
+
+        // A failure names the step and keeps the log.
+        std::fs::write(&fake, "#!/bin/sh\necho 'E: no such package' >&2\nexit 1\n").unwrap();
+        let err = build_tree_with(
+            fake.to_str().unwrap(),
+            spec,
+            &dir.path().join("t2"),
+            &log,
+            &seen,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, EnvError::Build { step, tail, .. }
+                if step == "mmdebstrap" && tail.contains("E: no such package")),
+            "{err}"
+        );
     }
 }
