@@ -580,3 +580,66 @@ fn a_fork_group_is_kept_whole_once_committed_and_dropped_whole_before() {
     }
     home.assert_clean();
 }
+
+/// A network namespace left by a sandbox of this state directory that is
+/// gone (a killed pyro), and one whose owning state directory is gone: the
+/// next pyro removes both, and says so for its own.
+#[test]
+fn a_sweep_removes_networks_whose_sandbox_or_owner_is_gone() {
+    let home = Home::new();
+    let ours = format!("t{}", &pyro_vmm_free_id());
+    let orphan = format!("t{}", &pyro_vmm_free_id());
+    let owners = Path::new("/run/pyro-net");
+    std::fs::create_dir_all(owners).unwrap();
+    struct Gone(Vec<String>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for id in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &format!("pyro-{id}")])
+                    .status();
+                let _ = std::fs::remove_file(Path::new("/run/pyro-net").join(id));
+            }
+        }
+    }
+    let _gone = Gone(vec![ours.clone(), orphan.clone()]);
+    for (id, owner) in [
+        (&ours, std::fs::canonicalize(home.path()).unwrap()),
+        (&orphan, "/nonexistent/pyro-state-gone".into()),
+    ] {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &format!("pyro-{id}")])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add");
+        std::fs::write(owners.join(id), owner.as_os_str().as_encoded_bytes()).unwrap();
+    }
+    // This state directory has had sandboxes (the sweep looks only then).
+    std::fs::create_dir_all(home.path().join("vms")).unwrap();
+    let o = home.cmd().args(["workspace", "list"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "Removed the network (namespace, links, rules) of sandbox {ours}, which no longer exists"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // (Any pyro may remove the orphan first: only that it is gone counts.)
+    for id in [&ours, &orphan] {
+        assert!(
+            !Path::new("/run/netns").join(format!("pyro-{id}")).exists(),
+            "{id}"
+        );
+        assert!(!owners.join(id).exists(), "{id}");
+    }
+}
+
+/// Ten hex digits no other test uses.
+fn pyro_vmm_free_id() -> String {
+    let mut b = [0u8; 5];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    hex::encode(b)
+}
