@@ -635,6 +635,46 @@ fn a_sweep_removes_networks_whose_sandbox_or_owner_is_gone() {
     }
 }
 
+/// What a killed pyro leaves in the state directory: a workspace moved to
+/// the trash but not deleted, a workspace directory whose create died
+/// before its record, old loose temp files. The next pyro removes them and
+/// keeps a recent temp file (another process may be writing it).
+#[test]
+fn a_sweep_removes_trash_recordless_workspaces_and_old_temp_files() {
+    let home = Home::new();
+    let ws = home.path().join("workspaces");
+    let tmp = home.path().join("tmp");
+    for d in [
+        ws.join(".trash-0123456789abcdef-1/disk"),
+        ws.join("fedcba9876543210"),
+        tmp.clone(),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(tmp.join("old.part"), b"x").unwrap();
+    std::fs::write(tmp.join("recent.part"), b"x").unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(tmp.join("old.part"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = home
+        .cmd()
+        .args(["workspace", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut left: Vec<String> = std::fs::read_dir(&ws)
+        .unwrap()
+        .chain(std::fs::read_dir(&tmp).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') || n.starts_with(".trash-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["recent.part"]);
+}
+
 /// Ten hex digits no other test uses.
 fn pyro_vmm_free_id() -> String {
     let mut b = [0u8; 5];
