@@ -43,9 +43,14 @@ pub fn candidates() -> Vec<PathBuf> {
 
 /// Finds a usable (static) agent binary.
 pub fn locate() -> Result<AgentBinary, EnvError> {
-    let cands = candidates();
+    locate_among(&candidates())
+}
+
+/// The first static agent among `cands`; the error names each one looked
+/// at and why any found was refused.
+fn locate_among(cands: &[PathBuf]) -> Result<AgentBinary, EnvError> {
     let mut rejected = Vec::new();
-    for path in &cands {
+    for path in cands {
         if !path.is_file() {
             continue;
         }
@@ -117,5 +122,43 @@ mod tests {
         let p = dir.path().join("not-elf");
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
         assert!(is_static_elf(&p).is_err());
+    }
+
+    #[test]
+    fn the_first_static_candidate_is_taken_and_refusals_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("not-elf");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let missing = dir.path().join("missing");
+        let err = locate_among(&[missing.clone(), "/bin/sh".into(), script.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "looked at: {}, /bin/sh, {}",
+                missing.display(),
+                script.display()
+            )) && err.contains("/bin/sh is dynamically linked")
+                && err.contains(&format!("{}: ", script.display()))
+                && err.contains("point PYRO_AGENT_BIN at it"),
+            "{err}"
+        );
+        let found = locate_among(&[missing, "/sbin/ldconfig".into()]).unwrap();
+        assert_eq!(found.path, PathBuf::from("/sbin/ldconfig"));
+        assert_eq!(
+            found.sha256,
+            sha256_file(Path::new("/sbin/ldconfig")).unwrap()
+        );
+        // Without the variable: beside the running program, then the
+        // static build of a checkout.
+        if std::env::var_os(AGENT_ENV).is_none() {
+            let c = candidates();
+            let exe = std::env::current_exe().unwrap();
+            assert_eq!(c[0], exe.parent().unwrap().join("pyro-agent"));
+            assert!(
+                c[1].ends_with("x86_64-unknown-linux-gnu/release/pyro-agent"),
+                "{c:?}"
+            );
+        }
     }
 }

@@ -236,6 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn oversized_unknown_and_overlong_documents_are_refused() {
+        let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert!(matches!(parse(&huge, "x"), Err(OciError::TooLarge { .. })));
+        assert!(matches!(
+            parse_config(&huge),
+            Err(OciError::TooLarge { .. })
+        ));
+        let odd = br#"{"schemaVersion":2,"mediaType":"application/vnd.example.thing+json"}"#;
+        let err = parse(odd, "x").err().unwrap().to_string();
+        assert!(
+            err.contains("neither an image manifest nor an index"),
+            "{err}"
+        );
+        let layer = format!(r#"{{"mediaType":"b","digest":"{D1}","size":1}}"#);
+        let layers = vec![layer; MAX_LAYERS + 1].join(",");
+        let many = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{{"mediaType":"a","digest":"{D1}","size":2}},"layers":[{layers}]}}"#
+        );
+        let err = parse(many.as_bytes(), "x").err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("pyro accepts at most {MAX_LAYERS}")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn manifests_with_bad_digests_or_sizes_are_refused() {
         let m = |digest: &str, size: i64| {
             format!(
