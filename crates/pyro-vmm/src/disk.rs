@@ -101,10 +101,18 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
             // SAFETY: valid descriptors and offsets owned by this loop.
             let n = unsafe { libc::copy_file_range(sfd, &mut i, dfd, &mut o, want, 0) };
             if n < 0 {
-                return Err(VmmError::io(
-                    ctx("copy_file_range"),
-                    std::io::Error::last_os_error(),
-                ));
+                let err = std::io::Error::last_os_error();
+                // Between filesystems (EXDEV) or where the kernel cannot
+                // (ENOSYS, EOPNOTSUPP, EINVAL): the rest of this data
+                // segment by reads and writes.
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+                ) {
+                    copy_range(&s, &d, i, hole).map_err(|e| VmmError::io(ctx("copying"), e))?;
+                    break;
+                }
+                return Err(VmmError::io(ctx("copy_file_range"), err));
             }
             if n == 0 {
                 break;
@@ -115,6 +123,28 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
     d.sync_all()
         .map_err(|e| VmmError::io(ctx("flushing the copy"), e))?;
     Ok(CopyMode::Sparse)
+}
+
+/// Copies bytes `from..to` of `s` to the same offsets of `d`.
+fn copy_range(s: &File, d: &File, from: i64, to: i64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut at, end) = (
+        u64::try_from(from).unwrap_or(0),
+        u64::try_from(to).unwrap_or(0),
+    );
+    while at < end {
+        let want = usize::try_from(end - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = s.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        d.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Where an ext4 superblock starts, and how many of its bytes
