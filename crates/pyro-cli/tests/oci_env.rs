@@ -479,3 +479,44 @@ fn imports_from_a_tarball_and_refuses_a_hostile_one() {
     );
     assert!(!c.dir.path().join("escaped").exists() && !home.path().join("escaped").exists());
 }
+
+/// Registry logins that cannot be used are refused before any request,
+/// saying what to set.
+#[test]
+fn unusable_registry_logins_say_what_to_set() {
+    let home = Home::new();
+    let docker = home.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(docker.join("config.json"), "{nope").unwrap();
+    for (vars, says) in [
+        (
+            vec![("PYRO_REGISTRY_USERNAME", "u")],
+            "the registry login is not usable: set both PYRO_REGISTRY_USERNAME and PYRO_REGISTRY_PASSWORD, or neither",
+        ),
+        (
+            vec![
+                ("PYRO_REGISTRY_USERNAME", "u"),
+                ("PYRO_REGISTRY_PASSWORD", "p"),
+            ],
+            "set PYRO_REGISTRY_HOST to the registry PYRO_REGISTRY_USERNAME and PYRO_REGISTRY_PASSWORD are for (e.g. 127.0.0.1:1)",
+        ),
+        (
+            vec![("DOCKER_CONFIG", docker.to_str().unwrap())],
+            "the Docker config file",
+        ),
+    ] {
+        let mut cmd = home.cmd();
+        cmd.env("PYRO_CACHE_DIR", home.path().join("cache"))
+            .env_remove("PYRO_REGISTRY_USERNAME")
+            .env_remove("PYRO_REGISTRY_PASSWORD")
+            .env_remove("PYRO_REGISTRY_HOST")
+            .env("DOCKER_CONFIG", home.path().join("no-docker-config"))
+            .args(["env", "import", "127.0.0.1:1/pyro/x:1", "--name", "x"]);
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{vars:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{vars:?}: {}", stderr(&o));
+    }
+}

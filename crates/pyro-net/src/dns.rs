@@ -274,6 +274,16 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_without_the_request_bytes_encodes_the_same_question() {
+        let req = query(&[b"git", b"example", b"com"], TYPE_A, false);
+        let q = parse_query(&req).unwrap();
+        let from_request = reply_with(&req, &q, Rcode::ServFail);
+        let from_query = reply_with(&[], &q, Rcode::ServFail);
+        assert_eq!(from_query, from_request);
+        assert_eq!(header(&from_query)[1] & 0x000F, Rcode::ServFail as u16);
+    }
+
+    #[test]
     fn answers_an_a_query() {
         let req = query(&[b"GitHub", b"com"], TYPE_A, true);
         let q = parse_query(&req).unwrap();

@@ -36,7 +36,7 @@ pub fn credentials_for(registry: &str) -> Result<RegistryAuth, OciError> {
         (None, None, _) => {}
         (Some(_), Some(_), None) => {
             return Err(OciError::invalid(
-                "the registry credentials",
+                "the registry login",
                 format!(
                     "set {HOST_ENV} to the registry {USERNAME_ENV} and {PASSWORD_ENV} are for (e.g. {registry}); they are never sent to another"
                 ),
@@ -44,7 +44,7 @@ pub fn credentials_for(registry: &str) -> Result<RegistryAuth, OciError> {
         }
         _ => {
             return Err(OciError::invalid(
-                "the registry credentials",
+                "the registry login",
                 format!("set both {USERNAME_ENV} and {PASSWORD_ENV}, or neither"),
             ));
         }
@@ -150,5 +150,15 @@ mod tests {
         assert!(basic(from_docker_config(cfg, "other:1").unwrap()).is_none());
         assert!(from_docker_config(br#"{"auths":{"a":{"auth":"!!"}}}"#, "a").is_err());
         assert!(from_docker_config(b"not json", "a").is_err());
+        // No `auths`, an entry with neither form of login, a file too big.
+        assert!(basic(from_docker_config(br#"{"credsStore":"x"}"#, "a").unwrap()).is_none());
+        assert!(
+            basic(from_docker_config(br#"{"auths":{"a":{"email":"e"}}}"#, "a").unwrap()).is_none()
+        );
+        let big = vec![b' '; (1 << 20) + 1];
+        assert_eq!(
+            from_docker_config(&big, "a").unwrap_err(),
+            "it is larger than 1 MiB"
+        );
     }
 }
