@@ -213,6 +213,18 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     #[test]
+    fn a_disk_mkfs_refuses_is_removed_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upper.ext4");
+        // Zero bytes: mkfs.ext4 has nothing to format.
+        let err = create_upper_disk(&path, 0).unwrap_err();
+        assert!(err.to_string().contains("mkfs.ext4"), "{err}");
+        assert!(!path.exists(), "a half-made disk stayed");
+        let err = create_upper_disk(&dir.path().join("no/such/dir.ext4"), 8).unwrap_err();
+        assert!(err.to_string().contains("creating"), "{err}");
+    }
+
+    #[test]
     fn sparse_copy_keeps_holes_and_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.img");

@@ -186,6 +186,36 @@ mod tests {
         assert!(err.to_string().contains("nothing listens"), "{err}");
     }
 
+    #[tokio::test]
+    async fn refused_and_malformed_replies_are_errors() {
+        for (reply, says) in [
+            (
+                b"FAILURE no route\n".to_vec(),
+                "vsock handshake refused: FAILURE no route",
+            ),
+            (vec![b'x'; 100], "malformed vsock handshake reply"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let uds = dir.path().join("v.sock");
+            let listener = tokio::net::UnixListener::bind(&uds).unwrap();
+            tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 13];
+                let _ = s.read_exact(&mut buf).await;
+                let _ = s.write_all(&reply).await;
+                std::future::pending::<()>().await;
+            });
+            let err = connect(&uds, 5000, None).await.unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        // No socket at all.
+        let dir = tempfile::tempdir().unwrap();
+        let err = connect(&dir.path().join("none.sock"), 5000, None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("connecting to"), "{err}");
+    }
+
     #[test]
     fn long_socket_paths_are_refused() {
         assert!(check_socket_path(Path::new("/short")).is_ok());
