@@ -473,3 +473,25 @@ fn a_firecracker_that_dies_at_start_is_reported_and_cleaned_up() {
         templates.display()
     );
 }
+
+/// The network helpers pyro starts itself refuse a start without what they
+/// need (a person never runs them; the message says what was missing).
+#[test]
+fn network_helpers_need_their_arguments() {
+    let home = Home::new();
+    for (args, says) in [
+        (vec!["__pyro-network-daemon"], "--network-dir is missing"),
+        (
+            vec!["__pyro-relay", "--network-dir", "/nonexistent"],
+            "--guest-port is missing",
+        ),
+    ] {
+        let o = home.cmd().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&o).contains(&format!("pyro network helper: {says}")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

@@ -150,4 +150,23 @@ mod tests {
             "pyro-no-such-tool is required to test things; install it with `apt-get install pyro-pkg`"
         );
     }
+
+    #[test]
+    fn a_program_that_cannot_start_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run_logged(
+            "unpacking",
+            &mut Command::new("/nonexistent/tool"),
+            &dir.path().join("log"),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unpacking: starting /nonexistent/tool"),
+            "{err}"
+        );
+        assert_eq!(which("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(which("/nonexistent/tool"), None);
+    }
 }
