@@ -495,3 +495,32 @@ fn network_helpers_need_their_arguments() {
         );
     }
 }
+
+/// A config file that does not parse (or has settings pyro does not know)
+/// is an error that names the file and the one setting there is; nothing
+/// is pulled.
+#[test]
+fn a_bad_config_file_names_itself_and_the_setting() {
+    let home = Home::new();
+    let cfg = home.path().join("cfg/pyro");
+    std::fs::create_dir_all(&cfg).unwrap();
+    for body in ["env_registry = [\n", "unknown_key = 1\n"] {
+        std::fs::write(cfg.join("config.toml"), body).unwrap();
+        let o = home
+            .cmd()
+            .env("XDG_CONFIG_HOME", home.path().join("cfg"))
+            .env("PYRO_CACHE_DIR", home.path().join("cache"))
+            .env_remove("PYRO_ENV_REGISTRY")
+            .args(["env", "pull", "debian:12", "--no-template"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{body}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("reading {}", cfg.join("config.toml").display()))
+                && err.contains("the only setting is env_registry = \"REGISTRY/NAMESPACE\""),
+            "{err}"
+        );
+        assert!(!home.path().join("cache/environments").exists());
+    }
+}

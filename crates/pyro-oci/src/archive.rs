@@ -442,4 +442,35 @@ mod tests {
             OciError::TooLarge { .. }
         ));
     }
+
+    #[test]
+    fn oversized_metadata_and_too_many_layers_are_refused() {
+        let config =
+            r#"{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let tmp = tempfile::tempdir().unwrap();
+        let open_tar = |name: &str, members: &[(&str, &[u8])]| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, tar_of(members)).unwrap();
+            let work = tempfile::tempdir().unwrap();
+            open(&p, work.path(), 1 << 30).unwrap_err().to_string()
+        };
+        // A manifest.json over the metadata limit.
+        let huge = vec![b' '; crate::MAX_MANIFEST_BYTES + 1];
+        let err = open_tar("huge.tar", &[("manifest.json", &huge)]);
+        assert!(err.contains("a metadata member is"), "{err}");
+        // More layers than pyro takes.
+        let layers = vec!["\"l.tar\""; crate::MAX_LAYERS + 1].join(",");
+        let manifest = format!(r#"[{{"Config":"cfg.json","Layers":[{layers}]}}]"#);
+        let err = open_tar(
+            "many.tar",
+            &[
+                ("manifest.json", manifest.as_bytes()),
+                ("cfg.json", config.as_bytes()),
+            ],
+        );
+        assert!(
+            err.contains(&format!("it has {} layers", crate::MAX_LAYERS + 1)),
+            "{err}"
+        );
+    }
 }
