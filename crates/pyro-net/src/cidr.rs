@@ -167,4 +167,13 @@ mod tests {
             assert!(e.contains(want), "{s}: {e}");
         }
     }
+
+    #[test]
+    fn a_cidr_round_trips_through_json() {
+        let c: Cidr = "10.1.2.0/24".parse().unwrap();
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(j, "\"10.1.2.0/24\"");
+        assert_eq!(serde_json::from_str::<Cidr>(&j).unwrap(), c);
+        assert!(serde_json::from_str::<Cidr>("\"10.1.2.0/33\"").is_err());
+    }
 }

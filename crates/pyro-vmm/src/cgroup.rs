@@ -208,4 +208,22 @@ mod tests {
         assert_eq!(list_ids(root.path(), "pyro"), vec!["vm2"]);
         remove(root.path(), "pyro", "absent").unwrap();
     }
+
+    #[test]
+    fn each_version_names_its_own_settings() {
+        assert_eq!(
+            (CgroupVersion::V1.as_arg(), CgroupVersion::V2.as_arg()),
+            ("1", "2")
+        );
+        assert_eq!(CgroupVersion::V2.cpu_limit(500), ["cpu.max=50000 100000"]);
+        assert_eq!(
+            CgroupVersion::V1.cpu_limit(500),
+            ["cpu.cfs_period_us=100000", "cpu.cfs_quota_us=50000"]
+        );
+        assert_eq!(CgroupVersion::V2.memory_limit_file(), "memory.max");
+        assert_eq!(
+            CgroupVersion::V1.memory_limit_file(),
+            "memory.limit_in_bytes"
+        );
+    }
 }
