@@ -23,13 +23,15 @@ WHEEL_STAGE := rm -rf target/wheel-data target/wheels && mkdir -p target/wheel-d
 # agent (its own build) writes one continuous-mode file per process, so a
 # SIGKILLed sandbox keeps its counters; in a guest it keeps them in /run, and
 # pyro (built with `--cfg pyro_coverage`) copies them out before the VM ends.
+# Not incremental: that cache would double the build's size on disk (about
+# 10 GB), and CI builds once.
 COV_DIR := $(CURDIR)/target/cov
 PYRO_COV := $(COV_DIR)/debug/pyro
 SMOKE_COV := $(COV_DIR)/debug/examples/smoke
 COV_AGENT := target/cov-agent/$(AGENT_TARGET)/release/pyro-agent
 # The floor measured so far; the aim is 90.
 COVERAGE_MIN ?= 89
-COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
+COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) CARGO_INCREMENTAL=0 RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
 	LLVM_PROFILE_FILE="$(COV_DIR)/prof/%4m.profraw" \
 	PYRO_AGENT_PROFILE="$(COV_DIR)/prof/agent-%p%c.profraw" PYRO_AGENT_BIN=$(CURDIR)/$(COV_AGENT)
 

@@ -46,7 +46,7 @@ if [ -x "$agent" ]; then objects+=(-object "$agent"); fi
 # The flags must be the Makefile's COV_ENV ones, or this rebuilds the suite.
 while read -r f; do
   objects+=(-object "$f")
-done < <(CARGO_TARGET_DIR="$PWD/$dir" RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
+done < <(CARGO_TARGET_DIR="$PWD/$dir" CARGO_INCREMENTAL=0 RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
   LLVM_PROFILE_FILE=/dev/null \
   cargo nextest list --workspace --message-format json 2>/dev/null | python3 -c '
 import json, sys

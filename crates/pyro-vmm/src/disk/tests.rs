@@ -1,0 +1,90 @@
+use super::*;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn a_disk_mkfs_refuses_is_removed_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upper.ext4");
+    // Zero bytes: mkfs.ext4 has nothing to format.
+    let err = create_upper_disk(&path, 0).unwrap_err();
+    assert!(err.to_string().contains("mkfs.ext4"), "{err}");
+    assert!(!path.exists(), "a half-made disk stayed");
+    let err = create_upper_disk(&dir.path().join("no/such/dir.ext4"), 8).unwrap_err();
+    assert!(err.to_string().contains("creating"), "{err}");
+}
+
+#[test]
+fn sparse_copy_keeps_holes_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.img");
+    let mut f = File::create(&src).unwrap();
+    f.set_len(256 << 20).unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(b"hello").unwrap();
+    f.seek(SeekFrom::Start(200 << 20)).unwrap();
+    f.write_all(&[7u8; 8192]).unwrap();
+    drop(f);
+    let dst = dir.path().join("dst.img");
+    sparse_copy(&src, &dst).unwrap();
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+    let m = std::fs::metadata(&dst).unwrap();
+    assert_eq!(m.len(), 256 << 20);
+    assert!(
+        m.blocks() * 512 < 4 << 20,
+        "copy is not sparse: {} blocks",
+        m.blocks()
+    );
+}
+
+#[test]
+fn upper_disk_is_sparse_ext4() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("upper.ext4");
+    create_upper_disk(&p, 512).unwrap();
+    let m = std::fs::metadata(&p).unwrap();
+    assert_eq!(m.len(), 512 << 20);
+    assert!(m.blocks() * 512 < 32 << 20);
+    let out = Command::new("dumpe2fs").arg("-h").arg(&p).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pyro-upper"));
+}
+
+#[test]
+fn ext4_geometry_of_real_and_forged_superblocks() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bytes = std::fs::read(&img).unwrap();
+    let sb = bytes[1024..2048].to_vec();
+    let len = bytes.len() as u64;
+    assert_eq!(check_ext4_geometry(&sb, len), Ok(()));
+    // The image cut to half: the blocks no longer fit.
+    assert!(
+        check_ext4_geometry(&sb, len / 2)
+            .unwrap_err()
+            .contains("more than")
+    );
+    let forged = |at: usize, v: u32| {
+        let mut f = sb.clone();
+        f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        check_ext4_geometry(&f, len)
+    };
+    // The crash the `disk` fuzz target found: a huge block count.
+    assert!(forged(0x04, u32::MAX).unwrap_err().contains("blocks of"));
+    // A high word without the 64-bit feature still counts (review).
+    assert!(forged(0x150, 7).unwrap_err().contains("blocks of"));
+    assert!(forged(0x20, 1).unwrap_err().contains("per group"));
+    assert!(forged(0x18, 30).unwrap_err().contains("block size"));
+    assert!(check_ext4_geometry(&sb[..100], len).is_err());
+    assert!(
+        check_ext4_geometry(&[0; 1024], len)
+            .unwrap_err()
+            .contains("no ext4")
+    );
+}
