@@ -74,7 +74,7 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
         .len();
     d.set_len(len)
         .map_err(|e| VmmError::io(ctx("sizing the copy"), e))?;
-    let (sfd, dfd) = (s.as_raw_fd(), d.as_raw_fd());
+    let sfd = s.as_raw_fd();
     let mut off: i64 = 0;
     let end = i64::try_from(len).unwrap_or(i64::MAX);
     while off < end {
@@ -95,29 +95,7 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
                 std::io::Error::last_os_error(),
             ));
         }
-        let (mut i, mut o) = (data, data);
-        while i < hole {
-            let want = usize::try_from(hole - i).unwrap_or(usize::MAX).min(1 << 30);
-            // SAFETY: valid descriptors and offsets owned by this loop.
-            let n = unsafe { libc::copy_file_range(sfd, &mut i, dfd, &mut o, want, 0) };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                // Between filesystems (EXDEV) or where the kernel cannot
-                // (ENOSYS, EOPNOTSUPP, EINVAL): the rest of this data
-                // segment by reads and writes.
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
-                ) {
-                    copy_range(&s, &d, i, hole).map_err(|e| VmmError::io(ctx("copying"), e))?;
-                    break;
-                }
-                return Err(VmmError::io(ctx("copy_file_range"), err));
-            }
-            if n == 0 {
-                break;
-            }
-        }
+        copy_segment(&s, &d, data, hole).map_err(|e| VmmError::io(ctx("copying"), e))?;
         off = hole;
     }
     d.sync_all()
@@ -126,6 +104,38 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
 }
 
 /// Copies bytes `from..to` of `s` to the same offsets of `d`.
+/// Copies `[from, to)` of `s` into the same range of `d`: by
+/// `copy_file_range`, and by reads and writes where the kernel cannot
+/// (between filesystems: EXDEV; ENOSYS, EOPNOTSUPP, EINVAL) or where it
+/// copies nothing before `to` (some filesystems answer 0 instead of an
+/// error). A source that ends before `to` is an error, never a short copy
+/// that looks whole.
+fn copy_segment(s: &File, d: &File, from: i64, to: i64) -> std::io::Result<()> {
+    let (sfd, dfd) = (s.as_raw_fd(), d.as_raw_fd());
+    let (mut i, mut o) = (from, from);
+    while i < to {
+        let want = usize::try_from(to - i).unwrap_or(usize::MAX).min(1 << 30);
+        // SAFETY: valid descriptors and offsets owned by this loop.
+        let n = unsafe { libc::copy_file_range(sfd, &mut i, dfd, &mut o, want, 0) };
+        if n > 0 {
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        let fallback = n == 0
+            || matches!(
+                err.raw_os_error(),
+                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+            );
+        if !fallback {
+            return Err(err);
+        }
+        return copy_range(s, d, i, to);
+    }
+    Ok(())
+}
+
+/// `[from, to)` of `s` into `d` by reads and writes; a source that ends
+/// early is an `UnexpectedEof` error.
 fn copy_range(s: &File, d: &File, from: i64, to: i64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1 << 20];
@@ -137,12 +147,9 @@ fn copy_range(s: &File, d: &File, from: i64, to: i64) -> std::io::Result<()> {
         let want = usize::try_from(end - at)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        let n = s.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            break;
-        }
-        d.write_all_at(&buf[..n], at)?;
-        at += n as u64;
+        s.read_exact_at(&mut buf[..want], at)?;
+        d.write_all_at(&buf[..want], at)?;
+        at += want as u64;
     }
     Ok(())
 }

@@ -38,6 +38,56 @@ fn sparse_copy_keeps_holes_and_bytes() {
 }
 
 #[test]
+fn a_source_that_ends_early_is_an_error_not_a_short_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::write(&src, [9u8; 4096]).unwrap();
+    let s = File::open(&src).unwrap();
+    let d = File::create(&dst).unwrap();
+    // The kernel copies what there is, then answers 0: the rest falls to
+    // reads and writes, which find the end.
+    let err = copy_segment(&s, &d, 0, 8192).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    let err = copy_range(&s, &d, 1024, 8192).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    // A whole range copies byte for byte by either way.
+    let d = File::options().write(true).open(&dst).unwrap();
+    copy_range(&s, &d, 0, 4096).unwrap();
+    copy_segment(&s, &d, 0, 4096).unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), vec![9u8; 4096]);
+}
+
+#[test]
+fn sparse_copy_between_filesystems_keeps_holes_and_bytes() {
+    // /dev/shm is a tmpfs and the temp dir is on disk: copy_file_range
+    // cannot go between them, so the copy falls back to reads and writes.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("this test needs a tmpfs at /dev/shm");
+    let disk = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        std::fs::metadata(shm.path()).unwrap().dev(),
+        std::fs::metadata(disk.path()).unwrap().dev(),
+    );
+    assert_ne!(a, b, "/dev/shm and the temp dir are one filesystem");
+    let src = shm.path().join("src.img");
+    let mut f = File::create(&src).unwrap();
+    f.set_len(64 << 20).unwrap();
+    f.seek(SeekFrom::Start(3 << 20)).unwrap();
+    let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    f.write_all(&data).unwrap();
+    drop(f);
+    let dst = disk.path().join("dst.img");
+    assert!(matches!(sparse_copy(&src, &dst).unwrap(), CopyMode::Sparse));
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+    let m = std::fs::metadata(&dst).unwrap();
+    assert_eq!(m.len(), 64 << 20);
+    assert!(
+        m.blocks() * 512 < 16 << 20,
+        "the copy lost its holes: {} blocks",
+        m.blocks()
+    );
+}
+
+#[test]
 fn upper_disk_is_sparse_ext4() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("upper.ext4");

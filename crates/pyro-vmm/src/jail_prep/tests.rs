@@ -12,7 +12,8 @@ fn a_disk_is_linked_or_else_copied_across_filesystems() {
     assert_eq!(std::fs::metadata(&src).unwrap().nlink(), 2);
     // /dev/shm is a tmpfs: a copy (the kernel cannot copy_file_range
     // between them), holes and all.
-    if let Ok(shm) = tempfile::tempdir_in("/dev/shm") {
+    {
+        let shm = tempfile::tempdir_in("/dev/shm").expect("this test needs a tmpfs at /dev/shm");
         let copied = shm.path().join("copied");
         link_or_copy(&src, &copied).unwrap();
         assert_eq!(std::fs::read(&copied).unwrap(), b"image bytes");
@@ -26,6 +27,11 @@ fn a_disk_is_linked_or_else_copied_across_filesystems() {
         assert_eq!(
             std::fs::read(&copied).unwrap(),
             std::fs::read(&sparse).unwrap()
+        );
+        let blocks = std::fs::metadata(&copied).unwrap().blocks();
+        assert!(
+            blocks * 512 < 1 << 20,
+            "the copy lost its holes: {blocks} blocks"
         );
     }
     // A source that is not there: an error naming it.
