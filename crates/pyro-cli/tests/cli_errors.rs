@@ -399,18 +399,7 @@ fn env_templates_listed_and_pruned_for_people() {
 fn a_firecracker_that_dies_at_start_is_reported_and_cleaned_up() {
     require_debian12();
     let home = Home::new();
-    let cache = home.path().join("cache");
-    let shared = pyro_env::Cache::from_env().root().to_owned();
-    std::fs::create_dir_all(&cache).unwrap();
-    for d in ["environments", "kernels", "firecracker"] {
-        let st = std::process::Command::new("cp")
-            .arg("-al")
-            .arg(shared.join(d))
-            .arg(cache.join(d))
-            .status()
-            .unwrap();
-        assert!(st.success(), "cp -al {d}");
-    }
+    let cache = home.private_cache(&["environments", "kernels", "firecracker"]);
     let fake = home.path().join("fake-firecracker");
     std::fs::write(
         &fake,

@@ -167,18 +167,7 @@ fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
 
     // A private cache of hard links to the shared one's files, so the
     // shared template stays current for the tests after this one.
-    let cache = home.path().join("cache");
-    let shared = pyro_env::Cache::from_env().root().to_owned();
-    std::fs::create_dir_all(&cache).unwrap();
-    for d in ["environments", "kernels", "firecracker", "templates"] {
-        let st = std::process::Command::new("cp")
-            .arg("-al")
-            .arg(shared.join(d))
-            .arg(cache.join(d))
-            .status()
-            .unwrap();
-        assert!(st.success(), "cp -al {d}");
-    }
+    let cache = home.private_cache(&["environments", "kernels", "firecracker", "templates"]);
     let create_in = |cache: &std::path::Path| {
         json(ok(&in_cache(
             &home,

@@ -103,29 +103,7 @@ fn stdin_content_empty_and_cut_listings_and_the_command_log() {
 fn failed_start_and_reset_leave_a_stopped_workspace_that_says_why() {
     require_debian12();
     let home = Home::new();
-    let cache = home.path().join("cache");
-    let shared = pyro_env::Cache::from_env().root().to_owned();
-    std::fs::create_dir_all(&cache).unwrap();
-    // Hard links, or copies where the cache is on another filesystem.
-    for d in ["environments", "kernels"] {
-        let linked = std::process::Command::new("cp")
-            .arg("-al")
-            .arg(shared.join(d))
-            .arg(cache.join(d))
-            .status()
-            .unwrap()
-            .success();
-        if !linked {
-            let _ = std::fs::remove_dir_all(cache.join(d));
-            let st = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(shared.join(d))
-                .arg(cache.join(d))
-                .status()
-                .unwrap();
-            assert!(st.success(), "cp -a {d}");
-        }
-    }
+    let cache = home.private_cache(&["environments", "kernels"]);
     let run = |args: &[&str]| {
         home.cmd()
             .env("PYRO_CACHE_DIR", &cache)
@@ -161,7 +139,7 @@ fn failed_start_and_reset_leave_a_stopped_workspace_that_says_why() {
     std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     for (op, reason) in [
-        ("start", "stopped on request"),
+        ("start", "a start failed"),
         ("reset", "a reset to baseline failed"),
     ] {
         let o = run(&[op, &id]);

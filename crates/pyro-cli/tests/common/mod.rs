@@ -108,6 +108,33 @@ impl Home {
         self.dir.path()
     }
 
+    /// A private cache in this home (`<home>/cache`) holding `dirs` of the
+    /// shared one: hard links, or copies where the two are on different
+    /// filesystems. A test that breaks a file in it renames first, so the
+    /// shared cache's file stays; a failed build there holds no lock that
+    /// another test waits on.
+    pub fn private_cache(&self, dirs: &[&str]) -> PathBuf {
+        let cache = self.path().join("cache");
+        let shared = pyro_env::Cache::from_env().root().to_owned();
+        std::fs::create_dir_all(&cache).unwrap();
+        for d in dirs {
+            let cp = |flags: &str| {
+                std::process::Command::new("cp")
+                    .arg(flags)
+                    .arg(shared.join(d))
+                    .arg(cache.join(d))
+                    .status()
+                    .unwrap()
+                    .success()
+            };
+            if !cp("-al") {
+                let _ = std::fs::remove_dir_all(cache.join(d));
+                assert!(cp("-a"), "cp -a {d}");
+            }
+        }
+        cache
+    }
+
     /// `pyro` with this home, no colour, and no backend from the caller.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(pyro_bin());

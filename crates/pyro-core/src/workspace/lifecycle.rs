@@ -567,6 +567,11 @@ impl Workspaces {
         let mut sandbox = match booted {
             Ok(s) => s,
             Err(e) => {
+                rec.state_reason = Some(
+                    "a start failed (last_error says why); the disk is kept; start it again or \
+                     reset it"
+                        .into(),
+                );
                 rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 return Err(e);
