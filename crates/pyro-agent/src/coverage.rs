@@ -33,6 +33,48 @@ use pyro_protocol::COVERAGE_PROFILE as GUEST_PROFILE;
 unsafe extern "C" {
     // The profiler runtime that `-C instrument-coverage` links in.
     fn __llvm_profile_set_filename(name: *const c_char);
+    fn __llvm_profile_write_file() -> i32;
+    fn __llvm_profile_set_file_object(file: *mut libc::FILE, merge: i32);
+}
+
+/// For a forked child that may leave the filesystem its profile is named in
+/// (the warm-up chroots into an overlay whose writes vanish): opens a file
+/// of its own now, beside the host's profiles, and points the runtime at
+/// it; [`write_now`] fills it. Where no profile directory is named (a
+/// guest), nothing changes.
+pub fn own_file_for_fork() {
+    let Some(named) =
+        std::env::var_os("PYRO_AGENT_PROFILE").or_else(|| std::env::var_os("LLVM_PROFILE_FILE"))
+    else {
+        return;
+    };
+    let Some(dir) = std::path::Path::new(&named).parent() else {
+        return;
+    };
+    // Not by pid alone: the warm-up's child is PID 1 of its namespace.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = dir.join(format!("agent-fork-{}-{nanos}.profraw", std::process::id()));
+    let Ok(name) = CString::new(name.into_os_string().into_vec()) else {
+        return;
+    };
+    // SAFETY: fopen of a NUL-terminated path with a literal mode.
+    let file = unsafe { libc::fopen(name.as_ptr(), c"wb".as_ptr()) };
+    if !file.is_null() {
+        // SAFETY: an open stream the runtime keeps for this process's life.
+        unsafe { __llvm_profile_set_file_object(file, 0) };
+    }
+}
+
+/// Writes this process's counters now: for a forked child that ends with
+/// `_exit` (which skips the runtime's exit handler). Only where no other
+/// thread can hold the runtime's lock (a fork of a single-threaded process,
+/// or of a test whose other threads never write a profile).
+pub fn write_now() {
+    // SAFETY: the runtime linked in by `-C instrument-coverage` (see
+    // `set_filename`); it writes to the file already named.
+    unsafe { __llvm_profile_write_file() };
 }
 
 /// Points the profiler runtime at this process's profile file.

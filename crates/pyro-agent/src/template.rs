@@ -58,9 +58,14 @@ const MAX_HANDOFF_BYTES: usize = 64 << 10;
 /// init goes and every process it started goes with it, so none is frozen
 /// into the snapshot. Failures only cost speed.
 pub fn warm_up(staging: &str) {
+    warm_up_with(staging, pyro_protocol::WARM_UP_SCRIPTS, WARM_UP_LIMIT);
+}
+
+/// [`warm_up`] with its scripts and time limit.
+fn warm_up_with(staging: &str, scripts: &[&str], limit: Duration) {
     // SAFETY: PID 1 is single-threaded here; the child only unshares,
     // forks and waits.
-    match unsafe { fork_running(warm_keeper, staging) } {
+    match unsafe { fork_running(&|| warm_keeper(staging, scripts, limit)) } {
         // The keeper kills its namespace at the limit; it ends soon after.
         Ok(child) => {
             let _ = nix::sys::wait::waitpid(child, None);
@@ -69,25 +74,27 @@ pub fn warm_up(staging: &str) {
     }
 }
 
-/// Forks a child that runs `work(staging)`, logs its error, and ends with
-/// `_exit` (no exit handlers, no flush of the parent's buffers).
+/// Forks a child that runs `work`, logs its error, and ends with `_exit`
+/// (no exit handlers, no flush of the parent's buffers; a coverage build
+/// writes its counters first).
 ///
 /// # Safety
 /// The caller must be single-threaded (as after `fork`).
-unsafe fn fork_running(
-    work: fn(&str) -> Result<(), String>,
-    staging: &str,
-) -> nix::Result<nix::unistd::Pid> {
+unsafe fn fork_running(work: &dyn Fn() -> Result<(), String>) -> nix::Result<nix::unistd::Pid> {
     // SAFETY: the caller is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            let code = match work(staging) {
+            #[cfg(pyro_coverage)]
+            crate::coverage::own_file_for_fork();
+            let code = match work() {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error(&format!("template warm-up: {e}"));
                     1
                 }
             };
+            #[cfg(pyro_coverage)]
+            crate::coverage::write_now();
             // SAFETY: ends this forked child without running its parent's
             // exit handlers or flushing its copies of the parent's buffers.
             unsafe { libc::_exit(code) }
@@ -97,15 +104,16 @@ unsafe fn fork_running(
 }
 
 /// In new mount and PID namespaces: starts the namespace's init (which
-/// runs the warm-up) and waits for it, killing it at [`WARM_UP_LIMIT`].
-fn warm_keeper(staging: &str) -> Result<(), String> {
+/// runs the warm-up) and waits for it, killing it at `limit`.
+fn warm_keeper(staging: &str, scripts: &[&str], limit: Duration) -> Result<(), String> {
     use nix::sched::{CloneFlags, unshare};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
         .map_err(|e| format!("unshare: {e}"))?;
     // SAFETY: this process is single-threaded (a fork of PID 1).
-    let child = unsafe { fork_running(warm_child, staging) }.map_err(|e| format!("fork: {e}"))?;
-    let until = Instant::now() + WARM_UP_LIMIT;
+    let child = unsafe { fork_running(&|| warm_child(staging, scripts)) }
+        .map_err(|e| format!("fork: {e}"))?;
+    let until = Instant::now() + limit;
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) if Instant::now() < until => {
@@ -117,7 +125,7 @@ fn warm_keeper(staging: &str) -> Result<(), String> {
                 let _ = waitpid(child, None);
                 return Err(format!(
                     "still running after {} s; stopped",
-                    WARM_UP_LIMIT.as_secs()
+                    limit.as_secs()
                 ));
             }
             _ => return Ok(()),
@@ -126,7 +134,7 @@ fn warm_keeper(staging: &str) -> Result<(), String> {
 }
 
 /// The warm-up namespace's init: the overlay, then the scripts.
-fn warm_child(staging: &str) -> Result<(), String> {
+fn warm_child(staging: &str, scripts: &[&str]) -> Result<(), String> {
     use crate::init::mount_fs;
     use nix::mount::MsFlags;
     crate::init::make_mounts_private()?;
@@ -147,7 +155,7 @@ fn warm_child(staging: &str) -> Result<(), String> {
     mount_fs("tmpfs", &under("tmp"), "tmpfs", MsFlags::empty(), None)?;
     nix::unistd::chroot(root.as_str()).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
-    for script in pyro_protocol::WARM_UP_SCRIPTS {
+    for script in scripts {
         let status = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(script)

@@ -1,5 +1,63 @@
 use super::*;
 
+/// Runs `f` in a forked child of this test process and says whether it
+/// returned true: for code that only ever runs between a fork and an exec
+/// (`pre_exec` hooks), and may change the process for good (drop its
+/// privileges, enter a namespace). A coverage build points the child's
+/// counters at a file of its own beside the others, handed to `owner` (the
+/// uid `f` may become) so the child can still write it, and writes them
+/// before the child ends with `_exit`.
+pub(crate) fn in_forked_child(owner: Option<u32>, f: impl FnOnce() -> bool) -> bool {
+    #[cfg(pyro_coverage)]
+    let profile = std::env::var_os("LLVM_PROFILE_FILE").and_then(|p| {
+        let dir = std::path::Path::new(&p).parent()?.to_owned();
+        let name = dir.join(format!(
+            "forked-{}-{}.profraw",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::ffi::CString::new(name.into_os_string().into_encoded_bytes()).ok()
+    });
+    // SAFETY: the child runs `f` and ends with `_exit`; the test's other
+    // thread (the harness's) waits on this one and holds no lock `f` takes.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            #[cfg(pyro_coverage)]
+            if let Some(name) = &profile {
+                unsafe extern "C" {
+                    fn __llvm_profile_set_filename(name: *const std::ffi::c_char);
+                }
+                let path = std::path::Path::new(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes()),
+                );
+                if std::fs::File::create(path).is_ok() {
+                    let _ = std::os::unix::fs::chown(path, owner, owner);
+                    // SAFETY: the runtime that `-C instrument-coverage`
+                    // links in; `name` outlives the child.
+                    unsafe { __llvm_profile_set_filename(name.as_ptr()) };
+                }
+            }
+            #[cfg(not(pyro_coverage))]
+            let _ = owner;
+            let ok = f();
+            #[cfg(pyro_coverage)]
+            {
+                unsafe extern "C" {
+                    fn __llvm_profile_write_file() -> i32;
+                }
+                // SAFETY: as above.
+                unsafe { __llvm_profile_write_file() };
+            }
+            // SAFETY: ends the child without the test harness's exit path.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => matches!(
+            nix::sys::wait::waitpid(child, None),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ),
+    }
+}
+
 #[test]
 fn backend_names() {
     assert_eq!(

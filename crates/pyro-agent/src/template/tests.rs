@@ -54,3 +54,65 @@ fn frames_round_trip_and_oversized_ones_are_refused() {
     drop(b);
     writer.join().unwrap();
 }
+
+/// The warm-up runs its scripts in its own namespaces over an overlay of
+/// `/` and, at its time limit, ends with every process it started: none
+/// outlives it (a template's snapshot would freeze it). The host's mounts
+/// never change. Needs root (the suite runs as root).
+#[test]
+fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
+    let staging = tempfile::tempdir().unwrap();
+    let dir = staging.path().to_str().unwrap().to_owned();
+    // A sleep no other process runs, by its odd length.
+    let marker = format!("sleep 40.{}", std::process::id());
+    let script = format!("true; {marker}");
+    let sleeping = || {
+        let want = format!("{}\0", marker.replace(' ', "\0"));
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+    };
+    // Other tests may mount things meanwhile: only the staging directory's
+    // mounts are this test's business.
+    let mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(dir.as_str()))
+            .count()
+    };
+    let started = Instant::now();
+    let run = {
+        let dir = dir.clone();
+        std::thread::spawn(move || warm_up_with(&dir, &[script.as_str()], Duration::from_secs(3)))
+    };
+    let mut seen = false;
+    while !run.is_finished() && !seen {
+        seen = sleeping();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.join().unwrap();
+    assert!(seen, "the script never ran");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(30),
+        "{took:?}"
+    );
+    assert!(!sleeping(), "a warm-up process outlived its namespace");
+    assert_eq!(mounts(), 0, "a warm-up mount is on the host");
+    // Its directories are there, and empty: the overlay and its tmpfs
+    // lived only in the namespace.
+    for d in ["warm", "warm-root"] {
+        let p = staging.path().join(d);
+        assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0, "{}", p.display());
+    }
+
+    // Scripts that finish end it at once; one that fails is logged and the
+    // rest still run.
+    let started = Instant::now();
+    warm_up_with(&dir, &["false", "true"], Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A staging directory it cannot write: logged, and nothing else.
+    warm_up_with("/proc/version", &["true"], Duration::from_secs(5));
+}

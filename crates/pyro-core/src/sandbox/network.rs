@@ -2,7 +2,7 @@
 //! daemon that serves its DNS and logs its denials, and published-port
 //! relays. Set up before the VM starts, torn down with it.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -312,21 +312,7 @@ impl Sandbox {
         // (setns, dup2, fcntl) on descriptors this process holds open until after
         // spawn returns; it allocates nothing and takes no locks.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                let ok = if lfd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0) == 0
-                } else {
-                    libc::dup2(lfd, 3) >= 0
-                };
-                if !ok {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || relay_hook(nsfd, lfd));
         }
         let child = cmd
             .spawn()
@@ -382,6 +368,32 @@ impl Sandbox {
 }
 
 /// Stops `service`'s relays of `sandbox` now (blocking).
+/// The relay's hook, between fork and exec: into the sandbox's network
+/// namespace (`nsfd`), with the published port's listener (`lfd`) as
+/// descriptor 3, open across exec.
+///
+/// # Safety
+/// Only in a process about to exec (or to end): it changes its namespace.
+/// Raw system calls only, no allocation.
+unsafe fn relay_hook(nsfd: RawFd, lfd: RawFd) -> std::io::Result<()> {
+    // SAFETY: system calls on descriptors the caller keeps open.
+    unsafe {
+        if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // dup2 onto itself keeps close-on-exec: clear it instead.
+        let ok = if lfd == 3 {
+            libc::fcntl(3, libc::F_SETFD, 0) == 0
+        } else {
+            libc::dup2(lfd, 3) >= 0
+        };
+        if !ok {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn stop_relays_for(sandbox: &Sandbox, service: &str) {
     stop_relays(&sandbox.net_dir(), Some(service));
 }
@@ -464,3 +476,6 @@ pub(crate) fn sweep_networks(
     }
     (removed, problems)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,18 +9,10 @@ pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), CoreError> {
     let mut cmd = std::process::Command::new("cp");
     cmd.args(["-a", "--reflink=auto"]).arg(src).arg(dst);
     let parent = std::process::id();
-    // SAFETY: between fork and exec the closure only makes two
+    // SAFETY: between fork and exec the hook only makes two
     // async-signal-safe calls (prctl, getppid) and touches no heap.
     unsafe {
-        cmd.pre_exec(move || {
-            // A killed pyro takes its copy with it, so the next command's
-            // sweep never races a copy still writing.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            if nix::unistd::getppid().as_raw() as u32 != parent {
-                return Err(std::io::Error::other("pyro exited before the copy began"));
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || dies_with(parent));
     }
     let out = cmd.output().map_err(|e| CoreError::io("running cp", e))?;
     if !out.status.success() {
@@ -28,6 +20,17 @@ pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), CoreError> {
             format!("copying {} to {}", src.display(), dst.display()),
             std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
         ));
+    }
+    Ok(())
+}
+
+/// [`copy_tree`]'s hook: a killed pyro (`parent`) takes its copy with it,
+/// so the next command's sweep never races a copy still writing. An error
+/// when `parent` is gone already.
+fn dies_with(parent: u32) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        return Err(std::io::Error::other("pyro exited before the copy began"));
     }
     Ok(())
 }
@@ -74,3 +77,6 @@ pub(super) fn clear_spools(baseline: &Path) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests;

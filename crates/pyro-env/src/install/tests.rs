@@ -159,3 +159,103 @@ fn prune_leaves_a_running_pull_its_staging_directory() {
     assert_eq!(prune(&cache).unwrap(), std::slice::from_ref(&staging));
     assert!(!staging.exists());
 }
+
+/// A cold pull of a catalog environment builds its root tree (here with a
+/// stand-in for mmdebstrap), bakes the agent in and packs the image; the
+/// next pull finds it current and does nothing.
+#[test]
+fn a_cold_pull_builds_the_tree_and_the_next_one_does_nothing() {
+    const NAME: &str = "install::tests::a_cold_pull_builds_the_tree_and_the_next_one_does_nothing";
+    let Some(version) = kernel::source_version() else {
+        panic!("this test needs the kernel source package (scripts/setup-host.sh installs it)");
+    };
+    // The pull runs in a second run of this test binary, whose environment
+    // names a stand-in mmdebstrap and Firecracker (this crate has no unsafe
+    // code to change its own).
+    if let Some(dir) = std::env::var_os("COLD_PULL_TEST_DIR") {
+        return cold_pull_in(std::path::Path::new(&dir), &version);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The kernel this host would build, already in the cache.
+    let cache = Cache::new(tmp.path().join("cache"));
+    let kdir = cache.kernels_dir().join(kernel::key(&version));
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(kdir.join("vmlinux"), b"k").unwrap();
+    let km = kernel::KernelManifest {
+        key: kernel::key(&version),
+        sha256: crate::sha256_bytes(b"k"),
+        size_bytes: 1,
+        source_version: version.clone(),
+        recipe_version: kernel::RECIPE_VERSION.into(),
+        built_at: 0.0,
+        build_seconds: 0.0,
+    };
+    std::fs::write(kdir.join("kernel.json"), serde_json::to_vec(&km).unwrap()).unwrap();
+    // mmdebstrap: makes a small tree at its last argument.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("mmdebstrap"),
+        "#!/bin/sh\nfor a; do last=$a; done\nmkdir -p \"$last/etc\" \"$last/usr/sbin\"\n\
+         echo stand-in > \"$last/etc/issue\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("mmdebstrap"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture"])
+        .env("COLD_PULL_TEST_DIR", tmp.path())
+        .env("PATH", path)
+        // Firecracker given by the caller: nothing to install.
+        .env(pyro_vmm::binaries::FIRECRACKER_ENV, "/bin/true")
+        .env(pyro_vmm::binaries::JAILER_ENV, "/bin/true")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("1 passed"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn cold_pull_in(tmp: &std::path::Path, version: &str) {
+    let cache = Cache::new(tmp.join("cache"));
+    std::fs::write(tmp.join("agent"), b"\x7fELF stand-in agent").unwrap();
+    let agent = AgentBinary {
+        path: tmp.join("agent"),
+        sha256: "a1".into(),
+    };
+    let spec = lookup("debian:12").unwrap();
+    let report = pull(&cache, spec, &agent, &crate::NoProgress).unwrap();
+    assert_eq!(
+        report.actions,
+        ["built the debian:12 root filesystem"],
+        "{:?}",
+        report.actions
+    );
+    let inst = &report.installed;
+    assert_eq!(inst.manifest.agent_sha256, "a1");
+    assert_eq!(inst.manifest.kernel_key, kernel::key(version));
+    assert!(inst.manifest.packages.iter().any(|p| p == "git"));
+    assert_eq!(
+        std::fs::metadata(inst.rootfs_image()).unwrap().len(),
+        inst.manifest.rootfs_size_bytes
+    );
+    let tree = inst.rootfs_tree();
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/issue")).unwrap(),
+        "stand-in\n"
+    );
+    assert!(tree.join(crate::agent::GUEST_PATH).is_file());
+    let again = pull(&cache, spec, &agent, &crate::NoProgress).unwrap();
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+}

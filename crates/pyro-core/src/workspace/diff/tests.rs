@@ -93,3 +93,58 @@ fn renders_git_style_patches() {
         "{text}"
     );
 }
+
+/// A path whose type changed is a deletion plus an addition, as git shows
+/// it; a directory's side renders nothing, and a mode change has no body.
+#[test]
+fn type_and_mode_changes_render_as_git_does() {
+    let link = ManifestEntry {
+        path: "cfg".into(),
+        kind: EntryKind::Symlink,
+        mode: 0o777,
+        size: 6,
+        sha256: None,
+        link_target: Some("target".into()),
+    };
+    let base = vec![file("cfg", "1", 0o644), dir("was-dir")];
+    let now = vec![link.clone(), file("was-dir", "2", 0o644)];
+    let found = changes(&base, &now);
+    let kinds: Vec<_> = found.iter().map(|c| (c.path.as_str(), c.status)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("cfg", Status::TypeChanged),
+            ("was-dir", Status::TypeChanged)
+        ]
+    );
+    let (text, binary) = render(&found[0], Some(b"a=1\n"), Some(b"target"));
+    assert!(!binary);
+    assert!(
+        text.starts_with(
+            "diff --git a/cfg b/cfg\ndeleted file mode 100644\n--- a/cfg\n+++ /dev/null\n"
+        ) && text.contains("-a=1\n")
+            && text.contains(
+                "diff --git a/cfg b/cfg\nnew file mode 120000\n--- /dev/null\n+++ b/cfg\n"
+            )
+            && text.contains("+target\n"),
+        "{text}"
+    );
+    // The directory that became a file: only the file's addition.
+    let (text, binary) = render(&found[1], None, Some(&[0xff, 0]));
+    assert!(binary);
+    assert_eq!(
+        text,
+        "diff --git a/was-dir b/was-dir\nnew file mode 100644\nBinary files /dev/null and b/was-dir differ\n"
+    );
+    let chmod = Change {
+        path: "x".into(),
+        status: Status::ModeChanged,
+        old: Some(file("x", "1", 0o644)),
+        new: Some(file("x", "1", 0o755)),
+    };
+    let (text, _) = render(&chmod, None, None);
+    assert_eq!(
+        text,
+        "diff --git a/x b/x\nold mode 100644\nnew mode 100755\n"
+    );
+}

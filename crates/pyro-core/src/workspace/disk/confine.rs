@@ -48,49 +48,64 @@ pub(super) fn confine(cmd: &mut Command, image: &std::fs::File) -> std::ffi::OsS
     use std::os::unix::process::CommandExt;
     let fd: RawFd = image.as_raw_fd();
     let size = image.metadata().map(|m| m.len()).unwrap_or(0);
-    // SAFETY: between fork and exec the closure makes only system calls
+    // SAFETY: between fork and exec the hook makes only system calls
     // (fcntl, unshare, setrlimit, setgroups, setresgid, setresuid, prctl)
     // on values computed before the fork, and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || {
-            // The image stays open across exec (all else is close-on-exec).
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let limit = |resource, value: u64| {
-                let l = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+        cmd.pre_exec(move || confine_here(fd, size));
+    }
+    format!("/proc/self/fd/{fd}").into()
+}
+
+/// What [`confine`]'s hook does to the process it runs in: keeps `fd` (the
+/// image, `size` bytes) open across exec, bounds memory, CPU time, open
+/// files, core dumps and file size, and (as root) leaves the network and
+/// IPC namespaces and becomes [`UNPRIVILEGED`] with no groups; then no
+/// privilege can be gained again.
+///
+/// # Safety
+/// Only in a process about to exec (or to end): it changes it for good. It
+/// makes only system calls and allocates nothing, so it is safe between
+/// fork and exec.
+unsafe fn confine_here(fd: RawFd, size: u64) -> std::io::Result<()> {
+    // SAFETY: plain system calls on values this function owns.
+    unsafe {
+        // The image stays open across exec (all else is close-on-exec).
+        if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let limit = |resource, value: u64| {
+            let l = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
             };
-            limit(libc::RLIMIT_AS, MEMORY_MAX)?;
-            limit(libc::RLIMIT_CPU, CPU_SECONDS_MAX)?;
-            limit(libc::RLIMIT_NOFILE, FILES_MAX)?;
-            limit(libc::RLIMIT_CORE, 0)?;
-            // No file may grow past the image (e2fsck writes only within it).
-            limit(libc::RLIMIT_FSIZE, size.max(1))?;
-            if libc::geteuid() == 0 {
-                if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
-                    || libc::setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            if libc::setrlimit(resource, &l) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
-        });
+        };
+        limit(libc::RLIMIT_AS, MEMORY_MAX)?;
+        limit(libc::RLIMIT_CPU, CPU_SECONDS_MAX)?;
+        limit(libc::RLIMIT_NOFILE, FILES_MAX)?;
+        limit(libc::RLIMIT_CORE, 0)?;
+        // No file may grow past the image (e2fsck writes only within it).
+        limit(libc::RLIMIT_FSIZE, size.max(1))?;
+        if libc::geteuid() == 0 {
+            if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
+                || libc::setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
-    format!("/proc/self/fd/{fd}").into()
 }
 
 #[cfg(test)]

@@ -41,3 +41,32 @@ fn a_walk_goes_in_tree_order_and_stops_at_its_deadline() {
     assert_eq!(err.kind(), "timeout", "{err}");
     assert!(err.to_string().contains("give a subdirectory"), "{err}");
 }
+
+/// A workspace that never wrote anything has an empty upper layer: the
+/// merged view is the environment's tree, and reads come from below.
+#[test]
+fn an_empty_upper_layer_shows_the_lower_one() {
+    let mut lower = MemLayer::default();
+    lower.add("", NodeKind::Dir).file("etc", "base");
+    let m = Merged {
+        upper: &Empty,
+        lower: &lower,
+    };
+    let root = m.lookup(&[]).unwrap().unwrap();
+    let names: Vec<_> = m.list(&[], &root).unwrap().into_keys().collect();
+    assert_eq!(names, [b"etc".to_vec()]);
+    let path = [b"etc".to_vec()];
+    let found = m.lookup(&path).unwrap().unwrap();
+    let mut text = String::new();
+    m.open(&path, &found)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "base");
+    // The empty layer itself: a root directory and nothing in it.
+    assert_eq!(Empty.stat(&[]).unwrap().unwrap().kind, NodeKind::Dir);
+    assert!(Empty.stat(&path).unwrap().is_none());
+    assert!(Empty.list(&[]).unwrap().is_empty());
+    let e = Empty.open(&path).err().unwrap();
+    assert!(e.to_string().contains("/etc does not exist"), "{e}");
+}

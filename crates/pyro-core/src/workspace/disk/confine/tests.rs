@@ -28,3 +28,61 @@ fn a_confined_tool_runs_unprivileged_and_bounded() {
     // Growing the image past its size is refused.
     assert_ne!(lines[6], "wrote=0", "{text}");
 }
+
+/// The hook itself, in a process of its own: what it leaves is what a tool
+/// gets (the shell above sees the same from the outside).
+#[test]
+fn the_hook_leaves_its_process_bounded_and_unable_to_regain_privileges() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image");
+    let size: u64 = 64 << 20;
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    let file = open_copy(&path, false).unwrap();
+    let fd = file.as_raw_fd();
+    let root = nix::unistd::geteuid().is_root();
+    let net_before = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let kept = crate::tests::in_forked_child(Some(UNPRIVILEGED), || {
+        // SAFETY: a forked child of this test that ends right after.
+        if unsafe { confine_here(fd, size) }.is_err() {
+            return false;
+        }
+        let limit = |r| {
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit into a local.
+            unsafe { libc::getrlimit(r, &mut l) };
+            (l.rlim_cur, l.rlim_max)
+        };
+        // SAFETY: reads of this process's own flags.
+        let (fd_flags, no_new_privs) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
+            )
+        };
+        let unprivileged = !root
+            || (nix::unistd::geteuid().as_raw() == UNPRIVILEGED
+                && nix::unistd::getegid().as_raw() == UNPRIVILEGED
+                && nix::unistd::getgroups().is_ok_and(|g| g.is_empty())
+                && std::fs::read_link("/proc/self/ns/net").is_ok_and(|n| n != net_before)
+                // Root's own files are out of reach now.
+                && std::fs::read_dir("/root").is_err());
+        fd_flags == 0
+            && no_new_privs == 1
+            && limit(libc::RLIMIT_AS) == (MEMORY_MAX, MEMORY_MAX)
+            && limit(libc::RLIMIT_CPU) == (CPU_SECONDS_MAX, CPU_SECONDS_MAX)
+            && limit(libc::RLIMIT_NOFILE) == (FILES_MAX, FILES_MAX)
+            && limit(libc::RLIMIT_CORE) == (0, 0)
+            && limit(libc::RLIMIT_FSIZE) == (size, size)
+            && unprivileged
+    });
+    assert!(kept, "the confined process was not what the hook promises");
+    // A descriptor that is not open: the hook fails, and says so.
+    let failed = crate::tests::in_forked_child(None, || {
+        // SAFETY: as above.
+        unsafe { confine_here(-1, size) }.is_err()
+    });
+    assert!(failed);
+}
