@@ -377,3 +377,62 @@ fn repack_normalizes_and_refuses_like_extract() {
     );
     assert!(repack(&b"not a tar archive at all"[..], Vec::new()).is_err());
 }
+
+/// A writer that takes nothing.
+struct Full;
+
+impl Write for Full {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no space left"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no space left"))
+    }
+}
+
+/// `create` of what is not there, of what is not a file, directory or
+/// symlink, and into a writer that fails: each a clear error. A tree's
+/// FIFOs and pyro's own staging directories are left out; a single file
+/// or link goes under its own name.
+#[test]
+fn create_refuses_what_it_cannot_pack_and_leaves_out_what_it_must() {
+    let src = tempfile::tempdir().unwrap();
+    let e = create(&src.path().join("missing"), Vec::new()).unwrap_err();
+    assert!(
+        e.kind == ErrorKind::NotFound && e.to_string().contains("does not exist"),
+        "{e}"
+    );
+    let fifo = src.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = create(&fifo, Vec::new()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is not a file, directory or symlink"),
+        "{e}"
+    );
+    std::fs::create_dir(src.path().join(".pyro-stage-1")).unwrap();
+    std::fs::write(src.path().join(".pyro-stage-1/half"), "x").unwrap();
+    std::fs::write(src.path().join("kept"), "data").unwrap();
+    let mut out = Vec::new();
+    let (kind, entries, bytes) = create(src.path(), &mut out).unwrap();
+    assert_eq!((kind, entries, bytes), (EntryKind::Directory, 1, 4));
+    let mut a = tar::Archive::new(out.as_slice());
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    let mut one = Vec::new();
+    let (kind, entries, bytes) = create(&src.path().join("kept"), &mut one).unwrap();
+    assert_eq!((kind, entries, bytes), (EntryKind::File, 1, 4));
+    // A writer that fails: the error says so, for a tree and for a file.
+    let e = create(src.path(), Full).unwrap_err();
+    assert!(e.to_string().contains("no space left"), "{e}");
+    let e = create(&src.path().join("kept"), Full).unwrap_err();
+    assert!(e.to_string().contains("no space left"), "{e}");
+}

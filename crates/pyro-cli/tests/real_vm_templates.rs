@@ -87,6 +87,15 @@ fn real_vm_templates_restore_fresh_machines_and_refuse_bad_templates() {
             .is_some_and(|l| l.starts_with("Memory: ") && l.ends_with(" MiB")),
         "{built}"
     );
+    // --force builds it again even when it is current.
+    let forced = json(ok(&home
+        .cmd()
+        .args(["env", "template", "build", "debian:12", "--force", "--json"])
+        .output()
+        .unwrap()));
+    assert_eq!(forced["outcome"], "built", "{forced}");
+    assert!(forced["build_ms"].as_u64().unwrap() > 0, "{forced}");
+    assert!(forced["mem_bytes"].as_u64().unwrap() > 0, "{forced}");
     // Two siblings from one template: restored, and each its own machine.
     let a = create(&home);
     let b = create(&home);

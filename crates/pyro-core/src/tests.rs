@@ -181,3 +181,54 @@ fn random_ids_are_hex_and_distinct() {
     assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a, random_hex(6));
 }
+
+/// The kinds front ends report for errors that come from below core.
+#[test]
+fn errors_from_below_keep_their_kind() {
+    use pyro_env::EnvError;
+    let env = |e: EnvError| CoreError::Env(e).kind();
+    assert_eq!(
+        env(EnvError::Corrupt {
+            what: "kernel",
+            path: "/k".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+            env: "debian:12".into(),
+        }),
+        "corrupt_cache"
+    );
+    assert_eq!(
+        env(EnvError::MissingTool {
+            tool: "mmdebstrap".into(),
+            purpose: "p".into(),
+            package: "mmdebstrap".into(),
+        }),
+        "missing_tool"
+    );
+    let vsock = || pyro_vmm::VmmError::Vsock("x".into());
+    assert_eq!(env(EnvError::Vmm(vsock())), "firecracker");
+    assert_eq!(CoreError::Vmm(vsock()).kind(), "firecracker");
+    assert_eq!(
+        env(EnvError::Artifact {
+            reference: "r".into(),
+            reason: "x".into(),
+        }),
+        "not_an_environment"
+    );
+    assert_eq!(env(EnvError::Agent("x".into())), "environment");
+    assert_eq!(
+        env(EnvError::Oci(pyro_oci::OciError::Reference {
+            reference: "r".into(),
+            reason: "x".into(),
+        })),
+        "invalid_argument"
+    );
+    assert_eq!(
+        env(EnvError::Oci(pyro_oci::OciError::Registry {
+            doing: "d".into(),
+            attempts: 3,
+            detail: "x".into(),
+        })),
+        "registry"
+    );
+}

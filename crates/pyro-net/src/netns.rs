@@ -102,27 +102,49 @@ pub struct Plumbing {
 /// Whether the host can network guests (with traffic leaving the host:
 /// `forwarding`); the reason and the fix when not.
 pub fn preflight(forwarding: bool) -> Result<(), NetError> {
-    if !nix::unistd::geteuid().is_root() {
+    preflight_of(&HostFacts {
+        root: nix::unistd::geteuid().is_root(),
+        tun: Path::new("/dev/net/tun").exists(),
+        ip: which("ip").is_some(),
+        nft: which("nft").is_some(),
+        forwarding: !forwarding || forwarding_enabled(),
+    })
+}
+
+/// What [`preflight`] looks at on the host.
+#[derive(Debug, Clone, Copy)]
+struct HostFacts {
+    root: bool,
+    tun: bool,
+    ip: bool,
+    nft: bool,
+    /// IPv4 forwarding is on, or not needed.
+    forwarding: bool,
+}
+
+/// [`preflight`]'s decision from what it found: the first thing missing.
+fn preflight_of(f: &HostFacts) -> Result<(), NetError> {
+    if !f.root {
         return Err(NetError::Unsupported(
             "guest networking needs root (it creates namespaces, links and nftables tables); \
              run pyro as root or use the network policy off"
                 .into(),
         ));
     }
-    if !Path::new("/dev/net/tun").exists() {
+    if !f.tun {
         return Err(NetError::Unsupported(
             "/dev/net/tun is missing: load the tun module (`modprobe tun`)".into(),
         ));
     }
-    for tool in ["ip", "nft"] {
-        if which(tool).is_none() {
+    for (tool, have) in [("ip", f.ip), ("nft", f.nft)] {
+        if !have {
             return Err(NetError::Unsupported(format!(
                 "`{tool}` is not installed: install the {} package",
                 if tool == "ip" { "iproute2" } else { "nftables" }
             )));
         }
     }
-    if forwarding && !forwarding_enabled() {
+    if !f.forwarding {
         return Err(NetError::Unsupported(
             "IPv4 forwarding is off on this host, so guest traffic cannot leave it: enable it \
              with `sysctl -w net.ipv4.ip_forward=1` (pyro never changes it itself)"

@@ -35,7 +35,7 @@ impl Sandbox {
         let (hello, answered) = {
             let greeting = booting.wait_ready(agent_deadline(spec.boot_timeout));
             tokio::pin!(greeting);
-            let handoff = self.handoff(spec);
+            let handoff = self.handoff(&spec.hostname, spec.idle_seconds, spec.boot_timeout);
             tokio::pin!(handoff);
             let mut answered = None;
             let mut done = false;
@@ -63,7 +63,12 @@ impl Sandbox {
     /// Sends the handoff until the guest's init answers it; returns the
     /// time init took, in microseconds, or `None` when a handoff went out
     /// and init then stopped listening (it took it; its answer was lost).
-    async fn handoff(&self, spec: &SandboxSpec<'_>) -> Result<Option<u64>, CoreError> {
+    async fn handoff(
+        &self,
+        hostname: &str,
+        idle_seconds: u64,
+        boot_timeout: Duration,
+    ) -> Result<Option<u64>, CoreError> {
         // Firecracker resets the guest's vsock transport as it resumes. A
         // connection the guest accepts before it has processed that reset
         // is dropped on its side while the host side stays open, silent (or
@@ -73,7 +78,7 @@ impl Sandbox {
         // them, until one is answered, within the boot deadline. (Many
         // quick attempts were measured slower: every dropped connection
         // costs the just-resumed guest time.)
-        let until = Instant::now() + agent_deadline(spec.boot_timeout);
+        let until = Instant::now() + agent_deadline(boot_timeout);
         let mut greet_within = Duration::from_millis(100);
         let mut sent = false;
         loop {
@@ -81,11 +86,11 @@ impl Sandbox {
             if left.is_zero() {
                 return Err(CoreError::Transport(format!(
                     "the restored guest's init did not take its handoff within {} s",
-                    spec.boot_timeout.as_secs()
+                    boot_timeout.as_secs()
                 )));
             }
             // Made per attempt: the clock it carries is the host's now.
-            let req = refresh_request(&spec.hostname, spec.idle_seconds);
+            let req = refresh_request(hostname, idle_seconds);
             let attempt = self
                 .handoff_once(
                     &req,
@@ -262,3 +267,6 @@ impl Sandbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

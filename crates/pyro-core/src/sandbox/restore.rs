@@ -293,7 +293,7 @@ impl Sandbox {
         } else {
             // Its agent greeted before the snapshot; it answers a refresh.
             booting.without_greeting();
-            self.refresh(spec).await
+            self.refresh(&spec.hostname, spec.idle_seconds).await
         }
         .map_err(|e| format!("the restored guest did not answer: {}", first_line(e)))?;
         phase("identity set");
@@ -310,8 +310,8 @@ impl Sandbox {
 
     /// Makes the restored guest its own machine before anything else
     /// reaches it.
-    async fn refresh(&mut self, spec: &SandboxSpec<'_>) -> Result<Hello, CoreError> {
-        let req = refresh_request(&spec.hostname, spec.idle_seconds);
+    async fn refresh(&mut self, hostname: &str, idle_seconds: u64) -> Result<Hello, CoreError> {
+        let req = refresh_request(hostname, idle_seconds);
         // Firecracker resets the guest's vsock transport as it resumes. A
         // connection the guest accepts before it has processed that reset
         // is dropped on its side while the host side stays open, silent (or
@@ -409,3 +409,6 @@ impl Sandbox {
         self.record.save(&self.paths)
     }
 }
+
+#[cfg(test)]
+mod tests;

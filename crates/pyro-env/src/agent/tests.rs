@@ -48,3 +48,34 @@ fn the_first_static_candidate_is_taken_and_refusals_are_named() {
         );
     }
 }
+
+/// Without `PYRO_AGENT_BIN` (or with it empty) the agent is looked for
+/// beside the running program, then in a source checkout's static build.
+/// Run again as a child whose environment has it empty (this crate has no
+/// unsafe code to change its own).
+#[test]
+fn without_the_variable_the_agent_is_looked_for_beside_the_program() {
+    const NAME: &str =
+        "agent::tests::without_the_variable_the_agent_is_looked_for_beside_the_program";
+    if std::env::var_os(AGENT_ENV).is_some_and(|v| !v.is_empty()) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture"])
+            .env(AGENT_ENV, "")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("1 passed"), "{said}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    assert_eq!(
+        candidates(),
+        [
+            dir.join("pyro-agent"),
+            dir.parent()
+                .unwrap()
+                .join("x86_64-unknown-linux-gnu/release/pyro-agent"),
+        ]
+    );
+}

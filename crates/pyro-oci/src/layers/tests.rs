@@ -396,3 +396,84 @@ fn odd_entries_are_refused_by_name() {
     );
     assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "x");
 }
+
+/// One raw header block of `kind` with `size` (GNU magic), and its data
+/// padded to whole blocks.
+fn block(kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..4].copy_from_slice(b"file");
+    h.set_size(size);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out[156] = kind;
+    let mut body = data.to_vec();
+    body.resize(data.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The header walk refuses what would make it and the tar crate part ways,
+/// and what is over the limits, before anything is unpacked.
+#[test]
+fn the_header_walk_refuses_odd_and_oversized_archives() {
+    let check = |bytes: &[u8], limits: &Limits| check_headers(bytes, limits);
+    let roomy = Limits::default();
+    // A global header while a PAX size waits for its entry.
+    let mut t = block(b'x', 12, b"12 size=100\n");
+    t.extend(block(b'g', 0, b""));
+    let e = check(&t, &roomy).unwrap_err();
+    assert!(e.contains("global PAX header between"), "{e}");
+    // The PAX size replaces the header's: a 512-byte header size with a
+    // PAX size of 100 skips one block of data, and the archive ends well.
+    let mut t = block(b'x', 12, b"12 size=100\n");
+    t.extend(block(b'0', 0, &[7u8; 100]));
+    t.extend([0u8; 1024]);
+    check(&t, &roomy).unwrap();
+    // GNU sparse: a flag other than 0 or 1; an extension that never comes;
+    // an extension block that ends the map.
+    let mut sparse = block(b'S', 0, b"");
+    sparse[482] = 2;
+    let e = check(&sparse, &roomy).unwrap_err();
+    assert!(e.contains("sparse map flag"), "{e}");
+    sparse[482] = 1;
+    let e = check(&sparse, &roomy).unwrap_err();
+    assert!(e.contains("ends inside a sparse map"), "{e}");
+    let mut ext = [0u8; 512];
+    ext[504] = 0;
+    sparse.extend_from_slice(&ext);
+    sparse.extend([0u8; 1024]);
+    check(&sparse, &roomy).unwrap();
+    // Data cut short, and a size that is not a number.
+    let mut cut = block(b'0', 2000, &[1u8; 512]);
+    cut.truncate(1024);
+    let e = check(&cut, &roomy).unwrap_err();
+    assert!(e.contains("ends inside an entry"), "{e}");
+    let mut nan = block(b'0', 0, b"");
+    nan[124..136].copy_from_slice(b"12x4567\0\0\0\0\0");
+    let e = check(&nan, &roomy).unwrap_err();
+    assert!(e.contains("size is not a number"), "{e}");
+    // A header cut short.
+    let e = check(&block(b'0', 0, b"")[..100], &roomy).unwrap_err();
+    assert!(e.contains("ends inside a header"), "{e}");
+    // Over the limits: headers (three per entry allowed), and bytes (with
+    // 1 KiB per entry of slack).
+    let few = Limits {
+        max_bytes: 1 << 20,
+        max_entries: 1,
+    };
+    let many: Vec<u8> = (0..4).flat_map(|_| block(b'0', 0, b"")).collect();
+    let e = check(&many, &few).unwrap_err();
+    assert!(e.contains("more than 1 entries"), "{e}");
+    let small = Limits {
+        max_bytes: 10,
+        max_entries: 1,
+    };
+    let e = check(&block(b'0', 2000, &[0u8; 2000]), &small).unwrap_err();
+    assert!(e.contains("more than 10 bytes"), "{e}");
+    // A base-256 size is read as such.
+    assert_eq!(
+        header_size(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        Some(256)
+    );
+    assert_eq!(header_size(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(0));
+}

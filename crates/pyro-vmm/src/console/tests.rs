@@ -76,3 +76,56 @@ fn the_keeper_holds_no_descriptor_of_the_caller() {
     }
     drop((held, wr));
 }
+
+/// The keeper keeps exactly its three descriptors: the pipe as 0, the log
+/// as 1, the pid pipe as 2, none close-on-exec, and nothing else of its
+/// caller's (locks, sockets).
+#[test]
+fn the_keeper_keeps_its_three_descriptors_and_nothing_else() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, _wr) = nix::unistd::pipe().unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let (_pid_rd, pid_wr) = nix::unistd::pipe().unwrap();
+    let stray = std::fs::File::open("/proc/self/status").unwrap();
+    let ino = |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).map(|m| m.ino());
+    let want = [
+        ino(rd.as_raw_fd()).unwrap(),
+        ino(log.as_raw_fd()).unwrap(),
+        ino(pid_wr.as_raw_fd()).unwrap(),
+    ];
+    let (a, b, c) = (rd.as_raw_fd(), log.as_raw_fd(), pid_wr.as_raw_fd());
+    // Open in the caller, and gone in the keeper.
+    assert!(ino(stray.as_raw_fd()).is_ok());
+    // SAFETY: the child only makes system calls and ends with `_exit`.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: a freshly forked child, as keep_fds needs.
+            unsafe { keep_fds(a, b, c) };
+            // SAFETY: reads of this child's own descriptors.
+            let kept = (0..3).all(|fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == 0);
+            // SAFETY: as above.
+            let others = (3..1024).any(|fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+            let same = (0..3).all(|fd| ino(fd).is_ok_and(|i| i == want[fd as usize]));
+            #[cfg(pyro_coverage)]
+            // SAFETY: the runtime linked in by `-C instrument-coverage`; it
+            // opens the profile by name, and no other thread lives here.
+            unsafe {
+                __llvm_profile_write_file()
+            };
+            // SAFETY: ends the child without the harness's exit path.
+            unsafe { libc::_exit(if kept && !others && same { 0 } else { 1 }) }
+        }
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        child => {
+            let mut status = 0;
+            // SAFETY: our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the keeper's descriptors were not what it needs ({status})"
+            );
+        }
+    }
+}

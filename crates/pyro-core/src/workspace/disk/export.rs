@@ -365,3 +365,6 @@ impl Workspaces {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;
