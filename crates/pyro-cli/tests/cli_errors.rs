@@ -158,6 +158,10 @@ fn resource_flags_out_of_range() {
             vec!["--ttl-seconds", "5"],
             "--ttl-seconds must be between 60 and 86400 (got 5)",
         ),
+        (
+            vec!["--boot-timeout-seconds", "0"],
+            "--boot-timeout-seconds must be between 1 and 3600 (got 0)",
+        ),
     ];
     for (flags, message) in cases {
         let mut args = vec!["run", "debian:12"];
@@ -166,6 +170,21 @@ fn resource_flags_out_of_range() {
         let o = home.cmd().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{flags:?}");
         assert_eq!(stderr(&o), format!("error: {message}\n"));
+    }
+    // A PVM host never starts a guest's second vCPU: refused before a boot.
+    if pyro_vmm::host::is_pvm() {
+        let o = home
+            .cmd()
+            .args(["run", "debian:12", "--vcpu-count", "2", "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o).contains("--vcpu-count 2 is not possible on this PVM host")
+                && stderr(&o).contains("use --vcpu-count 1"),
+            "{}",
+            stderr(&o)
+        );
     }
     let o = home
         .cmd()

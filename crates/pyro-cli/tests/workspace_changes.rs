@@ -391,3 +391,51 @@ fn sync_push_is_all_or_nothing() {
     );
     ok(&ws(&home, &["delete", &id]));
 }
+
+/// A file too long to render between its versions is listed, with the
+/// reason its content is left out, never shown as a wrong patch; one file
+/// alone over the patch limit gives the start of its text, marked as cut.
+#[test]
+fn a_diff_says_what_it_leaves_out_and_where_it_cuts() {
+    let home = Home::new();
+    let seed = seed_dir(home.path());
+    let id = create(&home, &["--seed-path", seed.to_str().unwrap()]);
+    ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "seq 1 600000 > message.txt; seq 1 50 > small.txt",
+        ],
+    ));
+    let d = json(ok(&ws(&home, &["diff", &id, "--json"])));
+    let entries = d["entries"].as_array().unwrap();
+    let long = entries
+        .iter()
+        .find(|e| e["path"] == "message.txt")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert!(
+        long["omitted"]
+            .as_str()
+            .is_some_and(|o| o.contains("over 500000 lines")),
+        "{long}"
+    );
+    assert_eq!(d["summary"]["omitted"], 1, "{d}");
+    let patch = d["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("# pyro: modified message.txt: content omitted: it has over 500000 lines")
+            && patch.contains("+50\n"),
+        "{patch}"
+    );
+    assert_eq!(d["truncated"], false);
+    // A limit below the first file's text: its start, marked as cut.
+    let d = json(ok(&ws(
+        &home,
+        &["diff", &id, "--json", "--max-patch-bytes", "20"],
+    )));
+    assert_eq!(d["truncated"], true, "{d}");
+    assert_eq!(d["patch"].as_str().unwrap().len(), 20, "{d}");
+    assert!(d["patch_bytes"].as_u64().unwrap() > 20, "{d}");
+    ok(&ws(&home, &["delete", &id]));
+}

@@ -351,6 +351,36 @@ fn bad_service_input_is_refused_with_the_rule() {
             "takes no or on-start",
         ),
         (vec!["a", "--cwd", "../etc", "--", "true"], ".."),
+        (
+            vec!["a", "--publish", "80", "--publish", "8080:80", "--", "true"],
+            "names guest port 80 or host port 8080 twice",
+        ),
+        (
+            vec![
+                "a",
+                "--publish",
+                "1",
+                "--publish",
+                "2",
+                "--publish",
+                "3",
+                "--publish",
+                "4",
+                "--publish",
+                "5",
+                "--publish",
+                "6",
+                "--publish",
+                "7",
+                "--publish",
+                "8",
+                "--publish",
+                "9",
+                "--",
+                "true",
+            ],
+            "publishes at most 8 ports",
+        ),
     ] {
         let mut all = vec!["service", "start", &id];
         all.extend(args.iter().copied());
@@ -358,6 +388,27 @@ fn bad_service_input_is_refused_with_the_rule() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
     }
+    // Publishing needs the policy that allows it; nothing starts.
+    let o = ws(
+        &home,
+        &[
+            "service",
+            "start",
+            &id,
+            "a",
+            "--publish",
+            "80",
+            "--json",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(json(&o)["error"]["kind"], "wrong_state", "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("publishes no ports") && stdout(&o).contains("network set"),
+        "{}",
+        stdout(&o)
+    );
     let o = ws(&home, &["service", "status", &id, "nope", "--json"]);
     assert_eq!(json(&o)["error"]["kind"], "not_found");
     assert!(
