@@ -189,3 +189,17 @@ fn a_failing_log_write_is_reported() {
     assert!(e.log_error.is_some());
     assert_eq!(out, "y\n");
 }
+
+/// A state's name in human output is its name in JSON.
+#[test]
+fn state_names_match_their_json() {
+    for s in [
+        CommandState::Running,
+        CommandState::Finished,
+        CommandState::Cancelled,
+        CommandState::Interrupted,
+        CommandState::Failed,
+    ] {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+    }
+}

@@ -205,3 +205,6 @@ impl Layer for DirLayer {
         Ok(Box::new(f))
     }
 }
+
+#[cfg(test)]
+mod tests;
