@@ -15,8 +15,10 @@
 //! mode maps it shared), and pyro copies it to the host before the VM ends
 //! (pyro-core's `sandbox/coverage.rs`). Counters of init from before the
 //! switch (restored into every guest of a template) are written into the
-//! file when it is created; the template warm-up's forked children end with
-//! `_exit` before it, so their counters are lost. The runtime keeps the file
+//! file when it is created. The template warm-up's forked children end with
+//! `_exit` before it: in a guest their counters go to `/dev/null`; on the
+//! host (the warm-up's unit test) each writes a file of its own beside the
+//! others ([`own_file_for_fork`], [`write_now`]). The runtime keeps the file
 //! open without close-on-exec: commands in a coverage build's guest inherit
 //! a descriptor to it.
 //!
@@ -39,16 +41,23 @@ unsafe extern "C" {
 
 /// For a forked child that may leave the filesystem its profile is named in
 /// (the warm-up chroots into an overlay whose writes vanish): opens a file
-/// of its own now, beside the host's profiles, and points the runtime at
-/// it; [`write_now`] fills it. Where no profile directory is named (a
-/// guest), nothing changes.
+/// of its own now (close-on-exec), beside the profiles `LLVM_PROFILE_FILE`
+/// or `PYRO_AGENT_PROFILE` name, and points the runtime at it;
+/// [`write_now`] fills it. Where neither names a directory (a guest),
+/// nothing changes. Not for a process whose profile is in continuous mode
+/// (a host-compat agent's): the runtime refuses a file object there. Its
+/// callers are the warm-up, which never runs in host-compat, and tests.
 pub fn own_file_for_fork() {
+    use std::os::unix::ffi::OsStringExt;
     let Some(named) =
-        std::env::var_os("PYRO_AGENT_PROFILE").or_else(|| std::env::var_os("LLVM_PROFILE_FILE"))
+        std::env::var_os("LLVM_PROFILE_FILE").or_else(|| std::env::var_os("PYRO_AGENT_PROFILE"))
     else {
         return;
     };
-    let Some(dir) = std::path::Path::new(&named).parent() else {
+    let Some(dir) = std::path::Path::new(&named)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && *d != std::path::Path::new("/dev"))
+    else {
         return;
     };
     // Not by pid alone: the warm-up's child is PID 1 of its namespace.
@@ -60,7 +69,7 @@ pub fn own_file_for_fork() {
         return;
     };
     // SAFETY: fopen of a NUL-terminated path with a literal mode.
-    let file = unsafe { libc::fopen(name.as_ptr(), c"wb".as_ptr()) };
+    let file = unsafe { libc::fopen(name.as_ptr(), c"wbe".as_ptr()) };
     if !file.is_null() {
         // SAFETY: an open stream the runtime keeps for this process's life.
         unsafe { __llvm_profile_set_file_object(file, 0) };
@@ -69,11 +78,11 @@ pub fn own_file_for_fork() {
 
 /// Writes this process's counters now: for a forked child that ends with
 /// `_exit` (which skips the runtime's exit handler). Only where no other
-/// thread can hold the runtime's lock (a fork of a single-threaded process,
-/// or of a test whose other threads never write a profile).
+/// thread can hold a lock the runtime takes (a fork of a single-threaded
+/// process, or of a test whose other thread only waits).
 pub fn write_now() {
     // SAFETY: the runtime linked in by `-C instrument-coverage` (see
-    // `set_filename`); it writes to the file already named.
+    // `set_filename`); it writes to the file or stream already set.
     unsafe { __llvm_profile_write_file() };
 }
 

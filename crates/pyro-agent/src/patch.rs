@@ -257,6 +257,15 @@ fn plan(
             None if base.is_none() => (0o644, false),
             None => (base_ref.mode, base_ref.symlink),
         };
+        // A file the patch names but leaves as it was (a header without
+        // hunks, or hunks that change nothing) is not reported as changed.
+        if status == "modified"
+            && base.is_some()
+            && content == base_ref.content
+            && (mode, symlink) == (base_ref.mode, base_ref.symlink)
+        {
+            continue;
+        }
         if symlink {
             let target = PathBuf::from(
                 String::from_utf8_lossy(&content)

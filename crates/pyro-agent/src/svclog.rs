@@ -53,28 +53,6 @@ fn memory_root() -> &'static Path {
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
 static MEMORY_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
-/// Points the logs at a private directory (unit tests run on the host),
-/// after deleting those of test processes that are gone (each test runs
-/// in a process of its own, which cannot clean up after itself).
-#[cfg(test)]
-pub fn test_dir() {
-    let tmp = std::env::temp_dir();
-    if let Ok(rd) = std::fs::read_dir(&tmp) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("pyro-svclog-")
-                && pid.parse::<u32>().is_ok()
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let dir = tmp.join(format!("pyro-svclog-{}", std::process::id()));
-    let _ = MEMORY_ROOT.set(dir.join("memory"));
-    let _ = ROOT.set(dir);
-}
-
 /// Service `name`'s log directory: in memory if its last start put it
 /// there, else on the disk.
 fn dir_of(name: &str) -> PathBuf {
@@ -362,4 +340,4 @@ fn tail_start(window: &[u8], lines: u64) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -58,40 +58,54 @@ const MAX_HANDOFF_BYTES: usize = 64 << 10;
 /// init goes and every process it started goes with it, so none is frozen
 /// into the snapshot. Failures only cost speed.
 pub fn warm_up(staging: &str) {
-    warm_up_with(staging, pyro_protocol::WARM_UP_SCRIPTS, WARM_UP_LIMIT);
+    // SAFETY: PID 1 is single-threaded here.
+    unsafe { warm_up_with(staging, pyro_protocol::WARM_UP_SCRIPTS, WARM_UP_LIMIT) };
 }
 
-/// [`warm_up`] with its scripts and time limit.
-fn warm_up_with(staging: &str, scripts: &[&str], limit: Duration) {
-    // SAFETY: PID 1 is single-threaded here; the child only unshares,
-    // forks and waits.
+/// [`warm_up`] with its scripts and time limit; whether it ran to its end
+/// (its scripts' own failures are only logged).
+///
+/// # Safety
+/// The caller must be single-threaded, or else sure that no other thread
+/// holds a lock the children take: they allocate, read the environment
+/// and, in a coverage build, open a file. (Its test forks from a test
+/// process whose other threads hold none: glibc's allocator and stdio
+/// survive a fork.)
+unsafe fn warm_up_with(staging: &str, scripts: &[&str], limit: Duration) -> bool {
+    // SAFETY: as the caller promises.
     match unsafe { fork_running(&|| warm_keeper(staging, scripts, limit)) } {
         // The keeper kills its namespace at the limit; it ends soon after.
-        Ok(child) => {
-            let _ = nix::sys::wait::waitpid(child, None);
+        Ok(child) => matches!(
+            nix::sys::wait::waitpid(child, None),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ),
+        Err(e) => {
+            log::error(&format!("template warm-up: fork: {e}"));
+            false
         }
-        Err(e) => log::error(&format!("template warm-up: fork: {e}")),
     }
 }
 
 /// Forks a child that runs `work`, logs its error, and ends with `_exit`
 /// (no exit handlers, no flush of the parent's buffers; a coverage build
-/// writes its counters first).
+/// writes its counters first). A panic in `work` ends the child too (status
+/// 2): it never returns into a copy of its caller.
 ///
 /// # Safety
-/// The caller must be single-threaded (as after `fork`).
+/// As [`warm_up_with`].
 unsafe fn fork_running(work: &dyn Fn() -> Result<(), String>) -> nix::Result<nix::unistd::Pid> {
-    // SAFETY: the caller is single-threaded.
+    // SAFETY: as the caller promises.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             #[cfg(pyro_coverage)]
             crate::coverage::own_file_for_fork();
-            let code = match work() {
-                Ok(()) => 0,
-                Err(e) => {
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => {
                     log::error(&format!("template warm-up: {e}"));
                     1
                 }
+                Err(_) => 2,
             };
             #[cfg(pyro_coverage)]
             crate::coverage::write_now();
@@ -128,7 +142,8 @@ fn warm_keeper(staging: &str, scripts: &[&str], limit: Duration) -> Result<(), S
                     limit.as_secs()
                 ));
             }
-            _ => return Ok(()),
+            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+            other => return Err(format!("its init ended with {other:?}")),
         }
     }
 }

@@ -321,8 +321,29 @@ fn env_prune_deletes_only_debris() {
     let home = Home::new();
     let cache = home.path().join("cache");
     let envs = cache.join("environments");
-    std::fs::create_dir_all(envs.join(".staging-debian_12-4.0.0-abc/rootfs")).unwrap();
-    std::fs::create_dir_all(envs.join("ubuntu_24.04-1.0.0")).unwrap();
+    let debris = || {
+        std::fs::create_dir_all(envs.join(".staging-debian_12-4.0.0-abc/rootfs")).unwrap();
+        std::fs::create_dir_all(envs.join("ubuntu_24.04-1.0.0")).unwrap();
+    };
+    // For people: each deleted entry on a line of its own.
+    debris();
+    let o = home
+        .cmd()
+        .env("PYRO_CACHE_DIR", &cache)
+        .args(["env", "prune"])
+        .output()
+        .unwrap();
+    let said = stdout(&o);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    assert_eq!(lines[0], "Deleted 2 cached entries.");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("- ") && l.contains("environments")),
+        "{said}"
+    );
+    debris();
     let o = home
         .cmd()
         .env("PYRO_CACHE_DIR", &cache)

@@ -123,14 +123,31 @@ fn no_source_file_holds_an_inline_test_module() {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap();
-            let mut lines = text.lines().map(str::trim);
-            while let Some(l) = lines.next() {
-                if l == "#[cfg(test)]"
-                    && let Some(next) = lines.next()
-                    && next.contains("mod ")
-                    && next.ends_with('{')
-                {
-                    inline.push(format!("{}: {next}", p.display()));
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            for (i, l) in lines.iter().enumerate() {
+                // `#[cfg(test)]`, `#[cfg(all(test, ...))]` and the like.
+                let Some(at) = l.find("#[cfg(") else {
+                    continue;
+                };
+                let attr_end = l[at..].find(")]").map_or(l.len(), |e| at + e + 2);
+                if !l[at..attr_end].contains("test") {
+                    continue;
+                }
+                // The item it applies to: the rest of the line, or the next
+                // line that is not another attribute or a comment.
+                let rest = l[attr_end..].trim();
+                let item = if rest.is_empty() {
+                    lines[i + 1..]
+                        .iter()
+                        .find(|n| !n.starts_with("#[") && !n.starts_with("//"))
+                        .copied()
+                        .unwrap_or_default()
+                } else {
+                    rest
+                };
+                let is_mod = item.starts_with("mod ") || item.contains(" mod ");
+                if is_mod && item.ends_with('{') {
+                    inline.push(format!("{}: {item}", p.display()));
                 }
             }
         }

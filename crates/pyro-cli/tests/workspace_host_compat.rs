@@ -91,6 +91,24 @@ fn create_status_list_update_delete() {
     );
     let o = ws(&home, &["update", &id]);
     assert!(stderr(&o).contains("nothing to update"), "{}", stderr(&o));
+    // A started workspace is not started again.
+    let o = ws(&home, &["start", &id]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("workspace {id} is started, not stopped")),
+        "{}",
+        stderr(&o)
+    );
+    let o = ws(
+        &home,
+        &["create", "debian:12", "--boot-timeout-seconds", "0"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--boot-timeout-seconds must be between 1 and 3600"),
+        "{}",
+        stderr(&o)
+    );
 
     assert_eq!(
         stdout(ok(&ws(&home, &["delete", &id]))),

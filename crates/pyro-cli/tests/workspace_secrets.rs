@@ -418,13 +418,32 @@ async fn secrets_over_mcp_only_in_workspace_full() {
     )
     .await;
     let ok = mcp_support::ok;
+    // One by value, one from a file under the server's allowed root.
+    let token_file = home.path().join("token.txt");
+    std::fs::write(&token_file, "from-a-file").unwrap();
     let w = ok(
         &full,
         "workspace_create",
-        json!({"secrets": [{"name": "API_TOKEN", "value": VALUE}]}),
+        json!({"secrets": [
+            {"name": "API_TOKEN", "value": VALUE},
+            {"name": "FILE_TOKEN", "file_path": token_file},
+        ]}),
     )
     .await;
+    assert_eq!(w["secrets"], json!(["API_TOKEN", "FILE_TOKEN"]), "{w}");
     let id = w["workspace_id"].as_str().unwrap().to_owned();
+    // Neither a value nor a file: refused, naming both.
+    let e = mcp_support::err_kind(
+        &full,
+        "workspace_create",
+        json!({"secrets": [{"name": "EMPTY"}]}),
+        "invalid_argument",
+    )
+    .await;
+    assert!(
+        e.contains("needs exactly one of value and file_path"),
+        "{e}"
+    );
     let x = ok(
         &full,
         "workspace_exec",

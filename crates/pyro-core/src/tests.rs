@@ -1,16 +1,23 @@
 use super::*;
 
 /// Runs `f` in a forked child of this test process and says whether it
-/// returned true: for code that only ever runs between a fork and an exec
-/// (`pre_exec` hooks), and may change the process for good (drop its
-/// privileges, enter a namespace). A coverage build points the child's
-/// counters at a file of its own beside the others, handed to `owner` (the
-/// uid `f` may become) so the child can still write it, and writes them
-/// before the child ends with `_exit`.
-pub(crate) fn in_forked_child(owner: Option<u32>, f: impl FnOnce() -> bool) -> bool {
+/// returned true (a panic in it is a failure): for code that only ever runs
+/// between a fork and an exec (`pre_exec` hooks), and may change the
+/// process for good (drop its privileges, enter a namespace). A coverage
+/// build opens a profile file of its own for the child (beside the
+/// others) before `f` runs, so a child that gave up its privileges can
+/// still write it, and writes its counters there before `_exit`.
+///
+/// Forking a test process is sound here: nextest runs each test in a
+/// process of its own, whose other thread (libtest's) only waits on this
+/// one, and glibc's allocator and stdio survive a fork.
+pub(crate) fn in_forked_child(f: impl FnOnce() -> bool) -> bool {
     #[cfg(pyro_coverage)]
     let profile = std::env::var_os("LLVM_PROFILE_FILE").and_then(|p| {
         let dir = std::path::Path::new(&p).parent()?.to_owned();
+        if dir.as_os_str().is_empty() || dir == std::path::Path::new("/dev") {
+            return None;
+        }
         let name = dir.join(format!(
             "forked-{}-{}.profraw",
             std::process::id(),
@@ -18,35 +25,29 @@ pub(crate) fn in_forked_child(owner: Option<u32>, f: impl FnOnce() -> bool) -> b
         ));
         std::ffi::CString::new(name.into_os_string().into_encoded_bytes()).ok()
     });
-    // SAFETY: the child runs `f` and ends with `_exit`; the test's other
-    // thread (the harness's) waits on this one and holds no lock `f` takes.
+    // SAFETY: see above; the child runs `f` and ends with `_exit`.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
             #[cfg(pyro_coverage)]
+            unsafe extern "C" {
+                fn __llvm_profile_set_file_object(file: *mut libc::FILE, merge: i32);
+                fn __llvm_profile_write_file() -> i32;
+            }
+            #[cfg(pyro_coverage)]
             if let Some(name) = &profile {
-                unsafe extern "C" {
-                    fn __llvm_profile_set_filename(name: *const std::ffi::c_char);
-                }
-                let path = std::path::Path::new(
-                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes()),
-                );
-                if std::fs::File::create(path).is_ok() {
-                    let _ = std::os::unix::fs::chown(path, owner, owner);
+                // SAFETY: fopen of a NUL-terminated path, close-on-exec.
+                let file = unsafe { libc::fopen(name.as_ptr(), c"wbe".as_ptr()) };
+                if !file.is_null() {
                     // SAFETY: the runtime that `-C instrument-coverage`
-                    // links in; `name` outlives the child.
-                    unsafe { __llvm_profile_set_filename(name.as_ptr()) };
+                    // links in; the stream stays open for the child's life.
+                    unsafe { __llvm_profile_set_file_object(file, 0) };
                 }
             }
-            #[cfg(not(pyro_coverage))]
-            let _ = owner;
-            let ok = f();
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
             #[cfg(pyro_coverage)]
-            {
-                unsafe extern "C" {
-                    fn __llvm_profile_write_file() -> i32;
-                }
-                // SAFETY: as above.
-                unsafe { __llvm_profile_write_file() };
+            // SAFETY: as above; it writes to the stream set before `f`.
+            unsafe {
+                __llvm_profile_write_file();
             }
             // SAFETY: ends the child without the test harness's exit path.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }

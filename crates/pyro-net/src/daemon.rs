@@ -603,3 +603,6 @@ async fn read_denials(sock: tokio::io::unix::AsyncFd<NflogSocket>, state: Arc<St
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -103,7 +103,6 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
     Ok(CopyMode::Sparse)
 }
 
-/// Copies bytes `from..to` of `s` to the same offsets of `d`.
 /// Copies `[from, to)` of `s` into the same range of `d`: by
 /// `copy_file_range`, and by reads and writes where the kernel cannot
 /// (between filesystems: EXDEV; ENOSYS, EOPNOTSUPP, EINVAL) or where it

@@ -78,17 +78,5 @@ fn open_jail_dir(jail_dir: &Path) -> io::Result<File> {
     Ok(dir)
 }
 
-/// A jail directory (`<tmp>/firecracker/vm`, with its `root`) as a launch
-/// leaves it, for tests.
 #[cfg(test)]
-pub(crate) fn test_jail() -> (tempfile::TempDir, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let t = tempfile::tempdir().unwrap();
-    let jail = t.path().join("firecracker").join("vm");
-    std::fs::create_dir_all(jail.join("root")).unwrap();
-    std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (t, jail)
-}
-
-#[cfg(test)]
-mod tests;
+pub(crate) mod tests;

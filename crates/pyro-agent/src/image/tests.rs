@@ -40,7 +40,7 @@ fn forked(f: impl FnOnce() -> u8) -> i32 {
         nix::unistd::ForkResult::Child => {
             #[cfg(pyro_coverage)]
             crate::coverage::own_file_for_fork();
-            let code = f();
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             #[cfg(pyro_coverage)]
             crate::coverage::write_now();
             // SAFETY: ends the child without the harness's exit path.

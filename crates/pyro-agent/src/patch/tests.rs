@@ -293,3 +293,27 @@ fn unsafe_and_impossible_patches_are_refused() {
     );
     assert!(apply(d.path(), "not a patch at all\n").is_err());
 }
+
+/// A patch with headers and no change, and one that would put a file
+/// where a directory is: refused, and the tree is as it was.
+#[test]
+fn empty_patches_and_files_over_directories_are_refused() {
+    let d = tree(&[("a.txt", "one\n"), ("dir/x", "x\n")]);
+    // A file named with no change to it: nothing to do, and not reported
+    // as modified.
+    for nothing in [
+        "diff --git a/a.txt b/a.txt\n",
+        "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+one\n",
+    ] {
+        let e = apply(d.path(), nothing).unwrap_err();
+        assert!(e.message.contains("no file changes"), "{}", e.message);
+    }
+    let before = listing(d.path());
+    let e = apply(
+        d.path(),
+        "diff --git a/a.txt b/dir\nsimilarity index 100%\nrename from a.txt\nrename to dir\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("dir"), "{}", e.message);
+    assert_eq!(listing(d.path()), before);
+}

@@ -41,7 +41,7 @@ fn names_are_checked() {
 /// that cannot start makes a failed service that says why.
 #[tokio::test]
 async fn services_that_cannot_start_say_why() {
-    svclog::test_dir();
+    svclog::tests::test_dir();
     let e = start(spec(".hidden", "true", None)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadRequest);
     assert!(e.message.contains("a letter or digit"), "{}", e.message);
@@ -61,7 +61,7 @@ async fn services_that_cannot_start_say_why() {
 
 #[tokio::test]
 async fn readiness_by_file_then_stop_ends_the_group() {
-    svclog::test_dir();
+    svclog::tests::test_dir();
     let ready = std::env::temp_dir().join(format!("pyro-ready-{}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let script = format!(
@@ -94,7 +94,7 @@ async fn readiness_by_file_then_stop_ends_the_group() {
 
 #[tokio::test]
 async fn a_service_that_ignores_term_is_killed_and_one_that_exits_early_failed() {
-    svclog::test_dir();
+    svclog::tests::test_dir();
     start(spec("t-stubborn", "trap '' TERM; sleep 60", None)).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let i = info(stop("t-stubborn", 300).await.unwrap());
@@ -111,7 +111,7 @@ async fn a_service_that_ignores_term_is_killed_and_one_that_exits_early_failed()
 
 #[tokio::test]
 async fn readiness_by_tcp_and_http_and_a_timeout() {
-    svclog::test_dir();
+    svclog::tests::test_dir();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -155,7 +155,7 @@ async fn readiness_by_tcp_and_http_and_a_timeout() {
 /// nextest (`make test`) gives each test.
 #[tokio::test]
 async fn at_most_services_max_run_and_an_ended_one_makes_room() {
-    svclog::test_dir();
+    svclog::tests::test_dir();
     for i in 0..SERVICES_MAX {
         start(spec(&format!("cap-{i}"), "sleep 30", None)).unwrap();
     }

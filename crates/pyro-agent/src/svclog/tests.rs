@@ -63,3 +63,24 @@ fn memory_logs_stay_off_the_disk_and_a_disk_start_replaces_them() {
     let (data, _) = read("t-memory", Stream::Stdout, None, Some(0), 0, 1024).unwrap();
     assert_eq!(data, b"plain\n");
 }
+
+/// Points the logs at a private directory (unit tests run on the host),
+/// after deleting those of test processes that are gone (each test runs
+/// in a process of its own, which cannot clean up after itself).
+pub fn test_dir() {
+    let tmp = std::env::temp_dir();
+    if let Ok(rd) = std::fs::read_dir(&tmp) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("pyro-svclog-")
+                && pid.parse::<u32>().is_ok()
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("pyro-svclog-{}", std::process::id()));
+    let _ = MEMORY_ROOT.set(dir.join("memory"));
+    let _ = ROOT.set(dir);
+}

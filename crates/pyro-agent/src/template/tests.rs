@@ -65,7 +65,6 @@ fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
     let dir = staging.path().to_str().unwrap().to_owned();
     // A sleep no other process runs, by its odd length.
     let marker = format!("sleep 40.{}", std::process::id());
-    let script = format!("true; {marker}");
     let sleeping = || {
         let want = format!("{}\0", marker.replace(' ', "\0"));
         std::fs::read_dir("/proc")
@@ -84,16 +83,22 @@ fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
     };
     let started = Instant::now();
     let run = {
-        let dir = dir.clone();
-        std::thread::spawn(move || warm_up_with(&dir, &[script.as_str()], Duration::from_secs(3)))
+        let (dir, marker) = (dir.clone(), marker.clone());
+        // A failing script first: the next one still runs.
+        // SAFETY: this test process's other threads take no lock the
+        // children need (see `warm_up_with`).
+        std::thread::spawn(move || unsafe {
+            warm_up_with(&dir, &["false", marker.as_str()], Duration::from_secs(3))
+        })
     };
     let mut seen = false;
     while !run.is_finished() && !seen {
         seen = sleeping();
         std::thread::sleep(Duration::from_millis(50));
     }
-    run.join().unwrap();
-    assert!(seen, "the script never ran");
+    // Stopped at its limit: not run to its end.
+    assert!(!run.join().unwrap());
+    assert!(seen, "the script after a failing one never ran");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(30),
@@ -108,11 +113,13 @@ fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
         assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0, "{}", p.display());
     }
 
-    // Scripts that finish end it at once; one that fails is logged and the
-    // rest still run.
+    // Scripts that finish end it at once, failing or not (a failure is
+    // only logged).
     let started = Instant::now();
-    warm_up_with(&dir, &["false", "true"], Duration::from_secs(60));
+    // SAFETY: as above.
+    assert!(unsafe { warm_up_with(&dir, &["false", "true"], Duration::from_secs(60)) });
     assert!(started.elapsed() < Duration::from_secs(30));
-    // A staging directory it cannot write: logged, and nothing else.
-    warm_up_with("/proc/version", &["true"], Duration::from_secs(5));
+    // A staging directory it cannot use: it fails, logged.
+    // SAFETY: as above.
+    assert!(!unsafe { warm_up_with("/proc/version", &["true"], Duration::from_secs(5)) });
 }

@@ -367,7 +367,6 @@ impl Sandbox {
     }
 }
 
-/// Stops `service`'s relays of `sandbox` now (blocking).
 /// The relay's hook, between fork and exec: into the sandbox's network
 /// namespace (`nsfd`), with the published port's listener (`lfd`) as
 /// descriptor 3, open across exec.
@@ -394,6 +393,7 @@ unsafe fn relay_hook(nsfd: RawFd, lfd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Stops `service`'s relays of `sandbox` now (blocking).
 pub(crate) fn stop_relays_for(sandbox: &Sandbox, service: &str) {
     stop_relays(&sandbox.net_dir(), Some(service));
 }

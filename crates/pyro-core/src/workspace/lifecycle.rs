@@ -567,11 +567,17 @@ impl Workspaces {
         let mut sandbox = match booted {
             Ok(s) => s,
             Err(e) => {
-                rec.state_reason = Some(
+                // A pristine workspace's disk is its baseline, made again
+                // at each start: nothing of it is lost.
+                rec.state_reason = Some(if replay {
+                    "a start failed (last_error says why); nothing had changed since the \
+                     baseline, which the next start makes again; start it again or reset it"
+                        .into()
+                } else {
                     "a start failed (last_error says why); the disk is kept; start it again or \
                      reset it"
-                        .into(),
-                );
+                        .into()
+                });
                 rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
                 record::save(&self.paths, &rec)?;
                 return Err(e);

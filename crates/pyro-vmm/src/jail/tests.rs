@@ -1,4 +1,4 @@
-use super::test_jail as jail;
+use self::test_jail as jail;
 use super::*;
 use std::os::unix::fs::PermissionsExt;
 
@@ -32,4 +32,15 @@ fn a_jail_directory_writable_by_others_is_refused() {
     std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o777)).unwrap();
     let e = open_file(&jail, "firecracker.log").unwrap_err();
     assert!(e.to_string().contains("writable by others"), "{e}");
+}
+
+/// A jail directory (`<tmp>/firecracker/vm`, with its `root`) as a launch
+/// leaves it, for tests.
+pub(crate) fn test_jail() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let jail = t.path().join("firecracker").join("vm");
+    std::fs::create_dir_all(jail.join("root")).unwrap();
+    std::fs::set_permissions(&jail, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (t, jail)
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::jail::test_jail as jail;
+use crate::jail::tests::test_jail as jail;
 
 #[test]
 fn a_snapshot_file_leaves_the_jail_read_only() {

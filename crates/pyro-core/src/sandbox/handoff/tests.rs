@@ -14,8 +14,9 @@ enum Init {
 }
 
 /// A sandbox whose vsock socket is served by a fake init playing `script`,
-/// one connection each, then closing its listener (connections refused).
-async fn fake_init(dir: &Path, script: Vec<Init>) -> Sandbox {
+/// one connection each, then closing its listener (connections refused);
+/// the fake's task, whose checks fail the test when it is awaited.
+async fn fake_init(dir: &Path, script: Vec<Init>) -> (Sandbox, tokio::task::JoinHandle<()>) {
     let (mut sandbox, _agent) = super::super::tests::fake_sandbox(dir);
     let vsock = dir.join("vsock.sock");
     sandbox.record.firecracker = Some(pyro_vmm::launch::VmPaths {
@@ -26,7 +27,7 @@ async fn fake_init(dir: &Path, script: Vec<Init>) -> Sandbox {
         jail_dir: None,
     });
     let listener = tokio::net::UnixListener::bind(&vsock).unwrap();
-    tokio::spawn(async move {
+    let fake = tokio::spawn(async move {
         for step in script {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
@@ -68,7 +69,7 @@ async fn fake_init(dir: &Path, script: Vec<Init>) -> Sandbox {
             }
         }
     });
-    sandbox
+    (sandbox, fake)
 }
 
 fn refreshed(reseeded: bool, us: u64) -> Init {
@@ -81,8 +82,10 @@ fn refreshed(reseeded: bool, us: u64) -> Init {
 
 async fn hand_off(script: Vec<Init>, within: Duration) -> Result<Option<u64>, CoreError> {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = fake_init(dir.path(), script).await;
-    sandbox.handoff("pyro-test", 0, within).await
+    let (sandbox, fake) = fake_init(dir.path(), script).await;
+    let got = sandbox.handoff("pyro-test", 0, within).await;
+    fake.await.expect("the fake init's checks");
+    got
 }
 
 /// A handoff is answered, retried past an init that is not ready or says

@@ -4,7 +4,7 @@ use super::*;
 /// copy for a pyro that is gone.
 #[test]
 fn a_copy_dies_with_pyro_and_never_starts_without_it() {
-    let tied = crate::tests::in_forked_child(None, || {
+    let tied = crate::tests::in_forked_child(|| {
         let mut sig: libc::c_int = 0;
         // SAFETY: reads this process's own parent-death signal.
         let read = |sig: &mut libc::c_int| unsafe {
@@ -14,7 +14,7 @@ fn a_copy_dies_with_pyro_and_never_starts_without_it() {
         dies_with(parent).is_ok() && read(&mut sig) == 0 && sig == libc::SIGKILL
     });
     assert!(tied);
-    let refused = crate::tests::in_forked_child(None, || {
+    let refused = crate::tests::in_forked_child(|| {
         dies_with(u32::MAX)
             .is_err_and(|e| e.to_string().contains("pyro exited before the copy began"))
     });

@@ -41,7 +41,7 @@ fn the_hook_leaves_its_process_bounded_and_unable_to_regain_privileges() {
     let fd = file.as_raw_fd();
     let root = nix::unistd::geteuid().is_root();
     let net_before = std::fs::read_link("/proc/self/ns/net").unwrap();
-    let kept = crate::tests::in_forked_child(Some(UNPRIVILEGED), || {
+    let kept = crate::tests::in_forked_child(|| {
         // SAFETY: a forked child of this test that ends right after.
         if unsafe { confine_here(fd, size) }.is_err() {
             return false;
@@ -80,7 +80,7 @@ fn the_hook_leaves_its_process_bounded_and_unable_to_regain_privileges() {
     });
     assert!(kept, "the confined process was not what the hook promises");
     // A descriptor that is not open: the hook fails, and says so.
-    let failed = crate::tests::in_forked_child(None, || {
+    let failed = crate::tests::in_forked_child(|| {
         // SAFETY: as above.
         unsafe { confine_here(-1, size) }.is_err()
     });
