@@ -222,7 +222,28 @@ fn a_file_the_host_cannot_read_is_refused_and_left_as_it_was() {
     let msg = stderr(&o);
     assert!(msg.contains(".claude.json"), "{msg}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), broken);
-    assert_eq!(u.files(), vec![file], "something was written beside it");
+    assert_eq!(
+        u.files(),
+        vec![file.clone()],
+        "something was written beside it"
+    );
+    // Nor one that is not UTF-8 text.
+    let binary = [0xffu8, 0xfe, b'{', b'}'];
+    std::fs::write(&file, binary).unwrap();
+    let o = u.host(&["connect", "claude-code"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("is not UTF-8 text"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), binary);
+    // Disconnecting from a file that is not there: nothing to do, said so.
+    std::fs::remove_file(&file).unwrap();
+    let o = u.host(&["disconnect", "claude-code"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        format!("{}{}", stdout(&o), stderr(&o)).contains("does not exist; nothing to remove"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
     // No HOME: the error names it, in JSON on stdout with --json.
     let o = u

@@ -260,6 +260,32 @@ fn push_then_pull_into_an_empty_cache_tamper_resume_and_auth() {
     ])
     .env("DOCKER_CONFIG", &docker);
     assert_eq!(json(ok(&cmd.output().unwrap()))["installed"], true);
+
+    // A container image is not a pyro environment: the pull says to import
+    // it instead, and installs nothing.
+    let (image, raw) = small_image(Layer::new());
+    let container = format!("{}/pyro/container:1", tr.addr);
+    image.push(&container, &raw);
+    let c4 = OwnCache::new(&shared);
+    let o = c4
+        .cmd(&home)
+        .args([
+            "env",
+            "pull",
+            "debian:12",
+            "--registry",
+            &container,
+            "--no-template",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("for a container image use `env import`"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 fn small_image(extra: Layer) -> (Image, Vec<Vec<u8>>) {

@@ -556,6 +556,17 @@ fn files_read_write_list_and_limits() {
             vec!["file", "write", &id, "/workspace", "--text", "x"],
             "cannot write over /workspace itself",
         ),
+        (
+            vec![
+                "file",
+                "write",
+                &id,
+                "deep/new/file.txt/below",
+                "--text",
+                "x",
+            ],
+            "is a file, so",
+        ),
     ] {
         let o = ws(&home, &args);
         assert!(!o.status.success(), "{args:?}");

@@ -32,3 +32,22 @@ fn a_redrawn_line_reads_as_its_last_state() {
         super::LINES_MAX - 1
     );
 }
+
+/// Tabs stop at every eighth column and never past the width; erasing to
+/// the start of a line, the whole line and below the cursor; moves left,
+/// right and up.
+#[test]
+fn tabs_erases_and_cursor_moves_land_where_a_terminal_puts_them() {
+    assert_eq!(render(b"a\tb", 80), "a       b");
+    assert_eq!(render(b"abc\tZ", 4), "abcZ");
+    // ESC[1K blanks up to the cursor; ESC[2K the whole line.
+    assert_eq!(render(b"abcdef\x1b[3G\x1b[1K", 80), "   def");
+    assert_eq!(render(b"abcdef\x1b[2Kx", 80), "      x");
+    // ESC[J (0): the rest of the line and every line below go.
+    assert_eq!(render(b"one\ntwo\nthree\x1b[2A\x1b[2G\x1b[J", 80), "o");
+    // Right, left, up.
+    assert_eq!(render(b"ab\x1b[3Cc", 80), "ab   c");
+    assert_eq!(render(b"abcd\x1b[2DX", 80), "abXd");
+    // (A line feed keeps the column, as on a raw terminal.)
+    assert_eq!(render(b"top\nbottom\x1b[1AT", 80), "top   T\nbottom");
+}

@@ -62,3 +62,33 @@ fn env_names_a_variable_per_secret() {
     let e = env_for(&s, &["OTHER".into()]).unwrap_err().to_string();
     assert!(e.contains("has TOKEN"), "{e}");
 }
+
+/// A store that does not parse, or of another layout, is damaged: the
+/// error names the file and what to do; nothing is guessed from it.
+#[test]
+fn a_damaged_store_is_refused_with_its_path() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store {
+        usable: resolve(&[spec("API_TOKEN", "a-long-value")]).unwrap(),
+        redact_only: Secrets::default(),
+    };
+    save(d.path(), &store).unwrap();
+    let file = d.path().join(SECRETS_FILE);
+    let good = std::fs::read_to_string(&file).unwrap();
+    for bad in [
+        "not json".to_owned(),
+        good.replacen(
+            &format!("\"layout_version\":{SECRETS_LAYOUT_VERSION}"),
+            "\"layout_version\":99",
+            1,
+        ),
+    ] {
+        assert_ne!(bad, good);
+        std::fs::write(&file, &bad).unwrap();
+        let e = load(d.path()).unwrap_err();
+        assert!(
+            matches!(&e, CoreError::State(m) if m.contains("is damaged") && m.contains(SECRETS_FILE)),
+            "{e}"
+        );
+    }
+}
