@@ -439,3 +439,63 @@ fn a_diff_says_what_it_leaves_out_and_where_it_cuts() {
     assert!(d["patch_bytes"].as_u64().unwrap() > 20, "{d}");
     ok(&ws(&home, &["delete", &id]));
 }
+
+/// A path that names a file is listed as that file; reads and writes are of
+/// regular files only, never below a file, and an empty patch is refused.
+#[test]
+fn files_that_are_not_regular_are_refused() {
+    let home = Home::new();
+    let id = create(&home, &[]);
+    ok(&ws(
+        &home,
+        &[
+            "exec",
+            &id,
+            "--",
+            "mkdir -p deep/new && echo x > deep/new/file.txt",
+        ],
+    ));
+    // Listing a file lists the file.
+    let one = json(ok(&ws(
+        &home,
+        &["file", "list", &id, "deep/new/file.txt", "--json"],
+    )));
+    assert_eq!(
+        (one["kind"].as_str(), one["total"].as_u64()),
+        (Some("file"), Some(1)),
+        "{one}"
+    );
+    // Only regular files are read or written over.
+    ok(&ws(&home, &["exec", &id, "--", "mkfifo pipe"]));
+    for (args, msg) in [
+        (vec!["file", "read", &id, "pipe"], "is not a regular file"),
+        (
+            vec!["file", "write", &id, "deep", "--text", "x"],
+            "exists and is not a regular file",
+        ),
+        (
+            vec!["file", "write", &id, "/workspace", "--text", "x"],
+            "cannot write over /workspace itself",
+        ),
+        (
+            vec![
+                "file",
+                "write",
+                &id,
+                "deep/new/file.txt/below",
+                "--text",
+                "x",
+            ],
+            "is a file, so",
+        ),
+        (
+            vec!["patch", "apply", &id, "--patch", ""],
+            "the patch is empty",
+        ),
+    ] {
+        let o = ws(&home, &args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+    ok(&ws(&home, &["delete", &id]));
+}
