@@ -70,3 +70,20 @@ fn text_without_markup_or_with_broken_markup_is_kept() {
         assert_eq!(render(t, FrontEnd::Mcp), t);
     }
 }
+
+/// Each front end's words for the shared phrases; an unknown key has none.
+#[test]
+fn phrases_are_worded_per_front_end() {
+    assert_eq!(
+        phrase("host_compat_fallback", FrontEnd::Neutral),
+        Some("the host-compat backend can run it instead")
+    );
+    assert!(
+        phrase("slow_boot", FrontEnd::Cli).is_some_and(|p| p.contains("--boot-timeout-seconds"))
+    );
+    for front in [FrontEnd::Mcp, FrontEnd::Neutral] {
+        let p = phrase("slow_boot", front).unwrap();
+        assert!(p.contains("tell the user") && !p.contains("--"), "{p}");
+    }
+    assert_eq!(phrase("no_such_phrase", FrontEnd::Cli), None);
+}

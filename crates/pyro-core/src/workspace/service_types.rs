@@ -296,3 +296,6 @@ pub struct ServiceLogsView {
     #[serde(skip_serializing_if = "crate::workspace::is_zero")]
     pub redactions: u64,
 }
+
+#[cfg(test)]
+mod tests;
