@@ -62,3 +62,15 @@ fn each_limit_says_what_to_do() {
             .contains("512 processes")
     );
 }
+
+/// A guest that does not answer in time: its side is unknown, and said so.
+#[test]
+fn a_silent_guest_is_named_as_unknown() {
+    let all: Vec<String> = ["memory", "pids", "cpu"].map(String::from).to_vec();
+    let p = host_side_of(BackendKind::Firecracker, true, &all, 1, 512).guest_silent();
+    assert_eq!(p.guest, None);
+    assert_eq!(
+        p.missing,
+        ["the guest's limits and disk space are unknown: it did not answer in 3 s"]
+    );
+}
