@@ -364,4 +364,4 @@ pub fn now_unix() -> f64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

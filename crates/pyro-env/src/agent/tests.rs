@@ -36,17 +36,6 @@ fn the_first_static_candidate_is_taken_and_refusals_are_named() {
         found.sha256,
         sha256_file(Path::new("/sbin/ldconfig")).unwrap()
     );
-    // Without the variable: beside the running program, then the
-    // static build of a checkout.
-    if std::env::var_os(AGENT_ENV).is_none() {
-        let c = candidates();
-        let exe = std::env::current_exe().unwrap();
-        assert_eq!(c[0], exe.parent().unwrap().join("pyro-agent"));
-        assert!(
-            c[1].ends_with("x86_64-unknown-linux-gnu/release/pyro-agent"),
-            "{c:?}"
-        );
-    }
 }
 
 /// Without `PYRO_AGENT_BIN` (or with it empty) the agent is looked for
@@ -58,13 +47,7 @@ fn without_the_variable_the_agent_is_looked_for_beside_the_program() {
     const NAME: &str =
         "agent::tests::without_the_variable_the_agent_is_looked_for_beside_the_program";
     if std::env::var_os(AGENT_ENV).is_some_and(|v| !v.is_empty()) {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture"])
-            .env(AGENT_ENV, "")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && said.contains("1 passed"), "{said}");
+        crate::tests::rerun_with_env(NAME, &[(AGENT_ENV, "".as_ref())]);
         return;
     }
     let exe = std::env::current_exe().unwrap();

@@ -210,20 +210,15 @@ fn a_cold_pull_builds_the_tree_and_the_next_one_does_nothing() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--nocapture"])
-        .env("COLD_PULL_TEST_DIR", tmp.path())
-        .env("PATH", path)
-        // Firecracker given by the caller: nothing to install.
-        .env(pyro_vmm::binaries::FIRECRACKER_ENV, "/bin/true")
-        .env(pyro_vmm::binaries::JAILER_ENV, "/bin/true")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("1 passed"),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
+    // Firecracker given by the caller: nothing to install.
+    crate::tests::rerun_with_env(
+        NAME,
+        &[
+            ("COLD_PULL_TEST_DIR", tmp.path().as_os_str()),
+            ("PATH", path.as_ref()),
+            (pyro_vmm::binaries::FIRECRACKER_ENV, "/bin/true".as_ref()),
+            (pyro_vmm::binaries::JAILER_ENV, "/bin/true".as_ref()),
+        ],
     );
 }
 

@@ -1,11 +1,5 @@
+use super::super::overlay::tests::p as names;
 use super::*;
-
-fn names(p: &str) -> Vec<Vec<u8>> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.as_bytes().to_vec())
-        .collect()
-}
 
 /// A host directory as a layer: what is there by kind (a FIFO is special,
 /// a 0/0 character device a whiteout), never through a link on the way,

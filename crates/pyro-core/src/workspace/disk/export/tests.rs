@@ -1,12 +1,6 @@
 use super::super::overlay::tests::MemLayer;
+use super::super::overlay::tests::p as names;
 use super::*;
-
-fn names(p: &str) -> Vec<Vec<u8>> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.as_bytes().to_vec())
-        .collect()
-}
 
 fn tar_of(m: &Merged<'_>, path: &str, max: u64) -> Result<(Counts, Vec<u8>), CoreError> {
     let p = names(path);

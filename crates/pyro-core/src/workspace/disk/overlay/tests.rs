@@ -7,7 +7,8 @@ pub(crate) struct MemLayer {
     pub data: BTreeMap<Vec<Vec<u8>>, Vec<u8>>,
 }
 
-fn p(s: &str) -> Vec<Vec<u8>> {
+/// A guest path as the names from `/` (shared by the disk modules' tests).
+pub(crate) fn p(s: &str) -> Vec<Vec<u8>> {
     s.split('/')
         .filter(|c| !c.is_empty())
         .map(|c| c.as_bytes().to_vec())
