@@ -354,7 +354,11 @@ const DNS_LOG_PER_SECOND: u64 = 20;
 
 impl State {
     fn deny_name(&self, name: &str) {
-        let second = now() as u64;
+        self.deny_name_at(name, now() as u64);
+    }
+
+    /// [`State::deny_name`] for a refusal in `second` (of the epoch).
+    fn deny_name_at(&self, name: &str, second: u64) {
         let summary = {
             let mut d = lock(&self.dns_denials);
             if d.2 != second {
@@ -431,8 +435,7 @@ async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
         if state.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return Some(dns::reply_with(msg, &q, Rcode::ServFail));
         }
-        let total: usize = allowed.len();
-        if total + addrs.len() > MAX_LEARNED {
+        if !room_for(&allowed, &addrs) {
             tracing::warn!("{MAX_LEARNED} resolved addresses are in the policy already");
             return Some(dns::reply_with(msg, &q, Rcode::ServFail));
         }
@@ -452,6 +455,13 @@ async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(dns::answer(msg, &q, &addrs, CACHE_TTL.as_secs() as u32))
+}
+
+/// Whether the `dns_allow` set may take `addrs`: those not in it yet must
+/// fit under [`MAX_LEARNED`] (addresses already there cost nothing).
+fn room_for(allowed: &HashMap<Ipv4Addr, Option<BTreeSet<u16>>>, addrs: &[Ipv4Addr]) -> bool {
+    let new = addrs.iter().filter(|a| !allowed.contains_key(a)).count();
+    allowed.len() + new <= MAX_LEARNED
 }
 
 async fn lookup(state: &Arc<State>, name: &str) -> Result<Vec<Ipv4Addr>, Rcode> {

@@ -179,16 +179,43 @@ async fn allowlisted_answers_are_let_in_first_or_refused() {
     answer(&st, &q).await.unwrap();
     assert_eq!(lock(&st.learned)["api.example"].len(), 1);
 
-    // A full set refuses more.
+    // A full set still answers for addresses already in it ...
     {
         let mut allowed = st.allowed.lock().await;
-        for i in 0..MAX_LEARNED as u32 {
+        for i in 0..MAX_LEARNED as u32 - 1 {
             allowed.insert(Ipv4Addr::from(0x0A00_0000 + i), None);
         }
+        assert_eq!(allowed.len(), MAX_LEARNED);
     }
+    let r = answer(&st, &q).await.unwrap();
+    assert_eq!(addresses(&r), vec![addr]);
+    // ... and refuses new ones.
     seed(&st, "api.example", Ok(vec![Ipv4Addr::new(192, 0, 2, 10)]));
     let r = answer(&st, &q).await.unwrap();
     assert_eq!(rcode_and_count(&r).0, Rcode::ServFail as u16);
+    assert_eq!(st.allowed.lock().await.len(), MAX_LEARNED);
+}
+
+/// The set's cap counts only the addresses an answer would add.
+#[test]
+fn the_cap_counts_only_new_addresses() {
+    let a = |i: u32| Ipv4Addr::from(0x0A00_0000 + i);
+    let mut allowed: HashMap<Ipv4Addr, Option<BTreeSet<u16>>> = HashMap::new();
+    for i in 0..MAX_LEARNED as u32 - 2 {
+        allowed.insert(a(i), None);
+    }
+    assert!(room_for(
+        &allowed,
+        &[a(0), a(1), a(1_000_000), a(1_000_001)]
+    ));
+    assert!(!room_for(
+        &allowed,
+        &[a(1_000_000), a(1_000_001), a(1_000_002)]
+    ));
+    allowed.insert(a(1_000_000), Some(BTreeSet::from([443])));
+    allowed.insert(a(1_000_001), None);
+    assert!(room_for(&allowed, &[a(0), a(1_000_000), a(1_000_001)]));
+    assert!(!room_for(&allowed, &[a(1_000_002)]));
 }
 
 /// Within one second at most 20 refused names are logged one by one; the
@@ -197,19 +224,16 @@ async fn allowlisted_answers_are_let_in_first_or_refused() {
 fn refused_names_are_logged_at_a_bounded_rate_and_the_rest_counted() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path(), Policy::off());
-    let second = now() as u64;
+    let second = 1_800_000_000;
     for i in 0..25 {
-        // Pinned to this second, however long the loop takes.
-        lock(&st.dns_denials).2 = second;
-        st.deny_name(&format!("n{i}.example"));
+        st.deny_name_at(&format!("n{i}.example"), second);
     }
     let (logged, total) = crate::denials::read_recent(dir.path(), 100);
     assert_eq!(total, DNS_LOG_PER_SECOND);
     assert!(logged.iter().all(|d| d.unlogged.is_none()));
     assert_eq!(lock(&st.dns_denials).0, 5);
     // The next second: the summary, then the name.
-    lock(&st.dns_denials).2 = second - 1;
-    st.deny_name("late.example");
+    st.deny_name_at("late.example", second + 1);
     let (logged, _) = crate::denials::read_recent(dir.path(), 2);
     assert_eq!(logged[0].unlogged, Some(5));
     assert_eq!(logged[0].name, None);
@@ -329,7 +353,16 @@ async fn both_transports_answer_and_shed_load() {
     // Let the server take them all before the one over the limit.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut over = tokio::net::TcpStream::connect(at).await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), over.read_to_end(&mut rest));
+    // Closed at once: well before the 10 s an idle connection is given.
+    let closed = tokio::time::timeout(Duration::from_secs(2), over.read_to_end(&mut rest));
     assert_eq!(closed.await.unwrap().unwrap(), 0);
+    // The last connection within the limit is served.
+    let last = held.last_mut().unwrap();
+    last.write_u16(q.len() as u16).await.unwrap();
+    last.write_all(&q).await.unwrap();
+    let len = tokio::time::timeout(Duration::from_secs(10), last.read_u16());
+    let mut reply = vec![0u8; usize::from(len.await.unwrap().unwrap())];
+    last.read_exact(&mut reply).await.unwrap();
+    assert_eq!(rcode_and_count(&reply), (0, 1));
     tcp.abort();
 }
