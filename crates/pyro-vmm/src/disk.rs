@@ -58,12 +58,21 @@ pub enum CopyMode {
     Sparse,
 }
 
-/// Copies `src` to a new file `dst`: a reflink where the filesystem can,
-/// otherwise only the data extents (SEEK_DATA/SEEK_HOLE + copy_file_range).
+/// Copies `src` to file `dst` (made, or emptied; a symlink there is
+/// refused, never followed): a reflink where the filesystem can, otherwise
+/// only the data extents (SEEK_DATA/SEEK_HOLE + copy_file_range). A source
+/// whose size changes during the copy is an error.
 pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let ctx = |what: &str| format!("{what} ({} -> {})", src.display(), dst.display());
     let s = File::open(src).map_err(|e| VmmError::io(ctx("opening the source"), e))?;
-    let d = File::create(dst).map_err(|e| VmmError::io(ctx("creating the copy"), e))?;
+    let d = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+        .map_err(|e| VmmError::io(ctx("creating the copy"), e))?;
     // SAFETY: both descriptors are open files owned by this function.
     if unsafe { libc::ioctl(d.as_raw_fd(), libc::FICLONE, s.as_raw_fd()) } == 0 {
         return Ok(CopyMode::Reflink);
@@ -97,6 +106,20 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> Result<CopyMode, VmmError> {
         }
         copy_segment(&s, &d, data, hole).map_err(|e| VmmError::io(ctx("copying"), e))?;
         off = hole;
+    }
+    // A source cut short meanwhile ends the loop early (no data after the
+    // new end): the copy would look whole with zeros where data was.
+    let now = s
+        .metadata()
+        .map_err(|e| VmmError::io(ctx("stat"), e))?
+        .len();
+    if now != len {
+        return Err(VmmError::io(
+            ctx("copying"),
+            std::io::Error::other(format!(
+                "the source changed size during the copy ({len} -> {now} bytes); copy it again"
+            )),
+        ));
     }
     d.sync_all()
         .map_err(|e| VmmError::io(ctx("flushing the copy"), e))?;

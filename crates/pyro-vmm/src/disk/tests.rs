@@ -50,11 +50,37 @@ fn a_source_that_ends_early_is_an_error_not_a_short_copy() {
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     let err = copy_range(&s, &d, 1024, 8192).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
-    // A whole range copies byte for byte by either way.
-    let d = File::options().write(true).open(&dst).unwrap();
-    copy_range(&s, &d, 0, 4096).unwrap();
-    copy_segment(&s, &d, 0, 4096).unwrap();
+    // A whole range copies byte for byte by either way, each into a
+    // fresh empty file.
+    let by_range = File::create(&dst).unwrap();
+    copy_range(&s, &by_range, 0, 4096).unwrap();
     assert_eq!(std::fs::read(&dst).unwrap(), vec![9u8; 4096]);
+    let by_segment = File::create(&dst).unwrap();
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 0);
+    copy_segment(&s, &by_segment, 0, 4096).unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), vec![9u8; 4096]);
+}
+
+/// A symlink where the copy goes is refused, and what it points at is
+/// left as it was; a regular file there is replaced whole.
+#[test]
+fn sparse_copy_never_follows_a_link_at_its_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, victim) = (
+        dir.path().join("src"),
+        dir.path().join("dst"),
+        dir.path().join("victim"),
+    );
+    std::fs::write(&src, [5u8; 10_000]).unwrap();
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, &dst).unwrap();
+    let err = sparse_copy(&src, &dst).unwrap_err();
+    assert!(err.to_string().contains("creating the copy"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    std::fs::remove_file(&dst).unwrap();
+    std::fs::write(&dst, vec![1u8; 50_000]).unwrap();
+    sparse_copy(&src, &dst).unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), vec![5u8; 10_000]);
 }
 
 #[test]
