@@ -258,9 +258,11 @@ fn plan(
             None => (base_ref.mode, base_ref.symlink),
         };
         // A file the patch names but leaves as it was (a header without
-        // hunks, or hunks that change nothing) is not reported as changed.
+        // hunks, or hunks that change nothing) is not reported as changed;
+        // one written under another name is a change.
         if status == "modified"
             && base.is_some()
+            && from.as_deref() == Some(to.as_path())
             && content == base_ref.content
             && (mode, symlink) == (base_ref.mode, base_ref.symlink)
         {

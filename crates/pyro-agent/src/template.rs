@@ -68,9 +68,10 @@ pub fn warm_up(staging: &str) {
 /// # Safety
 /// The caller must be single-threaded, or else sure that no other thread
 /// holds a lock the children take: they allocate, read the environment
-/// and, in a coverage build, open a file. (Its test forks from a test
-/// process whose other threads hold none: glibc's allocator and stdio
-/// survive a fork.)
+/// and, in a coverage build, open a file; their log lines take Rust's
+/// stderr lock. (Its test forks from a test process that runs only that
+/// test, as nextest runs each: its other threads hold none of these, and
+/// glibc's allocator survives a fork.)
 unsafe fn warm_up_with(staging: &str, scripts: &[&str], limit: Duration) -> bool {
     // SAFETY: as the caller promises.
     match unsafe { fork_running(&|| warm_keeper(staging, scripts, limit)) } {

@@ -316,4 +316,25 @@ fn empty_patches_and_files_over_directories_are_refused() {
     .unwrap_err();
     assert!(e.message.contains("dir"), "{}", e.message);
     assert_eq!(listing(d.path()), before);
+    // Written over a directory under another name: refused before
+    // anything moves.
+    let e = apply(
+        d.path(),
+        "--- a/a.txt\n+++ b/dir\n@@ -1 +1 @@\n-one\n+two\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "dir is a directory in the workspace; the patch cannot write a file there"
+    );
+    assert_eq!(listing(d.path()), before);
+    // Hunks that change nothing, under another name: the new name gets
+    // the content, the old one stays.
+    apply(
+        d.path(),
+        "--- a/a.txt\n+++ b/b.txt\n@@ -1 +1 @@\n-one\n+one\n",
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(d.path().join("b.txt")).unwrap(), b"one\n");
+    assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"one\n");
 }

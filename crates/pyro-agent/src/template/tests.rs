@@ -61,6 +61,13 @@ fn frames_round_trip_and_oversized_ones_are_refused() {
 /// never change. Needs root (the suite runs as root).
 #[test]
 fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
+    // Forked children of a process running other tests could find a lock
+    // held forever (see `warm_up_with`).
+    assert_eq!(
+        std::env::var("NEXTEST").as_deref(),
+        Ok("1"),
+        "this test forks: run it with cargo nextest (make test), which gives each test a process"
+    );
     let staging = tempfile::tempdir().unwrap();
     let dir = staging.path().to_str().unwrap().to_owned();
     // A sleep no other process runs, by its odd length.
@@ -85,8 +92,9 @@ fn the_warm_up_runs_in_a_throwaway_namespace_and_ends_at_its_limit() {
     let run = {
         let (dir, marker) = (dir.clone(), marker.clone());
         // A failing script first: the next one still runs.
-        // SAFETY: this test process's other threads take no lock the
-        // children need (see `warm_up_with`).
+        // SAFETY: this test process runs this test alone (nextest runs
+        // each test in a process of its own), so its other threads take
+        // no lock the children need (see `warm_up_with`).
         std::thread::spawn(move || unsafe {
             warm_up_with(&dir, &["false", marker.as_str()], Duration::from_secs(3))
         })
