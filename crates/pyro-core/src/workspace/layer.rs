@@ -25,12 +25,13 @@ pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), CoreError> {
 }
 
 /// [`copy_tree`]'s hook: a killed pyro (`parent`) takes its copy with it,
-/// so the next command's sweep never races a copy still writing. An error
-/// when `parent` is gone already.
+/// so the next command's sweep never races a copy still writing. `ESRCH`
+/// when `parent` is gone already (an error built without allocating: this
+/// runs between fork and exec, and `spawn` passes on only its errno).
 fn dies_with(parent: u32) -> std::io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     if nix::unistd::getppid().as_raw() as u32 != parent {
-        return Err(std::io::Error::other("pyro exited before the copy began"));
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
 }

@@ -579,7 +579,11 @@ impl Workspaces {
                         .into()
                 });
                 rec.last_error = Some(e.message(crate::hint::FrontEnd::Neutral));
-                record::save(&self.paths, &rec)?;
+                // The boot's error is the one to report, even if the record
+                // cannot take its reason.
+                if let Err(save) = record::save(&self.paths, &rec) {
+                    tracing::warn!("saving the failed start's reason: {save}");
+                }
                 return Err(e);
             }
         };

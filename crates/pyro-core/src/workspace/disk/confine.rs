@@ -64,9 +64,10 @@ pub(super) fn confine(cmd: &mut Command, image: &std::fs::File) -> std::ffi::OsS
 /// privilege can be gained again.
 ///
 /// # Safety
-/// Only in a process about to exec (or to end): it changes it for good. It
-/// makes only system calls and allocates nothing, so it is safe between
-/// fork and exec.
+/// Only in a process about to exec (or to end): it changes it for good;
+/// `fd` is borrowed and must stay open until the exec. It makes only
+/// system calls and allocates nothing, so it is safe between fork and
+/// exec.
 unsafe fn confine_here(fd: RawFd, size: u64) -> std::io::Result<()> {
     // SAFETY: plain system calls on values this function owns.
     unsafe {
