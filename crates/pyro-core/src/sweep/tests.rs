@@ -137,3 +137,43 @@ fn only_the_served_socket_makes_a_process_ours() {
     let tail = b"tail\0-f\0/s/vms/abc/console.log\0";
     assert_eq!(served_socket_id(tail, vms), None);
 }
+
+/// A process still serving a socket of a sandbox that no longer exists
+/// (no record, no directory) is killed, and the report says so.
+#[test]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the sweep kills and reaps the child"
+)]
+fn a_process_left_serving_a_removed_sandbox_is_killed() {
+    let (_t, p) = paths();
+    std::fs::create_dir_all(p.vms_dir()).unwrap();
+    let socket = p.vms_dir().join("gone").join("agent.sock");
+    // A shell blocked in a builtin: its own command line names the socket.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "read x", "sh", "--socket"])
+        .arg(&socket)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !our_processes(&p).contains(&(pid, "gone".to_owned())) {
+        assert!(std::time::Instant::now() < deadline, "the shell never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = sweep(&p);
+    assert!(
+        report.removed.contains(&format!(
+            "Killed process {pid}, which was still running for the removed sandbox gone"
+        )),
+        "{report:?}"
+    );
+    // Killed and reaped by the sweep.
+    assert!(ProcessId::of(pid).is_none_or(|p| !p.is_alive()));
+    assert!(
+        child
+            .try_wait()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ECHILD))
+    );
+}

@@ -87,3 +87,21 @@ fn tree_swaps_survive_interruption() {
     recover_swap(&target);
     assert!(target.join("b").exists());
 }
+
+/// An export may take half of what is free beyond the reserve, at most
+/// its cap; a directory that cannot be checked is an error that names it.
+#[test]
+fn an_export_budget_is_bounded_by_free_space_and_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+    let free = st.blocks_available() * st.fragment_size();
+    let budget = super::export::export_budget(dir.path()).unwrap();
+    assert!(budget <= super::export::EXPORT_MAX_BYTES);
+    assert!(budget <= free.saturating_sub(super::export::EXPORT_RESERVE_BYTES) / 2);
+    let missing = dir.path().join("missing");
+    let e = super::export::export_budget(&missing).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Io { context, .. } if context.contains("missing")),
+        "{e:?}"
+    );
+}

@@ -62,3 +62,122 @@ fn the_relay_hook_enters_the_namespace_with_the_listener_as_descriptor_3() {
     // SAFETY: the duplicate made above.
     unsafe { libc::close(lfd) };
 }
+
+/// The fake sandbox with `network` in its record.
+fn with_network(dir: &Path, network: Option<NetRecord>) -> Sandbox {
+    let (mut sandbox, _listener) = crate::sandbox::tests::fake_sandbox(dir);
+    sandbox.record.network = network;
+    sandbox.record.save(&sandbox.paths).unwrap();
+    sandbox
+}
+
+/// Network calls on a sandbox without a network, or whose network was
+/// never made, are refused as invalid; starting its daemon has nothing to
+/// do.
+#[tokio::test]
+async fn a_sandbox_without_a_network_refuses_network_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut none = with_network(dir.path(), None);
+    let policy = Policy::off();
+    let e = none.set_network_policy(&policy).await.unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Invalid(m) if m.contains("has no network")),
+        "{e}"
+    );
+    let e = none.publish_port("web", 0, 8080).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Invalid(m) if m.contains("has no network")),
+        "{e}"
+    );
+    none.start_network_daemon(&policy).await.unwrap();
+    // Nothing to stop either.
+    stop_relays_for(&none, "web");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut unmade = with_network(
+        dir.path(),
+        Some(NetRecord {
+            plumbing: None,
+            daemon: None,
+            log_dir: dir.path().join("log"),
+        }),
+    );
+    let e = unmade.set_network_policy(&policy).await.unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Invalid(m) if m.contains("never set up")),
+        "{e}"
+    );
+    unmade.start_network_daemon(&policy).await.unwrap();
+    assert!(
+        !unmade
+            .net_dir()
+            .join(pyro_net::daemon::CONFIG_FILE)
+            .exists()
+    );
+}
+
+/// A policy whose rules cannot be applied (here: the namespace is gone)
+/// is an error, and the daemon's configuration file keeps the policy still
+/// in force.
+#[tokio::test]
+async fn a_policy_that_cannot_be_applied_leaves_the_old_one_on_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plumbing = Plumbing {
+        id: "fakeagent0001".into(),
+        netns: "pyro-test-no-such-namespace".into(),
+        host_link: "pyro-test-none".into(),
+        host_addr: std::net::Ipv4Addr::new(10, 255, 255, 1),
+        ns_addr: std::net::Ipv4Addr::new(10, 255, 255, 2),
+        host_table: "pyro_test_none".into(),
+    };
+    let mut sandbox = with_network(
+        dir.path(),
+        Some(NetRecord {
+            plumbing: Some(plumbing.clone()),
+            daemon: None,
+            log_dir: dir.path().join("log"),
+        }),
+    );
+    let net_dir = sandbox.net_dir();
+    std::fs::create_dir_all(&net_dir).unwrap();
+    let old = pyro_net::daemon::Config {
+        version: pyro_net::daemon::CONFIG_VERSION,
+        netns: plumbing.netns.clone(),
+        policy: Policy::off(),
+        vm: None,
+        log_dir: dir.path().join("log"),
+        generation: 1,
+    };
+    old.save(&net_dir).unwrap();
+    let before = std::fs::read(net_dir.join(pyro_net::daemon::CONFIG_FILE)).unwrap();
+    let new = Policy::parse(pyro_net::policy::Mode::Egress, &["api.example".into()], &[]).unwrap();
+    let e = sandbox.set_network_policy(&new).await.unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Io { context, .. } if context.contains("guest network")),
+        "{e:?}"
+    );
+    assert_eq!(
+        std::fs::read(net_dir.join(pyro_net::daemon::CONFIG_FILE)).unwrap(),
+        before
+    );
+}
+
+/// The network crate's errors become the core's: a host that cannot
+/// network guests is its own kind, with the crate's reason and fix; any
+/// other failure is an I/O error that names the set-up.
+#[test]
+fn network_errors_keep_their_kind() {
+    let e = net_error(pyro_net::NetError::Unsupported("no /dev/net/tun".into()));
+    assert!(
+        matches!(&e, CoreError::NetworkUnavailable(m) if m == "no /dev/net/tun"),
+        "{e}"
+    );
+    let e = net_error(pyro_net::NetError::Command {
+        what: "nft".into(),
+        detail: "failed".into(),
+    });
+    assert!(
+        matches!(&e, CoreError::Io { context, .. } if context == "setting up the guest network"),
+        "{e:?}"
+    );
+}

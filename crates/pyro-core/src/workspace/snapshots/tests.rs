@@ -31,3 +31,20 @@ fn disk_usage_counts_written_blocks_only() {
     let used = disk_usage(d.path());
     assert!((1 << 20..4 << 20).contains(&used), "{used}");
 }
+
+/// Work that would leave the filesystem without its reserve is refused
+/// up front, saying how much it needs and has; a directory that cannot be
+/// checked is an error too, never taken as room.
+#[test]
+fn work_without_room_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    ensure_room(1 << 20, dir.path(), "a snapshot").unwrap();
+    let e = ensure_room(u64::MAX / 2, dir.path(), "a snapshot").unwrap_err();
+    assert!(
+        matches!(&e, CoreError::TooLarge(m) if m.starts_with("a snapshot needs about")
+            && m.contains("MiB free")),
+        "{e}"
+    );
+    let e = ensure_room(1, &dir.path().join("missing"), "a snapshot").unwrap_err();
+    assert!(matches!(&e, CoreError::Io { .. }), "{e:?}");
+}
