@@ -374,7 +374,8 @@ fn the_log_says_what_it_could_not_keep() {
     let home = Home::new();
     let id = create(&home, &[]);
     // 3 MiB in the background, unread until it ended: the guest holds 2 MiB
-    // of it.
+    // of it. (It starts after a pause, so the detaching call never sees it
+    // end: that call would read it, and take it out of the background.)
     let v = json(ok(&ws(
         &home,
         &[
@@ -383,9 +384,10 @@ fn the_log_says_what_it_could_not_keep() {
             "--detach",
             "--json",
             "--",
-            "head -c 3145728 /dev/zero; touch /tmp/finished",
+            "sleep 2; head -c 3145728 /dev/zero; touch /tmp/finished",
         ],
     )));
+    assert_eq!(v["state"], "running", "{v}");
     let seq = v["sequence"].to_string();
     // Ended (its marker is there) before anything read it.
     let deadline = Instant::now() + Duration::from_secs(30);
