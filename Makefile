@@ -29,8 +29,8 @@ COV_DIR := $(CURDIR)/target/cov
 PYRO_COV := $(COV_DIR)/debug/pyro
 SMOKE_COV := $(COV_DIR)/debug/examples/smoke
 COV_AGENT := target/cov-agent/$(AGENT_TARGET)/release/pyro-agent
-# The floor measured so far; the aim is 90.
-COVERAGE_MIN ?= 89.5
+# Percent of lines the gate asks for.
+COVERAGE_MIN ?= 90
 COV_ENV := CARGO_TARGET_DIR=$(COV_DIR) CARGO_INCREMENTAL=0 RUSTFLAGS="-C instrument-coverage --cfg pyro_coverage" \
 	LLVM_PROFILE_FILE="$(COV_DIR)/prof/%4m.profraw" \
 	PYRO_AGENT_PROFILE="$(COV_DIR)/prof/agent-%p%c.profraw" PYRO_AGENT_BIN=$(CURDIR)/$(COV_AGENT)
