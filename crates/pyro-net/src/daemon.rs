@@ -427,34 +427,63 @@ async fn answer(state: &Arc<State>, msg: &[u8]) -> Option<Vec<u8>> {
         Ok(a) => a,
         Err(rcode) => return Some(dns::reply_with(msg, &q, rcode)),
     };
-    if policy.restricted() {
-        let netns = lock(&state.config).netns.clone();
-        let mut allowed = state.allowed.lock().await;
-        // A reload since the policy was read: this answer is for a policy
-        // no longer in force.
-        if state.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
-            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
-        }
-        if !room_for(&allowed, &addrs) {
-            tracing::warn!("{MAX_LEARNED} resolved addresses are in the policy already");
-            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
-        }
-        if add_allowed(&mut allowed, &netns, &addrs, ports.as_deref())
+    if policy.restricted()
+        && let_in(state, generation, &q.name, &addrs, ports.as_deref())
             .await
             .is_err()
-        {
-            return Some(dns::reply_with(msg, &q, Rcode::ServFail));
-        }
-        drop(allowed);
-        let mut l = lock(&state.learned);
-        let e = l.entry(q.name.clone()).or_default();
-        for a in &addrs {
-            if !e.contains(a) {
-                e.push(*a);
-            }
-        }
+    {
+        return Some(dns::reply_with(msg, &q, Rcode::ServFail));
     }
     Some(dns::answer(msg, &q, &addrs, CACHE_TTL.as_secs() as u32))
+}
+
+/// Why an answer's addresses were not let into the `dns_allow` set (the
+/// guest gets SERVFAIL).
+#[derive(Debug, PartialEq, Eq)]
+enum NotLetIn {
+    /// The policy was reloaded since the answer was asked for.
+    Stale,
+    /// The set holds [`MAX_LEARNED`] addresses, or would with these.
+    Full,
+    /// `nft` could not change the set.
+    Nft,
+}
+
+/// Lets `name`'s `addrs` into the `dns_allow` set on `ports` (`None`:
+/// every port) for the policy of `generation`, and remembers them as
+/// learned for `name`.
+async fn let_in(
+    state: &Arc<State>,
+    generation: u64,
+    name: &str,
+    addrs: &[Ipv4Addr],
+    ports: Option<&[u16]>,
+) -> Result<(), NotLetIn> {
+    let netns = lock(&state.config).netns.clone();
+    let mut allowed = state.allowed.lock().await;
+    // A reload since the policy was read: this answer is for a policy no
+    // longer in force.
+    if state.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+        return Err(NotLetIn::Stale);
+    }
+    if !room_for(&allowed, addrs) {
+        tracing::warn!(
+            "the resolved addresses let into the policy are at their cap ({MAX_LEARNED})"
+        );
+        return Err(NotLetIn::Full);
+    }
+    add_allowed(&mut allowed, &netns, addrs, ports)
+        .await
+        .map_err(|()| NotLetIn::Nft)?;
+    drop(allowed);
+    let mut l = lock(&state.learned);
+    let e = l.entry(name.to_owned()).or_default();
+    for a in addrs {
+        if !e.contains(a) {
+            e.push(*a);
+        }
+    }
+    Ok(())
 }
 
 /// Whether the `dns_allow` set may take `addrs`: those not in it yet must

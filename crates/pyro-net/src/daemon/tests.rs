@@ -196,6 +196,39 @@ async fn allowlisted_answers_are_let_in_first_or_refused() {
     assert_eq!(st.allowed.lock().await.len(), MAX_LEARNED);
 }
 
+/// Why addresses are not let in, each named: a policy reloaded since the
+/// question, a set at its cap (before `nft` is asked), `nft` failing.
+#[tokio::test]
+async fn addresses_not_let_in_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path(), egress(&["api.example"]));
+    let (known, new) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    st.allowed.lock().await.insert(known, None);
+    assert_eq!(let_in(&st, 0, "api.example", &[known], None).await, Ok(()));
+    assert_eq!(lock(&st.learned)["api.example"], vec![known]);
+    assert_eq!(
+        let_in(&st, 0, "api.example", &[new], None).await,
+        Err(NotLetIn::Nft)
+    );
+    st.generation.store(1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        let_in(&st, 0, "api.example", &[known], None).await,
+        Err(NotLetIn::Stale)
+    );
+    {
+        let mut allowed = st.allowed.lock().await;
+        for i in 0..MAX_LEARNED as u32 - 1 {
+            allowed.insert(Ipv4Addr::from(0x0A00_0000 + i), None);
+        }
+    }
+    assert_eq!(
+        let_in(&st, 1, "api.example", &[new], None).await,
+        Err(NotLetIn::Full)
+    );
+    assert_eq!(let_in(&st, 1, "api.example", &[known], None).await, Ok(()));
+    assert_eq!(lock(&st.learned)["api.example"], vec![known]);
+}
+
 /// The set's cap counts only the addresses an answer would add.
 #[test]
 fn the_cap_counts_only_new_addresses() {
@@ -341,9 +374,11 @@ async fn both_transports_answer_and_shed_load() {
         conn.read_exact(&mut reply).await.unwrap();
         assert_eq!(rcode_and_count(&reply), (0, 1));
     }
-    conn.write_u16(0).await.unwrap();
+    // A length over the largest message: closed at once (not read as a
+    // message, not left to the 10 s an idle connection is given).
+    conn.write_u16(dns::MAX_MESSAGE as u16 + 1).await.unwrap();
     let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest));
+    let closed = tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut rest));
     assert_eq!(closed.await.unwrap().unwrap(), 0);
 
     let mut held = Vec::new();
