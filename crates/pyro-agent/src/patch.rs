@@ -183,6 +183,20 @@ fn plan(
                 (Some(path_of(from, strip)?), path_of(to, strip)?, "copied")
             }
         };
+        // A plain diff's two names are one file: different names would
+        // leave the tool's intent (patch the old name? write the new one?)
+        // to a guess. git's rename and copy headers say it.
+        if status == "modified"
+            && let Some(f) = from.as_ref().filter(|f| **f != to)
+        {
+            return Err(rejected(format!(
+                "the patch's --- and +++ lines name different files ({} and {}); name the same \
+                 file in both, or make the patch with git diff, whose rename header says a file \
+                 moves",
+                f.display(),
+                to.display()
+            )));
+        }
         // Each path may be touched once: the target, and a rename's source.
         let mut paths = vec![to.clone()];
         if status == "renamed"
@@ -258,11 +272,9 @@ fn plan(
             None => (base_ref.mode, base_ref.symlink),
         };
         // A file the patch names but leaves as it was (a header without
-        // hunks, or hunks that change nothing) is not reported as changed;
-        // one written under another name is a change.
+        // hunks, or hunks that change nothing) is not reported as changed.
         if status == "modified"
             && base.is_some()
-            && from.as_deref() == Some(to.as_path())
             && content == base_ref.content
             && (mode, symlink) == (base_ref.mode, base_ref.symlink)
         {

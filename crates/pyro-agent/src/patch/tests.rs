@@ -294,8 +294,9 @@ fn unsafe_and_impossible_patches_are_refused() {
     assert!(apply(d.path(), "not a patch at all\n").is_err());
 }
 
-/// A patch with headers and no change, and one that would put a file
-/// where a directory is: refused, and the tree is as it was.
+/// A patch with headers and no change, one that would put a file where a
+/// directory is, and one whose plain header names two files: refused, and
+/// the tree is as it was.
 #[test]
 fn empty_patches_and_files_over_directories_are_refused() {
     let d = tree(&[("a.txt", "one\n"), ("dir/x", "x\n")]);
@@ -316,25 +317,20 @@ fn empty_patches_and_files_over_directories_are_refused() {
     .unwrap_err();
     assert!(e.message.contains("dir"), "{}", e.message);
     assert_eq!(listing(d.path()), before);
-    // Written over a directory under another name: refused before
-    // anything moves.
-    let e = apply(
-        d.path(),
+    // Two names for one file, with or without a change, and with mixed
+    // prefixes: refused, nothing written.
+    for two_names in [
         "--- a/a.txt\n+++ b/dir\n@@ -1 +1 @@\n-one\n+two\n",
-    )
-    .unwrap_err();
-    assert_eq!(
-        e.message,
-        "dir is a directory in the workspace; the patch cannot write a file there"
-    );
-    assert_eq!(listing(d.path()), before);
-    // Hunks that change nothing, under another name: the new name gets
-    // the content, the old one stays.
-    apply(
-        d.path(),
         "--- a/a.txt\n+++ b/b.txt\n@@ -1 +1 @@\n-one\n+one\n",
-    )
-    .unwrap();
-    assert_eq!(std::fs::read(d.path().join("b.txt")).unwrap(), b"one\n");
+        "--- a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+two\n",
+    ] {
+        let e = apply(d.path(), two_names).unwrap_err();
+        assert!(
+            e.message.contains("--- and +++ lines name different files"),
+            "{}",
+            e.message
+        );
+        assert_eq!(listing(d.path()), before);
+    }
     assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"one\n");
 }
