@@ -135,8 +135,7 @@ pub struct FileWriteView {
 pub struct PatchView {
     /// Workspace.
     pub workspace_id: String,
-    /// Whether any file changed: true for every patch applied (the guest
-    /// refuses a patch that changes nothing), kept for scripts that test it.
+    /// Whether any file changed (always true: a patch that changes nothing is refused).
     pub changed: bool,
     /// The files it changed.
     pub files: Vec<PatchedFile>,
