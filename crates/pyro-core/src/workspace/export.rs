@@ -32,7 +32,14 @@ pub(super) fn export_budget(dir: &Path) -> Result<u64, CoreError> {
             e.into(),
         )
     })?;
-    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    budget_for(
+        st.blocks_available().saturating_mul(st.fragment_size()),
+        dir,
+    )
+}
+
+/// [`export_budget`] for `free` bytes free in `dir`'s filesystem.
+pub(super) fn budget_for(free: u64, dir: &Path) -> Result<u64, CoreError> {
     let budget = (free.saturating_sub(EXPORT_RESERVE_BYTES) / 2).min(EXPORT_MAX_BYTES);
     if budget == 0 {
         return Err(CoreError::TooLarge(format!(

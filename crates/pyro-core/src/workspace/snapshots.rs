@@ -430,10 +430,21 @@ impl Workspaces {
 /// Refuses work that needs `need` bytes in `dir`'s filesystem beyond a
 /// reserve kept free for records and logs.
 pub(super) fn ensure_room(need: u64, dir: &Path, what: &str) -> Result<(), CoreError> {
-    const RESERVE: u64 = 256 << 20;
     let st = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| CoreError::io("checking free space", e.into()))?;
-    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    room_in(
+        need,
+        st.blocks_available().saturating_mul(st.fragment_size()),
+        dir,
+        what,
+    )
+}
+
+/// Free space kept by [`ensure_room`].
+const RESERVE: u64 = 256 << 20;
+
+/// [`ensure_room`] for `free` bytes free in `dir`'s filesystem.
+fn room_in(need: u64, free: u64, dir: &Path, what: &str) -> Result<(), CoreError> {
     let need = need.saturating_add(RESERVE);
     if need > free {
         return Err(CoreError::TooLarge(format!(

@@ -89,16 +89,24 @@ fn tree_swaps_survive_interruption() {
 }
 
 /// An export may take half of what is free beyond the reserve, at most
-/// its cap; a directory that cannot be checked is an error that names it.
+/// its cap; with nothing to take it is refused; a directory that cannot be
+/// checked is an error that names it.
 #[test]
 fn an_export_budget_is_bounded_by_free_space_and_the_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    let st = nix::sys::statvfs::statvfs(dir.path()).unwrap();
-    let free = st.blocks_available() * st.fragment_size();
-    let budget = super::export::export_budget(dir.path()).unwrap();
-    assert!(budget <= super::export::EXPORT_MAX_BYTES);
-    assert!(budget <= free.saturating_sub(super::export::EXPORT_RESERVE_BYTES) / 2);
-    let missing = dir.path().join("missing");
+    use super::export::{EXPORT_MAX_BYTES, EXPORT_RESERVE_BYTES, budget_for};
+    let dir = Path::new("/out");
+    assert_eq!(budget_for(EXPORT_RESERVE_BYTES + 10, dir).unwrap(), 5);
+    assert_eq!(budget_for(u64::MAX, dir).unwrap(), EXPORT_MAX_BYTES);
+    for none in [0, EXPORT_RESERVE_BYTES, EXPORT_RESERVE_BYTES + 1] {
+        let e = budget_for(none, dir).unwrap_err();
+        assert!(
+            matches!(&e, CoreError::TooLarge(m) if m.starts_with(&format!("/out has {none} bytes free"))),
+            "{e}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(super::export::export_budget(tmp.path()).is_ok_and(|b| b <= EXPORT_MAX_BYTES));
+    let missing = tmp.path().join("missing");
     let e = super::export::export_budget(&missing).unwrap_err();
     assert!(
         matches!(&e, CoreError::Io { context, .. } if context.contains("missing")),

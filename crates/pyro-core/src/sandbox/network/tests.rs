@@ -90,8 +90,6 @@ async fn a_sandbox_without_a_network_refuses_network_calls() {
         "{e}"
     );
     none.start_network_daemon(&policy).await.unwrap();
-    // Nothing to stop either.
-    stop_relays_for(&none, "web");
 
     let dir = tempfile::tempdir().unwrap();
     let mut unmade = with_network(

@@ -148,11 +148,3 @@ fn type_and_mode_changes_render_as_git_does() {
         "diff --git a/x b/x\nold mode 100644\nnew mode 100755\n"
     );
 }
-
-/// A diff asked for without limits gets the documented defaults.
-#[test]
-fn default_limits_are_the_documented_ones() {
-    let d = DiffLimits::default();
-    assert_eq!(d.max_entries, crate::limits::DIFF_ENTRIES.default);
-    assert_eq!(d.max_patch_bytes, crate::limits::DIFF_PATCH_BYTES.default);
-}

@@ -37,14 +37,19 @@ fn disk_usage_counts_written_blocks_only() {
 /// checked is an error too, never taken as room.
 #[test]
 fn work_without_room_is_refused_before_it_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    ensure_room(1 << 20, dir.path(), "a snapshot").unwrap();
-    let e = ensure_room(u64::MAX / 2, dir.path(), "a snapshot").unwrap_err();
+    let dir = Path::new("/var/pyro");
+    room_in(100 << 20, (100 << 20) + RESERVE, dir, "a snapshot").unwrap();
+    let e = room_in(100 << 20, (100 << 20) + RESERVE - 1, dir, "a snapshot").unwrap_err();
     assert!(
-        matches!(&e, CoreError::TooLarge(m) if m.starts_with("a snapshot needs about")
-            && m.contains("MiB free")),
+        matches!(&e, CoreError::TooLarge(m) if m == "a snapshot needs about 356 MiB and /var/pyro \
+            has 355 MiB free (pyro keeps 256 MiB of it free); free some space, or delete \
+            snapshots or workspaces"),
         "{e}"
     );
-    let e = ensure_room(1, &dir.path().join("missing"), "a snapshot").unwrap_err();
+    // A need near the top does not wrap round to a small one.
+    assert!(room_in(u64::MAX - 1, u64::MAX - 1, dir, "a fork").is_err());
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(ensure_room(u64::MAX / 2, tmp.path(), "a snapshot").is_err());
+    let e = ensure_room(1, &tmp.path().join("missing"), "a snapshot").unwrap_err();
     assert!(matches!(&e, CoreError::Io { .. }), "{e:?}");
 }
