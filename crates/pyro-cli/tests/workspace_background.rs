@@ -374,7 +374,7 @@ fn the_log_says_what_it_could_not_keep() {
     let home = Home::new();
     let id = create(&home, &[]);
     // 3 MiB in the background, unread until it ended: the guest holds 2 MiB
-    // of it. (It starts after a pause, so the detaching call never sees it
+    // of it. (It starts once told to, so the detaching call never sees it
     // end: that call would read it, and take it out of the background.)
     let v = json(ok(&ws(
         &home,
@@ -384,11 +384,13 @@ fn the_log_says_what_it_could_not_keep() {
             "--detach",
             "--json",
             "--",
-            "sleep 2; head -c 3145728 /dev/zero; touch /tmp/finished",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; head -c 3145728 /dev/zero; \
+             touch /tmp/finished",
         ],
     )));
     assert_eq!(v["state"], "running", "{v}");
     let seq = v["sequence"].to_string();
+    ok(&ws(&home, &["exec", &id, "--", "touch /tmp/go"]));
     // Ended (its marker is there) before anything read it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while stdout(ok(&ws(
