@@ -81,7 +81,7 @@ lint:
 # (host-compat for breadth), the real-VM tests (serial), the docs/help
 # expectation tests, the five use-case recipes on real guests through the MCP
 # server, the wheel installed and run; then the line-coverage gate
-# (scripts/coverage.sh: per crate, fails below COVERAGE_MIN percent of the
+# (scripts/coverage.sh: per crate, fails when the total is below COVERAGE_MIN percent of the
 # crates' src/ lines), then every fuzz target for a bounded time.
 #
 # Each build of `pyro` here may differ (features unify differently for the
