@@ -190,7 +190,8 @@ pub fn paths(data: &[u8]) {
 /// A guest-written disk image, read in user space the way pyro's disk
 /// tools read it: its geometry checked first, as they check it, then every
 /// directory walked (bounded), every regular file
-/// opened and read (bounded), every link's target read.
+/// opened and read (bounded), every link's target read when its length is
+/// within what they read (they refuse a longer one unread).
 pub fn disk(data: &[u8]) {
     const ENTRIES_MAX: usize = 256;
     const READ_MAX: u64 = 1 << 20;
@@ -233,7 +234,7 @@ pub fn disk(data: &[u8]) {
                     let _ =
                         std::io::copy(&mut std::io::Read::take(f, READ_MAX), &mut std::io::sink());
                 }
-            } else if ft.is_symlink() {
+            } else if ft.is_symlink() && meta.len() <= pyro_vmm::disk::LINK_TARGET_MAX {
                 let _ = fs.read_link(path.as_slice());
             }
         }

@@ -176,6 +176,11 @@ fn copy_range(s: &File, d: &File, from: i64, to: i64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The longest symlink target pyro reads from a guest's disk: a longer
+/// one is refused before it is read (a reader sizes its buffer by the
+/// length the guest wrote).
+pub const LINK_TARGET_MAX: u64 = 4096;
+
 /// Where an ext4 superblock starts, and how many of its bytes
 /// [`check_ext4_geometry`] reads.
 pub const EXT4_SUPERBLOCK: (u64, usize) = (1024, 1024);

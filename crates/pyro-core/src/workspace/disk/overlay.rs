@@ -37,7 +37,7 @@ pub(crate) struct Node {
 }
 
 /// The longest symlink target read from a guest's disk.
-pub(crate) const LINK_MAX: u64 = 4096;
+pub(crate) const LINK_MAX: u64 = pyro_vmm::disk::LINK_TARGET_MAX;
 
 /// One layer of the disk, addressed by plain names from its root.
 pub(crate) trait Layer {
