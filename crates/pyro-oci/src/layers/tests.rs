@@ -477,3 +477,41 @@ fn the_header_walk_refuses_odd_and_oversized_archives() {
     );
     assert_eq!(header_size(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(0));
 }
+
+/// The root's own entry (`./`) sets only the root's mode; a name that is
+/// not UTF-8 is no whiteout and is unpacked as it is; paths over the
+/// length limit or holding a NUL are refused.
+#[test]
+fn the_root_entry_and_raw_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut t = Tar::new();
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..2].copy_from_slice(b"./");
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_size(0);
+    h.set_cksum();
+    t.0.append(&h, &b""[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..3].copy_from_slice(b"\xffx\xfe");
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(2);
+    h.set_cksum();
+    t.0.append(&h, &b"hi"[..]).unwrap();
+    let l = t.done(tmp.path(), "raw", Compression::None);
+    let done = apply(&root, &l).unwrap();
+    assert_eq!((done.entries, done.whiteouts), (2, 0));
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o750);
+    let raw = root.join(std::ffi::OsStr::from_bytes(b"\xffx\xfe"));
+    assert_eq!(std::fs::read(raw).unwrap(), b"hi");
+
+    let e = entry_path(&vec![b'a'; MAX_PATH + 1]).unwrap_err();
+    assert!(e.contains("longer than 4096 bytes or holds a NUL"), "{e}");
+    let e = entry_path(b"a\0b").unwrap_err();
+    assert!(e.contains("holds a NUL"), "{e}");
+}

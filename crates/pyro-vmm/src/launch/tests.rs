@@ -205,3 +205,30 @@ fn jailed_diagnostics_never_follow_a_link_in_the_jail() {
         "{d}"
     );
 }
+
+/// Removing a VM's files takes its jail and sockets, and a cgroup that
+/// cannot go is reported with the processes still in it (the rest is
+/// removed all the same).
+#[test]
+fn a_vm_whose_cgroup_cannot_go_is_reported_with_its_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), true);
+    let paths = VmPaths::for_spec(&s);
+    let jail = paths.jail_dir.clone().unwrap();
+    std::fs::create_dir_all(jail.join("root/dev")).unwrap();
+    std::fs::write(jail.join("root/upper.ext4"), b"disk").unwrap();
+    let cg = dir.path().join("cgroup");
+    // A group the kernel would not let go: here a file keeps it.
+    let group = cg.join("memory/pyro").join(&s.id);
+    std::fs::create_dir_all(&group).unwrap();
+    std::fs::write(group.join("cgroup.procs"), "4242\n4343\n").unwrap();
+    let e = remove_vm_files(&s.id, &paths, Some((&cg, "pyro"))).unwrap_err();
+    assert!(
+        e.starts_with(&format!("{}: ", group.display())) && e.ends_with("(processes: 4242 4343)"),
+        "{e}"
+    );
+    assert!(!jail.exists());
+    std::fs::remove_file(group.join("cgroup.procs")).unwrap();
+    remove_vm_files(&s.id, &paths, Some((&cg, "pyro"))).unwrap();
+    assert!(!group.exists());
+}
