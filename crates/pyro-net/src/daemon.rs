@@ -158,6 +158,22 @@ struct State {
 }
 
 impl State {
+    /// A daemon's state for `config`, with `dir` its directory: nothing
+    /// answered, learned or let in yet.
+    fn new(dir: &Path, config: Config) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            config: Mutex::new(config),
+            cache: Mutex::new(HashMap::new()),
+            learned: Mutex::new(HashMap::new()),
+            allowed: tokio::sync::Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            log: Mutex::new(None),
+            dns_denials: Mutex::new((0, 0, 0)),
+            lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
+        }
+    }
+
     fn policy(&self) -> Policy {
         lock(&self.config).policy.clone()
     }
@@ -200,17 +216,7 @@ pub fn run(dir: &Path) -> Result<(), NetError> {
 
 async fn serve(dir: &Path, config: Config, s: NsSockets) -> Result<(), NetError> {
     let vm = config.vm;
-    let state = Arc::new(State {
-        dir: dir.to_owned(),
-        config: Mutex::new(config),
-        cache: Mutex::new(HashMap::new()),
-        learned: Mutex::new(HashMap::new()),
-        allowed: tokio::sync::Mutex::new(HashMap::new()),
-        generation: std::sync::atomic::AtomicU64::new(0),
-        log: Mutex::new(None),
-        dns_denials: Mutex::new((0, 0, 0)),
-        lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
-    });
+    let state = Arc::new(State::new(dir, config));
     let udp = Arc::new(
         tokio::net::UdpSocket::from_std(s.udp).map_err(|e| NetError::io("DNS socket", e))?,
     );

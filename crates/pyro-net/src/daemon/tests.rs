@@ -66,24 +66,17 @@ fn addresses(reply: &[u8]) -> Vec<Ipv4Addr> {
 /// A daemon's state for `policy`, its log in `dir`, its namespace one that
 /// does not exist (so changing the `dns_allow` set fails).
 fn state(dir: &Path, policy: Policy) -> Arc<State> {
-    Arc::new(State {
-        dir: dir.to_owned(),
-        config: Mutex::new(Config {
+    Arc::new(State::new(
+        dir,
+        Config {
             version: CONFIG_VERSION,
             netns: "pyro-test-no-such-namespace".into(),
             policy,
             vm: None,
             log_dir: dir.to_owned(),
             generation: 0,
-        }),
-        cache: Mutex::new(HashMap::new()),
-        learned: Mutex::new(HashMap::new()),
-        allowed: tokio::sync::Mutex::new(HashMap::new()),
-        generation: std::sync::atomic::AtomicU64::new(0),
-        log: Mutex::new(None),
-        dns_denials: Mutex::new((0, 0, 0)),
-        lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
-    })
+        },
+    ))
 }
 
 /// Puts `name`'s host answer in the cache, so no host lookup is made.
