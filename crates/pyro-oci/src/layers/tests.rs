@@ -15,10 +15,22 @@ impl Tar {
         link: Option<&str>,
         data: &[u8],
     ) -> &mut Self {
+        let mode = if kind.is_dir() { 0o755 } else { 0o644 };
+        self.entry(name.as_bytes(), kind, mode, link, data)
+    }
+    /// An entry with a name of any bytes and its own mode.
+    fn entry(
+        &mut self,
+        name: &[u8],
+        kind: tar::EntryType,
+        mode: u32,
+        link: Option<&str>,
+        data: &[u8],
+    ) -> &mut Self {
         let mut h = tar::Header::new_gnu();
-        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
         h.set_entry_type(kind);
-        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_mode(mode);
         h.set_size(data.len() as u64);
         if let Some(l) = link {
             h.as_gnu_mut().unwrap().linkname[..l.len()].copy_from_slice(l.as_bytes());
@@ -487,22 +499,10 @@ fn the_root_entry_and_raw_names() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let mut t = Tar::new();
-    let mut h = tar::Header::new_gnu();
-    h.as_gnu_mut().unwrap().name[..2].copy_from_slice(b"./");
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o750);
-    h.set_size(0);
-    h.set_cksum();
-    t.0.append(&h, &b""[..]).unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.as_gnu_mut().unwrap().name[..3].copy_from_slice(b"\xffx\xfe");
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(2);
-    h.set_cksum();
-    t.0.append(&h, &b"hi"[..]).unwrap();
-    let l = t.done(tmp.path(), "raw", Compression::None);
+    let l = Tar::new()
+        .entry(b"./", tar::EntryType::Directory, 0o750, None, b"")
+        .entry(b"\xffx\xfe", tar::EntryType::Regular, 0o644, None, b"hi")
+        .done(tmp.path(), "raw", Compression::None);
     let done = apply(&root, &l).unwrap();
     assert_eq!((done.entries, done.whiteouts), (2, 0));
     let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
