@@ -495,7 +495,7 @@ fn disk(name: &str, dir: &Path) -> Check {
             break;
         }
     }
-    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() * s.fragment_size());
+    let free = crate::free_bytes(&probe);
     disk_check(name, dir, &probe, free)
 }
 

@@ -379,6 +379,11 @@ pub fn check_range<T: PartialOrd + std::fmt::Display>(
 
 pub use pyro_env::now_unix;
 
+/// Bytes free to an unprivileged writer in the filesystem of `dir`.
+pub(crate) fn free_bytes(dir: &std::path::Path) -> nix::Result<u64> {
+    nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+}
+
 /// `n` random bytes as lowercase hex (from the kernel's CSPRNG). Panics if
 /// that source fails other than by an interrupted call.
 pub fn random_hex(n: usize) -> String {

@@ -26,16 +26,13 @@ pub const EXPORT_RESERVE_BYTES: u64 = 256 << 20;
 /// the extracted copy both land on `dir`'s filesystem, so half of its free
 /// space less a reserve, and never more than [`EXPORT_MAX_BYTES`].
 pub(super) fn export_budget(dir: &Path) -> Result<u64, CoreError> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+    let free = crate::free_bytes(dir).map_err(|e| {
         CoreError::io(
             format!("checking free space in {}", dir.display()),
             e.into(),
         )
     })?;
-    budget_for(
-        st.blocks_available().saturating_mul(st.fragment_size()),
-        dir,
-    )
+    budget_for(free, dir)
 }
 
 /// [`export_budget`] for `free` bytes free in `dir`'s filesystem.

@@ -430,14 +430,9 @@ impl Workspaces {
 /// Refuses work that needs `need` bytes in `dir`'s filesystem beyond a
 /// reserve kept free for records and logs.
 pub(super) fn ensure_room(need: u64, dir: &Path, what: &str) -> Result<(), CoreError> {
-    let st = nix::sys::statvfs::statvfs(dir)
-        .map_err(|e| CoreError::io("checking free space", e.into()))?;
-    room_in(
-        need,
-        st.blocks_available().saturating_mul(st.fragment_size()),
-        dir,
-        what,
-    )
+    let free =
+        crate::free_bytes(dir).map_err(|e| CoreError::io("checking free space", e.into()))?;
+    room_in(need, free, dir, what)
 }
 
 /// Free space kept by [`ensure_room`].
